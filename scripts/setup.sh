@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up a fresh checkout: .venv in the repository root with the project (editable, with its
+# `clearingd` console command and the dev tools) and the pinned npm tools (anvil, solcjs).
+# Idempotent: a second run only checks that everything is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  .venv/bin/python -m pip check
+  rm -f .venv/.installed-* && touch "$stamp"
+fi
+if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] || [ ! -f node_modules/solc/soljson.js ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "setup: ok ($(.venv/bin/python --version), anvil $(node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --version | head -n1 | awk '{print $3}'))"
