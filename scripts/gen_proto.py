@@ -65,9 +65,13 @@ def main() -> int:
             return 1
         print("node/pb is up to date")
         return 0
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    generate(OUT)
+    # Generate aside, then swap in, so a concurrent import never sees a half-written tree.
+    with tempfile.TemporaryDirectory(dir=OUT.parent) as tmp:
+        generate(Path(tmp) / "pb")
+        old = Path(tmp) / "old"
+        if OUT.exists():
+            OUT.rename(old)
+        (Path(tmp) / "pb").rename(OUT)
     print(f"generated {sum(1 for _ in OUT.rglob('*_pb2.py'))} modules into node/pb")
     return 0
 
