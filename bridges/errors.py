@@ -6,3 +6,58 @@ Append new leaves here (several engineers add to this file; keep additions appen
 
 class BridgeError(Exception):
     """Base of every error raised by `bridges`."""
+
+
+# --- chain adapter (bridges/chain.py) ---
+
+
+class ChainUnavailable(BridgeError):
+    """A chain's RPC did not answer after the bounded retries; nothing was guessed in its place."""
+
+    def __init__(self, chain_id: int, reason: str) -> None:
+        super().__init__(f"chain {chain_id} unavailable: {reason}")
+        self.chain_id = chain_id
+        self.reason = reason
+
+
+class RpcError(BridgeError):
+    """A chain's RPC answered with a deterministic JSON-RPC error (not retried)."""
+
+    def __init__(self, chain_id: int, method: str, code: int, message: str, data: object = None) -> None:
+        super().__init__(f"chain {chain_id} {method}: error {code}: {message}")
+        self.chain_id = chain_id
+        self.method = method
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class CallReverted(RpcError):
+    """An eth_call or transaction reverted; `data` holds the revert bytes when the node gave them."""
+
+
+class ChainIdMismatch(BridgeError):
+    """The RPC endpoint serves a different chain id than the one configured."""
+
+
+class PinNotReady(BridgeError):
+    """No block can be pinned yet: the cutoff is not followed by a confirmed later block."""
+
+
+class ReorgDetected(BridgeError):
+    """A pinned or followed block is no longer canonical; re-pin and re-read."""
+
+    def __init__(self, chain_id: int, number: int, expected_hash: str, actual_hash: str | None) -> None:
+        super().__init__(f"chain {chain_id} block {number}: pinned {expected_hash}, canonical {actual_hash}")
+        self.chain_id = chain_id
+        self.number = number
+        self.expected_hash = expected_hash
+        self.actual_hash = actual_hash
+
+
+class ReorgTooDeep(BridgeError):
+    """A reorg reached below the follower's bounded block history; it cannot rewind safely."""
+
+
+class InvalidChainResponse(BridgeError):
+    """The RPC answered with a malformed value (wrong type, length or shape) for the named field."""
