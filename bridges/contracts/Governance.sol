@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title Governance of the clearing layer (home chain).
+/// @notice Holds the validator set (by version), proposals that carry either the COMPLETE canonical
+/// risk parameter encoding (kind 1) or a validator-set change (kind 2), and one vote per validator
+/// per proposal. Approval: with n the set size when the proposal was created, votes cast >= ceil(2n/3)
+/// (quorum) and yes >= ceil(2n/3). Approved validator-set changes are applied to the contract's own set
+/// by `execute(id)` after the voting period, so later proposals use the new set. Validator-set changes
+/// are serialised: no new one may be proposed while another is voting or approved but not executed.
+/// @dev The contract does not interpret parameter payloads nor epochs; the node's tally validates the
+/// parameter set and the activation epoch (defence in depth: it also re-checks every vote).
+contract Governance {
+    uint8 public constant KIND_PARAMETER_SET = 1;
+    uint8 public constant KIND_VALIDATOR_SET = 2;
+    uint8 public constant CHOICE_YES = 1;
+    uint8 public constant CHOICE_NO = 2;
+    uint8 public constant CHOICE_ABSTAIN = 3;
+    uint256 public constant MAX_PAYLOAD_BYTES = 4096;
+    uint256 public constant MAX_VOTING_PERIOD_BLOCKS = 1_000_000;
+    uint256 public constant MAX_VALIDATORS = 128;
+
+    struct Proposal {
+        uint64 id;
+        uint8 kind;
+        address proposer;
+        bytes payload;
+        uint64 createdBlock;
+        uint64 endBlock;
+        uint64 activationEpoch;
+        uint32 setVersion;
+        uint32 setSize;
+        uint32 yes;
+        uint32 no;
+        uint32 abstain;
+        bool executed;
+        uint32 resultingSetVersion;
+    }
+
+    struct Vote {
+        address voter;
+        uint8 choice;
+        uint64 blockNumber;
+    }
+
+    /// The caller is not a member of the validator set that governs this action.
+    error NotValidator(address account, uint32 setVersion);
+    /// The validator already voted on this proposal.
+    error AlreadyVoted(uint256 id, address voter);
+    /// No proposal with this id.
+    error UnknownProposal(uint256 id);
+    /// The kind is neither PARAMETER_SET (1) nor VALIDATOR_SET (2).
+    error InvalidKind(uint8 kind);
+    /// The choice is not yes (1), no (2) or abstain (3).
+    error InvalidChoice(uint8 choice);
+    /// The payload is empty or longer than MAX_PAYLOAD_BYTES.
+    error InvalidPayloadLength(uint256 length);
+    /// The voting period is zero or longer than MAX_VOTING_PERIOD_BLOCKS.
+    error InvalidVotingPeriod(uint256 blocks);
+    /// Votes are accepted only up to and including the end block.
+    error VotingClosed(uint256 id, uint64 endBlock);
+    /// Execution is possible only after the end block.
+    error VotingNotEnded(uint256 id, uint64 endBlock);
+    /// The proposal did not reach quorum and approval.
+    error NotApproved(uint256 id);
+    /// The proposal was already executed.
+    error AlreadyExecuted(uint256 id);
+    /// Only validator-set proposals are executed on chain.
+    error NotValidatorSetProposal(uint256 id);
+    /// Another validator-set change is voting or approved but not yet executed.
+    error ValidatorSetChangePending(uint256 openId);
+    /// An added validator is the zero address, already a member, or listed twice.
+    error InvalidAddition(address account);
+    /// A removed validator is not a member or listed twice.
+    error InvalidRemoval(address account);
+    /// The new set would be empty or larger than MAX_VALIDATORS.
+    error InvalidSetSize(uint256 size);
+    /// The threshold must satisfy 2n/3 < t <= n for the new set size n.
+    error InvalidThreshold(uint256 threshold, uint256 size);
+
+    event ProposalCreated(
+        uint256 indexed id, uint8 kind, address indexed proposer, uint64 endBlock, uint64 activationEpoch
+    );
+    event VoteCast(uint256 indexed id, address indexed voter, uint8 choice);
+    event ProposalExecuted(uint256 indexed id, uint32 newSetVersion);
+    event ValidatorSetChanged(uint32 indexed version, address[] members, uint32 threshold);
+
+    uint32 public setVersion;
+    uint256 public openValidatorSetProposal;
+    mapping(uint32 => address[]) private _members;
+    mapping(uint32 => mapping(address => bool)) private _isMemberAt;
+    mapping(uint32 => uint32) private _thresholdAt;
+    Proposal[] private _proposals;
+    mapping(uint256 => Vote[]) private _votes;
+    mapping(uint256 => mapping(address => bool)) private _hasVoted;
+
+    constructor(address[] memory genesisValidators, uint32 genesisThreshold) {
+        uint256 n = genesisValidators.length;
+        if (n == 0 || n > MAX_VALIDATORS) revert InvalidSetSize(n);
+        if (3 * uint256(genesisThreshold) <= 2 * n || genesisThreshold > n) {
+            revert InvalidThreshold(genesisThreshold, n);
+        }
+        for (uint256 i = 0; i < n; i++) {
+            address a = genesisValidators[i];
+            if (a == address(0) || _isMemberAt[0][a]) revert InvalidAddition(a);
+            _isMemberAt[0][a] = true;
+            _members[0].push(a);
+        }
+        _thresholdAt[0] = genesisThreshold;
+        emit ValidatorSetChanged(0, genesisValidators, genesisThreshold);
+    }
+
+    // ---------------------------------------------------------------- transactions
+
+    function propose(uint8 kind, bytes calldata payload, uint64 votingPeriodBlocks, uint64 activationEpoch)
+        external
+        returns (uint256 id)
+    {
+        uint32 version = setVersion;
+        if (!_isMemberAt[version][msg.sender]) revert NotValidator(msg.sender, version);
+        if (kind != KIND_PARAMETER_SET && kind != KIND_VALIDATOR_SET) revert InvalidKind(kind);
+        if (payload.length == 0 || payload.length > MAX_PAYLOAD_BYTES) {
+            revert InvalidPayloadLength(payload.length);
+        }
+        if (votingPeriodBlocks == 0 || votingPeriodBlocks > MAX_VOTING_PERIOD_BLOCKS) {
+            revert InvalidVotingPeriod(votingPeriodBlocks);
+        }
+        id = _proposals.length + 1;
+        if (kind == KIND_VALIDATOR_SET) {
+            if (_isValidatorSetChangeOpen()) revert ValidatorSetChangePending(openValidatorSetProposal);
+            _computeNewSet(payload);
+            openValidatorSetProposal = id;
+        }
+        uint64 endBlock = uint64(block.number) + votingPeriodBlocks;
+        _proposals.push(
+            Proposal({
+                id: uint64(id),
+                kind: kind,
+                proposer: msg.sender,
+                payload: payload,
+                createdBlock: uint64(block.number),
+                endBlock: endBlock,
+                activationEpoch: activationEpoch,
+                setVersion: version,
+                setSize: uint32(_members[version].length),
+                yes: 0,
+                no: 0,
+                abstain: 0,
+                executed: false,
+                resultingSetVersion: 0
+            })
+        );
+        emit ProposalCreated(id, kind, msg.sender, endBlock, activationEpoch);
+    }
+
+    function vote(uint256 id, uint8 choice) external {
+        Proposal storage p = _getProposal(id);
+        if (choice < CHOICE_YES || choice > CHOICE_ABSTAIN) revert InvalidChoice(choice);
+        if (block.number > p.endBlock) revert VotingClosed(id, p.endBlock);
+        if (!_isMemberAt[p.setVersion][msg.sender]) revert NotValidator(msg.sender, p.setVersion);
+        if (_hasVoted[id][msg.sender]) revert AlreadyVoted(id, msg.sender);
+        _hasVoted[id][msg.sender] = true;
+        _votes[id].push(Vote({voter: msg.sender, choice: choice, blockNumber: uint64(block.number)}));
+        if (choice == CHOICE_YES) p.yes += 1;
+        else if (choice == CHOICE_NO) p.no += 1;
+        else p.abstain += 1;
+        emit VoteCast(id, msg.sender, choice);
+    }
+
+    /// Apply an approved validator-set change after its voting period (permissionless).
+    function execute(uint256 id) external {
+        Proposal storage p = _getProposal(id);
+        if (p.kind != KIND_VALIDATOR_SET) revert NotValidatorSetProposal(id);
+        if (p.executed) revert AlreadyExecuted(id);
+        if (block.number <= p.endBlock) revert VotingNotEnded(id, p.endBlock);
+        if (!_isApproved(p)) revert NotApproved(id);
+        (address[] memory newMembers, uint32 threshold) = _computeNewSet(p.payload);
+        uint32 version = setVersion + 1;
+        for (uint256 i = 0; i < newMembers.length; i++) {
+            _isMemberAt[version][newMembers[i]] = true;
+        }
+        _members[version] = newMembers;
+        _thresholdAt[version] = threshold;
+        setVersion = version;
+        p.executed = true;
+        p.resultingSetVersion = version;
+        openValidatorSetProposal = 0;
+        emit ProposalExecuted(id, version);
+        emit ValidatorSetChanged(version, newMembers, threshold);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    function proposalCount() external view returns (uint256) {
+        return _proposals.length;
+    }
+
+    function getProposal(uint256 id) external view returns (Proposal memory) {
+        return _getProposal(id);
+    }
+
+    function getVotes(uint256 id) external view returns (Vote[] memory) {
+        _getProposal(id);
+        return _votes[id];
+    }
+
+    function validatorsAt(uint32 version) external view returns (address[] memory) {
+        return _members[version];
+    }
+
+    function thresholdAt(uint32 version) external view returns (uint32) {
+        return _thresholdAt[version];
+    }
+
+    function isValidatorAt(uint32 version, address account) external view returns (bool) {
+        return _isMemberAt[version][account];
+    }
+
+    function isApproved(uint256 id) external view returns (bool) {
+        return _isApproved(_getProposal(id));
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _getProposal(uint256 id) private view returns (Proposal storage) {
+        if (id == 0 || id > _proposals.length) revert UnknownProposal(id);
+        return _proposals[id - 1];
+    }
+
+    function _isApproved(Proposal storage p) private view returns (bool) {
+        uint256 needed = (2 * uint256(p.setSize) + 2) / 3; // ceil(2n/3)
+        uint256 cast = uint256(p.yes) + p.no + p.abstain;
+        return cast >= needed && p.yes >= needed;
+    }
+
+    function _isValidatorSetChangeOpen() private view returns (bool) {
+        uint256 id = openValidatorSetProposal;
+        if (id == 0) return false;
+        Proposal storage p = _proposals[id - 1];
+        if (block.number <= p.endBlock) return true;
+        return _isApproved(p);
+    }
+
+    /// Decode and check a change against the current set: abi.encode(address[] add, address[] remove,
+    /// uint256 threshold). Returns the new member list (old order minus removals, then additions).
+    function _computeNewSet(bytes memory payload) private view returns (address[] memory, uint32) {
+        (address[] memory add, address[] memory remove, uint256 threshold) =
+            abi.decode(payload, (address[], address[], uint256));
+        uint32 version = setVersion;
+        address[] storage old = _members[version];
+        for (uint256 i = 0; i < remove.length; i++) {
+            if (!_isMemberAt[version][remove[i]]) revert InvalidRemoval(remove[i]);
+            for (uint256 j = 0; j < i; j++) {
+                if (remove[j] == remove[i]) revert InvalidRemoval(remove[i]);
+            }
+        }
+        for (uint256 i = 0; i < add.length; i++) {
+            if (add[i] == address(0) || _isMemberAt[version][add[i]]) revert InvalidAddition(add[i]);
+            for (uint256 j = 0; j < i; j++) {
+                if (add[j] == add[i]) revert InvalidAddition(add[i]);
+            }
+        }
+        uint256 size = old.length - remove.length + add.length;
+        if (size == 0 || size > MAX_VALIDATORS) revert InvalidSetSize(size);
+        if (3 * threshold <= 2 * size || threshold > size) revert InvalidThreshold(threshold, size);
+        address[] memory next = new address[](size);
+        uint256 k = 0;
+        for (uint256 i = 0; i < old.length; i++) {
+            bool removed = false;
+            for (uint256 j = 0; j < remove.length; j++) {
+                if (remove[j] == old[i]) removed = true;
+            }
+            if (!removed) next[k++] = old[i];
+        }
+        for (uint256 i = 0; i < add.length; i++) {
+            next[k++] = add[i];
+        }
+        return (next, uint32(threshold));
+    }
+}
