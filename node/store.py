@@ -1,0 +1,305 @@
+"""SQLite implementation of `node.ports.Store` (the node's embedded persistence).
+
+Persists, in one database file (WAL journal, `synchronous=FULL`):
+- `signing`: the single last-signed (epoch, digest) row: durable before `record_signing` returns,
+  checked and written inside one `BEGIN IMMEDIATE` transaction, so two writers (even two processes)
+  cannot both pass the check, and a node restarted after SIGKILL never signs twice;
+- `states` (one row per epoch) and `leaves` (primary key (epoch, account), unique (epoch, idx)):
+  `put_signed_state` writes a state and all its leaves in one transaction (all or nothing);
+- `evidence` (append-only, duplicates ignored) and `meta` (key -> bytes).
+
+Invariants: reads return exactly what was written (bytes/ints round-trip; `detail` unchanged);
+the schema version is `PRAGMA user_version`, and `MIGRATIONS[v]` upgrades v -> v+1 inside a
+transaction; a database newer than this code is refused (`StoreError`). Threads: one writer
+connection behind a lock, one reader connection per reading thread (WAL lets readers run while the
+writer commits; every read sees one committed snapshot).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from node.ports import DoubleSignRefused, NodeError
+from node.records import AccountLeaf, ChainPin, Evidence, SignedState
+
+BUSY_TIMEOUT_MS = 10_000
+MAX_LIST_LIMIT = 10_000
+WITHDRAWAL_ID_LEN = 32
+
+MIGRATIONS: tuple[str, ...] = (
+    # v0 -> v1: the initial schema.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE signing (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch INTEGER NOT NULL,
+        digest BLOB NOT NULL
+    );
+    CREATE TABLE states (
+        epoch INTEGER PRIMARY KEY,
+        network_id INTEGER NOT NULL,
+        keyset_id INTEGER NOT NULL,
+        pins TEXT NOT NULL,
+        inputs_digest BLOB NOT NULL,
+        params_hash BLOB NOT NULL,
+        root BLOB NOT NULL,
+        leaf_count INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        signers TEXT NOT NULL
+    );
+    CREATE TABLE leaves (
+        epoch INTEGER NOT NULL REFERENCES states(epoch) ON DELETE CASCADE,
+        account BLOB NOT NULL,
+        idx INTEGER NOT NULL,
+        equity TEXT NOT NULL,
+        im TEXT NOT NULL,
+        mm TEXT NOT NULL,
+        flags INTEGER NOT NULL,
+        approved BLOB NOT NULL,
+        encoded BLOB NOT NULL,
+        detail BLOB NOT NULL,
+        PRIMARY KEY (epoch, account)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX leaves_by_index ON leaves (epoch, idx);
+    CREATE TABLE evidence (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        signer_index INTEGER NOT NULL,
+        first BLOB NOT NULL,
+        second BLOB NOT NULL,
+        note TEXT NOT NULL,
+        UNIQUE (kind, epoch, signer_index, first, second)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(NodeError):
+    """The database cannot be opened, migrated or holds a value this code cannot read."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _pins_to_text(pins: Sequence[ChainPin]) -> str:
+    return json.dumps([[p.chain_id, p.number, p.block_hash.hex()] for p in pins])
+
+
+def _pins_from_text(text: str) -> tuple[ChainPin, ...]:
+    return tuple(ChainPin(int(c), int(n), bytes.fromhex(h)) for c, n, h in json.loads(text))
+
+
+def _state_from_row(row: sqlite3.Row | tuple) -> SignedState:
+    (epoch, network_id, keyset_id, pins, inputs_digest, params_hash, root, leaf_count, digest,
+     signature, signers) = row
+    return SignedState(
+        network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=_pins_from_text(pins),
+        inputs_digest=bytes(inputs_digest), params_hash=bytes(params_hash), root=bytes(root),
+        leaf_count=leaf_count, digest=bytes(digest), signature=bytes(signature),
+        signers=tuple(int(s) for s in json.loads(signers)),
+    )
+
+
+def _leaf_from_row(row: tuple) -> AccountLeaf:
+    epoch, account, idx, equity, im, mm, flags, approved, encoded, detail = row
+    approved = bytes(approved)
+    ids = tuple(approved[i:i + WITHDRAWAL_ID_LEN] for i in range(0, len(approved), WITHDRAWAL_ID_LEN))
+    return AccountLeaf(epoch=epoch, index=idx, account=bytes(account), equity=int(equity), im=int(im),
+                       mm=int(mm), flags=flags, approved_withdrawals=ids, encoded=bytes(encoded),
+                       detail=bytes(detail))
+
+
+def _leaf_to_row(leaf: AccountLeaf) -> tuple:
+    for wid in leaf.approved_withdrawals:
+        if len(wid) != WITHDRAWAL_ID_LEN:
+            raise StoreError(f"leaf {leaf.account.hex()}: approved_withdrawals entry is not 32 bytes")
+    # Amounts are stored as decimal text: micro-USD can exceed SQLite's 64-bit integers.
+    return (leaf.epoch, leaf.account, leaf.index, str(leaf.equity), str(leaf.im), str(leaf.mm),
+            leaf.flags, b"".join(leaf.approved_withdrawals), leaf.encoded, leaf.detail)
+
+
+STATE_COLUMNS = ("epoch, network_id, keyset_id, pins, inputs_digest, params_hash, root, leaf_count, "
+                 "digest, signature, signers")
+LEAF_COLUMNS = "epoch, account, idx, equity, im, mm, flags, approved, encoded, detail"
+
+
+class SQLiteStore:
+    """`Store` on one SQLite file; see the module docstring for the guarantees."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._writer = _connect(self.path)
+        mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: journal_mode is {mode}, WAL required")
+        self._migrate()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._write_lock:
+            version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}")
+            for target in range(version, SCHEMA_VERSION):
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in MIGRATIONS[target].split(";"):
+                        if statement.strip():
+                            self._writer.execute(statement)
+                    self._writer.execute(f"PRAGMA user_version = {target + 1}")
+                    self._writer.execute("COMMIT")
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+
+    def get_schema_version(self) -> int:
+        return int(self._reader().execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._write_lock, self._readers_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._writer.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"{self.path}: store is closed")
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only = ON")
+            with self._readers_lock:
+                self._readers.append(conn)
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            if self._closed:
+                raise StoreError(f"{self.path}: store is closed")
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    # -- signing record ------------------------------------------------------------------------
+    def record_signing(self, epoch: int, digest: bytes) -> None:
+        """Durably record that this node signs `digest` for `epoch`; refuse a second signature."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT epoch, digest FROM signing WHERE id = 1").fetchone()
+            if row is not None:
+                last_epoch, last_digest = int(row[0]), bytes(row[1])
+                if epoch < last_epoch or (epoch == last_epoch and digest != last_digest):
+                    raise DoubleSignRefused(f"epoch {epoch}: already signed epoch {last_epoch}")
+            conn.execute("INSERT OR REPLACE INTO signing (id, epoch, digest) VALUES (1, ?, ?)",
+                         (epoch, digest))
+
+    def get_last_signed(self) -> tuple[int, bytes] | None:
+        row = self._reader().execute("SELECT epoch, digest FROM signing WHERE id = 1").fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    # -- signed states and leaves ----------------------------------------------------------------
+    def put_signed_state(self, state: SignedState, leaves: Sequence[AccountLeaf]) -> None:
+        """Write `state` and its leaves in one transaction (replacing a previous copy of the epoch)."""
+        rows = []
+        for leaf in leaves:
+            if leaf.epoch != state.epoch:
+                raise StoreError(f"leaf {leaf.account.hex()}: epoch {leaf.epoch} != state epoch {state.epoch}")
+            rows.append(_leaf_to_row(leaf))
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM states WHERE epoch = ?", (state.epoch,))
+            conn.execute(
+                f"INSERT INTO states ({STATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (state.epoch, state.network_id, state.keyset_id, _pins_to_text(state.pins),
+                 state.inputs_digest, state.params_hash, state.root, state.leaf_count, state.digest,
+                 state.signature, json.dumps(list(state.signers))),
+            )
+            conn.executemany(f"INSERT INTO leaves ({LEAF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def get_signed_state(self, epoch: int) -> SignedState | None:
+        row = self._reader().execute(f"SELECT {STATE_COLUMNS} FROM states WHERE epoch = ?", (epoch,)).fetchone()
+        return None if row is None else _state_from_row(row)
+
+    def get_latest_signed_state(self) -> SignedState | None:
+        row = self._reader().execute(
+            f"SELECT {STATE_COLUMNS} FROM states ORDER BY epoch DESC LIMIT 1").fetchone()
+        return None if row is None else _state_from_row(row)
+
+    def list_signed_states(self, from_epoch: int, limit: int) -> list[SignedState]:
+        limit = max(0, min(limit, MAX_LIST_LIMIT))
+        rows = self._reader().execute(
+            f"SELECT {STATE_COLUMNS} FROM states WHERE epoch >= ? ORDER BY epoch LIMIT ?",
+            (from_epoch, limit)).fetchall()
+        return [_state_from_row(r) for r in rows]
+
+    def get_leaf(self, epoch: int, account: bytes) -> AccountLeaf | None:
+        row = self._reader().execute(
+            f"SELECT {LEAF_COLUMNS} FROM leaves WHERE epoch = ? AND account = ?", (epoch, account)).fetchone()
+        return None if row is None else _leaf_from_row(row)
+
+    def get_leaves(self, epoch: int) -> list[AccountLeaf]:
+        rows = self._reader().execute(
+            f"SELECT {LEAF_COLUMNS} FROM leaves WHERE epoch = ? ORDER BY idx", (epoch,)).fetchall()
+        return [_leaf_from_row(r) for r in rows]
+
+    # -- evidence and meta -------------------------------------------------------------------------
+    def put_evidence(self, evidence: Evidence) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO evidence (kind, epoch, signer_index, first, second, note) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (evidence.kind, evidence.epoch, evidence.signer_index, evidence.first, evidence.second,
+                 evidence.note))
+
+    def list_evidence(self, limit: int = 1000) -> list[Evidence]:
+        limit = max(0, min(limit, MAX_LIST_LIMIT))
+        rows = self._reader().execute(
+            "SELECT kind, epoch, signer_index, first, second, note FROM evidence ORDER BY id LIMIT ?",
+            (limit,)).fetchall()
+        return [Evidence(kind=k, epoch=e, signer_index=s, first=bytes(f), second=bytes(c), note=n)
+                for k, e, s, f, c, n in rows]
+
+    def put_meta(self, key: str, value: bytes) -> None:
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def check_integrity(self) -> str:
+        """`PRAGMA integrity_check` result ("ok" when the file is sound)."""
+        return str(self._reader().execute("PRAGMA integrity_check").fetchone()[0])
