@@ -61,3 +61,30 @@ class ReorgTooDeep(BridgeError):
 
 class InvalidChainResponse(BridgeError):
     """The RPC answered with a malformed value (wrong type, length or shape) for the named field."""
+
+
+# --- publisher (bridges/publisher.py) ---
+
+
+class PublishError(BridgeError):
+    """Base of the publisher's failures; the message names the chain and the epoch."""
+
+
+class PublishInFlight(PublishError):
+    """Another transaction of this publisher is still in flight on the chain."""
+
+
+class FeeCapExceeded(PublishError):
+    """The chain's base fee plus tip exceeds the configured fee cap."""
+
+
+class PublishReverted(PublishError):
+    """The registry refused the state (estimate or mined transaction reverted); names the error."""
+
+
+class EpochSuperseded(PublishError):
+    """The registry already holds this or a later epoch with a different root."""
+
+
+class ReceiptTimeout(PublishError):
+    """No receipt arrived within the bounded wait; the transaction may still be mined later."""
