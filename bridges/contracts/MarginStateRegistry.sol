@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {BLS12381} from "./BLS12381.sol";
+import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
+
+/// @title Registry of threshold-signed margin states.
+/// @notice Accepts a state (epoch, key-set id, inputs digest, parameters hash, Merkle root, leaf count)
+/// signed by the validators' group key (BLS12-381 min-sig, key in G2), refuses epochs that do not
+/// increase and foreign key-set ids, and answers per-account Merkle proofs for protocols.
+/// @dev Gas: the last RING_SIZE states are kept as commitments keccak256(epoch, root) in a ring whose
+/// slots are pre-filled at construction, so publishing rewrites slots instead of creating them. The
+/// group key (256 bytes) lives in the code of a small data contract (one EXTCODECOPY instead of eight
+/// cold SLOADs); its address, the key-set id and the latest epoch share one storage slot.
+/// Group-key rotation needs an admin message signed by the CURRENT key, bound to this chain, this
+/// contract and a nonce that is incremented on use.
+contract MarginStateRegistry {
+    using MarginLeafLib for MarginLeaf;
+
+    /// @notice Domain tag of state digests (must match bridges/statecodec.py DST_STATE).
+    bytes32 public constant DST_STATE = "CLEARING-V1-STATE";
+    /// @notice Domain tag of admin digests (must match bridges/statecodec.py DST_ADMIN).
+    bytes32 public constant DST_ADMIN = "CLEARING-V1-ADMIN-ROTATE-KEY";
+    uint256 public constant RING_SIZE = 128;
+    bytes32 private constant EMPTY_SLOT = bytes32(uint256(1));
+
+    uint64 public immutable networkId;
+
+    /// @dev One slot: data contract holding the group key, key-set id, latest published epoch.
+    address private groupKeyPointer;
+    uint32 public keysetId;
+    uint64 public latestEpoch;
+
+    uint64 public adminNonce;
+    bytes32[RING_SIZE] private stateCommitments;
+
+    event StatePublished(uint64 indexed epoch, uint32 indexed keysetId, bytes32 digest, bytes32 root, uint64 leafCount);
+    event GroupKeyRotated(uint32 indexed oldKeysetId, uint32 indexed newKeysetId, uint64 nonce, bytes groupKey);
+
+    error EpochNotIncreasing(uint64 epoch, uint64 latestEpoch);
+    error WrongKeyset(uint32 keysetId, uint32 expected);
+    error InvalidSignature(bytes32 digest);
+    error InvalidGroupKey(string field);
+    error KeysetNotIncreasing(uint32 newKeysetId, uint32 current);
+    error EpochNotRetained(uint64 epoch);
+    error InvalidProof(address account, uint64 epoch);
+    error AccountMismatch(address account, address leafAccount);
+
+    constructor(uint64 networkId_, uint32 keysetId_, bytes memory groupKey) {
+        if (!BLS12381.isValidG2(groupKey)) revert InvalidGroupKey("groupKey");
+        networkId = networkId_;
+        keysetId = keysetId_;
+        groupKeyPointer = writeKey(groupKey);
+        for (uint256 i = 0; i < RING_SIZE; ++i) {
+            stateCommitments[i] = EMPTY_SLOT;
+        }
+    }
+
+    // ---------------------------------------------------------------- publishing
+
+    function publishState(
+        uint64 epoch,
+        uint32 stateKeysetId,
+        bytes32 inputsDigest,
+        bytes32 paramsHash,
+        bytes32 root,
+        uint64 leafCount,
+        bytes calldata signature
+    ) external {
+        uint64 latest = latestEpoch;
+        if (epoch <= latest) revert EpochNotIncreasing(epoch, latest);
+        if (stateKeysetId != keysetId) revert WrongKeyset(stateKeysetId, keysetId);
+        bytes32 digest = computeStateDigest(stateKeysetId, epoch, inputsDigest, paramsHash, root, leafCount);
+        if (!BLS12381.verify(groupPublicKey(), digest, signature)) revert InvalidSignature(digest);
+        latestEpoch = epoch;
+        stateCommitments[epoch % RING_SIZE] = computeCommitment(epoch, root);
+        emit StatePublished(epoch, stateKeysetId, digest, root, leafCount);
+    }
+
+    function rotateGroupKey(uint32 newKeysetId, bytes calldata newKey, bytes calldata signature) external {
+        uint32 current = keysetId;
+        if (newKeysetId <= current) revert KeysetNotIncreasing(newKeysetId, current);
+        if (!BLS12381.isValidG2(newKey)) revert InvalidGroupKey("newKey");
+        uint64 nonce = adminNonce;
+        bytes32 digest = computeAdminDigest(nonce, newKeysetId, newKey);
+        if (!BLS12381.verify(groupPublicKey(), digest, signature)) revert InvalidSignature(digest);
+        adminNonce = nonce + 1;
+        keysetId = newKeysetId;
+        groupKeyPointer = writeKey(newKey);
+        emit GroupKeyRotated(current, newKeysetId, nonce, newKey);
+    }
+
+    // ---------------------------------------------------------------- digests
+
+    function computeStateDigest(
+        uint32 stateKeysetId,
+        uint64 epoch,
+        bytes32 inputsDigest,
+        bytes32 paramsHash,
+        bytes32 root,
+        uint64 leafCount
+    ) public view returns (bytes32) {
+        return keccak256(abi.encodePacked(
+            DST_STATE, networkId, stateKeysetId, epoch, inputsDigest, paramsHash, root, leafCount
+        ));
+    }
+
+    function computeAdminDigest(uint64 nonce, uint32 newKeysetId, bytes calldata newKey)
+        public
+        view
+        returns (bytes32)
+    {
+        return keccak256(abi.encodePacked(
+            DST_ADMIN, networkId, block.chainid, address(this), nonce, newKeysetId, newKey
+        ));
+    }
+
+    function computeCommitment(uint64 epoch, bytes32 root) public pure returns (bytes32) {
+        return keccak256(abi.encode(epoch, root));
+    }
+
+    function hashToG1(bytes32 message) external view returns (bytes memory) {
+        return BLS12381.hashToG1(message);
+    }
+
+    function hashLeaf(MarginLeaf calldata leaf) external pure returns (bytes32) {
+        return leaf.hashLeaf();
+    }
+
+    // ---------------------------------------------------------------- protocol views
+
+    function groupPublicKey() public view returns (bytes memory key) {
+        address pointer = groupKeyPointer;
+        key = new bytes(BLS12381.G2_POINT_BYTES);
+        assembly ("memory-safe") {
+            extcodecopy(pointer, add(key, 0x20), 1, 256)
+        }
+    }
+
+    /// @notice True when `root` is the published root of `epoch` and the epoch is still retained.
+    function isStateRoot(uint64 epoch, bytes32 root) public view returns (bool) {
+        return epoch != 0 && stateCommitments[epoch % RING_SIZE] == computeCommitment(epoch, root);
+    }
+
+    function isRetained(uint64 epoch) external view returns (bool) {
+        uint64 latest = latestEpoch;
+        return epoch != 0 && epoch <= latest && latest - epoch < RING_SIZE
+            && stateCommitments[epoch % RING_SIZE] != EMPTY_SLOT;
+    }
+
+    function verifyLeaf(uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
+        public
+        view
+        returns (bool)
+    {
+        return isStateRoot(epoch, MarginLeafLib.processProof(proof, leaf.hashLeaf()));
+    }
+
+    function marginOf(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
+        external
+        view
+        returns (int256 equity, uint256 im, uint256 mm)
+    {
+        validateAccountLeaf(account, epoch, leaf, proof);
+        return (leaf.equity, leaf.im, leaf.mm);
+    }
+
+    function isLiquidatable(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        validateAccountLeaf(account, epoch, leaf, proof);
+        return leaf.isLiquidatable();
+    }
+
+    /// @notice Reverts unless `leaf` belongs to `account` and is in the published state of `epoch`.
+    function validateAccountLeaf(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
+        public
+        view
+    {
+        if (leaf.account != account) revert AccountMismatch(account, leaf.account);
+        if (!verifyLeaf(epoch, leaf, proof)) revert InvalidProof(account, epoch);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    /// @dev Deploys a data contract whose code is 0x00 || key (SSTORE2 pattern).
+    function writeKey(bytes memory key) private returns (address pointer) {
+        bytes memory creation = abi.encodePacked(hex"61", uint16(key.length + 1), hex"80600a3d393df300", key);
+        assembly ("memory-safe") {
+            pointer := create(0, add(creation, 0x20), mload(creation))
+        }
+        if (pointer == address(0)) revert InvalidGroupKey("pointer");
+    }
+}
