@@ -1,0 +1,195 @@
+"""Home-chain adapter of the Governance contract: pinned reads of proposals and votes, and the
+propose / vote / execute transactions of a validator's operator key.
+
+Parse at the edge: contract tuples become `governance.proposals.ProposalRecord` / `VoteRecord`
+(lowercase addresses, ints, bytes); the node then calls the pure `governance.tally`. Every read of
+one snapshot happens at one pinned block hash (EIP-1898 through `ChainClient`), including the
+timestamps of the proposals' end blocks (ancestors of the pin), and the pin is re-validated after
+the reads. Reverts are decoded into the contract's custom error name and arguments
+(`GovernanceTxReverted`). Bounds: at most MAX_PROPOSALS_READ proposals per snapshot, receipts
+awaited at most RECEIPT_TIMEOUT_S. Persists nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_utils import keccak
+
+from bridges.chain import ChainClient, Pin, encode_function_call, find_function_abi, parse_quantity
+from bridges.errors import BridgeError, CallReverted, InvalidChainResponse
+from governance.proposals import ProposalRecord, VoteRecord, normalize_address
+
+ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "Governance.json"
+MAX_PROPOSALS_READ = 10_000
+RECEIPT_TIMEOUT_S = 30.0
+RECEIPT_POLL_S = 0.05
+GAS_MARGIN_NUM, GAS_MARGIN_DEN = 12, 10  # 20 % above the estimate
+
+
+class GovernanceTxReverted(BridgeError):
+    """A governance transaction (or its gas estimate) reverted; `error` is the custom error name."""
+
+    def __init__(self, error: str, args: tuple[Any, ...], raw: str | None) -> None:
+        super().__init__(f"Governance reverted: {error}{args if args else ''}")
+        self.error = error
+        self.args_decoded = args
+        self.raw = raw
+
+
+class GovernanceTxFailed(BridgeError):
+    """A governance transaction was mined with status 0 or no receipt arrived in time."""
+
+
+def load_governance_abi(path: Path = ARTIFACT_PATH) -> list[dict[str, Any]]:
+    """ABI from the committed artifact (`scripts/compile_contracts.py` output)."""
+    if not path.is_file():
+        raise InvalidChainResponse(f"artifact: {path.name} not found; compile the contracts")
+    return list(json.loads(path.read_text())["abi"])
+
+
+def decode_revert(abi: Sequence[dict[str, Any]], data: object) -> GovernanceTxReverted:
+    """Map revert bytes to the contract's custom error (name and decoded arguments)."""
+    raw = data if isinstance(data, str) else (data.get("data") if isinstance(data, dict) else None)
+    if not isinstance(raw, str) or len(raw) < 10:
+        return GovernanceTxReverted("UnknownRevert", (), raw if isinstance(raw, str) else None)
+    blob = bytes.fromhex(raw[2:])
+    for entry in abi:
+        if entry.get("type") != "error":
+            continue
+        types = [i["type"] for i in entry.get("inputs", [])]
+        if keccak(text=f"{entry['name']}({','.join(types)})")[:4] == blob[:4]:
+            return GovernanceTxReverted(entry["name"], tuple(abi_decode(types, blob[4:])), raw)
+    return GovernanceTxReverted("UnknownRevert", (), raw)
+
+
+@dataclass(frozen=True)
+class GovernanceSnapshot:
+    """Everything the tally needs, read at one pin."""
+
+    pin: Pin
+    proposals: tuple[ProposalRecord, ...]
+    votes: tuple[VoteRecord, ...]
+
+
+def parse_proposal(raw: tuple[Any, ...], end_timestamp: int | None) -> ProposalRecord:
+    (pid, kind, proposer, payload, created, end, activation, set_version, set_size,
+     _yes, _no, _abstain, executed, resulting) = raw
+    return ProposalRecord(int(pid), int(kind), normalize_address(proposer, "proposer"), bytes(payload),
+                          int(created), int(end), int(activation), int(set_version), int(set_size),
+                          bool(executed), int(resulting), end_timestamp)
+
+
+class GovernanceChain:
+    """Reads and transactions against one deployed Governance contract."""
+
+    def __init__(self, client: ChainClient, address: str, abi: Sequence[dict[str, Any]]) -> None:
+        self.client = client
+        self.address = normalize_address(address, "governance_address")
+        self.abi = list(abi)
+
+    def _call(self, pin: Pin, name: str, *args: object) -> tuple[Any, ...]:
+        fn = find_function_abi(self.abi, name)
+        try:
+            return self.client.call_function(pin, self.address, fn, args)
+        except CallReverted as exc:
+            raise decode_revert(self.abi, exc.data) from exc
+
+    def get_pin_at_head(self, confirmations: int = 0) -> Pin:
+        header = self.client.get_block(self.client.get_head_number() - confirmations)
+        return Pin(self.client.chain_id, header.number, header.hash, header.timestamp)
+
+    def read_snapshot(self, pin: Pin) -> GovernanceSnapshot:
+        """Proposals (with end-block timestamps when ended) and votes, all at `pin`."""
+        count = int(self._call(pin, "proposalCount")[0])
+        if count > MAX_PROPOSALS_READ:
+            raise InvalidChainResponse(f"proposalCount: {count} > bound {MAX_PROPOSALS_READ}")
+        proposals, votes = [], []
+        for pid in range(1, count + 1):
+            raw = self._call(pin, "getProposal", pid)[0]
+            end_block = int(raw[5])
+            end_ts = self.client.get_block(end_block).timestamp if end_block <= pin.number else None
+            proposals.append(parse_proposal(raw, end_ts))
+            for voter, choice, block_number in self._call(pin, "getVotes", pid)[0]:
+                votes.append(VoteRecord(pid, normalize_address(voter, "voter"), int(choice), int(block_number)))
+        self.client.validate_pin(pin)  # the end-block headers were read by number: same chain?
+        return GovernanceSnapshot(pin, tuple(proposals), tuple(votes))
+
+    def get_validators(self, pin: Pin) -> tuple[int, tuple[str, ...], int]:
+        """(set version, members, threshold) of the contract's current voting set at `pin`."""
+        version = int(self._call(pin, "setVersion")[0])
+        members = tuple(normalize_address(a) for a in self._call(pin, "validatorsAt", version)[0])
+        return version, members, int(self._call(pin, "thresholdAt", version)[0])
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def propose(self, key: bytes, kind: int, payload: bytes, voting_period_blocks: int,
+                activation_epoch: int) -> tuple[int, dict[str, Any]]:
+        """Send propose; returns (proposal id, receipt)."""
+        receipt = self.send(key, "propose", kind, payload, voting_period_blocks, activation_epoch)
+        topic = keccak(text="ProposalCreated(uint256,uint8,address,uint64,uint64)")
+        for log in receipt.get("logs", []):
+            if bytes.fromhex(log["topics"][0][2:]) == topic:
+                return int(log["topics"][1], 16), receipt
+        raise InvalidChainResponse("propose: receipt without ProposalCreated event")
+
+    def vote(self, key: bytes, proposal_id: int, choice: int) -> dict[str, Any]:
+        return self.send(key, "vote", proposal_id, choice)
+
+    def execute(self, key: bytes, proposal_id: int) -> dict[str, Any]:
+        return self.send(key, "execute", proposal_id)
+
+    def send(self, key: bytes, name: str, *args: object) -> dict[str, Any]:
+        """Estimate (decoding reverts), sign with `key`, send, and wait for a successful receipt."""
+        account = Account.from_key(key)
+        data = "0x" + encode_function_call(find_function_abi(self.abi, name), args).hex()
+        call = {"from": account.address, "to": self.address, "data": data}
+        try:
+            gas = parse_quantity(self.client.rpc("eth_estimateGas", [call]), "eth_estimateGas")
+        except CallReverted as exc:
+            raise decode_revert(self.abi, exc.data) from exc
+        base_fee = self.client.get_block("latest").base_fee or 0
+        tip = parse_quantity(self.client.rpc("eth_maxPriorityFeePerGas", []), "eth_maxPriorityFeePerGas")
+        nonce = parse_quantity(self.client.rpc("eth_getTransactionCount", [account.address, "pending"]), "nonce")
+        tx = {"chainId": self.client.chain_id, "nonce": nonce, "to": self.address, "data": data, "value": 0,
+              "gas": gas * GAS_MARGIN_NUM // GAS_MARGIN_DEN, "maxFeePerGas": 2 * base_fee + tip,
+              "maxPriorityFeePerGas": tip, "type": 2}
+        signed = Account.sign_transaction(tx, key)
+        tx_hash = self.client.rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+        return self.wait_receipt(str(tx_hash), name)
+
+    def wait_receipt(self, tx_hash: str, name: str) -> dict[str, Any]:
+        deadline = time.monotonic() + RECEIPT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            receipt = self.client.rpc("eth_getTransactionReceipt", [tx_hash])
+            if receipt:
+                if parse_quantity(receipt["status"], "status") != 1:
+                    raise GovernanceTxFailed(f"{name}: transaction {tx_hash} reverted")
+                return dict(receipt)
+            time.sleep(RECEIPT_POLL_S)
+        raise GovernanceTxFailed(f"{name}: no receipt for {tx_hash} within {RECEIPT_TIMEOUT_S}s")
+
+
+def deploy_governance(client: ChainClient, key: bytes, abi: Sequence[dict[str, Any]], bytecode: str,
+                      validators: Sequence[str], threshold: int) -> str:
+    """Deploy Governance(validators, threshold) with `key`; returns the contract address (devnet, tests)."""
+    from eth_abi import encode as abi_encode
+
+    account = Account.from_key(key)
+    data = bytecode + abi_encode(["address[]", "uint32"], [list(validators), threshold]).hex()
+    gas = parse_quantity(client.rpc("eth_estimateGas", [{"from": account.address, "data": data}]), "gas")
+    base_fee = client.get_block("latest").base_fee or 0
+    nonce = parse_quantity(client.rpc("eth_getTransactionCount", [account.address, "pending"]), "nonce")
+    tx = {"chainId": client.chain_id, "nonce": nonce, "data": data, "value": 0, "gas": gas * 12 // 10,
+          "maxFeePerGas": 2 * base_fee + 10**9, "maxPriorityFeePerGas": 10**9, "type": 2}
+    signed = Account.sign_transaction(tx, key)
+    tx_hash = client.rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+    receipt = GovernanceChain(client, "0x" + "0" * 40, abi).wait_receipt(str(tx_hash), "deploy")
+    return normalize_address(receipt["contractAddress"], "contractAddress")

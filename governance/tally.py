@@ -1,0 +1,298 @@
+"""Pure, deterministic derivation of the governance state from the Governance contract's records.
+
+`derive_governance_state(genesis, proposals, votes, head_block)` re-checks every vote (only members of
+the set the proposal was created under, one vote per validator, within the voting period: defence in
+depth behind the contract's reverts), decides each proposal's status through the lifecycle table of
+`governance.lifecycle`, and builds (a) the parameter schedule and (b) the signing validator sets by
+activation epoch with their key-set ids and the reshares the node must run.
+
+Invariants: same inputs -> byte-identical `encode_governance_state` (no clock, no I/O, no floats in the
+encoding: parameter sets appear by hash). Approved proposals are scheduled in (end_block, id) order,
+so a proposal's status never changes once its voting period is over and the head moves on. The
+contract's voting set changes when an approved change is executed (replayed from `executed` records);
+the signing set changes at the activation epoch. Nothing is persisted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from governance.errors import InvalidGovernanceInput, InvalidValidatorSetChange
+from governance.lifecycle import Lifecycle, LifecycleEvent, ProposalStatus, process_event
+from governance.params import ParameterSchedule, get_genesis_schedule, make_version
+from governance.proposals import (
+    GovernanceGenesis,
+    ProposalKind,
+    ProposalRecord,
+    ValidatorSetChange,
+    VoteChoice,
+    VoteRecord,
+    compute_new_set,
+    compute_quorum,
+    decode_validator_set_change,
+)
+from risk.params import RiskParams, decode_params, validate_params
+
+DST_GOVERNANCE_STATE = b"CLEARING-GOVERNANCE-STATE-V1"
+STATE_ENCODING_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VoteCount:
+    yes: int
+    no: int
+    abstain: int
+    n: int
+
+    @property
+    def cast(self) -> int:
+        return self.yes + self.no + self.abstain
+
+    @property
+    def quorum(self) -> int:
+        return compute_quorum(self.n)
+
+
+@dataclass(frozen=True)
+class RefusedVote:
+    proposal_id: int
+    voter: str
+    choice: int
+    block_number: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProposalOutcome:
+    record: ProposalRecord
+    status: ProposalStatus
+    reason: str
+    count: VoteCount
+    params: RiskParams | None = None
+    params_hash: bytes | None = None
+    change: ValidatorSetChange | None = None
+    new_set: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ValidatorSetVersion:
+    """The signing set from `activation_epoch` on; `proposal_id` 0 is genesis."""
+
+    activation_epoch: int
+    members: tuple[str, ...]
+    threshold: int
+    keyset_id: int
+    proposal_id: int = 0
+
+
+@dataclass(frozen=True)
+class PendingReshare:
+    """What the node's epoch loop needs to reshare the key before `activation_epoch`."""
+
+    proposal_id: int
+    activation_epoch: int
+    old_set: tuple[str, ...]
+    old_threshold: int
+    old_keyset_id: int
+    new_set: tuple[str, ...]
+    new_threshold: int
+    next_keyset_id: int
+
+
+@dataclass(frozen=True)
+class GovernanceState:
+    head_block: int
+    proposals: tuple[ProposalOutcome, ...]
+    refused_votes: tuple[RefusedVote, ...]
+    schedule: ParameterSchedule
+    validator_sets: tuple[ValidatorSetVersion, ...]
+    reshares: tuple[PendingReshare, ...]
+
+    def get_proposal(self, proposal_id: int) -> ProposalOutcome | None:
+        return next((p for p in self.proposals if p.record.proposal_id == proposal_id), None)
+
+
+def get_validator_set(state: GovernanceState, epoch: int) -> ValidatorSetVersion:
+    """The signing set in force at `epoch`."""
+    active = state.validator_sets[0]
+    for v in state.validator_sets:
+        if v.activation_epoch <= epoch:
+            active = v
+    return active
+
+
+def get_pending_reshare(state: GovernanceState, epoch: int) -> PendingReshare | None:
+    """The next reshare the node must complete (activation epoch after `epoch`), if any."""
+    return next((r for r in state.reshares if r.activation_epoch > epoch), None)
+
+
+def compute_voting_sets(genesis: GovernanceGenesis, records: Iterable[ProposalRecord]) -> list[tuple[str, ...]]:
+    """Replay the contract's set versions: version k = result of the k-th executed change."""
+    executed = sorted((r for r in records if r.executed), key=lambda r: r.resulting_set_version)
+    sets = [genesis.validators]
+    for r in executed:
+        if r.kind != ProposalKind.VALIDATOR_SET or r.resulting_set_version != len(sets):
+            raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].resulting_set_version",
+                                         f"executed changes must number 1..k, got {r.resulting_set_version}")
+        if r.set_version != len(sets) - 1:
+            raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].set_version",
+                                         "an executed change must apply to the set just before it")
+        try:
+            sets.append(compute_new_set(sets[-1], decode_validator_set_change(r.payload)))
+        except InvalidValidatorSetChange as exc:
+            raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].payload", str(exc)) from exc
+    return sets
+
+
+def compute_vote_count(record: ProposalRecord, members: tuple[str, ...], votes: Iterable[VoteRecord],
+                       refused: list[RefusedVote]) -> VoteCount:
+    """Count the valid votes of one proposal; append every refused vote with its reason."""
+    seen: set[str] = set()
+    counts = {VoteChoice.YES: 0, VoteChoice.NO: 0, VoteChoice.ABSTAIN: 0}
+    for v in votes:
+        reason = ""
+        if v.choice not in (1, 2, 3):
+            reason = f"invalid choice {v.choice}"
+        elif v.voter not in members:
+            reason = f"not a validator of set version {record.set_version}"
+        elif v.voter in seen:
+            reason = "double vote"
+        elif v.block_number > record.end_block or v.block_number < record.created_block:
+            reason = f"vote at block {v.block_number} outside voting period {record.created_block}..{record.end_block}"
+        if reason:
+            refused.append(RefusedVote(record.proposal_id, v.voter, v.choice, v.block_number, reason))
+            continue
+        seen.add(v.voter)
+        counts[VoteChoice(v.choice)] += 1
+    return VoteCount(counts[VoteChoice.YES], counts[VoteChoice.NO], counts[VoteChoice.ABSTAIN], len(members))
+
+
+def check_payload(record: ProposalRecord, base: tuple[str, ...]) -> ProposalOutcome | str:
+    """Decode and validate the payload: a partial outcome (status pending) or the refusal reason."""
+    empty = VoteCount(0, 0, 0, len(base))
+    if record.kind == ProposalKind.PARAMETER_SET:
+        try:
+            params = decode_params(record.payload)
+            validate_params(params)
+        except Exception as exc:  # any refusal of on-chain bytes makes the proposal invalid
+            return f"parameter set refused: {exc}"
+        return ProposalOutcome(record, ProposalStatus.PENDING, "", empty, params=params,
+                               params_hash=make_version(0, params).params_hash)
+    if record.kind == ProposalKind.VALIDATOR_SET:
+        try:
+            change = decode_validator_set_change(record.payload)
+            new_set = compute_new_set(base, change)
+        except InvalidValidatorSetChange as exc:
+            return f"validator-set change refused: {exc}"
+        return ProposalOutcome(record, ProposalStatus.PENDING, "", empty, change=change, new_set=new_set)
+    return f"unknown proposal kind {record.kind}"
+
+
+def decide_proposal(genesis: GovernanceGenesis, record: ProposalRecord, base: tuple[str, ...] | None,
+                    votes: list[VoteRecord], head_block: int, refused: list[RefusedVote]) -> ProposalOutcome:
+    """Lifecycle of one proposal up to APPROVED (scheduling may still refuse the activation)."""
+    life = Lifecycle()
+    if base is None:
+        count = VoteCount(0, 0, 0, record.set_size)
+        for v in votes:
+            refused.append(RefusedVote(record.proposal_id, v.voter, v.choice, v.block_number, "unknown set version"))
+        return ProposalOutcome(record, process_event(life, LifecycleEvent.PAYLOAD_REFUSED,
+                               f"unknown validator set version {record.set_version}").status,
+                               f"unknown validator set version {record.set_version}", count)
+    count = compute_vote_count(record, base, votes, refused)
+    checked = check_payload(record, base)
+    if isinstance(checked, str):
+        life = process_event(life, LifecycleEvent.PAYLOAD_REFUSED, checked)
+    elif record.set_size != len(base):
+        life = process_event(life, LifecycleEvent.PAYLOAD_REFUSED,
+                             f"set_size {record.set_size} differs from replayed set size {len(base)}")
+    elif head_block > record.end_block:
+        life = close_voting(genesis, record, count, life)
+    out = checked if not isinstance(checked, str) else ProposalOutcome(record, life.status, "", count)
+    return ProposalOutcome(record, life.status, life.reason, count, out.params, out.params_hash,
+                           out.change, out.new_set)
+
+
+def close_voting(genesis: GovernanceGenesis, record: ProposalRecord, count: VoteCount,
+                 life: Lifecycle) -> Lifecycle:
+    q = count.quorum
+    if count.cast < q:
+        return process_event(life, LifecycleEvent.QUORUM_MISSED, f"quorum missed: {count.cast} votes cast < {q}")
+    if count.yes < q:
+        return process_event(life, LifecycleEvent.APPROVAL_MISSED, f"approval missed: {count.yes} yes < {q}")
+    life = process_event(life, LifecycleEvent.APPROVAL_REACHED, f"approved: {count.yes} yes of {count.n}")
+    if record.end_timestamp is None:
+        raise InvalidGovernanceInput(f"proposals[{record.proposal_id}].end_timestamp",
+                                     "required once the voting period is over")
+    end_epoch = genesis.clock.get_epoch_at(record.end_timestamp)
+    earliest = end_epoch + genesis.activation_margin_epochs + 1
+    if record.activation_epoch < earliest:
+        return process_event(life, LifecycleEvent.ACTIVATION_REFUSED,
+                             f"activation epoch {record.activation_epoch} not in the future: voting ended in "
+                             f"epoch {end_epoch}, earliest allowed {earliest}")
+    return life
+
+
+def refuse_activation(o: ProposalOutcome, reason: str) -> ProposalOutcome:
+    life = process_event(Lifecycle(o.status, o.reason), LifecycleEvent.ACTIVATION_REFUSED, reason)
+    return ProposalOutcome(o.record, life.status, life.reason, o.count, o.params, o.params_hash,
+                           o.change, o.new_set)
+
+
+def build_schedules(genesis: GovernanceGenesis, schedule: ParameterSchedule,
+                    outcomes: dict[int, ProposalOutcome], sets: list[tuple[str, ...]]):
+    """Append approved proposals in (end_block, id) order; refuse activations that do not advance."""
+    vsets = [ValidatorSetVersion(0, genesis.validators, genesis.threshold, genesis.keyset_id)]
+    reshares: list[PendingReshare] = []
+    approved = sorted((o for o in outcomes.values() if o.status is ProposalStatus.APPROVED),
+                      key=lambda o: (o.record.end_block, o.record.proposal_id))
+    for o in approved:
+        r = o.record
+        if o.params is not None:
+            latest = schedule.get_latest_activation_epoch()
+            if r.activation_epoch <= latest:
+                outcomes[r.proposal_id] = refuse_activation(
+                    o, f"activation epoch {r.activation_epoch} not after the latest scheduled version ({latest})")
+                continue
+            schedule = schedule.with_version(make_version(r.activation_epoch, o.params, r.proposal_id))
+        elif o.change is not None and o.new_set is not None:
+            cur = vsets[-1]
+            if r.activation_epoch <= cur.activation_epoch or sets[r.set_version] != cur.members:
+                outcomes[r.proposal_id] = refuse_activation(
+                    o, f"change does not follow the latest scheduled signing set (epoch {cur.activation_epoch})")
+                continue
+            nxt = ValidatorSetVersion(r.activation_epoch, o.new_set, o.change.threshold, cur.keyset_id + 1,
+                                      r.proposal_id)
+            reshares.append(PendingReshare(r.proposal_id, r.activation_epoch, cur.members, cur.threshold,
+                                           cur.keyset_id, nxt.members, nxt.threshold, nxt.keyset_id))
+            vsets.append(nxt)
+    return schedule, tuple(vsets), tuple(reshares)
+
+
+def derive_governance_state(genesis: GovernanceGenesis, proposals: Iterable[ProposalRecord],
+                            votes: Iterable[VoteRecord], head_block: int,
+                            genesis_schedule: ParameterSchedule | None = None) -> GovernanceState:
+    """The governance state as of `head_block` (the pinned home-chain block)."""
+    records = sorted(proposals, key=lambda r: r.proposal_id)
+    ids = [r.proposal_id for r in records]
+    if len(set(ids)) != len(ids):
+        raise InvalidGovernanceInput("proposals", "duplicate proposal id")
+    for r in records:
+        if r.created_block > head_block:
+            raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].created_block", "after the head block")
+    by_id: dict[int, list[VoteRecord]] = {i: [] for i in ids}
+    refused: list[RefusedVote] = []
+    for v in votes:
+        if v.proposal_id in by_id:
+            by_id[v.proposal_id].append(v)
+        else:
+            refused.append(RefusedVote(v.proposal_id, v.voter, v.choice, v.block_number, "unknown proposal"))
+    sets = compute_voting_sets(genesis, records)
+    outcomes = {r.proposal_id: decide_proposal(
+        genesis, r, sets[r.set_version] if r.set_version < len(sets) else None, by_id[r.proposal_id],
+        head_block, refused) for r in records}
+    schedule, vsets, reshares = build_schedules(
+        genesis, genesis_schedule or get_genesis_schedule(), outcomes, sets)
+    refused.sort(key=lambda x: (x.proposal_id, x.block_number, x.voter))
+    return GovernanceState(head_block, tuple(outcomes[i] for i in ids), tuple(refused), schedule, vsets, reshares)
