@@ -1,29 +1,24 @@
-"""Test helper: compile `bridges/contracts/Governance.sol` with the pinned solcjs (standard JSON,
-evmVersion prague) when the shared artifact `bridges/artifacts/Governance.json` is not there yet.
+"""Test helper: compile `bridges/contracts/Governance.sol` from source with the pinned solcjs
+(standard JSON, evmVersion prague, optimizer 200 runs, as `scripts/compile_contracts.py`), so the
+tests exercise the source even when the committed artifact lags behind. Cached per process.
 
 Returns (abi, bytecode hex). Nothing is persisted.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "bridges" / "contracts" / "Governance.sol"
-ARTIFACT = REPO / "bridges" / "artifacts" / "Governance.json"
 SOLCJS = REPO / "node_modules" / ".bin" / "solcjs"
 
 
+@functools.cache
 def compile_governance() -> tuple[list, str]:
-    if ARTIFACT.is_file():
-        art = json.loads(ARTIFACT.read_text())
-        bytecode = art.get("bytecode") or art.get("bin") or ""
-        if isinstance(bytecode, dict):
-            bytecode = bytecode.get("object", "")
-        if art.get("abi") and bytecode:
-            return art["abi"], bytecode if bytecode.startswith("0x") else "0x" + bytecode
     std = {
         "language": "Solidity",
         "sources": {"Governance.sol": {"content": SOURCE.read_text()}},
