@@ -7,7 +7,7 @@ import pytest
 from bridges.anvil import AnvilChain, rpc_call
 from bridges.chain import EventFollower
 from bridges.errors import ReorgTooDeep
-from tests.bridges.test_chain_support import get_dev_accounts, make_client, running_chains
+from tests.bridges.test_chain_support import get_dev_accounts, make_client, running_chains, wait_receipt
 
 # Init code that deploys a runtime emitting LOG1(topic 0xaa) on every call.
 EMITTER_INIT = "0x6008600c6000396008600" + "0f3" + "60aa60006000a100"
@@ -16,9 +16,7 @@ TOPIC = "0x" + "00" * 31 + "aa"
 
 def deploy_emitter(chain: AnvilChain, sender: str) -> str:
     tx = rpc_call(chain.rpc_url, "eth_sendTransaction", [{"from": sender, "data": EMITTER_INIT}])
-    receipt = rpc_call(chain.rpc_url, "eth_getTransactionReceipt", [tx])
-    assert isinstance(receipt, dict)
-    return str(receipt["contractAddress"])
+    return str(wait_receipt(chain, str(tx))["contractAddress"])
 
 
 def emit(chain: AnvilChain, sender: str, address: str) -> str:
