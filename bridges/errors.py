@@ -88,3 +88,37 @@ class EpochSuperseded(PublishError):
 
 class ReceiptTimeout(PublishError):
     """No receipt arrived within the bounded wait; the transaction may still be mined later."""
+
+
+# --- contracts, artifacts and deployment (bridges/artifacts.py, bridges/deploy.py, bridges/statecodec.py) ---
+
+
+class ArtifactNotFound(BridgeError):
+    """No compiled artifact exists for the named contract; run scripts/compile_contracts.py."""
+
+
+class DeploymentError(BridgeError):
+    """A deployment or setup transaction failed, reverted or timed out; the message names the step."""
+
+
+class InvalidDeployment(BridgeError):
+    """A serialised Deployment is malformed; the message names the offending field."""
+
+
+class InvalidLeafValue(BridgeError):
+    """A margin leaf or digest input is out of its ABI range; the message names the offending field."""
+
+
+class EmptyTree(BridgeError):
+    """A Merkle proof was asked of a tree without leaves."""
+
+
+# --- chain snapshots (bridges/snapshot.py) ---
+
+
+class InvalidChainValue(BridgeError):
+    """An on-chain value read at a pin is invalid for the whole epoch (the message names chain and field)."""
+
+
+class SnapshotTooLarge(BridgeError):
+    """A paginated view returned more entries than the snapshot bound allows."""
