@@ -21,7 +21,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from bridges.chain import ChainClient, Pin, encode_function_call, find_function_abi, parse_quantity
 from bridges.errors import BridgeError, CallReverted, InvalidChainResponse
@@ -150,7 +150,8 @@ class GovernanceChain:
         """Estimate (decoding reverts), sign with `key`, send, and wait for a successful receipt."""
         account = Account.from_key(key)
         data = "0x" + encode_function_call(find_function_abi(self.abi, name), args).hex()
-        call = {"from": account.address, "to": self.address, "data": data}
+        to = to_checksum_address(self.address)
+        call = {"from": account.address, "to": to, "data": data}
         try:
             gas = parse_quantity(self.client.rpc("eth_estimateGas", [call]), "eth_estimateGas")
         except CallReverted as exc:
@@ -158,7 +159,7 @@ class GovernanceChain:
         base_fee = self.client.get_block("latest").base_fee or 0
         tip = parse_quantity(self.client.rpc("eth_maxPriorityFeePerGas", []), "eth_maxPriorityFeePerGas")
         nonce = parse_quantity(self.client.rpc("eth_getTransactionCount", [account.address, "pending"]), "nonce")
-        tx = {"chainId": self.client.chain_id, "nonce": nonce, "to": self.address, "data": data, "value": 0,
+        tx = {"chainId": self.client.chain_id, "nonce": nonce, "to": to, "data": data, "value": 0,
               "gas": gas * GAS_MARGIN_NUM // GAS_MARGIN_DEN, "maxFeePerGas": 2 * base_fee + tip,
               "maxPriorityFeePerGas": tip, "type": 2}
         signed = Account.sign_transaction(tx, key)
@@ -193,3 +194,13 @@ def deploy_governance(client: ChainClient, key: bytes, abi: Sequence[dict[str, A
     tx_hash = client.rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
     receipt = GovernanceChain(client, "0x" + "0" * 40, abi).wait_receipt(str(tx_hash), "deploy")
     return normalize_address(receipt["contractAddress"], "contractAddress")
+
+
+def get_dev_key(index: int) -> bytes:
+    """Private key of anvil's dev account `index` (public test mnemonic: devnet and tests only)."""
+    from bridges.anvil import DEV_MNEMONIC
+
+    if not 0 <= index < 20:
+        raise ValueError(f"dev key index must be in 0..19, got {index}")
+    Account.enable_unaudited_hdwallet_features()
+    return bytes(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key)
