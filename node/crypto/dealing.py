@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from py_arkworks_bls12381 import G2Point
 
 from node.crypto import bls, threshold
-from node.crypto.errors import CryptoError, DkgError
+from node.crypto.errors import CryptoError, DkgError, ThresholdError
 from node.pb.clearing.dkg.v1 import dkg_pb2
 
 DST_SESSION = b"CLEARING-V1-DKG-SESSION"
@@ -104,9 +104,15 @@ def validate_config(config: SessionConfig) -> None:
             raise DkgError(f"{name}: indices must be strictly increasing, got {list(indices)}")
         if not indices:
             raise DkgError(f"{name}: empty")
-        for i in indices:
-            threshold.validate_index(i, f"{name} index")
-    threshold.validate_parameters(len(recipients), config.threshold)
+        try:
+            for i in indices:
+                threshold.validate_index(i, f"{name} index")
+        except ThresholdError as exc:
+            raise DkgError(str(exc)) from exc
+    try:
+        threshold.validate_parameters(len(recipients), config.threshold)
+    except ThresholdError as exc:
+        raise DkgError(str(exc)) from exc
     for p in config.recipients:
         if len(p.encryption_public_key) != X25519_KEY_SIZE:
             raise DkgError(f"recipients[{p.index}].encryption_public_key: expected {X25519_KEY_SIZE} bytes")
