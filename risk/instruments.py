@@ -8,6 +8,7 @@ spot (RISK_SPEC.md section 1). Validation raises `InvalidInput` naming the field
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -51,7 +52,7 @@ def is_option(instrument: Instrument) -> bool:
 
 
 def is_finite_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def get_reference_price(market: Market, instrument: Instrument) -> float:
@@ -86,16 +87,22 @@ def validate_instrument(instrument: Instrument, market: Market, params: RiskPara
         raise InvalidInput(f"{where}.kind", f"unknown kind {instrument.kind!r}")
     if instrument.underlying not in params.underlyings:
         raise InvalidInput(f"{where}.underlying", f"unknown underlying {instrument.underlying!r}")
-    if instrument.underlying not in market.spot:
+    spot = market.spot.get(instrument.underlying)
+    if spot is None:
         raise InvalidInput(f"{where}.underlying", f"no spot price for {instrument.underlying!r}")
+    if not is_finite_number(spot) or spot <= 0:
+        raise InvalidInput(f"market.spot.{instrument.underlying}", "price must be finite and > 0")
     if instrument.kind in ("option", "future"):
         days = instrument.days_to_expiry
         if not is_finite_number(days) or days < 0:
             raise InvalidInput(f"{where}.days_to_expiry", "must be finite and >= 0")
         try:
-            get_reference_price(market, instrument)
+            forward = get_reference_price(market, instrument)
         except InvalidInput as exc:
             raise InvalidInput(f"{where}.days_to_expiry", exc.reason) from exc
+        if not is_finite_number(forward) or forward <= 0:
+            raise InvalidInput("market.forwards", f"forward of {instrument.underlying} at {days:g} days "
+                               "must be finite and > 0")
     if instrument.kind == "option":
         if not is_finite_number(instrument.strike) or instrument.strike <= 0:
             raise InvalidInput(f"{where}.strike", "must be finite and > 0")

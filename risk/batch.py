@@ -1,0 +1,317 @@
+"""Batch RRA-1 engine for the network: every account of a market in one pass (numpy/scipy).
+
+Construct a `BatchInput`:
+    BatchInput(
+        instruments=[Instrument(...), ...],       # the columns of `positions`, any order
+        market=Market(spot={...}, forwards={(u, days): F}, asset_prices={...}),
+        positions=scipy.sparse.csr_matrix(...),   # accounts x instruments, signed float quantities
+        collateral=np.ndarray,                    # accounts x assets, float balances (>= 0)
+        assets=["USDC", "BTC", ...],              # the columns of `collateral`
+    )
+and call `compute_margin_batch(inp, params) -> BatchResult`; `risk.quantize.quantized(result)` gives the
+integer consensus view. Each instrument is priced once per scenario (`risk.instrument_table`); the
+positions matrix (instruments sorted by underlying so that every underlying is a column block) is
+multiplied by the instrument risk arrays block by block, so cost grows with the number of positions.
+Isolated margins, the SOM and presence per underlying come from the positive and negative parts of the
+matrix times per-instrument vectors. Rows are split into contiguous chunks computed in threads (scipy
+and numpy release the GIL); every row is computed by exactly one chunk with the same operations, so the
+result is bit-identical whatever the thread count.
+
+Invariants: duplicate (account, instrument) entries are summed first (a position is the net quantity of
+an account in an instrument); a bad account (non-finite quantity, position in an invalid instrument,
+negative or non-finite balance, balance in an asset without a valid price) gets an `AccountError`, NaN
+amounts and no flags, and the other accounts are unaffected. Nothing is persisted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from risk.batch_liquidation import compute_batch_liquidation_plans
+from risk.errors import InvalidInput
+from risk.instrument_table import InstrumentTable, compute_instrument_table
+from risk.instruments import Instrument, Market, is_finite_number
+from risk.liquidation import LiquidationStep
+from risk.params import RiskParams, validate_params
+from risk.scenarios import compute_scenario_grid
+
+MAX_THREADS = 8
+MAX_ERRORS_DETAILED = 100_000
+"""Bound on the number of `AccountError` entries built; further bad accounts share one summary entry."""
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    instruments: Sequence[Instrument]
+    market: Market
+    positions: sp.csr_matrix
+    collateral: np.ndarray
+    assets: Sequence[str]
+
+
+@dataclass(frozen=True)
+class AccountError:
+    account: int  # row index, or -1 for the summary entry beyond MAX_ERRORS_DETAILED
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Per-account arrays (row i = account i); amounts in USD float64, NaN for accounts in error."""
+
+    underlyings: tuple[str, ...]  # columns of scan_loss_by_underlying
+    ok: np.ndarray
+    equity: np.ndarray
+    initial_margin: np.ndarray
+    maintenance_margin: np.ndarray
+    free_collateral: np.ndarray
+    health: np.ndarray  # E / MM, NaN when MM = 0
+    liquidatable: np.ndarray  # bool, E < MM
+    risk_array: np.ndarray  # (accounts, S) joint P&L
+    worst_scenario: np.ndarray  # int32, -1 when the joint scan loss is 0
+    scan_loss_by_underlying: np.ndarray  # (accounts, U)
+    separate_scan_loss: np.ndarray
+    joint_scan_loss: np.ndarray
+    correlated_margin: np.ndarray
+    short_option_minimum: np.ndarray
+    isolated_margin_sum: np.ndarray
+    capital_efficiency_ratio: np.ndarray  # NaN when R = 0
+    positions_mtm: np.ndarray
+    collateral_value: np.ndarray
+    collateral_value_after_haircut: np.ndarray
+    liquidation: Mapping[int, tuple[LiquidationStep, ...]] = field(default_factory=dict)
+    errors: tuple[AccountError, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Positions with columns sorted by underlying and the matching instrument table."""
+
+    positions: sp.csr_matrix  # canonical, columns in sorted order, bad entries zeroed
+    table: InstrumentTable  # in sorted column order
+    original_column: np.ndarray  # sorted column -> original instrument index
+    blocks: tuple[tuple[int, int], ...]  # column range per underlying index
+
+
+_FLOAT_FIELDS = (
+    "equity", "initial_margin", "maintenance_margin", "free_collateral", "health", "separate_scan_loss",
+    "joint_scan_loss", "correlated_margin", "short_option_minimum", "isolated_margin_sum",
+    "capital_efficiency_ratio", "positions_mtm", "collateral_value", "collateral_value_after_haircut",
+)
+
+
+def _take_table(table: InstrumentTable, order: np.ndarray) -> InstrumentTable:
+    return InstrumentTable(
+        underlying_index=table.underlying_index[order], is_option=table.is_option[order],
+        reference_price=table.reference_price[order], spot=table.spot[order], risk=table.risk[order],
+        mtm=table.mtm[order], isolated_long=table.isolated_long[order],
+        isolated_short=table.isolated_short[order], som=table.som[order], penalty=table.penalty[order],
+        errors=table.errors,
+    )
+
+
+def _canonical_positions(positions: sp.csr_matrix, n_instruments: int) -> sp.csr_matrix:
+    if not sp.issparse(positions) or positions.format != "csr":
+        raise InvalidInput("positions", "expected a scipy.sparse CSR matrix")
+    if positions.shape[1] != n_instruments:
+        raise InvalidInput("positions", f"{positions.shape[1]} columns for {n_instruments} instruments")
+    p = positions
+    if p.dtype != np.float64:
+        p = p.astype(np.float64)
+    if not p.has_canonical_format:
+        p = p.copy()
+        p.sum_duplicates()
+    return p
+
+
+def prepare_positions(inp: BatchInput, params: RiskParams) -> _Prepared:
+    """Sort instrument columns by underlying (invalid instruments last) and build the table."""
+    table = compute_instrument_table(inp.instruments, inp.market, params)
+    p = _canonical_positions(inp.positions, len(inp.instruments))
+    n_u = len(params.underlyings)
+    key = np.where(table.underlying_index < 0, n_u, table.underlying_index)
+    order = np.argsort(key, kind="stable")
+    if not np.array_equal(order, np.arange(len(order))):
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        p = sp.csr_matrix((p.data.copy(), inverse[p.indices].astype(p.indices.dtype), p.indptr.copy()),
+                          shape=p.shape)
+        p.sort_indices()
+        table = _take_table(table, order)
+    bounds = np.searchsorted(key[order], np.arange(n_u + 1), side="left")
+    blocks = tuple((int(bounds[u]), int(bounds[u + 1])) for u in range(n_u))
+    return _Prepared(p, table, order, blocks)
+
+
+def _row_of(indptr: np.ndarray, entries: np.ndarray) -> np.ndarray:
+    return np.searchsorted(indptr, entries, side="right") - 1
+
+
+def _flag_positions(prep: _Prepared) -> tuple[sp.csr_matrix, dict[int, tuple[str, str]]]:
+    """Find accounts with non-finite quantities or positions in invalid instruments; zero those entries."""
+    p = prep.positions
+    bad_rows: dict[int, tuple[str, str]] = {}
+    nonfinite = ~np.isfinite(p.data)
+    invalid_col = prep.table.underlying_index[p.indices] < 0
+    held_invalid = invalid_col & (p.data != 0.0)
+    if not (nonfinite.any() or held_invalid.any()):
+        return p, bad_rows
+    errors_by_col = {e.instrument: e for e in prep.table.errors}
+    for entry in np.flatnonzero(held_invalid & ~nonfinite)[::-1]:
+        col = int(prep.original_column[p.indices[entry]])
+        err = errors_by_col[col]
+        bad_rows[int(_row_of(p.indptr, np.array([entry]))[0])] = (err.field, err.reason)
+    for entry in np.flatnonzero(nonfinite)[::-1]:
+        col = int(prep.original_column[p.indices[entry]])
+        bad_rows[int(_row_of(p.indptr, np.array([entry]))[0])] = (f"positions[{col}]", "quantity must be finite")
+    data = np.where(nonfinite | invalid_col, 0.0, p.data)
+    return sp.csr_matrix((data, p.indices, p.indptr), shape=p.shape), bad_rows
+
+
+def compute_collateral_batch(
+    inp: BatchInput, params: RiskParams
+) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
+    """(gross value, value after haircut, bad rows) of the accounts x assets balances."""
+    c = np.asarray(inp.collateral, dtype=np.float64)
+    n_accounts = inp.positions.shape[0]
+    if c.shape != (n_accounts, len(inp.assets)):
+        raise InvalidInput("collateral", f"shape {c.shape} != ({n_accounts}, {len(inp.assets)})")
+    bad: dict[int, tuple[str, str]] = {}
+    gross = np.zeros(n_accounts)
+    net = np.zeros(n_accounts)
+    for a in sorted(range(len(inp.assets)), key=lambda j: inp.assets[j]):
+        name, col = inp.assets[a], c[:, a]
+        price = inp.market.asset_prices.get(name)
+        priced = price is not None and is_finite_number(price) and price > 0
+        wrong = ~np.isfinite(col) | (col < 0)
+        for row in np.flatnonzero(wrong):
+            bad.setdefault(int(row), (f"collateral.{name}", "balance must be finite and >= 0"))
+        if not priced:
+            for row in np.flatnonzero(col != 0):
+                bad.setdefault(int(row), (f"collateral.{name}", "unknown asset (no valid price)"))
+            continue
+        value = np.where(wrong, 0.0, col) * float(price)  # type: ignore[arg-type]
+        gross += value
+        net += value * (1.0 - params.get_haircut(name))
+    return gross, net, bad
+
+
+def _credit_per_account(presence: np.ndarray, params: RiskParams) -> np.ndarray:
+    """Credit of the correlation group containing every held underlying (0 when none does)."""
+    credit = np.zeros(presence.shape[0])
+    index_of = {u: i for i, u in enumerate(params.underlyings)}
+    for members, c in params.correlation_groups:
+        outside = [index_of[u] for u in params.underlyings if u not in members]
+        inside = ~presence[:, outside].any(axis=1) if outside else np.ones(presence.shape[0], dtype=bool)
+        credit = np.where(inside, c, credit)
+    return credit
+
+
+def _compute_rows(prep: _Prepared, positions: sp.csr_matrix, out: dict[str, np.ndarray], r0: int, r1: int,
+                  params: RiskParams) -> None:
+    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields)."""
+    s0, s1 = positions.indptr[r0], positions.indptr[r1]
+    sub = sp.csr_matrix((positions.data[s0:s1], positions.indices[s0:s1], positions.indptr[r0:r1 + 1] - s0),
+                        shape=(r1 - r0, positions.shape[1]))
+    t = prep.table
+    joint = out["risk_array"][r0:r1]
+    separate = np.zeros(r1 - r0)
+    presence = np.zeros((r1 - r0, len(prep.blocks)), dtype=bool)
+    for u, (lo, hi) in enumerate(prep.blocks):
+        block = sub[:, lo:hi]
+        arr = block @ t.risk[lo:hi]
+        joint += arr
+        loss = np.maximum(0.0, -arr.min(axis=1))
+        out["scan_loss_by_underlying"][r0:r1, u] = loss
+        separate += loss
+        absolute = sp.csr_matrix((np.abs(block.data), block.indices, block.indptr), shape=block.shape)
+        presence[:, u] = absolute @ np.ones(hi - lo) > 0.0
+    lowest = joint.min(axis=1)
+    joint_loss = np.maximum(0.0, -lowest)
+    out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, joint.argmin(axis=1), -1)
+    several = presence.sum(axis=1) > 1
+    credit = _credit_per_account(presence, params)
+    correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
+    longs = sp.csr_matrix((np.maximum(sub.data, 0.0), sub.indices, sub.indptr), shape=sub.shape)
+    shorts = sp.csr_matrix((np.maximum(-sub.data, 0.0), sub.indices, sub.indptr), shape=sub.shape)
+    som = shorts @ t.som
+    requirement = np.maximum(correlated, som)
+    isolated = longs @ t.isolated_long + shorts @ t.isolated_short
+    out["separate_scan_loss"][r0:r1] = separate
+    out["joint_scan_loss"][r0:r1] = joint_loss
+    out["correlated_margin"][r0:r1] = correlated
+    out["short_option_minimum"][r0:r1] = som
+    out["initial_margin"][r0:r1] = requirement
+    out["maintenance_margin"][r0:r1] = params.maintenance_factor * requirement
+    out["isolated_margin_sum"][r0:r1] = isolated
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["capital_efficiency_ratio"][r0:r1] = np.where(requirement > 0.0, isolated / requirement, np.nan)
+    out["positions_mtm"][r0:r1] = sub @ t.mtm
+
+
+def _allocate(n_accounts: int, n_scenarios: int, n_underlyings: int) -> dict[str, np.ndarray]:
+    out = {name: np.zeros(n_accounts) for name in _FLOAT_FIELDS}
+    out["risk_array"] = np.zeros((n_accounts, n_scenarios))
+    out["scan_loss_by_underlying"] = np.zeros((n_accounts, n_underlyings))
+    out["worst_scenario"] = np.zeros(n_accounts, dtype=np.int32)
+    return out
+
+
+def _finish_accounts(out: dict[str, np.ndarray], gross: np.ndarray, net: np.ndarray,
+                     bad: dict[int, tuple[str, str]]) -> np.ndarray:
+    out["collateral_value"][:] = gross
+    out["collateral_value_after_haircut"][:] = net
+    equity = net + out["positions_mtm"]
+    out["equity"][:] = equity
+    out["free_collateral"][:] = equity - out["initial_margin"]
+    mm = out["maintenance_margin"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["health"][:] = np.where(mm > 0.0, equity / mm, np.nan)
+    ok = np.ones(len(equity), dtype=bool)
+    rows = np.fromiter(bad.keys(), dtype=np.int64, count=len(bad))
+    ok[rows] = False
+    for name in (*_FLOAT_FIELDS, "risk_array", "scan_loss_by_underlying"):
+        out[name][rows] = np.nan
+    out["worst_scenario"][rows] = -1
+    return ok
+
+
+def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2) -> BatchResult:
+    """Margin of every account (RISK_SPEC.md sections 2-4) plus LQ-1 plans of liquidatable accounts.
+
+    Raises `InvalidParams` for a bad parameter set and `InvalidInput` only for structural mistakes
+    (matrix shapes, wrong matrix type); bad accounts become `AccountError` entries.
+    """
+    validate_params(params)
+    threads = min(max(1, threads), MAX_THREADS)
+    prep = prepare_positions(inp, params)
+    positions, bad = _flag_positions(prep)
+    gross, net, bad_collateral = compute_collateral_batch(inp, params)
+    for row, err in bad_collateral.items():
+        bad.setdefault(row, err)
+    n_accounts = positions.shape[0]
+    out = _allocate(n_accounts, compute_scenario_grid(params).size, len(params.underlyings))
+    cuts = np.linspace(0, n_accounts, threads + 1).astype(np.int64)
+    if threads == 1 or n_accounts < 2 * threads:
+        _compute_rows(prep, positions, out, 0, n_accounts, params)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            jobs = [pool.submit(_compute_rows, prep, positions, out, int(a), int(b), params)
+                    for a, b in itertools.pairwise(cuts)]
+            for job in jobs:
+                job.result()
+    ok = _finish_accounts(out, gross, net, bad)
+    liquidatable = ok & (out["equity"] < out["maintenance_margin"])
+    plans = compute_batch_liquidation_plans(prep, positions, out, np.flatnonzero(liquidatable), params)
+    errors = [AccountError(r, f, why) for r, (f, why) in sorted(bad.items())[:MAX_ERRORS_DETAILED]]
+    if len(bad) > MAX_ERRORS_DETAILED:
+        errors.append(AccountError(-1, "accounts", f"{len(bad) - MAX_ERRORS_DETAILED} more accounts in error"))
+    return BatchResult(underlyings=params.underlyings, ok=ok, liquidatable=liquidatable, liquidation=plans,
+                       errors=tuple(errors), **out)
