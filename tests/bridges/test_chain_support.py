@@ -82,3 +82,51 @@ def deploy_artifact(chain: AnvilChain, name: str, arg_types: list[str], args: li
 # anvil's first dev account key (public test mnemonic; never used outside local chains)
 DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 DEV_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+# --- a two-chain clearing setup through bridges.deploy (shared by snapshot and withdrawal tests) ---
+
+NETWORK_ID = 7
+KEYSET_ID = 1
+DAY = 86_400
+TOKENS = (("USDC", "Test USD Coin", 6), ("ETH", "Test Ether", 18))
+INSTR_FUTURE, INSTR_CALL, INSTR_PERP = 1, 2, 3
+USER_INDEX = 5
+
+
+def setup_clearing(chain: AnvilChain, group_key: bytes, expiry: int, home: bool) -> object:
+    """Deploy everything on `chain`, register three BTC instruments, venue and oracle publisher =
+    dev account 0; the home chain gets spots, the forward and asset prices; every chain a vol."""
+    from bridges import deploy
+
+    owner_key = deploy.get_dev_key(0)
+    d = deploy.deploy_all(chain.rpc_url, owner_key, NETWORK_ID, KEYSET_ID, group_key, tokens=TOKENS)
+    owner = deploy.ChainSender(chain.rpc_url, owner_key)
+    deploy.register_instrument(owner, d, INSTR_FUTURE, "BTC", deploy.KIND_FUTURE, expiry=expiry)
+    deploy.register_instrument(owner, d, INSTR_CALL, "BTC", deploy.KIND_OPTION, strike=110_000 * 10**6,
+                               expiry=expiry, right=deploy.RIGHT_CALL)
+    deploy.register_instrument(owner, d, INSTR_PERP, "BTC", deploy.KIND_PERP)
+    deploy.set_venue(owner, d, owner.address)
+    deploy.set_publisher(owner, d, owner.address)
+    if home:
+        deploy.set_market(owner, d, spots={"BTC": 100_000 * 10**6, "ETH": 3_000 * 10**6},
+                          forwards={("BTC", expiry): 100_400 * 10**6},
+                          asset_prices={"USDC": 10**6, "ETH": 3_000 * 10**6})
+    deploy.set_market(owner, d, vols={INSTR_CALL: 520_000})
+    return d
+
+
+def get_sender(chain: AnvilChain, index: int) -> object:
+    from bridges import deploy
+
+    return deploy.ChainSender(chain.rpc_url, deploy.get_dev_key(index))
+
+
+def pin_all(chains: list[AnvilChain], clients: list[ChainClient]) -> tuple[int, list[object]]:
+    """Epoch time T = the latest head timestamp; one later block per chain; pins at T (lag 0, depth 0)."""
+    heads = [int(str(rpc_call(c.rpc_url, "eth_getBlockByNumber", ["latest", False])["timestamp"]), 16)  # type: ignore[index]
+             for c in chains]
+    epoch_time = max(heads)
+    for c in chains:
+        mine_at(c, epoch_time + 1)
+    return epoch_time, [cl.pin_block(epoch_time, lag_s=0, confirmations=0) for cl in clients]
