@@ -1,0 +1,477 @@
+"""The epoch consensus loop: pin, compute, sign a partial, gossip, aggregate, persist, publish.
+
+One `EpochEngine` per node, running in the node's trio loop. Each epoch e starts at
+T_e = genesis + e * period and is driven through the transition table of `node.consensus.machine`:
+1. pin and compute (the injected `InputSource`, in a worker thread; retried until the round deadline);
+2. `store.record_signing(e, digest)` BEFORE the partial leaves the node (refusal: the round is
+   REFUSED and nothing is sent), then the partial is gossiped;
+3. verified partials (see `validation`) are collected per digest; at t = threshold partials on the
+   node's OWN digest they are combined, the group signature verified, the state persisted, gossiped
+   and handed to the publisher (round robin with timed fallback, `publishing`);
+4. a valid group-signed state received by gossip or catch-up is adopted (stored, never signed);
+5. two different partials from one signer for one epoch become equivocation `Evidence` (stored and
+   gossiped); a validly enveloped partial that does not verify becomes `invalid_partial` evidence;
+6. partials on another digest raise a divergence alert; when another digest reaches the threshold
+   the node re-reads its inputs once and logs the outcome (it still never signs that digest).
+Persists (through the `Store`): signing records, signed states with leaves, evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+from libp2p.peer.id import ID
+
+from node.consensus import catchup
+from node.consensus.digest import compute_state_digest, pins_to_proto, state_from_proto, state_to_proto
+from node.consensus.errors import InputsUnavailable
+from node.consensus.inputs import ComputedState, InputSource
+from node.consensus.machine import Event, Phase, Round, is_allowed
+from node.consensus.publishing import StatePublisher, compute_publish_delay
+from node.consensus.validation import EpochWindow, GossipValidator, ValidatorSet
+from node.crypto import threshold
+from node.p2p.envelope import OpenedEnvelope, seal_envelope
+from node.p2p.errors import CatchUpError, EnvelopeError
+from node.pb.clearing.gossip.v1 import gossip_pb2
+from node.ports import Clock, DoubleSignRefused, Store
+from node.records import Evidence, SignedState
+
+log = logging.getLogger(__name__)
+
+MAX_PARKED = 256
+MAX_EVIDENCE_QUEUE = 256
+MAX_LATENCIES = 4096
+
+
+class Transport(Protocol):
+    peer_id_bytes: bytes
+
+    async def publish(self, data: bytes) -> None: ...
+    async def request(self, peer: bytes, data: bytes) -> bytes: ...
+    def penalize(self, peer: str, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Timing and bounds of the epoch loop."""
+
+    round_deadline_s: float = 6.0  # after T_e; then the round expires (a late state may still be adopted)
+    input_retry_s: float = 0.5
+    publish_fallback_s: float = 3.0
+    heartbeat_interval_s: float = 1.0
+    catchup_interval_s: float = 2.0
+    catchup_floor: int = 1
+    max_rounds: int = 64
+    start_epoch: int | None = None  # default: the first epoch that starts after launch
+
+
+@dataclass(frozen=True)
+class Secrets:
+    share_sk: int  # BLS share of validator `index` (share index index + 1)
+    operator_key: bytes  # 32-byte secp256k1 operator key
+
+
+class EpochEngine:
+    """See the module docstring. `run(transport)` runs forever inside the node's nursery."""
+
+    def __init__(self, vset: ValidatorSet, index: int, secrets: Secrets, store: Store,
+                 inputs: InputSource, publisher: StatePublisher, window: EpochWindow,
+                 params: EngineParams, clock: Clock) -> None:
+        self.vset, self.index, self.secrets, self.store = vset, index, secrets, store
+        self.inputs, self.publisher, self.window, self.params, self.clock = inputs, publisher, window, params, clock
+        self.validator = GossipValidator(vset, window, clock.now)
+        self.validator.on_misbehaviour = self._record_misbehaviour
+        self.rounds: dict[int, Round] = {}
+        self._events: dict[int, trio.Event] = {}
+        self.have: set[int] = set()
+        self.peer_last_signed: dict[int, int] = {}
+        self.catchup_cursor = params.catchup_floor
+        self.metrics: dict[str, int] = {}
+        self.latencies: deque[tuple[int, float, float]] = deque(maxlen=MAX_LATENCIES)  # epoch, pin->signed, start->signed
+        self.last_pins: tuple = ()
+        self._parked: deque[tuple[bytes, OpenedEnvelope]] = deque(maxlen=MAX_PARKED)
+        self._evidence_send, self._evidence_recv = trio.open_memory_channel[tuple[Evidence, bool]](MAX_EVIDENCE_QUEUE)
+        self._evidence_seen: set[tuple[str, int, int]] = set()
+        self.transport: Transport | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.metrics[name] = self.metrics.get(name, 0) + by
+
+    def _seal(self, kind: int, payload: bytes) -> bytes:
+        return seal_envelope(kind, payload, self.index, self.secrets.operator_key,
+                             self.vset.network_id, self.vset.keyset_id)
+
+    def get_round(self, epoch: int) -> Round | None:
+        """The round of `epoch`, created on first use; None for epochs too old to track."""
+        if epoch in self.rounds:
+            return self.rounds[epoch]
+        newest = max(self.rounds, default=epoch)
+        if epoch < newest - self.params.max_rounds:
+            return None
+        self.rounds[epoch] = Round(epoch)
+        self._events[epoch] = trio.Event()
+        for old in [e for e in self.rounds if e < max(newest, epoch) - self.params.max_rounds]:
+            del self.rounds[old]
+            self._events.pop(old, None)
+        return self.rounds[epoch]
+
+    def get_status(self) -> dict:
+        return {
+            "index": self.index, "metrics": dict(self.metrics), "have": sorted(self.have)[-256:],
+            "phases": {str(e): r.phase.value for e, r in sorted(self.rounds.items())[-32:]},
+            "latencies": [list(x) for x in self.latencies],
+            "peer_last_signed": {str(k): v for k, v in self.peer_last_signed.items()},
+            "bindings": {str(k): v.hex() for k, v in self.validator.bindings.items()},
+        }
+
+    # --- main loops ------------------------------------------------------------------------------
+
+    async def run(self, transport: Transport, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.transport = transport
+        stored = await trio.to_thread.run_sync(self.store.list_signed_states, self.params.catchup_floor, 100_000)
+        self.have = {s.epoch for s in stored}
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._heartbeat_loop)
+            nursery.start_soon(self._catchup_loop)
+            nursery.start_soon(self._evidence_loop)
+            task_status.started()
+            await self._epoch_loop(nursery)
+
+    async def _epoch_loop(self, nursery: trio.Nursery) -> None:
+        epoch = self.params.start_epoch
+        if epoch is None:
+            epoch = self.window.get_current_epoch(self.clock.now()) + 1
+        while True:
+            delay = self.window.get_epoch_start(epoch) - self.clock.now()
+            if delay > 0:
+                await trio.sleep(delay)
+            elif delay < -self.params.round_deadline_s:
+                skipped_to = self.window.get_current_epoch(self.clock.now())
+                log.warning("epoch loop late: skipping epochs %d..%d", epoch, skipped_to - 1)
+                epoch = skipped_to
+                continue
+            nursery.start_soon(self._run_round, epoch)
+            epoch += 1
+
+    async def _run_round(self, epoch: int) -> None:
+        rnd = self.get_round(epoch)
+        if rnd is None or rnd.is_finished:
+            return
+        started = trio.current_time()
+        with trio.move_on_at(started + self.params.round_deadline_s):
+            computed = await self._compute_inputs(rnd)
+            if computed is not None:
+                await self._sign_and_send(rnd, computed, started)
+            await self._events[epoch].wait()
+        if not rnd.is_finished and is_allowed(rnd.phase, Event.DEADLINE):
+            rnd.process_event(Event.DEADLINE)
+            self.count("rounds_expired")
+            log.warning("epoch %d expired in phase %s with partials %s", epoch, rnd.phase.value,
+                        {d.hex()[:8]: sorted(p) for d, p in rnd.partials.items()})
+
+    async def _compute_inputs(self, rnd: Round) -> ComputedState | None:
+        target = int(self.window.get_epoch_start(rnd.epoch))
+        while rnd.phase == Phase.WAITING:
+            try:
+                return await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
+            except InputsUnavailable as exc:
+                reason = str(exc)
+            except Exception as exc:  # an adapter bug must not kill the node: same as unavailable
+                log.exception("input source failed for epoch %d", rnd.epoch)
+                reason = f"{type(exc).__name__}: {exc}"
+            if rnd.phase == Phase.WAITING:
+                rnd.process_event(Event.INPUTS_UNAVAILABLE)
+                self.count("inputs_unavailable")
+                log.info("epoch %d: inputs unavailable: %s", rnd.epoch, reason[:300])
+            await trio.sleep(self.params.input_retry_s)
+        return None
+
+    def compute_digest(self, computed: ComputedState) -> bytes:
+        return compute_state_digest(self.vset.network_id, self.vset.keyset_id, computed.epoch,
+                                    computed.inputs_digest, computed.params_hash, computed.root,
+                                    computed.leaf_count)
+
+    async def _sign_and_send(self, rnd: Round, computed: ComputedState, started: float) -> None:
+        if rnd.phase != Phase.WAITING:
+            return
+        digest = self.compute_digest(computed)
+        rnd.computed, rnd.digest, rnd.pinned_at, rnd.started_at = computed, digest, trio.current_time(), started
+        self.last_pins = computed.pins
+        rnd.process_event(Event.PINNED)
+        try:
+            await trio.to_thread.run_sync(self.store.record_signing, rnd.epoch, digest)
+        except DoubleSignRefused as exc:
+            if rnd.phase == Phase.COMPUTED:
+                rnd.process_event(Event.SIGN_REFUSED)
+            self.count("sign_refused")
+            log.error("epoch %d: refusing to sign: %s", rnd.epoch, exc)
+            return
+        if rnd.phase != Phase.COMPUTED:
+            return  # adopted a signed state meanwhile: no partial needed
+        await self.send_partial(rnd, digest)
+
+    async def send_partial(self, rnd: Round, digest: bytes) -> None:
+        """Sign and gossip this node's partial (record_signing already done by the caller)."""
+        partial = threshold.partial_sign(self.secrets.share_sk, digest)
+        payload = gossip_pb2.PartialSignature(epoch=rnd.epoch, digest=digest, partial=partial,
+                                              signer_index=self.index).SerializeToString()
+        envelope = self._seal(gossip_pb2.MESSAGE_KIND_PARTIAL_SIGNATURE, payload)
+        rnd.first_envelope[self.index] = (digest + partial, envelope)
+        rnd.add_partial(digest, self.index + 1, partial)
+        rnd.process_event(Event.SIGNED)
+        self.count("partials_sent")
+        assert self.transport is not None
+        await self.transport.publish(envelope)
+        await self._check_threshold(rnd)
+
+    # --- aggregation and adoption ------------------------------------------------------------------
+
+    async def _check_threshold(self, rnd: Round) -> None:
+        t = self.vset.threshold
+        if rnd.phase != Phase.SIGNED or rnd.digest is None:
+            return
+        partials = rnd.partials.get(rnd.digest, {})
+        if len(partials) < t:
+            return
+        rnd.process_event(Event.THRESHOLD)
+        signature = threshold.combine(partials, t)
+        if not threshold.group_verify(self.vset.group_key, rnd.digest, signature):
+            self.count("aggregate_invalid")
+            log.critical("epoch %d: combined signature does not verify", rnd.epoch)
+            rnd.process_event(Event.DEADLINE)
+            return
+        computed = rnd.computed
+        assert computed is not None
+        state = SignedState(
+            network_id=self.vset.network_id, keyset_id=self.vset.keyset_id, epoch=rnd.epoch,
+            pins=computed.pins, inputs_digest=computed.inputs_digest, params_hash=computed.params_hash,
+            root=computed.root, leaf_count=computed.leaf_count, digest=rnd.digest, signature=signature,
+            signers=tuple(i - 1 for i in sorted(partials)[:t]))
+        await trio.to_thread.run_sync(self.store.put_signed_state, state, list(computed.leaves))
+        rnd.process_event(Event.PERSISTED)
+        self.count("states_aggregated")
+        self._finish(rnd, state)
+        assert self.transport is not None
+        await self.transport.publish(self._seal(gossip_pb2.MESSAGE_KIND_SIGNED_STATE,
+                                                state_to_proto(state).SerializeToString()))
+
+    async def adopt_state(self, state: SignedState) -> bool:
+        """Store an already verified group-signed state this node has not finished itself."""
+        rnd = self.get_round(state.epoch)
+        if state.epoch in self.have or (rnd is not None and rnd.is_finished):
+            return False
+        leaves = []
+        if rnd is not None and rnd.computed is not None and rnd.digest == state.digest:
+            leaves = list(rnd.computed.leaves)
+        await trio.to_thread.run_sync(self.store.put_signed_state, state, leaves)
+        self.count("states_adopted")
+        if rnd is not None and not rnd.is_finished:
+            rnd.process_event(Event.ADOPTED)
+            self._finish(rnd, state)
+        else:
+            self.have.add(state.epoch)
+        return True
+
+    def _finish(self, rnd: Round, state: SignedState) -> None:
+        now = trio.current_time()
+        rnd.signed_at = now
+        self.have.add(rnd.epoch)
+        if rnd.pinned_at is not None and rnd.started_at is not None:
+            self.latencies.append((rnd.epoch, now - rnd.pinned_at, now - rnd.started_at))
+        self._events[rnd.epoch].set()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._publish, rnd, state)
+
+    async def _publish(self, rnd: Round, state: SignedState) -> None:
+        await trio.sleep(compute_publish_delay(self.index, state.epoch, self.vset.n, self.params.publish_fallback_s))
+        try:
+            if not await trio.to_thread.run_sync(self.publisher.is_published, state):
+                await trio.to_thread.run_sync(self.publisher.publish, state)
+                self.count("states_published")
+        except Exception as exc:  # a publisher failure leaves the state to the next fallback
+            self.count("publish_failed")
+            log.warning("epoch %d: publish failed: %s", state.epoch, exc)
+            return
+        if rnd.phase == Phase.PERSISTED:
+            rnd.process_event(Event.PUBLISHED)
+
+    # --- inbound gossip --------------------------------------------------------------------------
+
+    async def deliver(self, origin: bytes, data: bytes) -> None:
+        """Process one accepted gossip message (called by the host after `validate_gossip`)."""
+        opened = self.validator.pop_accepted(data)
+        if opened is None:
+            try:
+                opened = self.validator.open(data)
+            except EnvelopeError:
+                return
+            if self.validator.validate_opened(origin, opened) is not None:
+                return
+        kind = opened.kind
+        if kind == gossip_pb2.MESSAGE_KIND_HEARTBEAT:
+            await self._process_heartbeat(origin, opened)
+        elif kind == gossip_pb2.MESSAGE_KIND_PARTIAL_SIGNATURE:
+            await self._process_partial(origin, opened)
+        elif kind == gossip_pb2.MESSAGE_KIND_SIGNED_STATE:
+            await self.adopt_state(state_from_proto(opened.message))  # type: ignore[arg-type]
+        elif kind == gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE:
+            ev = opened.message
+            self._queue_evidence(Evidence("equivocation", ev.epoch, ev.signer_index, ev.first, ev.second,  # type: ignore[attr-defined]
+                                          f"reported by validator {opened.signer_index}"), gossip=False)
+
+    async def _process_heartbeat(self, origin: bytes, opened: OpenedEnvelope) -> None:
+        hb = opened.message
+        self.validator.bindings[opened.signer_index] = origin
+        self.peer_last_signed[opened.signer_index] = int(hb.last_signed_epoch)  # type: ignore[attr-defined]
+        parked = [p for p in self._parked if p[1].signer_index == opened.signer_index]
+        for item in parked:
+            self._parked.remove(item)
+        for p_origin, p_opened in parked:
+            if p_origin != origin:
+                self._penalize(p_origin, "peer_binding")
+                continue
+            await self.deliver_opened(p_origin, p_opened)
+
+    async def deliver_opened(self, origin: bytes, opened: OpenedEnvelope) -> None:
+        if opened.kind == gossip_pb2.MESSAGE_KIND_PARTIAL_SIGNATURE:
+            await self._process_partial(origin, opened)
+
+    def _penalize(self, origin: bytes, reason: str) -> None:
+        if self.transport is not None:
+            self.transport.penalize(str(ID(origin)), reason)
+
+    async def _process_partial(self, origin: bytes, opened: OpenedEnvelope) -> None:
+        p = opened.message
+        signer = opened.signer_index
+        if signer not in self.validator.bindings:
+            self._parked.append((origin, opened))
+            return
+        rnd = self.get_round(p.epoch)  # type: ignore[attr-defined]
+        if rnd is None:
+            return
+        key = p.digest + p.partial  # type: ignore[attr-defined]
+        first = rnd.first_envelope.get(signer)
+        if first is not None:
+            if first[0] != key:
+                self.count("equivocations")
+                self._queue_evidence(Evidence("equivocation", rnd.epoch, signer, first[1], opened.raw,
+                                              "two different partials for one epoch"), gossip=True)
+                self._penalize(origin, "equivocation")
+            return
+        rnd.first_envelope[signer] = (key, opened.raw)
+        self.count("partials_received")
+        if not rnd.add_partial(p.digest, signer + 1, p.partial):  # type: ignore[attr-defined]
+            self.count("digests_dropped")
+            return
+        if rnd.digest is not None and p.digest != rnd.digest:  # type: ignore[attr-defined]
+            self._process_divergence(rnd, p.digest)  # type: ignore[attr-defined]
+        await self._check_threshold(rnd)
+
+    def _process_divergence(self, rnd: Round, other: bytes) -> None:
+        self.count("divergent_partials")
+        log.warning("ALERT epoch %d: partial on digest %s, ours is %s", rnd.epoch, other.hex()[:16],
+                    (rnd.digest or b"").hex()[:16])
+        if len(rnd.partials.get(other, {})) >= self.vset.threshold and not rnd.diverged:
+            rnd.diverged = True
+            self.count("divergence_alerts")
+            if self._nursery is not None:
+                self._nursery.start_soon(self._reread_inputs, rnd, other)
+
+    async def _reread_inputs(self, rnd: Round, other: bytes) -> None:
+        target = int(self.window.get_epoch_start(rnd.epoch))
+        try:
+            again = await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
+        except Exception as exc:
+            log.error("ALERT epoch %d: re-read after divergence failed: %s", rnd.epoch, exc)
+            return
+        digest = self.compute_digest(again)
+        verdict = "now matches the majority" if digest == other else "still differs"
+        log.error("ALERT epoch %d: the threshold formed on digest %s; our re-read digest %s %s "
+                  "(this node signed %s and will not sign another)", rnd.epoch, other.hex()[:16],
+                  digest.hex()[:16], verdict, (rnd.digest or b"").hex()[:16])
+
+    # --- evidence -----------------------------------------------------------------------------------
+
+    def _record_misbehaviour(self, reason: str, opened: OpenedEnvelope) -> None:
+        p = opened.message
+        self.count("invalid_partials")
+        self._queue_evidence(Evidence(reason, int(p.epoch), opened.signer_index, opened.raw, b"",  # type: ignore[attr-defined]
+                                      "partial does not verify under the signer's public share"), gossip=False)
+
+    def _queue_evidence(self, evidence: Evidence, gossip: bool) -> None:
+        key = (evidence.kind, evidence.epoch, evidence.signer_index)
+        if key in self._evidence_seen:
+            return
+        self._evidence_seen.add(key)
+        try:
+            self._evidence_send.send_nowait((evidence, gossip))
+        except trio.WouldBlock:
+            self.count("evidence_dropped")
+
+    async def _evidence_loop(self) -> None:
+        async for evidence, gossip in self._evidence_recv:
+            await trio.to_thread.run_sync(self.store.put_evidence, evidence)
+            self.count("evidence_recorded")
+            log.warning("evidence: %s by validator %d in epoch %d", evidence.kind, evidence.signer_index,
+                        evidence.epoch)
+            if gossip and self.transport is not None:
+                msg = gossip_pb2.EquivocationEvidence(epoch=evidence.epoch, signer_index=evidence.signer_index,
+                                                      first=evidence.first, second=evidence.second)
+                await self.transport.publish(self._seal(gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE,
+                                                        msg.SerializeToString()))
+
+    # --- heartbeats and catch-up ---------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.transport is not None
+        while True:
+            hb = gossip_pb2.Heartbeat(
+                validator_index=self.index, peer_id=self.transport.peer_id_bytes,
+                pinned=pins_to_proto(self.last_pins), epoch=self.window.get_current_epoch(self.clock.now()),
+                time_ms=int(time.time() * 1000), last_signed_epoch=max(self.have, default=0))
+            await self.transport.publish(self._seal(gossip_pb2.MESSAGE_KIND_HEARTBEAT, hb.SerializeToString()))
+            await trio.sleep(self.params.heartbeat_interval_s)
+
+    async def _catchup_loop(self) -> None:
+        while True:
+            await trio.sleep(self.params.catchup_interval_s)
+            try:
+                await self.process_catchup()
+            except CatchUpError as exc:
+                self.count("catchup_failed")
+                log.info("catch-up failed: %s", exc)
+
+    async def process_catchup(self) -> int:
+        """One catch-up step: ask the most advanced bound peer for states from the cursor on."""
+        while self.catchup_cursor in self.have:
+            self.catchup_cursor += 1
+        candidates = [(last, i) for i, last in self.peer_last_signed.items()
+                      if last >= self.catchup_cursor and i in self.validator.bindings and i != self.index]
+        if not candidates:
+            return 0
+        _, peer_index = max(candidates)
+        assert self.transport is not None
+        request = catchup.build_state_request(self.catchup_cursor, catchup.MAX_STATES_PER_RESPONSE, self.index,
+                                              self.secrets.operator_key, self.vset.network_id, self.vset.keyset_id)
+        answer = await self.transport.request(self.validator.bindings[peer_index], request)
+        states = catchup.parse_state_response(answer, self.validator)
+        adopted = 0
+        for state in states:
+            if await self.adopt_state(state):
+                adopted += 1
+        if states:
+            self.catchup_cursor = max(self.catchup_cursor, max(s.epoch for s in states) + 1)
+        self.count("catchup_states", adopted)
+        return adopted
+
+    async def serve_catchup(self, peer: str, request: bytes) -> bytes:
+        return await trio.to_thread.run_sync(catchup.compute_state_response, request, self.validator, self.store)
