@@ -13,6 +13,8 @@ import sys
 
 # One entry per command module; each registers one or more subcommands.
 COMMAND_MODULES: tuple[str, ...] = (
+    "node.cli.gov",
+    "node.cli.params",
 )
 
 

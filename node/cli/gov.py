@@ -1,0 +1,263 @@
+"""`clearingd gov propose|vote|execute|list|show`: governance on the home chain from the command line.
+
+Options come from flags, else `CLEARING_*` environment variables (named in each option's help), else
+defaults. Transactions are signed by the operator key: `--key-file` (an Ethereum keystore JSON with
+`--password-file` or CLEARING_KEY_PASSWORD) or, on the devnet only, `--dev-key N` (anvil's public test
+mnemonic). Read commands take `--json` and derive the state with the pure `governance.tally` at the
+home-chain head minus `--confirmations`. Exit codes: 0 ok, 1 refused (revert, invalid input), 2 usage.
+Persists nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridges.anvil import rpc_call
+from bridges.chain import ChainClient, ChainConfig
+from bridges.errors import BridgeError
+from bridges.governance_chain import GovernanceChain, GovernanceTxReverted, get_dev_key, load_governance_abi
+from governance.encoding import outcome_to_dict, refused_vote_to_dict, state_to_dict
+from governance.errors import GovernanceError
+from governance.proposals import (
+    EpochClock,
+    GovernanceGenesis,
+    ProposalKind,
+    ValidatorSetChange,
+    encode_validator_set_change,
+)
+from governance.tally import GovernanceState, derive_governance_state
+from risk.errors import RiskError
+from risk.params import RRA1, RiskParams, encode_params, params_with_overrides
+
+CHOICES = {"yes": 1, "no": 2, "abstain": 3}
+DEFAULT_EPOCH_SECONDS = 60
+MAX_PARAMS_FILE_BYTES = 1 << 20
+
+
+def env_default(name: str, default: Any = None) -> Any:
+    return os.environ.get(name, default)
+
+
+def add_chain_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rpc-url", default=env_default("CLEARING_HOME_RPC_URL"),
+                   help="home-chain JSON-RPC URL (env CLEARING_HOME_RPC_URL)")
+    p.add_argument("--governance-address", default=env_default("CLEARING_GOVERNANCE_ADDRESS"),
+                   help="Governance contract address (env CLEARING_GOVERNANCE_ADDRESS)")
+    p.add_argument("--confirmations", type=int, default=int(env_default("CLEARING_HOME_CONFIRMATIONS", 0)),
+                   help="read this many blocks below the head (env CLEARING_HOME_CONFIRMATIONS)")
+    p.add_argument("--genesis-time", type=int, default=env_default("CLEARING_GENESIS_TIME"),
+                   help="network genesis unix time (env CLEARING_GENESIS_TIME; default: home block 0)")
+    p.add_argument("--epoch-seconds", type=int,
+                   default=int(env_default("CLEARING_EPOCH_SECONDS", DEFAULT_EPOCH_SECONDS)),
+                   help="epoch period E in seconds (env CLEARING_EPOCH_SECONDS)")
+
+
+def add_key_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key-file", default=env_default("CLEARING_KEY_FILE"),
+                   help="operator keystore JSON (env CLEARING_KEY_FILE)")
+    p.add_argument("--password-file", default=env_default("CLEARING_PASSWORD_FILE"),
+                   help="keystore password file (env CLEARING_PASSWORD_FILE, or CLEARING_KEY_PASSWORD)")
+    p.add_argument("--dev-key", type=int, default=env_default("CLEARING_DEV_KEY"),
+                   help="devnet only: index of anvil's public test account (env CLEARING_DEV_KEY)")
+
+
+class CliError(Exception):
+    """A usage or input problem reported to the operator (exit code 2)."""
+
+
+def get_operator_key(args: argparse.Namespace) -> bytes:
+    from eth_account import Account
+
+    if args.key_file:
+        if args.password_file:
+            password = Path(args.password_file).read_text().rstrip("\n")
+        else:
+            password = os.environ.get("CLEARING_KEY_PASSWORD", "")
+        return bytes(Account.decrypt(json.loads(Path(args.key_file).read_text()), password))
+    if args.dev_key is not None:
+        return get_dev_key(int(args.dev_key))
+    raise CliError("--key-file or --dev-key is required to send a transaction")
+
+
+def get_governance(args: argparse.Namespace) -> GovernanceChain:
+    if not args.rpc_url or not args.governance_address:
+        raise CliError("--rpc-url and --governance-address are required (or CLEARING_HOME_RPC_URL, "
+                       "CLEARING_GOVERNANCE_ADDRESS)")
+    chain_id = int(str(rpc_call(args.rpc_url, "eth_chainId")), 16)
+    client = ChainClient(ChainConfig(chain_id=chain_id, rpc_url=args.rpc_url))
+    return GovernanceChain(client, args.governance_address, load_governance_abi())
+
+
+@dataclass(frozen=True)
+class Derived:
+    state: GovernanceState
+    genesis: GovernanceGenesis
+    head_timestamp: int
+
+
+def derive_from_chain(args: argparse.Namespace, gov: GovernanceChain | None = None) -> Derived:
+    """Snapshot at head - confirmations, genesis set from the contract's version 0, then the tally."""
+    gov = gov or get_governance(args)
+    pin = gov.get_pin_at_head(args.confirmations)
+    members = tuple(a.lower() for a in gov._call(pin, "validatorsAt", 0)[0])
+    threshold = int(gov._call(pin, "thresholdAt", 0)[0])
+    genesis_time = args.genesis_time if args.genesis_time is not None else gov.client.get_block(0).timestamp
+    genesis = GovernanceGenesis(members, threshold, EpochClock(int(genesis_time), args.epoch_seconds))
+    snap = gov.read_snapshot(pin)
+    return Derived(derive_governance_state(genesis, snap.proposals, snap.votes, pin.number), genesis, pin.timestamp)
+
+
+def params_to_dict(p: RiskParams) -> dict[str, Any]:
+    """Readable form of a parameter set (per-key fields as objects)."""
+    out: dict[str, Any] = {}
+    for name, value in vars(p).items():
+        if name in ("price_scan_range", "sigma_ref", "haircuts"):
+            out[name] = dict(value)
+        elif name == "correlation_groups":
+            out[name] = [{"members": list(m), "credit": c} for m, c in value]
+        elif isinstance(value, tuple):
+            out[name] = list(value)
+        else:
+            out[name] = value
+    return out
+
+
+def build_payload(args: argparse.Namespace) -> tuple[int, bytes]:
+    if args.kind == "params":
+        if args.payload_hex:
+            return ProposalKind.PARAMETER_SET, bytes.fromhex(args.payload_hex.removeprefix("0x"))
+        if not args.params_file:
+            raise CliError("--params-file (overrides over RRA1, JSON object) or --payload-hex is required")
+        raw = Path(args.params_file).read_bytes()
+        if len(raw) > MAX_PARAMS_FILE_BYTES:
+            raise CliError(f"--params-file larger than {MAX_PARAMS_FILE_BYTES} bytes")
+        return ProposalKind.PARAMETER_SET, encode_params(params_with_overrides(RRA1, json.loads(raw)))
+    if args.threshold is None:
+        raise CliError("--threshold is required for a validator-set change")
+    change = ValidatorSetChange(tuple(a.lower() for a in args.add), tuple(a.lower() for a in args.remove),
+                                args.threshold)
+    return ProposalKind.VALIDATOR_SET, encode_validator_set_change(change)
+
+
+def emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
+    print(json.dumps(doc, sort_keys=True, indent=2) if getattr(args, "json", False) else text)
+
+
+def handle_propose(args: argparse.Namespace) -> int:
+    kind, payload = build_payload(args)
+    gov = get_governance(args)
+    pid, receipt = gov.propose(get_operator_key(args), kind, payload, args.voting_period_blocks,
+                               args.activation_epoch)
+    emit(args, {"proposal_id": pid, "tx_hash": receipt["transactionHash"], "block": int(receipt["blockNumber"], 16)},
+         f"proposal {pid} created (tx {receipt['transactionHash']})")
+    return 0
+
+
+def handle_vote(args: argparse.Namespace) -> int:
+    receipt = get_governance(args).vote(get_operator_key(args), args.id, CHOICES[args.choice])
+    emit(args, {"proposal_id": args.id, "choice": args.choice, "tx_hash": receipt["transactionHash"]},
+         f"voted {args.choice} on proposal {args.id} (tx {receipt['transactionHash']})")
+    return 0
+
+
+def handle_execute(args: argparse.Namespace) -> int:
+    receipt = get_governance(args).execute(get_operator_key(args), args.id)
+    emit(args, {"proposal_id": args.id, "tx_hash": receipt["transactionHash"]},
+         f"executed proposal {args.id} (tx {receipt['transactionHash']})")
+    return 0
+
+
+def handle_list(args: argparse.Namespace) -> int:
+    d = derive_from_chain(args)
+    doc = state_to_dict(d.state)
+    lines = [f"head block {d.state.head_block}, epoch {d.genesis.clock.get_epoch_at(d.head_timestamp)}"]
+    for o in d.state.proposals:
+        r, c = o.record, o.count
+        lines.append(f"#{r.proposal_id} {ProposalKind(r.kind).name if r.kind in (1, 2) else r.kind} "
+                     f"{o.status.value} yes={c.yes} no={c.no} abstain={c.abstain} n={c.n} "
+                     f"activation_epoch={r.activation_epoch} ends={r.end_block} - {o.reason}")
+    emit(args, doc, "\n".join(lines) if d.state.proposals else lines[0] + "\nno proposals")
+    return 0
+
+
+def handle_show(args: argparse.Namespace) -> int:
+    d = derive_from_chain(args)
+    o = d.state.get_proposal(args.id)
+    if o is None:
+        raise CliError(f"--id: no proposal {args.id} at block {d.state.head_block}")
+    doc = outcome_to_dict(o)
+    doc["params"] = None if o.params is None else params_to_dict(o.params)
+    doc["validation"] = "ok" if (o.params is not None or o.change is not None) else o.reason
+    doc["refused_votes"] = [refused_vote_to_dict(v) for v in d.state.refused_votes if v.proposal_id == args.id]
+    text = [f"proposal {args.id}: {o.status.value} - {o.reason}",
+            f"tally: yes {o.count.yes}, no {o.count.no}, abstain {o.count.abstain}, cast {o.count.cast} "
+            f"of n={o.count.n} (quorum and approval need {o.count.quorum})",
+            f"validation: {doc['validation']}"]
+    if o.params is not None:
+        text.append(f"params_hash: {doc['params_hash']}")
+        text += [f"  {k}: {v}" for k, v in doc["params"].items()]
+    if o.change is not None:
+        text.append(f"change: add {list(o.change.add)} remove {list(o.change.remove)} threshold {o.change.threshold}")
+    text += [f"refused vote by {v['voter']}: {v['reason']}" for v in doc["refused_votes"]]
+    emit(args, doc, "\n".join(text))
+    return 0
+
+
+def run(handler):  # type: ignore[no-untyped-def]
+    """Wrap a handler: operator-readable errors on stderr and an exit code instead of a traceback."""
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return int(handler(args))
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except GovernanceTxReverted as exc:
+            print(f"refused: {exc.error}{exc.args_decoded if exc.args_decoded else ''}", file=sys.stderr)
+            return 1
+        except (BridgeError, GovernanceError, RiskError, OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return wrapped
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    gov = subparsers.add_parser("gov", help="governance proposals and votes on the home chain")
+    sub = gov.add_subparsers(dest="gov_command", metavar="SUBCOMMAND")
+    sub.required = True
+    p = sub.add_parser("propose", help="create a proposal (PARAMETER_SET or VALIDATOR_SET)")
+    p.add_argument("--kind", choices=("params", "validators"), required=True)
+    p.add_argument("--params-file", help="JSON object of parameter overrides over RRA1 (complete set is sent)")
+    p.add_argument("--payload-hex", help="raw canonical parameter encoding (hex)")
+    p.add_argument("--add", action="append", default=[], help="validator operator address to add (repeat)")
+    p.add_argument("--remove", action="append", default=[], help="validator operator address to remove (repeat)")
+    p.add_argument("--threshold", type=int, help="signing threshold of the new set")
+    p.add_argument("--voting-period-blocks", type=int, required=True)
+    p.add_argument("--activation-epoch", type=int, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run(handle_propose))
+    v = sub.add_parser("vote", help="vote yes/no/abstain on a proposal")
+    v.add_argument("--id", type=int, required=True)
+    v.add_argument("--choice", choices=tuple(CHOICES), required=True)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=run(handle_vote))
+    x = sub.add_parser("execute", help="apply an approved validator-set change after its voting period")
+    x.add_argument("--id", type=int, required=True)
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=run(handle_execute))
+    ls = sub.add_parser("list", help="all proposals with status, reason and tally")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=run(handle_list))
+    sh = sub.add_parser("show", help="one proposal: decoded parameter set, validation and tally")
+    sh.add_argument("--id", type=int, required=True)
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=run(handle_show))
+    for sp in (p, v, x, ls, sh):
+        add_chain_options(sp)
+    for sp in (p, v, x):
+        add_key_options(sp)
