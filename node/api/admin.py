@@ -1,0 +1,105 @@
+"""`clearing.admin.v1.AdminService` on a UNIX domain socket only (mode 0600, in a 0700 folder).
+
+The operator's view of the node: status (store epochs, signing record, sync, peers, chains),
+peers, evidence, and a request to re-read chain inputs. Whoever can open the socket is the
+operator, so it is never bound to TCP. Bounded: one small thread pool, evidence page size.
+Reads the store; persists nothing (a re-read request is handed to `NodeSources`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from node.api.convert import evidence_to_pb
+from node.api.errors import ApiError, FieldViolation, apply_abort, invalid_argument
+from node.api.sources import MAX_REASON_CHARS, NodeSources
+from node.pb.clearing.admin.v1 import admin_pb2, admin_pb2_grpc
+from node.ports import Store
+
+MAX_EVIDENCE_PAGE = 10_000
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
+
+
+class AdminService(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, store: Store, sources: NodeSources, version: str) -> None:
+        self.store = store
+        self.sources = sources
+        self.version = version
+        self.started = time.monotonic()
+
+    def GetStatus(self, request: admin_pb2.GetStatusRequest, context: Any) -> admin_pb2.GetStatusResponse:
+        st = self.sources.get_status()
+        latest = self.store.get_latest_signed_state()
+        signed = self.store.get_last_signed()
+        return admin_pb2.GetStatusResponse(
+            version=self.version, network_id=st.network_id, validator_index=st.validator_index,
+            peer_id=st.peer_id, has_latest_state=latest is not None, latest_epoch=latest.epoch if latest else 0,
+            has_last_signed=signed is not None, last_signed_epoch=signed[0] if signed else 0,
+            syncing=self.sources.is_syncing(), peer_count=len(self.sources.list_peers()),
+            uptime_seconds=int(time.monotonic() - self.started),
+            chains=[admin_pb2.ChainStatus(chain_id=c.chain_id, head_block=c.head_block, pinned_block=c.pinned_block,
+                                          healthy=c.healthy, rpc_errors=c.rpc_errors) for c in st.chains],
+            api_address=st.api_address, metrics_address=st.metrics_address,
+            evidence_count=len(self.store.list_evidence(MAX_EVIDENCE_PAGE)))
+
+    def ListPeers(self, request: admin_pb2.ListPeersRequest, context: Any) -> admin_pb2.ListPeersResponse:
+        return admin_pb2.ListPeersResponse(peers=[
+            admin_pb2.Peer(peer_id=p.peer_id, addrs=list(p.addrs), validator_index=p.validator_index)
+            for p in self.sources.list_peers()])
+
+    def TriggerReread(self, request: admin_pb2.TriggerRereadRequest, context: Any) -> admin_pb2.TriggerRereadResponse:
+        if len(request.reason) > MAX_REASON_CHARS:
+            apply_abort(context, invalid_argument([FieldViolation("reason", f"at most {MAX_REASON_CHARS} characters")]))
+        epoch = request.epoch if request.HasField("epoch") else None
+        accepted, detail = self.sources.request_reread(epoch, request.reason)
+        return admin_pb2.TriggerRereadResponse(accepted=accepted, detail=detail)
+
+    def ListEvidence(self, request: admin_pb2.ListEvidenceRequest, context: Any) -> admin_pb2.ListEvidenceResponse:
+        if request.limit > MAX_EVIDENCE_PAGE:
+            apply_abort(context, invalid_argument([FieldViolation("limit", f"at most {MAX_EVIDENCE_PAGE}")]))
+        limit = request.limit or 100
+        return admin_pb2.ListEvidenceResponse(evidence=[evidence_to_pb(e) for e in self.store.list_evidence(limit)])
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Create the socket's folder (0700) and remove a stale socket; refuse a non-socket file."""
+    if len(str(path)) > MAX_SOCKET_PATH:
+        raise ApiError(f"admin socket path {path} is longer than {MAX_SOCKET_PATH} characters")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ApiError(f"admin socket path {path} exists and is not a socket")
+        path.unlink()
+
+
+class AdminServer:
+    def __init__(self, server: grpc.Server, path: Path) -> None:
+        self.server = server
+        self.path = path
+
+    def stop(self, grace_s: float = 1.0) -> None:
+        self.server.stop(grace_s).wait(grace_s + 1)
+        self.path.unlink(missing_ok=True)
+
+
+def start_admin_server(socket_path: str | Path, store: Store, sources: NodeSources, version: str) -> AdminServer:
+    path = Path(socket_path).absolute()
+    prepare_socket_path(path)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="admin"),
+                         options=[("grpc.max_receive_message_length", 64 << 10)], maximum_concurrent_rpcs=8)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(store, sources, version), server)
+    if server.add_insecure_port(f"unix:{path}") == 0:
+        raise ApiError(f"admin socket {path}: cannot bind")
+    server.start()
+    os.chmod(path, 0o600)
+    return AdminServer(server, path)
+
+

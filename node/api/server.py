@@ -1,0 +1,107 @@
+"""The public gRPC server: `MarginService` + standard health checking + server reflection, on a
+grpcio thread-pool server, optionally with TLS (certificate files from config).
+
+Bounds: worker threads, concurrent RPCs (excess gets RESOURCE_EXHAUSTED from grpcio), message sizes
+both ways, per-client rate (see `ServiceLimits`). Health reports SERVING for "" and the margin
+service once started, NOT_SERVING after `stop` or `set_serving(False)`. Nothing is persisted.
+"""
+
+from __future__ import annotations
+
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from node.api.errors import ApiError
+from node.api.service import MarginService, Observer, ServiceLimits, make_guarded_service
+from node.api.snapshot import SnapshotCache
+from node.api.sources import NodeSources
+from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
+from node.ports import Store
+
+SERVICE_NAME = api_pb2.DESCRIPTOR.services_by_name["MarginService"].full_name
+
+
+@dataclass(frozen=True)
+class ApiServerConfig:
+    listen: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
+    max_workers: int = 16
+    max_concurrent_rpcs: int = 256
+    max_receive_bytes: int = 1 << 20
+    max_send_bytes: int = 8 << 20
+    tls_cert_file: str = ""  # PEM; TLS is on when cert and key are set
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""  # PEM; when set, clients must present a certificate signed by it
+    snapshot_poll_s: float = 0.2
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+
+
+def _server_credentials(config: ApiServerConfig) -> grpc.ServerCredentials | None:
+    if not config.tls_cert_file and not config.tls_key_file:
+        return None
+    if not (config.tls_cert_file and config.tls_key_file):
+        raise ApiError("api.tls_cert_file and api.tls_key_file must be set together")
+    key = Path(config.tls_key_file).read_bytes()
+    cert = Path(config.tls_cert_file).read_bytes()
+    ca = Path(config.tls_client_ca_file).read_bytes() if config.tls_client_ca_file else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+class ApiServer:
+    """A running public API server; `port` is the bound port."""
+
+    def __init__(self, server: grpc.Server, port: int, health_servicer: health.HealthServicer,
+                 snapshots: SnapshotCache, service: MarginService) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+        self.snapshots = snapshots
+        self.service = service
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        self.set_serving(False)
+        self.snapshots.stop()
+        self.server.stop(grace_s).wait(grace_s + 1)
+
+
+def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources,
+                     observe: Observer | None = None) -> ApiServer:
+    """Build, bind and start the public server (raises `ApiError` when it cannot bind)."""
+    snapshots = SnapshotCache(store, poll_s=config.snapshot_poll_s)
+    snapshots.start()
+    service = make_guarded_service(MarginService(store, snapshots, sources, config.limits, observe))
+    options = [
+        ("grpc.max_receive_message_length", config.max_receive_bytes),
+        ("grpc.max_send_message_length", config.max_send_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="api"),
+                         options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
+    api_pb2_grpc.add_MarginServiceServicer_to_server(service, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    creds = _server_credentials(config)
+    try:
+        port = server.add_secure_port(config.listen, creds) if creds else server.add_insecure_port(config.listen)
+    except RuntimeError as exc:
+        snapshots.stop()
+        raise ApiError(f"api.listen {config.listen}: cannot bind ({exc})") from exc
+    if port == 0:
+        snapshots.stop()
+        raise ApiError(f"api.listen {config.listen}: cannot bind")
+    server.start()
+    api = ApiServer(server, port, health_servicer, snapshots, service)
+    api.set_serving(True)
+    return api

@@ -1,0 +1,125 @@
+"""Immutable per-epoch snapshots for the servers: the signed state, account -> leaf position, and
+the Merkle tree of its leaves, built once per epoch from the store and then only read.
+
+`SnapshotCache` keeps the latest snapshot (swapped atomically when a newer signed state appears in
+the store, by a polling thread) plus a bounded LRU of older epochs loaded on demand, and wakes
+streams waiting for a newer epoch. Invariant: a snapshot never changes after it is published; a
+snapshot whose rebuilt root differs from `state.root` serves no proofs (`proofs_valid` False).
+Nothing is persisted; the store is only read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from node.api.proofs import compute_leaf_hash, compute_root, compute_tree, get_proof
+from node.ports import Store
+from node.records import SignedState
+
+LOG = logging.getLogger(__name__)
+DEFAULT_POLL_S = 0.2
+MAX_CACHED_EPOCHS = 4
+
+
+@dataclass(frozen=True)
+class EpochSnapshot:
+    state: SignedState
+    positions: Mapping[bytes, int]  # account -> leaf position (AccountLeaf.index)
+    tree: tuple[bytes, ...]
+    proofs_valid: bool
+
+    def get_proof(self, account: bytes) -> list[bytes]:
+        position = self.positions.get(account)
+        if position is None or not self.proofs_valid:
+            return []
+        return get_proof(self.tree, position)
+
+
+def build_snapshot(store: Store, state: SignedState) -> EpochSnapshot:
+    leaves = store.get_leaves(state.epoch)
+    positions = {leaf.account: leaf.index for leaf in leaves}
+    ordered = sorted(leaves, key=lambda leaf: leaf.index)
+    contiguous = [leaf.index for leaf in ordered] == list(range(len(ordered)))
+    tree = tuple(compute_tree([compute_leaf_hash(leaf.encoded) for leaf in ordered])) if contiguous else ()
+    valid = contiguous and compute_root(tree) == state.root
+    if not valid:
+        LOG.warning("epoch %d: rebuilt Merkle root differs from the signed root; serving no proofs", state.epoch)
+    return EpochSnapshot(state=state, positions=MappingProxyType(positions), tree=tree, proofs_valid=valid)
+
+
+class SnapshotCache:
+    """Latest snapshot (polled from the store) and an LRU of older ones; thread-safe."""
+
+    def __init__(self, store: Store, poll_s: float = DEFAULT_POLL_S, max_cached: int = MAX_CACHED_EPOCHS) -> None:
+        self.store = store
+        self.poll_s = poll_s
+        self.max_cached = max_cached
+        self._latest: EpochSnapshot | None = None
+        self._cache: OrderedDict[int, EpochSnapshot] = OrderedDict()
+        self._cond = threading.Condition()
+        self._load_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread = threading.Thread(target=self._run, name="snapshot-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.refresh()
+            except Exception:  # keep serving the last good snapshot
+                LOG.exception("snapshot refresh failed")
+
+    def refresh(self) -> EpochSnapshot | None:
+        """Load the store's latest signed state if it is newer than the current snapshot."""
+        state = self.store.get_latest_signed_state()
+        current = self._latest
+        if state is None or (current is not None and current.state.epoch >= state.epoch):
+            return current
+        snap = self.get_epoch(state.epoch)
+        with self._cond:
+            if snap is not None and (self._latest is None or snap.state.epoch > self._latest.state.epoch):
+                self._latest = snap
+                self._cond.notify_all()
+            return self._latest
+
+    def get_latest(self) -> EpochSnapshot | None:
+        return self._latest
+
+    def get_epoch(self, epoch: int) -> EpochSnapshot | None:
+        with self._load_lock:
+            snap = self._cache.get(epoch)
+            if snap is not None:
+                self._cache.move_to_end(epoch)
+                return snap
+            state = self.store.get_signed_state(epoch)
+            if state is None:
+                return None
+            snap = build_snapshot(self.store, state)
+            self._cache[epoch] = snap
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
+            return snap
+
+    def wait_for_newer(self, epoch: int, timeout: float) -> EpochSnapshot | None:
+        """The latest snapshot once its epoch is > `epoch`, or None after `timeout` / on stop."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stop.is_set() or (
+                self._latest is not None and self._latest.state.epoch > epoch), timeout=max(timeout, 0.0))
+            latest = self._latest
+        return latest if latest is not None and latest.state.epoch > epoch else None

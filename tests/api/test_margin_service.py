@@ -1,0 +1,228 @@
+"""MarginService over real gRPC on loopback against a real SQLite store: every RPC, rich errors,
+rate limiting, streams, deadlines, health and reflection."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from Crypto.Hash import keccak
+from eth_abi import decode
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from node.api.errors import get_field_violations, get_retry_delay, get_rich_status
+from node.api.service import ServiceLimits
+from node.pb.clearing.api.v1 import api_pb2
+from tests.api.conftest import EPOCHS, N_LEAVES, ApiEnv, start_env, stop_env
+from tests.store.factories import make_account, make_state
+
+
+def kk(data: bytes) -> bytes:
+    return keccak.new(data=data, digest_bits=256).digest()
+
+
+def oz_verify(root: bytes, leaf: bytes, proof: list[bytes]) -> bool:
+    """OpenZeppelin MerkleProof.verify with leaf hash keccak(keccak(abi.encode(...)))."""
+    h = kk(kk(leaf))
+    for sib in proof:
+        h = kk(min(h, sib) + max(h, sib))
+    return h == root
+
+
+def acct(i: int) -> str:
+    return "0x" + make_account(i).hex()
+
+
+def test_get_margin_latest_matches_stored_leaf_and_proof_verifies(api_env: ApiEnv) -> None:
+    for i in (1, 2, 17, N_LEAVES):
+        rep = api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(i)), timeout=5).report
+        leaf = api_env.store.get_leaf(EPOCHS[-1], make_account(i))
+        assert leaf is not None
+        m = rep.margin
+        assert (m.epoch, m.equity_micro_usd, m.initial_margin_micro_usd, m.maintenance_margin_micro_usd) == (
+            EPOCHS[-1], leaf.equity, leaf.im, leaf.mm)
+        assert m.free_collateral_micro_usd == leaf.equity - leaf.im
+        assert m.liquidatable == (leaf.equity < leaf.mm)
+        if leaf.mm == 0:
+            assert m.health_unbounded and m.health_bps == 0
+        else:
+            assert not m.health_unbounded and m.health_bps == leaf.equity * 10_000 // leaf.mm
+        assert list(m.risk_array_micro_usd) == [(-1) ** s * s * 1_000_000 for s in range(23)]
+        assert m.worst_scenario == 21
+        assert [(c.chain_id, c.value_micro_usd) for c in m.collateral] == [(31337, 5_000_000 * leaf.index),
+                                                                         (31338, 1_000_000)]
+        assert rep.leaf == leaf.encoded and rep.leaf_index == leaf.index
+        decoded = decode(["address", "int256", "uint256", "uint256", "uint256", "bytes32[]"], rep.leaf)
+        assert decoded[0].lower() == acct(i) and decoded[1] == m.equity_micro_usd
+        assert rep.state.epoch == EPOCHS[-1] and rep.state.leaf_count == N_LEAVES
+        assert oz_verify(rep.state.root, rep.leaf, list(rep.proof))
+        assert not oz_verify(rep.state.root, rep.leaf[:-1] + b"\x01", list(rep.proof))
+
+
+def test_get_margin_at_older_epoch(api_env: ApiEnv) -> None:
+    rep = api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(3), epoch=1), timeout=5).report
+    state, leaves = make_state(1, N_LEAVES)
+    assert rep.margin.epoch == 1 and rep.leaf == leaves[2].encoded and rep.state.digest == state.digest
+    assert oz_verify(state.root, rep.leaf, list(rep.proof))
+
+
+@pytest.mark.parametrize("account", ["", "0x12", "12" * 20, "0x" + "zz" * 20, "0x" + "ab" * 21])
+def test_invalid_account_gives_field_violation(api_env: ApiEnv, account: str) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=account), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = get_field_violations(err.value)
+    assert [v.field for v in violations] == ["account"]
+    status = get_rich_status(err.value)
+    assert status is not None and status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+def test_invalid_unknown_account_and_epoch_not_found(api_env: ApiEnv) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        api_env.stub.GetMargin(api_pb2.GetMarginRequest(account="0x" + "ee" * 20), timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    info = error_details_pb2.ResourceInfo()
+    assert get_rich_status(err.value).details[0].Unpack(info) and info.resource_type == "account"
+    for req in (api_pb2.GetMarginRequest(account=acct(1), epoch=99), api_pb2.GetSignedStateRequest(epoch=0)):
+        method = api_env.stub.GetMargin if isinstance(req, api_pb2.GetMarginRequest) else api_env.stub.GetSignedState
+        with pytest.raises(grpc.RpcError) as err:
+            method(req, timeout=5)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_get_signed_state_latest_and_by_epoch(api_env: ApiEnv) -> None:
+    latest = api_env.stub.GetSignedState(api_pb2.GetSignedStateRequest(), timeout=5).state
+    state, _ = make_state(EPOCHS[-1], N_LEAVES)
+    assert (latest.epoch, latest.root, latest.signature, list(latest.signers)) == (
+        state.epoch, state.root, state.signature, list(state.signers))
+    assert [(p.chain_id, p.block_number, p.block_hash) for p in latest.pins] == [
+        (p.chain_id, p.number, p.block_hash) for p in state.pins]
+    one = api_env.stub.GetSignedState(api_pb2.GetSignedStateRequest(epoch=1), timeout=5).state
+    assert one.digest == make_state(1, N_LEAVES)[0].digest
+
+
+def test_invalid_while_syncing_or_empty_gives_failed_precondition(tmp_path: Path) -> None:
+    env = start_env(tmp_path, fill=False)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            env.stub.GetSignedState(api_pb2.GetSignedStateRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        env.store.put_signed_state(*make_state(4, 3))
+        env.server.snapshots.refresh()
+        assert env.stub.GetSignedState(api_pb2.GetSignedStateRequest(), timeout=5).state.epoch == 4
+        env.sources.syncing = True
+        with pytest.raises(grpc.RpcError) as err:
+            env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(1)), timeout=5)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        failure = error_details_pb2.PreconditionFailure()
+        assert get_rich_status(err.value).details[0].Unpack(failure)
+        assert failure.violations[0].subject == "node"
+    finally:
+        stop_env(env)
+
+
+def test_stream_delivers_current_and_new_signed_values(api_env: ApiEnv) -> None:
+    req = api_pb2.StreamMarginUpdatesRequest(accounts=[acct(2), acct(5), "0x" + "ee" * 20], send_current=True)
+    stream = api_env.stub.StreamMarginUpdates(req, timeout=30)
+    got = [next(stream).report for _ in range(2)]
+    assert [(r.margin.account, r.margin.epoch) for r in got] == [(acct(2), 3), (acct(5), 3)]
+
+    def write() -> None:
+        time.sleep(0.2)
+        api_env.store.put_signed_state(*make_state(4, N_LEAVES))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    new = [next(stream).report for _ in range(2)]
+    writer.join()
+    stream.cancel()
+    assert [(r.margin.account, r.margin.epoch) for r in new] == [(acct(2), 4), (acct(5), 4)]
+    assert all(oz_verify(r.state.root, r.leaf, list(r.proof)) for r in new)
+
+
+def test_stream_ends_at_deadline(api_env: ApiEnv) -> None:
+    stream = api_env.stub.StreamMarginUpdates(api_pb2.StreamMarginUpdatesRequest(accounts=[acct(1)]), timeout=0.5)
+    with pytest.raises(grpc.RpcError) as err:
+        list(stream)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize(("accounts", "fields"), [
+    ([], ["accounts"]),
+    ([acct(1)] * 101, ["accounts"]),
+    ([acct(1), "0xbad", acct(2), ""], ["accounts[1]", "accounts[3]"]),
+])
+def test_invalid_stream_requests(api_env: ApiEnv, accounts: list[str], fields: list[str]) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        list(api_env.stub.StreamMarginUpdates(api_pb2.StreamMarginUpdatesRequest(accounts=accounts), timeout=5))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in get_field_violations(err.value)] == fields
+
+
+def test_list_validators_parameters_proposals(api_env: ApiEnv) -> None:
+    vs = api_env.stub.ListValidators(api_pb2.ListValidatorsRequest(), timeout=5)
+    assert (vs.keyset_id, vs.threshold, len(vs.validators)) == (1, 3, 4)
+    assert [v.is_self for v in vs.validators] == [False, False, True, False]
+    assert vs.validators[3].public_key_share == b"\x03" * 96
+    assert api_env.stub.GetParameters(api_pb2.GetParametersRequest(), timeout=5).version == 2  # latest epoch 3
+    assert api_env.stub.GetParameters(api_pb2.GetParametersRequest(epoch=2), timeout=5).version == 1
+    page = api_env.stub.ListProposals(api_pb2.ListProposalsRequest(page_size=3), timeout=5)
+    assert [p.id for p in page.proposals] == [1, 2, 3] and page.next_from_id == 4
+    assert page.proposals[0].status == api_pb2.PROPOSAL_STATUS_EXECUTED
+    rest = api_env.stub.ListProposals(api_pb2.ListProposalsRequest(from_id=4), timeout=5)
+    assert [p.id for p in rest.proposals] == [4, 5, 6, 7] and rest.next_from_id == 0
+    assert rest.proposals[0].status == api_pb2.PROPOSAL_STATUS_OPEN
+    with pytest.raises(grpc.RpcError) as err:
+        api_env.stub.ListProposals(api_pb2.ListProposalsRequest(page_size=5000), timeout=5)
+    assert [v.field for v in get_field_violations(err.value)] == ["page_size"]
+
+
+def test_invalid_over_rate_limit_gives_resource_exhausted_with_retry_info(tmp_path: Path) -> None:
+    env = start_env(tmp_path, limits=ServiceLimits(rate_limit_rps=2.0, rate_limit_burst=3.0))
+    try:
+        req = api_pb2.GetSignedStateRequest()
+        for _ in range(3):
+            env.stub.GetSignedState(req, timeout=5)
+        with pytest.raises(grpc.RpcError) as err:
+            env.stub.GetSignedState(req, timeout=5)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        delay = get_retry_delay(err.value)
+        assert delay is not None and 0 < delay <= 0.5 + 1e-6
+        time.sleep(delay + 0.05)
+        assert env.stub.GetSignedState(req, timeout=5).state.epoch == EPOCHS[-1]
+    finally:
+        stop_env(env)
+
+
+def test_invalid_oversized_request_is_refused_and_server_keeps_serving(tmp_path: Path) -> None:
+    env = start_env(tmp_path, max_receive_bytes=4096)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            env.stub.SimulateMargin(api_pb2.SimulateMarginRequest(whatif_json="x" * 10_000), timeout=5)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(1)), timeout=5).report.margin.epoch == 3
+    finally:
+        stop_env(env)
+
+
+def test_health_and_reflection(api_env: ApiEnv) -> None:
+    health = health_pb2_grpc.HealthStub(api_env.channel)
+    for name in ("", "clearing.api.v1.MarginService"):
+        resp = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(api_env.channel)
+    responses = list(refl.ServerReflectionInfo(iter([
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="clearing.api.v1.MarginService"),
+    ]), timeout=5))
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {"clearing.api.v1.MarginService", "grpc.health.v1.Health"} <= names
+    assert responses[1].file_descriptor_response.file_descriptor_proto
+    api_env.server.set_serving(False)
+    resp = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
