@@ -1,0 +1,214 @@
+"""The validator process: configuration, composition of p2p + consensus, and the trio main loop.
+
+`ValidatorConfig` (frozen) is what `node.config` produces and what `python -m node.validator
+--config FILE` (JSON or TOML) reads. `serve_validator(config, store, ...)` runs the libp2p host and
+the epoch engine until cancelled; `run_validator(config, store, ...)` wraps it in `trio.run` with a
+graceful stop on SIGTERM/SIGINT. Blocking work (web3, SQLite, risk) runs via `trio.to_thread`.
+Persists: everything through the given `Store`; a `status.json` snapshot (metrics, phases, latencies,
+peer scores, traffic) in `data_dir`, rewritten atomically every `status_interval_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from node.consensus.engine import EngineParams, EpochEngine, Secrets
+from node.consensus.inputs import ChainPinSource, FakeInputSource, InputSource
+from node.consensus.publishing import NullPublisher, StatePublisher
+from node.consensus.validation import EpochWindow, ValidatorSet
+from node.p2p.host import GossipHost, HostConfig
+from node.ports import Store, SystemClock
+
+log = logging.getLogger("node.validator")
+
+STATUS_FILE = "status.json"
+STORE_FILE = "node.sqlite"
+
+
+@dataclass(frozen=True)
+class ChainEndpoint:
+    """One chain the validator reads (and publishes to, when `registry` is set)."""
+
+    chain_id: int
+    rpc_url: str
+    lag_s: int = 0
+    confirmations: int = 0
+    registry: str = ""  # MarginStateRegistry address (hex); empty: do not publish on this chain
+
+
+@dataclass(frozen=True)
+class ValidatorConfig:
+    index: int  # 0-based position in the validator set (BLS share index index + 1)
+    validator_set: ValidatorSet
+    share_sk: int
+    operator_key: bytes  # 32 bytes
+    p2p_seed: bytes  # 32 bytes, libp2p identity
+    listen: str
+    bootstrap: tuple[str, ...]
+    chains: tuple[ChainEndpoint, ...]
+    genesis_time: float
+    epoch_period_s: float
+    data_dir: Path
+    inputs: str = "chain_pins"  # "chain_pins" (real pinned blocks) or "fake" (deterministic, tests)
+    round_deadline_s: float = 0.0  # 0: three epoch periods
+    publish_fallback_s: float = 3.0
+    heartbeat_interval_s: float = 1.0
+    catchup_interval_s: float = 2.0
+    status_interval_s: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)  # test hooks (e.g. a byzantine mode); ignored here
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.validator_set.n:
+            raise ValueError(f"index: {self.index} outside 0..{self.validator_set.n - 1}")
+        if len(self.operator_key) != 32 or len(self.p2p_seed) != 32:
+            raise ValueError("operator_key/p2p_seed: expected 32 bytes each")
+        if self.epoch_period_s <= 0:
+            raise ValueError(f"epoch_period_s: must be > 0, got {self.epoch_period_s}")
+        if self.inputs not in ("chain_pins", "fake"):
+            raise ValueError(f"inputs: unknown input source {self.inputs!r}")
+
+    @property
+    def topic(self) -> str:
+        return f"/clearing/{self.validator_set.network_id}/{self.validator_set.keyset_id}/consensus/1"
+
+
+def _hex(value: str) -> bytes:
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+def parse_config(raw: dict[str, Any]) -> ValidatorConfig:
+    """Build a ValidatorConfig from a decoded JSON/TOML document (hex strings for bytes)."""
+    vs = raw["validator_set"]
+    vset = ValidatorSet(network_id=int(vs["network_id"]), keyset_id=int(vs["keyset_id"]),
+                        operator_addresses=tuple(_hex(a) for a in vs["operators"]),
+                        public_shares=tuple(_hex(p) for p in vs["public_shares"]),
+                        threshold=int(vs["threshold"]), group_key=_hex(vs["group_key"]))
+    secrets = raw["secrets"]
+    chains = tuple(ChainEndpoint(chain_id=int(c["chain_id"]), rpc_url=str(c["rpc_url"]),
+                                 lag_s=int(c.get("lag_s", 0)), confirmations=int(c.get("confirmations", 0)),
+                                 registry=str(c.get("registry", ""))) for c in raw.get("chains", []))
+    optional = {k: raw[k] for k in ("inputs", "round_deadline_s", "publish_fallback_s", "heartbeat_interval_s",
+                                    "catchup_interval_s", "status_interval_s") if k in raw}
+    return ValidatorConfig(index=int(raw["index"]), validator_set=vset, share_sk=int(secrets["share"], 16),
+                           operator_key=_hex(secrets["operator_key"]), p2p_seed=_hex(secrets["p2p_seed"]),
+                           listen=str(raw["listen"]), bootstrap=tuple(raw.get("bootstrap", [])), chains=chains,
+                           genesis_time=float(raw["genesis_time"]), epoch_period_s=float(raw["epoch_period_s"]),
+                           data_dir=Path(raw["data_dir"]), extra=dict(raw.get("extra", {})), **optional)
+
+
+def load_config(path: Path) -> ValidatorConfig:
+    text = path.read_text()
+    raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    return parse_config(raw)
+
+
+def build_input_source(config: ValidatorConfig) -> InputSource:
+    if config.inputs == "fake":
+        return FakeInputSource([c.chain_id for c in config.chains] or [1])
+    from bridges.chain import ChainClient, ChainConfig
+
+    clients = [ChainClient(ChainConfig(chain_id=c.chain_id, rpc_url=c.rpc_url, lag_s=c.lag_s,
+                                       confirmations=c.confirmations, timeout_s=2.0, max_attempts=2,
+                                       backoff_s=0.2)) for c in config.chains]
+    return ChainPinSource(clients)
+
+
+def build_engine(config: ValidatorConfig, store: Store, inputs: InputSource, publisher: StatePublisher,
+                 engine_factory: Callable[..., EpochEngine] = EpochEngine) -> EpochEngine:
+    window = EpochWindow(genesis_time=config.genesis_time, period_s=config.epoch_period_s)
+    params = EngineParams(round_deadline_s=config.round_deadline_s or 3 * config.epoch_period_s,
+                          publish_fallback_s=config.publish_fallback_s,
+                          heartbeat_interval_s=config.heartbeat_interval_s,
+                          catchup_interval_s=config.catchup_interval_s)
+    return engine_factory(config.validator_set, config.index, Secrets(config.share_sk, config.operator_key),
+                          store, inputs, publisher, window, params, SystemClock())
+
+
+def get_status(engine: EpochEngine, host: GossipHost) -> dict[str, Any]:
+    status = engine.get_status()
+    status["peer_id"] = str(host.peer_id)
+    status["scores"] = host.scores.get_snapshot()
+    status["rejections"] = dict(host.scores.rejections)
+    status["traffic"] = {"messages_out": host.messages_out, "bytes_out": host.bytes_out,
+                         "messages_in": host.messages_in, "bytes_in": host.bytes_in}
+    return status
+
+
+async def _status_loop(config: ValidatorConfig, engine: EpochEngine, host: GossipHost) -> None:
+    path = config.data_dir / STATUS_FILE
+    while True:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(get_status(engine, host)))
+        os.replace(tmp, path)
+        await trio.sleep(config.status_interval_s)
+
+
+async def serve_validator(config: ValidatorConfig, store: Store, *, inputs: InputSource | None = None,
+                          publisher: StatePublisher | None = None,
+                          engine_factory: Callable[..., EpochEngine] = EpochEngine,
+                          task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run p2p + consensus until cancelled; `task_status.started((engine, host))` once both run."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = build_engine(config, store, inputs or build_input_source(config), publisher or NullPublisher(),
+                          engine_factory)
+    host = GossipHost(HostConfig(p2p_seed=config.p2p_seed, listen=config.listen, bootstrap=config.bootstrap,
+                                 topic=config.topic), validate=engine.validator.validate_gossip,
+                      deliver=engine.deliver, serve=engine.serve_catchup)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        await nursery.start(engine.run, host)
+        nursery.start_soon(_status_loop, config, engine, host)
+        log.info("validator %d running as %s on %s", config.index, host.peer_id, config.listen)
+        task_status.started((engine, host))
+
+
+async def _serve_until_signal(config: ValidatorConfig, store: Store, **kwargs: Any) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: serve_validator(config, store, **kwargs))
+            async for signum in signals:
+                log.info("signal %d: stopping", signum)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run_validator(config: ValidatorConfig, store: Store, **kwargs: Any) -> None:
+    """Blocking entry: serve until SIGTERM/SIGINT (must be called from the main thread)."""
+    trio.run(lambda: _serve_until_signal(config, store, **kwargs))
+
+
+def main(argv: list[str] | None = None, engine_factory: Callable[..., EpochEngine] = EpochEngine) -> int:
+    parser = argparse.ArgumentParser(prog="python -m node.validator", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="validator config (JSON or TOML)")
+    parser.add_argument("--log-level", default=os.environ.get("CLEARING_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}')
+    for noisy in ("libp2p", "multiaddr", "urllib3", "web3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = load_config(args.config)
+    from node.store import SQLiteStore
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(config.data_dir / STORE_FILE)
+    try:
+        run_validator(config, store, engine_factory=engine_factory)
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
