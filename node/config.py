@@ -1,0 +1,290 @@
+"""Node configuration: TOML file < `CLEARING_<SECTION>_<KEY>` environment < command-line flags.
+
+One table (`SCHEMA`) declares every option with its type and default; each option is settable
+from the environment (`CLEARING_API_LISTEN=...`; lists as comma-separated text, `chains` as a JSON
+array) and from a flag (`--set api.listen=...`, plus the named flags of `clearingd start`). Errors
+name the offending option (`ConfigError("api.max_workers: expected an integer, got 'x'")`).
+Relative paths are resolved against the home folder. `build_validator_config` produces the network
+engineer's `node.validator.ValidatorConfig`, with secrets read from the encrypted keystores.
+Nothing is persisted here (`clearingd init` writes the file, see `render_config_toml`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.ports import NodeError
+
+ENV_PREFIX = "CLEARING_"
+CONFIG_FILE = "config.toml"
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CHAINS = 32
+
+# section -> key -> default (the default's type is the option's type; lists hold strings).
+SCHEMA: dict[str, dict[str, Any]] = {
+    "node": {"network_id": 1, "index": 0, "data_dir": "data", "log_level": "INFO", "log_format": "json"},
+    "keys": {"dir": "keys", "passphrase_file": "", "share_file": "share.json", "operator_file": "operator.json",
+             "p2p_file": "p2p.json"},
+    "p2p": {"listen": "/ip4/127.0.0.1/tcp/4001", "bootstrap": [], "heartbeat_interval_s": 1.0},
+    "consensus": {"genesis_time": 0.0, "epoch_period_s": 10.0, "inputs": "chain_pins", "round_deadline_s": 0.0,
+                  "publish_fallback_s": 3.0, "catchup_interval_s": 2.0, "status_interval_s": 1.0},
+    "validator_set": {"keyset_id": 1, "threshold": 1, "group_key": "", "operators": [], "public_shares": []},
+    "api": {"enabled": True, "listen": "127.0.0.1:50051", "max_workers": 16, "max_concurrent_rpcs": 256,
+            "max_receive_bytes": 1 << 20, "max_send_bytes": 8 << 20, "rate_limit_rps": 2000.0,
+            "rate_limit_burst": 4000.0, "tls_cert_file": "", "tls_key_file": "", "tls_client_ca_file": ""},
+    "admin": {"socket": "run/admin.sock"},
+    "metrics": {"enabled": True, "listen": "127.0.0.1:9100"},
+}
+CHAIN_KEYS: dict[str, Any] = {"chain_id": 0, "rpc_url": "", "lag_s": 0, "confirmations": 0, "registry": ""}
+PATH_OPTIONS = {("node", "data_dir"), ("keys", "dir"), ("keys", "passphrase_file"), ("admin", "socket"),
+                ("api", "tls_cert_file"), ("api", "tls_key_file"), ("api", "tls_client_ca_file")}
+
+
+class ConfigError(NodeError):
+    """The configuration (file, environment or flag) is malformed; the message names the option."""
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    chain_id: int
+    rpc_url: str
+    lag_s: int = 0
+    confirmations: int = 0
+    registry: str = ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The resolved configuration: `values[section][key]`, chains, and the home folder."""
+
+    home: Path
+    values: Mapping[str, Mapping[str, Any]]
+    chains: tuple[ChainConfig, ...]
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[section][key]
+
+    def get_path(self, section: str, key: str) -> Path:
+        """An option holding a path, resolved against the home folder ("" stays empty Path(''))."""
+        value = self.values[section][key]
+        if not value:
+            return Path("")
+        path = Path(value).expanduser()
+        if section == "keys" and key.endswith("_file") and key != "passphrase_file":
+            path = self.get_path("keys", "dir") / path
+        return path if path.is_absolute() else self.home / path
+
+
+def _coerce(name: str, default: Any, value: Any, from_text: bool) -> Any:
+    """Convert `value` to the type of `default`; text (env, flags) is parsed."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if from_text and isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("1", "true", "yes")
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if kind is int:
+            if isinstance(value, bool) or (not from_text and not isinstance(value, int)):
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool) or (not from_text and not isinstance(value, int | float)):
+                raise ValueError(value)
+            return float(value)
+        if kind is list:
+            if from_text and isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(value)
+            return list(value)
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return value
+    except (TypeError, ValueError):
+        expected = {bool: "a boolean", int: "an integer", float: "a number", list: "a list of strings"}.get(
+            kind, "a string")
+        raise ConfigError(f"{name}: expected {expected}, got {value!r}"[:300]) from None
+
+
+def _parse_chains(raw: Any, origin: str) -> tuple[ChainConfig, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_CHAINS:
+        raise ConfigError(f"chains: expected a list of at most {MAX_CHAINS} tables ({origin})")
+    chains = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ConfigError(f"chains[{i}]: expected a table ({origin})")
+        unknown = set(item) - set(CHAIN_KEYS)
+        if unknown:
+            raise ConfigError(f"chains[{i}].{sorted(unknown)[0]}: unknown option ({origin})")
+        values = {k: _coerce(f"chains[{i}].{k}", d, item.get(k, d), False) for k, d in CHAIN_KEYS.items()}
+        if values["chain_id"] <= 0:
+            raise ConfigError(f"chains[{i}].chain_id: must be > 0 ({origin})")
+        chains.append(ChainConfig(**values))
+    return tuple(chains)
+
+
+def _apply_document(values: dict[str, dict[str, Any]], doc: Mapping[str, Any], origin: str) -> None:
+    for section, table in doc.items():
+        if section == "chains":
+            continue
+        if section not in SCHEMA:
+            raise ConfigError(f"{section}: unknown section ({origin})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: expected a table ({origin})")
+        for key, value in table.items():
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{section}.{key}: unknown option ({origin})")
+            values[section][key] = _coerce(f"{section}.{key}", SCHEMA[section][key], value, False)
+
+
+def _apply_text(values: dict[str, dict[str, Any]], section: str, key: str, text: str, origin: str) -> None:
+    if section not in SCHEMA or key not in SCHEMA[section]:
+        raise ConfigError(f"{section}.{key}: unknown option ({origin})")
+    values[section][key] = _coerce(f"{section}.{key}", SCHEMA[section][key], text, True)
+
+
+def get_env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def load_config(home: Path | str, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, str] | None = None, config_file: Path | None = None) -> NodeConfig:
+    """Resolve the configuration of the node at `home` (file < env < `overrides` {"sec.key": text})."""
+    home = Path(home).expanduser().absolute()
+    env = os.environ if env is None else env
+    values = {s: dict(defaults) for s, defaults in SCHEMA.items()}
+    path = config_file or home / CONFIG_FILE
+    chains_raw: Any = []
+    if path.exists():
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path.name}: larger than {MAX_CONFIG_BYTES} bytes")
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path.name}: not valid TOML ({exc})") from exc
+        _apply_document(values, doc, path.name)
+        chains_raw = doc.get("chains", [])
+    for section, defaults in SCHEMA.items():
+        for key in defaults:
+            name = get_env_name(section, key)
+            if name in env:
+                _apply_text(values, section, key, env[name], name)
+    if f"{ENV_PREFIX}CHAINS" in env:
+        try:
+            chains_raw = json.loads(env[f"{ENV_PREFIX}CHAINS"])
+        except ValueError as exc:
+            raise ConfigError(f"chains: {ENV_PREFIX}CHAINS is not a JSON array ({exc})") from exc
+    for dotted, text in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        if dotted == "chains":
+            try:
+                chains_raw = json.loads(text)
+            except ValueError as exc:
+                raise ConfigError(f"chains: --set chains is not a JSON array ({exc})") from exc
+            continue
+        _apply_text(values, section, key, text, f"--set {dotted}")
+    config = NodeConfig(home=home, values=values, chains=_parse_chains(chains_raw, path.name))
+    validate_config(config)
+    return config
+
+
+def validate_config(config: NodeConfig) -> None:
+    """Range checks that the types alone do not catch."""
+    v = config.values
+    checks = [
+        (v["node"]["index"] >= 0, "node.index: must be >= 0"),
+        (v["node"]["log_format"] in ("json", "text"), "node.log_format: must be json or text"),
+        (v["consensus"]["epoch_period_s"] > 0, "consensus.epoch_period_s: must be > 0"),
+        (v["consensus"]["inputs"] in ("chain_pins", "fake"), "consensus.inputs: must be chain_pins or fake"),
+        (1 <= v["api"]["max_workers"] <= 256, "api.max_workers: must be in 1..256"),
+        (1 <= v["api"]["max_concurrent_rpcs"] <= 100_000, "api.max_concurrent_rpcs: must be in 1..100000"),
+        (1024 <= v["api"]["max_receive_bytes"] <= 64 << 20, "api.max_receive_bytes: must be in 1 KiB..64 MiB"),
+        (1024 <= v["api"]["max_send_bytes"] <= 64 << 20, "api.max_send_bytes: must be in 1 KiB..64 MiB"),
+        (v["api"]["rate_limit_burst"] >= 1, "api.rate_limit_burst: must be >= 1"),
+        (bool(v["api"]["tls_cert_file"]) == bool(v["api"]["tls_key_file"]),
+         "api.tls_cert_file: api.tls_cert_file and api.tls_key_file are set together"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def _hex(name: str, text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise ConfigError(f"{name}: not hex") from None
+
+
+def build_validator_config(config: NodeConfig, share_sk: int, operator_key: bytes, p2p_seed: bytes) -> Any:
+    """The network engineer's `ValidatorConfig` for this node (secrets from `load_validator_secrets`)."""
+    from node.consensus.validation import ValidatorSet
+    from node.validator import ChainEndpoint, ValidatorConfig
+
+    vs, cons = config.values["validator_set"], config.values["consensus"]
+    try:
+        vset = ValidatorSet(network_id=config.get("node", "network_id"), keyset_id=vs["keyset_id"],
+                            operator_addresses=tuple(_hex("validator_set.operators", a) for a in vs["operators"]),
+                            public_shares=tuple(_hex("validator_set.public_shares", p) for p in vs["public_shares"]),
+                            threshold=vs["threshold"], group_key=_hex("validator_set.group_key", vs["group_key"]))
+        return ValidatorConfig(
+            index=config.get("node", "index"), validator_set=vset, share_sk=share_sk, operator_key=operator_key,
+            p2p_seed=p2p_seed, listen=config.get("p2p", "listen"), bootstrap=tuple(config.get("p2p", "bootstrap")),
+            chains=tuple(ChainEndpoint(c.chain_id, c.rpc_url, c.lag_s, c.confirmations, c.registry)
+                         for c in config.chains),
+            genesis_time=cons["genesis_time"], epoch_period_s=cons["epoch_period_s"],
+            data_dir=config.get_path("node", "data_dir"), inputs=cons["inputs"],
+            round_deadline_s=cons["round_deadline_s"], publish_fallback_s=cons["publish_fallback_s"],
+            heartbeat_interval_s=config.get("p2p", "heartbeat_interval_s"),
+            catchup_interval_s=cons["catchup_interval_s"], status_interval_s=cons["status_interval_s"])
+    except ValueError as exc:
+        raise ConfigError(f"validator_set: {exc}") from exc
+
+
+def load_validator_secrets(config: NodeConfig) -> tuple[int, bytes, bytes]:
+    """(BLS share scalar, operator key, p2p seed) decrypted from the node's keystores."""
+    from node.crypto.keystore import load_keystore, load_passphrase
+
+    has_file = bool(config.get("keys", "passphrase_file"))
+    passphrase = load_passphrase(config.get_path("keys", "passphrase_file") if has_file else None)
+    share = load_keystore(config.get_path("keys", "share_file"), passphrase).secret.reveal()
+    operator = load_keystore(config.get_path("keys", "operator_file"), passphrase).secret.reveal()
+    p2p = load_keystore(config.get_path("keys", "p2p_file"), passphrase).secret.reveal()
+    return int.from_bytes(share, "big"), operator, p2p
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def render_config_toml(values: Mapping[str, Mapping[str, Any]], chains: tuple[ChainConfig, ...] = ()) -> str:
+    """A complete config.toml (every option written out, so operators see them all)."""
+    lines = ["# clearingd node configuration. Every option can also be set by the environment",
+             "# (CLEARING_<SECTION>_<KEY>) or by `clearingd start --set section.key=value`.", ""]
+    for section, defaults in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for key in defaults:
+            lines.append(f"{key} = {_toml_value(values.get(section, {}).get(key, defaults[key]))}")
+        lines.append("")
+    for chain in chains:
+        lines.append("[[chains]]")
+        for key in CHAIN_KEYS:
+            lines.append(f"{key} = {_toml_value(getattr(chain, key))}")
+        lines.append("")
+    return "\n".join(lines)
