@@ -1,0 +1,258 @@
+"""Deploy and wire the clearing contracts on one EVM chain through web3.py, plus setup helpers.
+
+`deploy_all` deploys MarginStateRegistry (network id, key-set id, group key), CollateralVault (wired
+to the registry), PositionLedger, MarketOracle and demo ERC-20 TestTokens, and registers the tokens
+as vault assets; it returns a frozen `Deployment` (addresses, JSON round trip). Helpers register
+instruments, venues and publishers, record trades, set market data, and mint + deposit for demo
+accounts. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
+for its receipt within a bounded time and a revert raises `DeploymentError` naming the step and the
+contract error. Persists nothing (callers may store `Deployment.to_json()`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+from eth_account import Account
+from eth_utils import function_abi_to_4byte_selector, get_abi_input_types, to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+
+from bridges.artifacts import get_abi, load_artifact
+from bridges.errors import DeploymentError, InvalidDeployment
+from bridges.statecodec import symbol_to_bytes32
+
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+RECEIPT_TIMEOUT_S = 30.0
+RPC_TIMEOUT_S = 10.0
+MAX_POLL_INTERVAL_S = 0.2
+GAS_MARGIN_PCT = 20
+MAX_GAS_PER_TX = 29_000_000
+
+# (symbol, name, decimals) of the demo collateral tokens.
+DEFAULT_TOKENS: tuple[tuple[str, str, int], ...] = (("USDC", "Test USD Coin", 6), ("WETH", "Test Wrapped Ether", 18))
+
+KIND_OPTION, KIND_FUTURE, KIND_PERP, KIND_SPOT = 1, 2, 3, 4
+RIGHT_NONE, RIGHT_CALL, RIGHT_PUT = 0, 1, 2
+
+
+@lru_cache(maxsize=32)
+def get_dev_key(index: int) -> str:
+    """Private key (0x hex) of anvil's dev account `index` (public test mnemonic; local chains only)."""
+    Account.enable_unaudited_hdwallet_features()
+    return "0x" + Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key.hex().removeprefix("0x")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Addresses of one chain's clearing contracts (checksummed) and the ids they were built with."""
+
+    chain_id: int
+    network_id: int
+    keyset_id: int
+    registry: str
+    vault: str
+    ledger: str
+    oracle: str
+    tokens: tuple[tuple[str, str], ...]
+    deployer: str
+    start_block: int
+
+    def get_token(self, symbol: str) -> str:
+        for sym, address in self.tokens:
+            if sym == symbol:
+                return address
+        raise InvalidDeployment(f"tokens: no token {symbol!r} on chain {self.chain_id}")
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["tokens"] = {sym: addr for sym, addr in self.tokens}
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Deployment:
+        try:
+            data = json.loads(text)
+            fields = {name: data[name] for name in cls.__dataclass_fields__}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidDeployment(f"deployment json: {exc}") from exc
+        for name in ("chain_id", "network_id", "keyset_id", "start_block"):
+            if not isinstance(fields[name], int):
+                raise InvalidDeployment(f"{name}: expected an integer, got {fields[name]!r}")
+        try:
+            for name in ("registry", "vault", "ledger", "oracle", "deployer"):
+                fields[name] = to_checksum_address(fields[name])
+            if not isinstance(fields["tokens"], dict):
+                raise InvalidDeployment("tokens: expected an object symbol -> address")
+            fields["tokens"] = tuple(sorted((str(s), to_checksum_address(a)) for s, a in fields["tokens"].items()))
+        except (ValueError, TypeError) as exc:
+            raise InvalidDeployment(f"address: {exc}") from exc
+        return cls(**fields)
+
+
+def decode_revert(abi: Sequence[Mapping[str, Any]], data: bytes) -> str:
+    """`ErrorName(args)` for a custom-error revert payload, else its hex."""
+    from eth_abi import decode as abi_decode
+
+    for entry in abi:
+        if entry.get("type") == "error" and function_abi_to_4byte_selector(entry) == data[:4]:
+            try:
+                args = abi_decode(get_abi_input_types(entry), data[4:])
+            except Exception:  # malformed payload: show the name only
+                return str(entry["name"])
+            return f"{entry['name']}{tuple(a.hex() if isinstance(a, bytes) else a for a in args)}"
+    return "0x" + data.hex()
+
+
+class ChainSender:
+    """Signs and sends transactions from one key to one chain; one nonce counter, not thread-safe."""
+
+    def __init__(self, rpc_url: str, private_key: str, receipt_timeout_s: float = RECEIPT_TIMEOUT_S) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+        self.account = Account.from_key(private_key)
+        self.address = self.account.address
+        self.chain_id = int(self.w3.eth.chain_id)
+        self.receipt_timeout_s = receipt_timeout_s
+        self._nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
+
+    def contract(self, name: str, address: str) -> Any:
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=get_abi(name))
+
+    def deploy(self, name: str, *args: object) -> tuple[str, dict[str, Any]]:
+        """Deploy contract `name`; returns (checksummed address, receipt)."""
+        artifact = load_artifact(name)
+        factory = self.w3.eth.contract(abi=artifact.get_abi(), bytecode=artifact.bytecode)
+        receipt = self.send(f"deploy {name}", factory.constructor(*args), artifact.get_abi())
+        return to_checksum_address(receipt["contractAddress"]), receipt
+
+    def transact(self, name: str, address: str, function: str, *args: object) -> dict[str, Any]:
+        """Call `function(*args)` of contract `name` at `address` in a transaction; returns the receipt."""
+        call = getattr(self.contract(name, address).functions, function)(*args)
+        return self.send(f"{name}.{function}", call, get_abi(name))
+
+    def send(self, step: str, call: Any, abi: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        try:
+            gas = int(call.estimate_gas({"from": self.address}))
+            tx = call.build_transaction({
+                "from": self.address, "nonce": self._nonce, "chainId": self.chain_id,
+                "gas": min(gas * (100 + GAS_MARGIN_PCT) // 100, MAX_GAS_PER_TX),
+            })
+        except ContractCustomError as exc:
+            raise DeploymentError(f"{step}: reverted {decode_revert(abi, _revert_bytes(exc))}") from exc
+        except (ContractLogicError, Web3RPCError, ValueError) as exc:
+            raise DeploymentError(f"{step}: {exc}") from exc
+        signed = self.account.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        self._nonce += 1
+        receipt = self.wait_for_receipt(step, tx_hash)
+        if receipt["status"] != 1:
+            raise DeploymentError(f"{step}: transaction {tx_hash.hex()} reverted")
+        return receipt
+
+    def wait_for_receipt(self, step: str, tx_hash: bytes) -> dict[str, Any]:
+        deadline = time.monotonic() + self.receipt_timeout_s
+        interval = 0.005
+        while True:
+            receipt = self.w3.provider.make_request("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
+            if receipt.get("result"):
+                return dict(self.w3.eth.get_transaction_receipt(tx_hash))
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"{step}: no receipt for {tx_hash.hex()} within {self.receipt_timeout_s}s")
+            time.sleep(interval)
+            interval = min(interval * 2, MAX_POLL_INTERVAL_S)
+
+
+def _revert_bytes(exc: ContractCustomError) -> bytes:
+    data = exc.data if isinstance(exc.data, str) else (exc.args[0] if exc.args else "")
+    try:
+        return bytes.fromhex(str(data).removeprefix("0x"))
+    except ValueError:
+        return b""
+
+
+def deploy_all(rpc_url: str, deployer_key: str, network_id: int, keyset_id: int, group_key: bytes,
+               tokens: Sequence[tuple[str, str, int]] = DEFAULT_TOKENS) -> Deployment:
+    """Deploy and wire every contract on one chain; `group_key` is the EIP-2537 G2 group key (256 bytes)."""
+    sender = ChainSender(rpc_url, deployer_key)
+    registry, receipt = sender.deploy("MarginStateRegistry", network_id, keyset_id, group_key)
+    start_block = int(receipt["blockNumber"])
+    vault, _ = sender.deploy("CollateralVault", registry, sender.address)
+    ledger, _ = sender.deploy("PositionLedger", sender.address)
+    oracle, _ = sender.deploy("MarketOracle", sender.address)
+    token_addresses = []
+    for symbol, name, decimals in tokens:
+        token, _ = sender.deploy("TestToken", name, symbol, decimals, sender.address)
+        sender.transact("CollateralVault", vault, "registerAsset", symbol_to_bytes32(symbol), token)
+        token_addresses.append((symbol, token))
+    return Deployment(
+        chain_id=sender.chain_id, network_id=network_id, keyset_id=keyset_id, registry=registry, vault=vault,
+        ledger=ledger, oracle=oracle, tokens=tuple(sorted(token_addresses)), deployer=sender.address,
+        start_block=start_block,
+    )
+
+
+# --- setup helpers (owner-only calls take the deployer's sender) ---
+
+
+def register_instrument(owner: ChainSender, deployment: Deployment, instrument_id: int, underlying: str,
+                        kind: int, strike: int = 0, expiry: int = 0, right: int = RIGHT_NONE) -> None:
+    """Register an instrument; strike in micro-USD, expiry unix seconds (0 for perps and spots)."""
+    instrument = (instrument_id, symbol_to_bytes32(underlying), kind, strike, expiry, right)
+    owner.transact("PositionLedger", deployment.ledger, "registerInstrument", instrument)
+
+
+def set_venue(owner: ChainSender, deployment: Deployment, venue: str, authorised: bool = True) -> None:
+    owner.transact("PositionLedger", deployment.ledger, "setVenue", to_checksum_address(venue), authorised)
+
+
+def set_publisher(owner: ChainSender, deployment: Deployment, publisher: str, authorised: bool = True) -> None:
+    owner.transact("MarketOracle", deployment.oracle, "setPublisher", to_checksum_address(publisher), authorised)
+
+
+def record_trade(venue: ChainSender, deployment: Deployment, account: str, instrument_id: int,
+                 quantity: int, price: int) -> dict[str, Any]:
+    """Record a trade from an authorised venue; quantity scale 1e8 (signed), price micro-USD."""
+    return venue.transact("PositionLedger", deployment.ledger, "recordTrade", to_checksum_address(account),
+                          instrument_id, quantity, price)
+
+
+def set_market(publisher: ChainSender, deployment: Deployment, spots: Mapping[str, int] | None = None,
+               forwards: Mapping[tuple[str, int], int] | None = None, vols: Mapping[int, int] | None = None,
+               asset_prices: Mapping[str, int] | None = None) -> None:
+    """Batch-set oracle values: spots/forwards/asset prices micro-USD, vols scale 1e6 per instrument id."""
+    if spots:
+        publisher.transact("MarketOracle", deployment.oracle, "setSpots",
+                           [symbol_to_bytes32(s) for s in spots], list(spots.values()))
+    if forwards:
+        publisher.transact("MarketOracle", deployment.oracle, "setForwards",
+                           [symbol_to_bytes32(u) for u, _ in forwards], [e for _, e in forwards],
+                           list(forwards.values()))
+    if vols:
+        publisher.transact("MarketOracle", deployment.oracle, "setVols", list(vols), list(vols.values()))
+    if asset_prices:
+        publisher.transact("MarketOracle", deployment.oracle, "setAssetPrices",
+                           [symbol_to_bytes32(s) for s in asset_prices], list(asset_prices.values()))
+
+
+def mint_and_deposit(owner: ChainSender, deployment: Deployment, account: ChainSender, symbol: str,
+                     amount: int) -> dict[str, Any]:
+    """Mint `amount` (token units) of `symbol` to `account`, approve the vault and deposit it."""
+    token = deployment.get_token(symbol)
+    owner.transact("TestToken", token, "mint", account.address, amount)
+    account.transact("TestToken", token, "approve", deployment.vault, amount)
+    return account.transact("CollateralVault", deployment.vault, "deposit", token, amount)
+
+
+def request_withdrawal(account: ChainSender, deployment: Deployment, symbol: str, amount: int) -> int:
+    """Request a withdrawal; returns the request id from the WithdrawalRequested event."""
+    receipt = account.transact("CollateralVault", deployment.vault, "requestWithdrawal",
+                               deployment.get_token(symbol), amount)
+    events = account.contract("CollateralVault", deployment.vault).events.WithdrawalRequested().process_receipt(receipt)
+    if len(events) != 1:
+        raise DeploymentError(f"requestWithdrawal: expected one WithdrawalRequested event, got {len(events)}")
+    return int(events[0]["args"]["requestId"])
