@@ -1,0 +1,85 @@
+"""`clearingd gov ...` and `clearingd params show` as subprocesses against a real anvil chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from governance.params import compute_params_hash
+from risk.params import RRA1
+from tests.governance.conftest import EPOCH_SECONDS, Deployed
+from tests.governance.helpers import INVALID_MM_PAYLOAD, WIDE_BTC
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def clearingd(d: Deployed | None, *argv: str, dev_key: int | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARING_")}
+    if d is not None:
+        env |= {"CLEARING_HOME_RPC_URL": d.chain.rpc_url, "CLEARING_GOVERNANCE_ADDRESS": d.gov.address,
+                "CLEARING_GENESIS_TIME": str(d.genesis.clock.genesis_time),
+                "CLEARING_EPOCH_SECONDS": str(EPOCH_SECONDS)}
+    if dev_key is not None:
+        env["CLEARING_DEV_KEY"] = str(dev_key)
+    return subprocess.run([sys.executable, "-m", "node.cli.main", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_params_show_without_chain_is_rra1() -> None:
+    out = clearingd(None, "params", "show", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["params_hash"] == "0x" + compute_params_hash(RRA1).hex()
+    assert doc["params"]["price_scan_range"] == {"BTC": 0.15, "ETH": 0.2}
+
+
+def test_gov_propose_vote_list_show_and_params_show(deployed: Deployed, tmp_path: Path) -> None:
+    d = deployed
+    (tmp_path / "wide.json").write_text(json.dumps({"price_scan_range": {"BTC": 0.25}}))
+    out = clearingd(d, "gov", "propose", "--kind", "params", "--params-file", str(tmp_path / "wide.json"),
+                    "--voting-period-blocks", "8", "--activation-epoch", "3", "--json", dev_key=0)
+    assert out.returncode == 0, out.stderr
+    pid = json.loads(out.stdout)["proposal_id"]
+    for i in range(3):
+        vote = clearingd(d, "gov", "vote", "--id", str(pid), "--choice", "yes", dev_key=i)
+        assert vote.returncode == 0, vote.stderr
+    again = clearingd(d, "gov", "vote", "--id", str(pid), "--choice", "no", dev_key=0)
+    assert again.returncode == 1
+    assert again.stderr.startswith("refused: AlreadyVoted")
+    outsider = clearingd(d, "gov", "vote", "--id", str(pid), "--choice", "yes", dev_key=5)
+    assert outsider.returncode == 1 and outsider.stderr.startswith("refused: NotValidator")
+    d.mine(9)
+    listed = json.loads(clearingd(d, "gov", "list", "--json").stdout)
+    assert [(p["id"], p["status"]) for p in listed["proposals"]] == [(pid, "approved")]
+    shown = json.loads(clearingd(d, "gov", "show", "--id", str(pid), "--json").stdout)
+    assert shown["params"]["price_scan_range"]["BTC"] == 0.25
+    assert shown["validation"] == "ok" and shown["tally"]["yes"] == 3
+    before = json.loads(clearingd(d, "params", "show", "--epoch", "2", "--json").stdout)
+    after = json.loads(clearingd(d, "params", "show", "--epoch", "3", "--json").stdout)
+    assert before["params_hash"] == "0x" + compute_params_hash(RRA1).hex()
+    assert after["params_hash"] == "0x" + compute_params_hash(WIDE_BTC).hex()
+    assert after["proposal_id"] == pid
+
+
+def test_invalid_parameter_set_shows_its_reason(deployed: Deployed) -> None:
+    d = deployed
+    out = clearingd(d, "gov", "propose", "--kind", "params", "--payload-hex", INVALID_MM_PAYLOAD.hex(),
+                    "--voting-period-blocks", "3", "--activation-epoch", "3", "--json", dev_key=1)
+    assert out.returncode == 0, out.stderr
+    pid = json.loads(out.stdout)["proposal_id"]
+    text = clearingd(d, "gov", "show", "--id", str(pid))
+    assert text.returncode == 0, text.stderr
+    assert f"proposal {pid}: invalid - parameter set refused: maintenance_factor: " in text.stdout
+    assert "validation: parameter set refused: maintenance_factor:" in text.stdout
+
+
+def test_invalid_cli_usage_names_the_missing_option(deployed: Deployed) -> None:
+    out = clearingd(deployed, "gov", "vote", "--id", "1", "--choice", "yes")
+    assert out.returncode == 2
+    assert "--key-file or --dev-key" in out.stderr
+    bad = clearingd(deployed, "gov", "propose", "--kind", "validators", "--remove", deployed.validators[3],
+                    "--voting-period-blocks", "3", "--activation-epoch", "3", dev_key=0)
+    assert bad.returncode == 2 and "--threshold" in bad.stderr
