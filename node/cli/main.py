@@ -15,6 +15,11 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.gov",
     "node.cli.params",
+    "node.cli.init",
+    "node.cli.keys",
+    "node.cli.start",
+    "node.cli.status",
+    "node.cli.version",
 )
 
 

@@ -1,0 +1,120 @@
+"""`NodeSources` of a running node (`clearingd start`): the validator set from the validator's
+config, parameters from the governance schedule, status and peers from the validator's
+`status.json` snapshot (rewritten by `node.validator` every `status_interval_s`).
+
+Syncing means: a validator is configured and the latest signed state in the store is more than
+`SYNC_LAG_EPOCHS` behind the wall-clock epoch (or missing after genesis + that lag). Re-read
+requests are not wired to the validator yet (it has no re-read hook): they are refused with that
+reason. Proposals: an injected `proposals` callable, empty by default. Persists nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from node.api.sources import (
+    ChainStatusInfo,
+    NodeStatusInfo,
+    ParametersInfo,
+    PeerInfo,
+    ProposalInfo,
+    ValidatorInfo,
+    ValidatorSetInfo,
+)
+from node.metrics import read_status_file
+from node.ports import Store
+
+SYNC_LAG_EPOCHS = 3
+
+
+def get_schedule_parameters(epoch: int | None) -> ParametersInfo | None:
+    """The governance genesis schedule's set active at `epoch` (None: epoch 0)."""
+    from governance.params import get_genesis_schedule
+    from node.cli.gov import params_to_dict
+    from risk.params import encode_params
+
+    schedule = get_genesis_schedule()
+    version = schedule.get_active_version(epoch or 0)
+    number = schedule.versions.index(version) + 1
+    return ParametersInfo(version=number, activation_epoch=version.activation_epoch,
+                          params_hash=version.params_hash, encoded=encode_params(version.params),
+                          params_json=json.dumps(params_to_dict(version.params), sort_keys=True))
+
+
+def _peer_id_text(raw: str) -> str:
+    try:
+        from libp2p.peer.id import ID
+
+        return ID(bytes.fromhex(raw)).to_base58()
+    except (ValueError, ImportError):
+        return raw
+
+
+class LiveSources:
+    """Sources of a node started by `clearingd start` (thread-safe: reads only immutable inputs)."""
+
+    def __init__(self, store: Store, status_file: Path, validator: Any | None = None, *,
+                 network_id: int = 0, chains: tuple[int, ...] = (), api_address: str = "",
+                 metrics_address: str = "",
+                 proposals: Callable[[int, int], list[ProposalInfo]] = lambda start, limit: [],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.status_file = status_file
+        self.validator = validator  # node.validator.ValidatorConfig or None
+        self.network_id = validator.validator_set.network_id if validator is not None else network_id
+        self.chains = chains
+        self.api_address = api_address
+        self.metrics_address = metrics_address
+        self.proposals = proposals
+        self.clock = clock
+
+    def _status(self) -> dict[str, Any]:
+        return read_status_file(self.status_file) or {}
+
+    def get_validator_set(self) -> ValidatorSetInfo:
+        if self.validator is None:
+            return ValidatorSetInfo(0, 0, b"", ())
+        vs = self.validator.validator_set
+        bindings = self._status().get("bindings") or {}
+        return ValidatorSetInfo(
+            keyset_id=vs.keyset_id, threshold=vs.threshold, group_public_key=vs.group_key,
+            self_index=self.validator.index,
+            validators=tuple(ValidatorInfo(i, _peer_id_text(str(bindings.get(str(i), ""))), vs.public_shares[i],
+                                           "0x" + vs.operator_addresses[i].hex()) for i in range(vs.n)))
+
+    def get_parameters(self, epoch: int | None) -> ParametersInfo | None:
+        return get_schedule_parameters(epoch)
+
+    def list_proposals(self, from_id: int, limit: int) -> list[ProposalInfo]:
+        return self.proposals(from_id, limit)
+
+    def is_syncing(self) -> bool:
+        if self.validator is None:
+            return False
+        period, genesis = self.validator.epoch_period_s, self.validator.genesis_time
+        current = int((self.clock() - genesis) // period)
+        if current < SYNC_LAG_EPOCHS:
+            return False
+        latest = self.store.get_latest_signed_state()
+        return latest is None or latest.epoch < current - SYNC_LAG_EPOCHS
+
+    def get_status(self) -> NodeStatusInfo:
+        status = self._status()
+        return NodeStatusInfo(
+            network_id=self.network_id, validator_index=self.validator.index if self.validator else -1,
+            peer_id=str(status.get("peer_id", "")), syncing=self.is_syncing(),
+            chains=tuple(ChainStatusInfo(c, 0, 0, False) for c in self.chains),
+            api_address=self.api_address, metrics_address=self.metrics_address)
+
+    def list_peers(self) -> list[PeerInfo]:
+        status = self._status()
+        by_peer = {_peer_id_text(str(v)): int(k) for k, v in (status.get("bindings") or {}).items()}
+        peers = [str(p) for p in (status.get("scores") or {})]
+        return [PeerInfo(peer_id=p, validator_index=by_peer.get(p, -1)) for p in sorted(peers)]
+
+    def request_reread(self, epoch: int | None, reason: str) -> tuple[bool, str]:
+        return False, "not supported: the validator has no re-read hook yet"

@@ -1,0 +1,52 @@
+"""`clearingd status [--peers] [--evidence] [--json]`: the node's status read from its admin
+socket (`[admin].socket` in the home folder's config, or `--socket`). Exit code 1 when the node
+does not answer. Persists nothing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.cli.common import add_home_option, add_json_option, emit, env_default, get_home, run
+from node.config import load_config
+
+TIMEOUT_S = 5.0
+
+
+def handle_status(args: argparse.Namespace) -> int:
+    from node.api.client import message_to_dict, open_admin_channel
+    from node.pb.clearing.admin.v1 import admin_pb2, admin_pb2_grpc
+
+    path = args.socket or load_config(get_home(args)).get_path("admin", "socket")
+    with open_admin_channel(path) as channel:
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+        status = stub.GetStatus(admin_pb2.GetStatusRequest(), timeout=TIMEOUT_S)
+        doc: dict[str, Any] = message_to_dict(status)
+        if args.peers:
+            doc["peers"] = message_to_dict(stub.ListPeers(admin_pb2.ListPeersRequest(), timeout=TIMEOUT_S))["peers"]
+        if args.evidence:
+            doc["evidence"] = message_to_dict(stub.ListEvidence(admin_pb2.ListEvidenceRequest(limit=100),
+                                                                timeout=TIMEOUT_S))["evidence"]
+    lines = [
+        f"clearingd {status.version}  network {status.network_id}  validator {status.validator_index}",
+        f"latest signed state: {status.latest_epoch if status.has_latest_state else 'none'}",
+        f"last signed epoch:   {status.last_signed_epoch if status.has_last_signed else 'none'}",
+        f"syncing: {status.syncing}  peers: {status.peer_count}  uptime: {status.uptime_seconds}s  "
+        f"evidence: {status.evidence_count}",
+        f"api: {status.api_address or '-'}  metrics: {status.metrics_address or '-'}",
+    ]
+    lines += [f"  peer {p['peer_id']} (validator {p['validator_index']})" for p in doc.get("peers", [])]
+    lines += [f"  evidence {e['kind']} epoch {e['epoch']} signer {e['signer_index']}" for e in doc.get("evidence", [])]
+    emit(args, doc, "\n".join(lines))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("status", help="the running node's status (admin socket)")
+    add_home_option(p)
+    add_json_option(p)
+    p.add_argument("--socket", default=env_default("CLEARING_ADMIN_SOCKET", ""),
+                   help="admin socket path (env CLEARING_ADMIN_SOCKET; default from the home's config)")
+    p.add_argument("--peers", action="store_true", help="also list peers")
+    p.add_argument("--evidence", action="store_true", help="also list misbehaviour evidence")
+    p.set_defaults(func=run(handle_status))
