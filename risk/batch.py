@@ -26,18 +26,17 @@ amounts and no flags, and the other accounts are unaffected. Nothing is persiste
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
-from risk.batch_liquidation import compute_batch_liquidation_plans
+from risk.batch_liquidation import LiquidationPlans, compute_batch_liquidation_plans, empty_plans
 from risk.errors import InvalidInput
 from risk.instrument_table import InstrumentTable, compute_instrument_table
 from risk.instruments import Instrument, Market, is_finite_number
-from risk.liquidation import LiquidationStep
 from risk.params import RiskParams, validate_params
 from risk.scenarios import compute_scenario_grid
 
@@ -86,7 +85,7 @@ class BatchResult:
     positions_mtm: np.ndarray
     collateral_value: np.ndarray
     collateral_value_after_haircut: np.ndarray
-    liquidation: Mapping[int, tuple[LiquidationStep, ...]] = field(default_factory=dict)
+    liquidation: LiquidationPlans = field(default_factory=empty_plans)  # LQ-1 steps of liquidatable accounts
     errors: tuple[AccountError, ...] = ()
 
 
@@ -233,9 +232,9 @@ def _compute_rows(prep: _Prepared, positions: sp.csr_matrix, out: dict[str, np.n
         separate += loss
         absolute = sp.csr_matrix((np.abs(block.data), block.indices, block.indptr), shape=block.shape)
         presence[:, u] = absolute @ np.ones(hi - lo) > 0.0
-    lowest = joint.min(axis=1)
-    joint_loss = np.maximum(0.0, -lowest)
-    out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, joint.argmin(axis=1), -1)
+    worst = joint.argmin(axis=1)
+    joint_loss = np.maximum(0.0, -np.take_along_axis(joint, worst[:, None], axis=1)[:, 0])
+    out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
     several = presence.sum(axis=1) > 1
     credit = _credit_per_account(presence, params)
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)

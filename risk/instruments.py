@@ -52,6 +52,8 @@ def is_option(instrument: Instrument) -> bool:
 
 
 def is_finite_number(x: object) -> bool:
+    if type(x) is float or type(x) is int:  # fast path; bool is not int by type identity
+        return math.isfinite(x)
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 

@@ -1,0 +1,145 @@
+"""Benchmark of the batch margin engine against the reference engine, measured in the same run.
+
+Builds a synthetic market (BTC and ETH; options over 8 expiries x 64 strikes x call/put, futures per
+expiry, perps and spot: 2,068 instruments) and N accounts of 10 positions each (half on one underlying,
+half on both; collateral 20-60% of gross notional), excluded from timing. Then times
+`compute_margin_batch` (wall, best of --repeat), the quantization, and the reference engine on a
+subsample (scaled per account), and prints one JSON object.
+
+    .venv/bin/python bench/risk_bench.py --accounts 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from risk.batch import BatchInput, compute_margin_batch
+from risk.instrument_table import compute_instrument_table
+from risk.instruments import Instrument, Market, Position
+from risk.params import RRA1
+from risk.quantize import encode_quantized, quantized
+from risk.reference import compute_account_risk
+
+EXPIRIES = (1.0, 3.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0)
+SPOTS = {"BTC": 100_000.0, "ETH": 3_000.0}
+ASSETS = ("USDC", "BTC", "ETH")
+POSITIONS_PER_ACCOUNT = 10
+
+
+def build_market(strikes: int = 64) -> tuple[Market, list[Instrument]]:
+    rng = np.random.default_rng(7)
+    forwards: dict[tuple[str, float], float] = {}
+    instruments: list[Instrument] = []
+    for u, s in SPOTS.items():
+        for d in EXPIRIES:
+            f = s * (1.0 + 0.05 * d / 365.0)
+            forwards[(u, d)] = f
+            for k in np.linspace(0.5, 1.6, strikes):
+                for right in ("call", "put"):
+                    vol = 0.45 + 0.25 * abs(np.log(k)) + 0.02 * rng.random()
+                    instruments.append(Instrument(u, "option", d, float(round(k * f, 2)), right, float(vol)))
+            instruments.append(Instrument(u, "future", d))
+        instruments.append(Instrument(u, "perp"))
+        instruments.append(Instrument(u, "spot"))
+    market = Market(spot=dict(SPOTS), forwards=forwards, asset_prices={"USDC": 1.0, **SPOTS})
+    return market, instruments
+
+
+def build_accounts(n: int, instruments: list[Instrument], seed: int = 11) -> tuple[sp.csr_matrix, np.ndarray]:
+    """n accounts x 10 distinct instruments each; returns (positions CSR, collateral)."""
+    rng = np.random.default_rng(seed)
+    n_inst = len(instruments)
+    block = n_inst // 2  # instruments are BTC first, then ETH
+    single = rng.random(n) < 0.5
+    k = POSITIONS_PER_ACCOUNT
+    span = np.where(single, block, n_inst)[:, None]
+    gaps = rng.integers(1, np.where(single, block // k, n_inst // k)[:, None], size=(n, k))
+    start = rng.integers(0, n_inst, size=(n, 1))
+    start = np.where(single[:, None], (start % 2) * block, start)
+    cols = np.where(single[:, None], start + np.cumsum(gaps, axis=1) % block,
+                    (start + np.cumsum(gaps, axis=1)) % span)
+    cols = np.sort(cols, axis=1).astype(np.int32)
+    unit = np.array([0.5 if x.underlying == "BTC" else 8.0 for x in instruments])
+    spot = np.array([SPOTS[x.underlying] for x in instruments])
+    qty = rng.normal(size=(n, k)) * unit[cols]
+    indptr = np.arange(0, n * k + 1, k, dtype=np.int32)
+    positions = sp.csr_matrix((qty.ravel(), cols.ravel(), indptr), shape=(n, n_inst))
+    notional = (np.abs(qty) * spot[cols]).sum(axis=1)
+    collateral = np.zeros((n, len(ASSETS)))
+    collateral[:, 0] = notional * (0.15 + 0.3 * rng.random(n))
+    collateral[:, 1] = 0.2 * notional * rng.random(n) / SPOTS["BTC"]
+    collateral[:, 2] = 0.1 * notional * rng.random(n) / SPOTS["ETH"]
+    return positions, collateral
+
+
+def time_reference(inp: BatchInput, sample: int) -> float:
+    """Seconds per account of the reference engine (no tail metrics, like the batch run)."""
+    p = inp.positions
+    start = time.perf_counter()
+    for a in range(sample):
+        s0, s1 = p.indptr[a], p.indptr[a + 1]
+        positions = [Position(inp.instruments[c], float(q)) for c, q in zip(p.indices[s0:s1], p.data[s0:s1],
+                                                                              strict=True)]
+        compute_account_risk(positions, dict(zip(ASSETS, map(float, inp.collateral[a]), strict=True)),
+                             inp.market, RRA1, include_tail=False)
+    return (time.perf_counter() - start) / sample
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--reference-sample", type=int, default=200)
+    args = parser.parse_args(argv)
+    market, instruments = build_market()
+    positions, collateral = build_accounts(args.accounts, instruments)
+    inp = BatchInput(instruments, market, positions, collateral, list(ASSETS))
+    t0 = time.perf_counter()
+    compute_instrument_table(instruments, market, RRA1)
+    table_seconds = time.perf_counter() - t0
+    runs = []
+    for _ in range(max(1, args.repeat)):
+        t0 = time.perf_counter()
+        result = compute_margin_batch(inp, RRA1, threads=args.threads)
+        runs.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    view = quantized(result)
+    digest = hashlib.sha256(encode_quantized(view)).hexdigest()
+    quantize_seconds = time.perf_counter() - t0
+    seconds = min(runs)
+    per_account_ref = time_reference(inp, min(args.reference_sample, args.accounts))
+    print(json.dumps({
+        "accounts": args.accounts,
+        "positions": int(positions.nnz),
+        "instruments": len(instruments),
+        "threads": args.threads,
+        "seconds": round(seconds, 4),
+        "seconds_all_runs": [round(x, 4) for x in runs],
+        "accounts_per_second": round(args.accounts / seconds),
+        "instrument_table_seconds": round(table_seconds, 4),
+        "quantize_seconds": round(quantize_seconds, 4),
+        "liquidatable_accounts": int(result.liquidatable.sum()),
+        "errors": len(result.errors),
+        "reference_seconds_per_account": round(per_account_ref, 6),
+        "reference_seconds_scaled": round(per_account_ref * args.accounts, 1),
+        "speedup_vs_reference": round(per_account_ref * args.accounts / seconds, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "quantized_sha256": digest,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

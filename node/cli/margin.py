@@ -1,0 +1,98 @@
+"""`clearingd margin ...`: the margin command group. `margin simulate FILE [--json]` evaluates a what-if
+document (RISK_SPEC.md section 6) with `risk.whatif` and prints a readable table or, with `--json`,
+the section 6 output object.
+
+Bad input (unreadable file, invalid JSON, any invalid field) exits 2 with `error: <field>: <reason>` on
+stderr and nothing on stdout. The group is a parser with subparsers: another subcommand (e.g.
+`margin get`) is added by writing a `register_<name>(sub)` function and calling it in `register`.
+Persists nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from node.cli.common import add_json_option
+from risk.errors import RiskError
+from risk.whatif import parse_whatif, simulate_whatif
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+class DocumentError(Exception):
+    """The what-if file cannot be read or is not JSON."""
+
+
+def read_document(path: str) -> Any:
+    try:
+        raw = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1) if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"document: cannot read {path}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise DocumentError(f"document: larger than {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DocumentError(f"document: invalid JSON ({exc})") from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:,.2f}" if abs(x) >= 1.0 or x == 0.0 else f"{x:.6g}"
+    return str(x)
+
+
+def render_table(out: dict[str, Any]) -> str:
+    rows = [(k, out[k]) for k in (
+        "initial_margin", "maintenance_margin", "equity", "free_collateral", "health", "liquidatable",
+        "separate_scan_loss", "joint_scan_loss", "correlated_margin", "short_option_minimum",
+        "worst_scenario", "capital_efficiency_ratio", "collateral_value", "collateral_value_after_haircut",
+        "positions_mtm", "var99", "es99")]
+    rows += [(f"scan_loss[{u}]", v) for u, v in out["scan_loss_by_underlying"].items()]
+    rows += [(f"delta[{u}]", v) for u, v in out["greeks"]["delta_by_underlying"].items()]
+    rows += [(f"greeks.{k}", out["greeks"][k]) for k in ("dollar_delta", "gamma", "vega", "theta")]
+    rows += [(f"isolated_margin[{i}]", v) for i, v in enumerate(out["isolated_margins"])]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {_fmt(v):>20}" for k, v in rows]
+    lines.append("risk_array: " + " ".join(f"{x:,.0f}" for x in out["risk_array"]))
+    for step in out["liquidation"]:
+        lines.append(f"liquidate position {step['position']}: penalty {_fmt(step['penalty'])}, equity "
+                     f"{_fmt(step['equity_after'])}, IM {_fmt(step['initial_margin_after'])}, "
+                     f"MM {_fmt(step['maintenance_margin_after'])}")
+    return "\n".join(lines)
+
+
+def handle_simulate(args: argparse.Namespace) -> int:
+    try:
+        out = simulate_whatif(parse_whatif(read_document(args.file)))
+    except (DocumentError, RiskError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=2, allow_nan=False) if args.json else render_table(out))
+    return 0
+
+
+def register_simulate(sub: argparse._SubParsersAction) -> None:
+    simulate = sub.add_parser("simulate", help="margin of a what-if document (RISK_SPEC.md section 6)")
+    simulate.add_argument("file", metavar="FILE", help="what-if JSON document, or - for stdin")
+    add_json_option(simulate)
+    simulate.set_defaults(func=handle_simulate)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    margin = subparsers.add_parser("margin", help="portfolio margin: what-if simulation")
+    sub = margin.add_subparsers(dest="margin_command", metavar="SUBCOMMAND")
+    sub.required = True
+    register_simulate(sub)
