@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.start",
     "node.cli.status",
     "node.cli.version",
+    "node.cli.margin",
 )
 
 
