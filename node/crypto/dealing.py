@@ -359,3 +359,36 @@ def build_deal(
         )
         bundle.shares.add(recipient_index=participant.index, nonce=nonce, ciphertext=ciphertext)
     return bundle
+
+
+# --- transport helpers ---
+
+
+def parse_packet(data: bytes) -> dkg_pb2.DkgPacket:
+    """Decode a DkgPacket from the wire; DkgMessageError if oversized, undecodable or empty."""
+    if len(data) > MAX_PACKET_BYTES:
+        raise DkgMessageError(f"packet: {len(data)} bytes, at most {MAX_PACKET_BYTES}")
+    packet = dkg_pb2.DkgPacket()
+    try:
+        packet.ParseFromString(data)
+    except Exception as exc:  # protobuf raises DecodeError, a plain Exception subclass
+        raise DkgMessageError(f"packet: not a DkgPacket ({exc})") from exc
+    if packet.WhichOneof("body") is None:
+        raise DkgMessageError("packet.body: empty")
+    return packet
+
+
+def get_packet_sender(packet: dkg_pb2.DkgPacket) -> tuple[str, int]:
+    """(role, index) the packet claims: ("dealer", i) for deals/justifications, ("recipient", j) else.
+
+    The transport checks that the authenticated peer holds this role and index before calling
+    `DkgMachine.process_packet(index, packet, now)`.
+    """
+    kind = packet.WhichOneof("body")
+    if kind == "deal":
+        return "dealer", packet.deal.dealer_index
+    if kind == "justification":
+        return "dealer", packet.justification.dealer_index
+    if kind == "response":
+        return "recipient", packet.response.responder_index
+    raise DkgMessageError("packet.body: empty")

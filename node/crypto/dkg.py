@@ -170,6 +170,13 @@ class DkgMachine:
                 raise DkgError(f"encryption_key: does not match recipient {recipient_index}'s registered key")
         if (config.previous is not None) != (dealer_secret is not None) and dealer_index is not None:
             raise DkgError("dealer_secret: required exactly when resharing as a dealer")
+        if config.previous is not None and dealer_index is not None and dealer_secret is not None:
+            expected = threshold.public_share_from_commitments(config.previous.commitments, dealer_index)
+            if not 0 < dealer_secret < bls.CURVE_ORDER or bls.public_key(dealer_secret) != expected:
+                raise DkgError(
+                    f"dealer_secret: old share of holder {dealer_index} does not match its public share "
+                    f"in key set {config.previous.keyset_id}"
+                )
         self.config = config
         self.timeouts = timeouts or DkgTimeouts()
         self.dealer_index = dealer_index
@@ -287,10 +294,13 @@ class DkgMachine:
     def _action_deal(self, now: float, payload: object) -> PacketList:
         if self.dealer_index is None:
             return []
-        self._coefficients = threshold.generate_polynomial(self.config.threshold, self._dealer_secret)
+        self._coefficients = self.compute_polynomial()
         share_for = {j: self.compute_dealt_share(j) for j in self.config.recipient_indices}
         bundle = build_deal(self.config, self.dealer_index, self._coefficients, share_for)
-        self.deals[self.dealer_index] = parse_deal(self.config, self.dealer_index, bundle)
+        try:
+            self.deals[self.dealer_index] = parse_deal(self.config, self.dealer_index, bundle)
+        except DkgMessageError as exc:  # only a faulty dealer gets here; the others will refuse it too
+            LOG.error("dkg epoch=%d own deal is invalid: %s", self.config.epoch, exc)
         return [dkg_pb2.DkgPacket(deal=bundle)]
 
     def _action_respond(self, now: float, payload: object) -> PacketList:
@@ -353,6 +363,10 @@ class DkgMachine:
         return []
 
     # --- computations (overridable seams for misbehaviour tests) ---
+
+    def compute_polynomial(self) -> tuple[int, ...]:
+        """This dealer's fresh polynomial (constant term = old share when resharing)."""
+        return threshold.generate_polynomial(self.config.threshold, self._dealer_secret)
 
     def compute_dealt_share(self, recipient: int) -> int:
         """The share this dealer seals for `recipient` (honest: f(recipient))."""

@@ -36,6 +36,7 @@ class Misbehaviour:
     wrong_share_for: frozenset[int] = frozenset()
     tamper_ciphertext_for: frozenset[int] = frozenset()
     false_complaints_against: frozenset[int] = frozenset()
+    wrong_secret: bool = False  # deals a polynomial whose constant term is not its (old) secret
     withhold_justification: bool = False
     wrong_justification: bool = False
 
@@ -46,6 +47,12 @@ class FaultyMachine(DkgMachine):
     def __init__(self, *args: object, misbehaviour: Misbehaviour, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.misbehaviour = misbehaviour
+
+    def compute_polynomial(self) -> tuple[int, ...]:
+        coefficients = super().compute_polynomial()
+        if self.misbehaviour.wrong_secret:
+            return ((coefficients[0] + 1) % bls.CURVE_ORDER, *coefficients[1:])
+        return coefficients
 
     def compute_dealt_share(self, recipient: int) -> int:
         share = super().compute_dealt_share(recipient)

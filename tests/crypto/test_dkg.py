@@ -262,3 +262,22 @@ def test_keyset_record_round_trip() -> None:
     assert KeySet.from_record(dkg_pb2.KeySetRecord.FromString(record.SerializeToString())) == keyset
     text = repr(outcome.results["1"])
     assert "share=" not in text and str(outcome.results["1"].share) not in text
+
+
+def test_packet_wire_helpers() -> None:
+    a, b = make_machines(2, 2)
+    deal = a.start(0.0)[0]
+    assert dealing.parse_packet(deal.SerializeToString()) == deal
+    assert dealing.get_packet_sender(deal) == ("dealer", 1)
+    b.start(0.0)
+    out = b.process_packet(1, deal, 0.0)
+    assert [dealing.get_packet_sender(p) for p in out] == [("recipient", 2)]
+
+
+def test_invalid_wire_packets_refused() -> None:
+    with pytest.raises(dealing.DkgMessageError, match="packet: not a DkgPacket"):
+        dealing.parse_packet(b"\xff\xff\xff")
+    with pytest.raises(dealing.DkgMessageError, match=r"packet\.body: empty"):
+        dealing.parse_packet(b"")
+    with pytest.raises(dealing.DkgMessageError, match="at most"):
+        dealing.parse_packet(bytes(dealing.MAX_PACKET_BYTES + 1))

@@ -16,7 +16,12 @@ from node.crypto.dkg_bus import (
     run_dkg_in_process,
 )
 from node.crypto.errors import DkgError
-from node.crypto.reshare import get_new_holders, make_reshare_config, run_reshare_in_process
+from node.crypto.reshare import (
+    get_new_holders,
+    make_reshare_config,
+    make_reshare_machine,
+    run_reshare_in_process,
+)
 
 MSG = b"state after validator-set change"
 
@@ -110,3 +115,26 @@ def test_invalid_reshare_config_refused(old_holders: dict[int, DkgResult]) -> No
         make_reshare_config(keyset, [1, 2], recipients, 2)
     with pytest.raises(DkgError, match=r"dealers: \[9\] are not holders"):
         make_reshare_config(keyset, [1, 2, 9], recipients, 2)
+
+
+def test_invalid_dealer_with_wrong_old_share_is_refused(old_holders: dict[int, DkgResult]) -> None:
+    group_pk = old_holders[1].keyset.group_public_key
+    outcome = run_reshare_in_process(old_holders, 4, 3, misbehaviour={3: Misbehaviour(wrong_secret=True)})
+    assert any("dealer 3 does not commit to its old public share" in r for r in outcome.refused)
+    new = get_new_holders(outcome)
+    assert {r.keyset.qualified for r in new.values()} == {(1, 2, 4, 5)}
+    sig = threshold.combine({j: threshold.partial_sign(new[j].share or 0, MSG) for j in (1, 2, 4)}, 3)
+    assert threshold.group_verify(group_pk, MSG, sig)
+
+
+def test_invalid_honest_machine_with_wrong_old_share_refuses_to_start(
+    old_holders: dict[int, DkgResult],
+) -> None:
+    keyset = old_holders[1].keyset
+    keys = make_encryption_keys([1, 2, 3])
+    config = make_reshare_config(keyset, [1, 2, 3, 4, 5], make_participants(keys), 2)
+    bad = DkgResult(keyset=keyset, index=3, share=((old_holders[3].share or 0) + 1) % bls.CURVE_ORDER)
+    with pytest.raises(
+        DkgError, match="dealer_secret: old share of holder 3 does not match its public share"
+    ):
+        make_reshare_machine(config, old=bad, new_index=None, encryption_key=None)
