@@ -19,18 +19,17 @@ Persists nothing; the caller records the returned `PublishResult`.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_utils import function_abi_to_4byte_selector, get_abi_input_types, to_checksum_address
 
+from bridges.artifacts import get_abi
 from bridges.chain import ChainClient, decode_function_result, encode_function_call, find_function_abi
 from bridges.errors import (
     CallReverted,
@@ -42,7 +41,6 @@ from bridges.errors import (
     RpcError,
 )
 
-ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 REGISTRY_CONTRACT = "MarginStateRegistry"
 STATUS_PUBLISHED = "published"
 STATUS_ALREADY_PUBLISHED = "already_published"
@@ -53,12 +51,6 @@ DEFAULT_POLL_INTERVAL_S = 0.1
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 GAS_ESTIMATE_MARGIN_PCT = 25
 EIP2537_G1_SIZE = 128
-
-
-def load_registry_abi() -> list[Any]:
-    abi = json.loads((ARTIFACTS_DIR / f"{REGISTRY_CONTRACT}.json").read_text())["abi"]
-    assert isinstance(abi, list)
-    return abi
 
 
 @dataclass(frozen=True)
@@ -130,7 +122,7 @@ class Publisher:
         self._sleep = sleep
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        abi = load_registry_abi()
+        abi: list[Any] = get_abi(REGISTRY_CONTRACT)
         self._fn = {name: find_function_abi(abi, name) for name in ("publishState", "latestEpoch", "isStateRoot")}
         self._errors = {function_abi_to_4byte_selector(e): e for e in abi if e.get("type") == "error"}
 

@@ -78,6 +78,8 @@ def test_read_at_orphaned_pin_raises_reorg_detected() -> None:
         assert err.value.number == pin.number and err.value.expected_hash == pin.hash_hex
         with pytest.raises(ReorgDetected):
             client.get_balance(pin, a[9])
+        with pytest.raises(ReorgDetected):
+            client.call(pin, a[9], b"")
         new_head = client.get_block("latest")
         after = client.get_balance(Pin(31337, new_head.number, new_head.hash, new_head.timestamp), a[9])
         assert before - after == ETH

@@ -144,3 +144,42 @@ def test_invalid_merge_without_home_chain_or_with_duplicate_chain(base_snapshots
         merge_snapshots([other], 31337, t)
     with pytest.raises(InvalidChainValue, match="two snapshots"):
         merge_snapshots([home, home], 31337, t)
+
+
+def test_reorg_below_confirmation_depth_redoes_the_snapshot_at_the_new_canonical_block() -> None:
+    """The pinned deposit block is replaced (deeper than `confirmations`) while the snapshot is read;
+    the pin check catches it and the snapshot is read again at the new canonical block."""
+    from bridges.anvil import rpc_call
+    from tests.bridges.test_chain_support import mine_at
+
+    with running_chains(31337) as (chain,):
+        (d,), _expiry = build_two_chains([chain])
+        owner = deploy.ChainSender(chain.rpc_url, deploy.get_dev_key(0))
+        user = get_sender(chain, USER_INDEX)
+        deploy.mint_and_deposit(owner, d, user, "USDC", 1_000 * USDC)
+        t0 = int(str(rpc_call(chain.rpc_url, "eth_getBlockByNumber", ["latest", False])["timestamp"]), 16)  # type: ignore[index]
+        snapshot_id = rpc_call(chain.rpc_url, "evm_snapshot")
+        rpc_call(chain.rpc_url, "evm_setNextBlockTimestamp", [t0 + 10])
+        user.transact("TestToken", d.get_token("USDC"), "approve", d.vault, 0)  # filler block at t0 + 10
+        deploy.mint_and_deposit(owner, d, user, "USDC", 500 * USDC)  # fork blocks after t0 + 10
+        for i in range(3):
+            mine_at(chain, t0 + 100 + i)
+        client = make_client(chain, confirmations=2)
+        reads: list[ChainSnapshot] = []
+
+        def read(pin: Any) -> ChainSnapshot:
+            snap = read_chain_snapshot(client, d, pin)
+            reads.append(snap)
+            if len(reads) == 1:  # replace the fork: the second deposit never happened
+                rpc_call(chain.rpc_url, "evm_revert", [snapshot_id])
+                mine_at(chain, t0 + 20)
+                for i in range(4):
+                    mine_at(chain, t0 + 100 + i)
+            return snap
+
+        pin, snap = client.read_at_pin(lambda: client.pin_block(t0 + 50), read)
+        assert len(reads) == 2
+        assert reads[0].collateral == ((user.address, "USDC", 1_500 * USDC),)
+        assert snap.collateral == ((user.address, "USDC", 1_000 * USDC),)
+        assert snap.pin == pin and reads[0].pin.hash != pin.hash
+        client.validate_pin(pin)
