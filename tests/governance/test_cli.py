@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from governance.params import compute_params_hash
 from risk.params import RRA1
 from tests.governance.conftest import EPOCH_SECONDS, Deployed
@@ -36,6 +38,7 @@ def test_params_show_without_chain_is_rra1() -> None:
     assert doc["params"]["price_scan_range"] == {"BTC": 0.15, "ETH": 0.2}
 
 
+@pytest.mark.slow
 def test_gov_propose_vote_list_show_and_params_show(deployed: Deployed, tmp_path: Path) -> None:
     d = deployed
     (tmp_path / "wide.json").write_text(json.dumps({"price_scan_range": {"BTC": 0.25}}))
