@@ -244,3 +244,24 @@ def eip2537_to_g2(data: bytes, field: str = "g2") -> bytes:
     except ValueError as exc:
         raise InvalidPointError(f"{field}: {exc}") from exc
     return _parse_g2(point.to_compressed_bytes(), field).to_compressed_bytes()
+
+
+# --- on-chain verification input ---
+
+EIP2537_PAIRING_PAIR_SIZE = EIP2537_G1_SIZE + EIP2537_G2_SIZE
+
+
+def compute_pairing_input_eip2537(pk96: bytes, msg: bytes, sig48: bytes, dst: bytes = DST_SIG) -> bytes:
+    """768-byte input of the EIP-2537 pairing precompile (0x0f) that returns 1 iff sig verifies.
+
+    Pairs (sig, -g2) and (H(msg), pk): e(sig, -g2) * e(H(msg), pk) == 1, the check the registry
+    contract performs (with H(msg) computed on-chain by MAP_FP_TO_G1 and G1ADD).
+    """
+    sig_point = parse_signature(sig48, "sig48")
+    pk_point = parse_public_key(pk96, "pk96")
+    return (
+        g1_point_to_eip2537(sig_point)
+        + g2_point_to_eip2537(-G2Point())
+        + g1_point_to_eip2537(hash_to_g1(msg, dst))
+        + g2_point_to_eip2537(pk_point)
+    )
