@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
 
 from bridges.errors import InvalidLeafValue
 
@@ -61,8 +62,8 @@ class MarginLeaf:
         return bool(self.flags & FLAG_LIQUIDATABLE)
 
     def to_abi_tuple(self) -> tuple[str, int, int, int, int, list[bytes]]:
-        """The `MarginLeaf` struct argument for contract calls (web3.py / eth_abi)."""
-        return (self.account, self.equity, self.im, self.mm, self.flags, list(self.approved_withdrawals))
+        """The `MarginLeaf` struct argument for contract calls (web3.py wants a checksummed address)."""
+        return (to_checksum_address(self.account), self.equity, self.im, self.mm, self.flags, list(self.approved_withdrawals))
 
 
 def _validate_uint(value: int, bits: int, field: str) -> None:

@@ -1,0 +1,254 @@
+"""MarginStateRegistry on two real anvil chains: threshold-signed states, refusals, Merkle proofs,
+group-key rotation, and byte-for-byte parity of the Python codec with the contract."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from eth_utils import to_checksum_address
+from web3.exceptions import ContractCustomError
+
+from bridges.anvil import DEV_MNEMONIC, AnvilError, get_anvil_binary, get_free_port, rpc_call
+from bridges.deploy import ChainSender, get_dev_key
+from bridges.errors import DeploymentError
+from bridges.statecodec import (
+    FLAG_LIQUIDATABLE,
+    MarginLeaf,
+    compute_admin_digest,
+    compute_leaf_hash,
+    compute_state_commitment,
+    compute_state_digest,
+)
+from node.crypto import bls
+from tests.bridges.conftest import (
+    NETWORK_ID,
+    ChainEnv,
+    GroupKey,
+    get_revert_name,
+    make_group_key,
+    make_signed_state,
+)
+
+ALICE = to_checksum_address("0x" + "a1" * 20)
+BOB = to_checksum_address("0x" + "b2" * 20)
+CAROL = to_checksum_address("0x" + "c3" * 20)
+
+
+def make_leaves() -> list[MarginLeaf]:
+    return [
+        MarginLeaf(ALICE, 1_500_000_000, 900_000_000, 600_000_000, 0, (b"\x01" * 32,)),
+        MarginLeaf(BOB, -20_000_000, 300_000_000, 200_000_000, FLAG_LIQUIDATABLE, ()),
+        MarginLeaf(CAROL, 7, 0, 0, 0, ()),
+    ]
+
+
+def test_hash_to_g1_on_chain_equals_python(chains: list[ChainEnv]) -> None:
+    registry = chains[0].contract("MarginStateRegistry")
+    for message in (bytes(32), b"\xff" * 32, bytes(range(32)), os.urandom(32), os.urandom(32)):
+        assert registry.functions.hashToG1(message).call() == bls.hash_to_g1_eip2537(message)
+
+
+def test_digests_and_leaf_hash_match_contract(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[1]
+    registry = env.contract("MarginStateRegistry")
+    inputs, params, root = os.urandom(32), os.urandom(32), os.urandom(32)
+    assert registry.functions.computeStateDigest(3, 2**63, inputs, params, root, 12345).call() == \
+        compute_state_digest(NETWORK_ID, 3, 2**63, inputs, params, root, 12345)
+    new_key = make_group_key(b"other").eip2537
+    assert registry.functions.computeAdminDigest(5, 9, new_key).call() == \
+        compute_admin_digest(NETWORK_ID, env.chain_id, env.deployment.registry, 5, 9, new_key)
+    assert registry.functions.computeCommitment(77, root).call() == compute_state_commitment(77, root)
+    for leaf in [*make_leaves(), MarginLeaf(ALICE, -(2**255), 2**256 - 1, 1, 2**256 - 1, (os.urandom(32),) * 3)]:
+        assert registry.functions.hashLeaf(leaf.to_abi_tuple()).call() == compute_leaf_hash(leaf)
+    assert registry.functions.networkId().call() == NETWORK_ID
+    assert registry.functions.keysetId().call() == group_key.keyset_id
+    assert registry.functions.groupPublicKey().call() == group_key.eip2537
+
+
+def test_threshold_signed_state_accepted_on_both_chains(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    # any t of the n shares give the same group signature
+    state = make_signed_state(group_key, 1, make_leaves())
+    assert make_signed_state(group_key, 1, make_leaves()).signature == state.signature
+    other_signers = group_key.sign(compute_state_digest(NETWORK_ID, 1, 1, state.inputs_digest, state.params_hash,
+                                                        state.root, 3), signers=[2, 3, 4])
+    assert other_signers == state.signature
+    for env in chains:
+        receipt = env.publish(state)
+        registry = env.contract("MarginStateRegistry")
+        assert receipt["status"] == 1
+        assert registry.functions.latestEpoch().call() == 1
+        assert registry.functions.isStateRoot(1, state.root).call()
+        assert not registry.functions.isStateRoot(1, os.urandom(32)).call()
+        assert registry.functions.isRetained(1).call()
+        event = registry.events.StatePublished().process_receipt(receipt)[0]["args"]
+        assert (event["epoch"], event["root"], event["leafCount"]) == (1, state.root, 3)
+
+
+def test_proofs_for_real_leaves_verify(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[0]
+    state = make_signed_state(group_key, 4, make_leaves())
+    env.publish(state)
+    registry = env.contract("MarginStateRegistry")
+    for leaf in state.leaves:
+        args, proof = state.get_leaf_args(leaf.account)
+        assert registry.functions.verifyLeaf(4, args, proof).call()
+        assert registry.functions.marginOf(leaf.account, 4, args, proof).call() == [leaf.equity, leaf.im, leaf.mm]
+        assert registry.functions.isLiquidatable(leaf.account, 4, args, proof).call() == leaf.is_liquidatable()
+
+
+def test_invalid_proof_for_other_account_or_wrong_leaf(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[0]
+    state = make_signed_state(group_key, 2, make_leaves())
+    env.publish(state)
+    registry = env.contract("MarginStateRegistry")
+    alice_args, alice_proof = state.get_leaf_args(ALICE)
+    bob_args, bob_proof = state.get_leaf_args(BOB)
+    # Alice's leaf asked for Bob's account
+    with pytest.raises(ContractCustomError) as err:
+        registry.functions.marginOf(BOB, 2, alice_args, alice_proof).call()
+    assert get_revert_name(err.value) == "AccountMismatch"
+    # Bob's proof with Alice's leaf, a tampered leaf, the wrong epoch
+    assert not registry.functions.verifyLeaf(2, alice_args, bob_proof).call()
+    tampered = (ALICE, alice_args[1] + 1, *alice_args[2:])
+    assert not registry.functions.verifyLeaf(2, tampered, alice_proof).call()
+    no_flag = (BOB, bob_args[1], bob_args[2], bob_args[3], 0, bob_args[5])
+    assert not registry.functions.verifyLeaf(2, no_flag, bob_proof).call()
+    assert not registry.functions.verifyLeaf(3, alice_args, alice_proof).call()
+    assert not registry.functions.verifyLeaf(1, alice_args, alice_proof).call()
+    with pytest.raises(ContractCustomError) as err:
+        registry.functions.isLiquidatable(BOB, 2, no_flag, bob_proof).call()
+    assert get_revert_name(err.value) == "InvalidProof"
+
+
+def assert_publish_refused(env: ChainEnv, args: tuple, error: str) -> None:
+    with pytest.raises(DeploymentError, match=error):
+        env.sender().transact("MarginStateRegistry", env.deployment.registry, "publishState", *args)
+
+
+def test_invalid_states_refused(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[1]
+    leaves = make_leaves()
+    wrong_group = make_group_key(b"not-the-group", keyset_id=group_key.keyset_id)
+    assert_publish_refused(env, make_signed_state(wrong_group, 1, leaves).publish_args(), "InvalidSignature")
+    good = make_signed_state(group_key, 5, leaves)
+    tampered_root = (*good.publish_args()[:4], os.urandom(32), *good.publish_args()[5:])
+    assert_publish_refused(env, tampered_root, "InvalidSignature")
+    tampered_count = (*good.publish_args()[:5], 4, good.signature)
+    assert_publish_refused(env, tampered_count, "InvalidSignature")
+    other_network = make_signed_state(group_key, 5, leaves, network_id=NETWORK_ID + 1)
+    assert_publish_refused(env, other_network.publish_args(), "InvalidSignature")
+    wrong_keyset = make_signed_state(group_key, 5, leaves, keyset_id=group_key.keyset_id + 1)
+    assert_publish_refused(env, wrong_keyset.publish_args(), "WrongKeyset")
+    bad_length = (*good.publish_args()[:6], good.signature[:96])
+    assert_publish_refused(env, bad_length, "InvalidPointLength")
+    not_on_curve = (*good.publish_args()[:6], bytes(16) + b"\x01" * 48 + bytes(16) + b"\x02" * 48)
+    assert_publish_refused(env, not_on_curve, "InvalidSignature")
+    env.publish(good)
+    assert_publish_refused(env, good.publish_args(), "EpochNotIncreasing")  # same epoch again
+    assert_publish_refused(env, make_signed_state(group_key, 4, leaves).publish_args(), "EpochNotIncreasing")
+    registry = env.contract("MarginStateRegistry")
+    assert registry.functions.latestEpoch().call() == 5
+    assert registry.functions.isStateRoot(5, good.root).call()
+
+
+def test_ring_keeps_recent_epochs_only(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[0]
+    registry = env.contract("MarginStateRegistry")
+    ring = registry.functions.RING_SIZE().call()
+    first = make_signed_state(group_key, 3, make_leaves())
+    env.publish(first)
+    later = make_signed_state(group_key, 3 + ring, make_leaves()[:1])
+    env.publish(later)
+    assert registry.functions.isStateRoot(3 + ring, later.root).call()
+    assert not registry.functions.isStateRoot(3, first.root).call()  # overwritten slot
+    assert not registry.functions.isRetained(3).call()
+    args, proof = first.get_leaf_args(ALICE)
+    assert not registry.functions.verifyLeaf(3, args, proof).call()
+
+
+def rotate(env: ChainEnv, current: GroupKey, new: GroupKey, nonce: int) -> tuple:
+    digest = compute_admin_digest(NETWORK_ID, env.chain_id, env.deployment.registry, nonce, new.keyset_id,
+                                  new.eip2537)
+    return (new.keyset_id, new.eip2537, current.sign(digest))
+
+
+def test_group_key_rotation_and_replay_refused(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env_a, env_b = chains
+    new_key = make_group_key(b"rotated-group-key", keyset_id=group_key.keyset_id + 1)
+    args = rotate(env_a, group_key, new_key, nonce=0)
+    sender = env_a.sender()
+    receipt = sender.transact("MarginStateRegistry", env_a.deployment.registry, "rotateGroupKey", *args)
+    registry = env_a.contract("MarginStateRegistry")
+    assert receipt["status"] == 1
+    assert registry.functions.keysetId().call() == new_key.keyset_id
+    assert registry.functions.adminNonce().call() == 1
+    assert registry.functions.groupPublicKey().call() == new_key.eip2537
+    # replaying the same admin message is refused (the keyset no longer increases, the nonce moved)
+    with pytest.raises(DeploymentError, match="KeysetNotIncreasing"):
+        sender.transact("MarginStateRegistry", env_a.deployment.registry, "rotateGroupKey", *args)
+    # the message is bound to chain A's registry: refused on chain B
+    with pytest.raises(DeploymentError, match="InvalidSignature"):
+        env_b.sender().transact("MarginStateRegistry", env_b.deployment.registry, "rotateGroupKey", *args)
+    # the old key no longer publishes, the new one does
+    assert_publish_refused(env_a, make_signed_state(group_key, 1, make_leaves()).publish_args(), "WrongKeyset")
+    old_key_new_id = make_group_key(b"clearing-tests-group-key", keyset_id=new_key.keyset_id)
+    assert_publish_refused(env_a, make_signed_state(old_key_new_id, 1, make_leaves()).publish_args(),
+                           "InvalidSignature")
+    assert env_a.publish(make_signed_state(new_key, 1, make_leaves()))["status"] == 1
+
+
+def test_invalid_rotation_refused(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[0]
+    new_key = make_group_key(b"rotated-group-key", keyset_id=group_key.keyset_id + 1)
+    sender = env.sender()
+    # signed by a key that is not the current group key
+    impostor = make_group_key(b"impostor", keyset_id=group_key.keyset_id)
+    with pytest.raises(DeploymentError, match="InvalidSignature"):
+        sender.transact("MarginStateRegistry", env.deployment.registry, "rotateGroupKey",
+                        *rotate(env, impostor, new_key, nonce=0))
+    # a future nonce is not the current one
+    with pytest.raises(DeploymentError, match="InvalidSignature"):
+        sender.transact("MarginStateRegistry", env.deployment.registry, "rotateGroupKey",
+                        *rotate(env, group_key, new_key, nonce=1))
+    # the new key must be a valid G2 point (not infinity, on the curve)
+    bad = (new_key.keyset_id, bytes(256), group_key.sign(b"\x00" * 32))
+    with pytest.raises(DeploymentError, match="InvalidGroupKey"):
+        sender.transact("MarginStateRegistry", env.deployment.registry, "rotateGroupKey", *bad)
+    bad_point = (new_key.keyset_id, b"\x01" * 256, group_key.sign(b"\x00" * 32))
+    with pytest.raises(DeploymentError, match="InvalidGroupKey"):
+        sender.transact("MarginStateRegistry", env.deployment.registry, "rotateGroupKey", *bad_point)
+    assert env.contract("MarginStateRegistry").functions.adminNonce().call() == 0
+
+
+def start_cancun_anvil() -> tuple[subprocess.Popen, str]:
+    """An anvil on the Cancun hardfork (no EIP-2537); `AnvilChain` always asks for Prague."""
+    port = get_free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(get_anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--chain-id",
+                             "31339", "--hardfork", "cancun", "--silent", "--mnemonic", DEV_MNEMONIC],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            rpc_call(url, "eth_chainId", timeout=1.0)
+            return proc, url
+        except (OSError, AnvilError):
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("cancun anvil did not start")
+
+
+def test_invalid_chain_without_bls_precompiles_refuses_registry(group_key: GroupKey) -> None:
+    """On a pre-Prague chain the precompile addresses are empty accounts (calls succeed with no output);
+    the registry's output-length checks refuse: its constructor cannot validate the group key."""
+    proc, url = start_cancun_anvil()
+    try:
+        sender = ChainSender(url, get_dev_key(0))
+        with pytest.raises(DeploymentError, match="InvalidGroupKey"):
+            sender.deploy("MarginStateRegistry", NETWORK_ID, group_key.keyset_id, group_key.eip2537)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
