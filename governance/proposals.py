@@ -69,6 +69,7 @@ class EpochClock:
 class GovernanceGenesis:
     """What every node agrees on before any proposal: the genesis validator set and clock.
 
+    Share indices of the threshold key are 1-based positions in `validators` (and in every later set).
     `activation_margin_epochs`: an approved proposal's activation epoch must exceed the epoch of its
     vote end by more than this margin, so that every honest node's pinned home-chain block for the
     activation epoch (taken `lag` seconds before the epoch starts, lag < one epoch) already shows it.
@@ -77,7 +78,7 @@ class GovernanceGenesis:
     validators: tuple[str, ...]
     threshold: int
     clock: EpochClock
-    keyset_id: int = 0
+    keyset_id: int = 1  # the genesis DKG's key-set id (node.crypto: DKG epoch 1)
     activation_margin_epochs: int = 1
 
     def __post_init__(self) -> None:

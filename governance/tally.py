@@ -99,6 +99,13 @@ class PendingReshare:
     new_threshold: int
     next_keyset_id: int
 
+    def get_continuing(self) -> dict[int, int]:
+        """Threshold-share indices (1-based position in the set) of validators in both sets: old -> new."""
+        return {i + 1: self.new_set.index(a) + 1 for i, a in enumerate(self.old_set) if a in self.new_set}
+
+    def get_removed(self) -> tuple[str, ...]:
+        return tuple(a for a in self.old_set if a not in self.new_set)
+
 
 @dataclass(frozen=True)
 class GovernanceState:

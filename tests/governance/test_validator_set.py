@@ -48,11 +48,11 @@ def test_removal_executes_on_chain_and_schedules_a_reshare(deployed: Deployed) -
     assert state.proposals[0].status is ProposalStatus.APPROVED
     assert get_validator_set(state, 4).members == d.validators
     assert get_validator_set(state, 5).members == d.validators[:3]
-    assert get_validator_set(state, 5).keyset_id == 1
+    assert get_validator_set(state, 5).keyset_id == 2
     reshare = get_pending_reshare(state, 0)
     assert reshare is not None
     assert (reshare.old_set, reshare.new_set, reshare.new_threshold) == (d.validators, d.validators[:3], 3)
-    assert (reshare.activation_epoch, reshare.old_keyset_id, reshare.next_keyset_id) == (5, 0, 1)
+    assert (reshare.activation_epoch, reshare.old_keyset_id, reshare.next_keyset_id) == (5, 1, 2)
     assert get_pending_reshare(state, 5) is None
 
 
