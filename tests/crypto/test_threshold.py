@@ -6,6 +6,8 @@ import hashlib
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from py_ecc.bls.hash_to_curve import hash_to_G1
 from py_ecc.bls.point_compression import decompress_G1, decompress_G2
 from py_ecc.optimized_bls12_381 import G2, pairing
@@ -131,3 +133,21 @@ def test_default_threshold_is_two_thirds_plus_one() -> None:
 def test_deal_trusted_is_deterministic_by_seed() -> None:
     assert threshold.deal_trusted(4, 3, b"a")[0] == threshold.deal_trusted(4, 3, b"a")[0]
     assert threshold.deal_trusted(4, 3, b"a")[0] != threshold.deal_trusted(4, 3, b"b")[0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), n=st.integers(min_value=1, max_value=9))
+def test_any_threshold_subset_reconstructs_property(data: st.DataObject, n: int) -> None:
+    t = data.draw(st.integers(min_value=1, max_value=n))
+    secret = data.draw(st.integers(min_value=1, max_value=bls.CURVE_ORDER - 1))
+    coefficients = (
+        secret,
+        *data.draw(st.lists(st.integers(0, bls.CURVE_ORDER - 1), min_size=t - 1, max_size=t - 1)),
+    )
+    indices = data.draw(st.lists(st.integers(1, 50), min_size=n, max_size=n, unique=True))
+    shares = {i: threshold.compute_polynomial_value(coefficients, i) for i in indices}
+    subset = data.draw(st.lists(st.sampled_from(indices), min_size=t, max_size=t, unique=True))
+    assert threshold.compute_interpolated_secret({i: shares[i] for i in subset}) == secret
+    if t > 1 and coefficients[-1] != 0:  # exact degree t - 1: t - 1 points never give f(0)
+        fewer = {i: shares[i] for i in subset[: t - 1]}
+        assert threshold.compute_interpolated_secret(fewer) != secret
