@@ -1,5 +1,6 @@
 """Immutable per-epoch snapshots for the servers: the signed state, account -> leaf position, and
-the Merkle tree of its leaves, built once per epoch from the store and then only read.
+the Merkle tree of its leaves (`bridges.merkle`, OpenZeppelin StandardMerkleTree layout; leaf hash
+keccak256(keccak256(encoded leaf))), built once per epoch from the store and then only read.
 
 `SnapshotCache` keeps the latest snapshot (swapped atomically when a newer signed state appears in
 the store, by a polling thread) plus a bounded LRU of older epochs loaded on demand, and wakes
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from node.api.proofs import compute_leaf_hash, compute_root, compute_tree, get_proof
+from bridges.merkle import MerkleTree, build_tree, make_keccak
 from node.ports import Store
 from node.records import SignedState
 
@@ -30,14 +31,14 @@ MAX_CACHED_EPOCHS = 4
 class EpochSnapshot:
     state: SignedState
     positions: Mapping[bytes, int]  # account -> leaf position (AccountLeaf.index)
-    tree: tuple[bytes, ...]
+    tree: MerkleTree | None  # over the leaves in index order
     proofs_valid: bool
 
     def get_proof(self, account: bytes) -> list[bytes]:
         position = self.positions.get(account)
-        if position is None or not self.proofs_valid:
+        if position is None or self.tree is None or not self.proofs_valid:
             return []
-        return get_proof(self.tree, position)
+        return self.tree.get_proof(position)
 
 
 def build_snapshot(store: Store, state: SignedState) -> EpochSnapshot:
@@ -45,9 +46,10 @@ def build_snapshot(store: Store, state: SignedState) -> EpochSnapshot:
     positions = {leaf.account: leaf.index for leaf in leaves}
     ordered = sorted(leaves, key=lambda leaf: leaf.index)
     contiguous = [leaf.index for leaf in ordered] == list(range(len(ordered)))
-    tree = tuple(compute_tree([compute_leaf_hash(leaf.encoded) for leaf in ordered])) if contiguous else ()
-    valid = contiguous and compute_root(tree) == state.root
-    if not valid:
+    keccak = make_keccak()
+    tree = build_tree([keccak(keccak(leaf.encoded)) for leaf in ordered]) if contiguous else None
+    valid = tree is not None and tree.root == state.root
+    if not valid and leaves:
         LOG.warning("epoch %d: rebuilt Merkle root differs from the signed root; serving no proofs", state.epoch)
     return EpochSnapshot(state=state, positions=MappingProxyType(positions), tree=tree, proofs_valid=valid)
 

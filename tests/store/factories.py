@@ -8,7 +8,7 @@ import json
 
 from eth_abi import encode
 
-from node.api.proofs import compute_leaf_hash, compute_root, compute_tree
+from bridges.merkle import build_tree, make_keccak
 from node.records import AccountLeaf, ChainPin, Evidence, SignedState
 
 
@@ -38,12 +38,17 @@ def make_leaf(epoch: int, index: int, account: bytes) -> AccountLeaf:
                        flags=flags, approved_withdrawals=approved, encoded=encoded, detail=detail)
 
 
+def compute_root(leaves: list[AccountLeaf]) -> bytes:
+    k = make_keccak()
+    return build_tree([k(k(leaf.encoded)) for leaf in leaves]).root
+
+
 def make_state(epoch: int, n_leaves: int, network_id: int = 7) -> tuple[SignedState, list[AccountLeaf]]:
     leaves = [make_leaf(epoch, i, make_account(i + 1)) for i in range(n_leaves)]
     pins = (ChainPin(31337, 100 + epoch, h32("b", 31337, epoch)), ChainPin(31338, 200 + epoch, h32("b", 31338, epoch)))
     state = SignedState(
         network_id=network_id, keyset_id=1, epoch=epoch, pins=pins, inputs_digest=h32("in", epoch),
-        params_hash=h32("params"), root=compute_root(compute_tree([compute_leaf_hash(x.encoded) for x in leaves])), leaf_count=n_leaves, digest=h32("digest", epoch),
+        params_hash=h32("params"), root=compute_root(leaves), leaf_count=n_leaves, digest=h32("digest", epoch),
         signature=h32("sig", epoch) + h32("sig2", epoch)[:16], signers=(0, 1, 3),
     )
     return state, leaves
