@@ -110,7 +110,8 @@ def decode_revert(abi: Sequence[Mapping[str, Any]], data: bytes) -> str:
 
 
 class ChainSender:
-    """Signs and sends transactions from one key to one chain; one nonce counter, not thread-safe."""
+    """Signs and sends transactions from one key to one chain, one at a time (each waits for its receipt,
+    so the pending nonce read before each send is exact); not thread-safe."""
 
     def __init__(self, rpc_url: str, private_key: str, receipt_timeout_s: float = RECEIPT_TIMEOUT_S) -> None:
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
@@ -118,7 +119,6 @@ class ChainSender:
         self.address = self.account.address
         self.chain_id = int(self.w3.eth.chain_id)
         self.receipt_timeout_s = receipt_timeout_s
-        self._nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
 
     def contract(self, name: str, address: str) -> Any:
         return self.w3.eth.contract(address=to_checksum_address(address), abi=get_abi(name))
@@ -138,8 +138,9 @@ class ChainSender:
     def send(self, step: str, call: Any, abi: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         try:
             gas = int(call.estimate_gas({"from": self.address}))
+            nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
             tx = call.build_transaction({
-                "from": self.address, "nonce": self._nonce, "chainId": self.chain_id,
+                "from": self.address, "nonce": nonce, "chainId": self.chain_id,
                 "gas": min(gas * (100 + GAS_MARGIN_PCT) // 100, MAX_GAS_PER_TX),
             })
         except ContractCustomError as exc:
@@ -147,8 +148,10 @@ class ChainSender:
         except (ContractLogicError, Web3RPCError, ValueError) as exc:
             raise DeploymentError(f"{step}: {exc}") from exc
         signed = self.account.sign_transaction(tx)
-        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        self._nonce += 1
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except (Web3RPCError, ValueError) as exc:
+            raise DeploymentError(f"{step}: send failed: {exc}") from exc
         receipt = self.wait_for_receipt(step, tx_hash)
         if receipt["status"] != 1:
             raise DeploymentError(f"{step}: transaction {tx_hash.hex()} reverted")

@@ -2,8 +2,8 @@
 and wired, a (t, n) threshold group key, and helpers to sign and publish margin states.
 
 `clearing_chains` (session) starts and deploys once; `chains` (function) wraps it in anvil
-`evm_snapshot`/`evm_revert`, so each test starts from the freshly deployed state. Build senders per
-test with `env.sender(i)` (their nonce is read when they are created, so they survive the revert).
+`evm_snapshot`/`evm_revert`, so each test starts from the freshly deployed state. `env.sender(i)`
+signs with anvil dev account i (0 is the owner of every contract).
 """
 
 from __future__ import annotations
