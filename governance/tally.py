@@ -201,12 +201,10 @@ def decide_proposal(genesis: GovernanceGenesis, record: ProposalRecord, base: tu
     """Lifecycle of one proposal up to APPROVED (scheduling may still refuse the activation)."""
     life = Lifecycle()
     if base is None:
-        count = VoteCount(0, 0, 0, record.set_size)
-        for v in votes:
-            refused.append(RefusedVote(record.proposal_id, v.voter, v.choice, v.block_number, "unknown set version"))
-        return ProposalOutcome(record, process_event(life, LifecycleEvent.PAYLOAD_REFUSED,
-                               f"unknown validator set version {record.set_version}").status,
-                               f"unknown validator set version {record.set_version}", count)
+        reason = f"unknown validator set version {record.set_version}"
+        refused.extend(RefusedVote(record.proposal_id, v.voter, v.choice, v.block_number, reason) for v in votes)
+        life = process_event(life, LifecycleEvent.PAYLOAD_REFUSED, reason)
+        return ProposalOutcome(record, life.status, life.reason, VoteCount(0, 0, 0, record.set_size))
     count = compute_vote_count(record, base, votes, refused)
     checked = check_payload(record, base)
     if isinstance(checked, str):
@@ -247,8 +245,8 @@ def refuse_activation(o: ProposalOutcome, reason: str) -> ProposalOutcome:
                            o.change, o.new_set)
 
 
-def build_schedules(genesis: GovernanceGenesis, schedule: ParameterSchedule,
-                    outcomes: dict[int, ProposalOutcome], sets: list[tuple[str, ...]]):
+def build_schedules(genesis: GovernanceGenesis, schedule: ParameterSchedule, outcomes: dict[int, ProposalOutcome],
+                    ) -> tuple[ParameterSchedule, tuple[ValidatorSetVersion, ...], tuple[PendingReshare, ...]]:
     """Append approved proposals in (end_block, id) order; refuse activations that do not advance."""
     vsets = [ValidatorSetVersion(0, genesis.validators, genesis.threshold, genesis.keyset_id)]
     reshares: list[PendingReshare] = []
@@ -264,10 +262,14 @@ def build_schedules(genesis: GovernanceGenesis, schedule: ParameterSchedule,
                 continue
             schedule = schedule.with_version(make_version(r.activation_epoch, o.params, r.proposal_id))
         elif o.change is not None and o.new_set is not None:
+            # The new set is computed on the contract's voting set (what was proposed and voted); the
+            # reshare starts from the latest scheduled signing set, which differs from that base only
+            # after an executed change was refused here, and then this change repairs the divergence.
             cur = vsets[-1]
-            if r.activation_epoch <= cur.activation_epoch or sets[r.set_version] != cur.members:
+            if r.activation_epoch <= cur.activation_epoch:
                 outcomes[r.proposal_id] = refuse_activation(
-                    o, f"change does not follow the latest scheduled signing set (epoch {cur.activation_epoch})")
+                    o, f"activation epoch {r.activation_epoch} not after the latest scheduled validator set "
+                       f"({cur.activation_epoch})")
                 continue
             nxt = ValidatorSetVersion(r.activation_epoch, o.new_set, o.change.threshold, cur.keyset_id + 1,
                                       r.proposal_id)
@@ -299,7 +301,6 @@ def derive_governance_state(genesis: GovernanceGenesis, proposals: Iterable[Prop
     outcomes = {r.proposal_id: decide_proposal(
         genesis, r, sets[r.set_version] if r.set_version < len(sets) else None, by_id[r.proposal_id],
         head_block, refused) for r in records}
-    schedule, vsets, reshares = build_schedules(
-        genesis, genesis_schedule or get_genesis_schedule(), outcomes, sets)
+    schedule, vsets, reshares = build_schedules(genesis, genesis_schedule or get_genesis_schedule(), outcomes)
     refused.sort(key=lambda x: (x.proposal_id, x.block_number, x.voter))
     return GovernanceState(head_block, tuple(outcomes[i] for i in ids), tuple(refused), schedule, vsets, reshares)

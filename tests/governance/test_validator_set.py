@@ -127,3 +127,21 @@ def test_invalid_change_payload_is_refused_by_the_tally() -> None:
     assert state.proposals[0].status is ProposalStatus.INVALID
     assert state.proposals[0].reason.startswith("validator-set change refused: new_set.threshold: 2 not in")
     assert state.reshares == () and len(state.validator_sets) == 1
+
+
+def test_change_after_a_refused_but_executed_change_reshares_from_the_signing_set() -> None:
+    drop_d = encode_validator_set_change(ValidatorSetChange((), (VALIDATORS[3],), 3))
+    # 1: approved on chain and executed, but its activation epoch (2) is too early -> refused here
+    first = ProposalRecord(1, ProposalKind.VALIDATOR_SET, VALIDATORS[0], drop_d, 2, 10, 2, 0, 4,
+                           executed=True, resulting_set_version=1, end_timestamp=1_025)
+    newcomer = "0x" + "ab" * 20
+    add = encode_validator_set_change(ValidatorSetChange((newcomer,), (), 3))
+    second = ProposalRecord(2, ProposalKind.VALIDATOR_SET, VALIDATORS[0], add, 12, 20, 9, 1, 3,
+                            end_timestamp=1_035)
+    votes = make_votes(1, [YES] * 3) + make_votes(2, [YES] * 3, block=15)
+    state = derive_governance_state(GENESIS, [first, second], votes, 21)
+    assert [o.status for o in state.proposals] == [ProposalStatus.INVALID, ProposalStatus.APPROVED]
+    assert get_validator_set(state, 8).members == VALIDATORS
+    assert get_validator_set(state, 9).members == (*VALIDATORS[:3], newcomer)
+    (reshare,) = state.reshares
+    assert reshare.old_set == VALIDATORS and reshare.get_removed() == (VALIDATORS[3],)
