@@ -27,7 +27,7 @@ import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from py_arkworks_bls12381 import G2Point, Scalar
@@ -49,6 +49,9 @@ from node.crypto.dealing import (
 )
 from node.crypto.errors import DkgError
 from node.pb.clearing.dkg.v1 import dkg_pb2
+
+if TYPE_CHECKING:
+    from node.crypto.dkg_bus import BusOutcome
 
 LOG = logging.getLogger(__name__)
 
@@ -146,6 +149,22 @@ class DkgResult:
     share: int | None = field(repr=False)
 
 
+@dataclass(frozen=True)
+class DkgStatus:
+    """Operator view of a machine: phase, deadline and what it has received so far."""
+
+    epoch: int
+    session_id: str
+    phase: str
+    deadline: float | None
+    deals_from: tuple[int, ...]
+    responses_from: tuple[int, ...]
+    justifications_from: tuple[int, ...]
+    complaints: dict[int, tuple[int, ...]]
+    qualified: tuple[int, ...] | None
+    failure: str | None
+
+
 PacketList = list[dkg_pb2.DkgPacket]
 
 
@@ -216,6 +235,21 @@ class DkgMachine:
         if kind == "justification":
             return self._fire(Event.JUSTIFICATION_RECEIVED, now, (sender_index, packet.justification))
         raise DkgMessageError("packet.body: empty")
+
+    def get_status(self) -> DkgStatus:
+        """What an operator needs to see (`clearingd dkg status`)."""
+        return DkgStatus(
+            epoch=self.config.epoch,
+            session_id=self.config.session_id.hex(),
+            phase=self.phase.value,
+            deadline=self.deadline,
+            deals_from=tuple(sorted(self.deals)),
+            responses_from=tuple(sorted(self.responses)),
+            justifications_from=tuple(sorted(self.reveals)),
+            complaints={d: tuple(sorted(self._get_accusers(d))) for d in sorted(self._get_accused_dealers())},
+            qualified=self.result.keyset.qualified if self.result else None,
+            failure=self.failure,
+        )
 
     @property
     def is_done(self) -> bool:
@@ -490,8 +524,8 @@ TRANSITIONS: dict[tuple[Phase, Event], tuple[Phase, Action]] = {
 }
 
 
-def run_dkg_in_process(n: int, t: int, **kwargs: object) -> object:
+def run_dkg_in_process(n: int, t: int, **kwargs: Any) -> BusOutcome:
     """Run a full DKG among n in-memory machines; see `node.crypto.dkg_bus.run_dkg_in_process`."""
     from node.crypto.dkg_bus import run_dkg_in_process as run_on_bus
 
-    return run_on_bus(n, t, **kwargs)  # type: ignore[arg-type]
+    return run_on_bus(n, t, **kwargs)

@@ -281,3 +281,17 @@ def test_invalid_wire_packets_refused() -> None:
         dealing.parse_packet(b"")
     with pytest.raises(dealing.DkgMessageError, match="at most"):
         dealing.parse_packet(bytes(dealing.MAX_PACKET_BYTES + 1))
+
+
+def test_status_reports_progress_and_complaints() -> None:
+    a, b, c = make_machines(3, 2, DkgTimeouts(deal=3.0, response=3.0, justification=3.0))
+    deal_a = a.start(0.0)[0]
+    b.start(0.0)
+    status = a.get_status()
+    assert (status.phase, status.deadline, status.deals_from) == ("deal", 3.0, (1,))
+    b.process_packet(1, deal_a, 0.5)
+    assert b.get_status().deals_from == (1, 2)
+    out = b.tick(3.0)
+    assert b.get_status().phase == "response" and b.get_status().responses_from == (2,)
+    assert [p.response.responses[0].status for p in out] == [dkg_pb2.RESPONSE_STATUS_SUCCESS]
+    del c
