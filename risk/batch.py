@@ -183,22 +183,24 @@ def compute_collateral_batch(
     if c.shape != (n_accounts, len(inp.assets)):
         raise InvalidInput("collateral", f"shape {c.shape} != ({n_accounts}, {len(inp.assets)})")
     bad: dict[int, tuple[str, str]] = {}
+    usable: dict[int, float] = {}
+    for a, name in enumerate(inp.assets):  # errors in column order: the first bad column names the field
+        col = c[:, a]
+        price = inp.market.asset_prices.get(name)
+        for row in np.flatnonzero(~np.isfinite(col) | (col < 0)):
+            bad.setdefault(int(row), (f"collateral.{name}", "balance must be finite and >= 0"))
+        if price is not None and is_finite_number(price) and price > 0:
+            usable[a] = float(price)
+            continue
+        for row in np.flatnonzero(col != 0):
+            bad.setdefault(int(row), (f"collateral.{name}", "unknown asset (no valid price)"))
     gross = np.zeros(n_accounts)
     net = np.zeros(n_accounts)
-    for a in sorted(range(len(inp.assets)), key=lambda j: inp.assets[j]):
-        name, col = inp.assets[a], c[:, a]
-        price = inp.market.asset_prices.get(name)
-        priced = price is not None and is_finite_number(price) and price > 0
-        wrong = ~np.isfinite(col) | (col < 0)
-        for row in np.flatnonzero(wrong):
-            bad.setdefault(int(row), (f"collateral.{name}", "balance must be finite and >= 0"))
-        if not priced:
-            for row in np.flatnonzero(col != 0):
-                bad.setdefault(int(row), (f"collateral.{name}", "unknown asset (no valid price)"))
-            continue
-        value = np.where(wrong, 0.0, col) * float(price)  # type: ignore[arg-type]
+    for a in sorted(usable, key=lambda j: inp.assets[j]):  # sums in asset-name order, like the reference
+        col = c[:, a]
+        value = np.where(np.isfinite(col) & (col >= 0), col, 0.0) * usable[a]
         gross += value
-        net += value * (1.0 - params.get_haircut(name))
+        net += value * (1.0 - params.get_haircut(inp.assets[a]))
     return gross, net, bad
 
 
