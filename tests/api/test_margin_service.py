@@ -15,11 +15,13 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from bridges.statecodec import compute_inputs_digest, compute_state_digest
 from node.api.errors import get_field_violations, get_retry_delay, get_rich_status
 from node.api.service import ServiceLimits
+from node.crypto import threshold
 from node.pb.clearing.api.v1 import api_pb2
 from tests.api.conftest import EPOCHS, N_LEAVES, ApiEnv, start_env, stop_env
-from tests.store.factories import make_account, make_state
+from tests.store.factories import get_test_keyset, make_account, make_state, sign_digest
 
 
 def kk(data: bytes) -> bytes:
@@ -32,6 +34,15 @@ def oz_verify(root: bytes, leaf: bytes, proof: list[bytes]) -> bool:
     for sib in proof:
         h = kk(min(h, sib) + max(h, sib))
     return h == root
+
+
+def is_signed_by_group(state: api_pb2.SignedState) -> bool:
+    """The served state's digest recomputes from its fields and carries the group's signature."""
+    digest = compute_state_digest(state.network_id, state.keyset_id, state.epoch, state.inputs_digest,
+                                  state.params_hash, state.root, state.leaf_count)
+    pins = [(p.chain_id, p.block_number, p.block_hash) for p in state.pins]
+    return (digest == state.digest and compute_inputs_digest(pins) == state.inputs_digest
+            and threshold.group_verify(get_test_keyset()[0], digest, state.signature))
 
 
 def acct(i: int) -> str:
@@ -61,6 +72,11 @@ def test_get_margin_latest_matches_stored_leaf_and_proof_verifies(api_env: ApiEn
         assert decoded[0].lower() == acct(i) and decoded[1] == m.equity_micro_usd
         assert rep.state.epoch == EPOCHS[-1] and rep.state.leaf_count == N_LEAVES
         assert oz_verify(rep.state.root, rep.leaf, list(rep.proof))
+        assert is_signed_by_group(rep.state)
+        forged = api_pb2.SignedState()
+        forged.CopyFrom(rep.state)
+        forged.signature = sign_digest(b"\x00" * 32)
+        assert not is_signed_by_group(forged)
         assert not oz_verify(rep.state.root, rep.leaf[:-1] + b"\x01", list(rep.proof))
 
 
@@ -142,7 +158,7 @@ def test_stream_delivers_current_and_new_signed_values(api_env: ApiEnv) -> None:
     writer.join()
     stream.cancel()
     assert [(r.margin.account, r.margin.epoch) for r in new] == [(acct(2), 4), (acct(5), 4)]
-    assert all(oz_verify(r.state.root, r.leaf, list(r.proof)) for r in new)
+    assert all(oz_verify(r.state.root, r.leaf, list(r.proof)) and is_signed_by_group(r.state) for r in new)
 
 
 def test_stream_ends_at_deadline(api_env: ApiEnv) -> None:

@@ -1,19 +1,36 @@
-"""Deterministic signed states and leaves for the store and API tests (records built by hand until
-the state and crypto modules produce real ones; every field has the type and size of the real thing)."""
+"""Real signed margin states for the store and API tests: leaves ABI-encoded by `bridges.statecodec`,
+the root from `bridges.merkle` (the chain's StandardMerkleTree), the state digest of
+`compute_state_digest`, and a 3-of-4 BLS threshold signature combined from partials of a
+deterministic test key set (`deal_trusted`, tests only), so every state verifies under the group key.
+
+Everything is a pure function of its arguments (child processes rebuild identical records).
+`detail` carries the unsigned per-account extras the API serves (risk array, worst scenario,
+per-chain collateral), as canonical JSON.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 
-from eth_abi import encode
-
 from bridges.merkle import build_tree, make_keccak
+from bridges.statecodec import MarginLeaf, compute_inputs_digest, compute_state_digest, encode_margin_leaf
+from node.crypto import threshold
 from node.records import AccountLeaf, ChainPin, Evidence, SignedState
+
+N_VALIDATORS, THRESHOLD = 4, 3
+SIGNERS = (0, 1, 3)  # validator indices; BLS share index = validator index + 1
 
 
 def h32(*parts: object) -> bytes:
     return hashlib.sha256(repr(parts).encode()).digest()
+
+
+@functools.cache
+def get_test_keyset() -> tuple[bytes, dict[int, int], dict[int, bytes]]:
+    """(group public key, shares by BLS index, public shares by BLS index) of the test key set."""
+    return threshold.deal_trusted(N_VALIDATORS, THRESHOLD, b"clearing-tests")
 
 
 def make_account(i: int) -> bytes:
@@ -26,13 +43,11 @@ def make_leaf(epoch: int, index: int, account: bytes) -> AccountLeaf:
     mm = im * 8 // 10
     flags = 1 if equity < mm else 0
     approved = (h32("wd", epoch, index),) if index % 5 == 0 else ()
-    encoded = encode(["address", "int256", "uint256", "uint256", "uint256", "bytes32[]"],
-                     ["0x" + account.hex(), equity, im, mm, flags, list(approved)])
+    encoded = encode_margin_leaf(MarginLeaf("0x" + account.hex(), equity, im, mm, flags, approved))
     detail = json.dumps({
         "risk_array": [(-1) ** s * s * 1_000_000 for s in range(23)],
         "worst_scenario": 21,
         "collateral_by_chain": {"31337": 5_000_000 * index, "31338": 1_000_000},
-        "health_bps": 0,
     }, sort_keys=True, separators=(",", ":")).encode()
     return AccountLeaf(epoch=epoch, index=index, account=account, equity=equity, im=im, mm=mm,
                        flags=flags, approved_withdrawals=approved, encoded=encoded, detail=detail)
@@ -43,14 +58,21 @@ def compute_root(leaves: list[AccountLeaf]) -> bytes:
     return build_tree([k(k(leaf.encoded)) for leaf in leaves]).root
 
 
+def sign_digest(digest: bytes) -> bytes:
+    _group, shares, _public = get_test_keyset()
+    partials = {i + 1: threshold.partial_sign(shares[i + 1], digest) for i in SIGNERS}
+    return threshold.combine(partials, THRESHOLD)
+
+
 def make_state(epoch: int, n_leaves: int, network_id: int = 7) -> tuple[SignedState, list[AccountLeaf]]:
     leaves = [make_leaf(epoch, i, make_account(i + 1)) for i in range(n_leaves)]
     pins = (ChainPin(31337, 100 + epoch, h32("b", 31337, epoch)), ChainPin(31338, 200 + epoch, h32("b", 31338, epoch)))
-    state = SignedState(
-        network_id=network_id, keyset_id=1, epoch=epoch, pins=pins, inputs_digest=h32("in", epoch),
-        params_hash=h32("params"), root=compute_root(leaves), leaf_count=n_leaves, digest=h32("digest", epoch),
-        signature=h32("sig", epoch) + h32("sig2", epoch)[:16], signers=(0, 1, 3),
-    )
+    inputs = compute_inputs_digest([(p.chain_id, p.number, p.block_hash) for p in pins])
+    params_hash, root, keyset_id = h32("params"), compute_root(leaves), 1
+    digest = compute_state_digest(network_id, keyset_id, epoch, inputs, params_hash, root, n_leaves)
+    state = SignedState(network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=pins, inputs_digest=inputs,
+                        params_hash=params_hash, root=root, leaf_count=n_leaves, digest=digest,
+                        signature=sign_digest(digest), signers=SIGNERS)
     return state, leaves
 
 
