@@ -25,7 +25,8 @@ from eth_utils import keccak, to_checksum_address
 
 from bridges.chain import ChainClient, Pin, encode_function_call, find_function_abi, parse_quantity
 from bridges.errors import BridgeError, CallReverted, InvalidChainResponse
-from governance.proposals import ProposalRecord, VoteRecord, normalize_address
+from governance.proposals import GovernanceGenesis, ProposalRecord, VoteRecord, normalize_address
+from governance.tally import GovernanceState, derive_governance_state
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "Governance.json"
 MAX_PROPOSALS_READ = 10_000
@@ -176,6 +177,12 @@ class GovernanceChain:
                 return dict(receipt)
             time.sleep(RECEIPT_POLL_S)
         raise GovernanceTxFailed(f"{name}: no receipt for {tx_hash} within {RECEIPT_TIMEOUT_S}s")
+
+
+def read_governance_state(gov: GovernanceChain, pin: Pin, genesis: GovernanceGenesis) -> GovernanceState:
+    """The node's entry point: snapshot at the pinned home-chain block, then the pure tally."""
+    snap = gov.read_snapshot(pin)
+    return derive_governance_state(genesis, snap.proposals, snap.votes, pin.number)
 
 
 def deploy_governance(client: ChainClient, key: bytes, abi: Sequence[dict[str, Any]], bytecode: str,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bridges.governance_chain import GovernanceTxReverted
+from bridges.governance_chain import GovernanceTxReverted, read_governance_state
 from governance.lifecycle import ProposalStatus
 from governance.params import compute_params_hash
-from governance.tally import GovernanceState, derive_governance_state
+from governance.tally import GovernanceState
 from risk.instruments import Instrument, Market, Position
 from risk.params import RRA1, encode_params
 from risk.reference import compute_account_risk
@@ -21,9 +21,7 @@ PERIOD = 5
 
 
 def derive_at_head(d: Deployed) -> GovernanceState:
-    pin = d.gov.get_pin_at_head()
-    snap = d.gov.read_snapshot(pin)
-    return derive_governance_state(d.genesis, snap.proposals, snap.votes, pin.number)
+    return read_governance_state(d.gov, d.gov.get_pin_at_head(), d.genesis)
 
 
 def compute_im(epoch: int, state: GovernanceState) -> float:
