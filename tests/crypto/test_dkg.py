@@ -295,3 +295,14 @@ def test_status_reports_progress_and_complaints() -> None:
     assert b.get_status().phase == "response" and b.get_status().responses_from == (2,)
     assert [p.response.responses[0].status for p in out] == [dkg_pb2.RESPONSE_STATUS_SUCCESS]
     del c
+
+
+def test_mixed_faults_at_seven_parties() -> None:
+    faults = {
+        2: Misbehaviour(silent=True),
+        5: Misbehaviour(wrong_share_for=frozenset({1, 3})),
+        7: Misbehaviour(false_complaints_against=frozenset({1, 4})),
+    }
+    outcome = run_dkg_in_process(7, 4, misbehaviour=faults)
+    results = honest_results(outcome, [1, 3, 4, 6])
+    assert_working_key({**results, 7: outcome.results["7"]}, 4, (1, 3, 4, 6, 7))
