@@ -1,0 +1,114 @@
+"""bridges.merkle against OpenZeppelin's StandardMerkleTree: a published vector, a line-by-line port of
+the JS library as the reference, proof verification and its refusals, the fast keccak path."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from eth_abi import encode
+from eth_hash.auto import keccak
+
+from bridges.errors import EmptyTree, InvalidLeafValue
+from bridges.merkle import EMPTY_ROOT, build_tree, hash_pair, make_keccak, verify_proof
+
+
+def reference_tree(leaf_hashes: list[bytes]) -> tuple[list[bytes], list[int]]:
+    """Port of @openzeppelin/merkle-tree (core.ts makeMerkleTree + StandardMerkleTree.of)."""
+    order = sorted(range(len(leaf_hashes)), key=lambda i: leaf_hashes[i])  # stable, like Array.sort
+    leaves = [leaf_hashes[i] for i in order]
+    tree: list[bytes] = [b""] * (2 * len(leaves) - 1)
+    for i, leaf in enumerate(leaves):
+        tree[len(tree) - 1 - i] = leaf
+    for i in range(len(tree) - 1 - len(leaves), -1, -1):
+        tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
+    tree_index = [0] * len(leaves)
+    for leaf_index, value_index in enumerate(order):
+        tree_index[value_index] = len(tree) - 1 - leaf_index
+    return tree, tree_index
+
+
+def reference_proof(tree: list[bytes], index: int) -> list[bytes]:
+    proof = []
+    while index > 0:
+        proof.append(tree[index - (-1) ** (index % 2)])
+        index = (index - 1) // 2
+    return proof
+
+
+def test_openzeppelin_readme_vector() -> None:
+    values = [("0x1111111111111111111111111111111111111111", 5 * 10**18),
+              ("0x2222222222222222222222222222222222222222", 25 * 10**17)]
+    hashes = [keccak(keccak(encode(["address", "uint256"], list(v)))) for v in values]
+    tree = build_tree(hashes)
+    assert tree.root.hex() == "d4dee0beab2d53f2cc83e567171bd2820e49898130a22622b10ead383e90bd77"
+    for i, h in enumerate(hashes):
+        assert verify_proof(tree.root, h, tree.get_proof(i))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33, 100])
+def test_matches_reference_port(n: int) -> None:
+    rng = random.Random(n)
+    hashes = [rng.randbytes(32) for _ in range(n)]
+    tree = build_tree(hashes)
+    ref, ref_index = reference_tree(hashes)
+    assert tree.root == ref[0]
+    assert list(tree.tree_index) == ref_index
+    for i, h in enumerate(hashes):
+        proof = tree.get_proof(i)
+        assert proof == reference_proof(ref, ref_index[i])
+        assert tree.get_leaf_hash(i) == h
+        assert verify_proof(tree.root, h, proof)
+
+
+def test_single_leaf_and_duplicates() -> None:
+    h = os.urandom(32)
+    single = build_tree([h])
+    assert single.root == h and single.get_proof(0) == []
+    dup = build_tree([h, h, os.urandom(32)])
+    assert all(verify_proof(dup.root, dup.get_leaf_hash(i), dup.get_proof(i)) for i in range(3))
+
+
+def test_invalid_proofs_refused() -> None:
+    hashes = [os.urandom(32) for _ in range(20)]
+    tree = build_tree(hashes)
+    proof = tree.get_proof(5)
+    assert not verify_proof(tree.root, hashes[6], proof)  # another leaf with this proof
+    assert not verify_proof(tree.root, os.urandom(32), proof)
+    assert not verify_proof(tree.root, hashes[5], proof[:-1])  # truncated
+    tampered = list(proof)
+    tampered[1] = bytes(32)
+    assert not verify_proof(tree.root, hashes[5], tampered)
+    assert not verify_proof(os.urandom(32), hashes[5], proof)
+    assert not verify_proof(tree.root, hashes[5][:31], proof)
+
+
+def test_invalid_inputs_raise() -> None:
+    empty = build_tree([])
+    assert empty.root == EMPTY_ROOT and len(empty) == 0
+    with pytest.raises(EmptyTree):
+        empty.get_proof(0)
+    tree = build_tree([os.urandom(32) for _ in range(3)])
+    with pytest.raises(InvalidLeafValue, match="leaf index"):
+        tree.get_proof(3)
+    with pytest.raises(InvalidLeafValue, match=r"leaf_hashes\[1\]"):
+        build_tree([os.urandom(32), b"short"])
+
+
+def test_fast_keccak_equals_eth_hash() -> None:
+    k = make_keccak()
+    for size in (0, 1, 31, 32, 64, 135, 136, 137, 1000):
+        data = os.urandom(size)
+        assert k(data) == keccak(data)
+
+
+def test_hundred_thousand_leaves() -> None:
+    rng = random.Random(7)
+    hashes = [rng.randbytes(32) for _ in range(100_000)]
+    tree = build_tree(hashes)
+    assert len(tree.nodes) == 2 * 100_000 - 1
+    for i in range(0, 100_000, 4_999):
+        proof = tree.get_proof(i)
+        assert len(proof) in (16, 17)
+        assert verify_proof(tree.root, hashes[i], proof)
