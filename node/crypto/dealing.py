@@ -392,3 +392,19 @@ def get_packet_sender(packet: dkg_pb2.DkgPacket) -> tuple[str, int]:
     if kind == "response":
         return "recipient", packet.response.responder_index
     raise DkgMessageError("packet.body: empty")
+
+
+# --- encryption keys of participants ---
+
+
+def generate_encryption_key() -> tuple[bytes, bytes]:
+    """A fresh X25519 key pair (private 32 bytes for the keystore, public 32 bytes to register)."""
+    key = X25519PrivateKey.generate()
+    return key.private_bytes_raw(), key.public_key().public_bytes_raw()
+
+
+def load_encryption_key(private: bytes) -> X25519PrivateKey:
+    """The X25519 key from its 32 raw bytes (as stored in a keystore)."""
+    if len(private) != X25519_KEY_SIZE:
+        raise DkgError(f"encryption_key: expected {X25519_KEY_SIZE} bytes")
+    return X25519PrivateKey.from_private_bytes(private)

@@ -306,3 +306,11 @@ def test_mixed_faults_at_seven_parties() -> None:
     outcome = run_dkg_in_process(7, 4, misbehaviour=faults)
     results = honest_results(outcome, [1, 3, 4, 6])
     assert_working_key({**results, 7: outcome.results["7"]}, 4, (1, 3, 4, 6, 7))
+
+
+def test_encryption_key_round_trip_through_raw_bytes() -> None:
+    private, public = dealing.generate_encryption_key()
+    key = dealing.load_encryption_key(private)
+    assert key.public_key().public_bytes_raw() == public
+    with pytest.raises(DkgError, match="encryption_key: expected 32 bytes"):
+        dealing.load_encryption_key(private[:31])
