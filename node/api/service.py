@@ -185,6 +185,8 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
             result = whatif.compute_simulation(whatif.parse_request_doc(request))
         except whatif.WhatIfRejected as exc:
             raise invalid_argument(exc.violations) from exc
+        except whatif.WhatIfUnavailable as exc:
+            raise RpcAbort(grpc.StatusCode.UNIMPLEMENTED, str(exc)) from exc
         return whatif.result_to_pb(result)
 
     def ListValidators(self, request: api_pb2.ListValidatorsRequest, context: Any) -> api_pb2.ListValidatorsResponse:

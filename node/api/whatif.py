@@ -32,6 +32,10 @@ class WhatIfRejected(Exception):
         self.violations = violations
 
 
+class WhatIfUnavailable(Exception):
+    """The risk module's what-if entry points are missing from this build."""
+
+
 def _number(text: str, path: str, out: dict[str, Any], key: str, bad: list[FieldViolation]) -> None:
     if text == "":
         return
@@ -40,8 +44,15 @@ def _number(text: str, path: str, out: dict[str, Any], key: str, bad: list[Field
     except InvalidOperation:
         bad.append(FieldViolation(path, f"not a decimal number: {text[:40]!r}"))
         return
-    out[key] = int(value) if value.is_finite() and value == value.to_integral_value() and "." not in text \
-        and "e" not in text.lower() else float(value)
+    if not value.is_finite():
+        bad.append(FieldViolation(path, f"not a finite number: {text[:40]!r}"))
+        return
+    is_integer = value == value.to_integral_value() and "." not in text and "e" not in text.lower()
+    number = int(value) if is_integer else float(value)
+    if isinstance(number, float) and not math.isfinite(number):
+        bad.append(FieldViolation(path, f"outside the float64 range: {text[:40]!r}"))
+        return
+    out[key] = number
 
 
 def whatif_doc_from_pb(msg: api_pb2.WhatIf) -> dict[str, Any]:
@@ -101,8 +112,10 @@ def parse_request_doc(request: api_pb2.SimulateMarginRequest) -> dict[str, Any]:
 
 def compute_simulation(doc: dict[str, Any]) -> dict[str, Any]:
     """`simulate_whatif(parse_whatif(doc))` (raises `WhatIfRejected` on a risk input error)."""
-    from risk.whatif import parse_whatif, simulate_whatif
-
+    try:
+        from risk.whatif import parse_whatif, simulate_whatif
+    except ImportError as exc:
+        raise WhatIfUnavailable("the what-if engine (risk.whatif) is not installed in this build") from exc
     try:
         return simulate_whatif(parse_whatif(doc))
     except RiskError as exc:
