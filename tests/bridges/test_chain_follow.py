@@ -20,7 +20,9 @@ def deploy_emitter(chain: AnvilChain, sender: str) -> str:
 
 
 def emit(chain: AnvilChain, sender: str, address: str) -> str:
-    return str(rpc_call(chain.rpc_url, "eth_sendTransaction", [{"from": sender, "to": address}]))
+    tx = str(rpc_call(chain.rpc_url, "eth_sendTransaction", [{"from": sender, "to": address}]))
+    wait_receipt(chain, tx)
+    return tx
 
 
 def test_follower_returns_only_confirmed_logs_in_order() -> None:

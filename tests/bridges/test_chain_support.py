@@ -59,7 +59,10 @@ def wait_receipt(chain: AnvilChain, tx_hash: str, timeout_s: float = 20.0) -> di
 
 
 def send_value(chain: AnvilChain, sender: str, to: str, wei: int) -> str:
-    return str(rpc_call(chain.rpc_url, "eth_sendTransaction", [{"from": sender, "to": to, "value": hex(wei)}]))
+    """Transfer and wait until mined (anvil's automine may answer before the block exists)."""
+    tx = str(rpc_call(chain.rpc_url, "eth_sendTransaction", [{"from": sender, "to": to, "value": hex(wei)}]))
+    wait_receipt(chain, tx)
+    return tx
 
 
 def deploy_artifact(chain: AnvilChain, name: str, arg_types: list[str], args: list[object],
