@@ -76,6 +76,7 @@ class ApiServer:
 def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources,
                      observe: Observer | None = None) -> ApiServer:
     """Build, bind and start the public server (raises `ApiError` when it cannot bind)."""
+    creds = _server_credentials(config)
     snapshots = SnapshotCache(store, poll_s=config.snapshot_poll_s)
     snapshots.start()
     service = make_guarded_service(MarginService(store, snapshots, sources, config.limits, observe))
@@ -92,7 +93,6 @@ def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    creds = _server_credentials(config)
     try:
         port = server.add_secure_port(config.listen, creds) if creds else server.add_insecure_port(config.listen)
     except RuntimeError as exc:
