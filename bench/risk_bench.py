@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import sys
 import time
@@ -109,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     compute_instrument_table(instruments, market, RRA1)
     table_seconds = time.perf_counter() - t0
-    runs = []
+    runs, cpu = [], []
+    load_before = os.getloadavg()[0]
     for _ in range(max(1, args.repeat)):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         result = compute_margin_batch(inp, RRA1, threads=args.threads)
         runs.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     t0 = time.perf_counter()
     view = quantized(result)
     digest = hashlib.sha256(encode_quantized(view)).hexdigest()
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 4),
         "seconds_all_runs": [round(x, 4) for x in runs],
         "accounts_per_second": round(args.accounts / seconds),
+        "cpu_seconds_all_runs": [round(x, 4) for x in cpu],
+        "load_average_1m_before": round(load_before, 2),
         "instrument_table_seconds": round(table_seconds, 4),
         "quantize_seconds": round(quantize_seconds, 4),
         "liquidatable_accounts": int(result.liquidatable.sum()),

@@ -154,24 +154,27 @@ def _row_of(indptr: np.ndarray, entries: np.ndarray) -> np.ndarray:
 
 
 def _flag_positions(prep: _Prepared) -> tuple[sp.csr_matrix, dict[int, tuple[str, str]]]:
-    """Find accounts with non-finite quantities or positions in invalid instruments; zero those entries."""
+    """Find accounts with non-finite quantities or positions in invalid instruments; drop those entries
+    and explicit zeros (so that a stored entry always is an open position)."""
     p = prep.positions
     bad_rows: dict[int, tuple[str, str]] = {}
     nonfinite = ~np.isfinite(p.data)
-    invalid_col = prep.table.underlying_index[p.indices] < 0
+    invalid_col = (prep.table.underlying_index[p.indices] < 0 if prep.table.errors
+                   else np.zeros(len(p.data), dtype=bool))
     held_invalid = invalid_col & (p.data != 0.0)
-    if not (nonfinite.any() or held_invalid.any()):
-        return p, bad_rows
     errors_by_col = {e.instrument: e for e in prep.table.errors}
     for entry in np.flatnonzero(held_invalid & ~nonfinite)[::-1]:
-        col = int(prep.original_column[p.indices[entry]])
-        err = errors_by_col[col]
+        err = errors_by_col[int(prep.original_column[p.indices[entry]])]
         bad_rows[int(_row_of(p.indptr, np.array([entry]))[0])] = (err.field, err.reason)
     for entry in np.flatnonzero(nonfinite)[::-1]:
         col = int(prep.original_column[p.indices[entry]])
         bad_rows[int(_row_of(p.indptr, np.array([entry]))[0])] = (f"positions[{col}]", "quantity must be finite")
-    data = np.where(nonfinite | invalid_col, 0.0, p.data)
-    return sp.csr_matrix((data, p.indices, p.indptr), shape=p.shape), bad_rows
+    drop = nonfinite | invalid_col | (p.data == 0.0)
+    if not drop.any():
+        return p, bad_rows
+    clean = sp.csr_matrix((np.where(drop, 0.0, p.data), p.indices.copy(), p.indptr.copy()), shape=p.shape)
+    clean.eliminate_zeros()
+    return clean, bad_rows
 
 
 def compute_collateral_batch(
@@ -215,36 +218,48 @@ def _credit_per_account(presence: np.ndarray, params: RiskParams) -> np.ndarray:
     return credit
 
 
-def _compute_rows(prep: _Prepared, positions: sp.csr_matrix, out: dict[str, np.ndarray], r0: int, r1: int,
-                  params: RiskParams) -> None:
-    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields)."""
+def compute_block_table(table: InstrumentTable) -> np.ndarray:
+    """(instruments, S + 2): the scenario P&L per long unit, then MtM and isolated requirement per long unit
+    (so one product per column block yields the risk array, the MtM and the long part of the isolated sum)."""
+    return np.ascontiguousarray(np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None]]))
+
+
+def _compute_rows(prep: _Prepared, positions: sp.csr_matrix, block_table: np.ndarray,
+                  out: dict[str, np.ndarray], r0: int, r1: int, params: RiskParams) -> None:
+    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields).
+
+    `positions` holds no explicit zeros, so an underlying is held iff its column block has an entry.
+    Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short = P @ iso_long + P- @ (iso_long + iso_short)`.
+    """
     s0, s1 = positions.indptr[r0], positions.indptr[r1]
     sub = sp.csr_matrix((positions.data[s0:s1], positions.indices[s0:s1], positions.indptr[r0:r1 + 1] - s0),
                         shape=(r1 - r0, positions.shape[1]))
     t = prep.table
+    size = t.risk.shape[1]
     joint = out["risk_array"][r0:r1]
     separate = np.zeros(r1 - r0)
+    linear = np.zeros((r1 - r0, 2))
     presence = np.zeros((r1 - r0, len(prep.blocks)), dtype=bool)
     for u, (lo, hi) in enumerate(prep.blocks):
         block = sub[:, lo:hi]
-        arr = block @ t.risk[lo:hi]
-        joint += arr
-        loss = np.maximum(0.0, -arr.min(axis=1))
+        arr = block @ block_table[lo:hi]
+        joint += arr[:, :size]
+        linear += arr[:, size:]
+        loss = np.maximum(0.0, -arr[:, :size].min(axis=1))
         out["scan_loss_by_underlying"][r0:r1, u] = loss
         separate += loss
-        absolute = sp.csr_matrix((np.abs(block.data), block.indices, block.indptr), shape=block.shape)
-        presence[:, u] = absolute @ np.ones(hi - lo) > 0.0
+        presence[:, u] = np.diff(block.indptr) > 0
     worst = joint.argmin(axis=1)
     joint_loss = np.maximum(0.0, -np.take_along_axis(joint, worst[:, None], axis=1)[:, 0])
     out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
     several = presence.sum(axis=1) > 1
     credit = _credit_per_account(presence, params)
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    longs = sp.csr_matrix((np.maximum(sub.data, 0.0), sub.indices, sub.indptr), shape=sub.shape)
     shorts = sp.csr_matrix((np.maximum(-sub.data, 0.0), sub.indices, sub.indptr), shape=sub.shape)
-    som = shorts @ t.som
+    short_part = shorts @ np.stack([t.isolated_long + t.isolated_short, t.som], axis=1)
+    som = short_part[:, 1]
     requirement = np.maximum(correlated, som)
-    isolated = longs @ t.isolated_long + shorts @ t.isolated_short
+    isolated = linear[:, 1] + short_part[:, 0]
     out["separate_scan_loss"][r0:r1] = separate
     out["joint_scan_loss"][r0:r1] = joint_loss
     out["correlated_margin"][r0:r1] = correlated
@@ -254,7 +269,7 @@ def _compute_rows(prep: _Prepared, positions: sp.csr_matrix, out: dict[str, np.n
     out["isolated_margin_sum"][r0:r1] = isolated
     with np.errstate(divide="ignore", invalid="ignore"):
         out["capital_efficiency_ratio"][r0:r1] = np.where(requirement > 0.0, isolated / requirement, np.nan)
-    out["positions_mtm"][r0:r1] = sub @ t.mtm
+    out["positions_mtm"][r0:r1] = linear[:, 0]
 
 
 def _allocate(n_accounts: int, n_scenarios: int, n_underlyings: int) -> dict[str, np.ndarray]:
@@ -300,11 +315,12 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2) 
     n_accounts = positions.shape[0]
     out = _allocate(n_accounts, compute_scenario_grid(params).size, len(params.underlyings))
     cuts = np.linspace(0, n_accounts, threads + 1).astype(np.int64)
+    block_table = compute_block_table(prep.table)
     if threads == 1 or n_accounts < 2 * threads:
-        _compute_rows(prep, positions, out, 0, n_accounts, params)
+        _compute_rows(prep, positions, block_table, out, 0, n_accounts, params)
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            jobs = [pool.submit(_compute_rows, prep, positions, out, int(a), int(b), params)
+            jobs = [pool.submit(_compute_rows, prep, positions, block_table, out, int(a), int(b), params)
                     for a, b in itertools.pairwise(cuts)]
             for job in jobs:
                 job.result()
