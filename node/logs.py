@@ -28,11 +28,18 @@ SECRET_PAIR_RE = re.compile(rf"(\b\w*{SECRET_NAME}\w*\s*[=:]\s*)(\"[^\"]*\"|'[^'
 STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 _secrets: list[str] = []
+_secrets_re: re.Pattern[str] | None = None
 _lock = threading.Lock()
 
 
+def _compile() -> None:
+    global _secrets_re
+    forms = sorted(_secrets, key=len, reverse=True)
+    _secrets_re = re.compile("|".join(re.escape(f) for f in forms), re.IGNORECASE) if forms else None
+
+
 def register_secret(value: bytes | int | str) -> None:
-    """Redact every later occurrence of this secret (as hex, 0x-hex, or decimal) from log lines."""
+    """Redact every later occurrence of this secret (hex in any case, or decimal) from log lines."""
     if isinstance(value, bytes):
         forms = [value.hex()]
     elif isinstance(value, int):
@@ -43,23 +50,20 @@ def register_secret(value: bytes | int | str) -> None:
         for form in forms:
             if len(form) >= 8 and form not in _secrets and len(_secrets) < MAX_SECRETS * 3:
                 _secrets.append(form)
+        _compile()
 
 
 def clear_secrets() -> None:
     with _lock:
         _secrets.clear()
+        _compile()
 
 
 def redact(text: str) -> str:
     """`text` with registered secrets and secret-named key=value pairs replaced."""
-    with _lock:
-        forms = sorted(_secrets, key=len, reverse=True)
-    for form in forms:
-        if form in text:
-            text = text.replace(form, REDACTED)
-        lower = form.lower()
-        if lower != form and lower in text.lower():
-            text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
+    pattern = _secrets_re
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
     return SECRET_PAIR_RE.sub(lambda m: m.group(1) + REDACTED, text)
 
 
