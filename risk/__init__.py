@@ -1,4 +1,16 @@
 """RRA-1 portfolio margin engine: a pure, deterministic functional core.
 
 Imports only the standard library, numpy and scipy; no I/O, clock, globals or logging.
+
+Public API (see each module's docstring):
+- `risk.params`: `RiskParams`, `RRA1`, `encode_params`, `decode_params`, `validate_params`,
+  `params_with_overrides`.
+- `risk.instruments`: `Instrument`, `Position`, `Market`.
+- `risk.reference`: `compute_account_risk(positions, collateral, market, params) -> AccountRisk`
+  (one account, every field of RISK_SPEC.md section 6; the oracle of the batch engine).
+- `risk.batch`: `BatchInput`, `compute_margin_batch(inp, params, threads=2) -> BatchResult`;
+  `risk.batch_tail.compute_tail_batch` (ES-1 on request); `risk.quantize`: `quantize_usd`,
+  `quantized(result) -> QuantizedBatch`, `encode_quantized`.
+- `risk.whatif`: `parse_whatif(doc) -> WhatIf`, `simulate_whatif(whatif) -> dict`.
+- `risk.errors`: `RiskError` and its leaves `InvalidParams`, `InvalidInput`, `QuantizationError`.
 """
