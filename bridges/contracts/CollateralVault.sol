@@ -28,6 +28,7 @@ contract CollateralVault is Owned {
         address token;
     }
 
+    /// @notice A request as the views return it.
     struct WithdrawalRequest {
         uint256 id;
         address account;
@@ -35,6 +36,15 @@ contract CollateralVault is Owned {
         uint256 amount;
         uint64 requestEpoch;
         RequestStatus status;
+    }
+
+    /// @dev Storage form: account, epoch and status share one slot (the id is the mapping key).
+    struct StoredRequest {
+        address account;
+        uint64 requestEpoch;
+        RequestStatus status;
+        address token;
+        uint256 amount;
     }
 
     uint256 public constant MAX_PAGE = 500;
@@ -51,7 +61,7 @@ contract CollateralVault is Owned {
     mapping(address => uint64) public frozenAtEpoch;
 
     uint256 public nextRequestId = 1;
-    mapping(uint256 => WithdrawalRequest) private requests;
+    mapping(uint256 => StoredRequest) private requests;
     uint256[] private openRequestIds;
     mapping(uint256 => uint256) private openIndexPlusOne;
 
@@ -120,7 +130,7 @@ contract CollateralVault is Owned {
         lockedOf[msg.sender][token] += amount;
         requestId = nextRequestId++;
         uint64 epoch = registry.latestEpoch();
-        requests[requestId] = WithdrawalRequest(requestId, msg.sender, token, amount, epoch, RequestStatus.OPEN);
+        requests[requestId] = StoredRequest(msg.sender, epoch, RequestStatus.OPEN, token, amount);
         openRequestIds.push(requestId);
         openIndexPlusOne[requestId] = openRequestIds.length;
         emit WithdrawalRequested(requestId, msg.sender, token, amount, epoch);
@@ -133,7 +143,7 @@ contract CollateralVault is Owned {
         MarginLeaf calldata leaf,
         bytes32[] calldata proof
     ) external {
-        WithdrawalRequest storage request = requests[requestId];
+        StoredRequest storage request = requests[requestId];
         if (request.status != RequestStatus.OPEN) revert RequestNotOpen(requestId, request.status);
         uint64 requiredAfter = request.requestEpoch;
         uint64 frozenAt = frozenAtEpoch[request.account];
@@ -156,7 +166,7 @@ contract CollateralVault is Owned {
 
     /// @notice The requester gives up an open request; the amount is unlocked.
     function cancelWithdrawal(uint256 requestId) external {
-        WithdrawalRequest storage request = requests[requestId];
+        StoredRequest storage request = requests[requestId];
         if (request.status != RequestStatus.OPEN) revert RequestNotOpen(requestId, request.status);
         if (request.account != msg.sender) revert NotRequestOwner(requestId, msg.sender);
         request.status = RequestStatus.CANCELLED;
@@ -240,8 +250,9 @@ contract CollateralVault is Owned {
         }
     }
 
-    function getRequest(uint256 requestId) external view returns (WithdrawalRequest memory) {
-        return requests[requestId];
+    function getRequest(uint256 requestId) public view returns (WithdrawalRequest memory) {
+        StoredRequest storage r = requests[requestId];
+        return WithdrawalRequest(requestId, r.account, r.token, r.amount, r.requestEpoch, r.status);
     }
 
     function openRequestCount() external view returns (uint256) {
@@ -255,7 +266,7 @@ contract CollateralVault is Owned {
     {
         uint256 n = pageLength(openRequestIds.length, offset, limit);
         page = new WithdrawalRequest[](n);
-        for (uint256 i = 0; i < n; ++i) page[i] = requests[openRequestIds[offset + i]];
+        for (uint256 i = 0; i < n; ++i) page[i] = getRequest(openRequestIds[offset + i]);
     }
 
     // ---------------------------------------------------------------- internals
