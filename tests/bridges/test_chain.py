@@ -163,3 +163,22 @@ def test_invalid_config_values_are_refused() -> None:
         ChainConfig(chain_id=1, rpc_url="http://127.0.0.1:1", confirmations=-1)
     with pytest.raises(ValueError, match="chain_id"):
         ChainConfig(chain_id=0, rpc_url="http://127.0.0.1:1")
+
+
+def test_client_is_usable_from_worker_threads() -> None:
+    """Pinned reads from several threads at once (the node runs them via trio.to_thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with running_chains(31337) as (chain,):
+        client = make_client(chain)
+        a = get_dev_accounts(chain)
+        for i in range(4):
+            send_value(chain, a[0], a[10 + i], (i + 1) * ETH)
+        head = client.get_block("latest")
+        pin = Pin(31337, head.number, head.hash, head.timestamp)
+        expected = [client.get_balance(pin, a[10 + i % 4]) for i in range(64)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            got = list(pool.map(lambda i: client.get_balance(pin, a[10 + i % 4]), range(64)))
+        assert got == expected
+        assert len(set(expected)) == 4
+        assert client.health.state == HEALTH_OK
