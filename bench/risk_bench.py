@@ -110,13 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     compute_instrument_table(instruments, market, RRA1)
     table_seconds = time.perf_counter() - t0
-    runs, cpu = [], []
+    runs, cpu, phases = [], [], []
     load_before = os.getloadavg()[0]
     for _ in range(max(1, args.repeat)):
+        marks: list[tuple[str, float]] = []
         c0, t0 = time.process_time(), time.perf_counter()
-        result = compute_margin_batch(inp, RRA1, threads=args.threads)
+        result = compute_margin_batch(inp, RRA1, threads=args.threads,
+                                      phase_hook=lambda name, m=marks: m.append((name, time.perf_counter())))
         runs.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        stamps = [t0] + [t for _, t in marks]
+        phases.append({name: round(b - a, 4) for (name, _), a, b in zip(marks, stamps[:-1], stamps[1:], strict=True)})
     t0 = time.perf_counter()
     view = quantized(result)
     digest = hashlib.sha256(encode_quantized(view)).hexdigest()
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "accounts_per_second": round(args.accounts / seconds),
         "cpu_seconds_all_runs": [round(x, 4) for x in cpu],
         "load_average_1m_before": round(load_before, 2),
+        "phase_seconds_best_run": phases[runs.index(seconds)],
         "instrument_table_seconds": round(table_seconds, 4),
         "quantize_seconds": round(quantize_seconds, 4),
         "liquidatable_accounts": int(result.liquidatable.sum()),

@@ -26,7 +26,7 @@ amounts and no flags, and the other accounts are unaffected. Nothing is persiste
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -299,19 +299,25 @@ def _finish_accounts(out: dict[str, np.ndarray], gross: np.ndarray, net: np.ndar
     return ok
 
 
-def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2) -> BatchResult:
+def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
+                         phase_hook: Callable[[str], None] | None = None) -> BatchResult:
     """Margin of every account (RISK_SPEC.md sections 2-4) plus LQ-1 plans of liquidatable accounts.
 
     Raises `InvalidParams` for a bad parameter set and `InvalidInput` only for structural mistakes
-    (matrix shapes, wrong matrix type); bad accounts become `AccountError` entries.
+    (matrix shapes, wrong matrix type); bad accounts become `AccountError` entries. `phase_hook`, when
+    given, is called with the name of each phase as it ends (`prepare`, `collateral`, `accounts`,
+    `liquidation`); the engine itself keeps no clock.
     """
+    hook = phase_hook or (lambda _name: None)
     validate_params(params)
     threads = min(max(1, threads), MAX_THREADS)
     prep = prepare_positions(inp, params)
     positions, bad = _flag_positions(prep)
+    hook("prepare")
     gross, net, bad_collateral = compute_collateral_batch(inp, params)
     for row, err in bad_collateral.items():
         bad.setdefault(row, err)
+    hook("collateral")
     n_accounts = positions.shape[0]
     out = _allocate(n_accounts, compute_scenario_grid(params).size, len(params.underlyings))
     cuts = np.linspace(0, n_accounts, threads + 1).astype(np.int64)
@@ -326,7 +332,9 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2) 
                 job.result()
     ok = _finish_accounts(out, gross, net, bad)
     liquidatable = ok & (out["equity"] < out["maintenance_margin"])
+    hook("accounts")
     plans = compute_batch_liquidation_plans(prep, positions, out, np.flatnonzero(liquidatable), params)
+    hook("liquidation")
     errors = [AccountError(r, f, why) for r, (f, why) in sorted(bad.items())[:MAX_ERRORS_DETAILED]]
     if len(bad) > MAX_ERRORS_DETAILED:
         errors.append(AccountError(-1, "accounts", f"{len(bad) - MAX_ERRORS_DETAILED} more accounts in error"))
