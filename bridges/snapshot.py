@@ -12,7 +12,8 @@ ledger defines the instrument.
 
 Scales (bridges/statecodec.py): prices and strikes micro-USD (1e6), quantities 1e8, vols 1e6,
 symbols bytes32, expiries unix seconds; collateral amounts are token base units (token `decimals`).
-Days to expiry are fractional: `(expiry - epoch_time) / 86400`.
+Days to expiry are fractional: `(expiry - epoch_time) / 86400`. Oracle `updatedAt` times are kept
+(`quote_times`); `merge_snapshots(..., max_quote_age_s=N)` treats older quotes as invalid.
 
 Invariants:
 - Parse at the edge: an invalid on-chain value is never skipped. Values that break the epoch
@@ -123,6 +124,8 @@ class ChainSnapshot:
     vols: tuple[tuple[int, int], ...]  # instrument id -> vol 1e6
     asset_prices: tuple[tuple[str, int], ...]  # asset -> micro-USD
     withdrawals: tuple[WithdrawalRequestInfo, ...]
+    # "spot.BTC", "forward.BTC.<expiry>", "vol.<id>", "asset.USDC" -> oracle updatedAt (unix seconds)
+    quote_times: tuple[tuple[str, int], ...] = ()
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -228,10 +231,10 @@ def _read_withdrawals(vault: _Reader, assets: Sequence[AssetInfo], pin: Pin) -> 
     return tuple(sorted(out, key=lambda w: w.request_id))
 
 
-def _read_quotes(oracle: _Reader, count: int, name: str) -> list[tuple[Any, int]]:
+def _read_quotes(oracle: _Reader, count: int, name: str) -> list[tuple[Any, int, int]]:
     rows = []
     for keys, quotes in oracle._pages(count, name):
-        rows += [(k, int(q[0])) for k, q in zip(keys, quotes, strict=True)]
+        rows += [(k, int(q[0]), int(q[1])) for k, q in zip(keys, quotes, strict=True)]
     return rows
 
 
@@ -249,11 +252,20 @@ def read_chain_snapshot(client: ChainClient, deployment: HasContracts, pin: Pin)
     oracle = _Reader(client, pin, contracts.oracle, "MarketOracle")
     assets = _read_assets(client, pin, vault)
     n_spot, n_fwd, n_vol, n_asset = (int(x) for x in oracle.call("counts"))
-    spots = [(_symbol(k, f"chain {cid} oracle.spot"), v) for k, v in _read_quotes(oracle, n_spot, "getSpots")]
-    forwards = [(_symbol(k[0], f"chain {cid} oracle.forward"), int(k[1]), v)
-                for k, v in _read_quotes(oracle, n_fwd, "getForwards")]
-    vols = [(int(k), v) for k, v in _read_quotes(oracle, n_vol, "getVols")]
-    prices = [(_symbol(k, f"chain {cid} oracle.asset"), v) for k, v in _read_quotes(oracle, n_asset, "getAssetPrices")]
+    times: list[tuple[str, int]] = []
+    spots, forwards, vols, prices = [], [], [], []
+    for k, v, at in _read_quotes(oracle, n_spot, "getSpots"):
+        spots.append((_symbol(k, f"chain {cid} oracle.spot"), v))
+        times.append((f"spot.{spots[-1][0]}", at))
+    for k, v, at in _read_quotes(oracle, n_fwd, "getForwards"):
+        forwards.append((_symbol(k[0], f"chain {cid} oracle.forward"), int(k[1]), v))
+        times.append((f"forward.{forwards[-1][0]}.{int(k[1])}", at))
+    for k, v, at in _read_quotes(oracle, n_vol, "getVols"):
+        vols.append((int(k), v))
+        times.append((f"vol.{int(k)}", at))
+    for k, v, at in _read_quotes(oracle, n_asset, "getAssetPrices"):
+        prices.append((_symbol(k, f"chain {cid} oracle.asset"), v))
+        times.append((f"asset.{prices[-1][0]}", at))
     return ChainSnapshot(
         pin=pin, contracts=contracts, assets=assets,
         collateral=_read_collateral(vault, assets),
@@ -262,6 +274,7 @@ def read_chain_snapshot(client: ChainClient, deployment: HasContracts, pin: Pin)
         spots=tuple(sorted(spots)), forwards=tuple(sorted(forwards)), vols=tuple(sorted(vols)),
         asset_prices=tuple(sorted(prices)),
         withdrawals=_read_withdrawals(vault, assets, pin),
+        quote_times=tuple(sorted(times)),
     )
 
 
@@ -318,18 +331,28 @@ def _account_key(account: str) -> bytes:
     return bytes.fromhex(account[2:])
 
 
-def _build_market(home: ChainSnapshot, epoch_time: int) -> tuple[Market, dict[str, str]]:
+def _stale_keys(snap: ChainSnapshot, epoch_time: int, max_age_s: int | None) -> dict[str, str]:
+    """Quote key -> reason, for quotes older than `max_age_s` at the epoch time."""
+    if max_age_s is None:
+        return {}
+    return {key: f"chain {snap.pin.chain_id} oracle.{key}: updated at {at}, older than {max_age_s}s at {epoch_time}"
+            for key, at in snap.quote_times if epoch_time - at > max_age_s}
+
+
+def _build_market(home: ChainSnapshot, epoch_time: int, max_age_s: int | None) -> tuple[Market, dict[str, str]]:
     """Market from the home chain's valid quotes, plus the reason each invalid key was left out."""
-    issues: dict[str, str] = {}
+    issues = _stale_keys(home, epoch_time, max_age_s)
     spot: dict[str, float] = {}
     for sym, price in home.spots:
+        if f"spot.{sym}" in issues:
+            continue
         if price <= 0:
             issues[f"spot.{sym}"] = f"chain {home.pin.chain_id} oracle.spot.{sym}: price {price} <= 0"
         else:
             spot[sym] = price / PRICE_SCALE
     forwards: dict[tuple[str, float], float] = {}
     for sym, expiry, price in home.forwards:
-        if expiry <= epoch_time:
+        if expiry <= epoch_time or f"forward.{sym}.{expiry}" in issues:
             continue  # an expired forward is not a market input (instruments at it fail on their own)
         if price <= 0:
             issues[f"forward.{sym}.{expiry}"] = f"chain {home.pin.chain_id} oracle.forward.{sym}.{expiry}: price 0"
@@ -337,6 +360,8 @@ def _build_market(home: ChainSnapshot, epoch_time: int) -> tuple[Market, dict[st
             forwards[(sym, (expiry - epoch_time) / SECONDS_PER_DAY)] = price / PRICE_SCALE
     prices: dict[str, float] = {}
     for sym, price in home.asset_prices:
+        if f"asset.{sym}" in issues:
+            continue
         if price <= 0:
             issues[f"asset.{sym}"] = f"chain {home.pin.chain_id} oracle.asset.{sym}: price {price} <= 0"
         else:
@@ -346,7 +371,7 @@ def _build_market(home: ChainSnapshot, epoch_time: int) -> tuple[Market, dict[st
 
 def _convert_position(snap: ChainSnapshot, inst: InstrumentInfo | None, iid: int, qty: int,
                       epoch_time: int, market: Market, issues: Mapping[str, str],
-                      vols: Mapping[int, int]) -> Position | str:
+                      vols: Mapping[int, int], stale: Mapping[str, str]) -> Position | str:
     """A risk Position, or the reason (naming chain and field) it cannot be valued."""
     where = f"chain {snap.pin.chain_id} ledger.instrument[{iid}]"
     if inst is None:
@@ -364,6 +389,8 @@ def _convert_position(snap: ChainSnapshot, inst: InstrumentInfo | None, iid: int
     vol = 0.0
     if inst.kind == "option":
         raw_vol = vols.get(iid, 0)
+        if f"vol.{iid}" in stale:
+            return stale[f"vol.{iid}"]
         if raw_vol <= 0:
             return f"chain {snap.pin.chain_id} oracle.vol[{iid}]: vol {raw_vol} <= 0 or missing"
         vol = raw_vol / VOL_SCALE
@@ -393,22 +420,28 @@ def _sum_units(rows: Sequence[tuple[int, str, int, int]]) -> tuple[tuple[str, fl
     return tuple(sorted((a, t / 10**MAX_TOKEN_DECIMALS) for a, t in totals.items()))
 
 
-def merge_snapshots(snapshots: Sequence[ChainSnapshot], home_chain_id: int, epoch_time: int) -> MarginInputs:
-    """One portfolio per EVM address across chains; see the module docstring for marks and scales."""
+def merge_snapshots(snapshots: Sequence[ChainSnapshot], home_chain_id: int, epoch_time: int,
+                    max_quote_age_s: int | None = None) -> MarginInputs:
+    """One portfolio per EVM address across chains; see the module docstring for marks and scales.
+
+    With `max_quote_age_s`, an oracle value last updated more than that before `epoch_time` is
+    treated like an invalid one (the accounts that need it fail, naming the quote)."""
     by_chain = {s.pin.chain_id: s for s in snapshots}
     if len(by_chain) != len(snapshots):
         raise InvalidChainValue("snapshots: two snapshots of one chain")
     if home_chain_id not in by_chain:
         raise InvalidChainValue(f"home_chain_id: no snapshot of home chain {home_chain_id}")
     ordered = [by_chain[c] for c in sorted(by_chain)]
-    market, issues = _build_market(by_chain[home_chain_id], epoch_time)
+    market, issues = _build_market(by_chain[home_chain_id], epoch_time, max_quote_age_s)
     fail: dict[str, AccountFailure] = {}
     positions: dict[str, list[Position]] = defaultdict(list)
     for snap in ordered:
         instruments = {i.id: i for i in snap.instruments}
         vols = dict(snap.vols)
+        stale = _stale_keys(snap, epoch_time, max_quote_age_s)
         for account, iid, qty in snap.positions:
-            converted = _convert_position(snap, instruments.get(iid), iid, qty, epoch_time, market, issues, vols)
+            converted = _convert_position(snap, instruments.get(iid), iid, qty, epoch_time, market, issues, vols,
+                                          stale)
             if isinstance(converted, str):
                 fail.setdefault(account, AccountFailure(account, f"positions[{snap.pin.chain_id}:{iid}]", converted))
             else:

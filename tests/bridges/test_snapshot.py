@@ -183,3 +183,16 @@ def test_reorg_below_confirmation_depth_redoes_the_snapshot_at_the_new_canonical
         assert snap.collateral == ((user.address, "USDC", 1_000 * USDC),)
         assert snap.pin == pin and reads[0].pin.hash != pin.hash
         client.validate_pin(pin)
+
+
+def test_invalid_stale_quotes_fail_the_accounts_that_need_them(base_snapshots: Any) -> None:
+    (home, other), t, user = base_snapshots
+    assert dict(home.quote_times).keys() >= {"spot.BTC", "asset.USDC"}
+    assert all(t - 120 <= at <= t for _key, at in home.quote_times + other.quote_times)
+    assert merge_snapshots([home, other], 31337, t, max_quote_age_s=10**6).failures == ()
+    (failure,) = merge_snapshots([home, other], 31337, t + 1_000, max_quote_age_s=500).failures
+    assert failure.account == user and "older than 500s" in failure.reason
+    # only the vol of the other chain is stale: the failure names that chain's vol
+    fresh_home = _with(home, quote_times=tuple((k, t + 1_000) for k, _at in home.quote_times))
+    (failure,) = merge_snapshots([fresh_home, other], 31337, t + 1_000, max_quote_age_s=500).failures
+    assert f"chain 31338 oracle.vol.{INSTR_CALL}" in failure.reason
