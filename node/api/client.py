@@ -44,6 +44,10 @@ def get_admin_status(channel: grpc.Channel, timeout_s: float = DEFAULT_TIMEOUT_S
     return admin_pb2_grpc.AdminServiceStub(channel).GetStatus(admin_pb2.GetStatusRequest(), timeout=timeout_s)
 
 
+def report_to_dict(report: api_pb2.MarginReport) -> dict[str, Any]:
+    """A `MarginReport` as a JSON-ready dict (amounts integer micro-USD, bytes 0x-hex)."""
+    return message_to_dict(report)
+
 
 def message_to_dict(message: Any) -> dict[str, Any]:
     """Proto message -> dict with snake_case names, integers as integers, bytes as 0x-hex."""
@@ -69,5 +73,11 @@ def _convert_field(fd: Any, value: Any) -> Any:
     if fd.enum_type is not None:
         return fd.enum_type.values_by_number[value].name if value in fd.enum_type.values_by_number else value
 
-__all__ = ["get_admin_status", "get_margin", "message_to_dict", "open_admin_channel",
-           "open_api_channel"]
+__all__ = [
+    "get_admin_status",
+    "get_margin",
+    "message_to_dict",
+    "open_admin_channel",
+    "open_api_channel",
+    "report_to_dict",
+]

@@ -90,6 +90,10 @@ def whatif_doc_from_pb(msg: api_pb2.WhatIf) -> dict[str, Any]:
     return {"market": market, "positions": positions, "collateral": collateral, "params": params}
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_request_doc(request: api_pb2.SimulateMarginRequest) -> dict[str, Any]:
     """The what-if document of a request (raises `WhatIfRejected`)."""
     which = request.WhichOneof("document")
@@ -99,7 +103,7 @@ def parse_request_doc(request: api_pb2.SimulateMarginRequest) -> dict[str, Any]:
         doc = whatif_doc_from_pb(request.whatif)
     else:
         try:
-            doc = json.loads(request.whatif_json)
+            doc = json.loads(request.whatif_json, parse_constant=_refuse_constant)
         except ValueError as exc:
             raise WhatIfRejected([FieldViolation("whatif_json", f"not JSON: {exc}")]) from exc
         if not isinstance(doc, dict):
@@ -134,8 +138,11 @@ def to_micro_usd(value: Any, name: str) -> int:
 
 
 def format_result_json(result: dict[str, Any]) -> str:
-    """The output object as `clearingd margin simulate --json` prints it."""
-    return json.dumps(result, sort_keys=True)
+    """The output object exactly as `clearingd margin simulate --json` prints it (same bytes)."""
+    try:
+        return json.dumps(result, indent=2, allow_nan=False)
+    except ValueError as exc:
+        raise OutOfRange(f"result: not finite ({exc})") from exc
 
 
 def result_to_pb(result: dict[str, Any]) -> api_pb2.SimulateMarginResponse:

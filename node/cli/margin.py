@@ -5,6 +5,8 @@ the section 6 output object.
 Bad input (unreadable file, invalid JSON, any invalid field) exits 2 with `error: <field>: <reason>` on
 stderr and nothing on stdout. The group is a parser with subparsers: another subcommand (e.g.
 `margin get`) is added by writing a `register_<name>(sub)` function and calling it in `register`.
+`margin get ACCOUNT [--epoch E] [--json]` asks a node's gRPC API (`GetMargin`) for an account's
+signed margin, leaf, proof and signed state.
 Persists nothing.
 """
 
@@ -91,8 +93,47 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
     simulate.set_defaults(func=handle_simulate)
 
 
+def handle_get(args: argparse.Namespace) -> int:
+    """`margin get ACCOUNT`: an account's signed margin, leaf and proof from a node's gRPC API."""
+    from node.api.client import get_margin as rpc_get_margin
+    from node.api.client import open_api_channel, report_to_dict
+    from node.cli.common import get_home
+    from node.config import load_config
+
+    address = args.address or load_config(get_home(args)).get("api", "listen")
+    with open_api_channel(address, ca_file=args.ca_file) as channel:
+        report = rpc_get_margin(channel, args.account, args.epoch, timeout_s=args.timeout).report
+    doc = report_to_dict(report)
+    m = doc["margin"]
+    lines = [f"{m['account']} at epoch {m['epoch']} (root {doc['state']['root']})"]
+    lines += [f"  {k}: {v}" for k, v in m.items() if k.endswith(("_micro_usd", "_bps")) and not isinstance(v, list)]
+    lines += [f"  liquidatable: {m['liquidatable']}  worst scenario: {m['worst_scenario']}",
+              f"  leaf index {doc['leaf_index']}, proof of {len(doc['proof'])} hashes, "
+              f"{len(doc['state']['signers'])} signers"]
+    print(json.dumps(doc, indent=2) if args.json else "\n".join(lines))
+    return 0
+
+
+def register_get(sub: argparse._SubParsersAction) -> None:
+    from node.cli.common import add_home_option, env_default, run
+
+    get = sub.add_parser("get", help="an account's signed margin with leaf and proof (node gRPC API)")
+    get.add_argument("account", metavar="ACCOUNT", help="0x-prefixed 20-byte address")
+    get.add_argument("--epoch", type=int, default=None, help="epoch (default: the latest signed state)")
+    get.add_argument("--address", default=env_default("CLEARING_API_ADDRESS", ""),
+                     help="node API host:port (env CLEARING_API_ADDRESS; default api.listen of --home)")
+    get.add_argument("--ca-file", default=env_default("CLEARING_API_CA_FILE", ""),
+                     help="PEM CA of a TLS API (env CLEARING_API_CA_FILE)")
+    get.add_argument("--timeout", type=float, default=float(env_default("CLEARING_API_TIMEOUT_S", 5.0)),
+                     help="deadline in seconds (env CLEARING_API_TIMEOUT_S)")
+    add_home_option(get)
+    add_json_option(get)
+    get.set_defaults(func=run(handle_get))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    margin = subparsers.add_parser("margin", help="portfolio margin: what-if simulation")
+    margin = subparsers.add_parser("margin", help="portfolio margin: what-if simulation, signed margin of an account")
     sub = margin.add_subparsers(dest="margin_command", metavar="SUBCOMMAND")
     sub.required = True
     register_simulate(sub)
+    register_get(sub)
