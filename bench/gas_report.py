@@ -19,9 +19,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from eth_typing import HexStr
 from eth_utils import to_checksum_address
 
 from bridges.anvil import AnvilChain, get_free_port, rpc_call
@@ -119,7 +121,8 @@ def run(n_leaves: int) -> dict:
         request_id = request_withdrawal(user, d, "USDC", 100 * USDC)
         rid2 = request_withdrawal(user, d, "USDC", 100 * USDC)
         last = owner.w3.eth.get_block("latest", full_transactions=False)
-        gas["request_withdrawal"] = owner.w3.eth.get_transaction_receipt(last["transactions"][0])["gasUsed"]
+        tx_hash: Any = last["transactions"][0]
+        gas["request_withdrawal"] = owner.w3.eth.get_transaction_receipt(tx_hash)["gasUsed"]
         del rid2
 
         wid = withdrawal_id(chain.chain_id, d.vault, request_id)
@@ -138,13 +141,13 @@ def run(n_leaves: int) -> dict:
         call = registry.functions.verifyLeaf(2, user_leaf.to_abi_tuple(), proof)
         assert call.call() is True
         data = bytes.fromhex(call._encode_transaction_data()[2:])
-        estimate = int(owner.w3.eth.estimate_gas({"to": d.registry, "data": "0x" + data.hex()}))
+        estimate = int(owner.w3.eth.estimate_gas({"to": d.registry, "data": data}))
         gas["verify_account_proof"] = get_execution_gas(chain.rpc_url, d.registry, data)
         gas["verify_account_proof_estimate_minus_21000"] = estimate - 21_000
         gas["verify_account_proof_calldata"] = get_calldata_gas(data)
         margin_call = registry.functions.marginOf(user.address, 2, user_leaf.to_abi_tuple(), proof)
         margin_data = margin_call._encode_transaction_data()
-        gas["margin_of"] = int(owner.w3.eth.estimate_gas({"to": d.registry, "data": margin_data})) - 21_000
+        gas["margin_of"] = int(owner.w3.eth.estimate_gas({"to": d.registry, "data": HexStr(margin_data)})) - 21_000
 
         gas["complete_withdrawal"] = user.transact("CollateralVault", d.vault, "completeWithdrawal", request_id, 2,
                                                    user_leaf.to_abi_tuple(), proof)["gasUsed"]

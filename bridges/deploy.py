@@ -20,8 +20,9 @@ from typing import Any
 
 from eth_account import Account
 from eth_utils import function_abi_to_4byte_selector, get_abi_input_types, to_checksum_address
+from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 
 from bridges.artifacts import get_abi, load_artifact
 from bridges.errors import DeploymentError, InvalidDeployment
@@ -100,9 +101,10 @@ def decode_revert(abi: Sequence[Mapping[str, Any]], data: bytes) -> str:
     from eth_abi import decode as abi_decode
 
     for entry in abi:
-        if entry.get("type") == "error" and function_abi_to_4byte_selector(entry) == data[:4]:
+        error_abi: Any = entry
+        if entry.get("type") == "error" and function_abi_to_4byte_selector(error_abi) == data[:4]:
             try:
-                args = abi_decode(get_abi_input_types(entry), data[4:])
+                args = abi_decode(get_abi_input_types(error_abi), data[4:])
             except Exception:  # malformed payload: show the name only
                 return str(entry["name"])
             return f"{entry['name']}{tuple(a.hex() if isinstance(a, bytes) else a for a in args)}"
@@ -161,9 +163,10 @@ class ChainSender:
         deadline = time.monotonic() + self.receipt_timeout_s
         interval = 0.005
         while True:
-            receipt = self.w3.provider.make_request("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
-            if receipt.get("result"):
-                return dict(self.w3.eth.get_transaction_receipt(tx_hash))
+            try:
+                return dict(self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
+            except TransactionNotFound:
+                pass
             if time.monotonic() > deadline:
                 raise DeploymentError(f"{step}: no receipt for {tx_hash.hex()} within {self.receipt_timeout_s}s")
             time.sleep(interval)

@@ -30,13 +30,20 @@ Hasher = Callable[[bytes], bytes]
 def make_keccak() -> Hasher:
     """A keccak256 function with its own reusable state (not shareable across threads)."""
     try:
-        from Crypto.Hash.keccak import _raw_keccak_lib as lib
-        from Crypto.Util._raw_api import VoidPointer, c_size_t, c_ubyte, create_string_buffer, get_raw_buffer
+        # private but stable pycryptodome interface; verified against eth_hash below before use
+        from Crypto.Hash.keccak import _raw_keccak_lib as lib  # type: ignore[attr-defined]
+        from Crypto.Util._raw_api import (  # type: ignore[attr-defined]
+            VoidPointer,
+            c_size_t,
+            c_ubyte,
+            create_string_buffer,
+            get_raw_buffer,
+        )
 
         holder = VoidPointer()
         if lib.keccak_init(holder.address_of(), c_size_t(64), c_ubyte(24)) != 0:
             return _eth_keccak
-        state, out = holder.get(), create_string_buffer(32)
+        state, out = holder.get(), create_string_buffer(32)  # type: ignore[call-arg]
         reset, absorb, digest = lib.keccak_reset, lib.keccak_absorb, lib.keccak_digest
 
         def fast_keccak(data: bytes) -> bytes:
