@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from risk.batch import BatchInput, compute_margin_batch
 from risk.batch_tail import compute_tail_batch
@@ -230,3 +232,36 @@ def test_quantized_flags_follow_integers() -> None:
     assert np.array_equal(liq, q.equity < q.maintenance_margin)
     assert np.array_equal(q.free_collateral, q.equity - q.initial_margin)
     assert np.array_equal(liq, res.liquidatable)  # no knife-edge account in this sample
+
+
+ENTRY = st.tuples(st.integers(0, 135), st.floats(-20, 20, allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(ENTRY, max_size=5), min_size=1, max_size=4),
+       st.lists(st.floats(0, 5e5), min_size=4, max_size=4))
+def test_property_batch_equals_reference(accounts: list[list[tuple[int, float]]], usdc: list[float]) -> None:
+    market, instruments = make_market()
+    assert len(instruments) == 136
+    rows, cols, vals = [], [], []
+    for a, entries in enumerate(accounts):
+        for c, q in dict(entries).items():  # one entry per instrument, like a netted ledger
+            rows.append(a)
+            cols.append(c)
+            vals.append(q)
+    n = len(accounts)
+    positions = sp.csr_matrix((vals, (rows, cols)), shape=(n, len(instruments)))
+    collateral = np.zeros((n, 4))
+    collateral[:, 0] = usdc[:n]
+    inp = BatchInput(instruments, market, positions, collateral, ASSETS)
+    res = compute_margin_batch(inp, RRA1)
+    for a in range(n):
+        s0, s1 = positions.indptr[a], positions.indptr[a + 1]
+        held = [(int(c), float(q)) for c, q in zip(positions.indices[s0:s1], positions.data[s0:s1], strict=True)
+                if q != 0.0]
+        ref = compute_account_risk([Position(instruments[c], q) for c, q in held], {"USDC": usdc[a]}, market,
+                                   RRA1, include_tail=False)
+        for name in SCALAR_FIELDS:
+            assert close(float(getattr(res, name)[a]), getattr(ref, name)), (a, name)
+        assert (None if res.worst_scenario[a] < 0 else int(res.worst_scenario[a])) == ref.worst_scenario
+        assert [s.position for s in res.liquidation.get_plan(a)] == [held[s.position][0] for s in ref.liquidation]
