@@ -59,6 +59,9 @@ contract CollateralVault is Owned {
     mapping(address => mapping(address => uint256)) public lockedOf;
     /// @notice Epoch of the state that flagged the account liquidatable; 0 = not frozen.
     mapping(address => uint64) public frozenAtEpoch;
+    /// @notice Epoch of the last state used to flag or clear the account; older states are refused,
+    /// so a stale liquidatable leaf cannot re-freeze an account that a later state cleared.
+    mapping(address => uint64) public liquidationStatusEpoch;
 
     uint256 public nextRequestId = 1;
     mapping(uint256 => StoredRequest) private requests;
@@ -89,6 +92,7 @@ contract CollateralVault is Owned {
     error NotLiquidatable(address account, uint64 epoch);
     error StillLiquidatable(address account, uint64 epoch);
     error NotFrozen(address account);
+    error StaleLiquidationState(address account, uint64 epoch, uint64 statusEpoch);
     error TokenTransferFailed(address token);
 
     constructor(MarginStateRegistry registry_, address initialOwner) Owned(initialOwner) {
@@ -181,9 +185,12 @@ contract CollateralVault is Owned {
     function flagLiquidation(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
         external
     {
+        uint64 statusEpoch = liquidationStatusEpoch[account];
+        if (epoch <= statusEpoch) revert StaleLiquidationState(account, epoch, statusEpoch);
         validateLeaf(account, epoch, leaf, proof);
         if (!leaf.isLiquidatable()) revert NotLiquidatable(account, epoch);
-        if (epoch > frozenAtEpoch[account]) frozenAtEpoch[account] = epoch;
+        liquidationStatusEpoch[account] = epoch;
+        frozenAtEpoch[account] = epoch;
         emit LiquidationFlagged(account, epoch, msg.sender);
     }
 
@@ -191,11 +198,12 @@ contract CollateralVault is Owned {
     function clearLiquidation(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
         external
     {
-        uint64 frozenAt = frozenAtEpoch[account];
-        if (frozenAt == 0) revert NotFrozen(account);
-        if (epoch <= frozenAt) revert StateNotLater(0, epoch, frozenAt);
+        if (frozenAtEpoch[account] == 0) revert NotFrozen(account);
+        uint64 statusEpoch = liquidationStatusEpoch[account];
+        if (epoch <= statusEpoch) revert StaleLiquidationState(account, epoch, statusEpoch);
         validateLeaf(account, epoch, leaf, proof);
         if (leaf.isLiquidatable()) revert StillLiquidatable(account, epoch);
+        liquidationStatusEpoch[account] = epoch;
         frozenAtEpoch[account] = 0;
         emit LiquidationCleared(account, epoch);
     }

@@ -173,7 +173,16 @@ def test_liquidation_flag_freezes_requests_until_cleared(chains: list[ChainEnv],
     recovered = make_signed_state(group_key, 3, [get_leaf(env, USER, (wid,))])
     env.publish(recovered)
     leaf, proof = recovered.get_leaf_args(user.address)
+    with pytest.raises(DeploymentError, match="StaleLiquidationState"):  # the flagging state cannot clear
+        env.sender(OTHER).transact("CollateralVault", d.vault, "clearLiquidation", user.address, 2,
+                                   *flagged.get_leaf_args(user.address))
     env.sender(OTHER).transact("CollateralVault", d.vault, "clearLiquidation", user.address, 3, leaf, proof)
     assert vault.functions.frozenAtEpoch(user.address).call() == 0
+    # the stale liquidatable leaf of epoch 2 cannot freeze the account again
+    with pytest.raises(DeploymentError, match="StaleLiquidationState"):
+        env.sender(OTHER).transact("CollateralVault", d.vault, "flagLiquidation", user.address, 2,
+                                   *flagged.get_leaf_args(user.address))
+    with pytest.raises(DeploymentError, match="NotFrozen"):
+        env.sender(OTHER).transact("CollateralVault", d.vault, "clearLiquidation", user.address, 3, leaf, proof)
     complete(env, USER, rid, recovered)
     request_withdrawal(user, d, "USDC", 1 * USDC)
