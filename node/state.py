@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from bridges.merkle import MerkleTree, build_tree
+from bridges.merkle import MerkleTree, build_tree, make_keccak
 from bridges.snapshot import AccountFailure, AccountInputs, MarginInputs, PendingWithdrawal
 from bridges.statecodec import (
     FLAG_LIQUIDATABLE,
@@ -44,7 +44,6 @@ from bridges.statecodec import (
     USD_SCALE,
     MarginLeaf,
     compute_inputs_digest,
-    compute_leaf_hash,
     compute_state_digest,
     encode_margin_leaf,
 )
@@ -52,7 +51,7 @@ from node.records import AccountLeaf
 from risk.batch import BatchInput, BatchResult, compute_margin_batch
 from risk.instruments import Instrument
 from risk.params import RiskParams
-from risk.quantize import quantize_usd, quantized
+from risk.quantize import QuantizedBatch, quantize_usd, quantized
 
 RISK_THREADS = 2  # the batch is bit-identical for any thread count
 
@@ -224,6 +223,24 @@ def _collect_failures(inputs: MarginInputs, result: BatchResult) -> tuple[Accoun
     return tuple(sorted(failures, key=lambda f: (f.account.lower(), f.field)))
 
 
+def _build_leaves(inputs: MarginInputs, result: BatchResult, q: QuantizedBatch, ok_rows: list[int],
+                  equity: dict[str, int], approved_total: dict[str, int], approved_ids: dict[str, list[bytes]]
+                  ) -> tuple[list[MarginLeaf], list[AccountDetail]]:
+    risk_q = quantize_usd(result.risk_array[ok_rows], "risk_array").tolist()
+    im, mm = q.initial_margin[ok_rows].tolist(), q.maintenance_margin[ok_rows].tolist()
+    flags = (q.flags[ok_rows] & FLAG_LIQUIDATABLE).tolist()
+    worst = result.worst_scenario[ok_rows].tolist()
+    leaves, details = [], []
+    for i, r in enumerate(ok_rows):
+        acc: AccountInputs = inputs.accounts[r]
+        leaf_equity = equity[acc.account] - approved_total.get(acc.account, 0)
+        leaves.append(MarginLeaf(acc.account, leaf_equity, im[i], mm[i], flags[i],
+                                 tuple(approved_ids.get(acc.account, ()))))
+        details.append(AccountDetail(acc.account, equity[acc.account], leaf_equity - im[i], tuple(risk_q[i]),
+                                     None if worst[i] < 0 else worst[i], acc.collateral_by_chain))
+    return leaves, details
+
+
 def compute_margin_state(inputs: MarginInputs, params: RiskParams, pins: Sequence[Any], network_id: int,
                          keyset_id: int, epoch: int, params_hash: bytes) -> MarginState:
     """The margin state of `epoch`; see the module docstring for the rules."""
@@ -237,24 +254,15 @@ def compute_margin_state(inputs: MarginInputs, params: RiskParams, pins: Sequenc
         raise InvalidStateInput("inputs.accounts: not strictly sorted by address bytes")
     result = compute_margin_batch(build_batch_input(inputs), params, threads=RISK_THREADS)
     q = quantized(result)
-    risk_q = quantize_usd(np.where(result.ok[:, None], result.risk_array, 0.0), "risk_array")
-    ok_rows = [r for r in range(len(inputs.accounts)) if bool(result.ok[r])]
-    equity = {inputs.accounts[r].account: int(q.equity[r]) for r in ok_rows}
-    im = {inputs.accounts[r].account: int(q.initial_margin[r]) for r in ok_rows}
-    liq = {inputs.accounts[r].account: bool(int(q.flags[r]) & FLAG_LIQUIDATABLE) for r in ok_rows}
+    ok_rows = np.flatnonzero(result.ok).tolist()
+    names = [inputs.accounts[r].account for r in ok_rows]
+    equity = dict(zip(names, q.equity[ok_rows].tolist(), strict=True))
+    im = dict(zip(names, q.initial_margin[ok_rows].tolist(), strict=True))
+    liq = dict(zip(names, ((q.flags[ok_rows] & FLAG_LIQUIDATABLE) != 0).tolist(), strict=True))
     decisions, approved_total, approved_ids = _decide_withdrawals(inputs, params, epoch, equity, im, liq)
-    leaves, details = [], []
-    for r in ok_rows:
-        acc: AccountInputs = inputs.accounts[r]
-        leaf_equity = equity[acc.account] - approved_total.get(acc.account, 0)
-        leaves.append(MarginLeaf(acc.account, leaf_equity, im[acc.account], int(q.maintenance_margin[r]),
-                                 FLAG_LIQUIDATABLE if liq[acc.account] else 0,
-                                 tuple(approved_ids.get(acc.account, ()))))
-        worst = int(result.worst_scenario[r])
-        details.append(AccountDetail(acc.account, equity[acc.account], leaf_equity - im[acc.account],
-                                     tuple(int(x) for x in risk_q[r]), None if worst < 0 else worst,
-                                     acc.collateral_by_chain))
-    tree = build_tree([compute_leaf_hash(leaf) for leaf in leaves])
+    leaves, details = _build_leaves(inputs, result, q, ok_rows, equity, approved_total, approved_ids)
+    keccak = make_keccak()  # statecodec's leaf hash, with a per-call-cheap hasher (same bytes; tests compare)
+    tree = build_tree([keccak(keccak(encode_margin_leaf(leaf))) for leaf in leaves])
     inputs_digest = compute_inputs_digest(norm_pins)
     digest = compute_state_digest(network_id, keyset_id, epoch, inputs_digest, params_hash, tree.root, len(leaves))
     return MarginState(network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=norm_pins,
