@@ -236,26 +236,30 @@ def _compute_rows(prep: _Prepared, positions: sp.csr_matrix, block_table: np.nda
                         shape=(r1 - r0, positions.shape[1]))
     t = prep.table
     size = t.risk.shape[1]
-    joint = out["risk_array"][r0:r1]
     separate = np.zeros(r1 - r0)
-    linear = np.zeros((r1 - r0, 2))
     presence = np.zeros((r1 - r0, len(prep.blocks)), dtype=bool)
+    total: np.ndarray | None = None
     for u, (lo, hi) in enumerate(prep.blocks):
         block = sub[:, lo:hi]
         arr = block @ block_table[lo:hi]
-        joint += arr[:, :size]
-        linear += arr[:, size:]
+        total = arr if total is None else np.add(total, arr, out=total)
         loss = np.maximum(0.0, -arr[:, :size].min(axis=1))
         out["scan_loss_by_underlying"][r0:r1, u] = loss
         separate += loss
         presence[:, u] = np.diff(block.indptr) > 0
+    assert total is not None
+    joint = out["risk_array"][r0:r1]
+    joint[...] = total[:, :size]
+    linear = total[:, size:]
     worst = joint.argmin(axis=1)
     joint_loss = np.maximum(0.0, -np.take_along_axis(joint, worst[:, None], axis=1)[:, 0])
     out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
     several = presence.sum(axis=1) > 1
     credit = _credit_per_account(presence, params)
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    shorts = sp.csr_matrix((np.maximum(-sub.data, 0.0), sub.indices, sub.indptr), shape=sub.shape)
+    short_data = np.negative(sub.data)
+    np.maximum(short_data, 0.0, out=short_data)
+    shorts = sp.csr_matrix((short_data, sub.indices, sub.indptr), shape=sub.shape)
     short_part = shorts @ np.stack([t.isolated_long + t.isolated_short, t.som], axis=1)
     som = short_part[:, 1]
     requirement = np.maximum(correlated, som)
