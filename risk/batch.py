@@ -90,7 +90,7 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedPositions:
     """Positions with columns sorted by underlying and the matching instrument table."""
 
     positions: sp.csr_matrix  # canonical, columns in sorted order, bad entries zeroed
@@ -130,7 +130,7 @@ def _canonical_positions(positions: sp.csr_matrix, n_instruments: int) -> sp.csr
     return p
 
 
-def prepare_positions(inp: BatchInput, params: RiskParams) -> _Prepared:
+def prepare_positions(inp: BatchInput, params: RiskParams) -> PreparedPositions:
     """Sort instrument columns by underlying (invalid instruments last) and build the table."""
     table = compute_instrument_table(inp.instruments, inp.market, params)
     p = _canonical_positions(inp.positions, len(inp.instruments))
@@ -146,14 +146,14 @@ def prepare_positions(inp: BatchInput, params: RiskParams) -> _Prepared:
         table = _take_table(table, order)
     bounds = np.searchsorted(key[order], np.arange(n_u + 1), side="left")
     blocks = tuple((int(bounds[u]), int(bounds[u + 1])) for u in range(n_u))
-    return _Prepared(p, table, order, blocks)
+    return PreparedPositions(p, table, order, blocks)
 
 
 def _row_of(indptr: np.ndarray, entries: np.ndarray) -> np.ndarray:
     return np.searchsorted(indptr, entries, side="right") - 1
 
 
-def _flag_positions(prep: _Prepared) -> tuple[sp.csr_matrix, dict[int, tuple[str, str]]]:
+def flag_positions(prep: PreparedPositions) -> tuple[sp.csr_matrix, dict[int, tuple[str, str]]]:
     """Find accounts with non-finite quantities or positions in invalid instruments; drop those entries
     and explicit zeros (so that a stored entry always is an open position)."""
     p = prep.positions
@@ -224,7 +224,7 @@ def compute_block_table(table: InstrumentTable) -> np.ndarray:
     return np.ascontiguousarray(np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None]]))
 
 
-def _compute_rows(prep: _Prepared, positions: sp.csr_matrix, block_table: np.ndarray,
+def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, block_table: np.ndarray,
                   out: dict[str, np.ndarray], r0: int, r1: int, params: RiskParams) -> None:
     """Fill rows r0..r1 of `out` (everything but collateral-dependent fields).
 
@@ -316,7 +316,7 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     validate_params(params)
     threads = min(max(1, threads), MAX_THREADS)
     prep = prepare_positions(inp, params)
-    positions, bad = _flag_positions(prep)
+    positions, bad = flag_positions(prep)
     hook("prepare")
     gross, net, bad_collateral = compute_collateral_batch(inp, params)
     for row, err in bad_collateral.items():

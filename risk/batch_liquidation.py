@@ -22,7 +22,7 @@ from risk.params import RiskParams
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-    from risk.batch import _Prepared
+    from risk.batch import PreparedPositions
 
 CHUNK_ACCOUNTS = 4096
 _PAD_INDEX = np.iinfo(np.int64).max
@@ -39,7 +39,7 @@ class _Book:
     original: np.ndarray  # (L, n) original instrument index, _PAD_INDEX for padding
 
 
-def _build_book(prep: _Prepared, positions: sp.csr_matrix, rows: np.ndarray) -> _Book:
+def _build_book(prep: PreparedPositions, positions: sp.csr_matrix, rows: np.ndarray) -> _Book:
     t = prep.table
     starts, ends = positions.indptr[rows].astype(np.int64), positions.indptr[rows + 1].astype(np.int64)
     counts = ends - starts
@@ -150,7 +150,7 @@ def _plan_chunk(book: _Book, equity: np.ndarray, im: np.ndarray, params: RiskPar
 
 
 def compute_batch_liquidation_plans(
-    prep: _Prepared, positions: sp.csr_matrix, out: dict[str, np.ndarray], rows: np.ndarray,
+    prep: PreparedPositions, positions: sp.csr_matrix, out: dict[str, np.ndarray], rows: np.ndarray,
     params: RiskParams,
 ) -> LiquidationPlans:
     """LQ-1 plans of the liquidatable account rows (sorted ascending)."""

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtri
 
-from risk.batch import BatchInput, _flag_positions, prepare_positions
+from risk.batch import BatchInput, flag_positions, prepare_positions
 from risk.instrument_table import InstrumentTable
 from risk.params import RiskParams, validate_params
 from risk.pricing import DAYS_PER_YEAR, compute_black76_price_array
@@ -51,7 +51,7 @@ def compute_tail_batch(inp: BatchInput, params: RiskParams, accounts: np.ndarray
     """VaR99/ES99 of the requested account rows (all when None)."""
     validate_params(params)
     prep = prepare_positions(inp, params)
-    positions, bad = _flag_positions(prep)
+    positions, bad = flag_positions(prep)
     rows = np.arange(positions.shape[0]) if accounts is None else np.asarray(accounts, dtype=np.int64)
     table = compute_linear_tail(prep.table, params)
     options = np.flatnonzero(prep.table.is_option)
