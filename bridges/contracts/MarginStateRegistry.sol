@@ -35,6 +35,7 @@ contract MarginStateRegistry {
     bytes32[RING_SIZE] private stateCommitments;
 
     event StatePublished(uint64 indexed epoch, uint32 indexed keysetId, bytes32 digest, bytes32 root, uint64 leafCount);
+    /// @notice Also emitted at construction (oldKeysetId 0) for the initial key.
     event GroupKeyRotated(uint32 indexed oldKeysetId, uint32 indexed newKeysetId, uint64 nonce, bytes groupKey);
 
     error EpochNotIncreasing(uint64 epoch, uint64 latestEpoch);
@@ -54,6 +55,7 @@ contract MarginStateRegistry {
         for (uint256 i = 0; i < RING_SIZE; ++i) {
             stateCommitments[i] = EMPTY_SLOT;
         }
+        emit GroupKeyRotated(0, keysetId_, 0, groupKey);
     }
 
     // ---------------------------------------------------------------- publishing
