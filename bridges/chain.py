@@ -60,8 +60,14 @@ TRANSIENT_RPC_CODES = frozenset({-32005, -32603, 429})
 # "Resource not found" / "header not found": the block hash of a read is not (or no longer) known.
 BLOCK_NOT_FOUND_CODES = frozenset({-32001, -32000})
 
+MAX_BATCH = 100  # calls per JSON-RPC batch
+
 HEALTH_OK = "ok"
 HEALTH_UNAVAILABLE = "unavailable"
+
+
+class _Transient(Exception):
+    """A JSON-RPC error code that signals a transient server condition (internal: retried)."""
 
 
 @dataclass(frozen=True)
@@ -223,35 +229,63 @@ class ChainClient:
                 n = self._health.consecutive_failures + 1
                 self._health = Health(self.chain_id, HEALTH_UNAVAILABLE, error, n)
 
-    def rpc(self, method: str, params: Sequence[object]) -> Any:
-        """One JSON-RPC call with bounded retries; raises ChainUnavailable, RpcError or CallReverted."""
+    def _parse_reply(self, method: str, reply: object) -> Any:
+        """The result of one JSON-RPC reply; raises _Transient, CallReverted, RpcError or InvalidChainResponse."""
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if error:
+            code = int(error.get("code", 0)) if isinstance(error, dict) else 0
+            message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+            if code in TRANSIENT_RPC_CODES:
+                raise _Transient(f"{method}: error {code}: {message[:200]}")
+            data = error.get("data") if isinstance(error, dict) else None
+            if code == 3 or "revert" in message.lower():
+                raise CallReverted(self.chain_id, method, code, message, data)
+            raise RpcError(self.chain_id, method, code, message, data)
+        if not isinstance(reply, dict) or "result" not in reply:
+            raise InvalidChainResponse(f"{method}: reply without result: {str(reply)[:200]}")
+        return reply["result"]
+
+    def _with_retries(self, label: str, attempt_once: Callable[[], T]) -> T:
+        """Bounded retries with capped exponential backoff around one request (or one batch)."""
         last_reason = "no attempt made"
         for attempt in range(self.config.max_attempts):
             if attempt:
                 self._sleep(min(MAX_BACKOFF_S, self.config.backoff_s * 2 ** (attempt - 1)))
             try:
-                reply = self._provider.make_request(method, list(params))  # type: ignore[arg-type]
+                result = attempt_once()
             except (requests.RequestException, OSError, ValueError) as exc:
-                last_reason = f"{method}: {type(exc).__name__}: {str(exc)[:200]}"
+                last_reason = f"{label}: {type(exc).__name__}: {str(exc)[:200]}"
                 continue
-            error = reply.get("error") if isinstance(reply, dict) else None
-            if error:
-                code = int(error.get("code", 0)) if isinstance(error, dict) else 0
-                message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
-                if code in TRANSIENT_RPC_CODES:
-                    last_reason = f"{method}: error {code}: {message[:200]}"
-                    continue
-                self._record(None)
-                data = error.get("data") if isinstance(error, dict) else None
-                if code == 3 or "revert" in message.lower():
-                    raise CallReverted(self.chain_id, method, code, message, data)
-                raise RpcError(self.chain_id, method, code, message, data)
-            if not isinstance(reply, dict) or "result" not in reply:
-                raise InvalidChainResponse(f"{method}: reply without result: {str(reply)[:200]}")
+            except _Transient as exc:
+                last_reason = str(exc)
+                continue
+            except (RpcError, InvalidChainResponse):
+                self._record(None)  # the node answered: it is reachable
+                raise
             self._record(None)
-            return reply["result"]
+            return result
         self._record(last_reason)
         raise ChainUnavailable(self.chain_id, f"{last_reason} (after {self.config.max_attempts} attempts)")
+
+    def rpc(self, method: str, params: Sequence[object]) -> Any:
+        """One JSON-RPC call with bounded retries; raises ChainUnavailable, RpcError or CallReverted."""
+        return self._with_retries(
+            method, lambda: self._parse_reply(method, self._provider.make_request(method, list(params))))  # type: ignore[arg-type]
+
+    def rpc_batch(self, calls: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+        """One JSON-RPC batch (at most MAX_BATCH calls), retried as a whole; results in call order."""
+        if not 0 < len(calls) <= MAX_BATCH:
+            raise ValueError(f"calls: batch of {len(calls)}, expected 1..{MAX_BATCH}")
+
+        def attempt_once() -> list[Any]:
+            replies = self._provider.make_batch_request([(m, list(p)) for m, p in calls])  # type: ignore[misc]
+            if not isinstance(replies, list):
+                self._parse_reply("batch", replies)  # a single error object for the whole batch
+            if not isinstance(replies, list) or len(replies) != len(calls):
+                raise InvalidChainResponse(f"batch: {len(calls)} calls, malformed reply")
+            return [self._parse_reply(m, r) for (m, _p), r in zip(calls, replies, strict=True)]
+
+        return self._with_retries(f"batch of {len(calls)} ({calls[0][0]})", attempt_once)
 
     # --- blocks ----------------------------------------------------------------------------
 
@@ -338,6 +372,29 @@ class ChainClient:
                       args: Sequence[object] = ()) -> tuple[Any, ...]:
         """Call a view function at the pin and decode its outputs."""
         return decode_function_result(fn_abi, self.call(pin, address, encode_function_call(fn_abi, args)))
+
+    def call_many(self, pin: Pin, calls: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        """Many eth_calls at the pin, sent as JSON-RPC batches of at most MAX_BATCH."""
+        selector = {"blockHash": pin.hash_hex, "requireCanonical": True}
+        out: list[bytes] = []
+        for k in range(0, len(calls), MAX_BATCH):
+            chunk = [("eth_call", [{"to": to, "data": "0x" + data.hex()}, selector]) for to, data in calls[k:k + MAX_BATCH]]
+            try:
+                results = self.rpc_batch(chunk)  # type: ignore[arg-type]
+            except CallReverted:
+                raise
+            except RpcError as exc:
+                if exc.code in BLOCK_NOT_FOUND_CODES or "not found" in exc.message.lower():
+                    self.validate_pin(pin)
+                raise
+            out += [parse_bytes(r, "eth_call (batch)") for r in results]
+        return out
+
+    def call_function_many(self, pin: Pin, address: str, fn_abi: dict[str, Any],
+                           args_list: Sequence[Sequence[object]]) -> list[tuple[Any, ...]]:
+        """`call_function` for many argument tuples of one function, batched."""
+        raw = self.call_many(pin, [(address, encode_function_call(fn_abi, args)) for args in args_list])
+        return [decode_function_result(fn_abi, r) for r in raw]
 
     def get_balance(self, pin: Pin, address: str) -> int:
         return parse_quantity(self._pinned_rpc(pin, "eth_getBalance", [address]), "eth_getBalance")

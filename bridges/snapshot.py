@@ -142,6 +142,10 @@ class _Reader:
     def call(self, name: str, *args: object) -> tuple[Any, ...]:
         return self.client.call_function(self.pin, self.address, find_function_abi(self.abi, name), args)
 
+    def call_many(self, name: str, args_list: Sequence[Sequence[object]]) -> list[tuple[Any, ...]]:
+        fn = find_function_abi(self.abi, name)
+        return self.client.call_function_many(self.pin, self.address, fn, args_list)
+
     def read_pages(self, count: int, name: str, *prefix: object) -> list[Any]:
         """All entries of a paginated view `name(*prefix, offset, limit)` returning one array."""
         return [row for page in self._pages(count, name, *prefix) for row in page[0]]
@@ -183,13 +187,23 @@ def _read_instruments(ledger: _Reader, cid: int) -> tuple[InstrumentInfo, ...]:
 
 
 def _read_positions(ledger: _Reader) -> tuple[tuple[str, int, int], ...]:
-    out = []
+    """Positions of every ledger account: counts and first pages in JSON-RPC batches, then any
+    further pages one by one."""
     accounts = ledger.read_pages(int(ledger.call("accountCount")[0]), "getAccounts")
-    for account in accounts:
-        count = int(ledger.call("positionCount", account)[0])
-        for iid, qty in ledger.read_pages(count, "getPositions", account):
-            if qty != 0:
-                out.append((to_checksum_address(account), int(iid), int(qty)))
+    counts = [int(c[0]) for c in ledger.call_many("positionCount", [(a,) for a in accounts])]
+    if any(c > MAX_ENTRIES for c in counts):
+        raise SnapshotTooLarge(f"chain {ledger.pin.chain_id} PositionLedger.positionCount > {MAX_ENTRIES}")
+    held = [(a, c) for a, c in zip(accounts, counts, strict=True) if c > 0]
+    first = ledger.call_many("getPositions", [(a, 0, PAGE_SIZE) for a, _c in held])
+    out = []
+    for (account, count), page in zip(held, first, strict=True):
+        rows = list(page[0])
+        if len(rows) != min(count, PAGE_SIZE):
+            raise InvalidChainValue(f"chain {ledger.pin.chain_id} ledger.getPositions({account}): "
+                                    f"{len(rows)} rows, expected {min(count, PAGE_SIZE)}")
+        for offset in range(PAGE_SIZE, count, PAGE_SIZE):
+            rows += ledger.call("getPositions", account, offset, PAGE_SIZE)[0]
+        out += [(to_checksum_address(account), int(iid), int(qty)) for iid, qty in rows if qty != 0]
     return tuple(sorted(out, key=lambda r: (bytes.fromhex(r[0][2:]), r[1])))
 
 

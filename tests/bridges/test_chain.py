@@ -80,6 +80,8 @@ def test_read_at_orphaned_pin_raises_reorg_detected() -> None:
             client.get_balance(pin, a[9])
         with pytest.raises(ReorgDetected):
             client.call(pin, a[9], b"")
+        with pytest.raises(ReorgDetected):
+            client.call_many(pin, [(a[9], b"")] * 3)
         new_head = client.get_block("latest")
         after = client.get_balance(Pin(31337, new_head.number, new_head.hash, new_head.timestamp), a[9])
         assert before - after == ETH
@@ -144,8 +146,32 @@ def test_invalid_rpc_error_is_not_retried() -> None:
         with pytest.raises(RpcError) as err:
             client.rpc("eth_noSuchMethod", [])
         assert err.value.method == "eth_noSuchMethod"
+        with pytest.raises(RpcError) as err:
+            client.rpc_batch([("eth_blockNumber", []), ("eth_noSuchMethod", [])])
+        assert err.value.method == "eth_noSuchMethod"
         assert sleeps == []
         assert client.health.state == HEALTH_OK
+
+
+def test_batch_results_keep_call_order_and_unreachable_batch_is_bounded() -> None:
+    with running_chains(31337) as (chain,):
+        sleeps: list[float] = []
+        client = ChainClient(ChainConfig(chain_id=31337, rpc_url=chain.rpc_url, max_attempts=2, backoff_s=0.01),
+                             sleep=sleeps.append)
+        a = get_dev_accounts(chain)
+        send_value(chain, a[0], a[12], 3 * ETH)
+        head = client.get_block("latest")
+        pin = Pin(31337, head.number, head.hash, head.timestamp)
+        calls = [("eth_getBalance", [a[12 if i % 2 else 13], "latest"]) for i in range(150)]
+        with pytest.raises(ValueError, match="calls"):
+            client.rpc_batch(calls)
+        results = client.rpc_batch(calls[:100])
+        assert [int(r, 16) for r in results[:2]] == [client.get_balance(pin, a[13]), client.get_balance(pin, a[12])]
+        assert len(set(results)) == 2
+        chain.stop()
+        with pytest.raises(ChainUnavailable, match="batch of 2"):
+            client.rpc_batch(calls[:2])
+        assert sleeps == [0.01]
 
 
 def test_invalid_chain_id_mismatch() -> None:
