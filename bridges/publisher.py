@@ -217,6 +217,8 @@ class Publisher:
         except RpcError as exc:
             if "already known" in exc.message.lower() or "already imported" in exc.message.lower():
                 return  # an earlier attempt of the same signed transaction got through
+            if self.client.rpc("eth_getTransactionByHash", ["0x" + tx_hash.hex()]) is not None:
+                return  # e.g. "nonce too low" because a lost-reply attempt was already mined
             raise PublishReverted(
                 f"chain {self.client.chain_id} epoch {epoch}: send of 0x{tx_hash.hex()} refused: {exc.message}"
             ) from exc

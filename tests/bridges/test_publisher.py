@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 
 from bridges.anvil import AnvilChain, rpc_call
-from bridges.errors import EpochSuperseded, FeeCapExceeded, PublishInFlight, PublishReverted, ReceiptTimeout
+from bridges.errors import (
+    EpochSuperseded,
+    FeeCapExceeded,
+    PublishInFlight,
+    PublishReverted,
+    ReceiptTimeout,
+    RpcError,
+)
 from bridges.publisher import (
     STATUS_ALREADY_PUBLISHED,
     STATUS_PUBLISHED,
@@ -131,3 +140,32 @@ def test_invalid_submission_fields_are_refused() -> None:
         StateSubmission(1, 1, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32, 1, b"\x00" * 48)
     with pytest.raises(ValueError, match="root"):
         StateSubmission(1, 1, b"\x00" * 32, b"\x00" * 32, b"\x00" * 31, 1, b"\x00" * 128)
+
+
+def test_resent_transaction_after_a_lost_reply_is_not_an_error() -> None:
+    """The transport resends a raw transaction whose first reply was lost: the node then answers
+    "already known" or "nonce too low"; the publisher recognises its own transaction."""
+    from bridges.chain import ChainClient
+
+    class ResendingClient(ChainClient):
+        resent: list[str] = []  # noqa: RUF012
+
+        def rpc(self, method: str, params: Any) -> Any:
+            if method == "eth_sendRawTransaction":
+                super().rpc(method, params)  # this reply is "lost"
+                rpc_call(self.config.rpc_url, "evm_mine")
+                try:
+                    return super().rpc(method, params)
+                except RpcError as exc:
+                    self.resent.append(exc.message)
+                    raise
+            return super().rpc(method, params)
+
+    with running_chains(31337) as (chain,):
+        registry = deploy_registry(chain)
+        client = ResendingClient(make_client(chain).config)
+        pub = Publisher(client, registry, DEV_KEY_1, FeePolicy(fee_cap=100 * GWEI))
+        result = pub.publish(make_submission(chain, registry, epoch=4))
+        assert result.status == STATUS_PUBLISHED and result.gas_used > 0
+        assert len(ResendingClient.resent) == 1, ResendingClient.resent
+        assert pub.get_latest_epoch() == 4
