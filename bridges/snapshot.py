@@ -479,3 +479,20 @@ def merge_snapshots(snapshots: Sequence[ChainSnapshot], home_chain_id: int, epoc
         withdrawals=tuple(sorted(withdrawals, key=lambda w: (w.request_epoch, w.chain_id, w.request_id))),
         failures=tuple(sorted(fail.values(), key=lambda f: _account_key(f.account))),
     )
+
+
+def read_epoch_inputs(clients: Sequence[ChainClient], deployments: Mapping[int, HasContracts], home_chain_id: int,
+                      epoch_time: int, max_quote_age_s: int | None = None) -> MarginInputs:
+    """Pin every chain for `epoch_time` (its configured lag and confirmations), read its snapshot at
+    the pin, re-check the pin (re-pin and re-read after a reorg, bounded) and merge.
+
+    Raises PinNotReady, ChainUnavailable, ReorgDetected (retries exhausted) or InvalidChainValue."""
+    snapshots = []
+    for client in sorted(clients, key=lambda c: c.chain_id):
+        deployment = deployments[client.chain_id]
+        _pin, snap = client.read_at_pin(
+            lambda client=client: client.pin_block(epoch_time),  # type: ignore[misc]
+            lambda pin, client=client, deployment=deployment: read_chain_snapshot(client, deployment, pin),  # type: ignore[misc]
+        )
+        snapshots.append(snap)
+    return merge_snapshots(snapshots, home_chain_id, epoch_time, max_quote_age_s)

@@ -16,7 +16,7 @@ import pytest
 from bridges import deploy
 from bridges.errors import DeploymentError
 from bridges.publisher import STATUS_PUBLISHED, FeePolicy, Publisher, StateSubmission
-from bridges.snapshot import merge_snapshots, read_chain_snapshot
+from bridges.snapshot import read_epoch_inputs
 from bridges.statecodec import withdrawal_id
 from node.crypto import bls, threshold
 from node.state import MarginState, compute_margin_state
@@ -52,12 +52,9 @@ def build_and_publish(chains: list[Any], deployments: list[Any], publishers: lis
                       epoch: int) -> MarginState:
     clients = [make_client(c) for c in chains]
     epoch_time, pins = pin_all(chains, clients)
-    snaps = []
-    for cl, d, p in zip(clients, deployments, pins, strict=True):
-        _pin, snap = cl.read_at_pin(lambda p=p: p, lambda pin, cl=cl, d=d: read_chain_snapshot(cl, d, pin))
-        snaps.append(snap)
-    inputs = merge_snapshots(snaps, home_chain_id=chains[0].chain_id, epoch_time=epoch_time)
-    state = compute_margin_state(inputs, RRA1, pins, NETWORK_ID, KEYSET_ID, epoch, PARAMS_HASH)
+    inputs = read_epoch_inputs(clients, {d.chain_id: d for d in deployments}, chains[0].chain_id, epoch_time)
+    assert inputs.pins == tuple(pins)
+    state = compute_margin_state(inputs, RRA1, inputs.pins, NETWORK_ID, KEYSET_ID, epoch, PARAMS_HASH)
     sub = StateSubmission(epoch, KEYSET_ID, state.inputs_digest, PARAMS_HASH, state.root, state.leaf_count,
                           sign_state(state))
     for pub in publishers:
