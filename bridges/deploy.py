@@ -24,7 +24,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 
-from bridges.artifacts import get_abi, load_artifact
+from bridges.artifacts import get_abi, get_contract_names, load_artifact
 from bridges.errors import DeploymentError, InvalidDeployment
 from bridges.statecodec import symbol_to_bytes32
 
@@ -97,10 +97,12 @@ class Deployment:
 
 
 def decode_revert(abi: Sequence[Mapping[str, Any]], data: bytes) -> str:
-    """`ErrorName(args)` for a custom-error revert payload, else its hex."""
+    """`ErrorName(args)` for a custom-error revert payload (searched in `abi`, then in every clearing
+    contract, since errors bubble up from callees such as tokens), else its hex."""
     from eth_abi import decode as abi_decode
 
-    for entry in abi:
+    known = [e for name in get_contract_names() for e in get_abi(name) if e.get("type") == "error"]
+    for entry in [*abi, *known]:
         error_abi: Any = entry
         if entry.get("type") == "error" and function_abi_to_4byte_selector(error_abi) == data[:4]:
             try:

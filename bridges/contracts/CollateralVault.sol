@@ -17,7 +17,8 @@ interface IERC20 {
 /// withdrawals. The validators approve a request only if the account stays >= IM after deducting all
 /// approved withdrawals across chains (off-chain, in the node). A leaf flagged liquidatable freezes
 /// new requests until a later state clears it. Validators read everything through paginated views at
-/// a pinned block.
+/// a pinned block. Assets are assumed to be plain ERC-20s (no fee on transfer, no rebasing): the vault
+/// credits the requested amount.
 contract CollateralVault is Owned {
     using MarginLeafLib for MarginLeaf;
 
@@ -121,7 +122,7 @@ contract CollateralVault is Owned {
         }
         uint256 balance = balanceOf[msg.sender][token] + amount;
         balanceOf[msg.sender][token] = balance;
-        if (!IERC20(token).transferFrom(msg.sender, address(this), amount)) revert TokenTransferFailed(token);
+        callToken(token, abi.encodeCall(IERC20.transferFrom, (msg.sender, address(this), amount)));
         emit Deposited(msg.sender, token, amount, balance);
     }
 
@@ -164,7 +165,7 @@ contract CollateralVault is Owned {
         uint256 amount = request.amount;
         lockedOf[account][token] -= amount;
         balanceOf[account][token] -= amount;
-        if (!IERC20(token).transfer(account, amount)) revert TokenTransferFailed(token);
+        callToken(token, abi.encodeCall(IERC20.transfer, (account, amount)));
         emit WithdrawalCompleted(requestId, account, token, amount, epoch);
     }
 
@@ -285,6 +286,20 @@ contract CollateralVault is Owned {
     {
         if (leaf.account != account) revert LeafAccountMismatch(account, leaf.account);
         if (!registry.verifyLeaf(epoch, leaf, proof)) revert InvalidLeafProof(account, epoch);
+    }
+
+    /// @dev Accepts tokens that return true or nothing (USDT style); a token revert is bubbled up.
+    function callToken(address token, bytes memory data) private {
+        if (token.code.length == 0) revert TokenTransferFailed(token);
+        (bool ok, bytes memory ret) = token.call(data);
+        if (!ok && ret.length != 0) {
+            assembly ("memory-safe") {
+                revert(add(ret, 0x20), mload(ret))
+            }
+        }
+        if (!ok || (ret.length != 0 && (ret.length != 32 || abi.decode(ret, (uint256)) != 1))) {
+            revert TokenTransferFailed(token);
+        }
     }
 
     function removeOpenRequest(uint256 requestId) private {

@@ -186,3 +186,13 @@ def test_liquidation_flag_freezes_requests_until_cleared(chains: list[ChainEnv],
         env.sender(OTHER).transact("CollateralVault", d.vault, "clearLiquidation", user.address, 3, leaf, proof)
     complete(env, USER, rid, recovered)
     request_withdrawal(user, d, "USDC", 1 * USDC)
+
+
+def test_invalid_deposit_without_allowance_bubbles_token_error(chains: list[ChainEnv]) -> None:
+    env = chains[1]
+    d = env.deployment
+    user = env.sender(USER)
+    env.sender().transact("TestToken", d.get_token("USDC"), "mint", user.address, 10 * USDC)
+    with pytest.raises(DeploymentError, match="InsufficientAllowance"):
+        user.transact("CollateralVault", d.vault, "deposit", d.get_token("USDC"), 10 * USDC)
+    assert env.contract("CollateralVault").functions.accountCount().call() == 0
