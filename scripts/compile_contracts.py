@@ -24,6 +24,7 @@ SOLC_MODULE = REPO_ROOT / "node_modules" / "solc"
 COMPILE_TIMEOUT_S = 300
 EVM_VERSION = "prague"
 OPTIMIZER_RUNS = 200
+SOLC_VERSION_PREFIX = "0.8.37+"  # the pinned npm solc; a different one would change every artifact
 
 # Reads standard JSON on stdin, prints `version` then the compiler output.
 NODE_DRIVER = """
@@ -78,6 +79,8 @@ def compile_artifacts() -> dict[str, dict]:
     """Name -> artifact for every contract with bytecode or an ABI; raises on compiler errors."""
     sources = get_sources()
     version, output = run_solc(get_standard_input(sources))
+    if not version.startswith(SOLC_VERSION_PREFIX):
+        raise SystemExit(f"solc version {version} is not the pinned {SOLC_VERSION_PREFIX.rstrip('+')}")
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise SystemExit("\n".join(e.get("formattedMessage", e.get("message", "")) for e in errors))
