@@ -123,9 +123,10 @@ class GovernanceChain:
         self.client.validate_pin(pin)  # the end-block headers were read by number: same chain?
         return GovernanceSnapshot(pin, tuple(proposals), tuple(votes))
 
-    def get_validators(self, pin: Pin) -> tuple[int, tuple[str, ...], int]:
-        """(set version, members, threshold) of the contract's current voting set at `pin`."""
-        version = int(self._call(pin, "setVersion")[0])
+    def get_validators(self, pin: Pin, version: int | None = None) -> tuple[int, tuple[str, ...], int]:
+        """(set version, members, threshold) of the contract's voting set `version` (default: current)."""
+        if version is None:
+            version = int(self._call(pin, "setVersion")[0])
         members = tuple(normalize_address(a) for a in self._call(pin, "validatorsAt", version)[0])
         return version, members, int(self._call(pin, "thresholdAt", version)[0])
 

@@ -105,8 +105,7 @@ def derive_from_chain(args: argparse.Namespace, gov: GovernanceChain | None = No
     """Snapshot at head - confirmations, genesis set from the contract's version 0, then the tally."""
     gov = gov or get_governance(args)
     pin = gov.get_pin_at_head(args.confirmations)
-    members = tuple(a.lower() for a in gov._call(pin, "validatorsAt", 0)[0])
-    threshold = int(gov._call(pin, "thresholdAt", 0)[0])
+    _, members, threshold = gov.get_validators(pin, 0)
     genesis_time = args.genesis_time if args.genesis_time is not None else gov.client.get_block(0).timestamp
     genesis = GovernanceGenesis(members, threshold, EpochClock(int(genesis_time), args.epoch_seconds))
     snap = gov.read_snapshot(pin)
