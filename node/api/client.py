@@ -72,6 +72,8 @@ def _convert_field(fd: Any, value: Any) -> Any:
         return "0x" + bytes(value).hex()
     if fd.enum_type is not None:
         return fd.enum_type.values_by_number[value].name if value in fd.enum_type.values_by_number else value
+    return value
+
 
 __all__ = [
     "get_admin_status",

@@ -242,3 +242,15 @@ def test_health_and_reflection(api_env: ApiEnv) -> None:
     api_env.server.set_serving(False)
     resp = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
     assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_report_to_dict_for_the_cli(api_env: ApiEnv) -> None:
+    from node.api.client import report_to_dict
+
+    rep = api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(5)), timeout=5).report
+    doc = report_to_dict(rep)
+    assert doc["margin"]["equity_micro_usd"] == rep.margin.equity_micro_usd
+    assert doc["margin"]["liquidatable"] is rep.margin.liquidatable
+    assert doc["leaf"] == "0x" + rep.leaf.hex() and doc["proof"] == ["0x" + p.hex() for p in rep.proof]
+    assert doc["state"]["pins"][0]["chain_id"] == 31337 and doc["state"]["signers"] == [0, 1, 3]
+    assert doc["margin"]["collateral"][1] == {"chain_id": 31338, "value_micro_usd": 1_000_000}

@@ -1,0 +1,192 @@
+"""Operator commands: `init` (layout, modes, refusal to overwrite), `keys`, `version`, and a real node
+started with `clearingd start` (one-validator network with a DKG share, fake chain inputs) read
+through `status`, `/readyz`, `/metrics` and the gRPC API, stopped by SIGTERM and by SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from bridges.anvil import get_free_port
+from bridges.statecodec import compute_state_digest
+from node.cli.main import main
+from node.crypto import threshold
+from node.crypto.dkg_bus import run_dkg_in_process
+from node.crypto.keyshare import write_share_keystore
+from node.crypto.keystore import Secret
+from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+PASS = "correct horse battery"
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "node.cli.main", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def make_home(tmp_path: Path, with_share: bool = True) -> tuple[Path, Path]:
+    pass_file = tmp_path / "pass"
+    pass_file.write_text(PASS + "\n")
+    os.chmod(pass_file, 0o600)
+    args = ["init", "--home", str(tmp_path / "home"), "--passphrase-file", str(pass_file), "--scrypt-n", "1024"]
+    if with_share:
+        share = tmp_path / "share1.json"
+        write_share_keystore(share, run_dkg_in_process(1, 1).results["1"], Secret(PASS.encode()), scrypt_n=1024)
+        args += ["--share-keystore", str(share)]
+    assert main(args) == 0
+    return tmp_path / "home", pass_file
+
+
+def test_init_layout_modes_and_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home, _ = make_home(tmp_path)
+    capsys.readouterr()
+    for folder in ("", "keys", "data", "run"):
+        assert stat.S_IMODE((home / folder).stat().st_mode) == 0o700, folder
+    for name in ("operator", "p2p", "share"):
+        assert stat.S_IMODE((home / "keys" / f"{name}.json").stat().st_mode) == 0o600
+        assert PASS not in (home / "keys" / f"{name}.json").read_text()
+    assert stat.S_IMODE((home / "config.toml").stat().st_mode) == 0o600
+    assert main(["keys", "list", "--home", str(home), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    kinds = {k["name"]: k for k in listed["keystores"]}
+    assert set(kinds) == {"operator", "p2p", "share"}
+    assert kinds["operator"]["address"].startswith("0x") and kinds["p2p"]["peer_id"].startswith("12D3")
+    assert kinds["share"]["index"] == 1 and kinds["share"]["threshold"] == 1
+    assert kinds["share"]["public_share"] == kinds["share"]["group_public_key"]  # 1-of-1: share key = group key
+    assert main(["keys", "show", "operator", "--home", str(home), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["address"] == kinds["operator"]["address"]
+
+
+def test_invalid_init_over_an_existing_home_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home, pass_file = make_home(tmp_path, with_share=False)
+    before = {p.name: p.read_bytes() for p in (home / "keys").iterdir()}
+    config = (home / "config.toml").read_bytes()
+    code = main(["init", "--home", str(home), "--passphrase-file", str(pass_file), "--scrypt-n", "1024"])
+    assert code == 2 and "refusing to overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (home / "keys").iterdir()} == before
+    assert (home / "config.toml").read_bytes() == config
+    assert main(["init", "--home", str(home), "--passphrase-file", str(pass_file), "--scrypt-n", "1024",
+                 "--force"]) == 0
+    assert (home / "keys" / "operator.json").read_bytes() != before["operator.json"]
+
+
+def test_invalid_init_without_passphrase(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLEARING_KEYSTORE_PASSPHRASE", raising=False)
+    monkeypatch.delenv("CLEARING_KEYS_PASSPHRASE_FILE", raising=False)
+    assert main(["init", "--home", str(tmp_path / "h")]) == 2
+    assert "CLEARING_KEYSTORE_PASSPHRASE is not set" in capsys.readouterr().err
+    assert not (tmp_path / "h" / "keys").exists()
+
+
+def test_version_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["store_schema"] == 1 and "clearing.api.v1" in doc["api"] and doc["libraries"]["grpcio"]
+
+
+def test_invalid_status_without_a_running_node(tmp_path: Path) -> None:
+    result = run_cli(["status", "--home", str(tmp_path), "--json"])
+    assert result.returncode == 1 and "UNAVAILABLE" in result.stderr and result.stdout == ""
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def node_env(home: Path, genesis: float) -> dict[str, str]:
+    address = json.loads(run_cli(["keys", "show", "operator", "--home", str(home), "--json"]).stdout)["address"]
+    api, metrics, p2p = get_free_port(), get_free_port(), get_free_port()
+    return {"CLEARING_VALIDATOR_SET_OPERATORS": address, "CLEARING_CONSENSUS_INPUTS": "fake",
+            "CLEARING_CONSENSUS_GENESIS_TIME": str(genesis), "CLEARING_CONSENSUS_EPOCH_PERIOD_S": "1",
+            "CLEARING_P2P_LISTEN": f"/ip4/127.0.0.1/tcp/{p2p}", "CLEARING_API_LISTEN": f"127.0.0.1:{api}",
+            "CLEARING_METRICS_LISTEN": f"127.0.0.1:{metrics}"}
+
+
+def get_status(home: Path) -> dict | None:
+    result = run_cli(["status", "--home", str(home), "--json"], timeout=30)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_start_serves_real_signed_states_and_stops_cleanly(tmp_path: Path) -> None:
+    home, _ = make_home(tmp_path)
+    env = node_env(home, time.time())
+    log = (tmp_path / "node.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "node.cli.main", "start", "--home", str(home)], cwd=REPO,
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+    try:
+        status = wait_for(lambda: (s := get_status(home)) and s["has_latest_state"] and s["latest_epoch"] >= 2 and s,
+                          90, "signed states")
+        assert status["validator_index"] == 0 and status["has_last_signed"]
+        metrics_url = "http://" + env["CLEARING_METRICS_LISTEN"]
+        with urllib.request.urlopen(metrics_url + "/readyz", timeout=5) as resp:
+            assert resp.status == 200
+        with urllib.request.urlopen(metrics_url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        assert "clearing_epoch " in text and 'clearing_consensus_events_total{event="states_aggregated"}' in text
+        with grpc.insecure_channel(env["CLEARING_API_LISTEN"]) as channel:
+            stub = api_pb2_grpc.MarginServiceStub(channel)
+            state = stub.GetSignedState(api_pb2.GetSignedStateRequest(), timeout=5).state
+            group = stub.ListValidators(api_pb2.ListValidatorsRequest(), timeout=5)
+        digest = compute_state_digest(state.network_id, state.keyset_id, state.epoch, state.inputs_digest,
+                                      state.params_hash, state.root, state.leaf_count)
+        assert digest == state.digest and threshold.group_verify(group.group_public_key, digest, state.signature)
+        assert group.validators[0].is_self and group.threshold == 1
+        missing = run_cli(["margin", "get", "0x" + "11" * 20, "--home", str(home)], env=env)
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+        log_text = (tmp_path / "node.log").read_text()
+        for line in log_text.splitlines():
+            json.loads(line)  # every log line is one JSON object
+        assert PASS not in log_text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not (home / "run" / "admin.sock").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.slow
+def test_node_killed_with_sigkill_restarts_and_goes_on_signing(tmp_path: Path) -> None:
+    home, _ = make_home(tmp_path)
+    env = {**os.environ, **node_env(home, time.time())}
+    cmd = [sys.executable, "-m", "node.cli.main", "start", "--home", str(home)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    first = wait_for(lambda: (s := get_status(home)) and s["has_last_signed"] and s["last_signed_epoch"] >= 2 and s,
+                     90, "first signatures")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        later = wait_for(lambda: (s := get_status(home)) and s["last_signed_epoch"] > first["last_signed_epoch"] + 1
+                         and s, 90, "signatures after restart")
+        assert later["latest_epoch"] >= first["latest_epoch"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    from node.store import SQLiteStore
+
+    with SQLiteStore(home / "data" / "node.sqlite") as store:
+        assert store.check_integrity() == "ok"
+        states = store.list_signed_states(0, 10_000)
+        epochs = [s.epoch for s in states]
+        assert epochs == sorted(set(epochs)) and len(epochs) >= 3
