@@ -26,6 +26,7 @@ process. Persists nothing; the node stores `get_account_leaves()` and the signed
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -48,7 +49,7 @@ from bridges.statecodec import (
     encode_margin_leaf,
 )
 from node.records import AccountLeaf
-from risk.batch import BatchInput, BatchResult, compute_margin_batch
+from risk.batch import AccountError, BatchInput, BatchResult, compute_margin_batch
 from risk.instruments import Instrument
 from risk.params import RiskParams
 from risk.quantize import QuantizedBatch, quantize_usd, quantized
@@ -215,6 +216,27 @@ def _normalise_pins(pins: Sequence[Any]) -> tuple[tuple[int, int, bytes], ...]:
     return tuple(sorted(out))
 
 
+def _exclude_unquantizable(result: BatchResult) -> BatchResult:
+    """Accounts whose amounts cannot be micro-USD int64 (non-finite, |x| * 1e6 >= 2^63 - 1024) become
+    per-account errors instead of aborting the whole epoch in `quantized`."""
+    limit = float(2**63 - 1024) / USD_SCALE
+    fields = {"equity": result.equity, "initial_margin": result.initial_margin,
+              "maintenance_margin": result.maintenance_margin}
+    bad: dict[int, str] = {}
+    for name, values in [*fields.items(), ("risk_array", result.risk_array)]:
+        v = values if values.ndim == 2 else values[:, None]
+        rows = np.flatnonzero(result.ok & ~(np.isfinite(v) & (np.abs(v) < limit)).any(axis=1))
+        for r in rows.tolist():
+            bad.setdefault(r, name)
+    if not bad:
+        return result
+    ok = result.ok.copy()
+    ok[list(bad)] = False
+    errors = tuple(sorted([*result.errors, *(AccountError(r, name, "not representable as int64 micro-USD")
+                                            for r, name in bad.items())], key=lambda e: e.account))
+    return dataclasses.replace(result, ok=ok, errors=errors)
+
+
 def _collect_failures(inputs: MarginInputs, result: BatchResult) -> tuple[AccountFailure, ...]:
     failures = list(inputs.failures)
     for err in result.errors:
@@ -252,7 +274,7 @@ def compute_margin_state(inputs: MarginInputs, params: RiskParams, pins: Sequenc
     keys = [bytes.fromhex(a.account[2:]) for a in inputs.accounts]
     if any(a >= b for a, b in itertools.pairwise(keys)):
         raise InvalidStateInput("inputs.accounts: not strictly sorted by address bytes")
-    result = compute_margin_batch(build_batch_input(inputs), params, threads=RISK_THREADS)
+    result = _exclude_unquantizable(compute_margin_batch(build_batch_input(inputs), params, threads=RISK_THREADS))
     q = quantized(result)
     ok_rows = np.flatnonzero(result.ok).tolist()
     names = [inputs.accounts[r].account for r in ok_rows]

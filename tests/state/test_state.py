@@ -162,3 +162,14 @@ def test_state_is_identical_across_runs_and_processes() -> None:
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                              env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}, check=True)
         assert out.stdout.strip() == local
+
+
+def test_invalid_unrepresentable_amount_fails_one_account_not_the_epoch() -> None:
+    inputs = build_inputs()
+    huge = AccountInputs("0x" + "66" * 20, (), (("USDC", 1e14),), ())  # 1e20 micro-USD > int64
+    state = compute_margin_state(dataclasses.replace(inputs, accounts=(*inputs.accounts, huge)), RRA1, PINS, 7, 1,
+                                 EPOCH, PARAMS_HASH)
+    assert [leaf.account for leaf in state.leaves] == [A, B, D]
+    failure = next(f for f in state.failures if f.account == huge.account)
+    assert failure.field == "equity" and "int64" in failure.reason
+    assert state.leaves == build_state().leaves
