@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -192,19 +192,32 @@ def deploy_all(rpc_url: str, deployer_key: str, network_id: int, keyset_id: int,
     vault, _ = sender.deploy("CollateralVault", registry, sender.address)
     ledger, _ = sender.deploy("PositionLedger", sender.address)
     oracle, _ = sender.deploy("MarketOracle", sender.address)
-    token_addresses = []
-    for symbol, name, decimals in tokens:
-        token, _ = sender.deploy("TestToken", name, symbol, decimals, sender.address)
-        sender.transact("CollateralVault", vault, "registerAsset", symbol_to_bytes32(symbol), token)
-        token_addresses.append((symbol, token))
-    return Deployment(
+    deployment = Deployment(
         chain_id=sender.chain_id, network_id=network_id, keyset_id=keyset_id, registry=registry, vault=vault,
-        ledger=ledger, oracle=oracle, tokens=tuple(sorted(token_addresses)), deployer=sender.address,
-        start_block=start_block,
+        ledger=ledger, oracle=oracle, tokens=(), deployer=sender.address, start_block=start_block,
     )
+    for symbol, name, decimals in tokens:
+        deployment = deploy_test_token(sender, deployment, symbol, name, decimals)
+    return deployment
 
 
 # --- setup helpers (owner-only calls take the deployer's sender) ---
+
+
+def register_asset(owner: ChainSender, deployment: Deployment, symbol: str, token: str) -> Deployment:
+    """Register an existing ERC-20 as vault collateral; returns the Deployment with the token added."""
+    if symbol in dict(deployment.tokens):
+        raise DeploymentError(f"registerAsset: symbol {symbol!r} already registered on chain {deployment.chain_id}")
+    owner.transact("CollateralVault", deployment.vault, "registerAsset", symbol_to_bytes32(symbol),
+                   to_checksum_address(token))
+    return replace(deployment, tokens=tuple(sorted((*deployment.tokens, (symbol, to_checksum_address(token))))))
+
+
+def deploy_test_token(owner: ChainSender, deployment: Deployment, symbol: str, name: str,
+                      decimals: int) -> Deployment:
+    """Deploy a TestToken owned by `owner` and register it as collateral; returns the new Deployment."""
+    token, _ = owner.deploy("TestToken", name, symbol, decimals, owner.address)
+    return register_asset(owner, deployment, symbol, token)
 
 
 def register_instrument(owner: ChainSender, deployment: Deployment, instrument_id: int, underlying: str,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bridges.deploy import Deployment
-from bridges.errors import InvalidDeployment
+from bridges.deploy import Deployment, deploy_test_token, register_asset
+from bridges.errors import DeploymentError, InvalidDeployment
 from bridges.statecodec import bytes32_to_symbol
 from tests.bridges.conftest import NETWORK_ID, ChainEnv, GroupKey
 
@@ -57,3 +57,18 @@ def test_invalid_deployment_json_names_the_field(chains: list[ChainEnv]) -> None
         Deployment.from_json("{not json")
     with pytest.raises(InvalidDeployment, match="DOGE"):
         chains[0].deployment.get_token("DOGE")
+
+
+def test_added_collateral_token_is_registered(chains: list[ChainEnv]) -> None:
+    env = chains[0]
+    before = env.deployment
+    after = deploy_test_token(env.sender(), before, "WBTC", "Test Wrapped Bitcoin", 8)
+    assert after.get_token("WBTC") != before.get_token("USDC")
+    assert dict(after.tokens).keys() == {"USDC", "WETH", "WBTC"}
+    vault = env.contract("CollateralVault")
+    assert vault.functions.isAsset(after.get_token("WBTC")).call()
+    assert vault.functions.assetCount().call() == 3
+    with pytest.raises(DeploymentError, match="already registered"):
+        register_asset(env.sender(), after, "WBTC", after.get_token("USDC"))
+    with pytest.raises(DeploymentError, match="AssetAlreadyRegistered"):
+        register_asset(env.sender(), before, "USDC2", before.get_token("USDC"))
