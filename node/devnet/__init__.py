@@ -1,0 +1,1 @@
+"""The local devnet: two anvil chains, several validators, demo venues and portfolios."""

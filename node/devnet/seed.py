@@ -1,0 +1,117 @@
+"""Devnet chain setup: deploy and wire the contracts on every chain and seed demo market data,
+instruments, collateral and portfolios (hedged across chains, unhedged, fragile).
+
+The demo book (RRA-1 figures at BTC 100,000 / ETH 3,000):
+- `hedged`: long 1 BTC perp and short 10 ETH perp on chain A, short 1 BTC 30-day future on chain B,
+  10,000 USDC on each chain. The BTC legs offset: IM ~6,000 against ~36,000 for the legs alone.
+- `unhedged`: the same long BTC perp and short ETH perp without the future, 20,000 USDC on chain A.
+- `fragile`: short 2 BTC 95,000 puts (30 days) on chain B against 30,000 USDC; healthy at BTC
+  100,000, liquidatable after the `crash` mark change to BTC 90,000.
+Keys are anvil's public dev keys (local chains only). Persists nothing; returns what it deployed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridges.anvil import AnvilChain
+from bridges.deploy import (
+    KIND_FUTURE,
+    KIND_OPTION,
+    KIND_PERP,
+    RIGHT_PUT,
+    ChainSender,
+    Deployment,
+    deploy_all,
+    get_dev_key,
+    mint_and_deposit,
+    record_trade,
+    register_instrument,
+    set_market,
+    set_publisher,
+    set_venue,
+)
+from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE
+
+DEPLOYER_KEY_INDEX = 0
+DEMO_ACCOUNT_KEY_INDEX = {"hedged": 10, "unhedged": 11, "fragile": 12}
+DEVNET_TOKENS: tuple[tuple[str, str, int], ...] = (("USDC", "Test USD Coin", 6), ("ETH", "Test Ether", 18))
+DAY = 86_400
+
+# instrument id -> (underlying, kind, strike USD, days to expiry, right)
+INSTRUMENTS: dict[int, tuple[str, int, float, int, int]] = {
+    1: ("BTC", KIND_PERP, 0.0, 0, 0),
+    2: ("BTC", KIND_FUTURE, 0.0, 30, 0),
+    3: ("ETH", KIND_PERP, 0.0, 0, 0),
+    4: ("BTC", KIND_OPTION, 95_000.0, 30, RIGHT_PUT),
+}
+VOLS = {4: 0.50}
+NORMAL_MARKET = {"BTC": 100_000.0, "ETH": 3_000.0}
+CRASH_MARKET = {"BTC": 90_000.0, "ETH": 3_000.0}
+# account -> chain position (0 = A, 1 = B) -> (collateral USDC, [(instrument id, quantity)])
+BOOK: dict[str, dict[int, tuple[float, list[tuple[int, float]]]]] = {
+    "hedged": {0: (10_000.0, [(1, 1.0), (3, -10.0)]), 1: (10_000.0, [(2, -1.0)])},
+    "unhedged": {0: (20_000.0, [(1, 1.0), (3, -10.0)])},
+    "fragile": {1: (30_000.0, [(4, -2.0)])},
+}
+
+
+@dataclass(frozen=True)
+class SeededChain:
+    chain_id: int
+    rpc_url: str
+    deployment: Deployment
+
+
+def get_demo_accounts() -> dict[str, str]:
+    """Demo account name -> checksummed address."""
+    from eth_account import Account
+
+    return {name: Account.from_key(get_dev_key(i)).address for name, i in DEMO_ACCOUNT_KEY_INDEX.items()}
+
+
+def get_expiry(genesis_time: int, days: int) -> int:
+    return 0 if days == 0 else genesis_time + days * DAY
+
+
+def publish_market(sender: ChainSender, deployment: Deployment, spots: dict[str, float], genesis_time: int) -> None:
+    """Set spot, forwards (= spot, r = 0), asset prices and option vols on one chain's oracle."""
+    forwards = {(u, get_expiry(genesis_time, d)): round(spots[u] * PRICE_SCALE)
+                for (u, kind, _, d, _) in INSTRUMENTS.values() if d}
+    set_market(sender, deployment,
+               spots={u: round(p * PRICE_SCALE) for u, p in spots.items()},
+               forwards=forwards,
+               vols={iid: round(v * VOL_SCALE) for iid, v in VOLS.items()},
+               asset_prices={"USDC": PRICE_SCALE, "ETH": round(spots["ETH"] * PRICE_SCALE)})
+
+
+def seed_chain(chain: AnvilChain, position: int, network_id: int, keyset_id: int, group_key_eip2537: bytes,
+               genesis_time: int) -> SeededChain:
+    """Deploy, wire and seed one chain; `position` 0 is chain A (home), 1 is chain B."""
+    deployer_key = get_dev_key(DEPLOYER_KEY_INDEX)
+    deployment = deploy_all(chain.rpc_url, deployer_key, network_id, keyset_id, group_key_eip2537,
+                            tokens=DEVNET_TOKENS)
+    owner = ChainSender(chain.rpc_url, deployer_key)
+    set_venue(owner, deployment, owner.address)
+    set_publisher(owner, deployment, owner.address)
+    for iid, (underlying, kind, strike, days, right) in INSTRUMENTS.items():
+        register_instrument(owner, deployment, iid, underlying, kind, round(strike * PRICE_SCALE),
+                            get_expiry(genesis_time, days), right)
+    publish_market(owner, deployment, NORMAL_MARKET, genesis_time)
+    for name, legs in BOOK.items():
+        if position not in legs:
+            continue
+        usdc, trades = legs[position]
+        account = ChainSender(chain.rpc_url, get_dev_key(DEMO_ACCOUNT_KEY_INDEX[name]))
+        mint_and_deposit(owner, deployment, account, "USDC", round(usdc * 10**6))
+        for iid, qty in trades:
+            record_trade(owner, deployment, account.address, iid, round(qty * QTY_SCALE), 0)
+    return SeededChain(chain.chain_id, chain.rpc_url, deployment)
+
+
+def apply_crash(chains: Sequence[SeededChain], genesis_time: int) -> None:
+    """The demo mark change: BTC falls to 90,000 on every chain's oracle."""
+    for c in chains:
+        publish_market(ChainSender(c.rpc_url, get_dev_key(DEPLOYER_KEY_INDEX)), c.deployment, CRASH_MARKET,
+                       genesis_time)
