@@ -26,7 +26,6 @@ from node.api.convert import (
     format_account,
     leaf_to_margin,
     parse_account,
-    state_to_pb,
 )
 from node.api.errors import (
     FieldViolation,
@@ -124,7 +123,7 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
         if leaf is None:
             return None
         return api_pb2.MarginReport(margin=leaf_to_margin(leaf), leaf=leaf.encoded, leaf_index=leaf.index,
-                                    proof=snap.get_proof(account), state=state_to_pb(snap.state))
+                                    proof=snap.get_proof(account), state=snap.state_pb)
 
     # -- RPCs -----------------------------------------------------------------------------------
     def GetMargin(self, request: api_pb2.GetMarginRequest, context: Any) -> api_pb2.GetMarginResponse:
@@ -137,7 +136,7 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
 
     def GetSignedState(self, request: api_pb2.GetSignedStateRequest, context: Any) -> api_pb2.GetSignedStateResponse:
         snap = self._get_snapshot(request.HasField("epoch"), request.epoch)
-        return api_pb2.GetSignedStateResponse(state=state_to_pb(snap.state))
+        return api_pb2.GetSignedStateResponse(state=snap.state_pb)
 
     def StreamMarginUpdates(self, request: api_pb2.StreamMarginUpdatesRequest,
                             context: Any) -> Iterator[api_pb2.StreamMarginUpdatesResponse]:

@@ -17,8 +17,10 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from bridges.merkle import MerkleTree, build_tree, make_keccak
+from node.api.convert import state_to_pb
 from node.ports import Store
 from node.records import SignedState
 
@@ -33,6 +35,7 @@ class EpochSnapshot:
     positions: Mapping[bytes, int]  # account -> leaf position (AccountLeaf.index)
     tree: MerkleTree | None  # over the leaves in index order
     proofs_valid: bool
+    state_pb: Any = None  # the state as an api_pb2.SignedState, built once (read-only by convention)
 
     def get_proof(self, account: bytes) -> list[bytes]:
         position = self.positions.get(account)
@@ -51,7 +54,8 @@ def build_snapshot(store: Store, state: SignedState) -> EpochSnapshot:
     valid = tree is not None and tree.root == state.root
     if not valid and leaves:
         LOG.warning("epoch %d: rebuilt Merkle root differs from the signed root; serving no proofs", state.epoch)
-    return EpochSnapshot(state=state, positions=MappingProxyType(positions), tree=tree, proofs_valid=valid)
+    return EpochSnapshot(state=state, positions=MappingProxyType(positions), tree=tree, proofs_valid=valid,
+                         state_pb=state_to_pb(state))
 
 
 class SnapshotCache:
