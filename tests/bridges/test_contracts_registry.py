@@ -252,3 +252,19 @@ def test_invalid_chain_without_bls_precompiles_refuses_registry(group_key: Group
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_proofs_of_a_large_state_verify_on_chain(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[1]
+    leaves = [MarginLeaf(to_checksum_address("0x" + (i + 1).to_bytes(20, "big").hex()), 10**9 - i * 997,
+                         i * 1_000, i * 700, i % 2, (i.to_bytes(32, "big"),) * (i % 3)) for i in range(2_000)]
+    state = make_signed_state(group_key, 9, leaves)
+    env.publish(state)
+    registry = env.contract("MarginStateRegistry")
+    for i in (0, 1, 2, 777, 1_024, 1_999):
+        args, proof = state.get_leaf_args(leaves[i].account)
+        assert len(proof) in (10, 11)
+        assert registry.functions.marginOf(leaves[i].account, 9, args, proof).call() == \
+            [leaves[i].equity, leaves[i].im, leaves[i].mm]
+        assert registry.functions.isLiquidatable(leaves[i].account, 9, args, proof).call() == bool(i % 2)
+        assert not registry.functions.verifyLeaf(9, args, proof[:-1]).call()
