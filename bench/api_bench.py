@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
+import psutil  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc  # noqa: E402
@@ -176,7 +177,7 @@ def main() -> int:
                     raise SystemExit("server process failed to start")
                 time.sleep(0.1)
             load_s = time.perf_counter() - started
-            result = run_against(f"127.0.0.1:{port_file.read_text()}", args)
+            result = run_against(f"127.0.0.1:{port_file.read_text()}", args, psutil.Process(server.pid))
         finally:
             assert server.stdin is not None
             server.stdin.close()
@@ -186,7 +187,12 @@ def main() -> int:
     return 0
 
 
-def run_against(address: str, args: argparse.Namespace) -> dict:
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def run_against(address: str, args: argparse.Namespace, server: psutil.Process) -> dict:
     rng = random.Random(1)
     n_requests = int(args.rate * args.seconds)  # every request asks for a uniformly random account
     accounts = ["0x" + rng.randint(1, args.accounts).to_bytes(20, "big").hex() for _ in range(n_requests + 200)]
@@ -197,9 +203,12 @@ def run_against(address: str, args: argparse.Namespace) -> dict:
         for i in range(200):  # warm-up
             stub.GetMargin(api_pb2.GetMarginRequest(account=accounts[i]), timeout=10)
             health.Check(check, timeout=10)
+        cpu0 = cpu_seconds(server)
         base = run_open_loop(health.Check, lambda i: check, args.rate, args.seconds)
+        cpu1 = cpu_seconds(server)
         margin = run_open_loop(stub.GetMargin, lambda i: api_pb2.GetMarginRequest(account=accounts[200 + i]),
                                args.rate, args.seconds)
+        cpu2 = cpu_seconds(server)
         rep = stub.GetMargin(api_pb2.GetMarginRequest(account=accounts[0]), timeout=10).report
         simulate = run_closed_loop(stub.SimulateMargin, api_pb2.SimulateMarginRequest(whatif_json=json.dumps(WHATIF)),
                                    workers=4, seconds=min(args.seconds, 5.0))
@@ -211,6 +220,9 @@ def run_against(address: str, args: argparse.Namespace) -> dict:
         "baseline_health_p50_ms": round(base["p50_ms"], 3), "baseline_health_p99_ms": round(base["p99_ms"], 3),
         "baseline_achieved_rps": round(base["achieved_rps"], 1), "baseline_errors": base["errors"],
         "simulate_margin_rps": round(simulate, 1), "simulate_workers": 4,
+        "server_cpu_ms_per_get_margin": round((cpu2 - cpu1) * 1e3 / max(margin["sent"], 1), 3),
+        "server_cpu_ms_per_health_check": round((cpu1 - cpu0) * 1e3 / max(base["sent"], 1), 3),
+        "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
     }
 
 
