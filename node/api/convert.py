@@ -4,7 +4,8 @@ and request fields -> validated domain values (parse, don't verify).
 Amounts leave as int64 micro-USD; a value outside int64 is refused (`OutOfRange`), never wrapped.
 `AccountLeaf.detail` is canonical JSON written by the state module; the keys read here are
 `risk_array` (23 integers, micro-USD), `worst_scenario` (int or null) and `collateral_by_chain`
-({chain id: integer micro-USD}); missing keys give empty fields. Nothing is persisted.
+(the state module's list of [chain id, asset, token base units], or {chain id: micro-USD});
+missing or malformed keys give empty fields. Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -84,10 +85,22 @@ def leaf_to_margin(leaf: AccountLeaf) -> api_pb2.AccountMargin:
         liquidatable=bool(leaf.flags & LIQUIDATABLE_FLAG),
         risk_array_micro_usd=[to_int64(int(v), "risk_array") for v in detail.get("risk_array") or []],
         worst_scenario=int(worst) if isinstance(worst, int) else -1,
-        collateral=[api_pb2.ChainCollateral(chain_id=int(c), value_micro_usd=to_int64(int(v), "collateral"))
-                    for c, v in sorted(collateral.items(), key=lambda kv: int(kv[0]))],
+        collateral=get_collateral(collateral),
         approved_withdrawals=list(leaf.approved_withdrawals),
     )
+
+
+def get_collateral(raw: object) -> list[api_pb2.ChainCollateral]:
+    """Per-chain collateral rows from either detail format (see the module docstring)."""
+    rows: list[api_pb2.ChainCollateral] = []
+    if isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, list) and len(item) == 3 and isinstance(item[0], int) and isinstance(item[2], int):
+                rows.append(api_pb2.ChainCollateral(chain_id=item[0], asset=str(item[1]), amount=str(item[2])))
+    elif isinstance(raw, dict):
+        for chain, value in sorted(raw.items(), key=lambda kv: int(kv[0])):
+            rows.append(api_pb2.ChainCollateral(chain_id=int(chain), value_micro_usd=to_int64(int(value), "collateral")))
+    return rows
 
 
 def evidence_to_pb(ev: Evidence) -> admin_pb2.Evidence:

@@ -65,8 +65,8 @@ def test_get_margin_latest_matches_stored_leaf_and_proof_verifies(api_env: ApiEn
             assert not m.health_unbounded and m.health_bps == leaf.equity * 10_000 // leaf.mm
         assert list(m.risk_array_micro_usd) == [(-1) ** s * s * 1_000_000 for s in range(23)]
         assert m.worst_scenario == 21
-        assert [(c.chain_id, c.value_micro_usd) for c in m.collateral] == [(31337, 5_000_000 * leaf.index),
-                                                                         (31338, 1_000_000)]
+        assert [(c.chain_id, c.asset, c.amount) for c in m.collateral] == [
+            (31337, "USDC", str(5_000_000 * leaf.index)), (31338, "ETH", str(3 * 10**18 + leaf.index))]
         assert rep.leaf == leaf.encoded and rep.leaf_index == leaf.index
         decoded = decode(["address", "int256", "uint256", "uint256", "uint256", "bytes32[]"], rep.leaf)
         assert decoded[0].lower() == acct(i) and decoded[1] == m.equity_micro_usd
@@ -253,4 +253,5 @@ def test_report_to_dict_for_the_cli(api_env: ApiEnv) -> None:
     assert doc["margin"]["liquidatable"] is rep.margin.liquidatable
     assert doc["leaf"] == "0x" + rep.leaf.hex() and doc["proof"] == ["0x" + p.hex() for p in rep.proof]
     assert doc["state"]["pins"][0]["chain_id"] == 31337 and doc["state"]["signers"] == [0, 1, 3]
-    assert doc["margin"]["collateral"][1] == {"chain_id": 31338, "value_micro_usd": 1_000_000}
+    assert doc["margin"]["collateral"][1] == {"chain_id": 31338, "value_micro_usd": 0, "asset": "ETH",
+                                              "amount": str(3 * 10**18 + 5 - 1)}

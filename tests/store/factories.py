@@ -4,20 +4,20 @@ the root from `bridges.merkle` (the chain's StandardMerkleTree), the state diges
 deterministic test key set (`deal_trusted`, tests only), so every state verifies under the group key.
 
 Everything is a pure function of its arguments (child processes rebuild identical records).
-`detail` carries the unsigned per-account extras the API serves (risk array, worst scenario,
-per-chain collateral), as canonical JSON.
+`detail` is the state module's `AccountDetail` JSON (risk array, worst scenario, per-chain
+collateral in token base units), exactly what the node persists.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 
 from bridges.merkle import build_tree, make_keccak
 from bridges.statecodec import MarginLeaf, compute_inputs_digest, compute_state_digest, encode_margin_leaf
 from node.crypto import threshold
 from node.records import AccountLeaf, ChainPin, Evidence, SignedState
+from node.state import AccountDetail
 
 N_VALIDATORS, THRESHOLD = 4, 3
 SIGNERS = (0, 1, 3)  # validator indices; BLS share index = validator index + 1
@@ -44,11 +44,11 @@ def make_leaf(epoch: int, index: int, account: bytes) -> AccountLeaf:
     flags = 1 if equity < mm else 0
     approved = (h32("wd", epoch, index),) if index % 5 == 0 else ()
     encoded = encode_margin_leaf(MarginLeaf("0x" + account.hex(), equity, im, mm, flags, approved))
-    detail = json.dumps({
-        "risk_array": [(-1) ** s * s * 1_000_000 for s in range(23)],
-        "worst_scenario": 21,
-        "collateral_by_chain": {"31337": 5_000_000 * index, "31338": 1_000_000},
-    }, sort_keys=True, separators=(",", ":")).encode()
+    detail = AccountDetail(
+        account="0x" + account.hex(), equity_before_withdrawals=equity, free_collateral=equity - im,
+        risk_array=tuple((-1) ** s * s * 1_000_000 for s in range(23)), worst_scenario=21,
+        collateral_by_chain=((31337, "USDC", 5_000_000 * index), (31338, "ETH", 3 * 10**18 + index)),
+    ).to_json_bytes()
     return AccountLeaf(epoch=epoch, index=index, account=account, equity=equity, im=im, mm=mm,
                        flags=flags, approved_withdrawals=approved, encoded=encoded, detail=detail)
 
