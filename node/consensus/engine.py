@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,6 +67,8 @@ class EngineParams:
     heartbeat_interval_s: float = 1.0
     catchup_interval_s: float = 2.0
     catchup_floor: int = 1
+    partial_resends: int = 2  # re-gossips of the own partial while the round is still collecting
+    partial_resend_s: float = 1.0
     max_rounds: int = 64
     start_epoch: int | None = None  # default: the first epoch that starts after launch
 
@@ -108,6 +111,18 @@ class EpochEngine:
     def _seal(self, kind: int, payload: bytes) -> bytes:
         return seal_envelope(kind, payload, self.index, self.secrets.operator_key,
                              self.vset.network_id, self.vset.keyset_id)
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: object) -> None:
+        """Start a task whose failure is logged and counted instead of stopping the node."""
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except Exception:
+                self.count("task_errors")
+                log.exception("task %s failed", getattr(fn, "__name__", fn))
+
+        assert self._nursery is not None
+        self._nursery.start_soon(guarded)
 
     def get_round(self, epoch: int) -> Round | None:
         """The round of `epoch`, created on first use; None for epochs too old to track."""
@@ -159,7 +174,7 @@ class EpochEngine:
                 log.warning("epoch loop late: skipping epochs %d..%d", epoch, skipped_to - 1)
                 epoch = skipped_to
                 continue
-            nursery.start_soon(self._run_round, epoch)
+            self._spawn(self._run_round, epoch)
             epoch += 1
 
     async def _run_round(self, epoch: int) -> None:
@@ -229,9 +244,21 @@ class EpochEngine:
         rnd.add_partial(digest, self.index + 1, partial)
         rnd.process_event(Event.SIGNED)
         self.count("partials_sent")
+        log.debug("epoch %d: own partial at T_e%+.3fs", rnd.epoch, self.clock.now() - self.window.get_epoch_start(rnd.epoch))
         assert self.transport is not None
         await self.transport.publish(envelope)
         await self._check_threshold(rnd)
+        self._spawn(self._resend_partial, rnd, envelope)
+
+    async def _resend_partial(self, rnd: Round, envelope: bytes) -> None:
+        """Re-gossip the same partial (bounded) while the round waits: covers a lost first copy."""
+        for _ in range(self.params.partial_resends):
+            await trio.sleep(self.params.partial_resend_s)
+            if rnd.phase != Phase.SIGNED:
+                return
+            assert self.transport is not None
+            self.count("partials_resent")
+            await self.transport.publish(envelope)
 
     # --- aggregation and adoption ------------------------------------------------------------------
 
@@ -247,7 +274,7 @@ class EpochEngine:
         if not threshold.group_verify(self.vset.group_key, rnd.digest, signature):
             self.count("aggregate_invalid")
             log.critical("epoch %d: combined signature does not verify", rnd.epoch)
-            rnd.process_event(Event.DEADLINE)
+            rnd.process_event(Event.AGGREGATE_INVALID)
             return
         computed = rnd.computed
         assert computed is not None
@@ -256,6 +283,11 @@ class EpochEngine:
             pins=computed.pins, inputs_digest=computed.inputs_digest, params_hash=computed.params_hash,
             root=computed.root, leaf_count=computed.leaf_count, digest=rnd.digest, signature=signature,
             signers=tuple(i - 1 for i in sorted(partials)[:t]))
+        self._spawn(self._persist_and_gossip, rnd, state)
+
+    async def _persist_and_gossip(self, rnd: Round, state: SignedState) -> None:
+        computed = rnd.computed
+        assert computed is not None
         await trio.to_thread.run_sync(self.store.put_signed_state, state, list(computed.leaves))
         rnd.process_event(Event.PERSISTED)
         self.count("states_aggregated")
@@ -267,18 +299,17 @@ class EpochEngine:
     async def adopt_state(self, state: SignedState) -> bool:
         """Store an already verified group-signed state this node has not finished itself."""
         rnd = self.get_round(state.epoch)
-        if state.epoch in self.have or (rnd is not None and rnd.is_finished):
+        if state.epoch in self.have or (rnd is not None and (rnd.is_finished or rnd.phase == Phase.AGGREGATED)):
             return False
+        self.have.add(state.epoch)  # claimed before the write: one adoption per epoch
         leaves = []
         if rnd is not None and rnd.computed is not None and rnd.digest == state.digest:
             leaves = list(rnd.computed.leaves)
         await trio.to_thread.run_sync(self.store.put_signed_state, state, leaves)
         self.count("states_adopted")
-        if rnd is not None and not rnd.is_finished:
+        if rnd is not None and is_allowed(rnd.phase, Event.ADOPTED):
             rnd.process_event(Event.ADOPTED)
             self._finish(rnd, state)
-        else:
-            self.have.add(state.epoch)
         return True
 
     def _finish(self, rnd: Round, state: SignedState) -> None:
@@ -289,7 +320,7 @@ class EpochEngine:
             self.latencies.append((rnd.epoch, now - rnd.pinned_at, now - rnd.started_at))
         self._events[rnd.epoch].set()
         if self._nursery is not None:
-            self._nursery.start_soon(self._publish, rnd, state)
+            self._spawn(self._publish, rnd, state)
 
     async def _publish(self, rnd: Round, state: SignedState) -> None:
         await trio.sleep(compute_publish_delay(self.index, state.epoch, self.vset.n, self.params.publish_fallback_s))
@@ -308,6 +339,13 @@ class EpochEngine:
 
     async def deliver(self, origin: bytes, data: bytes) -> None:
         """Process one accepted gossip message (called by the host after `validate_gossip`)."""
+        try:
+            await self._deliver(origin, data)
+        except Exception:
+            self.count("deliver_errors")
+            log.exception("processing a gossip message failed")
+
+    async def _deliver(self, origin: bytes, data: bytes) -> None:
         opened = self.validator.pop_accepted(data)
         if opened is None:
             try:
@@ -330,6 +368,7 @@ class EpochEngine:
 
     async def _process_heartbeat(self, origin: bytes, opened: OpenedEnvelope) -> None:
         hb = opened.message
+        log.debug("heartbeat from %d delayed %.3fs", opened.signer_index, time.time() - hb.time_ms / 1000)  # type: ignore[attr-defined]
         self.validator.bindings[opened.signer_index] = origin
         self.peer_last_signed[opened.signer_index] = int(hb.last_signed_epoch)  # type: ignore[attr-defined]
         parked = [p for p in self._parked if p[1].signer_index == opened.signer_index]
@@ -369,6 +408,8 @@ class EpochEngine:
             return
         rnd.first_envelope[signer] = (key, opened.raw)
         self.count("partials_received")
+        log.debug("epoch %d: partial from %d at T_e%+.3fs", rnd.epoch, signer,
+                  self.clock.now() - self.window.get_epoch_start(rnd.epoch))
         if not rnd.add_partial(p.digest, signer + 1, p.partial):  # type: ignore[attr-defined]
             self.count("digests_dropped")
             return
@@ -384,7 +425,7 @@ class EpochEngine:
             rnd.diverged = True
             self.count("divergence_alerts")
             if self._nursery is not None:
-                self._nursery.start_soon(self._reread_inputs, rnd, other)
+                self._spawn(self._reread_inputs, rnd, other)
 
     async def _reread_inputs(self, rnd: Round, other: bytes) -> None:
         target = int(self.window.get_epoch_start(rnd.epoch))

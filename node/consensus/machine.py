@@ -8,7 +8,8 @@ Phases of one epoch at one node (DESIGN.md, "One epoch"):
     COMPUTED --sign_refused--> REFUSED (the store already signed another digest for this epoch)
     any of WAITING/COMPUTED/SIGNED --adopted--> PERSISTED (a valid group-signed state arrived by
         gossip or catch-up before this node aggregated one itself; it is stored, never signed)
-    WAITING/COMPUTED/SIGNED --deadline--> EXPIRED (AGGREGATED too, if the combined signature fails)
+    WAITING/COMPUTED/SIGNED --deadline--> EXPIRED
+    AGGREGATED --aggregate_invalid--> EXPIRED (the combined signature does not verify: never persisted)
 
 `Round` holds the mutable bookkeeping of one epoch (partials by digest, first envelope per signer);
 its phase only changes through `process_event`, which consults `TRANSITIONS`. Nothing persisted here.
@@ -44,6 +45,7 @@ class Event(enum.Enum):
     PUBLISHED = "published"
     ADOPTED = "adopted"
     DEADLINE = "deadline"
+    AGGREGATE_INVALID = "aggregate_invalid"
 
 
 TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
@@ -62,7 +64,7 @@ TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
     (Phase.WAITING, Event.DEADLINE): Phase.EXPIRED,
     (Phase.COMPUTED, Event.DEADLINE): Phase.EXPIRED,
     (Phase.SIGNED, Event.DEADLINE): Phase.EXPIRED,
-    (Phase.AGGREGATED, Event.DEADLINE): Phase.EXPIRED,
+    (Phase.AGGREGATED, Event.AGGREGATE_INVALID): Phase.EXPIRED,
     (Phase.REFUSED, Event.DEADLINE): Phase.REFUSED,
 }
 

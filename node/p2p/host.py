@@ -5,7 +5,11 @@ Configuration that py-libp2p 0.8.1 does not get right by default (see shared/STA
 - gossipsub: heartbeat 1 s, degree/degree_low/degree_high set, spam limit raised to the real rate;
 - queues: the per-peer outbound queue and the subscription channel (32 each, dropping silently) are
   raised to `QUEUE_SIZE`; they stay bounded;
-- own messages (which come back on the subscription) are filtered out before delivery.
+- own messages (which come back on the subscription) are filtered out before delivery;
+- every validator is a direct peer (origin sends to all), relays forward to `RELAY_FANOUT` peers only,
+  and exactly one connection per pair (the smaller peer id dials): two crossing dials left messages
+  stuck in py-libp2p's pending queues for seconds (measured: p50 3 s and 20 % loss at 7 nodes,
+  against 14 ms and no loss with one connection per pair).
 Inbound gossip runs through `validate(forwarder, origin, data) -> reason | None` as a topic validator:
 rejected messages are neither delivered nor forwarded, and cost the forwarder score (`PeerScores`);
 a peer that falls below the ban threshold is blacklisted and disconnected. Bootstrap peers are
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -47,6 +52,8 @@ CATCHUP_PROTOCOL = TProtocol("/clearing/catchup/1.0.0")
 QUEUE_SIZE = 4096  # outbound RPCs per peer and messages per subscription
 MAX_MESSAGES_PER_TOPIC_PER_SECOND = 500.0
 RECONNECT_INTERVAL_S = 2.0
+DIRECT_CONNECT_DISABLED_S = 10**6  # the host's own reconnect loop dials instead
+RELAY_FANOUT = 2  # peers a relayed (not own) message is forwarded to
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
 MAX_REQUEST_BYTES = 4 * 1024
@@ -55,6 +62,23 @@ MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 Validate = Callable[[str, bytes, bytes], str | None]
 Deliver = Callable[[bytes, bytes], Awaitable[None]]
 Serve = Callable[[str, bytes], Awaitable[bytes]]
+
+
+class ValidatorGossipSub(GossipSub):
+    """Gossipsub for a small, fully connected validator set.
+
+    Every validator is a direct peer, so an origin sends its own message to all of them at once; a
+    relay forwards a message it received to at most `relay_fanout` random peers (instead of all),
+    which keeps delivery robust to a broken link without the n^2 copies a full flood costs.
+    """
+
+    relay_fanout = RELAY_FANOUT
+
+    def _get_peers_to_send(self, topic_ids, msg_forwarder, origin, msg_id=None):  # type: ignore[no-untyped-def]
+        peers = list(super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id))
+        if self.pubsub is not None and origin != self.pubsub.my_id and len(peers) > self.relay_fanout:
+            peers = random.sample(peers, self.relay_fanout)
+        yield from peers
 
 
 def _raise_libp2p_bounds() -> None:
@@ -160,7 +184,11 @@ class GossipHost:
         _raise_libp2p_bounds()
         cfg = self.config
         self.host = build_host(cfg.p2p_seed)
-        gossipsub = GossipSub([GOSSIPSUB_PROTOCOL_ID], degree=cfg.degree, degree_low=cfg.degree_low,
+        # Validators are few and known: each is a gossipsub direct peer, so every message goes to
+        # every validator at once instead of waiting for mesh grafting or IHAVE/IWANT rounds.
+        gossipsub = ValidatorGossipSub([GOSSIPSUB_PROTOCOL_ID], direct_peers=self._bootstrap,
+                              direct_connect_initial_delay=DIRECT_CONNECT_DISABLED_S,
+                              direct_connect_interval=DIRECT_CONNECT_DISABLED_S, degree=cfg.degree, degree_low=cfg.degree_low,
                               degree_high=cfg.degree_high, heartbeat_interval=cfg.heartbeat_interval_s,
                               heartbeat_initial_delay=0.1,
                               max_messages_per_topic_per_second=MAX_MESSAGES_PER_TOPIC_PER_SECOND)
@@ -185,7 +213,7 @@ class GossipHost:
         assert self.host is not None and self.pubsub is not None
         while True:
             for info in self._bootstrap:
-                if info.peer_id == self.peer_id or info.peer_id in self.pubsub.blacklisted_peers:
+                if not self.is_dialer_for(info.peer_id) or info.peer_id in self.pubsub.blacklisted_peers:
                     continue
                 if self.host.get_network().get_connections(info.peer_id):
                     continue
@@ -195,6 +223,10 @@ class GossipHost:
                     except Exception as exc:  # any dial failure: retried next round
                         log.debug("dial %s failed: %s", info.peer_id, exc)
             await trio.sleep(RECONNECT_INTERVAL_S)
+
+    def is_dialer_for(self, peer: ID) -> bool:
+        """One connection per pair: the peer with the smaller id dials (two crossing dials confuse pubsub)."""
+        return self.peer_id.to_bytes() < peer.to_bytes()
 
     async def publish(self, data: bytes) -> None:
         assert self.pubsub is not None
