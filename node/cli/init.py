@@ -62,7 +62,7 @@ def handle_init(args: argparse.Namespace) -> int:
     passphrase = load_passphrase(args.passphrase_file or None)
     share = load_share_keystore(args.share_keystore, passphrase) if args.share_keystore else None
     if share is not None and share.index != args.index + 1:
-        raise CliError(f"--share-keystore holds share index {share.index}; --index must be {share.index - 1}")
+        raise CliError(f"--share-keystore holds share index {share.index}; --index must be share index - 1")
     for folder, mode in ((home, 0o700), (keys_dir, 0o700), (home / "data", 0o700), (home / "run", 0o700)):
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, mode)

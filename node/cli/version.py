@@ -24,7 +24,7 @@ def get_version() -> str:
 def handle_version(args: argparse.Namespace) -> int:
     from node.store import SCHEMA_VERSION
 
-    libs = {}
+    libs: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             libs[name] = metadata.version(name)
