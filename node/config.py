@@ -15,7 +15,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "api": {"enabled": True, "listen": "127.0.0.1:50051", "max_workers": 16, "max_concurrent_rpcs": 256,
             "max_receive_bytes": 1 << 20, "max_send_bytes": 8 << 20, "rate_limit_rps": 2000.0,
             "rate_limit_burst": 4000.0, "tls_cert_file": "", "tls_key_file": "", "tls_client_ca_file": ""},
+    "governance": {"rpc_url": "", "address": "", "confirmations": 0, "refresh_s": 30.0},
     "admin": {"socket": "run/admin.sock"},
     "metrics": {"enabled": True, "listen": "127.0.0.1:9100"},
 }
@@ -211,6 +212,9 @@ def validate_config(config: NodeConfig) -> None:
         (1024 <= v["api"]["max_receive_bytes"] <= 64 << 20, "api.max_receive_bytes: must be in 1 KiB..64 MiB"),
         (1024 <= v["api"]["max_send_bytes"] <= 64 << 20, "api.max_send_bytes: must be in 1 KiB..64 MiB"),
         (v["api"]["rate_limit_burst"] >= 1, "api.rate_limit_burst: must be >= 1"),
+        (bool(v["governance"]["rpc_url"]) == bool(v["governance"]["address"]),
+         "governance.rpc_url: governance.rpc_url and governance.address are set together"),
+        (v["governance"]["refresh_s"] >= 1, "governance.refresh_s: must be >= 1"),
         (bool(v["api"]["tls_cert_file"]) == bool(v["api"]["tls_key_file"]),
          "api.tls_cert_file: api.tls_cert_file and api.tls_key_file are set together"),
     ]
@@ -226,20 +230,47 @@ def _hex(name: str, text: str) -> bytes:
         raise ConfigError(f"{name}: not hex") from None
 
 
-def build_validator_config(config: NodeConfig, share_sk: int, operator_key: bytes, p2p_seed: bytes) -> Any:
-    """The network engineer's `ValidatorConfig` for this node (secrets from `load_validator_secrets`)."""
+@dataclass(frozen=True)
+class ValidatorSecrets:
+    """Decrypted key material of a validator (never logged: register it with `node.logs`)."""
+
+    share_sk: int
+    operator_key: bytes
+    p2p_seed: bytes
+    keyset: Any = field(default=None, repr=False)  # node.crypto.dkg.KeySet from the share keystore
+
+    def __repr__(self) -> str:
+        return "ValidatorSecrets([REDACTED])"
+
+
+def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any:
+    """The network engineer's `ValidatorConfig` for this node.
+
+    Threshold, group key, key-set id and public shares come from the key-set record of the share
+    keystore when `[validator_set]` leaves `public_shares` empty; operator addresses always come
+    from `[validator_set].operators` (index i = BLS share index i + 1).
+    """
     from node.consensus.validation import ValidatorSet
     from node.validator import ChainEndpoint, ValidatorConfig
 
     vs, cons = config.values["validator_set"], config.values["consensus"]
     try:
-        vset = ValidatorSet(network_id=config.get("node", "network_id"), keyset_id=vs["keyset_id"],
-                            operator_addresses=tuple(_hex("validator_set.operators", a) for a in vs["operators"]),
-                            public_shares=tuple(_hex("validator_set.public_shares", p) for p in vs["public_shares"]),
-                            threshold=vs["threshold"], group_key=_hex("validator_set.group_key", vs["group_key"]))
+        operators = tuple(_hex("validator_set.operators", a) for a in vs["operators"])
+        if vs["public_shares"] or secrets.keyset is None:
+            shares = tuple(_hex("validator_set.public_shares", p) for p in vs["public_shares"])
+            keyset_id, threshold = vs["keyset_id"], vs["threshold"]
+            group_key = _hex("validator_set.group_key", vs["group_key"])
+        else:
+            ks = secrets.keyset
+            shares = tuple(ks.get_public_share(i + 1) for i in range(len(operators)))
+            keyset_id, threshold, group_key = ks.keyset_id, ks.threshold, ks.group_public_key
+        vset = ValidatorSet(network_id=config.get("node", "network_id"), keyset_id=keyset_id,
+                            operator_addresses=operators, public_shares=shares, threshold=threshold,
+                            group_key=group_key)
         return ValidatorConfig(
-            index=config.get("node", "index"), validator_set=vset, share_sk=share_sk, operator_key=operator_key,
-            p2p_seed=p2p_seed, listen=config.get("p2p", "listen"), bootstrap=tuple(config.get("p2p", "bootstrap")),
+            index=config.get("node", "index"), validator_set=vset, share_sk=secrets.share_sk,
+            operator_key=secrets.operator_key, p2p_seed=secrets.p2p_seed, listen=config.get("p2p", "listen"),
+            bootstrap=tuple(config.get("p2p", "bootstrap")),
             chains=tuple(ChainEndpoint(c.chain_id, c.rpc_url, c.lag_s, c.confirmations, c.registry)
                          for c in config.chains),
             genesis_time=cons["genesis_time"], epoch_period_s=cons["epoch_period_s"],
@@ -247,20 +278,24 @@ def build_validator_config(config: NodeConfig, share_sk: int, operator_key: byte
             round_deadline_s=cons["round_deadline_s"], publish_fallback_s=cons["publish_fallback_s"],
             heartbeat_interval_s=config.get("p2p", "heartbeat_interval_s"),
             catchup_interval_s=cons["catchup_interval_s"], status_interval_s=cons["status_interval_s"])
-    except ValueError as exc:
+    except (ValueError, KeyError) as exc:
         raise ConfigError(f"validator_set: {exc}") from exc
 
 
-def load_validator_secrets(config: NodeConfig) -> tuple[int, bytes, bytes]:
-    """(BLS share scalar, operator key, p2p seed) decrypted from the node's keystores."""
+def load_validator_secrets(config: NodeConfig) -> ValidatorSecrets:
+    """The validator's secrets decrypted from its keystores (passphrase file or env)."""
+    from node.crypto.keyshare import load_share_keystore
     from node.crypto.keystore import load_keystore, load_passphrase
 
     has_file = bool(config.get("keys", "passphrase_file"))
     passphrase = load_passphrase(config.get_path("keys", "passphrase_file") if has_file else None)
-    share = load_keystore(config.get_path("keys", "share_file"), passphrase).secret.reveal()
+    share = load_share_keystore(config.get_path("keys", "share_file"), passphrase)
     operator = load_keystore(config.get_path("keys", "operator_file"), passphrase).secret.reveal()
     p2p = load_keystore(config.get_path("keys", "p2p_file"), passphrase).secret.reveal()
-    return int.from_bytes(share, "big"), operator, p2p
+    if share.index is not None and share.index != config.get("node", "index") + 1:
+        raise ConfigError(f"node.index: {config.get('node', 'index')} but the share keystore holds share "
+                          f"index {share.index} (expected node.index + 1)")
+    return ValidatorSecrets(share_sk=int(share.share or 0), operator_key=operator, p2p_seed=p2p, keyset=share.keyset)
 
 
 def _toml_value(value: Any) -> str:

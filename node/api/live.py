@@ -5,17 +5,19 @@ config, parameters from the governance schedule, status and peers from the valid
 Syncing means: a validator is configured and the latest signed state in the store is more than
 `SYNC_LAG_EPOCHS` behind the wall-clock epoch (or missing after genesis + that lag). Re-read
 requests are not wired to the validator yet (it has no re-read hook): they are refused with that
-reason. Proposals: an injected `proposals` callable, empty by default. Persists nothing.
+reason. Parameters and proposals come from the home chain's Governance contract when a
+`GovernanceReader` is given (config `[governance]`), else the genesis schedule and no proposals.
+Persists nothing.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from node.api.governance import GovernanceReader, get_version_info
 from node.api.sources import (
     ChainStatusInfo,
     NodeStatusInfo,
@@ -34,15 +36,8 @@ SYNC_LAG_EPOCHS = 3
 def get_schedule_parameters(epoch: int | None) -> ParametersInfo | None:
     """The governance genesis schedule's set active at `epoch` (None: epoch 0)."""
     from governance.params import get_genesis_schedule
-    from node.cli.gov import params_to_dict
-    from risk.params import encode_params
 
-    schedule = get_genesis_schedule()
-    version = schedule.get_active_version(epoch or 0)
-    number = schedule.versions.index(version) + 1
-    return ParametersInfo(version=number, activation_epoch=version.activation_epoch,
-                          params_hash=version.params_hash, encoded=encode_params(version.params),
-                          params_json=json.dumps(params_to_dict(version.params), sort_keys=True))
+    return get_version_info(get_genesis_schedule(), epoch or 0)
 
 
 def _peer_id_text(raw: str) -> str:
@@ -60,8 +55,7 @@ class LiveSources:
     def __init__(self, store: Store, status_file: Path, validator: Any | None = None, *,
                  network_id: int = 0, chains: tuple[int, ...] = (), api_address: str = "",
                  metrics_address: str = "",
-                 proposals: Callable[[int, int], list[ProposalInfo]] = lambda start, limit: [],
-                 clock: Callable[[], float] = time.time) -> None:
+                 governance: GovernanceReader | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.status_file = status_file
         self.validator = validator  # node.validator.ValidatorConfig or None
@@ -69,7 +63,7 @@ class LiveSources:
         self.chains = chains
         self.api_address = api_address
         self.metrics_address = metrics_address
-        self.proposals = proposals
+        self.governance = governance
         self.clock = clock
 
     def _status(self) -> dict[str, Any]:
@@ -87,10 +81,12 @@ class LiveSources:
                                            "0x" + vs.operator_addresses[i].hex()) for i in range(vs.n)))
 
     def get_parameters(self, epoch: int | None) -> ParametersInfo | None:
+        if self.governance is not None:
+            return self.governance.get_parameters(epoch)
         return get_schedule_parameters(epoch)
 
     def list_proposals(self, from_id: int, limit: int) -> list[ProposalInfo]:
-        return self.proposals(from_id, limit)
+        return self.governance.list_proposals(from_id, limit) if self.governance is not None else []
 
     def is_syncing(self) -> bool:
         if self.validator is None:

@@ -60,6 +60,17 @@ def _is_ready(api: Any, status_file: Path, validator: Any) -> bool:
     return age <= max(5.0, 3 * validator.status_interval_s)
 
 
+def get_governance_reader(config: NodeConfig) -> Any:
+    """A cached reader of the home chain's Governance contract, when `[governance]` is configured."""
+    from node.api.governance import GovernanceReader
+
+    gov, cons = config.values["governance"], config.values["consensus"]
+    if not gov["rpc_url"]:
+        return None
+    return GovernanceReader(gov["rpc_url"], gov["address"], gov["confirmations"], cons["genesis_time"],
+                            cons["epoch_period_s"], refresh_s=gov["refresh_s"])
+
+
 def start_services(config: NodeConfig, store: Any, validator: Any, version: str) -> dict[str, Any]:
     """Metrics, API and admin servers over `store`; returns them by name (for `stop_services`)."""
     from node.api.admin import start_admin_server
@@ -73,7 +84,7 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
     api_cfg = config.values["api"]
     sources = LiveSources(store, status_file, validator, network_id=config.get("node", "network_id"),
                           chains=tuple(c.chain_id for c in config.chains), api_address=api_cfg["listen"],
-                          metrics_address=config.get("metrics", "listen"))
+                          metrics_address=config.get("metrics", "listen"), governance=get_governance_reader(config))
     metrics = NodeMetrics(store, status=lambda: read_status_file(status_file))
     services: dict[str, Any] = {"metrics": None, "api": None, "admin": None}
     if api_cfg["enabled"]:

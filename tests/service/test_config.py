@@ -62,7 +62,8 @@ def test_every_option_has_an_env_var(tmp_path: Path) -> None:
                ("api", "max_receive_bytes"): ("4096", 4096), ("api", "max_send_bytes"): ("4096", 4096)}
     for section, options in SCHEMA.items():
         for key, default in options.items():
-            if (section, key) in (("api", "tls_cert_file"), ("api", "tls_key_file")):
+            if (section, key) in (("api", "tls_cert_file"), ("api", "tls_key_file"), ("governance", "rpc_url"),
+                                  ("governance", "address")):
                 continue  # only valid together (checked below)
             text, expected = special.get((section, key), {
                 bool: ("false" if default else "true", not default), int: ("7", 7), float: ("7.5", 7.5),
@@ -72,6 +73,8 @@ def test_every_option_has_an_env_var(tmp_path: Path) -> None:
             assert config.get(section, key) == expected, (section, key)
     both = load_config(tmp_path, env={"CLEARING_API_TLS_CERT_FILE": "c", "CLEARING_API_TLS_KEY_FILE": "k"})
     assert both.get_path("api", "tls_key_file") == tmp_path.absolute() / "k"
+    gov = load_config(tmp_path, env={"CLEARING_GOVERNANCE_RPC_URL": "http://x", "CLEARING_GOVERNANCE_ADDRESS": "0x1"})
+    assert (gov.get("governance", "rpc_url"), gov.get("governance", "address")) == ("http://x", "0x1")
 
 
 @pytest.mark.parametrize(("text", "env", "message"), [
@@ -85,6 +88,7 @@ def test_every_option_has_an_env_var(tmp_path: Path) -> None:
     ("", {"CLEARING_API_MAX_WORKERS": "0"}, "api.max_workers: must be in 1..256"),
     ("", {"CLEARING_CONSENSUS_EPOCH_PERIOD_S": "-1"}, "consensus.epoch_period_s: must be > 0"),
     ("", {"CLEARING_API_TLS_CERT_FILE": "c.pem"}, "api.tls_cert_file"),
+    ("", {"CLEARING_GOVERNANCE_ADDRESS": "0x1"}, "governance.rpc_url"),
     ("[[chains]]\nchain_id = 0\n", {}, r"chains\[0\].chain_id: must be > 0"),
     ("[[chains]]\nchain_id = 1\nrpc = 'x'\n", {}, r"chains\[0\].rpc: unknown option"),
     ("", {"CLEARING_CHAINS": "{"}, "chains: CLEARING_CHAINS is not a JSON array"),
