@@ -2,7 +2,8 @@
 config, parameters from the governance schedule, status and peers from the validator's
 `status.json` snapshot (rewritten by `node.validator` every `status_interval_s`).
 
-Syncing means: a validator is configured and the latest signed state in the store is more than
+Chain status (admin only): each chain's head from one `eth_blockNumber` (1 s timeout, unhealthy when it
+fails) and the block the latest signed state pinned. Syncing means: a validator is configured and the latest signed state in the store is more than
 `SYNC_LAG_EPOCHS` behind the wall-clock epoch (or missing after genesis + that lag). Re-read
 requests are not wired to the validator yet (it has no re-read hook): they are refused with that
 reason. Parameters and proposals come from the home chain's Governance contract when a
@@ -31,6 +32,8 @@ from node.metrics import read_status_file
 from node.ports import Store
 
 SYNC_LAG_EPOCHS = 3
+MAX_STATUS_CHAINS = 32
+CHAIN_TIMEOUT_S = 1.0
 
 
 def get_schedule_parameters(epoch: int | None) -> ParametersInfo | None:
@@ -53,7 +56,7 @@ class LiveSources:
     """Sources of a node started by `clearingd start` (thread-safe: reads only immutable inputs)."""
 
     def __init__(self, store: Store, status_file: Path, validator: Any | None = None, *,
-                 network_id: int = 0, chains: tuple[int, ...] = (), api_address: str = "",
+                 network_id: int = 0, chains: tuple[tuple[int, str], ...] = (), api_address: str = "",
                  metrics_address: str = "",
                  governance: GovernanceReader | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -103,8 +106,23 @@ class LiveSources:
         return NodeStatusInfo(
             network_id=self.network_id, validator_index=self.validator.index if self.validator else -1,
             peer_id=str(status.get("peer_id", "")), syncing=self.is_syncing(),
-            chains=tuple(ChainStatusInfo(c, 0, 0, False) for c in self.chains),
+            chains=self._get_chain_status(),
             api_address=self.api_address, metrics_address=self.metrics_address)
+
+    def _get_chain_status(self) -> tuple[ChainStatusInfo, ...]:
+        """Head block by one `eth_blockNumber` per chain (bounded timeout), pinned block of the latest state."""
+        from bridges.anvil import rpc_call
+
+        latest = self.store.get_latest_signed_state()
+        pinned = {p.chain_id: p.number for p in latest.pins} if latest else {}
+        rows = []
+        for chain_id, url in self.chains[:MAX_STATUS_CHAINS]:
+            try:
+                head, healthy = int(str(rpc_call(url, "eth_blockNumber", timeout=CHAIN_TIMEOUT_S)), 16), True
+            except Exception:
+                head, healthy = 0, False
+            rows.append(ChainStatusInfo(chain_id, head, pinned.get(chain_id, 0), healthy))
+        return tuple(rows)
 
     def list_peers(self) -> list[PeerInfo]:
         status = self._status()

@@ -83,7 +83,7 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
     status_file = data_dir / STATUS_FILE
     api_cfg = config.values["api"]
     sources = LiveSources(store, status_file, validator, network_id=config.get("node", "network_id"),
-                          chains=tuple(c.chain_id for c in config.chains), api_address=api_cfg["listen"],
+                          chains=tuple((c.chain_id, c.rpc_url) for c in config.chains), api_address=api_cfg["listen"],
                           metrics_address=config.get("metrics", "listen"), governance=get_governance_reader(config))
     metrics = NodeMetrics(store, status=lambda: read_status_file(status_file))
     services: dict[str, Any] = {"metrics": None, "api": None, "admin": None}
