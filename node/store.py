@@ -275,6 +275,12 @@ class SQLiteStore:
             f"SELECT {LEAF_COLUMNS} FROM leaves WHERE epoch = ? ORDER BY idx", (epoch,)).fetchall()
         return [_leaf_from_row(r) for r in rows]
 
+    def get_encoded_leaves(self, epoch: int) -> list[tuple[bytes, int, bytes]]:
+        """(account, index, encoded) of every leaf of `epoch` in index order (no detail: for trees)."""
+        rows = self._reader().execute(
+            "SELECT account, idx, encoded FROM leaves WHERE epoch = ? ORDER BY idx", (epoch,)).fetchall()
+        return [(bytes(a), int(i), bytes(e)) for a, i, e in rows]
+
     # -- evidence and meta -------------------------------------------------------------------------
     def put_evidence(self, evidence: Evidence) -> None:
         with self._transaction() as conn:

@@ -9,7 +9,7 @@ service once started, NOT_SERVING after `stop` or `set_serving(False)`. Nothing 
 from __future__ import annotations
 
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -79,7 +79,9 @@ def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources
     creds = _server_credentials(config)
     snapshots = SnapshotCache(store, poll_s=config.snapshot_poll_s)
     snapshots.start()
-    service = make_guarded_service(MarginService(store, snapshots, sources, config.limits, observe))
+    # Each open stream holds a worker thread: keep at least half of the workers for unary calls.
+    limits = replace(config.limits, max_streams=max(1, min(config.limits.max_streams, config.max_workers // 2)))
+    service = make_guarded_service(MarginService(store, snapshots, sources, limits, observe))
     options = [
         ("grpc.max_receive_message_length", config.max_receive_bytes),
         ("grpc.max_send_message_length", config.max_send_bytes),

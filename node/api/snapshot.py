@@ -45,12 +45,15 @@ class EpochSnapshot:
 
 
 def build_snapshot(store: Store, state: SignedState) -> EpochSnapshot:
-    leaves = store.get_leaves(state.epoch)
-    positions = {leaf.account: leaf.index for leaf in leaves}
-    ordered = sorted(leaves, key=lambda leaf: leaf.index)
-    contiguous = [leaf.index for leaf in ordered] == list(range(len(ordered)))
+    fast = getattr(store, "get_encoded_leaves", None)  # SQLiteStore: skips the detail column
+    if fast is not None:
+        leaves = fast(state.epoch)
+    else:
+        leaves = [(x.account, x.index, x.encoded) for x in sorted(store.get_leaves(state.epoch), key=lambda x: x.index)]
+    positions = {account: index for account, index, _ in leaves}
+    contiguous = [index for _, index, _ in leaves] == list(range(len(leaves)))
     keccak = make_keccak()
-    tree = build_tree([keccak(keccak(leaf.encoded)) for leaf in ordered]) if contiguous else None
+    tree = build_tree([keccak(keccak(encoded)) for _, _, encoded in leaves]) if contiguous else None
     valid = tree is not None and tree.root == state.root
     if not valid and leaves:
         LOG.warning("epoch %d: rebuilt Merkle root differs from the signed root; serving no proofs", state.epoch)

@@ -255,3 +255,27 @@ def test_report_to_dict_for_the_cli(api_env: ApiEnv) -> None:
     assert doc["state"]["pins"][0]["chain_id"] == 31337 and doc["state"]["signers"] == [0, 1, 3]
     assert doc["margin"]["collateral"][1] == {"chain_id": 31338, "value_micro_usd": 0, "asset": "ETH",
                                               "amount": str(3 * 10**18 + 5 - 1)}
+
+
+def test_invalid_too_many_streams_keeps_workers_for_unary_calls(tmp_path: Path) -> None:
+    env = start_env(tmp_path, max_workers=4)
+    try:
+        req = api_pb2.StreamMarginUpdatesRequest(accounts=[acct(1)], send_current=True)
+        streams = [env.stub.StreamMarginUpdates(req, timeout=30) for _ in range(2)]
+        assert all(next(s).report.margin.epoch == EPOCHS[-1] for s in streams)
+        with pytest.raises(grpc.RpcError) as err:
+            next(env.stub.StreamMarginUpdates(req, timeout=30))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and get_retry_delay(err.value) is not None
+        assert env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(2)), timeout=5).report.margin.epoch == 3
+        streams[0].cancel()
+        deadline = time.monotonic() + 10
+        while True:  # the cancelled stream frees its slot once its handler notices
+            try:
+                assert next(env.stub.StreamMarginUpdates(req, timeout=30)).report.margin.epoch == 3
+                break
+            except grpc.RpcError as again:
+                assert again.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+                time.sleep(0.2)
+        streams[1].cancel()
+    finally:
+        stop_env(env)

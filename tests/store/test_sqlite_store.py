@@ -203,3 +203,11 @@ def test_sigkill_during_writes_loses_nothing_committed_and_never_signs_twice(tmp
             with pytest.raises(DoubleSignRefused):
                 store.record_signing(signed[0] - 1, make_state(signed[0] - 1, 1)[0].digest)
             start = signed[0] + 1
+
+
+def test_encoded_leaves_match_full_leaves(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "n.sqlite") as store:
+        state, leaves = make_state(2, 9)
+        store.put_signed_state(state, leaves)
+        assert store.get_encoded_leaves(2) == [(x.account, x.index, x.encoded) for x in leaves]
+        assert store.get_encoded_leaves(3) == []
