@@ -190,3 +190,40 @@ def test_node_killed_with_sigkill_restarts_and_goes_on_signing(tmp_path: Path) -
         states = store.list_signed_states(0, 10_000)
         epochs = [s.epoch for s in states]
         assert epochs == sorted(set(epochs)) and len(epochs) >= 3
+
+
+def test_margin_get_from_a_read_replica(tmp_path: Path) -> None:
+    """`start --no-validator` serves an existing store; `margin get --json` returns a verifiable proof."""
+    from bridges.merkle import verify_proof
+    from node.store import SQLiteStore
+    from tests.store.factories import get_test_keyset, make_account, make_state
+
+    home, _ = make_home(tmp_path, with_share=False)
+    with SQLiteStore(home / "data" / "node.sqlite") as store:
+        store.put_signed_state(*make_state(4, 50))
+    api = f"127.0.0.1:{get_free_port()}"
+    env = {"CLEARING_API_LISTEN": api, "CLEARING_METRICS_ENABLED": "false", "CLEARING_START_NO_VALIDATOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "node.cli.main", "start", "--home", str(home)], cwd=REPO,
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        account = "0x" + make_account(7).hex()
+        result = wait_for(lambda: (r := run_cli(["margin", "get", account, "--home", str(home), "--json"], env=env))
+                          .returncode == 0 and r, 60, "margin get")
+        doc = json.loads(result.stdout)
+        assert doc["margin"]["account"] == account and doc["margin"]["epoch"] == 4 and doc["leaf_index"] == 6
+        leaf, root = bytes.fromhex(doc["leaf"][2:]), bytes.fromhex(doc["state"]["root"][2:])
+        from bridges.merkle import make_keccak
+
+        k = make_keccak()
+        assert verify_proof(root, k(k(leaf)), [bytes.fromhex(p[2:]) for p in doc["proof"]])
+        assert threshold.group_verify(get_test_keyset()[0], bytes.fromhex(doc["state"]["digest"][2:]),
+                                      bytes.fromhex(doc["state"]["signature"][2:]))
+        text = run_cli(["margin", "get", account, "--home", str(home)], env=env)
+        assert text.returncode == 0 and f"{account} at epoch 4" in text.stdout
+        bad = run_cli(["margin", "get", "0x123", "--home", str(home)], env=env)
+        assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "account" in bad.stderr
+        status = get_status(home)
+        assert status is not None and status["latest_epoch"] == 4 and status["validator_index"] == -1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
