@@ -76,7 +76,7 @@ def build_store(path: Path, accounts: int) -> float:
     return time.perf_counter() - started
 
 
-def serve(db: str, port_file: str) -> None:
+def serve(db: str, port_file: str, workers: int) -> None:
     """The server process: API over the store until stdin closes."""
     from node.api.server import ApiServerConfig, start_api_server
     from node.api.service import ServiceLimits
@@ -84,7 +84,7 @@ def serve(db: str, port_file: str) -> None:
     from node.store import SQLiteStore
 
     store = SQLiteStore(db)
-    server = start_api_server(ApiServerConfig(listen="127.0.0.1:0", max_workers=16,
+    server = start_api_server(ApiServerConfig(listen="127.0.0.1:0", max_workers=workers,
                                               limits=ServiceLimits(rate_limit_rps=0)), store, StaticSources())
     while server.snapshots.get_latest() is None:
         time.sleep(0.05)
@@ -160,15 +160,17 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=1000.0, help="offered requests per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=8, help="server thread-pool size (api.max_workers)")
     parser.add_argument("--serve", nargs=2, metavar=("DB", "PORT_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(*args.serve)
+        serve(*args.serve, args.workers)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         db, port_file = Path(tmp) / "bench.sqlite", Path(tmp) / "port"
         fill_s = build_store(db, args.accounts)
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port_file)],
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port_file),
+                                   "--workers", str(args.workers)],
                                   stdin=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             started = time.perf_counter()
@@ -182,7 +184,7 @@ def main() -> int:
             assert server.stdin is not None
             server.stdin.close()
             server.wait(timeout=30)
-    result.update(accounts=args.accounts, store_fill_s=round(fill_s, 2), server_snapshot_load_s=round(load_s, 2))
+    result.update(accounts=args.accounts, server_workers=args.workers, store_fill_s=round(fill_s, 2), server_snapshot_load_s=round(load_s, 2))
     print(json.dumps(result, sort_keys=True))
     return 0
 

@@ -35,7 +35,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "consensus": {"genesis_time": 0.0, "epoch_period_s": 10.0, "inputs": "chain_pins", "round_deadline_s": 0.0,
                   "publish_fallback_s": 3.0, "catchup_interval_s": 2.0, "status_interval_s": 1.0},
     "validator_set": {"keyset_id": 1, "threshold": 1, "group_key": "", "operators": [], "public_shares": []},
-    "api": {"enabled": True, "listen": "127.0.0.1:50051", "max_workers": 16, "max_concurrent_rpcs": 256,
+    "api": {"enabled": True, "listen": "127.0.0.1:50051", "max_workers": 8, "max_concurrent_rpcs": 256,
             "max_receive_bytes": 1 << 20, "max_send_bytes": 8 << 20, "rate_limit_rps": 2000.0,
             "rate_limit_burst": 4000.0, "tls_cert_file": "", "tls_key_file": "", "tls_client_ca_file": ""},
     "governance": {"rpc_url": "", "address": "", "confirmations": 0, "refresh_s": 30.0},

@@ -29,7 +29,7 @@ SERVICE_NAME = api_pb2.DESCRIPTOR.services_by_name["MarginService"].full_name
 @dataclass(frozen=True)
 class ApiServerConfig:
     listen: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
-    max_workers: int = 16
+    max_workers: int = 8  # few threads: the GIL makes more of them slower (bench/api_bench.py --workers)
     max_concurrent_rpcs: int = 256
     max_receive_bytes: int = 1 << 20
     max_send_bytes: int = 8 << 20
