@@ -19,6 +19,7 @@ Persists (through the `Store`): signing records, signed states with leaves, evid
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -499,7 +500,7 @@ class EpochEngine:
                       if last >= self.catchup_cursor and i in self.validator.bindings and i != self.index]
         if not candidates:
             return 0
-        _, peer_index = max(candidates)
+        _, peer_index = random.choice(candidates)  # not always the same peer: it may be the one down
         assert self.transport is not None
         request = catchup.build_state_request(self.catchup_cursor, catchup.MAX_STATES_PER_RESPONSE, self.index,
                                               self.secrets.operator_key, self.vset.network_id, self.vset.keyset_id)

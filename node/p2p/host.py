@@ -53,6 +53,7 @@ QUEUE_SIZE = 4096  # outbound RPCs per peer and messages per subscription
 MAX_MESSAGES_PER_TOPIC_PER_SECOND = 500.0
 RECONNECT_INTERVAL_S = 2.0
 DIRECT_CONNECT_DISABLED_S = 10**6  # the host's own reconnect loop dials instead
+NEGATIVE_DIAL_CACHE_S = 1.0
 RELAY_FANOUT = 2  # peers a relayed (not own) message is forwarded to
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
@@ -151,6 +152,7 @@ class GossipHost:
         self.peer_id = get_peer_id(config.p2p_seed)
         self.host = None
         self.pubsub: Pubsub | None = None
+        self._nursery: trio.Nursery | None = None
         self.messages_out = 0
         self.bytes_out = 0
         self.messages_in = 0
@@ -178,7 +180,20 @@ class GossipHost:
         log.info("rejected gossip from %s: %s (score %.1f)", peer, reason, self.scores.get_score(peer))
         if self.scores.process_rejected(peer, reason, self.clock()) and self.pubsub is not None:
             log.warning("banning peer %s (score %.1f)", peer, self.scores.get_score(peer))
-            self.pubsub.add_to_blacklist(ID.from_base58(peer))
+            peer_id = ID.from_base58(peer)
+            # Not `Pubsub.add_to_blacklist`: its teardown raises KeyError (and stops the node) when
+            # the peer's stream is already gone. The blacklist set alone drops the peer's messages.
+            self.pubsub.blacklisted_peers.add(peer_id)
+            if self._nursery is not None:
+                self._nursery.start_soon(self._disconnect, peer_id)
+
+    async def _disconnect(self, peer_id: ID) -> None:
+        assert self.host is not None
+        with trio.move_on_after(CONNECT_TIMEOUT_S):
+            try:
+                await self.host.disconnect(peer_id)
+            except Exception as exc:  # already gone: nothing to do
+                log.debug("disconnect %s: %s", peer_id, exc)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         _raise_libp2p_bounds()
@@ -193,6 +208,11 @@ class GossipHost:
                               heartbeat_initial_delay=0.1,
                               max_messages_per_topic_per_second=MAX_MESSAGES_PER_TOPIC_PER_SECOND)
         self.pubsub = Pubsub(self.host, gossipsub)
+        # py-libp2p refuses to redial a peer for 60 s after one failed dial ("negative cache"); a
+        # restarted validator must be redialled within RECONNECT_INTERVAL_S.
+        negative_cache = getattr(self.host.get_network(), "_negative_peer_cache", None)
+        if negative_cache is not None:
+            negative_cache._ttl = NEGATIVE_DIAL_CACHE_S
         self.host.set_stream_handler(CATCHUP_PROTOCOL, self._handle_catchup)
         async with self.host.run(listen_addrs=[multiaddr.Multiaddr(cfg.listen)]), \
                 background_trio_service(self.pubsub), background_trio_service(gossipsub):
@@ -200,6 +220,7 @@ class GossipHost:
             self.pubsub.set_topic_validator(cfg.topic, self._topic_validator, False)
             subscription = await self.pubsub.subscribe(cfg.topic)
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._reconnect_loop)
                 task_status.started(self)
                 async for msg in subscription:

@@ -20,7 +20,7 @@ PENALTIES: dict[str, float] = {
     "invalid_partial": 40.0,
     "equivocation": 40.0,
     "peer_binding": 40.0,
-    "out_of_window": 5.0,
+    "out_of_window": 0.0,  # honest laggards and relays produce these: dropped, never penalised
     "oversize": 25.0,
 }
 DEFAULT_PENALTY = 10.0
@@ -58,9 +58,12 @@ class PeerScores:
 
     def process_rejected(self, peer: str, reason: str, now: float) -> bool:
         """Apply the penalty for `reason`; returns True when the peer has just become banned."""
-        score = self._touch(peer) - PENALTIES.get(reason, DEFAULT_PENALTY)
-        self._scores[peer] = score
+        penalty = PENALTIES.get(reason, DEFAULT_PENALTY)
         self.rejections[reason] = self.rejections.get(reason, 0) + 1
+        if penalty == 0.0:
+            return False
+        score = self._touch(peer) - penalty
+        self._scores[peer] = score
         if score <= self.params.ban_threshold and not self.is_banned(peer, now):
             self._banned_until[peer] = now + self.params.ban_seconds
             return True

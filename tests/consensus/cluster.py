@@ -80,6 +80,7 @@ class NodeProcess:
 
     def start(self) -> NodeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / STATUS_FILE).unlink(missing_ok=True)  # a stale snapshot must not pass for a live one
         path = self.root / f"node{self.index}.json"
         path.write_text(json.dumps(self.config))
         self.starts += 1

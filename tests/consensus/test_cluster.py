@@ -137,16 +137,18 @@ def test_seven_nodes_survive_two_crashes_and_catch_up_without_double_signing(cha
         down_from = get_current_epoch(configs[0]) + 1
         live = nodes[:5]
         wait_epochs(live, range(down_from, down_from + 4))
-        # Node 6 "signed" a far epoch with another digest before the crash: after the restart it must
-        # refuse to sign every epoch up to that one (the store's durable signing record).
-        refused_until = get_current_epoch(configs[0]) + 3
+        for node in nodes[5:]:
+            node.start()
+        wait_all_bound(nodes)
+        # Node 6's durable signing record says it already signed a coming epoch with another digest
+        # (written into its SQLite store by a second process, as a crashed predecessor would have):
+        # it must refuse that epoch and every earlier one, and sign again afterwards.
+        refused_until = get_current_epoch(configs[0]) + 2
         store = nodes[6].open_store()
         try:
             store.record_signing(refused_until, keccak(b"signed before the crash"))
         finally:
             store.close()
-        for node in nodes[5:]:
-            node.start()
         back_from = get_current_epoch(configs[0]) + 1
         epochs = range(first, refused_until + 3)
         wait_epochs(nodes, epochs, slack_s=STARTUP_TIMEOUT_S)
