@@ -13,6 +13,7 @@ Usage: python bench/api_bench.py [--accounts 100000] [--rate 1000] [--seconds 10
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -88,8 +89,21 @@ def serve(db: str, port_file: str, workers: int) -> None:
                                               limits=ServiceLimits(rate_limit_rps=0)), store, StaticSources())
     while server.snapshots.get_latest() is None:
         time.sleep(0.05)
+    pauses: list[float] = []
+    started: dict[str, float] = {}
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        elif info.get("generation") == 2:
+            pauses.append(time.perf_counter() - started.get("t", time.perf_counter()))
+
+    gc.callbacks.append(on_gc)
     Path(port_file).write_text(str(server.port))
     sys.stdin.read()
+    Path(port_file + ".gc").write_text(json.dumps({"gen2_collections": len(pauses),
+                                                   "gen2_max_ms": round(max(pauses, default=0) * 1e3, 2),
+                                                   "tracked_objects": len(gc.get_objects())}))
     server.stop(1.0)
     store.close()
 
@@ -184,6 +198,9 @@ def main() -> int:
             assert server.stdin is not None
             server.stdin.close()
             server.wait(timeout=30)
+            gc_file = Path(str(port_file) + ".gc")
+            gc_stats = json.loads(gc_file.read_text()) if gc_file.exists() else {}
+    result.update({f"server_{k}": v for k, v in gc_stats.items()})
     result.update(accounts=args.accounts, server_workers=args.workers, store_fill_s=round(fill_s, 2), server_snapshot_load_s=round(load_s, 2))
     print(json.dumps(result, sort_keys=True))
     return 0

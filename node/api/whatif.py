@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from node.api.convert import OutOfRange, to_int64
-from node.api.errors import FieldViolation
+from node.api.errors import ApiError, FieldViolation
 from node.pb.clearing.api.v1 import api_pb2
 from risk.errors import RiskError
 
@@ -24,7 +24,7 @@ MAX_POSITIONS = 1_000
 MICRO = Decimal(1_000_000)
 
 
-class WhatIfRejected(Exception):
+class WhatIfRejected(ApiError):
     """The what-if document is invalid; `violations` name the fields."""
 
     def __init__(self, violations: list[FieldViolation]) -> None:
@@ -32,7 +32,7 @@ class WhatIfRejected(Exception):
         self.violations = violations
 
 
-class WhatIfUnavailable(Exception):
+class WhatIfUnavailable(ApiError):
     """The risk module's what-if entry points are missing from this build."""
 
 
