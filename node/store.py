@@ -148,10 +148,14 @@ class SQLiteStore:
         self._readers_lock = threading.Lock()
         self._closed = False
         self._writer = _connect(self.path)
-        mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: journal_mode is {mode}, WAL required")
-        self._migrate()
+        try:
+            mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: journal_mode is {mode}, WAL required")
+            self._migrate()
+        except BaseException:
+            self._writer.close()
+            raise
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _migrate(self) -> None:

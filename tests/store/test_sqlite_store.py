@@ -211,3 +211,45 @@ def test_encoded_leaves_match_full_leaves(tmp_path: Path) -> None:
         store.put_signed_state(state, leaves)
         assert store.get_encoded_leaves(2) == [(x.account, x.index, x.encoded) for x in leaves]
         assert store.get_encoded_leaves(3) == []
+
+
+def test_migration_upgrades_an_existing_file_and_keeps_data(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.store as store_module
+
+    path = tmp_path / "n.sqlite"
+    state, leaves = make_state(3, 4)
+    with SQLiteStore(path) as store:
+        store.put_signed_state(state, leaves)
+        store.record_signing(3, state.digest)
+    extra = "CREATE TABLE governance_cache (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, extra))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(store_module.MIGRATIONS))
+    with SQLiteStore(path) as store:
+        assert store.get_schema_version() == SCHEMA_VERSION + 1
+        assert store.get_leaves(3) == leaves and store.get_last_signed() == (3, state.digest)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'governance_cache'").fetchone()
+    conn.close()
+
+
+def test_invalid_migration_rolls_back_and_keeps_the_old_version(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.store as store_module
+
+    path = tmp_path / "n.sqlite"
+    state, leaves = make_state(3, 4)
+    with SQLiteStore(path) as store:
+        store.put_signed_state(state, leaves)
+    broken = "ALTER TABLE states ADD COLUMN note TEXT; INSERT INTO no_such_table VALUES (1);"
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, broken))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(store_module.MIGRATIONS))
+    with pytest.raises(sqlite3.OperationalError):
+        SQLiteStore(path)
+    monkeypatch.undo()
+    with SQLiteStore(path) as store:
+        assert store.get_schema_version() == SCHEMA_VERSION
+        assert store.get_signed_state(3) == state  # the half-applied step left no trace
+    conn = sqlite3.connect(path)
+    assert "note" not in [r[1] for r in conn.execute("PRAGMA table_info(states)")]
+    conn.close()
