@@ -9,8 +9,8 @@ Persists, in one database file (WAL journal, `synchronous=FULL`):
 - `evidence` (append-only, duplicates ignored) and `meta` (key -> bytes).
 
 Invariants: reads return exactly what was written (bytes/ints round-trip; `detail` unchanged);
-the schema version is `PRAGMA user_version`, and `MIGRATIONS[v]` upgrades v -> v+1 inside a
-transaction; a database newer than this code is refused (`StoreError`). Threads: one writer
+the schema version is `PRAGMA user_version`, and `MIGRATIONS[v]` upgrades v -> v+1 inside one
+transaction (statements separated by ";", none inside a statement); a database newer than this code is refused (`StoreError`). Threads: one writer
 connection behind a lock, one reader connection per reading thread (WAL lets readers run while the
 writer commits; every read sees one committed snapshot).
 """

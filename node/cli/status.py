@@ -35,6 +35,8 @@ def handle_status(args: argparse.Namespace) -> int:
         f"evidence: {status.evidence_count}",
         f"api: {status.api_address or '-'}  metrics: {status.metrics_address or '-'}",
     ]
+    lines += [f"  chain {c.chain_id}: head {c.head_block}, pinned {c.pinned_block}, "
+              f"{'healthy' if c.healthy else 'UNREACHABLE'}" for c in status.chains]
     lines += [f"  peer {p['peer_id']} (validator {p['validator_index']})" for p in doc.get("peers", [])]
     lines += [f"  evidence {e['kind']} epoch {e['epoch']} signer {e['signer_index']}" for e in doc.get("evidence", [])]
     emit(args, doc, "\n".join(lines))
