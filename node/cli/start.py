@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import add_home_option, env_default, get_home, run
+from node.cli.common import CliError, add_home_option, env_default, get_home, run
 from node.config import NodeConfig, build_validator_config, load_config, load_validator_secrets
 
 LOG = logging.getLogger("node.start")
@@ -31,8 +31,6 @@ def parse_overrides(args: argparse.Namespace) -> dict[str, str]:
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
-            from node.cli.common import CliError
-
             raise CliError(f"--set {item!r}: expected section.key=value")
         overrides[key.strip()] = value
     named = {"api.listen": args.api_listen, "metrics.listen": args.metrics_listen, "node.log_level": args.log_level}
@@ -133,6 +131,9 @@ def handle_start(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     validator = None
     if not args.no_validator:
+        if not config.get_path("keys", "share_file").is_file():
+            raise CliError(f"{config.get_path('keys', 'share_file')}: no threshold share; import the DKG's keystore "
+                           "with `clearingd keys import-share FILE`, or serve the API only with --no-validator")
         secrets = load_validator_secrets(config)
         _register_secrets(secrets)
         validator = build_validator_config(config, secrets)

@@ -227,3 +227,11 @@ def test_margin_get_from_a_read_replica(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_invalid_start_without_a_share_names_the_fix(tmp_path: Path) -> None:
+    home, _ = make_home(tmp_path, with_share=False)
+    result = run_cli(["start", "--home", str(home)])
+    assert result.returncode == 2 and "keys import-share" in result.stderr and "--no-validator" in result.stderr
+    bad = run_cli(["start", "--home", str(home), "--set", "api.max_workers=lots"])
+    assert bad.returncode == 2 and "api.max_workers: expected an integer" in bad.stderr
