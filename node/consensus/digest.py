@@ -1,41 +1,34 @@
 """State digest and the conversions between `SignedState` records and their gossip protobufs.
 
-The digest is exactly what `MarginStateRegistry.computeStateDigest` computes on chain:
-keccak256(abi.encodePacked(DST_STATE (bytes32), networkId uint64, keysetId uint32, epoch uint64,
-inputsDigest, paramsHash, root (bytes32 each), leafCount uint64)). The inputs digest commits to
-(chain id uint64, block number uint64, block hash bytes32) of every pin, sorted by chain id, under
-its own domain tag. Pure functions; nothing persisted.
+Both digests are `bridges.statecodec`'s (the one encoding shared with node.state and the contracts):
+the state digest is exactly what `MarginStateRegistry.computeStateDigest` computes on chain, the
+inputs digest commits to (chain id, block number, block hash) of every pin. Pure functions; nothing
+persisted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_hash.auto import keccak
-
+from bridges import statecodec
 from node.consensus.errors import InvalidStateError
 from node.pb.clearing.gossip.v1 import gossip_pb2
 from node.records import ChainPin, SignedState
 
-DST_STATE = b"CLEARING-V1-STATE".ljust(32, b"\x00")
-DST_INPUTS = b"CLEARING-V1-INPUTS".ljust(32, b"\x00")
 MAX_PINS = 64
 MAX_SIGNERS = 1024
 
 
 def compute_inputs_digest(pins: Sequence[ChainPin]) -> bytes:
-    """keccak256(DST_INPUTS || (chain_id u64, number u64, hash bytes32)* sorted by chain id)."""
-    body = b"".join(p.chain_id.to_bytes(8, "big") + p.number.to_bytes(8, "big") + p.block_hash
-                    for p in sorted(pins, key=lambda p: p.chain_id))
-    return keccak(DST_INPUTS + body)
+    """`bridges.statecodec.compute_inputs_digest` over the pins (count-prefixed, sorted by chain id)."""
+    return statecodec.compute_inputs_digest([(p.chain_id, p.number, p.block_hash) for p in pins])
 
 
 def compute_state_digest(network_id: int, keyset_id: int, epoch: int, inputs_digest: bytes,
                          params_hash: bytes, root: bytes, leaf_count: int) -> bytes:
-    """The 32-byte message the validators threshold-sign for one epoch (matches the registry)."""
-    return keccak(DST_STATE + network_id.to_bytes(8, "big") + keyset_id.to_bytes(4, "big")
-                  + epoch.to_bytes(8, "big") + inputs_digest + params_hash + root
-                  + leaf_count.to_bytes(8, "big"))
+    """The 32-byte message the validators threshold-sign (`bridges.statecodec`, matches the registry)."""
+    return statecodec.compute_state_digest(network_id, keyset_id, epoch, inputs_digest, params_hash, root,
+                                           leaf_count)
 
 
 def validate_state_fields(state: SignedState) -> None:
