@@ -28,7 +28,8 @@ MAX_CHAINS = 32
 
 # section -> key -> default (the default's type is the option's type; lists hold strings).
 SCHEMA: dict[str, dict[str, Any]] = {
-    "node": {"network_id": 1, "index": 0, "data_dir": "data", "log_level": "INFO", "log_format": "json"},
+    "node": {"network_id": 1, "index": 0, "data_dir": "data", "log_level": "INFO", "log_format": "json",
+             "keep_leaf_epochs": 1000, "prune_interval_s": 60.0},
     "keys": {"dir": "keys", "passphrase_file": "", "share_file": "share.json", "operator_file": "operator.json",
              "p2p_file": "p2p.json"},
     "p2p": {"listen": "/ip4/127.0.0.1/tcp/4001", "bootstrap": [], "heartbeat_interval_s": 1.0},
@@ -205,6 +206,8 @@ def validate_config(config: NodeConfig) -> None:
     checks = [
         (v["node"]["index"] >= 0, "node.index: must be >= 0"),
         (v["node"]["log_format"] in ("json", "text"), "node.log_format: must be json or text"),
+        (v["node"]["keep_leaf_epochs"] >= 0, "node.keep_leaf_epochs: must be >= 0 (0 keeps every epoch)"),
+        (v["node"]["prune_interval_s"] >= 1, "node.prune_interval_s: must be >= 1"),
         (v["consensus"]["epoch_period_s"] > 0, "consensus.epoch_period_s: must be > 0"),
         (v["consensus"]["inputs"] in ("chain_pins", "fake"), "consensus.inputs: must be chain_pins or fake"),
         (1 <= v["api"]["max_workers"] <= 256, "api.max_workers: must be in 1..256"),

@@ -7,6 +7,8 @@ Persists, in one database file (WAL journal, `synchronous=FULL`):
 - `states` (one row per epoch) and `leaves` (primary key (epoch, account), unique (epoch, idx)):
   `put_signed_state` writes a state and all its leaves in one transaction (all or nothing);
 - `evidence` (append-only, duplicates ignored) and `meta` (key -> bytes).
+Retention: `prune_leaves(keep_epochs)` deletes the leaves (not the states) of older epochs; the
+node runs it periodically (`[node].keep_leaf_epochs`).
 
 Invariants: reads return exactly what was written (bytes/ints round-trip; `detail` unchanged);
 the schema version is `PRAGMA user_version`, and `MIGRATIONS[v]` upgrades v -> v+1 inside one
@@ -18,6 +20,7 @@ writer commits; every read sees one committed snapshot).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,6 +30,7 @@ from pathlib import Path
 from node.ports import DoubleSignRefused, NodeError
 from node.records import AccountLeaf, ChainPin, Evidence, SignedState
 
+LOG = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 10_000
 MAX_LIST_LIMIT = 10_000
 WITHDRAWAL_ID_LEN = 32
@@ -285,6 +289,23 @@ class SQLiteStore:
             "SELECT account, idx, encoded FROM leaves WHERE epoch = ? ORDER BY idx", (epoch,)).fetchall()
         return [(bytes(a), int(i), bytes(e)) for a, i, e in rows]
 
+    def prune_leaves(self, keep_epochs: int, max_epochs: int = 16) -> list[int]:
+        """Delete the leaves of epochs older than the newest `keep_epochs` signed states, at most
+        `max_epochs` epochs per call, one transaction per epoch (short writer holds). Signed states,
+        evidence and the signing record are kept. Returns the pruned epochs."""
+        if keep_epochs <= 0:
+            return []
+        row = self._reader().execute("SELECT epoch FROM states ORDER BY epoch DESC LIMIT 1 OFFSET ?",
+                                     (keep_epochs - 1,)).fetchone()
+        if row is None:
+            return []
+        old = [int(r[0]) for r in self._reader().execute(
+            "SELECT DISTINCT epoch FROM leaves WHERE epoch < ? ORDER BY epoch LIMIT ?", (int(row[0]), max_epochs))]
+        for epoch in old:
+            with self._transaction() as conn:
+                conn.execute("DELETE FROM leaves WHERE epoch = ?", (epoch,))
+        return old
+
     # -- evidence and meta -------------------------------------------------------------------------
     def put_evidence(self, evidence: Evidence) -> None:
         with self._transaction() as conn:
@@ -313,3 +334,30 @@ class SQLiteStore:
     def check_integrity(self) -> str:
         """`PRAGMA integrity_check` result ("ok" when the file is sound)."""
         return str(self._reader().execute("PRAGMA integrity_check").fetchone()[0])
+
+
+class LeafPruner:
+    """Daemon thread running `store.prune_leaves(keep_epochs)` every `interval_s` until `stop()`."""
+
+    def __init__(self, store: SQLiteStore, keep_epochs: int, interval_s: float) -> None:
+        self.store = store
+        self.keep_epochs = keep_epochs
+        self.interval_s = interval_s
+        self.pruned: list[int] = []  # last call's epochs (for tests and logs)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leaf-pruner", daemon=True)
+
+    def start(self) -> LeafPruner:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.pruned = self.store.prune_leaves(self.keep_epochs)
+            except Exception:  # a busy or closing store: try again next round
+                LOG.exception("pruning leaves failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

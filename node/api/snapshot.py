@@ -111,19 +111,21 @@ class SnapshotCache:
         return self._latest
 
     def get_epoch(self, epoch: int) -> EpochSnapshot | None:
+        """The snapshot of `epoch` (built outside the lock: a slow build never blocks other epochs)."""
         with self._load_lock:
             snap = self._cache.get(epoch)
             if snap is not None:
                 self._cache.move_to_end(epoch)
                 return snap
-            state = self.store.get_signed_state(epoch)
-            if state is None:
-                return None
-            snap = build_snapshot(self.store, state)
-            self._cache[epoch] = snap
+        state = self.store.get_signed_state(epoch)
+        if state is None:
+            return None
+        snap = build_snapshot(self.store, state)
+        with self._load_lock:
+            snap = self._cache.setdefault(epoch, snap)
             while len(self._cache) > self.max_cached:
                 self._cache.popitem(last=False)
-            return snap
+        return snap
 
     def wait_for_newer(self, epoch: int, timeout: float) -> EpochSnapshot | None:
         """The latest snapshot once its epoch is > `epoch`, or None after `timeout` / on stop."""

@@ -84,7 +84,7 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
                           chains=tuple((c.chain_id, c.rpc_url) for c in config.chains), api_address=api_cfg["listen"],
                           metrics_address=config.get("metrics", "listen"), governance=get_governance_reader(config))
     metrics = NodeMetrics(store, status=lambda: read_status_file(status_file))
-    services: dict[str, Any] = {"metrics": None, "api": None, "admin": None}
+    services: dict[str, Any] = {"metrics": None, "api": None, "admin": None, "pruner": None}
     if api_cfg["enabled"]:
         services["api"] = start_api_server(ApiServerConfig(
             listen=api_cfg["listen"], max_workers=api_cfg["max_workers"],
@@ -101,13 +101,18 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
                                             ready=lambda: _is_ready(services["api"], status_file, validator)).start()
         sources.metrics_address = f"{config.get('metrics', 'listen').rpartition(':')[0]}:{services['metrics'].port}"
     services["admin"] = start_admin_server(config.get_path("admin", "socket"), store, sources, version)
+    if config.get("node", "keep_leaf_epochs") > 0 and hasattr(store, "prune_leaves"):
+        from node.store import LeafPruner
+
+        services["pruner"] = LeafPruner(store, config.get("node", "keep_leaf_epochs"),
+                                        config.get("node", "prune_interval_s")).start()
     LOG.info("serving", extra={"api": sources.api_address, "metrics": sources.metrics_address,
                                "admin_socket": str(config.get_path("admin", "socket"))})
     return services
 
 
 def stop_services(services: dict[str, Any]) -> None:
-    for name in ("api", "admin", "metrics"):
+    for name in ("pruner", "api", "admin", "metrics"):
         if services.get(name) is not None:
             services[name].stop()
 

@@ -279,3 +279,11 @@ def test_invalid_too_many_streams_keeps_workers_for_unary_calls(tmp_path: Path) 
         streams[1].cancel()
     finally:
         stop_env(env)
+
+
+def test_invalid_margin_of_a_pruned_epoch_says_so(api_env: ApiEnv) -> None:
+    assert api_env.store.prune_leaves(1) == [1, 2]
+    with pytest.raises(grpc.RpcError) as err:
+        api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(1), epoch=1), timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and "pruned" in err.value.details()
+    assert api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(1)), timeout=5).report.margin.epoch == 3

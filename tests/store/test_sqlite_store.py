@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -253,3 +254,26 @@ def test_invalid_migration_rolls_back_and_keeps_the_old_version(tmp_path: Path,
     conn = sqlite3.connect(path)
     assert "note" not in [r[1] for r in conn.execute("PRAGMA table_info(states)")]
     conn.close()
+
+
+def test_prune_leaves_keeps_states_and_recent_leaves(tmp_path: Path) -> None:
+    from node.store import LeafPruner
+
+    with SQLiteStore(tmp_path / "n.sqlite") as store:
+        for epoch in range(1, 8):
+            store.put_signed_state(*make_state(epoch, 3))
+        store.record_signing(7, b"\x01" * 32)
+        assert store.prune_leaves(0) == []
+        assert store.prune_leaves(3, max_epochs=2) == [1, 2]
+        assert store.prune_leaves(3) == [3, 4]
+        assert store.prune_leaves(3) == []
+        assert [len(store.get_leaves(e)) for e in range(1, 8)] == [0, 0, 0, 0, 3, 3, 3]
+        assert [s.epoch for s in store.list_signed_states(0, 100)] == list(range(1, 8))
+        assert store.get_last_signed() == (7, b"\x01" * 32)
+        store.put_signed_state(*make_state(8, 3))
+        pruner = LeafPruner(store, 3, 0.05).start()
+        deadline = time.monotonic() + 10
+        while store.get_leaves(5) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pruner.stop()
+        assert store.get_leaves(5) == [] and len(store.get_leaves(6)) == 3
