@@ -287,3 +287,22 @@ def test_invalid_margin_of_a_pruned_epoch_says_so(api_env: ApiEnv) -> None:
         api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(1), epoch=1), timeout=5)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND and "pruned" in err.value.details()
     assert api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(1)), timeout=5).report.margin.epoch == 3
+
+
+def test_reflection_alone_is_enough_to_call_the_api(api_env: ApiEnv) -> None:
+    """What grpcurl does: descriptors from server reflection only, a dynamic request, a decoded answer."""
+    from google.protobuf import descriptor_pool, message_factory
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(api_env.channel))
+    service = pool.FindServiceByName("clearing.api.v1.MarginService")
+    method = service.methods_by_name["GetMargin"]
+    request_cls = message_factory.GetMessageClass(method.input_type)
+    response_cls = message_factory.GetMessageClass(method.output_type)
+    call = api_env.channel.unary_unary("/clearing.api.v1.MarginService/GetMargin",
+                                       request_serializer=request_cls.SerializeToString,
+                                       response_deserializer=response_cls.FromString)
+    response = call(request_cls(account=acct(4)), timeout=5)
+    assert response.report.margin.account == acct(4) and response.report.state.epoch == EPOCHS[-1]
+    assert {m.name for m in service.methods} == {"GetMargin", "GetSignedState", "StreamMarginUpdates",
+                                                "SimulateMargin", "ListValidators", "GetParameters", "ListProposals"}
