@@ -62,7 +62,7 @@ def cpu_seconds(proc: psutil.Process) -> float:
 def run(nodes_n: int, epochs_k: int, period_s: float, startup_timeout_s: float) -> dict:
     root = Path(tempfile.mkdtemp(prefix="epoch-bench-"))
     configs = build_configs(root, nodes_n, [{"chain_id": 31337, "rpc_url": "http://127.0.0.1:9"}], period_s,
-                            inputs="fake", heartbeat_interval_s=2.0)
+                            inputs="fake", heartbeat_interval_s=max(2.0, period_s))
     t = configs[0]["validator_set"]["threshold"]
     baseline_ms = measure_crypto_baseline(nodes_n, t)
     nodes = start_cluster(configs, root)

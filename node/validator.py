@@ -131,7 +131,8 @@ def build_engine(config: ValidatorConfig, store: Store, inputs: InputSource, pub
     params = EngineParams(round_deadline_s=config.round_deadline_s or 3 * config.epoch_period_s,
                           publish_fallback_s=config.publish_fallback_s,
                           heartbeat_interval_s=config.heartbeat_interval_s,
-                          catchup_interval_s=config.catchup_interval_s)
+                          catchup_interval_s=config.catchup_interval_s,
+                          partial_resend_s=max(1.0, config.epoch_period_s / 2))
     return engine_factory(config.validator_set, config.index, Secrets(config.share_sk, config.operator_key),
                           store, inputs, publisher, window, params, SystemClock())
 

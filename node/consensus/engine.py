@@ -34,7 +34,7 @@ from node.consensus.digest import compute_state_digest, pins_to_proto, state_fro
 from node.consensus.errors import InputsUnavailable
 from node.consensus.inputs import ComputedState, InputSource
 from node.consensus.machine import Event, Phase, Round, is_allowed
-from node.consensus.publishing import StatePublisher, compute_publish_delay
+from node.consensus.publishing import StatePublisher, compute_publish_delay, compute_publish_rank
 from node.consensus.validation import EpochWindow, GossipValidator, ValidatorSet
 from node.crypto import threshold
 from node.p2p.envelope import OpenedEnvelope, seal_envelope
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 MAX_PARKED = 256
 MAX_EVIDENCE_QUEUE = 256
 MAX_LATENCIES = 4096
+STATE_GOSSIPERS = 2  # validators per epoch that gossip their aggregated state (publish ranks 0 and 1)
 
 
 class Transport(Protocol):
@@ -68,7 +69,7 @@ class EngineParams:
     heartbeat_interval_s: float = 1.0
     catchup_interval_s: float = 2.0
     catchup_floor: int = 1
-    partial_resends: int = 2  # re-gossips of the own partial while the round is still collecting
+    partial_resends: int = 1  # re-gossips of the own partial while the round is still collecting
     partial_resend_s: float = 1.0
     max_rounds: int = 64
     start_epoch: int | None = None  # default: the first epoch that starts after launch
@@ -293,9 +294,12 @@ class EpochEngine:
         rnd.process_event(Event.PERSISTED)
         self.count("states_aggregated")
         self._finish(rnd, state)
-        assert self.transport is not None
-        await self.transport.publish(self._seal(gossip_pb2.MESSAGE_KIND_SIGNED_STATE,
-                                                state_to_proto(state).SerializeToString()))
+        # Every node holding t partials aggregates by itself; only the epoch's first two publishers
+        # gossip the result (for nodes that could not aggregate), the rest would be n^2 traffic.
+        if compute_publish_rank(self.index, state.epoch, self.vset.n) < STATE_GOSSIPERS:
+            assert self.transport is not None
+            await self.transport.publish(self._seal(gossip_pb2.MESSAGE_KIND_SIGNED_STATE,
+                                                    state_to_proto(state).SerializeToString()))
 
     async def adopt_state(self, state: SignedState) -> bool:
         """Store an already verified group-signed state this node has not finished itself."""
