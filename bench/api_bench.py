@@ -178,7 +178,7 @@ def main() -> int:
     parser.add_argument("--serve", nargs=2, metavar=("DB", "PORT_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(*args.serve, args.workers)
+        serve(args.serve[0], args.serve[1], args.workers)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         db, port_file = Path(tmp) / "bench.sqlite", Path(tmp) / "port"
