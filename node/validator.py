@@ -35,6 +35,7 @@ log = logging.getLogger("node.validator")
 
 STATUS_FILE = "status.json"
 STORE_FILE = "node.sqlite"
+PUBLISH_FEE_CAP_WEI = 200 * 10**9
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class ChainEndpoint:
     lag_s: int = 0
     confirmations: int = 0
     registry: str = ""  # MarginStateRegistry address (hex); empty: do not publish on this chain
+    vault: str = ""  # CollateralVault, PositionLedger and MarketOracle addresses (inputs = "margin")
+    ledger: str = ""
+    oracle: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,14 @@ class ValidatorConfig:
     genesis_time: float
     epoch_period_s: float
     data_dir: Path
-    inputs: str = "chain_pins"  # "chain_pins" (real pinned blocks) or "fake" (deterministic, tests)
+    inputs: str = "chain_pins"  # "margin" (production), "chain_pins" (pins only, no accounts), "fake" (tests)
     round_deadline_s: float = 0.0  # 0: three epoch periods
     publish_fallback_s: float = 3.0
     heartbeat_interval_s: float = 1.0
     catchup_interval_s: float = 2.0
     status_interval_s: float = 1.0
+    home_chain_id: int = 0  # 0: the first chain
+    publisher_key: bytes = field(default=b"", repr=False)  # 32-byte key paying publishState; empty: no publishing
     extra: dict[str, Any] = field(default_factory=dict)  # test hooks (e.g. a byzantine mode); ignored here
 
     def __post_init__(self) -> None:
@@ -76,7 +82,7 @@ class ValidatorConfig:
             raise ValueError("operator_key/p2p_seed: expected 32 bytes each")
         if self.epoch_period_s <= 0:
             raise ValueError(f"epoch_period_s: must be > 0, got {self.epoch_period_s}")
-        if self.inputs not in ("chain_pins", "fake"):
+        if self.inputs not in ("margin", "chain_pins", "fake"):
             raise ValueError(f"inputs: unknown input source {self.inputs!r}")
 
     @property
@@ -98,9 +104,13 @@ def parse_config(raw: dict[str, Any]) -> ValidatorConfig:
     secrets = raw["secrets"]
     chains = tuple(ChainEndpoint(chain_id=int(c["chain_id"]), rpc_url=str(c["rpc_url"]),
                                  lag_s=int(c.get("lag_s", 0)), confirmations=int(c.get("confirmations", 0)),
-                                 registry=str(c.get("registry", ""))) for c in raw.get("chains", []))
+                                 registry=str(c.get("registry", "")), vault=str(c.get("vault", "")),
+                                 ledger=str(c.get("ledger", "")), oracle=str(c.get("oracle", "")))
+                   for c in raw.get("chains", []))
     optional = {k: raw[k] for k in ("inputs", "round_deadline_s", "publish_fallback_s", "heartbeat_interval_s",
-                                    "catchup_interval_s", "status_interval_s") if k in raw}
+                                    "catchup_interval_s", "status_interval_s", "home_chain_id") if k in raw}
+    if secrets.get("publisher_key"):
+        optional["publisher_key"] = _hex(secrets["publisher_key"])
     return ValidatorConfig(index=int(raw["index"]), validator_set=vset, share_sk=int(secrets["share"], 16),
                            operator_key=_hex(secrets["operator_key"]), p2p_seed=_hex(secrets["p2p_seed"]),
                            listen=str(raw["listen"]), bootstrap=tuple(raw.get("bootstrap", [])), chains=chains,
@@ -114,15 +124,40 @@ def load_config(path: Path) -> ValidatorConfig:
     return parse_config(raw)
 
 
+def _build_clients(config: ValidatorConfig) -> list[Any]:
+    from bridges.chain import ChainClient, ChainConfig
+
+    return [ChainClient(ChainConfig(chain_id=c.chain_id, rpc_url=c.rpc_url, lag_s=c.lag_s,
+                                    confirmations=c.confirmations, timeout_s=2.0, max_attempts=2, backoff_s=0.2))
+            for c in config.chains]
+
+
 def build_input_source(config: ValidatorConfig) -> InputSource:
     if config.inputs == "fake":
         return FakeInputSource([c.chain_id for c in config.chains] or [1])
-    from bridges.chain import ChainClient, ChainConfig
+    if config.inputs == "chain_pins":
+        return ChainPinSource(_build_clients(config))
+    from bridges.snapshot import ChainContracts
+    from node.consensus.margin_inputs import MarginInputSource
 
-    clients = [ChainClient(ChainConfig(chain_id=c.chain_id, rpc_url=c.rpc_url, lag_s=c.lag_s,
-                                       confirmations=c.confirmations, timeout_s=2.0, max_attempts=2,
-                                       backoff_s=0.2)) for c in config.chains]
-    return ChainPinSource(clients)
+    deployments = {c.chain_id: ChainContracts(vault=c.vault, ledger=c.ledger, oracle=c.oracle) for c in config.chains}
+    return MarginInputSource(_build_clients(config), deployments, config.home_chain_id or config.chains[0].chain_id,
+                             config.validator_set.network_id, config.validator_set.keyset_id)
+
+
+def build_publisher(config: ValidatorConfig) -> StatePublisher:
+    """`publishState` on every chain with a registry, paid by `publisher_key`; else a NullPublisher."""
+    targets = [c for c in config.chains if c.registry]
+    if not config.publisher_key or not targets:
+        return NullPublisher()
+    from bridges.chain import ChainClient, ChainConfig
+    from bridges.publisher import FeePolicy, Publisher
+    from node.consensus.publishing import ChainPublishers
+
+    publishers = [Publisher(ChainClient(ChainConfig(chain_id=c.chain_id, rpc_url=c.rpc_url, timeout_s=5.0)),
+                            c.registry, config.publisher_key, FeePolicy(fee_cap=PUBLISH_FEE_CAP_WEI))
+                  for c in targets]
+    return ChainPublishers(publishers)
 
 
 def build_engine(config: ValidatorConfig, store: Store, inputs: InputSource, publisher: StatePublisher,
@@ -162,7 +197,7 @@ async def serve_validator(config: ValidatorConfig, store: Store, *, inputs: Inpu
                           task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run p2p + consensus until cancelled; `task_status.started((engine, host))` once both run."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = build_engine(config, store, inputs or build_input_source(config), publisher or NullPublisher(),
+    engine = build_engine(config, store, inputs or build_input_source(config), publisher or build_publisher(config),
                           engine_factory)
     host = GossipHost(HostConfig(p2p_seed=config.p2p_seed, listen=config.listen, bootstrap=config.bootstrap,
                                  topic=config.topic), validate=engine.validator.validate_gossip,

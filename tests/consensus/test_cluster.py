@@ -9,6 +9,7 @@ key, its own fields, and the chains' real block hashes.
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -225,6 +226,65 @@ def test_node_without_chain_rpc_does_not_sign_and_resumes(chains, tmp_path: Path
         for proxy in proxies.values():
             proxy.close()
     check_states(nodes, epochs, chains, group_key)
+
+
+def test_four_nodes_sign_and_publish_real_margin_states(tmp_path: Path) -> None:
+    """Production inputs: seeded contracts on two chains, RRA-1 margin of the demo book, published."""
+    from bridges.artifacts import get_abi
+    from bridges.chain import (
+        ChainClient,
+        ChainConfig,
+        decode_function_result,
+        encode_function_call,
+        find_function_abi,
+    )
+    from bridges.deploy import get_dev_key
+    from node.crypto.bls import g2_to_eip2537
+    from node.devnet.seed import seed_chain
+
+    running = start_chains([31411, 31412])  # automine while seeding, interval mining afterwards
+    try:
+        configs = build_configs(tmp_path, 4, [], PERIOD_S, inputs="margin")
+        group_key = bytes.fromhex(configs[0]["validator_set"]["group_key"])
+        genesis = int(configs[0]["genesis_time"])
+        seeded = [seed_chain(c, pos, 7, 1, g2_to_eip2537(group_key), genesis) for pos, c in enumerate(running)]
+        for chain in running:
+            rpc_call(chain.rpc_url, "evm_setIntervalMining", [1])
+        entries = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "lag_s": 2, "confirmations": 1,
+                    "registry": s.deployment.registry, "vault": s.deployment.vault, "ledger": s.deployment.ledger,
+                    "oracle": s.deployment.oracle} for s in seeded]
+        for i, config in enumerate(configs):
+            config["chains"] = entries
+            config["secrets"]["publisher_key"] = get_dev_key(1 + i).removeprefix("0x")
+        nodes = start_cluster(configs, tmp_path)
+        try:
+            wait_all_bound(nodes)
+            first = get_current_epoch(configs[0]) + 1
+            epochs = range(first, first + 3)
+            wait_epochs(nodes, epochs, slack_s=60.0)
+            time.sleep(2 * PERIOD_S)  # the designated publisher's transactions
+        finally:
+            stop_cluster(nodes)
+        check_states(nodes, epochs, running, group_key)
+        store = nodes[2].open_store()
+        try:
+            states = [store.get_signed_state(e) for e in epochs]
+            leaves = store.get_leaves(first)
+        finally:
+            store.close()
+        assert all(s.leaf_count == 3 for s in states) and len(leaves) == 3
+        assert {leaf.flags for leaf in leaves} == {0}  # the demo book is healthy before the crash
+        abi = get_abi("MarginStateRegistry")
+        for s in seeded:
+            client = ChainClient(ChainConfig(chain_id=s.chain_id, rpc_url=s.rpc_url))
+            fn = find_function_abi(abi, "isStateRoot")
+            for state in states:
+                data = encode_function_call(fn, [state.epoch, state.root])
+                raw = client.rpc("eth_call", [{"to": s.deployment.registry, "data": "0x" + data.hex()}, "latest"])
+                assert decode_function_result(fn, bytes.fromhex(raw[2:]))[0] is True, f"epoch {state.epoch} not published"
+    finally:
+        for chain in running:
+            chain.stop()
 
 
 def test_invalid_config_index_refused(tmp_path: Path) -> None:
