@@ -68,7 +68,7 @@ def seal_envelope(kind: int, payload: bytes, signer_index: int, operator_key: by
         raise EnvelopeError(f"kind: unknown message kind {kind}")
     digest = compute_signing_hash(kind, network_id, keyset_id, payload)
     signature = coincurve.PrivateKey(operator_key).sign_recoverable(digest, hasher=None)
-    env = gossip_pb2.SignedEnvelope(version=ENVELOPE_VERSION, kind=kind, payload=payload,
+    env = gossip_pb2.SignedEnvelope(version=ENVELOPE_VERSION, kind=kind, payload=payload,  # type: ignore[arg-type]
                                     signer_index=signer_index, signature=signature,
                                     network_id=network_id, keyset_id=keyset_id)
     data = env.SerializeToString()

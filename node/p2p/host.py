@@ -24,6 +24,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import multiaddr
 import trio
@@ -85,7 +86,7 @@ class ValidatorGossipSub(GossipSub):
 def _raise_libp2p_bounds() -> None:
     """Raise py-libp2p's silently-dropping 32-entry queues to QUEUE_SIZE (module-level defaults)."""
     pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = QUEUE_SIZE
-    pubsub_module.RpcQueue = functools.partial(RpcQueue, max_size=QUEUE_SIZE)  # type: ignore[misc]
+    pubsub_module.RpcQueue = functools.partial(RpcQueue, max_size=QUEUE_SIZE)  # type: ignore[misc,assignment]
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class GossipHost:
         self.scores = scores or PeerScores()
         self.clock = clock
         self.peer_id = get_peer_id(config.p2p_seed)
-        self.host = None
+        self.host: Any = None
         self.pubsub: Pubsub | None = None
         self._nursery: trio.Nursery | None = None
         self.messages_out = 0
@@ -198,23 +199,24 @@ class GossipHost:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         _raise_libp2p_bounds()
         cfg = self.config
-        self.host = build_host(cfg.p2p_seed)
+        host = self.host = build_host(cfg.p2p_seed)
         # Validators are few and known: each is a gossipsub direct peer, so every message goes to
         # every validator at once instead of waiting for mesh grafting or IHAVE/IWANT rounds.
         gossipsub = ValidatorGossipSub([GOSSIPSUB_PROTOCOL_ID], direct_peers=self._bootstrap,
                               direct_connect_initial_delay=DIRECT_CONNECT_DISABLED_S,
                               direct_connect_interval=DIRECT_CONNECT_DISABLED_S, degree=cfg.degree, degree_low=cfg.degree_low,
-                              degree_high=cfg.degree_high, heartbeat_interval=cfg.heartbeat_interval_s,
+                              degree_high=cfg.degree_high,
+                              heartbeat_interval=cfg.heartbeat_interval_s,  # type: ignore[arg-type]  # a float works
                               heartbeat_initial_delay=0.1,
                               max_messages_per_topic_per_second=MAX_MESSAGES_PER_TOPIC_PER_SECOND)
-        self.pubsub = Pubsub(self.host, gossipsub)
+        self.pubsub = Pubsub(host, gossipsub)
         # py-libp2p refuses to redial a peer for 60 s after one failed dial ("negative cache"); a
         # restarted validator must be redialled within RECONNECT_INTERVAL_S.
-        negative_cache = getattr(self.host.get_network(), "_negative_peer_cache", None)
+        negative_cache = getattr(host.get_network(), "_negative_peer_cache", None)
         if negative_cache is not None:
             negative_cache._ttl = NEGATIVE_DIAL_CACHE_S
-        self.host.set_stream_handler(CATCHUP_PROTOCOL, self._handle_catchup)
-        async with self.host.run(listen_addrs=[multiaddr.Multiaddr(cfg.listen)]), \
+        host.set_stream_handler(CATCHUP_PROTOCOL, self._handle_catchup)
+        async with host.run(listen_addrs=[multiaddr.Multiaddr(cfg.listen)]), \
                 background_trio_service(self.pubsub), background_trio_service(gossipsub):
             await self.pubsub.wait_until_ready()
             self.pubsub.set_topic_validator(cfg.topic, self._topic_validator, False)
