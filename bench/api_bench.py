@@ -79,7 +79,7 @@ def build_store(path: Path, accounts: int) -> float:
 
 def serve(db: str, port_file: str, workers: int) -> None:
     """The server process: API over the store until stdin closes."""
-    from node.api.server import ApiServerConfig, start_api_server
+    from node.api.server import ApiServerConfig, freeze_startup_objects, start_api_server
     from node.api.service import ServiceLimits
     from node.api.sources import StaticSources
     from node.store import SQLiteStore
@@ -89,6 +89,7 @@ def serve(db: str, port_file: str, workers: int) -> None:
                                               limits=ServiceLimits(rate_limit_rps=0)), store, StaticSources())
     while server.snapshots.get_latest() is None:
         time.sleep(0.05)
+    freeze_startup_objects()  # as `clearingd start` does
     pauses: list[float] = []
     started: dict[str, float] = {}
 

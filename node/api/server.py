@@ -8,6 +8,7 @@ service once started, NOT_SERVING after `stop` or `set_serving(False)`. Nothing 
 
 from __future__ import annotations
 
+import gc
 from concurrent import futures
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,6 +72,14 @@ class ApiServer:
         self.set_serving(False)
         self.snapshots.stop()
         self.server.stop(grace_s).wait(grace_s + 1)
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (imports, config, first snapshot) out of the cyclic GC's reach, so
+    full collections scan only what requests allocate: shorter pauses in the latency tail. Call
+    once, after start-up, in the serving process."""
+    gc.collect()
+    gc.freeze()
 
 
 def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources,

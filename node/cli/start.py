@@ -106,6 +106,9 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
 
         services["pruner"] = LeafPruner(store, config.get("node", "keep_leaf_epochs"),
                                         config.get("node", "prune_interval_s")).start()
+    from node.api.server import freeze_startup_objects
+
+    freeze_startup_objects()
     LOG.info("serving", extra={"api": sources.api_address, "metrics": sources.metrics_address,
                                "admin_socket": str(config.get_path("admin", "socket"))})
     return services
