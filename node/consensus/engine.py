@@ -12,7 +12,8 @@ T_e = genesis + e * period and is driven through the transition table of `node.c
 5. two different partials from one signer for one epoch become equivocation `Evidence` (stored and
    gossiped); a validly enveloped partial that does not verify becomes `invalid_partial` evidence;
 6. partials on another digest raise a divergence alert; when another digest reaches the threshold
-   the node re-reads its inputs once and logs the outcome (it still never signs that digest).
+   the node re-reads its inputs once and logs the outcome (it still never signs that digest);
+7. `run_dkg(machine)` drives one DKG session over the same gossip (`dkg_session`).
 Persists (through the `Store`): signing records, signed states with leaves, evidence.
 """
 
@@ -31,12 +32,14 @@ from libp2p.peer.id import ID
 
 from node.consensus import catchup
 from node.consensus.digest import compute_state_digest, pins_to_proto, state_from_proto, state_to_proto
+from node.consensus.dkg_session import DkgSession
 from node.consensus.errors import InputsUnavailable
 from node.consensus.inputs import ComputedState, InputSource
 from node.consensus.machine import Event, Phase, Round, is_allowed
 from node.consensus.publishing import StatePublisher, compute_publish_delay, compute_publish_rank
 from node.consensus.validation import EpochWindow, GossipValidator, ValidatorSet
 from node.crypto import threshold
+from node.crypto.dkg import DkgMachine, DkgResult
 from node.p2p.envelope import OpenedEnvelope, seal_envelope
 from node.p2p.errors import CatchUpError, EnvelopeError
 from node.pb.clearing.gossip.v1 import gossip_pb2
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 MAX_PARKED = 256
 MAX_EVIDENCE_QUEUE = 256
 MAX_LATENCIES = 4096
+MAX_EARLY_DKG = 1024  # DKG messages kept for a session this node has not started yet
 STATE_GOSSIPERS = 2  # validators per epoch that gossip their aggregated state (publish ranks 0 and 1)
 
 
@@ -104,6 +108,8 @@ class EpochEngine:
         self._evidence_seen: set[tuple[str, int, int]] = set()
         self.transport: Transport | None = None
         self._nursery: trio.Nursery | None = None
+        self.dkg_sessions: dict[int, DkgSession] = {}
+        self._early_dkg: deque[tuple[int, gossip_pb2.DkgMessage]] = deque(maxlen=MAX_EARLY_DKG)
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -366,6 +372,13 @@ class EpochEngine:
             await self._process_partial(origin, opened)
         elif kind == gossip_pb2.MESSAGE_KIND_SIGNED_STATE:
             await self.adopt_state(state_from_proto(opened.message))  # type: ignore[arg-type]
+        elif kind == gossip_pb2.MESSAGE_KIND_DKG:
+            msg = opened.message
+            session = self.dkg_sessions.get(msg.session_id)  # type: ignore[attr-defined]
+            if session is None:
+                self._early_dkg.append((opened.signer_index, msg))  # type: ignore[arg-type]
+            else:
+                session.offer(opened.signer_index, msg)  # type: ignore[arg-type]
         elif kind == gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE:
             ev = opened.message
             self._queue_evidence(Evidence("equivocation", ev.epoch, ev.signer_index, ev.first, ev.second,  # type: ignore[attr-defined]
@@ -444,6 +457,20 @@ class EpochEngine:
         log.error("ALERT epoch %d: the threshold formed on digest %s; our re-read digest %s %s "
                   "(this node signed %s and will not sign another)", rnd.epoch, other.hex()[:16],
                   digest.hex()[:16], verdict, (rnd.digest or b"").hex()[:16])
+
+    # --- DKG ---------------------------------------------------------------------------------------
+
+    async def run_dkg(self, machine: DkgMachine, timeout_s: float) -> DkgResult:
+        """Run one DKG session (`node.crypto.dkg.DkgMachine`) over this node's gossip."""
+        assert self.transport is not None
+        session = DkgSession(machine, self.index, self._seal, self.transport.publish)
+        self.dkg_sessions[session.session] = session
+        for signer, msg in [m for m in self._early_dkg if m[1].session_id == session.session]:
+            session.offer(signer, msg)
+        try:
+            return await session.run(timeout_s)
+        finally:
+            del self.dkg_sessions[session.session]
 
     # --- evidence -----------------------------------------------------------------------------------
 
