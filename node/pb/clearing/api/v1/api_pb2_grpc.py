@@ -89,7 +89,8 @@ class MarginServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamMarginUpdates(self, request, context):
-        """Every new signed value of the given accounts, as states are signed (server stream).
+        """Every new signed value of the given accounts, as states are signed (server stream). An account
+        without a leaf in a state is skipped for that state; the stream ends at the call's deadline.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
