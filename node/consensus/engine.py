@@ -192,8 +192,7 @@ class EpochEngine:
         started = trio.current_time()
         with trio.move_on_at(started + self.params.round_deadline_s):
             computed = await self._compute_inputs(rnd)
-            if computed is not None:
-                await self._sign_and_send(rnd, computed, started)
+            await self._sign_and_send(rnd, computed, started)
             await self._events[epoch].wait()
         if not rnd.is_finished and is_allowed(rnd.phase, Event.DEADLINE):
             rnd.process_event(Event.DEADLINE)
@@ -201,11 +200,15 @@ class EpochEngine:
             log.warning("epoch %d expired in phase %s with partials %s", epoch, rnd.phase.value,
                         {d.hex()[:8]: sorted(p) for d, p in rnd.partials.items()})
 
-    async def _compute_inputs(self, rnd: Round) -> ComputedState | None:
+    async def _compute_inputs(self, rnd: Round) -> ComputedState:
+        """Retried until it succeeds (the caller's deadline bounds it), even after an adoption, so
+        the node checks every adopted state against its own computation."""
         target = int(self.window.get_epoch_start(rnd.epoch))
-        while rnd.phase == Phase.WAITING:
+        while True:
             try:
-                return await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
+                computed = await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
+                self.count("inputs_ready")
+                return computed
             except InputsUnavailable as exc:
                 reason = str(exc)
             except Exception as exc:  # an adapter bug must not kill the node: same as unavailable
@@ -213,10 +216,20 @@ class EpochEngine:
                 reason = f"{type(exc).__name__}: {exc}"
             if rnd.phase == Phase.WAITING:
                 rnd.process_event(Event.INPUTS_UNAVAILABLE)
-                self.count("inputs_unavailable")
-                log.info("epoch %d: inputs unavailable: %s", rnd.epoch, reason[:300])
+            self.count("inputs_unavailable")
+            log.info("epoch %d: inputs unavailable: %s", rnd.epoch, reason[:300])
             await trio.sleep(self.params.input_retry_s)
-        return None
+
+    def _check_adopted(self, rnd: Round, digest: bytes) -> None:
+        """A state adopted before this node computed its own: compare, alert on a difference."""
+        if rnd.adopted_digest is None:
+            return
+        if rnd.adopted_digest == digest:
+            self.count("adopted_matches_own")
+        else:
+            self.count("adopted_differs_own")
+            log.error("ALERT epoch %d: adopted signed state %s differs from our computation %s", rnd.epoch,
+                      rnd.adopted_digest.hex()[:16], digest.hex()[:16])
 
     def compute_digest(self, computed: ComputedState) -> bytes:
         return compute_state_digest(self.vset.network_id, self.vset.keyset_id, computed.epoch,
@@ -224,9 +237,10 @@ class EpochEngine:
                                     computed.leaf_count)
 
     async def _sign_and_send(self, rnd: Round, computed: ComputedState, started: float) -> None:
-        if rnd.phase != Phase.WAITING:
-            return
         digest = self.compute_digest(computed)
+        if rnd.phase != Phase.WAITING:
+            self._check_adopted(rnd, digest)
+            return
         rnd.computed, rnd.digest, rnd.pinned_at, rnd.started_at = computed, digest, trio.current_time(), started
         self.last_pins = computed.pins
         rnd.process_event(Event.PINNED)
@@ -319,6 +333,9 @@ class EpochEngine:
         await trio.to_thread.run_sync(self.store.put_signed_state, state, leaves)
         self.count("states_adopted")
         if rnd is not None and is_allowed(rnd.phase, Event.ADOPTED):
+            rnd.adopted_digest = state.digest
+            if rnd.digest is not None:
+                self._check_adopted(rnd, rnd.digest)
             rnd.process_event(Event.ADOPTED)
             self._finish(rnd, state)
         return True

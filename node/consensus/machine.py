@@ -91,6 +91,7 @@ class Round:
     signed_at: float | None = None  # monotonic time the signed state was persisted
     history: list[tuple[Phase, Event, Phase]] = field(default_factory=list)
     diverged: bool = False
+    adopted_digest: bytes | None = None  # digest of a state adopted from gossip or catch-up
 
     def process_event(self, event: Event) -> Phase:
         """Apply one event through the transition table; raises TransitionError if not allowed."""

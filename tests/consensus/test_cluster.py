@@ -104,6 +104,10 @@ def get_last_signed_epoch(node: NodeProcess) -> int:
         store.close()
 
 
+def get_metric(node: NodeProcess, name: str) -> int:
+    return int(node.read_status().get("metrics", {}).get(name, 0))
+
+
 def test_four_nodes_sign_every_epoch(chains, tmp_path: Path) -> None:
     configs = build_configs(tmp_path, 4, chain_entries(chains), PERIOD_S)
     group_key = bytes.fromhex(configs[0]["validator_set"]["group_key"])
@@ -212,13 +216,21 @@ def test_node_without_chain_rpc_does_not_sign_and_resumes(chains, tmp_path: Path
             proxy.disable()
         cut = get_current_epoch(configs[0]) + 1
         signed_before_cut = get_last_signed_epoch(nodes[3])
+        wait_for(lambda: get_current_epoch(configs[0]) >= cut + 1, 3 * PERIOD_S)
+        ready_in_outage = get_metric(nodes[3], "inputs_ready")
         wait_epochs(nodes[:3], range(cut, cut + 4))
         assert get_last_signed_epoch(nodes[3]) <= max(signed_before_cut, cut)  # at most the epoch in flight
-        assert nodes[3].read_status()["metrics"].get("inputs_unavailable", 0) > 0
+        assert get_metric(nodes[3], "inputs_ready") == ready_in_outage  # read nothing while cut off
+        assert get_metric(nodes[3], "inputs_unavailable") > 0
         for proxy in proxies.values():
             proxy.enable()
         back = get_current_epoch(configs[0]) + 1
-        assert wait_for(lambda: get_last_signed_epoch(nodes[3]) >= back, 15 * PERIOD_S)
+        # Back online it computes every epoch again and either signs it or checks the state the
+        # others signed first against its own computation.
+        matches = get_metric(nodes[3], "adopted_matches_own")
+        assert wait_for(lambda: get_last_signed_epoch(nodes[3]) >= back
+                        or get_metric(nodes[3], "adopted_matches_own") >= matches + 2, 15 * PERIOD_S)
+        assert get_metric(nodes[3], "adopted_differs_own") == 0
         epochs = range(first, back + 1)
         wait_epochs(nodes, epochs)
     finally:

@@ -75,6 +75,8 @@ def test_divergent_node_signs_only_its_own_digest_and_adopts_the_majority() -> N
     assert last_digest == own and own != engines[0].rounds[last_epoch].digest
     assert engines[3].metrics.get("divergent_partials", 0) > 0
     assert engines[3].metrics.get("states_adopted", 0) >= len(epochs)
+    assert engines[3].metrics.get("adopted_differs_own", 0) >= len(epochs)
+    assert engines[0].metrics.get("adopted_differs_own", 0) == 0
 
 
 def test_invalid_second_signature_refused_after_restart() -> None:
