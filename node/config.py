@@ -33,8 +33,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "keys": {"dir": "keys", "passphrase_file": "", "share_file": "share.json", "operator_file": "operator.json",
              "p2p_file": "p2p.json"},
     "p2p": {"listen": "/ip4/127.0.0.1/tcp/4001", "bootstrap": [], "heartbeat_interval_s": 1.0},
-    "consensus": {"genesis_time": 0.0, "epoch_period_s": 10.0, "inputs": "chain_pins", "round_deadline_s": 0.0,
-                  "publish_fallback_s": 3.0, "catchup_interval_s": 2.0, "status_interval_s": 1.0},
+    "consensus": {"genesis_time": 0.0, "epoch_period_s": 10.0, "inputs": "margin", "round_deadline_s": 0.0,
+                  "publish_fallback_s": 3.0, "catchup_interval_s": 2.0, "status_interval_s": 1.0,
+                  "home_chain_id": 0, "publish": True},
     "validator_set": {"keyset_id": 1, "threshold": 1, "group_key": "", "operators": [], "public_shares": []},
     "api": {"enabled": True, "listen": "127.0.0.1:50051", "max_workers": 8, "max_concurrent_rpcs": 256,
             "max_receive_bytes": 1 << 20, "max_send_bytes": 8 << 20, "rate_limit_rps": 2000.0,
@@ -43,7 +44,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "admin": {"socket": "run/admin.sock"},
     "metrics": {"enabled": True, "listen": "127.0.0.1:9100"},
 }
-CHAIN_KEYS: dict[str, Any] = {"chain_id": 0, "rpc_url": "", "lag_s": 0, "confirmations": 0, "registry": ""}
+CHAIN_KEYS: dict[str, Any] = {"chain_id": 0, "rpc_url": "", "lag_s": 0, "confirmations": 0, "registry": "",
+                              "vault": "", "ledger": "", "oracle": ""}
 PATH_OPTIONS = {("node", "data_dir"), ("keys", "dir"), ("keys", "passphrase_file"), ("admin", "socket"),
                 ("api", "tls_cert_file"), ("api", "tls_key_file"), ("api", "tls_client_ca_file")}
 
@@ -59,6 +61,9 @@ class ChainConfig:
     lag_s: int = 0
     confirmations: int = 0
     registry: str = ""
+    vault: str = ""
+    ledger: str = ""
+    oracle: str = ""
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,8 @@ def validate_config(config: NodeConfig) -> None:
         (v["node"]["keep_leaf_epochs"] >= 0, "node.keep_leaf_epochs: must be >= 0 (0 keeps every epoch)"),
         (v["node"]["prune_interval_s"] >= 1, "node.prune_interval_s: must be >= 1"),
         (v["consensus"]["epoch_period_s"] > 0, "consensus.epoch_period_s: must be > 0"),
-        (v["consensus"]["inputs"] in ("chain_pins", "fake"), "consensus.inputs: must be chain_pins or fake"),
+        (v["consensus"]["inputs"] in ("margin", "chain_pins", "fake"),
+         "consensus.inputs: must be margin (production), chain_pins or fake (tests)"),
         (1 <= v["api"]["max_workers"] <= 256, "api.max_workers: must be in 1..256"),
         (1 <= v["api"]["max_concurrent_rpcs"] <= 100_000, "api.max_concurrent_rpcs: must be in 1..100000"),
         (1024 <= v["api"]["max_receive_bytes"] <= 64 << 20, "api.max_receive_bytes: must be in 1 KiB..64 MiB"),
@@ -274,8 +280,10 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
             index=config.get("node", "index"), validator_set=vset, share_sk=secrets.share_sk,
             operator_key=secrets.operator_key, p2p_seed=secrets.p2p_seed, listen=config.get("p2p", "listen"),
             bootstrap=tuple(config.get("p2p", "bootstrap")),
-            chains=tuple(ChainEndpoint(c.chain_id, c.rpc_url, c.lag_s, c.confirmations, c.registry)
-                         for c in config.chains),
+            chains=tuple(ChainEndpoint(c.chain_id, c.rpc_url, c.lag_s, c.confirmations, c.registry, c.vault,
+                                       c.ledger, c.oracle) for c in config.chains),
+            home_chain_id=cons["home_chain_id"],
+            publisher_key=secrets.operator_key if cons["publish"] else b"",
             genesis_time=cons["genesis_time"], epoch_period_s=cons["epoch_period_s"],
             data_dir=config.get_path("node", "data_dir"), inputs=cons["inputs"],
             round_deadline_s=cons["round_deadline_s"], publish_fallback_s=cons["publish_fallback_s"],

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.status",
     "node.cli.version",
     "node.cli.margin",
+    "node.cli.devnet",
 )
 
 

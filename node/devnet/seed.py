@@ -115,3 +115,25 @@ def apply_crash(chains: Sequence[SeededChain], genesis_time: int) -> None:
     for c in chains:
         publish_market(ChainSender(c.rpc_url, get_dev_key(DEPLOYER_KEY_INDEX)), c.deployment, CRASH_MARKET,
                        genesis_time)
+
+
+def compute_isolated_leg_margins(name: str, spots: dict[str, float] = NORMAL_MARKET) -> list[float]:
+    """RRA-1 isolated margin of each leg of a demo account (what the legs would need unnetted)."""
+    from risk.whatif import parse_whatif, simulate_whatif
+
+    kinds = {KIND_PERP: "perp", KIND_FUTURE: "future", KIND_OPTION: "option"}
+    positions = []
+    for _usdc, trades in BOOK[name].values():
+        for iid, qty in trades:
+            underlying, kind, strike, days, right = INSTRUMENTS[iid]
+            pos: dict[str, object] = {"kind": kinds[kind], "underlying": underlying, "quantity": qty}
+            if days:
+                pos["days_to_expiry"] = days
+            if kind == KIND_OPTION:
+                pos |= {"strike": strike, "right": "put" if right == RIGHT_PUT else "call", "vol": VOLS[iid]}
+            positions.append(pos)
+    doc = {"market": {"spot": dict(spots), "asset_prices": {"USDC": 1.0, "ETH": spots["ETH"]},
+                      "forwards": [{"underlying": u, "days_to_expiry": d, "price": spots[u]}
+                                   for u, d in sorted({(u, d) for (u, _k, _s, d, _r) in INSTRUMENTS.values() if d})]},
+           "positions": positions, "collateral": {}}
+    return list(simulate_whatif(parse_whatif(doc))["isolated_margins"])

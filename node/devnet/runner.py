@@ -1,0 +1,306 @@
+"""`clearingd devnet`: the project's main job on one machine.
+
+Starts two (or more) real anvil chains, runs the dealerless DKG among the validators, creates one
+node home per validator (`clearingd init`: encrypted keystores, mode 0600), deploys and wires the
+contracts on every chain with the DKG group key, deploys `Governance` on the home chain, seeds the
+demo book (`node.devnet.seed`), switches the chains to 1 s interval mining (so pins confirm), then
+starts every validator as its own OS process (`clearingd start`: libp2p, consensus, publisher,
+gRPC, metrics) and watches the epochs. At `crash_epoch` it moves BTC to 90,000 so the `fragile`
+account falls under MM. It prints a live line per epoch, or with `--json` one summary at the end:
+epochs signed, states published per chain, publish gas, the demo accounts' margin read over gRPC,
+and whether each `GetMargin` proof verifies against every chain's registry.
+
+Persists: the devnet home folder (node homes, logs, `devnet.json`); the chains live only as long
+as the run. Ctrl-C (or `epochs` reached) stops validators, then chains, and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridges.anvil import AnvilChain, get_free_port, rpc_call, start_chains
+from node.devnet.homes import DevnetError, NodeHome, create_homes, write_configs
+from node.devnet.seed import (
+    SeededChain,
+    apply_crash,
+    compute_isolated_leg_margins,
+    get_demo_accounts,
+    seed_chain,
+)
+
+STARTUP_GRACE_S = 8.0  # validator processes import libp2p, web3, numpy before genesis
+MAX_RUN_S_PER_EPOCH = 20.0
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class DevnetOptions:
+    home: Path
+    validators: int = 4
+    threshold: int = 3
+    chain_ids: tuple[int, ...] = (31337, 31338)
+    network_id: int = 1
+    epochs: int | None = None  # None: until Ctrl-C
+    epoch_period_s: float = 3.0
+    crash_epoch: int | None = 3  # the mark change; None: no crash
+    json_output: bool = False
+
+
+@dataclass
+class DevnetRun:
+    options: DevnetOptions
+    chains: list[AnvilChain] = field(default_factory=list)
+    seeded: list[SeededChain] = field(default_factory=list)
+    homes: list[NodeHome] = field(default_factory=list)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    governance: str = ""
+    genesis_time: float = 0.0
+
+    def stop(self) -> None:
+        for p in self.processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for p in self.processes:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        for c in self.chains:
+            c.stop()
+
+
+def start_validator(home: NodeHome, log_dir: Path) -> subprocess.Popen:
+    log = open(log_dir / f"v{home.index}.log", "ab")  # noqa: SIM115 - owned by the process
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "node.cli.main", "start", "--home", str(home.path)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
+    """Chains, DKG, homes, contracts, demo book, configs; no validator started yet."""
+    from bridges.artifacts import get_bytecode
+    from bridges.chain import ChainClient, ChainConfig
+    from bridges.deploy import get_dev_key
+    from bridges.governance_chain import deploy_governance, load_governance_abi
+    from node.crypto.bls import g2_to_eip2537
+
+    opts = run.options
+    opts.home.mkdir(parents=True, exist_ok=True)
+    run.chains = start_chains(list(opts.chain_ids))
+    say(f"chains: {', '.join(f'{c.chain_id}@{c.rpc_url}' for c in run.chains)}")
+    homes, group_key = create_homes(opts.home, opts.validators, opts.threshold, opts.network_id)
+    say(f"dkg: {opts.validators} validators, threshold {opts.threshold}, group key 0x{group_key.hex()[:16]}...")
+    genesis = int(time.time())
+    run.seeded = [seed_chain(c, i, opts.network_id, 1, g2_to_eip2537(group_key), genesis)
+                  for i, c in enumerate(run.chains)]
+    home_client = ChainClient(ChainConfig(run.chains[0].chain_id, run.chains[0].rpc_url))
+    run.governance = deploy_governance(home_client, bytes.fromhex(get_dev_key(0)[2:]), load_governance_abi(),
+                                       get_bytecode("Governance"), [h.address for h in homes], opts.threshold)
+    for c in run.chains:
+        for h in homes:  # operators pay for publishing
+            rpc_call(c.rpc_url, "anvil_setBalance", [h.address, hex(10**21)])
+        rpc_call(c.rpc_url, "evm_setIntervalMining", [1])
+    say(f"contracts deployed and seeded on {len(run.chains)} chains; governance at {run.governance}")
+    run.genesis_time = float(int(time.time() + STARTUP_GRACE_S))
+    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "registry": s.deployment.registry,
+               "vault": s.deployment.vault, "ledger": s.deployment.ledger, "oracle": s.deployment.oracle}
+              for s in run.seeded]
+    n = len(homes)
+    run.homes = write_configs(
+        homes, chains, run.genesis_time, opts.epoch_period_s,
+        p2p_addrs=[("127.0.0.1", get_free_port()) for _ in range(n)],
+        api_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
+        metrics_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
+        governance={"rpc_url": run.chains[0].rpc_url, "address": run.governance})
+    (opts.home / "devnet.json").write_text(json.dumps({
+        "chains": [json.loads(s.deployment.to_json()) | {"rpc_url": s.rpc_url} for s in run.seeded],
+        "governance": run.governance, "genesis_time": run.genesis_time,
+        "validators": [{"home": str(h.path), "address": h.address, "api": h.api_address,
+                        "metrics": h.metrics_address} for h in run.homes],
+        "demo_accounts": get_demo_accounts()}, indent=2))
+
+
+def get_latest_states(run: DevnetRun) -> list[Any]:
+    """Each validator's latest signed state over gRPC (None where it has none or does not answer)."""
+    import grpc
+
+    from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
+
+    states: list[Any] = []
+    for h in run.homes:
+        try:
+            with grpc.insecure_channel(h.api_address) as channel:
+                states.append(api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
+                    api_pb2.GetSignedStateRequest(), timeout=2).state)
+        except grpc.RpcError:
+            states.append(None)
+    return states
+
+
+def decode_leaf(leaf: bytes) -> tuple[Any, ...]:
+    from eth_abi import decode
+
+    from bridges.statecodec import LEAF_ABI_TYPES
+
+    from eth_utils import to_checksum_address
+
+    account, *rest = decode(list(LEAF_ABI_TYPES), leaf)
+    return (to_checksum_address(account), *rest)
+
+
+def get_demo_margins(run: DevnetRun, epoch: int) -> dict[str, Any]:
+    """Demo accounts' margin (micro-USD -> USD) at `epoch` from validator 0 over gRPC."""
+    import grpc
+
+    from node.api.client import get_margin, open_api_channel
+
+    out: dict[str, Any] = {}
+    channel = open_api_channel(run.homes[0].api_address)
+    try:
+        for name, account in get_demo_accounts().items():
+            try:
+                m = get_margin(channel, account, epoch).report.margin
+            except grpc.RpcError:
+                continue
+            out[name] = {"initial_margin": m.initial_margin_micro_usd / 1e6,
+                         "maintenance_margin": m.maintenance_margin_micro_usd / 1e6,
+                         "equity": m.equity_micro_usd / 1e6, "liquidatable": m.liquidatable}
+    finally:
+        channel.close()
+    return out
+
+
+def check_accounts(run: DevnetRun, epoch: int) -> dict[str, Any]:
+    """Demo accounts' margin from validator 0 over gRPC, each proof checked on every chain's registry."""
+    from web3 import Web3
+
+    from bridges.artifacts import get_abi
+    from node.api.client import get_margin, open_api_channel
+
+    out: dict[str, Any] = {}
+    channel = open_api_channel(run.homes[0].api_address)
+    try:
+        for name, account in get_demo_accounts().items():
+            report = get_margin(channel, account, epoch).report
+            m = report.margin
+            leaf, proof = decode_leaf(report.leaf), [bytes(p) for p in report.proof]
+            verified, flagged = {}, {}
+            for s in run.seeded:
+                registry = Web3(Web3.HTTPProvider(s.rpc_url)).eth.contract(address=s.deployment.registry,
+                                                                          abi=get_abi("MarginStateRegistry"))
+                verified[str(s.chain_id)] = bool(registry.functions.verifyLeaf(epoch, leaf, proof).call())
+                flagged[str(s.chain_id)] = bool(registry.functions.isLiquidatable(account, epoch, leaf, proof).call())
+            out[name] = {"account": account, "epoch": epoch, "equity": m.equity_micro_usd / 1e6,
+                         "initial_margin": m.initial_margin_micro_usd / 1e6,
+                         "maintenance_margin": m.maintenance_margin_micro_usd / 1e6,
+                         "liquidatable": m.liquidatable, "proof_verified_on_chain": verified,
+                         "liquidatable_on_chain": flagged}
+    finally:
+        channel.close()
+    return out
+
+
+def get_publications(run: DevnetRun) -> tuple[dict[str, list[int]], list[int]]:
+    """Epochs published per chain id (StatePublished events) and the gas of each publish transaction."""
+    from web3 import Web3
+
+    from bridges.artifacts import get_abi
+
+    published: dict[str, list[int]] = {}
+    gas: list[int] = []
+    for s in run.seeded:
+        w3 = Web3(Web3.HTTPProvider(s.rpc_url))
+        registry = w3.eth.contract(address=s.deployment.registry, abi=get_abi("MarginStateRegistry"))
+        logs = registry.events.StatePublished().get_logs(from_block=0)
+        published[str(s.chain_id)] = sorted(int(log["args"]["epoch"]) for log in logs)
+        gas += [int(w3.eth.get_transaction_receipt(log["transactionHash"])["gasUsed"]) for log in logs]
+    return published, gas
+
+
+def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the devnet until `options.epochs` epochs are signed by every validator (or Ctrl-C)."""
+    run = DevnetRun(options)
+    log_dir = options.home / "logs"
+    summary: dict[str, Any] = {}
+    try:
+        setup(run, say)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        run.processes = [start_validator(h, log_dir) for h in run.homes]
+        say(f"validators: {len(run.processes)} processes; logs in {log_dir}; genesis in "
+            f"{max(0.0, run.genesis_time - time.time()):.1f}s, epoch {options.epoch_period_s}s")
+        summary = watch(run, say)
+    except KeyboardInterrupt:
+        say("interrupted: stopping validators and chains")
+    finally:
+        run.stop()
+    return summary
+
+
+def watch(run: DevnetRun, say: Callable[[str], None]) -> dict[str, Any]:
+    opts = run.options
+    first_epoch, last_seen, crashed_at = None, -1, None
+    signed: dict[int, set[int]] = {}
+    history: dict[int, dict[str, Any]] = {}
+    budget = None if opts.epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (opts.epochs + 2)
+    started = time.monotonic()
+    while budget is None or time.monotonic() - started < budget:
+        dead = [i for i, p in enumerate(run.processes) if p.poll() is not None]
+        if dead:
+            raise DevnetError(f"validator(s) {dead} exited; see {opts.home / 'logs'}")
+        states = get_latest_states(run)
+        for i, st in enumerate(states):
+            if st is not None and st.epoch:
+                signed.setdefault(int(st.epoch), set()).add(i)
+        latest = min((int(st.epoch) for st in states if st is not None), default=-1) if all(states) else -1
+        if latest > last_seen and latest >= 0:
+            first_epoch = latest if first_epoch is None else first_epoch
+            last_seen = latest
+            st0 = states[0]
+            say(f"epoch {latest}: signed by all {len(states)} validators, signers {list(st0.signers)}, "
+                f"root 0x{bytes(st0.root).hex()[:12]}..., {st0.leaf_count} accounts")
+            history[latest] = {"params_hash": "0x" + bytes(st0.params_hash).hex(), "signers": list(st0.signers),
+                               "im": {name: a["initial_margin"] for name, a in get_demo_margins(run, latest).items()}}
+            done = latest - first_epoch + 1
+            if opts.crash_epoch is not None and crashed_at is None and done >= opts.crash_epoch:
+                apply_crash(run.seeded, int(run.genesis_time))
+                crashed_at = latest
+                say(f"mark change after epoch {latest}: BTC 100,000 -> 90,000 on every chain")
+            if opts.epochs is not None and done >= opts.epochs and (crashed_at is None or latest > crashed_at + 1):
+                break
+        time.sleep(POLL_S)
+    else:
+        raise DevnetError(f"only {max(0, last_seen - (first_epoch or 0) + 1)} epochs signed within {budget:.0f}s")
+    published, gas = get_publications(run)
+    # publications of `last_seen` may still be in flight: check the newest epoch every chain holds
+    common = [e for e in published[str(run.seeded[0].chain_id)] if all(e in v for v in published.values())]
+    check_epoch = max(common) if common else last_seen
+    accounts = check_accounts(run, check_epoch)
+    return {
+        "epochs_signed": last_seen - (first_epoch or 0) + 1,
+        "first_epoch": first_epoch, "last_epoch": last_seen,
+        "validators": len(run.homes), "threshold": opts.threshold,
+        "published": {cid: len(v) for cid, v in published.items()},
+        "published_epochs": published,
+        "publish_gas": {"mean": int(sum(gas) / len(gas)) if gas else None, "max": max(gas, default=None),
+                        "min": min(gas, default=None)},
+        "mark_change_after_epoch": crashed_at,
+        "accounts": accounts,
+        "proof_verified_on_chain": all(all(a["proof_verified_on_chain"].values()) for a in accounts.values()),
+        "checked_epoch": check_epoch,
+        "hedged_sum_of_leg_margins": sum(compute_isolated_leg_margins("hedged")),
+        "params_hash_by_epoch": {str(e): h["params_hash"] for e, h in sorted(history.items())},
+        "im_by_epoch": {str(e): h["im"] for e, h in sorted(history.items())},
+        "signers_by_epoch": {str(e): h["signers"] for e, h in sorted(history.items())},
+        "home": str(opts.home),
+    }
