@@ -64,6 +64,7 @@ class DevnetRun:
     processes: list[subprocess.Popen] = field(default_factory=list)
     governance: str = ""
     genesis_time: float = 0.0
+    market_time: int = 0  # the time the demo expiries are counted from
 
     def stop(self) -> None:
         for p in self.processes:
@@ -101,8 +102,8 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
     say(f"chains: {', '.join(f'{c.chain_id}@{c.rpc_url}' for c in run.chains)}")
     homes, group_key = create_homes(opts.home, opts.validators, opts.threshold, opts.network_id)
     say(f"dkg: {opts.validators} validators, threshold {opts.threshold}, group key 0x{group_key.hex()[:16]}...")
-    genesis = int(time.time())
-    run.seeded = [seed_chain(c, i, opts.network_id, 1, g2_to_eip2537(group_key), genesis)
+    run.market_time = int(time.time())
+    run.seeded = [seed_chain(c, i, opts.network_id, 1, g2_to_eip2537(group_key), run.market_time)
                   for i, c in enumerate(run.chains)]
     home_client = ChainClient(ChainConfig(run.chains[0].chain_id, run.chains[0].rpc_url))
     run.governance = deploy_governance(home_client, bytes.fromhex(get_dev_key(0)[2:]), load_governance_abi(),
@@ -150,10 +151,9 @@ def get_latest_states(run: DevnetRun) -> list[Any]:
 
 def decode_leaf(leaf: bytes) -> tuple[Any, ...]:
     from eth_abi import decode
+    from eth_utils import to_checksum_address
 
     from bridges.statecodec import LEAF_ABI_TYPES
-
-    from eth_utils import to_checksum_address
 
     account, *rest = decode(list(LEAF_ABI_TYPES), leaf)
     return (to_checksum_address(account), *rest)
@@ -247,10 +247,48 @@ def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print) -> di
     return summary
 
 
+def get_state_digests(run: DevnetRun, epoch: int) -> list[bytes | None]:
+    """Each validator's signed digest for `epoch` (None where it holds none)."""
+    import grpc
+
+    from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
+
+    out: list[bytes | None] = []
+    for h in run.homes:
+        try:
+            with grpc.insecure_channel(h.api_address) as channel:
+                st = api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
+                    api_pb2.GetSignedStateRequest(epoch=epoch), timeout=2).state
+            out.append(bytes(st.digest))
+        except grpc.RpcError:
+            out.append(None)
+    return out
+
+
+def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """One epoch's line: signers, params hash, demo IMs, and whether every validator holds the same state."""
+    from node.api.client import open_api_channel
+    from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
+
+    with open_api_channel(run.homes[0].api_address) as channel:
+        st = api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
+            api_pb2.GetSignedStateRequest(epoch=epoch), timeout=5).state
+    digests = get_state_digests(run, epoch)
+    margins = get_demo_margins(run, epoch)
+    entry = {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
+             "identical_at_all_validators": all(d == bytes(st.digest) for d in digests),
+             "im": {name: a["initial_margin"] for name, a in margins.items()},
+             "liquidatable": sorted(name for name, a in margins.items() if a["liquidatable"])}
+    say(f"epoch {epoch}: signers {entry['signers']}, {st.leaf_count} accounts, root 0x{bytes(st.root).hex()[:12]}..., "
+        f"same state at all validators: {entry['identical_at_all_validators']}, "
+        f"IM {', '.join(f'{k} {v:,.0f}' for k, v in entry['im'].items())}"
+        + (f", liquidatable: {', '.join(entry['liquidatable'])}" if entry["liquidatable"] else ""))
+    return entry
+
+
 def watch(run: DevnetRun, say: Callable[[str], None]) -> dict[str, Any]:
     opts = run.options
     first_epoch, last_seen, crashed_at = None, -1, None
-    signed: dict[int, set[int]] = {}
     history: dict[int, dict[str, Any]] = {}
     budget = None if opts.epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (opts.epochs + 2)
     started = time.monotonic()
@@ -259,21 +297,15 @@ def watch(run: DevnetRun, say: Callable[[str], None]) -> dict[str, Any]:
         if dead:
             raise DevnetError(f"validator(s) {dead} exited; see {opts.home / 'logs'}")
         states = get_latest_states(run)
-        for i, st in enumerate(states):
-            if st is not None and st.epoch:
-                signed.setdefault(int(st.epoch), set()).add(i)
-        latest = min((int(st.epoch) for st in states if st is not None), default=-1) if all(states) else -1
-        if latest > last_seen and latest >= 0:
+        latest = min(int(st.epoch) for st in states) if all(st is not None for st in states) else -1
+        if latest > last_seen and latest > 0:
             first_epoch = latest if first_epoch is None else first_epoch
+            for epoch in range(max(first_epoch, last_seen + 1), latest + 1):
+                history[epoch] = record_epoch(run, epoch, say)
             last_seen = latest
-            st0 = states[0]
-            say(f"epoch {latest}: signed by all {len(states)} validators, signers {list(st0.signers)}, "
-                f"root 0x{bytes(st0.root).hex()[:12]}..., {st0.leaf_count} accounts")
-            history[latest] = {"params_hash": "0x" + bytes(st0.params_hash).hex(), "signers": list(st0.signers),
-                               "im": {name: a["initial_margin"] for name, a in get_demo_margins(run, latest).items()}}
             done = latest - first_epoch + 1
             if opts.crash_epoch is not None and crashed_at is None and done >= opts.crash_epoch:
-                apply_crash(run.seeded, int(run.genesis_time))
+                apply_crash(run.seeded, run.market_time)
                 crashed_at = latest
                 say(f"mark change after epoch {latest}: BTC 100,000 -> 90,000 on every chain")
             if opts.epochs is not None and done >= opts.epochs and (crashed_at is None or latest > crashed_at + 1):
@@ -286,8 +318,10 @@ def watch(run: DevnetRun, say: Callable[[str], None]) -> dict[str, Any]:
     common = [e for e in published[str(run.seeded[0].chain_id)] if all(e in v for v in published.values())]
     check_epoch = max(common) if common else last_seen
     accounts = check_accounts(run, check_epoch)
+    flagged = [e for e, h in sorted(history.items()) if "fragile" in h["liquidatable"]]
     return {
-        "epochs_signed": last_seen - (first_epoch or 0) + 1,
+        "epochs_signed": sum(1 for h in history.values() if h["identical_at_all_validators"]),
+        "epochs_observed": len(history),
         "first_epoch": first_epoch, "last_epoch": last_seen,
         "validators": len(run.homes), "threshold": opts.threshold,
         "published": {cid: len(v) for cid, v in published.items()},
@@ -295,6 +329,7 @@ def watch(run: DevnetRun, say: Callable[[str], None]) -> dict[str, Any]:
         "publish_gas": {"mean": int(sum(gas) / len(gas)) if gas else None, "max": max(gas, default=None),
                         "min": min(gas, default=None)},
         "mark_change_after_epoch": crashed_at,
+        "fragile_first_liquidatable_epoch": flagged[0] if flagged else None,
         "accounts": accounts,
         "proof_verified_on_chain": all(all(a["proof_verified_on_chain"].values()) for a in accounts.values()),
         "checked_epoch": check_epoch,
