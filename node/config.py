@@ -263,6 +263,14 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
     from node.validator import ChainEndpoint, ValidatorConfig
 
     vs, cons = config.values["validator_set"], config.values["consensus"]
+    governance_address = config.get("governance", "address")
+    if governance_address:  # the node numbers governance epochs with its own clock: whole seconds only
+        from node.governance_source import get_epoch_clock_seconds
+
+        try:
+            get_epoch_clock_seconds(cons["genesis_time"], cons["epoch_period_s"])
+        except ValueError as exc:
+            raise ConfigError(f"consensus.{exc} (required with governance.address)") from exc
     try:
         operators = tuple(_hex("validator_set.operators", a) for a in vs["operators"])
         if vs["public_shares"] or secrets.keyset is None:
@@ -288,7 +296,8 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
             data_dir=config.get_path("node", "data_dir"), inputs=cons["inputs"],
             round_deadline_s=cons["round_deadline_s"], publish_fallback_s=cons["publish_fallback_s"],
             heartbeat_interval_s=config.get("p2p", "heartbeat_interval_s"),
-            catchup_interval_s=cons["catchup_interval_s"], status_interval_s=cons["status_interval_s"])
+            catchup_interval_s=cons["catchup_interval_s"], status_interval_s=cons["status_interval_s"],
+            governance_address=governance_address)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"validator_set: {exc}") from exc
 

@@ -73,6 +73,7 @@ class ValidatorConfig:
     status_interval_s: float = 1.0
     home_chain_id: int = 0  # 0: the first chain
     publisher_key: bytes = field(default=b"", repr=False)  # 32-byte key paying publishState; empty: no publishing
+    governance_address: str = ""  # Governance contract on the home chain; empty: the genesis schedule (RRA-1)
     extra: dict[str, Any] = field(default_factory=dict)  # test hooks (e.g. a byzantine mode); ignored here
 
     def __post_init__(self) -> None:
@@ -141,8 +142,20 @@ def build_input_source(config: ValidatorConfig) -> InputSource:
     from node.consensus.margin_inputs import MarginInputSource
 
     deployments = {c.chain_id: ChainContracts(vault=c.vault, ledger=c.ledger, oracle=c.oracle) for c in config.chains}
-    return MarginInputSource(_build_clients(config), deployments, config.home_chain_id or config.chains[0].chain_id,
-                             config.validator_set.network_id, config.validator_set.keyset_id)
+    clients = _build_clients(config)
+    home_chain_id = config.home_chain_id or config.chains[0].chain_id
+    schedule_for = None
+    if config.governance_address:  # the parameter schedule read from the chain at each epoch's home pin
+        from node.governance_source import build_governance_source
+
+        home = next((c for c in clients if c.chain_id == home_chain_id), None)
+        if home is None:
+            raise ValueError(f"home_chain_id: {home_chain_id} is not one of the configured chains")
+        vs = config.validator_set
+        schedule_for = build_governance_source(home, config.governance_address, vs.operator_addresses, vs.threshold,
+                                               config.genesis_time, config.epoch_period_s)
+    return MarginInputSource(clients, deployments, home_chain_id, config.validator_set.network_id,
+                             config.validator_set.keyset_id, schedule_for=schedule_for)
 
 
 def build_publisher(config: ValidatorConfig) -> StatePublisher:
