@@ -313,8 +313,11 @@ def watch(run: DevnetRun, say: Callable[[str], None]) -> dict[str, Any]:
         time.sleep(POLL_S)
     else:
         raise DevnetError(f"only {max(0, last_seen - (first_epoch or 0) + 1)} epochs signed within {budget:.0f}s")
+    deadline = time.monotonic() + 3 * opts.epoch_period_s + 5  # the last publications may be in flight
     published, gas = get_publications(run)
-    # publications of `last_seen` may still be in flight: check the newest epoch every chain holds
+    while time.monotonic() < deadline and not all(last_seen in v for v in published.values()):
+        time.sleep(POLL_S)
+        published, gas = get_publications(run)
     common = [e for e in published[str(run.seeded[0].chain_id)] if all(e in v for v in published.values())]
     check_epoch = max(common) if common else last_seen
     accounts = check_accounts(run, check_epoch)
