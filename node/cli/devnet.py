@@ -21,7 +21,12 @@ def handle_devnet(args: argparse.Namespace) -> int:
                             crash_epoch=None if args.no_crash else args.crash_epoch, json_output=args.json)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     try:
-        summary = run_devnet(options, say)
+        if args.governance_demo:
+            from node.devnet.governance_demo import run_governance_demo
+
+            summary = run_governance_demo(options, say)
+        else:
+            summary = run_devnet(options, say)
     except DevnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -36,6 +41,10 @@ def handle_devnet(args: argparse.Namespace) -> int:
             print(f"  {name:9} IM {a['initial_margin']:>12,.2f}  MM {a['maintenance_margin']:>12,.2f}  "
                   f"equity {a['equity']:>12,.2f}  liquidatable {a['liquidatable']}  "
                   f"proof on chain {a['proof_verified_on_chain']}")
+        if "governance" in summary:
+            g = summary["governance"]
+            print(f"governance: proposal {g['proposal_id']} {g['status']} (yes {g['votes']['yes']} of "
+                  f"{g['votes']['n']}), params {g['params_hash'][:14]}... active from epoch {g['activation_epoch']}")
     ok = summary["proof_verified_on_chain"] and all(summary["published"].values())
     return 0 if ok else 1
 
@@ -52,4 +61,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--crash-epoch", type=int, default=3, help="apply the BTC mark change after this many epochs")
     p.add_argument("--no-crash", action="store_true", help="no mark change")
     p.add_argument("--json", action="store_true", help="print one JSON summary (progress goes to stderr)")
+    p.add_argument("--governance-demo", action="store_true",
+                   help="no mark change; vote wider scan ranges on chain and run until two epochs after activation")
     p.set_defaults(func=handle_devnet)
