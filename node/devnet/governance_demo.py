@@ -39,6 +39,7 @@ from node.devnet.runner import (
     setup,
     start_validator,
 )
+from node.devnet.seed import get_demo_accounts
 
 DEMO_OVERRIDES: dict[str, Any] = {"version": 2, "price_scan_range": {"BTC": 0.25, "ETH": 0.25}}
 PROPOSE_AFTER_EPOCHS = 2  # signed epochs on RRA-1 before the proposal
@@ -140,6 +141,25 @@ def get_params_hashes(run: DevnetRun, epoch: int) -> list[str | None]:
     return out
 
 
+def get_demo_ims(run: DevnetRun, epoch: int) -> dict[str, float]:
+    """Demo accounts' IM (USD) at `epoch` from the first validator that serves all of them over gRPC."""
+    import grpc
+
+    from node.api.client import get_margin, open_api_channel
+
+    accounts = get_demo_accounts()
+    for h in run.homes:
+        channel = open_api_channel(h.api_address)
+        try:
+            return {name: get_margin(channel, account, epoch).report.margin.initial_margin_micro_usd / 1e6
+                    for name, account in accounts.items()}
+        except grpc.RpcError:
+            continue
+        finally:
+            channel.close()
+    return {}
+
+
 def record_new_epochs(run: DevnetRun, progress: DemoProgress, say: Callable[[str], None]) -> None:
     states = get_latest_states(run)
     if not all(st is not None for st in states):
@@ -151,6 +171,8 @@ def record_new_epochs(run: DevnetRun, progress: DemoProgress, say: Callable[[str
     for epoch in range(max(progress.first_epoch, progress.last_seen + 1), latest + 1):
         entry = record_epoch(run, epoch, say)
         entry["params_hash_at_validators"] = get_params_hashes(run, epoch)
+        if len(entry["im"]) < len(get_demo_accounts()):  # validator 0 may not serve it yet: ask the others
+            entry["im"] = get_demo_ims(run, epoch)
         progress.history[epoch] = entry
     progress.last_seen = latest
 
