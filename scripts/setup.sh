@@ -17,6 +17,8 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] || [ ! -f node_modules/solc/soljson.js ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm ci` refuses this lock file (npm omits the other platforms' optional anvil binaries from it);
+  # package.json pins exact versions, so a plain install is reproducible.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 echo "setup: ok ($(.venv/bin/python --version), anvil $(node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --version | head -n1 | awk '{print $3}'))"
