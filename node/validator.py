@@ -109,7 +109,8 @@ def parse_config(raw: dict[str, Any]) -> ValidatorConfig:
                                  ledger=str(c.get("ledger", "")), oracle=str(c.get("oracle", "")))
                    for c in raw.get("chains", []))
     optional: dict[str, Any] = {k: raw[k] for k in ("inputs", "round_deadline_s", "publish_fallback_s", "heartbeat_interval_s",
-                                    "catchup_interval_s", "status_interval_s", "home_chain_id") if k in raw}
+                                    "catchup_interval_s", "status_interval_s", "home_chain_id", "governance_address")
+                                if k in raw}
     if secrets.get("publisher_key"):
         optional["publisher_key"] = _hex(secrets["publisher_key"])
     return ValidatorConfig(index=int(raw["index"]), validator_set=vset, share_sk=int(secrets["share"], 16),

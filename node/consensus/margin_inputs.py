@@ -7,7 +7,8 @@ parameters active at `epoch` from the parameter schedule, and builds leaves, Mer
 digest (`node.state.compute_margin_state`). Any chain failure (unavailable RPC, pin not ready,
 reorg, invalid on-chain value) raises `InputsUnavailable`, so the node does not sign that epoch.
 The schedule is the governance genesis schedule unless a `schedule_for(home_pin)` reader is given
-(reading it from the Governance contract at the pinned home-chain block is not wired here yet).
+(`node.governance_source.GovernanceScheduleSource`: the Governance contract read at the epoch's
+pinned home-chain block; `node.validator.build_input_source` wires it when `governance_address` is set).
 Blocking (web3 and numpy): run it through `trio.to_thread`. Persists nothing.
 """
 
