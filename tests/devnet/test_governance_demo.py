@@ -235,3 +235,16 @@ def test_margin_after_activation_published_and_proven_on_both_chains(summary: di
     assert summary["proof_verified_on_chain"] is True
     assert summary["accounts"]["hedged"]["initial_margin"] == 7_500.0
     assert all(n >= summary["epochs_observed"] - 1 for n in summary["published"].values())
+
+
+def test_invalid_config_fractional_epoch_with_governance(tmp_path: Path) -> None:
+    from node.config import ConfigError, ValidatorSecrets, build_validator_config, load_config
+
+    secrets = ValidatorSecrets(share_sk=1, operator_key=bytes(32), p2p_seed=bytes(32))
+    overrides = {"governance.rpc_url": "http://127.0.0.1:8545", "governance.address": "0x" + "11" * 20,
+                 "consensus.genesis_time": "1700000000", "consensus.epoch_period_s": "2.5"}
+    with pytest.raises(ConfigError, match=r"consensus\.epoch_period_s"):
+        build_validator_config(load_config(tmp_path, env={}, overrides=overrides), secrets)
+    overrides["consensus.epoch_period_s"] = "3"
+    config = build_validator_config(load_config(tmp_path, env={}, overrides=overrides), secrets)
+    assert config.governance_address == "0x" + "11" * 20
