@@ -242,7 +242,8 @@ def test_invalid_config_fractional_epoch_with_governance(tmp_path: Path) -> None
 
     secrets = ValidatorSecrets(share_sk=1, operator_key=bytes(32), p2p_seed=bytes(32))
     overrides = {"governance.rpc_url": "http://127.0.0.1:8545", "governance.address": "0x" + "11" * 20,
-                 "consensus.genesis_time": "1700000000", "consensus.epoch_period_s": "2.5"}
+                 "consensus.genesis_time": "1700000000", "consensus.epoch_period_s": "2.5",
+                 "validator_set.operators": "0x" + "22" * 20, "validator_set.public_shares": "0x" + "33" * 96}
     with pytest.raises(ConfigError, match=r"consensus\.epoch_period_s"):
         build_validator_config(load_config(tmp_path, env={}, overrides=overrides), secrets)
     overrides["consensus.epoch_period_s"] = "3"
