@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 MAX_PARKED = 256
 MAX_EVIDENCE_QUEUE = 256
 MAX_LATENCIES = 4096
+MAX_HAVE = 100_000  # epochs remembered in memory (catch-up looks no further back)
+MAX_EVIDENCE_KEYS = 4096
+STARTUP_HAVE = 10_000  # newest stored epochs loaded at start (the store lists at most 10,000)
 MAX_EARLY_DKG = 1024  # DKG messages kept for a session this node has not started yet
 STATE_GOSSIPERS = 2  # validators per epoch that gossip their aggregated state (publish ranks 0 and 1)
 
@@ -159,8 +162,12 @@ class EpochEngine:
 
     async def run(self, transport: Transport, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.transport = transport
-        stored = await trio.to_thread.run_sync(self.store.list_signed_states, self.params.catchup_floor, 100_000)
+        latest = await trio.to_thread.run_sync(self.store.get_latest_signed_state)
+        low = self.params.catchup_floor if latest is None else max(self.params.catchup_floor,
+                                                                    latest.epoch - STARTUP_HAVE + 1)
+        stored = await trio.to_thread.run_sync(self.store.list_signed_states, low, STARTUP_HAVE)
         self.have = {s.epoch for s in stored}
+        self.catchup_cursor = max(self.catchup_cursor, low)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._heartbeat_loop)
@@ -326,7 +333,9 @@ class EpochEngine:
         rnd = self.get_round(state.epoch)
         if state.epoch in self.have or (rnd is not None and (rnd.is_finished or rnd.phase == Phase.AGGREGATED)):
             return False
-        self.have.add(state.epoch)  # claimed before the write: one adoption per epoch
+        self._remember(state.epoch)  # claimed before the write: one adoption per epoch
+        if await trio.to_thread.run_sync(self.store.get_signed_state, state.epoch) is not None:
+            return False  # already stored (e.g. before a restart): never overwrite it and its leaves
         leaves = []
         if rnd is not None and rnd.computed is not None and rnd.digest == state.digest:
             leaves = list(rnd.computed.leaves)
@@ -340,10 +349,18 @@ class EpochEngine:
             self._finish(rnd, state)
         return True
 
+    def _remember(self, epoch: int) -> None:
+        """Record a held epoch; the set keeps the last MAX_HAVE epochs (older ones are in the store)."""
+        self.have.add(epoch)
+        if len(self.have) > 2 * MAX_HAVE:
+            floor = max(self.have) - MAX_HAVE
+            self.have = {e for e in self.have if e >= floor}
+            self.catchup_cursor = max(self.catchup_cursor, floor)
+
     def _finish(self, rnd: Round, state: SignedState) -> None:
         now = trio.current_time()
         rnd.signed_at = now
-        self.have.add(rnd.epoch)
+        self._remember(rnd.epoch)
         if rnd.pinned_at is not None and rnd.started_at is not None:
             self.latencies.append((rnd.epoch, now - rnd.pinned_at, now - rnd.started_at))
         self._events[rnd.epoch].set()
@@ -502,6 +519,8 @@ class EpochEngine:
         if key in self._evidence_seen:
             return
         self._evidence_seen.add(key)
+        if len(self._evidence_seen) > MAX_EVIDENCE_KEYS:
+            self._evidence_seen = {k for k in self._evidence_seen if k[1] >= evidence.epoch - self.params.max_rounds}
         try:
             self._evidence_send.send_nowait((evidence, gossip))
         except trio.WouldBlock:

@@ -191,3 +191,20 @@ def test_invalid_catch_up_state_rejected(field: str) -> None:
     data = gossip_pb2.StateResponse(states=[msg]).SerializeToString()
     with pytest.raises(CatchUpError, match="states\\[0\\]"):
         parse_state_response(data, engines[1].validator)
+
+
+def test_adoption_never_overwrites_a_stored_state_and_its_leaves() -> None:
+    from node.records import AccountLeaf
+
+    keys, window, bus = make_keys(4), make_window(PERIOD_S), Bus()
+    engines = [make_engine(keys, i, window) for i in range(4)]
+    start = get_next_epoch(window)
+    trio.run(run_engines, engines, bus, lambda: all({start + 1} <= e.have for e in engines))
+    state = engines[0].store.get_signed_state(start + 1)
+    leaf = AccountLeaf(epoch=state.epoch, index=0, account=b"\x01" * 20, equity=5, im=1, mm=1, flags=0,
+                       approved_withdrawals=(), encoded=b"leaf")
+    store = MemoryStore()
+    store.put_signed_state(state, [leaf])
+    restarted = make_engine(keys, 1, window, store=store)  # a fresh process: nothing in memory
+    assert not trio.run(restarted.adopt_state, state)
+    assert store.get_leaves(state.epoch) == [leaf]
