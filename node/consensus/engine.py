@@ -100,7 +100,8 @@ class EpochEngine:
         self.validator.on_misbehaviour = self._record_misbehaviour
         self.rounds: dict[int, Round] = {}
         self._events: dict[int, trio.Event] = {}
-        self.have: set[int] = set()
+        self.have: set[int] = set()  # epochs whose signed state is in the store
+        self._adopting: set[int] = set()
         self.peer_last_signed: dict[int, int] = {}
         self.catchup_cursor = params.catchup_floor
         self.metrics: dict[str, int] = {}
@@ -331,15 +332,20 @@ class EpochEngine:
     async def adopt_state(self, state: SignedState) -> bool:
         """Store an already verified group-signed state this node has not finished itself."""
         rnd = self.get_round(state.epoch)
-        if state.epoch in self.have or (rnd is not None and (rnd.is_finished or rnd.phase == Phase.AGGREGATED)):
+        if state.epoch in self.have or state.epoch in self._adopting \
+                or (rnd is not None and (rnd.is_finished or rnd.phase == Phase.AGGREGATED)):
             return False
-        self._remember(state.epoch)  # claimed before the write: one adoption per epoch
-        if await trio.to_thread.run_sync(self.store.get_signed_state, state.epoch) is not None:
-            return False  # already stored (e.g. before a restart): never overwrite it and its leaves
-        leaves = []
-        if rnd is not None and rnd.computed is not None and rnd.digest == state.digest:
-            leaves = list(rnd.computed.leaves)
-        await trio.to_thread.run_sync(self.store.put_signed_state, state, leaves)
+        self._adopting.add(state.epoch)  # claimed before the awaits: one adoption per epoch
+        try:
+            if await trio.to_thread.run_sync(self.store.get_signed_state, state.epoch) is not None:
+                self._remember(state.epoch)
+                return False  # already stored (e.g. before a restart): never overwrite it and its leaves
+            leaves = []
+            if rnd is not None and rnd.computed is not None and rnd.digest == state.digest:
+                leaves = list(rnd.computed.leaves)
+            await trio.to_thread.run_sync(self.store.put_signed_state, state, leaves)
+        finally:
+            self._adopting.discard(state.epoch)
         self.count("states_adopted")
         if rnd is not None and is_allowed(rnd.phase, Event.ADOPTED):
             rnd.adopted_digest = state.digest
@@ -347,6 +353,8 @@ class EpochEngine:
                 self._check_adopted(rnd, rnd.digest)
             rnd.process_event(Event.ADOPTED)
             self._finish(rnd, state)
+        else:
+            self._remember(state.epoch)
         return True
 
     def _remember(self, epoch: int) -> None:
