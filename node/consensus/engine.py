@@ -53,6 +53,8 @@ MAX_EVIDENCE_QUEUE = 256
 MAX_LATENCIES = 4096
 MAX_HAVE = 100_000  # epochs remembered in memory (catch-up looks no further back)
 MAX_EVIDENCE_KEYS = 4096
+CATCHUP_GIVE_UP = 3  # answers without an epoch before catch-up stops asking for it
+MAX_CATCHUP_SCAN = 4096
 STARTUP_HAVE = 10_000  # newest stored epochs loaded at start (the store lists at most 10,000)
 MAX_EARLY_DKG = 1024  # DKG messages kept for a session this node has not started yet
 STATE_GOSSIPERS = 2  # validators per epoch that gossip their aggregated state (publish ranks 0 and 1)
@@ -104,6 +106,7 @@ class EpochEngine:
         self._adopting: set[int] = set()
         self.peer_last_signed: dict[int, int] = {}
         self.catchup_cursor = params.catchup_floor
+        self._catchup_misses: dict[int, int] = {}  # epoch -> answers that skipped it (bounded by the scan)
         self.metrics: dict[str, int] = {}
         self.latencies: deque[tuple[int, float, float]] = deque(maxlen=MAX_LATENCIES)  # epoch, pin->signed, start->signed
         self.last_pins: tuple = ()
@@ -567,10 +570,19 @@ class EpochEngine:
                 self.count("catchup_failed")
                 log.info("catch-up failed: %s", exc)
 
-    async def process_catchup(self) -> int:
-        """One catch-up step: ask the most advanced bound peer for states from the cursor on."""
-        while self.catchup_cursor in self.have:
+    def _advance_catchup_cursor(self) -> None:
+        """Skip epochs held, and epochs that CATCHUP_GIVE_UP answers in a row did not contain."""
+        while self.catchup_cursor in self.have or self._catchup_misses.get(self.catchup_cursor, 0) >= CATCHUP_GIVE_UP:
+            self._catchup_misses.pop(self.catchup_cursor, None)
             self.catchup_cursor += 1
+
+    async def process_catchup(self) -> int:
+        """One catch-up step: ask a random bound peer that is ahead for states from the cursor on.
+
+        The cursor only moves past an epoch this node does not hold after several answers (from
+        randomly chosen peers) skipped it: a peer that was down itself must not make it skip a gap.
+        """
+        self._advance_catchup_cursor()
         candidates = [(last, i) for i, last in self.peer_last_signed.items()
                       if last >= self.catchup_cursor and i in self.validator.bindings and i != self.index]
         if not candidates:
@@ -586,7 +598,11 @@ class EpochEngine:
             if await self.adopt_state(state):
                 adopted += 1
         if states:
-            self.catchup_cursor = max(self.catchup_cursor, max(s.epoch for s in states) + 1)
+            returned = {s.epoch for s in states}
+            for epoch in range(self.catchup_cursor, min(max(returned), self.catchup_cursor + MAX_CATCHUP_SCAN)):
+                if epoch not in returned and epoch not in self.have:
+                    self._catchup_misses[epoch] = self._catchup_misses.get(epoch, 0) + 1
+        self._advance_catchup_cursor()
         self.count("catchup_states", adopted)
         return adopted
 

@@ -208,3 +208,37 @@ def test_adoption_never_overwrites_a_stored_state_and_its_leaves() -> None:
     restarted = make_engine(keys, 1, window, store=store)  # a fresh process: nothing in memory
     assert not trio.run(restarted.adopt_state, state)
     assert store.get_leaves(state.epoch) == [leaf]
+
+
+def test_catch_up_does_not_skip_a_gap_that_one_peer_also_lacks() -> None:
+    keys, window, bus = make_keys(4), make_window(PERIOD_S), Bus()
+    engines = [make_engine(keys, i, window) for i in range(4)]
+    start = get_next_epoch(window)
+    epochs = range(start + 1, start + 7)
+    trio.run(run_engines, engines, bus, lambda: all(set(epochs) <= e.have for e in engines))
+    gap = range(start + 3, start + 5)
+    holey = MemoryStore()  # peer 1 was down during the gap too
+    for e in epochs:
+        if e not in gap:
+            holey.put_signed_state(engines[1].store.get_signed_state(e), [])
+    engines[1].store = holey
+    late = make_engine(keys, 3, window, store=MemoryStore())
+    late.catchup_cursor = start + 1
+
+    async def catch_up() -> None:
+        transport = MemoryTransport(bus, 3)
+        late.transport = transport
+        for i in (0, 1):
+            late.validator.bindings[i] = MemoryTransport(bus, i).peer_id_bytes
+        async with trio.open_nursery() as nursery:
+            late._nursery = nursery
+            late.peer_last_signed = {1: max(epochs)}  # the first answer comes from the peer with the hole
+            await late.process_catchup()
+            assert not set(gap) & late.have and late.catchup_cursor == gap.start
+            late.peer_last_signed = {0: max(epochs)}
+            await late.process_catchup()
+            nursery.cancel_scope.cancel()
+
+    trio.run(catch_up)
+    assert set(epochs) <= late.have
+    assert states_of(late, epochs) == states_of(engines[0], epochs)
