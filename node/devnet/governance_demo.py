@@ -20,26 +20,12 @@ Persists: the devnet home folder (as the runner does).
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from node.devnet.homes import DevnetError
-from node.devnet.runner import (
-    MAX_RUN_S_PER_EPOCH,
-    POLL_S,
-    STARTUP_GRACE_S,
-    DevnetOptions,
-    DevnetRun,
-    check_accounts,
-    get_latest_states,
-    get_publications,
-    record_epoch,
-    setup,
-    start_validator,
-)
-from node.devnet.seed import get_demo_accounts
+from node.devnet.runner import DevnetOptions, DevnetRun, WatchState, run_devnet
 
 DEMO_OVERRIDES: dict[str, Any] = {"version": 2, "price_scan_range": {"BTC": 0.25, "ETH": 0.25}}
 PROPOSE_AFTER_EPOCHS = 2  # signed epochs on RRA-1 before the proposal
@@ -55,8 +41,6 @@ PUBLISH_WAIT_S = 10.0
 class DemoProgress:
     """What the demo has done so far (mutable: filled in while the devnet runs)."""
 
-    history: dict[int, dict[str, Any]] = field(default_factory=dict)
-    first_epoch: int | None = None
     last_seen: int = -1
     proposal_id: int = 0
     proposed_at_epoch: int = -1
@@ -123,90 +107,6 @@ def propose_and_vote(run: DevnetRun, progress: DemoProgress, say: Callable[[str]
     progress.end_block, progress.proposed_at_epoch = created + VOTING_PERIOD_BLOCKS, progress.last_seen
 
 
-def get_params_hashes(run: DevnetRun, epoch: int) -> list[str | None]:
-    """Each validator's signed-state params hash for `epoch` over gRPC (None where it holds none)."""
-    import grpc
-
-    from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
-
-    out: list[str | None] = []
-    for h in run.homes:
-        try:
-            with grpc.insecure_channel(h.api_address) as channel:
-                st = api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
-                    api_pb2.GetSignedStateRequest(epoch=epoch), timeout=2).state
-            out.append("0x" + bytes(st.params_hash).hex())
-        except grpc.RpcError:
-            out.append(None)
-    return out
-
-
-def get_demo_ims(run: DevnetRun, epoch: int) -> dict[str, float]:
-    """Demo accounts' IM (USD) at `epoch` from the first validator that serves all of them over gRPC."""
-    import grpc
-
-    from node.api.client import get_margin, open_api_channel
-
-    accounts = get_demo_accounts()
-    for h in run.homes:
-        channel = open_api_channel(h.api_address)
-        try:
-            return {name: get_margin(channel, account, epoch).report.margin.initial_margin_micro_usd / 1e6
-                    for name, account in accounts.items()}
-        except grpc.RpcError:
-            continue
-        finally:
-            channel.close()
-    return {}
-
-
-def record_new_epochs(run: DevnetRun, progress: DemoProgress, say: Callable[[str], None]) -> None:
-    states = get_latest_states(run)
-    if not all(st is not None for st in states):
-        return
-    latest = min(int(st.epoch) for st in states)
-    if latest <= progress.last_seen or latest <= 0:
-        return
-    progress.first_epoch = latest if progress.first_epoch is None else progress.first_epoch
-    for epoch in range(max(progress.first_epoch, progress.last_seen + 1), latest + 1):
-        entry = record_epoch(run, epoch, say)
-        entry["params_hash_at_validators"] = get_params_hashes(run, epoch)
-        if len(entry["im"]) < len(get_demo_accounts()):  # validator 0 may not serve it yet: ask the others
-            entry["im"] = get_demo_ims(run, epoch)
-        progress.history[epoch] = entry
-    progress.last_seen = latest
-
-
-def is_finished(progress: DemoProgress, min_epochs: int) -> bool:
-    if progress.proposal_id == 0 or progress.first_epoch is None:
-        return False
-    observed = progress.last_seen - progress.first_epoch + 1
-    return progress.last_seen >= progress.activation_epoch + EPOCHS_AFTER_ACTIVATION and observed >= min_epochs
-
-
-def watch_governance(run: DevnetRun, say: Callable[[str], None]) -> DemoProgress:
-    """Record every epoch; propose and vote after PROPOSE_AFTER_EPOCHS; stop after the activation."""
-    opts = run.options
-    progress = DemoProgress()
-    expected = PROPOSE_AFTER_EPOCHS + (VOTING_PERIOD_BLOCKS + VOTING_SLACK_S) // max(1, int(opts.epoch_period_s)) \
-        + 3 + ACTIVATION_EXTRA_EPOCHS + EPOCHS_AFTER_ACTIVATION + max(0, opts.epochs or 0)
-    budget = STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (expected + 2)
-    started = time.monotonic()
-    while time.monotonic() - started < budget:
-        dead = [i for i, p in enumerate(run.processes) if p.poll() is not None]
-        if dead:
-            raise DevnetError(f"validator(s) {dead} exited; see {opts.home / 'logs'}")
-        record_new_epochs(run, progress, say)
-        done = 0 if progress.first_epoch is None else progress.last_seen - progress.first_epoch + 1
-        if progress.proposal_id == 0 and done >= PROPOSE_AFTER_EPOCHS:
-            propose_and_vote(run, progress, say)
-        if is_finished(progress, opts.epochs or 0):
-            return progress
-        time.sleep(POLL_S)
-    raise DevnetError(f"governance demo unfinished within {budget:.0f}s: last signed epoch {progress.last_seen}, "
-                      f"activation epoch {progress.activation_epoch}")
-
-
 def get_governance_report(run: DevnetRun, progress: DemoProgress) -> dict[str, Any]:
     """Proposal outcome as the node derives it (its schedule source) and as the CLI derives it."""
     from node.cli.gov import derive_from_chain
@@ -245,54 +145,26 @@ def get_governance_report(run: DevnetRun, progress: DemoProgress) -> dict[str, A
     }
 
 
-def build_summary(run: DevnetRun, progress: DemoProgress) -> dict[str, Any]:
-    history = progress.history
-    deadline = time.monotonic() + PUBLISH_WAIT_S
-    published, gas = get_publications(run)
-    while time.monotonic() < deadline and not all(progress.last_seen in v for v in published.values()):
-        time.sleep(POLL_S)
-        published, gas = get_publications(run)
-    common = [e for e in published[str(run.seeded[0].chain_id)] if all(e in v for v in published.values())]
-    check_epoch = max(common) if common else progress.last_seen
-    accounts = check_accounts(run, check_epoch)
-    return {
-        "epochs_signed": sum(1 for h in history.values() if h["identical_at_all_validators"]),
-        "epochs_observed": len(history), "first_epoch": progress.first_epoch, "last_epoch": progress.last_seen,
-        "validators": len(run.homes), "threshold": run.options.threshold,
-        "published": {cid: len(v) for cid, v in published.items()}, "published_epochs": published,
-        "publish_gas": {"mean": int(sum(gas) / len(gas)) if gas else None, "max": max(gas, default=None),
-                        "min": min(gas, default=None)},
-        "mark_change_after_epoch": None,
-        "accounts": accounts, "checked_epoch": check_epoch,
-        "proof_verified_on_chain": all(all(a["proof_verified_on_chain"].values()) for a in accounts.values()),
-        "params_hash_by_epoch": {str(e): h["params_hash"] for e, h in sorted(history.items())},
-        "params_hash_at_validators": {str(e): h["params_hash_at_validators"] for e, h in sorted(history.items())},
-        "identical_by_epoch": {str(e): h["identical_at_all_validators"] for e, h in sorted(history.items())},
-        "im_by_epoch": {str(e): h["im"] for e, h in sorted(history.items())},
-        "signers_by_epoch": {str(e): h["signers"] for e, h in sorted(history.items())},
-        "governance": get_governance_report(run, progress),
-        "home": str(run.options.home),
-    }
-
-
 def run_governance_demo(options: DevnetOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the devnet with the governance demo; returns the summary ({} when interrupted)."""
     from dataclasses import replace
 
     if options.epoch_period_s != int(options.epoch_period_s):
         raise DevnetError(f"--epoch-period: the governance demo needs whole seconds, got {options.epoch_period_s}")
-    run = DevnetRun(replace(options, crash_epoch=None))  # no mark change: only the parameters move the margin
-    log_dir = options.home / "logs"
-    try:
-        setup(run, say)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        run.processes = [start_validator(h, log_dir) for h in run.homes]
-        say(f"validators: {len(run.processes)} processes; logs in {log_dir}; genesis in "
-            f"{max(0.0, run.genesis_time - time.time()):.1f}s, epoch {options.epoch_period_s}s; governance demo")
-        progress = watch_governance(run, say)
-        return build_summary(run, progress)
-    except KeyboardInterrupt:
-        say("interrupted: stopping validators and chains")
-        return {}
-    finally:
-        run.stop()
+    progress = DemoProgress()
+
+    def hook(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
+        progress.last_seen = ws.last_seen
+        if progress.proposal_id == 0 and ws.done >= PROPOSE_AFTER_EPOCHS:
+            propose_and_vote(run, progress, say)
+
+    def is_finished(run: DevnetRun, ws: WatchState) -> bool:
+        return (progress.proposal_id != 0 and ws.last_seen >= progress.activation_epoch + EPOCHS_AFTER_ACTIVATION
+                and ws.done >= (run.options.epochs or 0))
+
+    expected = PROPOSE_AFTER_EPOCHS + (VOTING_PERIOD_BLOCKS + VOTING_SLACK_S) // max(1, int(options.epoch_period_s)) \
+        + 3 + ACTIVATION_EXTRA_EPOCHS + EPOCHS_AFTER_ACTIVATION + max(0, options.epochs or 0)
+    # no mark change: only the parameters move the margin
+    return run_devnet(replace(options, crash_epoch=None), say, hook=hook, is_finished=is_finished,
+                      budget_epochs=expected,
+                      extend=lambda run, ws: {"governance": get_governance_report(run, progress)})

@@ -160,25 +160,26 @@ def decode_leaf(leaf: bytes) -> tuple[Any, ...]:
 
 
 def get_demo_margins(run: DevnetRun, epoch: int) -> dict[str, Any]:
-    """Demo accounts' margin (micro-USD -> USD) at `epoch` from validator 0 over gRPC."""
+    """Demo accounts' margin (micro-USD -> USD) at `epoch` over gRPC, from the first validator that
+    serves all of them (a validator may hold the epoch's state only after catching up)."""
     import grpc
 
     from node.api.client import get_margin, open_api_channel
 
-    out: dict[str, Any] = {}
-    channel = open_api_channel(run.homes[0].api_address)
-    try:
-        for name, account in get_demo_accounts().items():
-            try:
-                m = get_margin(channel, account, epoch).report.margin
-            except grpc.RpcError:
-                continue
-            out[name] = {"initial_margin": m.initial_margin_micro_usd / 1e6,
-                         "maintenance_margin": m.maintenance_margin_micro_usd / 1e6,
-                         "equity": m.equity_micro_usd / 1e6, "liquidatable": m.liquidatable}
-    finally:
-        channel.close()
-    return out
+    accounts = get_demo_accounts()
+    for h in run.homes:
+        channel = open_api_channel(h.api_address)
+        try:
+            margins = {name: get_margin(channel, account, epoch).report.margin for name, account in accounts.items()}
+        except grpc.RpcError:
+            continue
+        finally:
+            channel.close()
+        return {name: {"initial_margin": m.initial_margin_micro_usd / 1e6,
+                       "maintenance_margin": m.maintenance_margin_micro_usd / 1e6,
+                       "equity": m.equity_micro_usd / 1e6, "liquidatable": m.liquidatable}
+                for name, m in margins.items()}
+    return {}
 
 
 def check_accounts(run: DevnetRun, epoch: int) -> dict[str, Any]:
@@ -228,55 +229,32 @@ def get_publications(run: DevnetRun) -> tuple[dict[str, list[int]], list[int]]:
     return published, gas
 
 
-def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the devnet until `options.epochs` epochs are signed by every validator (or Ctrl-C)."""
-    run = DevnetRun(options)
-    log_dir = options.home / "logs"
-    summary: dict[str, Any] = {}
-    try:
-        setup(run, say)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        run.processes = [start_validator(h, log_dir) for h in run.homes]
-        say(f"validators: {len(run.processes)} processes; logs in {log_dir}; genesis in "
-            f"{max(0.0, run.genesis_time - time.time()):.1f}s, epoch {options.epoch_period_s}s")
-        summary = watch(run, say)
-    except KeyboardInterrupt:
-        say("interrupted: stopping validators and chains")
-    finally:
-        run.stop()
-    return summary
-
-
-def get_state_digests(run: DevnetRun, epoch: int) -> list[bytes | None]:
-    """Each validator's signed digest for `epoch` (None where it holds none)."""
+def get_states_at(run: DevnetRun, epoch: int) -> list[Any]:
+    """Each validator's signed state for `epoch` over gRPC (None where it holds none)."""
     import grpc
 
     from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 
-    out: list[bytes | None] = []
+    out: list[Any] = []
     for h in run.homes:
         try:
             with grpc.insecure_channel(h.api_address) as channel:
-                st = api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
-                    api_pb2.GetSignedStateRequest(epoch=epoch), timeout=2).state
-            out.append(bytes(st.digest))
+                out.append(api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
+                    api_pb2.GetSignedStateRequest(epoch=epoch), timeout=2).state)
         except grpc.RpcError:
             out.append(None)
     return out
 
 
 def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """One epoch's line: signers, params hash, demo IMs, and whether every validator holds the same state."""
-    from node.api.client import open_api_channel
-    from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
-
-    with open_api_channel(run.homes[0].api_address) as channel:
-        st = api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
-            api_pb2.GetSignedStateRequest(epoch=epoch), timeout=5).state
-    digests = get_state_digests(run, epoch)
+    """One epoch's line: signers, params hash at every validator, demo IMs, and whether every
+    validator holds the same signed state."""
+    states = get_states_at(run, epoch)
+    st = next(x for x in states if x is not None)
     margins = get_demo_margins(run, epoch)
     entry = {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
-             "identical_at_all_validators": all(d == bytes(st.digest) for d in digests),
+             "params_hash_at_validators": [None if x is None else "0x" + bytes(x.params_hash).hex() for x in states],
+             "identical_at_all_validators": all(x is not None and bytes(x.digest) == bytes(st.digest) for x in states),
              "im": {name: a["initial_margin"] for name, a in margins.items()},
              "liquidatable": sorted(name for name, a in margins.items() if a["liquidatable"])}
     say(f"epoch {epoch}: signers {entry['signers']}, {st.leaf_count} accounts, root 0x{bytes(st.root).hex()[:12]}..., "
@@ -286,11 +264,44 @@ def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None]) -> dict
     return entry
 
 
-def watch(run: DevnetRun, say: Callable[[str], None]) -> dict[str, Any]:
+@dataclass
+class WatchState:
+    """What the watch loop has seen so far (filled in while the devnet runs)."""
+
+    history: dict[int, dict[str, Any]] = field(default_factory=dict)
+    first_epoch: int | None = None
+    last_seen: int = -1
+    crashed_at: int | None = None
+
+    @property
+    def done(self) -> int:
+        return 0 if self.first_epoch is None else self.last_seen - self.first_epoch + 1
+
+
+# A hook runs after each batch of newly signed epochs; `is_finished` ends the run.
+WatchHook = Callable[[DevnetRun, WatchState, Callable[[str], None]], None]
+
+
+def apply_crash_when_due(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
+    if run.options.crash_epoch is not None and ws.crashed_at is None and ws.done >= run.options.crash_epoch:
+        apply_crash(run.seeded, run.market_time)
+        ws.crashed_at = ws.last_seen
+        say(f"mark change after epoch {ws.last_seen}: BTC 100,000 -> 90,000 on every chain")
+
+
+def is_run_finished(run: DevnetRun, ws: WatchState) -> bool:
+    epochs = run.options.epochs
+    return epochs is not None and ws.done >= epochs and (ws.crashed_at is None or ws.last_seen > ws.crashed_at + 1)
+
+
+def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_crash_when_due,
+          is_finished: Callable[[DevnetRun, WatchState], bool] = is_run_finished,
+          budget_epochs: int | None = None) -> WatchState:
+    """Record every epoch signed by all validators, run `hook` on progress, until `is_finished`."""
     opts = run.options
-    first_epoch, last_seen, crashed_at = None, -1, None
-    history: dict[int, dict[str, Any]] = {}
-    budget = None if opts.epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (opts.epochs + 2)
+    ws = WatchState()
+    budget_epochs = budget_epochs if budget_epochs is not None else opts.epochs
+    budget = None if budget_epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (budget_epochs + 2)
     started = time.monotonic()
     while budget is None or time.monotonic() - started < budget:
         dead = [i for i, p in enumerate(run.processes) if p.poll() is not None]
@@ -298,47 +309,78 @@ def watch(run: DevnetRun, say: Callable[[str], None]) -> dict[str, Any]:
             raise DevnetError(f"validator(s) {dead} exited; see {opts.home / 'logs'}")
         states = get_latest_states(run)
         latest = min(int(st.epoch) for st in states) if all(st is not None for st in states) else -1
-        if latest > last_seen and latest > 0:
-            first_epoch = latest if first_epoch is None else first_epoch
-            for epoch in range(max(first_epoch, last_seen + 1), latest + 1):
-                history[epoch] = record_epoch(run, epoch, say)
-            last_seen = latest
-            done = latest - first_epoch + 1
-            if opts.crash_epoch is not None and crashed_at is None and done >= opts.crash_epoch:
-                apply_crash(run.seeded, run.market_time)
-                crashed_at = latest
-                say(f"mark change after epoch {latest}: BTC 100,000 -> 90,000 on every chain")
-            if opts.epochs is not None and done >= opts.epochs and (crashed_at is None or latest > crashed_at + 1):
-                break
+        if latest > ws.last_seen and latest > 0:
+            ws.first_epoch = latest if ws.first_epoch is None else ws.first_epoch
+            for epoch in range(max(ws.first_epoch, ws.last_seen + 1), latest + 1):
+                ws.history[epoch] = record_epoch(run, epoch, say)
+            ws.last_seen = latest
+        hook(run, ws, say)
+        if is_finished(run, ws):
+            return ws
         time.sleep(POLL_S)
-    else:
-        raise DevnetError(f"only {max(0, last_seen - (first_epoch or 0) + 1)} epochs signed within {budget:.0f}s")
+    raise DevnetError(f"only {ws.done} epochs signed within {budget:.0f}s")
+
+
+def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
+    """The JSON summary: epochs, publications and gas per chain, demo accounts checked on chain."""
+    opts, history = run.options, ws.history
     deadline = time.monotonic() + 3 * opts.epoch_period_s + 5  # the last publications may be in flight
     published, gas = get_publications(run)
-    while time.monotonic() < deadline and not all(last_seen in v for v in published.values()):
+    while time.monotonic() < deadline and not all(ws.last_seen in v for v in published.values()):
         time.sleep(POLL_S)
         published, gas = get_publications(run)
     common = [e for e in published[str(run.seeded[0].chain_id)] if all(e in v for v in published.values())]
-    check_epoch = max(common) if common else last_seen
+    check_epoch = max(common) if common else ws.last_seen
     accounts = check_accounts(run, check_epoch)
     flagged = [e for e, h in sorted(history.items()) if "fragile" in h["liquidatable"]]
+    by_epoch = sorted(history.items())
     return {
         "epochs_signed": sum(1 for h in history.values() if h["identical_at_all_validators"]),
         "epochs_observed": len(history),
-        "first_epoch": first_epoch, "last_epoch": last_seen,
+        "first_epoch": ws.first_epoch, "last_epoch": ws.last_seen,
         "validators": len(run.homes), "threshold": opts.threshold,
         "published": {cid: len(v) for cid, v in published.items()},
         "published_epochs": published,
         "publish_gas": {"mean": int(sum(gas) / len(gas)) if gas else None, "max": max(gas, default=None),
                         "min": min(gas, default=None)},
-        "mark_change_after_epoch": crashed_at,
+        "mark_change_after_epoch": ws.crashed_at,
         "fragile_first_liquidatable_epoch": flagged[0] if flagged else None,
         "accounts": accounts,
         "proof_verified_on_chain": all(all(a["proof_verified_on_chain"].values()) for a in accounts.values()),
         "checked_epoch": check_epoch,
         "hedged_sum_of_leg_margins": sum(compute_isolated_leg_margins("hedged")),
-        "params_hash_by_epoch": {str(e): h["params_hash"] for e, h in sorted(history.items())},
-        "im_by_epoch": {str(e): h["im"] for e, h in sorted(history.items())},
-        "signers_by_epoch": {str(e): h["signers"] for e, h in sorted(history.items())},
+        "params_hash_by_epoch": {str(e): h["params_hash"] for e, h in by_epoch},
+        "params_hash_at_validators": {str(e): h["params_hash_at_validators"] for e, h in by_epoch},
+        "identical_by_epoch": {str(e): h["identical_at_all_validators"] for e, h in by_epoch},
+        "im_by_epoch": {str(e): h["im"] for e, h in by_epoch},
+        "signers_by_epoch": {str(e): h["signers"] for e, h in by_epoch},
         "home": str(opts.home),
     }
+
+
+def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print, *,
+               hook: WatchHook = apply_crash_when_due,
+               is_finished: Callable[[DevnetRun, WatchState], bool] = is_run_finished,
+               budget_epochs: int | None = None,
+               extend: Callable[[DevnetRun, WatchState], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run the devnet until `is_finished` (default: `options.epochs` epochs signed by every validator
+    and, after a mark change, two more) or Ctrl-C; returns the summary ({} when interrupted).
+    `extend(run, state)` adds keys to the summary (the governance demo uses it)."""
+    run = DevnetRun(options)
+    log_dir = options.home / "logs"
+    try:
+        setup(run, say)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        run.processes = [start_validator(h, log_dir) for h in run.homes]
+        say(f"validators: {len(run.processes)} processes; logs in {log_dir}; genesis in "
+            f"{max(0.0, run.genesis_time - time.time()):.1f}s, epoch {options.epoch_period_s}s")
+        ws = watch(run, say, hook, is_finished, budget_epochs)
+        summary = summarize(run, ws)
+        if extend is not None:
+            summary |= extend(run, ws)
+        return summary
+    except KeyboardInterrupt:
+        say("interrupted: stopping validators and chains")
+        return {}
+    finally:
+        run.stop()
