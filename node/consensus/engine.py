@@ -34,6 +34,7 @@ from node.consensus import catchup
 from node.consensus.digest import compute_state_digest, pins_to_proto, state_from_proto, state_to_proto
 from node.consensus.dkg_session import DkgSession
 from node.consensus.errors import InputsUnavailable
+from node.consensus.evidence import EvidenceBook
 from node.consensus.inputs import ComputedState, InputSource
 from node.consensus.machine import Event, Phase, Round, is_allowed
 from node.consensus.publishing import StatePublisher, compute_publish_delay, compute_publish_rank
@@ -49,10 +50,8 @@ from node.records import Evidence, SignedState
 log = logging.getLogger(__name__)
 
 MAX_PARKED = 256
-MAX_EVIDENCE_QUEUE = 256
 MAX_LATENCIES = 4096
 MAX_HAVE = 100_000  # epochs remembered in memory (catch-up looks no further back)
-MAX_EVIDENCE_KEYS = 4096
 CATCHUP_GIVE_UP = 3  # answers without an epoch before catch-up stops asking for it
 MAX_CATCHUP_SCAN = 4096
 STARTUP_HAVE = 10_000  # newest stored epochs loaded at start (the store lists at most 10,000)
@@ -111,8 +110,7 @@ class EpochEngine:
         self.latencies: deque[tuple[int, float, float]] = deque(maxlen=MAX_LATENCIES)  # epoch, pin->signed, start->signed
         self.last_pins: tuple = ()
         self._parked: deque[tuple[bytes, OpenedEnvelope]] = deque(maxlen=MAX_PARKED)
-        self._evidence_send, self._evidence_recv = trio.open_memory_channel[tuple[Evidence, bool]](MAX_EVIDENCE_QUEUE)
-        self._evidence_seen: set[tuple[str, int, int]] = set()
+        self.evidence = EvidenceBook(store, self._seal, self._publish_via_transport, self.count)
         self.transport: Transport | None = None
         self._nursery: trio.Nursery | None = None
         self.dkg_sessions: dict[int, DkgSession] = {}
@@ -176,7 +174,7 @@ class EpochEngine:
             self._nursery = nursery
             nursery.start_soon(self._heartbeat_loop)
             nursery.start_soon(self._catchup_loop)
-            nursery.start_soon(self._evidence_loop)
+            nursery.start_soon(self.evidence.run)
             task_status.started()
             await self._epoch_loop(nursery)
 
@@ -526,28 +524,11 @@ class EpochEngine:
                                       "partial does not verify under the signer's public share"), gossip=False)
 
     def _queue_evidence(self, evidence: Evidence, gossip: bool) -> None:
-        key = (evidence.kind, evidence.epoch, evidence.signer_index)
-        if key in self._evidence_seen:
-            return
-        self._evidence_seen.add(key)
-        if len(self._evidence_seen) > MAX_EVIDENCE_KEYS:
-            self._evidence_seen = {k for k in self._evidence_seen if k[1] >= evidence.epoch - self.params.max_rounds}
-        try:
-            self._evidence_send.send_nowait((evidence, gossip))
-        except trio.WouldBlock:
-            self.count("evidence_dropped")
+        self.evidence.process(evidence, gossip)
 
-    async def _evidence_loop(self) -> None:
-        async for evidence, gossip in self._evidence_recv:
-            await trio.to_thread.run_sync(self.store.put_evidence, evidence)
-            self.count("evidence_recorded")
-            log.warning("evidence: %s by validator %d in epoch %d", evidence.kind, evidence.signer_index,
-                        evidence.epoch)
-            if gossip and self.transport is not None:
-                msg = gossip_pb2.EquivocationEvidence(epoch=evidence.epoch, signer_index=evidence.signer_index,
-                                                      first=evidence.first, second=evidence.second)
-                await self.transport.publish(self._seal(gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE,
-                                                        msg.SerializeToString()))
+    async def _publish_via_transport(self, data: bytes) -> None:
+        if self.transport is not None:
+            await self.transport.publish(data)
 
     # --- heartbeats and catch-up ---------------------------------------------------------------------
 
