@@ -55,13 +55,15 @@ class ConfigError(NodeError):
 
 
 @dataclass(frozen=True)
-class ChainConfig:
+class ChainEndpoint:
+    """One chain a node reads (and publishes to, when `registry` is set); one `[[chains]]` table."""
+
     chain_id: int
     rpc_url: str
     lag_s: int = 0
     confirmations: int = 0
-    registry: str = ""
-    vault: str = ""
+    registry: str = ""  # MarginStateRegistry address (hex); empty: do not publish on this chain
+    vault: str = ""  # CollateralVault, PositionLedger and MarketOracle addresses (inputs = "margin")
     ledger: str = ""
     oracle: str = ""
 
@@ -72,7 +74,7 @@ class NodeConfig:
 
     home: Path
     values: Mapping[str, Mapping[str, Any]]
-    chains: tuple[ChainConfig, ...]
+    chains: tuple[ChainEndpoint, ...]
 
     def get(self, section: str, key: str) -> Any:
         return self.values[section][key]
@@ -123,7 +125,7 @@ def _coerce(name: str, default: Any, value: Any, from_text: bool) -> Any:
         raise ConfigError(f"{name}: expected {expected}, got {value!r}"[:300]) from None
 
 
-def _parse_chains(raw: Any, origin: str) -> tuple[ChainConfig, ...]:
+def _parse_chains(raw: Any, origin: str) -> tuple[ChainEndpoint, ...]:
     if not isinstance(raw, list) or len(raw) > MAX_CHAINS:
         raise ConfigError(f"chains: expected a list of at most {MAX_CHAINS} tables ({origin})")
     chains = []
@@ -136,7 +138,7 @@ def _parse_chains(raw: Any, origin: str) -> tuple[ChainConfig, ...]:
         values = {k: _coerce(f"chains[{i}].{k}", d, item.get(k, d), False) for k, d in CHAIN_KEYS.items()}
         if values["chain_id"] <= 0:
             raise ConfigError(f"chains[{i}].chain_id: must be > 0 ({origin})")
-        chains.append(ChainConfig(**values))
+        chains.append(ChainEndpoint(**values))
     return tuple(chains)
 
 
@@ -260,7 +262,7 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
     from `[validator_set].operators` (index i = BLS share index i + 1).
     """
     from node.consensus.validation import ValidatorSet
-    from node.validator import ChainEndpoint, ValidatorConfig
+    from node.validator import ValidatorConfig
 
     vs, cons = config.values["validator_set"], config.values["consensus"]
     governance_address = config.get("governance", "address")
@@ -288,8 +290,7 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
             index=config.get("node", "index"), validator_set=vset, share_sk=secrets.share_sk,
             operator_key=secrets.operator_key, p2p_seed=secrets.p2p_seed, listen=config.get("p2p", "listen"),
             bootstrap=tuple(config.get("p2p", "bootstrap")),
-            chains=tuple(ChainEndpoint(c.chain_id, c.rpc_url, c.lag_s, c.confirmations, c.registry, c.vault,
-                                       c.ledger, c.oracle) for c in config.chains),
+            chains=config.chains,
             home_chain_id=cons["home_chain_id"],
             publisher_key=secrets.operator_key if cons["publish"] else b"",
             genesis_time=cons["genesis_time"], epoch_period_s=cons["epoch_period_s"],
@@ -328,7 +329,7 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def render_config_toml(values: Mapping[str, Mapping[str, Any]], chains: tuple[ChainConfig, ...] = ()) -> str:
+def render_config_toml(values: Mapping[str, Mapping[str, Any]], chains: tuple[ChainEndpoint, ...] = ()) -> str:
     """A complete config.toml (every option written out, so operators see them all)."""
     lines = ["# clearingd node configuration. Every option can also be set by the environment",
              "# (CLEARING_<SECTION>_<KEY>) or by `clearingd start --set section.key=value`.", ""]

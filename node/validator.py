@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from node.config import ChainEndpoint
 from node.consensus.engine import EngineParams, EpochEngine, Secrets
 from node.consensus.inputs import ChainPinSource, FakeInputSource, InputSource
 from node.consensus.publishing import NullPublisher, StatePublisher
@@ -36,20 +37,6 @@ log = logging.getLogger("node.validator")
 STATUS_FILE = "status.json"
 STORE_FILE = "node.sqlite"
 PUBLISH_FEE_CAP_WEI = 200 * 10**9
-
-
-@dataclass(frozen=True)
-class ChainEndpoint:
-    """One chain the validator reads (and publishes to, when `registry` is set)."""
-
-    chain_id: int
-    rpc_url: str
-    lag_s: int = 0
-    confirmations: int = 0
-    registry: str = ""  # MarginStateRegistry address (hex); empty: do not publish on this chain
-    vault: str = ""  # CollateralVault, PositionLedger and MarketOracle addresses (inputs = "margin")
-    ledger: str = ""
-    oracle: str = ""
 
 
 @dataclass(frozen=True)

@@ -82,14 +82,14 @@ def write_configs(homes: Sequence[NodeHome], chains: Sequence[dict[str, Any]], g
                   epoch_period_s: float, *, p2p_addrs: Sequence[tuple[str, int]],
                   api_listen: Sequence[str], metrics_listen: Sequence[str], inputs: str = "margin",
                   governance: dict[str, Any] | None = None) -> list[NodeHome]:
-    """Write every home's config.toml; `chains` are `node.config.ChainConfig` fields as dicts.
+    """Write every home's config.toml; `chains` are `node.config.ChainEndpoint` fields as dicts.
 
     Returns the homes with their API and metrics addresses filled in.
     """
-    from node.config import ChainConfig, load_config, render_config_toml
+    from node.config import ChainEndpoint, load_config, render_config_toml
 
     operators = [h.address for h in homes]
-    chain_cfgs = tuple(ChainConfig(**c) for c in chains)
+    chain_cfgs = tuple(ChainEndpoint(**c) for c in chains)
     done = []
     for i, home in enumerate(homes):
         config = load_config(home.path, env={})
