@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import filecmp
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path

@@ -182,11 +182,19 @@ def get_demo_margins(run: DevnetRun, epoch: int) -> dict[str, Any]:
     return {}
 
 
-def check_accounts(run: DevnetRun, epoch: int) -> dict[str, Any]:
-    """Demo accounts' margin from validator 0 over gRPC, each proof checked on every chain's registry."""
+def get_registry(chain: SeededChain) -> Any:
+    """The chain's MarginStateRegistry as a web3 contract (what a protocol would call)."""
+    from eth_utils import to_checksum_address
     from web3 import Web3
 
     from bridges.artifacts import get_abi
+
+    return Web3(Web3.HTTPProvider(chain.rpc_url)).eth.contract(
+        address=to_checksum_address(chain.deployment.registry), abi=get_abi("MarginStateRegistry"))
+
+
+def check_accounts(run: DevnetRun, epoch: int) -> dict[str, Any]:
+    """Demo accounts' margin from validator 0 over gRPC, each proof checked on every chain's registry."""
     from node.api.client import get_margin, open_api_channel
 
     out: dict[str, Any] = {}
@@ -198,8 +206,7 @@ def check_accounts(run: DevnetRun, epoch: int) -> dict[str, Any]:
             leaf, proof = decode_leaf(report.leaf), [bytes(p) for p in report.proof]
             verified, flagged = {}, {}
             for s in run.seeded:
-                registry = Web3(Web3.HTTPProvider(s.rpc_url)).eth.contract(address=s.deployment.registry,
-                                                                          abi=get_abi("MarginStateRegistry"))
+                registry = get_registry(s)
                 verified[str(s.chain_id)] = bool(registry.functions.verifyLeaf(epoch, leaf, proof).call())
                 flagged[str(s.chain_id)] = bool(registry.functions.isLiquidatable(account, epoch, leaf, proof).call())
             out[name] = {"account": account, "epoch": epoch, "equity": m.equity_micro_usd / 1e6,
@@ -214,15 +221,11 @@ def check_accounts(run: DevnetRun, epoch: int) -> dict[str, Any]:
 
 def get_publications(run: DevnetRun) -> tuple[dict[str, list[int]], list[int]]:
     """Epochs published per chain id (StatePublished events) and the gas of each publish transaction."""
-    from web3 import Web3
-
-    from bridges.artifacts import get_abi
-
     published: dict[str, list[int]] = {}
     gas: list[int] = []
     for s in run.seeded:
-        w3 = Web3(Web3.HTTPProvider(s.rpc_url))
-        registry = w3.eth.contract(address=s.deployment.registry, abi=get_abi("MarginStateRegistry"))
+        registry = get_registry(s)
+        w3 = registry.w3
         logs = registry.events.StatePublished().get_logs(from_block=0)
         published[str(s.chain_id)] = sorted(int(log["args"]["epoch"]) for log in logs)
         gas += [int(w3.eth.get_transaction_receipt(log["transactionHash"])["gasUsed"]) for log in logs]
@@ -252,16 +255,15 @@ def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None]) -> dict
     states = get_states_at(run, epoch)
     st = next(x for x in states if x is not None)
     margins = get_demo_margins(run, epoch)
-    entry = {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
-             "params_hash_at_validators": [None if x is None else "0x" + bytes(x.params_hash).hex() for x in states],
-             "identical_at_all_validators": all(x is not None and bytes(x.digest) == bytes(st.digest) for x in states),
-             "im": {name: a["initial_margin"] for name, a in margins.items()},
-             "liquidatable": sorted(name for name, a in margins.items() if a["liquidatable"])}
-    say(f"epoch {epoch}: signers {entry['signers']}, {st.leaf_count} accounts, root 0x{bytes(st.root).hex()[:12]}..., "
-        f"same state at all validators: {entry['identical_at_all_validators']}, "
-        f"IM {', '.join(f'{k} {v:,.0f}' for k, v in entry['im'].items())}"
-        + (f", liquidatable: {', '.join(entry['liquidatable'])}" if entry["liquidatable"] else ""))
-    return entry
+    ims = {name: a["initial_margin"] for name, a in margins.items()}
+    liquidatable = sorted(name for name, a in margins.items() if a["liquidatable"])
+    identical = all(x is not None and bytes(x.digest) == bytes(st.digest) for x in states)
+    say(f"epoch {epoch}: signers {list(st.signers)}, {st.leaf_count} accounts, root 0x{bytes(st.root).hex()[:12]}..., "
+        f"same state at all validators: {identical}, IM {', '.join(f'{k} {v:,.0f}' for k, v in ims.items())}"
+        + (f", liquidatable: {', '.join(liquidatable)}" if liquidatable else ""))
+    return {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
+            "params_hash_at_validators": [None if x is None else "0x" + bytes(x.params_hash).hex() for x in states],
+            "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable}
 
 
 @dataclass
