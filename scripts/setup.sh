@@ -21,4 +21,4 @@ if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] || [ ! -f node_
   # package.json pins exact versions, so a plain install is reproducible.
   npm install --no-audit --no-fund --loglevel=error
 fi
-echo "setup: ok ($(.venv/bin/python --version), anvil $(node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --version | head -n1 | awk '{print $3}'))"
+echo "setup: ok ($(.venv/bin/python --version), anvil $(node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --version | head -n1 | awk '{print $3}'))" >&2
