@@ -25,6 +25,10 @@ def handle_devnet(args: argparse.Namespace) -> int:
             from node.devnet.governance_demo import run_governance_demo
 
             summary = run_governance_demo(options, say)
+        elif args.validator_change_demo:
+            from node.devnet.validator_change import run_validator_change_demo
+
+            summary = run_validator_change_demo(options, say)
         else:
             summary = run_devnet(options, say)
     except DevnetError as exc:
@@ -45,6 +49,12 @@ def handle_devnet(args: argparse.Namespace) -> int:
             g = summary["governance"]
             print(f"governance: proposal {g['proposal_id']} {g['status']} (yes {g['votes']['yes']} of "
                   f"{g['votes']['n']}), params {g['params_hash'][:14]}... active from epoch {g['activation_epoch']}")
+        if "validator_change" in summary:
+            c = summary["validator_change"]
+            print(f"validator change: proposal {c['proposal_id']} executed {c['executed']}; key-set id "
+                  f"{[v['keyset_id'] for v in c['registries_before'].values()]} -> "
+                  f"{[v['keyset_id'] for v in c['registries_after'].values()]}; group key unchanged "
+                  f"{c['group_key_unchanged']}; signers after the change {c['signers_after_change']}")
     ok = summary["proof_verified_on_chain"] and all(summary["published"].values())
     return 0 if ok else 1
 
@@ -63,4 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON summary (progress goes to stderr)")
     p.add_argument("--governance-demo", action="store_true",
                    help="no mark change; vote wider scan ranges on chain and run until two epochs after activation")
+    p.add_argument("--validator-change-demo", action="store_true",
+                   help="no mark change; vote a validator-set change (add one, remove one), reshare under the same "
+                        "group key, rotate the key-set id on every registry, restart the new set")
     p.set_defaults(func=handle_devnet)
