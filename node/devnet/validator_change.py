@@ -317,6 +317,7 @@ def get_change_report(run: DevnetRun, ws: WatchState, progress: ChangeProgress, 
     raw = gov.get_validators(gov.get_pin_at_head(0))
     after_epochs = [e for e in sorted(ws.history) if e > progress.changed_after_epoch]
     published, _ = get_publications(run)
+    keysets = get_published_keyset_ids(run)
     before_epochs = [e for e in sorted(ws.history) if e <= progress.changed_after_epoch]
     keys_before = {v["group_key"] for v in progress.before.values()}
     keys_after = {v["group_key"] for v in read_registries(run).values()}
@@ -335,8 +336,22 @@ def get_change_report(run: DevnetRun, ws: WatchState, progress: ChangeProgress, 
         "epochs_before_change": before_epochs, "epochs_after_change": after_epochs,
         "signers_after_change": {str(e): ws.history[e]["signers"] for e in after_epochs},
         "published_after_change": {str(e): all(e in v for v in published.values()) for e in after_epochs},
+        "signer_addresses_after_change": {str(e): [progress.new_operators[i] for i in ws.history[e]["signers"]]
+                                          for e in after_epochs},
+        "published_keyset_ids": keysets,
         "removed_share_probe": progress.removed_probe,
     }
+
+
+def get_published_keyset_ids(run: DevnetRun) -> dict[str, dict[str, int]]:
+    """Per chain id, per published epoch: the key-set id the registry recorded (StatePublished)."""
+    from node.devnet.runner import get_registry
+
+    out = {}
+    for s in run.seeded:
+        logs = get_registry(s).events.StatePublished().get_logs(from_block=0)
+        out[str(s.chain_id)] = {str(int(log["args"]["epoch"])): int(log["args"]["keysetId"]) for log in logs}
+    return out
 
 
 def run_validator_change_demo(options: DevnetOptions, say: Callable[[str], None] = print) -> dict[str, Any]:

@@ -75,6 +75,13 @@ def test_epochs_after_change_signed_by_new_set_and_published_everywhere(summary:
         assert summary["identical_by_epoch"][str(epoch)] is True
     # every epoch after the change but the last (its publication may still be in flight) is on both chains
     assert all(c["published_after_change"][str(e)] for e in after[:-1])
+    # the registries recorded key set 1 before the change and key set 2 after it
+    for chain_id, by_epoch in c["published_keyset_ids"].items():
+        assert by_epoch and all(k == (1 if int(e) <= c["changed_after_epoch"] else 2) for e, k in by_epoch.items())
+        assert any(int(e) > c["changed_after_epoch"] for e in by_epoch), chain_id
+    for epoch in after:
+        addresses = c["signer_addresses_after_change"][str(epoch)]
+        assert c["removed"] not in addresses and set(addresses) <= set(c["new_operators"])
     assert summary["validators"] == 4 and summary["proof_verified_on_chain"] is True
     assert summary["checked_epoch"] > c["changed_after_epoch"]
 
