@@ -24,8 +24,9 @@ each validator process holds one fixed validator set, so the devnet plays the op
    partial from the removed validator's old share verifies against no new public share and does
    not combine with new partials into a valid group signature.
 
-Persists: the devnet home folder (as the runner does); the removed validator's home keeps its old
-(retired) share keystore; the continuing homes' old share keystores are replaced.
+Persists: the devnet home folder (as the runner does; the new set logs to `logs/keyset2/`); the
+removed validator's home keeps its old (retired) share keystore; the continuing homes' old share
+keystores are replaced; `devnet.json` lists the new set's validators.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def get_old_shares(run: DevnetRun) -> dict[int, Any]:
 
     passphrase = load_passphrase(run.options.home / "passphrase")
     results = [load_share_keystore(h.path / "keys" / "share.json", passphrase) for h in run.homes]
-    return {int(r.index): r for r in results}
+    return {int(r.index or 0): r for r in results}  # load_share_keystore always sets the index
 
 
 def read_registries(run: DevnetRun) -> dict[str, Any]:
@@ -281,7 +282,8 @@ def change_validator_set(run: DevnetRun, progress: ChangeProgress, ws: WatchStat
         f"registries rotated to key-set id {[v['keyset_id'] for v in progress.after.values()]}, same group key "
         f"{[v['group_key'] == progress.before[c]['group_key'] for c, v in progress.after.items()]}")
     new_homes = write_new_set(run, progress, holders)
-    log_dir = run.options.home / "logs"
+    log_dir = run.options.home / "logs" / f"keyset{new_keyset.keyset_id}"  # v<node index>.log of the new set
+    log_dir.mkdir(parents=True, exist_ok=True)
     run.homes[:] = new_homes
     run.processes[:] = [start_validator(h, log_dir) for h in new_homes]
     progress.changed_after_epoch = ws.last_seen
