@@ -85,26 +85,38 @@ def compute_activation_epoch(head_timestamp: int, genesis_time: int, epoch_secon
     return int(end_epoch + margin + 1 + ACTIVATION_EXTRA_EPOCHS)  # type: ignore[operator]
 
 
-def propose_and_vote(run: DevnetRun, progress: DemoProgress, say: Callable[[str], None]) -> None:
-    """Validator 0 proposes the demo parameter set; validators 0..YES_VOTERS-1 vote yes."""
-    from governance.proposals import ProposalKind, VoteChoice
+def submit_and_vote(run: DevnetRun, kind: Any, payload: bytes, what: str,
+                    say: Callable[[str], None]) -> tuple[int, int, int, list[str]]:
+    """Validator 0 proposes `payload`; validators 0..YES_VOTERS-1 vote yes with their operator keys.
+
+    Returns (proposal id, activation epoch, last voting block, voter addresses)."""
+    from governance.proposals import VoteChoice
 
     gov = get_governance_chain(run)
-    payload, new_hash, _ = build_demo_params()
     head = gov.client.get_block("latest")
     activation = compute_activation_epoch(head.timestamp, int(run.genesis_time), int(run.options.epoch_period_s))
-    pid, receipt = gov.propose(get_operator_key(run, 0), ProposalKind.PARAMETER_SET, payload,
-                               VOTING_PERIOD_BLOCKS, activation)
+    pid, receipt = gov.propose(get_operator_key(run, 0), kind, payload, VOTING_PERIOD_BLOCKS, activation)
     created = int(receipt["blockNumber"], 16)
-    say(f"governance: validator 0 proposed #{pid} (params 0x{new_hash.hex()[:12]}..., scan ranges "
-        f"{DEMO_OVERRIDES['price_scan_range']}) at block {created}, voting until block "
+    say(f"governance: validator 0 proposed #{pid} ({what}) at block {created}, voting until block "
         f"{created + VOTING_PERIOD_BLOCKS}, activation epoch {activation}")
+    voters = []
     for i in range(YES_VOTERS):
         gov.vote(get_operator_key(run, i), pid, VoteChoice.YES)
-        progress.voters.append(run.homes[i].address)
+        voters.append(run.homes[i].address)
         say(f"governance: validator {i} voted yes on #{pid}")
+    return pid, activation, created + VOTING_PERIOD_BLOCKS, voters
+
+
+def propose_and_vote(run: DevnetRun, progress: DemoProgress, say: Callable[[str], None]) -> None:
+    """Validator 0 proposes the demo parameter set; validators 0..YES_VOTERS-1 vote yes."""
+    from governance.proposals import ProposalKind
+
+    payload, new_hash, _ = build_demo_params()
+    what = f"params 0x{new_hash.hex()[:12]}..., scan ranges {DEMO_OVERRIDES['price_scan_range']}"
+    pid, activation, end_block, voters = submit_and_vote(run, ProposalKind.PARAMETER_SET, payload, what, say)
+    progress.voters.extend(voters)
     progress.proposal_id, progress.activation_epoch = pid, activation
-    progress.end_block, progress.proposed_at_epoch = created + VOTING_PERIOD_BLOCKS, progress.last_seen
+    progress.end_block, progress.proposed_at_epoch = end_block, progress.last_seen
 
 
 def get_governance_report(run: DevnetRun, progress: DemoProgress) -> dict[str, Any]:

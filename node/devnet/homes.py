@@ -43,11 +43,27 @@ def write_passphrase(out: Path) -> Path:
     return path
 
 
+def init_home(home: Path, index: int, pass_file: Path, network_id: int, share_file: Path | None = None,
+              scrypt_n: int = DEVNET_SCRYPT_N) -> NodeHome:
+    """`clearingd init` of one validator home (with its threshold share when `share_file` is given)."""
+    from node.cli.keys import describe_keystore
+    from node.cli.main import main as clearingd
+
+    argv = ["init", "--home", str(home), "--index", str(index), "--passphrase-file", str(pass_file),
+            "--scrypt-n", str(scrypt_n), "--network-id", str(network_id), "--json", "--force"]
+    if share_file is not None:
+        argv += ["--share-keystore", str(share_file)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = clearingd(argv)
+    if code != 0:
+        raise DevnetError(f"clearingd init failed for validator {index} at {home}")
+    return NodeHome(index, home, describe_keystore(home / "keys" / "operator.json")["address"],
+                    describe_keystore(home / "keys" / "p2p.json")["peer_id"])
+
+
 def create_homes(out: Path, n: int, t: int, network_id: int = 1,
                  scrypt_n: int = DEVNET_SCRYPT_N) -> tuple[list[NodeHome], bytes]:
     """DKG + `clearingd init` per validator; returns the homes in index order and the group key (G2, 96 B)."""
-    from node.cli.keys import describe_keystore
-    from node.cli.main import main as clearingd
     from node.crypto.dkg_bus import run_dkg_in_process
     from node.crypto.keyshare import write_share_keystore
     from node.crypto.keystore import load_passphrase
@@ -65,15 +81,7 @@ def create_homes(out: Path, n: int, t: int, network_id: int = 1,
         for i in range(n):
             share_file = Path(tmp) / f"share{i}.json"
             write_share_keystore(share_file, outcome.results[str(i + 1)], passphrase, scrypt_n=scrypt_n)
-            home = out / f"v{i}"
-            with contextlib.redirect_stdout(io.StringIO()):
-                code = clearingd(["init", "--home", str(home), "--index", str(i), "--passphrase-file", str(pass_file),
-                                  "--share-keystore", str(share_file), "--scrypt-n", str(scrypt_n),
-                                  "--network-id", str(network_id), "--json", "--force"])
-            if code != 0:
-                raise DevnetError(f"clearingd init failed for validator {i}")
-            homes.append(NodeHome(i, home, describe_keystore(home / "keys" / "operator.json")["address"],
-                                  describe_keystore(home / "keys" / "p2p.json")["peer_id"]))
+            homes.append(init_home(out / f"v{i}", i, pass_file, network_id, share_file, scrypt_n))
     group_key = outcome.results["1"].keyset.group_public_key
     return homes, group_key
 

@@ -114,22 +114,27 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
         rpc_call(c.rpc_url, "evm_setIntervalMining", [1])
     say(f"contracts deployed and seeded on {len(run.chains)} chains; governance at {run.governance}")
     run.genesis_time = float(int(time.time() + STARTUP_GRACE_S))
-    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "registry": s.deployment.registry,
-               "vault": s.deployment.vault, "ledger": s.deployment.ledger, "oracle": s.deployment.oracle}
-              for s in run.seeded]
-    n = len(homes)
-    run.homes = write_configs(
-        homes, chains, run.genesis_time, opts.epoch_period_s,
-        p2p_addrs=[("127.0.0.1", get_free_port()) for _ in range(n)],
-        api_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
-        metrics_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
-        governance={"rpc_url": run.chains[0].rpc_url, "address": run.governance})
+    run.homes = write_run_configs(run, homes, {"rpc_url": run.chains[0].rpc_url, "address": run.governance})
     (opts.home / "devnet.json").write_text(json.dumps({
         "chains": [json.loads(s.deployment.to_json()) | {"rpc_url": s.rpc_url} for s in run.seeded],
         "governance": run.governance, "genesis_time": run.genesis_time,
         "validators": [{"home": str(h.path), "address": h.address, "api": h.api_address,
                         "metrics": h.metrics_address} for h in run.homes],
         "demo_accounts": get_demo_accounts()}, indent=2))
+
+
+def write_run_configs(run: DevnetRun, homes: list[NodeHome], governance: dict[str, Any]) -> list[NodeHome]:
+    """Every home's config for this run: its chains and contracts, fresh loopback ports, `governance`."""
+    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "registry": s.deployment.registry,
+               "vault": s.deployment.vault, "ledger": s.deployment.ledger, "oracle": s.deployment.oracle}
+              for s in run.seeded]
+    n = len(homes)
+    return write_configs(
+        homes, chains, run.genesis_time, run.options.epoch_period_s,
+        p2p_addrs=[("127.0.0.1", get_free_port()) for _ in range(n)],
+        api_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
+        metrics_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
+        governance=governance)
 
 
 def get_latest_states(run: DevnetRun) -> list[Any]:

@@ -31,23 +31,19 @@ keystores are replaced; `devnet.json` lists the new set's validators.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from node.devnet.homes import DEVNET_SCRYPT_N, DevnetError, NodeHome
+from node.devnet.governance_demo import PROPOSE_AFTER_EPOCHS, VOTING_PERIOD_BLOCKS
+from node.devnet.homes import DEVNET_SCRYPT_N, DevnetError, NodeHome, init_home
 from node.devnet.runner import DevnetOptions, DevnetRun, WatchState, run_devnet, start_validator
 
-PROPOSE_AFTER_EPOCHS = 2  # signed epochs of the old set before the proposal
-VOTING_PERIOD_BLOCKS = 8  # ~8 s on the devnet (1 block per second)
 REMOVED_INDEX = 3  # 0-based validator removed from the set
 EPOCHS_AFTER_CHANGE = 3  # epochs signed by the new set before the run ends
 RESTART_BUDGET_EPOCHS = 3  # the new set must sign within STARTUP_GRACE_S + this many epochs' run budget
-YES_VOTERS = 3
 PROBE_MESSAGE = b"clearing-devnet-validator-change-probe"
 
 
@@ -73,18 +69,8 @@ class ChangeProgress:
 
 def create_new_home(out: Path, index: int, network_id: int) -> NodeHome:
     """`clearingd init` for the joining validator (node index `index`, no share yet)."""
-    from node.cli.keys import describe_keystore
-    from node.cli.main import main as clearingd
-
-    home = out / f"v{index + 1}"  # the devnet's v0..v3 exist; the joining node is v4
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = clearingd(["init", "--home", str(home), "--index", str(index), "--passphrase-file",
-                          str(out / "passphrase"), "--scrypt-n", str(DEVNET_SCRYPT_N),
-                          "--network-id", str(network_id), "--json", "--force"])
-    if code != 0:
-        raise DevnetError(f"clearingd init failed for the joining validator at {home}")
-    return NodeHome(index, home, describe_keystore(home / "keys" / "operator.json")["address"],
-                    describe_keystore(home / "keys" / "p2p.json")["peer_id"])
+    # the devnet's v0..v3 exist; the joining node is v4
+    return init_home(out / f"v{index + 1}", index, out / "passphrase", network_id)
 
 
 def get_old_shares(run: DevnetRun) -> dict[int, Any]:
@@ -112,8 +98,8 @@ def read_registries(run: DevnetRun) -> dict[str, Any]:
 
 def propose_and_vote(run: DevnetRun, progress: ChangeProgress, ws: WatchState, say: Callable[[str], None]) -> None:
     """Create the joining home; validator 0 proposes the set change; validators 0..2 vote yes."""
-    from governance.proposals import ProposalKind, ValidatorSetChange, VoteChoice, encode_validator_set_change
-    from node.devnet.governance_demo import compute_activation_epoch, get_governance_chain, get_operator_key
+    from governance.proposals import ProposalKind, ValidatorSetChange, encode_validator_set_change
+    from node.devnet.governance_demo import submit_and_vote
 
     new_n = len(run.homes)  # one in, one out
     progress.new_threshold = (2 * new_n) // 3 + 1
@@ -124,21 +110,12 @@ def propose_and_vote(run: DevnetRun, progress: ChangeProgress, ws: WatchState, s
         rpc_call(c.rpc_url, "anvil_setBalance", [progress.new_home.address, hex(10**21)])
     change = ValidatorSetChange(add=(progress.new_home.address,), remove=(run.homes[REMOVED_INDEX].address,),
                                 threshold=progress.new_threshold)
-    gov = get_governance_chain(run)
-    head = gov.client.get_block("latest")
-    activation = compute_activation_epoch(head.timestamp, int(run.genesis_time), int(run.options.epoch_period_s))
-    pid, receipt = gov.propose(get_operator_key(run, 0), ProposalKind.VALIDATOR_SET,
-                               encode_validator_set_change(change), VOTING_PERIOD_BLOCKS, activation)
-    created = int(receipt["blockNumber"], 16)
-    say(f"validator change: validator 0 proposed #{pid} (add {progress.new_home.address}, remove "
-        f"{run.homes[REMOVED_INDEX].address}, threshold {progress.new_threshold}) at block {created}, "
-        f"voting until block {created + VOTING_PERIOD_BLOCKS}, activation epoch {activation}")
-    for i in range(YES_VOTERS):
-        gov.vote(get_operator_key(run, i), pid, VoteChoice.YES)
-        progress.voters.append(run.homes[i].address)
-        say(f"validator change: validator {i} voted yes on #{pid}")
-    progress.proposal_id, progress.activation_epoch = pid, activation
-    progress.end_block = created + VOTING_PERIOD_BLOCKS
+    what = (f"add {progress.new_home.address}, remove {run.homes[REMOVED_INDEX].address}, "
+            f"threshold {progress.new_threshold}")
+    pid, activation, end_block, voters = submit_and_vote(run, ProposalKind.VALIDATOR_SET,
+                                                         encode_validator_set_change(change), what, say)
+    progress.voters.extend(voters)
+    progress.proposal_id, progress.activation_epoch, progress.end_block = pid, activation, end_block
 
 
 def execute_when_due(run: DevnetRun, progress: ChangeProgress, say: Callable[[str], None]) -> None:
@@ -222,26 +199,16 @@ def write_new_set(run: DevnetRun, progress: ChangeProgress, holders: dict[int, A
     """New share keystores and configs for the new set (operators, bootstrap, fresh ports)."""
     import json
 
-    from bridges.anvil import get_free_port
     from node.crypto.keyshare import write_share_keystore
     from node.crypto.keystore import load_passphrase
-    from node.devnet.homes import write_configs
+    from node.devnet.runner import write_run_configs
 
     assert progress.new_home is not None
     members = [h for h in run.homes if h.index != REMOVED_INDEX] + [progress.new_home]
     passphrase = load_passphrase(run.options.home / "passphrase")
     for j, home in enumerate(members, start=1):
         write_share_keystore(home.path / "keys" / "share.json", holders[j], passphrase, scrypt_n=DEVNET_SCRYPT_N)
-    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "registry": s.deployment.registry,
-               "vault": s.deployment.vault, "ledger": s.deployment.ledger, "oracle": s.deployment.oracle}
-              for s in run.seeded]
-    n = len(members)
-    new_homes = write_configs(
-        members, chains, run.genesis_time, run.options.epoch_period_s,
-        p2p_addrs=[("127.0.0.1", get_free_port()) for _ in range(n)],
-        api_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
-        metrics_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
-        governance={"rpc_url": "", "address": ""})  # see the module docstring
+    new_homes = write_run_configs(run, members, {"rpc_url": "", "address": ""})  # see the module docstring
     progress.new_operators = [h.address for h in new_homes]
     devnet_file = run.options.home / "devnet.json"
     doc = json.loads(devnet_file.read_text())
