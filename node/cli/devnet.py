@@ -51,10 +51,13 @@ def handle_devnet(args: argparse.Namespace) -> int:
                   f"{g['votes']['n']}), params {g['params_hash'][:14]}... active from epoch {g['activation_epoch']}")
         if "validator_change" in summary:
             c = summary["validator_change"]
-            print(f"validator change: proposal {c['proposal_id']} executed {c['executed']}; key-set id "
-                  f"{[v['keyset_id'] for v in c['registries_before'].values()]} -> "
-                  f"{[v['keyset_id'] for v in c['registries_after'].values()]}; group key unchanged "
-                  f"{c['group_key_unchanged']}; signers after the change {c['signers_after_change']}")
+            for prop in c["proposals"]:
+                print(f"validator change: proposal {prop['proposal_id']} ({prop['label']}) {prop['status']}, "
+                      f"executed at block {prop['executed_block']}, key set {prop['keyset_id']} from epoch "
+                      f"{prop['activation_epoch']}")
+            print(f"  registries' key-set id {[v['keyset_id'] for v in c['registries_start'].values()]} -> "
+                  f"{[v['keyset_id'] for v in c['registries_end'].values()]}, group key unchanged "
+                  f"{c['group_key_unchanged']}, unsigned epochs {c['unsigned_epochs']}")
     ok = summary["proof_verified_on_chain"] and all(summary["published"].values())
     return 0 if ok else 1
 
@@ -74,6 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--governance-demo", action="store_true",
                    help="no mark change; vote wider scan ranges on chain and run until two epochs after activation")
     p.add_argument("--validator-change-demo", action="store_true",
-                   help="no mark change; vote a validator-set change (add one, remove one), reshare under the same "
-                        "group key, rotate the key-set id on every registry, restart the new set")
+                   help="no mark change; start a fifth, joining validator; vote adding it, then removing validator 3 "
+                        "(two proposals); the nodes reshare live under the same group key (key-set id 1 -> 2 -> 3)")
     p.set_defaults(func=handle_devnet)

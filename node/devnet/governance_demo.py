@@ -20,7 +20,7 @@ Persists: the devnet home folder (as the runner does).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,37 +74,41 @@ def get_governance_chain(run: DevnetRun) -> Any:
                            load_governance_abi())
 
 
-def compute_activation_epoch(head_timestamp: int, genesis_time: int, epoch_seconds: int) -> int:
+def compute_activation_epoch(head_timestamp: int, genesis_time: int, epoch_seconds: int,
+                             extra_epochs: int = ACTIVATION_EXTRA_EPOCHS) -> int:
     """First safe activation epoch for a proposal sent now: after the voting period's estimated end
-    epoch, the governance margin (`GovernanceGenesis.activation_margin_epochs`) and one extra epoch."""
+    epoch, the governance margin (`GovernanceGenesis.activation_margin_epochs`) and `extra_epochs`."""
     from governance.proposals import GovernanceGenesis
 
     margin = GovernanceGenesis.__dataclass_fields__["activation_margin_epochs"].default
     end_ts = head_timestamp + 1 + VOTING_PERIOD_BLOCKS + VOTING_SLACK_S
     end_epoch = (end_ts - genesis_time) // epoch_seconds
-    return int(end_epoch + margin + 1 + ACTIVATION_EXTRA_EPOCHS)  # type: ignore[operator]
+    return int(end_epoch + margin + 1 + extra_epochs)  # type: ignore[operator]
 
 
-def submit_and_vote(run: DevnetRun, kind: Any, payload: bytes, what: str,
-                    say: Callable[[str], None]) -> tuple[int, int, int, list[str]]:
-    """Validator 0 proposes `payload`; validators 0..YES_VOTERS-1 vote yes with their operator keys.
+def submit_and_vote(run: DevnetRun, kind: Any, payload: bytes, what: str, say: Callable[[str], None], *,
+                    voters: Sequence[int] = tuple(range(YES_VOTERS)),
+                    extra_epochs: int = ACTIVATION_EXTRA_EPOCHS) -> tuple[int, int, int, list[str]]:
+    """Validator 0 proposes `payload`; the validators `voters` (node indices) vote yes with their
+    operator keys; activation `extra_epochs` after the earliest allowed epoch.
 
     Returns (proposal id, activation epoch, last voting block, voter addresses)."""
     from governance.proposals import VoteChoice
 
     gov = get_governance_chain(run)
     head = gov.client.get_block("latest")
-    activation = compute_activation_epoch(head.timestamp, int(run.genesis_time), int(run.options.epoch_period_s))
+    activation = compute_activation_epoch(head.timestamp, int(run.genesis_time), int(run.options.epoch_period_s),
+                                          extra_epochs)
     pid, receipt = gov.propose(get_operator_key(run, 0), kind, payload, VOTING_PERIOD_BLOCKS, activation)
     created = int(receipt["blockNumber"], 16)
     say(f"governance: validator 0 proposed #{pid} ({what}) at block {created}, voting until block "
         f"{created + VOTING_PERIOD_BLOCKS}, activation epoch {activation}")
-    voters = []
-    for i in range(YES_VOTERS):
+    addresses = []
+    for i in voters:
         gov.vote(get_operator_key(run, i), pid, VoteChoice.YES)
-        voters.append(run.homes[i].address)
+        addresses.append(run.homes[i].address)
         say(f"governance: validator {i} voted yes on #{pid}")
-    return pid, activation, created + VOTING_PERIOD_BLOCKS, voters
+    return pid, activation, created + VOTING_PERIOD_BLOCKS, addresses
 
 
 def propose_and_vote(run: DevnetRun, progress: DemoProgress, say: Callable[[str], None]) -> None:
@@ -125,7 +129,7 @@ def get_governance_report(run: DevnetRun, progress: DemoProgress) -> dict[str, A
     from node.governance_source import GovernanceScheduleSource, build_governance_genesis
 
     gov = get_governance_chain(run)
-    genesis = build_governance_genesis([h.address for h in run.homes], run.options.threshold, run.genesis_time,
+    genesis = build_governance_genesis([h.address for h in run.genesis_homes], run.options.threshold, run.genesis_time,
                                        run.options.epoch_period_s)
     pin = gov.get_pin_at_head(1)
     node_state = GovernanceScheduleSource(gov, genesis).get_state(pin)

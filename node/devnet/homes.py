@@ -2,6 +2,11 @@
 home per validator created by `clearingd init` (encrypted keystores, mode 0600), and each home's
 config.toml (validator set, chains with their contract addresses, libp2p bootstrap, API, metrics).
 
+A JOINING home (`init_home` without a share file) belongs to an operator who is not in the genesis
+set: its config's `[validator_set]` carries the genesis key set's public data explicitly
+(`get_public_set_values`), since it has no share keystore to take them from; it joins the set
+when governance adds it and the old holders reshare to it.
+
 Used by `clearingd devnet` and by the compose file's one-shot setup (`docker/devnet_setup.py`).
 Persists: `<out>/passphrase` (mode 0600, random) and `<out>/v<i>/` per validator.
 """
@@ -86,23 +91,41 @@ def create_homes(out: Path, n: int, t: int, network_id: int = 1,
     return homes, group_key
 
 
+def get_public_set_values(share_file: Path, pass_file: Path) -> dict[str, Any]:
+    """`[validator_set]` values of the key set in `share_file` (public data only, hex): what a joining
+    home, which holds no share keystore, must be told explicitly. Operators are left to the caller."""
+    from node.crypto.keyshare import load_share_keystore
+    from node.crypto.keystore import load_passphrase
+
+    ks = load_share_keystore(share_file, load_passphrase(pass_file)).keyset
+    return {"keyset_id": ks.keyset_id, "threshold": ks.threshold, "group_key": "0x" + ks.group_public_key.hex(),
+            "public_shares": ["0x" + ks.get_public_share(i).hex() for i in sorted(ks.holders)]}
+
+
 def write_configs(homes: Sequence[NodeHome], chains: Sequence[dict[str, Any]], genesis_time: float,
                   epoch_period_s: float, *, p2p_addrs: Sequence[tuple[str, int]],
                   api_listen: Sequence[str], metrics_listen: Sequence[str], inputs: str = "margin",
-                  governance: dict[str, Any] | None = None) -> list[NodeHome]:
+                  governance: dict[str, Any] | None = None, operators: Sequence[str] | None = None,
+                  joining_set: dict[str, Any] | None = None) -> list[NodeHome]:
     """Write every home's config.toml; `chains` are `node.config.ChainEndpoint` fields as dicts.
 
+    `operators`: the genesis set (default: every home's operator). A home without `keys/share.json`
+    is a joining one: its `[validator_set]` gets `joining_set` (`get_public_set_values`) as well.
     Returns the homes with their API and metrics addresses filled in.
     """
     from node.config import ChainEndpoint, load_config, render_config_toml
 
-    operators = [h.address for h in homes]
+    operators = list(operators) if operators is not None else [h.address for h in homes]
     chain_cfgs = tuple(ChainEndpoint(**c) for c in chains)
     done = []
     for i, home in enumerate(homes):
         config = load_config(home.path, env={})
         values = {s: dict(v) for s, v in config.values.items()}
         values["validator_set"].update(operators=operators)
+        if not (home.path / "keys" / "share.json").exists():
+            if joining_set is None:
+                raise DevnetError(f"validator {home.index}: no share keystore and no joining_set to configure")
+            values["validator_set"].update(joining_set)
         values["consensus"].update(genesis_time=genesis_time, epoch_period_s=epoch_period_s, inputs=inputs,
                                    home_chain_id=chain_cfgs[0].chain_id if chain_cfgs else 0)
         ip, port = p2p_addrs[i]

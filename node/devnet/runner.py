@@ -5,10 +5,16 @@ node home per validator (`clearingd init`: encrypted keystores, mode 0600), depl
 contracts on every chain with the DKG group key, deploys `Governance` on the home chain, seeds the
 demo book (`node.devnet.seed`), switches the chains to 1 s interval mining (so pins confirm), then
 starts every validator as its own OS process (`clearingd start`: libp2p, consensus, publisher,
-gRPC, metrics) and watches the epochs. At `crash_epoch` it moves BTC to 90,000 so the `fragile`
+gRPC, metrics) and watches the epochs. With `joining` > 0 it also creates that many JOINING homes
+(operators outside the genesis set, no share keystore; `node.devnet.homes`), funds their operators
+and starts them like the others: they follow the epochs until governance adds them. At `crash_epoch` it moves BTC to 90,000 so the `fragile`
 account falls under MM. It prints a live line per epoch, or with `--json` one summary at the end:
 epochs signed, states published per chain, publish gas, the demo accounts' margin read over gRPC,
 and whether each `GetMargin` proof verifies against every chain's registry.
+
+The watch loop records an epoch once every MEMBER of the set signing it (default: the genesis
+set; a demo passes the governance-derived set per epoch) holds a signed state for it; an epoch no
+member holds once all are `UNSIGNED_AFTER_EPOCHS` past it is recorded as unsigned (a gap).
 
 Persists: the devnet home folder (node homes, logs, `devnet.json`); the chains live only as long
 as the run. Ctrl-C (or `epochs` reached) stops validators, then chains, and exits cleanly.
@@ -28,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from bridges.anvil import AnvilChain, get_free_port, rpc_call, start_chains
-from node.devnet.homes import DevnetError, NodeHome, create_homes, write_configs
+from node.devnet.homes import (
+    DevnetError,
+    NodeHome,
+    create_homes,
+    get_public_set_values,
+    init_home,
+    write_configs,
+)
 from node.devnet.seed import (
     SeededChain,
     apply_crash,
@@ -40,6 +53,7 @@ from node.devnet.seed import (
 STARTUP_GRACE_S = 8.0  # validator processes import libp2p, web3, numpy before genesis
 MAX_RUN_S_PER_EPOCH = 20.0
 POLL_S = 0.5
+UNSIGNED_AFTER_EPOCHS = 3  # members this far past an epoch they lack: no catch-up will bring it
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,7 @@ class DevnetOptions:
     epoch_period_s: float = 3.0
     crash_epoch: int | None = 3  # the mark change; None: no crash
     json_output: bool = False
+    joining: int = 0  # joining homes (no share; outside the genesis set) started with the others
 
 
 @dataclass
@@ -65,6 +80,11 @@ class DevnetRun:
     governance: str = ""
     genesis_time: float = 0.0
     market_time: int = 0  # the time the demo expiries are counted from
+
+    @property
+    def genesis_homes(self) -> list[NodeHome]:
+        """The genesis set's homes (node indices 0..validators-1); joining homes follow them."""
+        return self.homes[: self.options.validators]
 
     def stop(self) -> None:
         for p in self.processes:
@@ -102,6 +122,10 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
     say(f"chains: {', '.join(f'{c.chain_id}@{c.rpc_url}' for c in run.chains)}")
     homes, group_key = create_homes(opts.home, opts.validators, opts.threshold, opts.network_id)
     say(f"dkg: {opts.validators} validators, threshold {opts.threshold}, group key 0x{group_key.hex()[:16]}...")
+    joining = [init_home(opts.home / f"v{i}", i, opts.home / "passphrase", opts.network_id)
+               for i in range(opts.validators, opts.validators + opts.joining)]
+    if joining:
+        say(f"joining: {', '.join(f'v{h.index} {h.address}' for h in joining)} (no share; not in the genesis set)")
     run.market_time = int(time.time())
     run.seeded = [seed_chain(c, i, opts.network_id, 1, g2_to_eip2537(group_key), run.market_time)
                   for i, c in enumerate(run.chains)]
@@ -109,12 +133,14 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
     run.governance = deploy_governance(home_client, bytes.fromhex(get_dev_key(0)[2:]), load_governance_abi(),
                                        get_bytecode("Governance"), [h.address for h in homes], opts.threshold)
     for c in run.chains:
-        for h in homes:  # operators pay for publishing
+        for h in homes + joining:  # operators pay for publishing
             rpc_call(c.rpc_url, "anvil_setBalance", [h.address, hex(10**21)])
         rpc_call(c.rpc_url, "evm_setIntervalMining", [1])
     say(f"contracts deployed and seeded on {len(run.chains)} chains; governance at {run.governance}")
     run.genesis_time = float(int(time.time() + STARTUP_GRACE_S))
-    run.homes = write_run_configs(run, homes, {"rpc_url": run.chains[0].rpc_url, "address": run.governance})
+    joining_set = get_public_set_values(homes[0].path / "keys" / "share.json", opts.home / "passphrase")
+    run.homes = write_run_configs(run, homes + joining, {"rpc_url": run.chains[0].rpc_url, "address": run.governance},
+                                  operators=[h.address for h in homes], joining_set=joining_set)
     (opts.home / "devnet.json").write_text(json.dumps({
         "chains": [json.loads(s.deployment.to_json()) | {"rpc_url": s.rpc_url} for s in run.seeded],
         "governance": run.governance, "genesis_time": run.genesis_time,
@@ -123,8 +149,11 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
         "demo_accounts": get_demo_accounts()}, indent=2))
 
 
-def write_run_configs(run: DevnetRun, homes: list[NodeHome], governance: dict[str, Any]) -> list[NodeHome]:
-    """Every home's config for this run: its chains and contracts, fresh loopback ports, `governance`."""
+def write_run_configs(run: DevnetRun, homes: list[NodeHome], governance: dict[str, Any], *,
+                      operators: list[str] | None = None, joining_set: dict[str, Any] | None = None,
+                      ) -> list[NodeHome]:
+    """Every home's config for this run: its chains and contracts, fresh loopback ports, `governance`;
+    `operators` and `joining_set` as in `node.devnet.homes.write_configs`."""
     chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "registry": s.deployment.registry,
                "vault": s.deployment.vault, "ledger": s.deployment.ledger, "oracle": s.deployment.oracle}
               for s in run.seeded]
@@ -134,7 +163,7 @@ def write_run_configs(run: DevnetRun, homes: list[NodeHome], governance: dict[st
         p2p_addrs=[("127.0.0.1", get_free_port()) for _ in range(n)],
         api_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
         metrics_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
-        governance=governance)
+        governance=governance, operators=operators, joining_set=joining_set)
 
 
 def get_latest_states(run: DevnetRun) -> list[Any]:
@@ -237,16 +266,16 @@ def get_publications(run: DevnetRun) -> tuple[dict[str, list[int]], list[int]]:
     return published, gas
 
 
-def get_states_at(run: DevnetRun, epoch: int) -> list[Any]:
-    """Each validator's signed state for `epoch` over gRPC (None where it holds none)."""
+def get_states_at(run: DevnetRun, epoch: int, indices: list[int]) -> list[Any]:
+    """The signed state for `epoch` at each validator of `indices` over gRPC (None where it holds none)."""
     import grpc
 
     from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 
     out: list[Any] = []
-    for h in run.homes:
+    for i in indices:
         try:
-            with grpc.insecure_channel(h.api_address) as channel:
+            with grpc.insecure_channel(run.homes[i].api_address) as channel:
                 out.append(api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
                     api_pb2.GetSignedStateRequest(epoch=epoch), timeout=2).state)
         except grpc.RpcError:
@@ -254,19 +283,21 @@ def get_states_at(run: DevnetRun, epoch: int) -> list[Any]:
     return out
 
 
-def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """One epoch's line: signers, params hash at every validator, demo IMs, and whether every
-    validator holds the same signed state."""
-    states = get_states_at(run, epoch)
+def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None], members: list[int],
+                 states: list[Any]) -> dict[str, Any]:
+    """One epoch's line from the members' `states` (at least one held): key set, signers, params hash
+    at every member, demo IMs, and whether every member holds the same signed state."""
     st = next(x for x in states if x is not None)
     margins = get_demo_margins(run, epoch)
     ims = {name: a["initial_margin"] for name, a in margins.items()}
     liquidatable = sorted(name for name, a in margins.items() if a["liquidatable"])
     identical = all(x is not None and bytes(x.digest) == bytes(st.digest) for x in states)
-    say(f"epoch {epoch}: signers {list(st.signers)}, {st.leaf_count} accounts, root 0x{bytes(st.root).hex()[:12]}..., "
-        f"same state at all validators: {identical}, IM {', '.join(f'{k} {v:,.0f}' for k, v in ims.items())}"
+    say(f"epoch {epoch}: key set {st.keyset_id}, signers {list(st.signers)}, {st.leaf_count} accounts, "
+        f"root 0x{bytes(st.root).hex()[:12]}..., same state at all {len(members)} members: {identical}, "
+        f"IM {', '.join(f'{k} {v:,.0f}' for k, v in ims.items())}"
         + (f", liquidatable: {', '.join(liquidatable)}" if liquidatable else ""))
     return {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
+            "keyset_id": int(st.keyset_id), "members": list(members),
             "params_hash_at_validators": [None if x is None else "0x" + bytes(x.params_hash).hex() for x in states],
             "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable}
 
@@ -276,6 +307,7 @@ class WatchState:
     """What the watch loop has seen so far (filled in while the devnet runs)."""
 
     history: dict[int, dict[str, Any]] = field(default_factory=dict)
+    unsigned: list[int] = field(default_factory=list)  # epochs no member holds (gaps)
     first_epoch: int | None = None
     last_seen: int = -1
     crashed_at: int | None = None
@@ -287,6 +319,36 @@ class WatchState:
 
 # A hook runs after each batch of newly signed epochs; `is_finished` ends the run.
 WatchHook = Callable[[DevnetRun, WatchState, Callable[[str], None]], None]
+# The node indices of the set that signs an epoch (default `get_genesis_members`).
+MembersFn = Callable[[DevnetRun, int], list[int]]
+
+
+def get_genesis_members(run: DevnetRun, epoch: int) -> list[int]:
+    return list(range(run.options.validators))
+
+
+def process_new_epochs(run: DevnetRun, ws: WatchState, say: Callable[[str], None], members: MembersFn) -> None:
+    """Record every next epoch that all its members hold (or that is a gap), in order."""
+    latest = [-1 if st is None else int(st.epoch) for st in get_latest_states(run)]
+    if ws.first_epoch is None:
+        first = min(latest[i] for i in members(run, 0))
+        if first <= 0:
+            return
+        ws.first_epoch, ws.last_seen = first, first - 1
+    while True:
+        epoch = ws.last_seen + 1
+        mem = members(run, epoch)
+        if any(latest[i] < epoch for i in mem):
+            return
+        states = get_states_at(run, epoch, mem)
+        if any(x is None for x in states) and any(latest[i] < epoch + UNSIGNED_AFTER_EPOCHS for i in mem):
+            return  # a member may still catch it up
+        if all(x is None for x in states):
+            ws.unsigned.append(epoch)
+            say(f"epoch {epoch}: signed by no member of {mem} (gap)")
+        else:
+            ws.history[epoch] = record_epoch(run, epoch, say, mem, states)
+        ws.last_seen = epoch
 
 
 def apply_crash_when_due(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
@@ -303,8 +365,8 @@ def is_run_finished(run: DevnetRun, ws: WatchState) -> bool:
 
 def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_crash_when_due,
           is_finished: Callable[[DevnetRun, WatchState], bool] = is_run_finished,
-          budget_epochs: int | None = None) -> WatchState:
-    """Record every epoch signed by all validators, run `hook` on progress, until `is_finished`."""
+          budget_epochs: int | None = None, members: MembersFn = get_genesis_members) -> WatchState:
+    """Record every epoch signed by all its members, run `hook` on progress, until `is_finished`."""
     opts = run.options
     ws = WatchState()
     budget_epochs = budget_epochs if budget_epochs is not None else opts.epochs
@@ -314,13 +376,7 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
         dead = [i for i, p in enumerate(run.processes) if p.poll() is not None]
         if dead:
             raise DevnetError(f"validator(s) {dead} exited; see {opts.home / 'logs'}")
-        states = get_latest_states(run)
-        latest = min(int(st.epoch) for st in states) if all(st is not None for st in states) else -1
-        if latest > ws.last_seen and latest > 0:
-            ws.first_epoch = latest if ws.first_epoch is None else ws.first_epoch
-            for epoch in range(max(ws.first_epoch, ws.last_seen + 1), latest + 1):
-                ws.history[epoch] = record_epoch(run, epoch, say)
-            ws.last_seen = latest
+        process_new_epochs(run, ws, say, members)
         hook(run, ws, say)
         if is_finished(run, ws):
             return ws
@@ -345,7 +401,8 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
         "epochs_signed": sum(1 for h in history.values() if h["identical_at_all_validators"]),
         "epochs_observed": len(history),
         "first_epoch": ws.first_epoch, "last_epoch": ws.last_seen,
-        "validators": len(run.homes), "threshold": opts.threshold,
+        "validators": opts.validators, "joining": opts.joining, "threshold": opts.threshold,
+        "unsigned_epochs": list(ws.unsigned),
         "published": {cid: len(v) for cid, v in published.items()},
         "published_epochs": published,
         "publish_gas": {"mean": int(sum(gas) / len(gas)) if gas else None, "max": max(gas, default=None),
@@ -361,6 +418,7 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
         "identical_by_epoch": {str(e): h["identical_at_all_validators"] for e, h in by_epoch},
         "im_by_epoch": {str(e): h["im"] for e, h in by_epoch},
         "signers_by_epoch": {str(e): h["signers"] for e, h in by_epoch},
+        "keyset_by_epoch": {str(e): h["keyset_id"] for e, h in by_epoch},
         "home": str(opts.home),
     }
 
@@ -369,10 +427,12 @@ def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print, *,
                hook: WatchHook = apply_crash_when_due,
                is_finished: Callable[[DevnetRun, WatchState], bool] = is_run_finished,
                budget_epochs: int | None = None,
-               extend: Callable[[DevnetRun, WatchState], dict[str, Any]] | None = None) -> dict[str, Any]:
+               extend: Callable[[DevnetRun, WatchState], dict[str, Any]] | None = None,
+               members: MembersFn = get_genesis_members) -> dict[str, Any]:
     """Run the devnet until `is_finished` (default: `options.epochs` epochs signed by every validator
     and, after a mark change, two more) or Ctrl-C; returns the summary ({} when interrupted).
-    `extend(run, state)` adds keys to the summary (the governance demo uses it)."""
+    `extend(run, state)` adds keys to the summary (the governance demo uses it); `members(run, epoch)`
+    names the validators that must hold each epoch (default: the genesis set)."""
     run = DevnetRun(options)
     log_dir = options.home / "logs"
     try:
@@ -381,7 +441,7 @@ def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print, *,
         run.processes = [start_validator(h, log_dir) for h in run.homes]
         say(f"validators: {len(run.processes)} processes; logs in {log_dir}; genesis in "
             f"{max(0.0, run.genesis_time - time.time()):.1f}s, epoch {options.epoch_period_s}s")
-        ws = watch(run, say, hook, is_finished, budget_epochs)
+        ws = watch(run, say, hook, is_finished, budget_epochs, members)
         summary = summarize(run, ws)
         if extend is not None:
             summary |= extend(run, ws)

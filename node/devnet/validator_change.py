@@ -1,86 +1,74 @@
-"""`clearingd devnet --validator-change-demo`: a validator-set change voted on chain, same group key.
+"""`clearingd devnet --validator-change-demo`: two validator-set changes, each voted on chain and done
+live by the nodes (reshare over the validator gossip, same group key, key-set id + 1 per change).
 
-Operator-driven resharing at the activation epoch. The validators do NOT yet switch key sets live:
-each validator process holds one fixed validator set, so the devnet plays the operators. Steps:
+The devnet only plays the voters; it never stops a validator, reshares or rotates a registry:
 
-1. The devnet of `node.devnet.runner` (no mark change) runs 4 validators (t = 3) for a few epochs.
-2. A fifth home is created with `clearingd init` (its own operator and p2p keys, no share yet).
-   Validator 0 proposes a VALIDATOR_SET change (add the fifth operator, remove validator 3,
-   threshold floor(2n/3)+1 = 3 for n = 4), validators 0..2 vote yes, and once the voting period has
-   ended the devnet (anyone) calls `Governance.execute`.
-3. At the activation epoch, after the last old-set epoch is signed: stop every validator process;
-   decrypt the old shares from the homes' keystores; run `run_reshare_in_process` (old holders 1..4
-   deal, old 1..3 continue as new 1..3, the fifth home receives new share 4); write the new share
-   keystores (key set 2) into the new set's homes; rotate the key-set id on every registry with an
-   admin message signed by the OLD group key (t old partials combined) carrying the SAME group key;
-   rewrite the new set's configs (operators, bootstrap, fresh ports) and restart them.
-   The restarted configs leave `[governance].address` empty: the node's governance reader checks
-   that the contract's genesis set equals `[validator_set].operators`, which no longer holds after
-   the change, so the new set runs on the static genesis parameter set (this demo changes no
-   parameter). Epochs that fall into the restart gap are not signed by anyone.
-4. The summary adds `validator_change`: proposal outcome, group key and key-set id on each registry
-   before and after, the new set's operators, signers of the epochs after the change (0-based
-   indices into the new set) and whether they are published on every chain, and the check that a
-   partial from the removed validator's old share verifies against no new public share and does
-   not combine with new partials into a valid group signature.
+1. The runner's devnet (two anvil chains, no mark change) starts the 4 genesis validators (t = 3)
+   AND a fifth, JOINING validator `v4` (`DevnetOptions.joining = 1`: its own operator and p2p keys,
+   no share keystore, the genesis key set's public data in its config, ETH on both chains).
+2. Proposal 1 (validator 0): add v4, threshold 4 (n = 5); validators 0..2 vote yes (quorum 3 of 4);
+   after the voting period anyone calls `execute`, so the contract's voting set becomes version 1.
+   Before the activation epoch the nodes reshare key set 1 -> 2 (v4 a recipient, writes
+   `keys/share-2.json`); from it on every epoch is signed under key set 2.
+3. Once key set 2 signs: proposal 2 removes v3, threshold 3 (n = 4), voted by v0, v1, v2, v4 (quorum
+   ceil(2*5/3) = 4 of the 5-member set) and executed; from its activation the remaining four sign
+   under key set 3. v3's process keeps running (an operator would stop it later) but is no signer.
+4. Every epoch is recorded once all members of ITS set (derived from the contract as every node
+   derives it) hold it; the registries advance their key-set id through `publishState` alone.
 
-Persists: the devnet home folder (as the runner does; the new set logs to `logs/keyset2/`); the
-removed validator's home keeps its old (retired) share keystore; the continuing homes' old share
-keystores are replaced; `devnet.json` lists the new set's validators.
+The summary adds `validator_change`: per proposal (id, voters, activation, executed block, contract
+set after), per epoch (key-set id, signers and their addresses, publication on every chain), the
+registries at start and end, `unsigned_epochs`, each node's `status.json` key sets and reshares,
+`GetMargin` proofs checked on chain for an epoch of every key set, and the probe that v3's key-set-2
+share is useless against key set 3 (its partial verifies under no key-set-3 public share and does
+not combine with t-1 key-set-3 partials into a valid group signature).
+Persists: the devnet home folder (as the runner does; the nodes write their new share keystores).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from node.devnet.governance_demo import PROPOSE_AFTER_EPOCHS, VOTING_PERIOD_BLOCKS
-from node.devnet.homes import DEVNET_SCRYPT_N, DevnetError, NodeHome, init_home
-from node.devnet.runner import DevnetOptions, DevnetRun, WatchState, run_devnet, start_validator
+from node.devnet.governance_demo import PROPOSE_AFTER_EPOCHS, VOTING_PERIOD_BLOCKS, VOTING_SLACK_S
+from node.devnet.homes import DevnetError
+from node.devnet.runner import DevnetOptions, DevnetRun, WatchState, check_accounts, run_devnet
 
-REMOVED_INDEX = 3  # 0-based validator removed from the set
-EPOCHS_AFTER_CHANGE = 3  # epochs signed by the new set before the run ends
-RESTART_BUDGET_EPOCHS = 3  # the new set must sign within STARTUP_GRACE_S + this many epochs' run budget
+JOINING_INDEX = 4  # node index of the joining validator (v4)
+REMOVED_INDEX = 3  # node index of the validator removed by proposal 2
+ADD_VOTERS = (0, 1, 2)  # 3 of the 4 genesis members
+REMOVE_VOTERS = (0, 1, 2, JOINING_INDEX)  # 4 of the 5 members of set version 1
+RESHARE_EPOCHS = 3  # extra epochs before each activation: room for the live reshare
+EPOCHS_AFTER_CHANGE = 3  # epochs signed under the last key set before the run ends
 PROBE_MESSAGE = b"clearing-devnet-validator-change-probe"
 
 
 @dataclass
-class ChangeProgress:
-    """What the demo has done so far (mutable: filled in while the devnet runs)."""
+class ChangeProposal:
+    """One VALIDATOR_SET proposal of the demo (mutable: filled in while the devnet runs)."""
 
-    new_home: NodeHome | None = None
+    label: str
+    voters_index: tuple[int, ...]
     proposal_id: int = 0
     activation_epoch: int = -1
     end_block: int = 0
-    executed: bool = False
-    execute_block: int = 0
     voters: list[str] = field(default_factory=list)
-    changed_after_epoch: int = -1
-    before: dict[str, Any] = field(default_factory=dict)
-    after: dict[str, Any] = field(default_factory=dict)
-    rotations: dict[str, Any] = field(default_factory=dict)
-    removed_probe: dict[str, Any] = field(default_factory=dict)
-    new_operators: list[str] = field(default_factory=list)
-    new_threshold: int = 0
+    change: dict[str, Any] = field(default_factory=dict)
+    executed_block: int = 0
+    contract_set_after: dict[str, Any] = field(default_factory=dict)
 
 
-def create_new_home(out: Path, index: int, network_id: int) -> NodeHome:
-    """`clearingd init` for the joining validator (node index `index`, no share yet)."""
-    # the devnet's v0..v3 exist; the joining node is v4
-    return init_home(out / f"v{index + 1}", index, out / "passphrase", network_id)
+@dataclass
+class ChangeProgress:
+    """The demo's two proposals, the registries at the start and the governance-derived signing sets."""
 
-
-def get_old_shares(run: DevnetRun) -> dict[int, Any]:
-    """Old `DkgResult`s decrypted from the devnet homes' share keystores, keyed by share index."""
-    from node.crypto.keyshare import load_share_keystore
-    from node.crypto.keystore import load_passphrase
-
-    passphrase = load_passphrase(run.options.home / "passphrase")
-    results = [load_share_keystore(h.path / "keys" / "share.json", passphrase) for h in run.homes]
-    return {int(r.index or 0): r for r in results}  # load_share_keystore always sets the index
+    add: ChangeProposal = field(default_factory=lambda: ChangeProposal("add", ADD_VOTERS))
+    remove: ChangeProposal = field(default_factory=lambda: ChangeProposal("remove", REMOVE_VOTERS))
+    registries_start: dict[str, Any] = field(default_factory=dict)
+    validator_sets: tuple[Any, ...] = ()  # governance.tally.ValidatorSetVersion, as of the latest read
+    reshares_seen: dict[str, str] = field(default_factory=dict)  # "v<i>/#<proposal>" -> last state said
 
 
 def read_registries(run: DevnetRun) -> dict[str, Any]:
@@ -96,220 +84,124 @@ def read_registries(run: DevnetRun) -> dict[str, Any]:
     return out
 
 
-def propose_and_vote(run: DevnetRun, progress: ChangeProgress, ws: WatchState, say: Callable[[str], None]) -> None:
-    """Create the joining home; validator 0 proposes the set change; validators 0..2 vote yes."""
+def read_governance_state(run: DevnetRun) -> Any:
+    """The `GovernanceState` at the home chain's head (1 confirmation), derived as every node does."""
+    from node.devnet.governance_demo import get_governance_chain
+    from node.governance_source import GovernanceScheduleSource, build_governance_genesis
+
+    gov = get_governance_chain(run)
+    genesis = build_governance_genesis([h.address for h in run.genesis_homes], run.options.threshold,
+                                       run.genesis_time, run.options.epoch_period_s)
+    return GovernanceScheduleSource(gov, genesis).get_state(gov.get_pin_at_head(1))
+
+
+def get_set_version(progress: ChangeProgress, epoch: int) -> Any:
+    """The signing set (`ValidatorSetVersion`) of `epoch` as of the latest governance read."""
+    return [v for v in progress.validator_sets if v.activation_epoch <= epoch][-1]
+
+
+def get_member_indices(run: DevnetRun, members: tuple[str, ...]) -> list[int]:
+    """Node indices of the homes whose operators are `members`, in set order."""
+    by_address = {h.address.lower(): h.index for h in run.homes}
+    missing = [a for a in members if a.lower() not in by_address]
+    if missing:
+        raise DevnetError(f"governance set members {missing} have no devnet home")
+    return [by_address[a.lower()] for a in members]
+
+
+def propose(run: DevnetRun, prop: ChangeProposal, add: tuple[str, ...], remove: tuple[str, ...], threshold: int,
+            say: Callable[[str], None]) -> None:
+    """Validator 0 proposes the change; `prop.voters_index` vote yes; activation leaves room to reshare."""
     from governance.proposals import ProposalKind, ValidatorSetChange, encode_validator_set_change
     from node.devnet.governance_demo import submit_and_vote
 
-    new_n = len(run.homes)  # one in, one out
-    progress.new_threshold = (2 * new_n) // 3 + 1
-    progress.new_home = create_new_home(run.options.home, new_n - 1, run.options.network_id)
-    for c in run.chains:  # the joining operator pays for publishing
-        from bridges.anvil import rpc_call
-
-        rpc_call(c.rpc_url, "anvil_setBalance", [progress.new_home.address, hex(10**21)])
-    change = ValidatorSetChange(add=(progress.new_home.address,), remove=(run.homes[REMOVED_INDEX].address,),
-                                threshold=progress.new_threshold)
-    what = (f"add {progress.new_home.address}, remove {run.homes[REMOVED_INDEX].address}, "
-            f"threshold {progress.new_threshold}")
-    pid, activation, end_block, voters = submit_and_vote(run, ProposalKind.VALIDATOR_SET,
-                                                         encode_validator_set_change(change), what, say)
-    progress.voters.extend(voters)
-    progress.proposal_id, progress.activation_epoch, progress.end_block = pid, activation, end_block
+    change = ValidatorSetChange(add=add, remove=remove, threshold=threshold)
+    prop.change = {"add": list(add), "remove": list(remove), "threshold": threshold}
+    what = f"{prop.label}: add {list(add)}, remove {list(remove)}, threshold {threshold}"
+    pid, activation, end_block, voters = submit_and_vote(
+        run, ProposalKind.VALIDATOR_SET, encode_validator_set_change(change), what, say,
+        voters=prop.voters_index, extra_epochs=RESHARE_EPOCHS)
+    prop.proposal_id, prop.activation_epoch, prop.end_block = pid, activation, end_block
+    prop.voters.extend(voters)
 
 
-def execute_when_due(run: DevnetRun, progress: ChangeProgress, say: Callable[[str], None]) -> None:
+def execute_when_due(run: DevnetRun, prop: ChangeProposal, say: Callable[[str], None]) -> None:
     """After the voting period, anyone calls `execute` (here: the devnet's deployer key)."""
     from bridges.governance_chain import get_dev_key
     from node.devnet.governance_demo import get_governance_chain
 
     gov = get_governance_chain(run)
-    if gov.client.get_block("latest").number <= progress.end_block:
+    if gov.client.get_block("latest").number <= prop.end_block:
         return
-    receipt = gov.execute(get_dev_key(0), progress.proposal_id)
-    progress.executed, progress.execute_block = True, int(receipt["blockNumber"], 16)
-    say(f"validator change: #{progress.proposal_id} executed at block {progress.execute_block}")
+    receipt = gov.execute(get_dev_key(0), prop.proposal_id)
+    prop.executed_block = int(receipt["blockNumber"], 16)
+    version, members, threshold = gov.get_validators(gov.get_pin_at_head(0))
+    prop.contract_set_after = {"version": version, "members": list(members), "threshold": threshold}
+    say(f"validator change: #{prop.proposal_id} ({prop.label}) executed at block {prop.executed_block}; "
+        f"contract set version {version}: {len(members)} members, threshold {threshold}")
 
 
-def reshare(old: dict[int, Any], new_n: int, new_t: int) -> dict[int, Any]:
-    """Old holders 1..n deal; old 1..n-1 (all but the removed one) continue as new 1..n-1."""
-    from node.crypto.reshare import get_new_holders, run_reshare_in_process
+def get_node_status(run: DevnetRun) -> dict[str, dict[str, Any]]:
+    """Each node's `status.json` key sets and reshares (empty where it has not written them)."""
+    from node.config import load_config
+    from node.metrics import read_status_file
 
-    continuing = {i: i for i in sorted(old) if i != REMOVED_INDEX + 1}
-    outcome = run_reshare_in_process(old, new_n, new_t, continuing=continuing, nonce=b"devnet-validator-change")
-    holders = get_new_holders(outcome)
-    if outcome.failures or sorted(holders) != list(range(1, new_n + 1)):
-        raise DevnetError(f"reshare failed: {outcome.failures}; new holders {sorted(holders)}")
-    return holders
-
-
-def rotate_registries(run: DevnetRun, old: dict[int, Any], new_keyset: Any) -> dict[str, Any]:
-    """`rotateGroupKey(keyset_id + 1, same key)` on every registry, signed by t old partials combined."""
-    from bridges.deploy import ChainSender, get_dev_key
-    from bridges.statecodec import compute_admin_digest
-    from node.crypto import bls, threshold
-    from node.devnet.runner import get_registry
-
-    old_keyset = next(iter(old.values())).keyset
-    new_key = bls.g2_to_eip2537(new_keyset.group_public_key)
-    signers = [i for i in sorted(old) if i != REMOVED_INDEX + 1][: old_keyset.threshold]
     out = {}
-    for s in run.seeded:
-        nonce = int(get_registry(s).functions.adminNonce().call())
-        digest = compute_admin_digest(run.options.network_id, s.chain_id, s.deployment.registry, nonce,
-                                      new_keyset.keyset_id, new_key)
-        partials = {i: threshold.partial_sign(int(old[i].share), digest) for i in signers}
-        signature = threshold.combine(partials, old_keyset.threshold)
-        if not threshold.group_verify(old_keyset.group_public_key, digest, signature):
-            raise DevnetError("rotation: the combined old-set signature does not verify")
-        receipt = ChainSender(s.rpc_url, get_dev_key(0)).transact(
-            "MarginStateRegistry", s.deployment.registry, "rotateGroupKey", new_keyset.keyset_id, new_key,
-            bls.g1_to_eip2537(signature))
-        out[str(s.chain_id)] = {"status": int(receipt["status"]), "nonce": nonce, "old_signers": signers,
-                                "gas": int(receipt["gasUsed"])}
+    for h in run.homes:
+        status = read_status_file(load_config(h.path, env={}).get_path("node", "data_dir") / "status.json") or {}
+        out[f"v{h.index}"] = {"keysets": status.get("keysets", {}), "reshares": status.get("reshares", {})}
     return out
 
 
-def compute_removed_probe(old_removed: Any, holders: dict[int, Any]) -> dict[str, Any]:
-    """The removed validator's old share against the new key set: partial checks and a combine attempt."""
-    from node.crypto import threshold
-
-    ks = next(iter(holders.values())).keyset
-    t = ks.threshold
-    removed_index = int(old_removed.index)
-    partial = threshold.partial_sign(int(old_removed.share), PROBE_MESSAGE)
-    verifies = {str(j): threshold.partial_verify(ks.get_public_share(j), PROBE_MESSAGE, partial)
-                for j in sorted(holders)}
-    others = [j for j in sorted(holders) if j != removed_index][: t - 1]
-    mixed = {removed_index: partial} | {j: threshold.partial_sign(int(holders[j].share), PROBE_MESSAGE)
-                                        for j in others}
-    honest = {j: threshold.partial_sign(int(holders[j].share), PROBE_MESSAGE) for j in sorted(holders)[:t]}
-    return {
-        "removed_old_index": removed_index,
-        "partial_verifies_against_new_public_shares": verifies,
-        "mixed_combine_indices": sorted(mixed),
-        "mixed_combine_verifies": threshold.group_verify(ks.group_public_key, PROBE_MESSAGE,
-                                                         threshold.combine(mixed, t)),
-        "new_set_combine_verifies": threshold.group_verify(ks.group_public_key, PROBE_MESSAGE,
-                                                           threshold.combine(honest, t)),
-    }
+def say_reshare_progress(run: DevnetRun, progress: ChangeProgress, say: Callable[[str], None]) -> None:
+    """One line per node whenever a reshare's state changes in its `status.json`."""
+    for node, status in get_node_status(run).items():
+        for pid, r in status["reshares"].items():
+            key = f"{node}/#{pid}"
+            if isinstance(r, dict) and progress.reshares_seen.get(key) != r.get("state"):
+                progress.reshares_seen[key] = str(r.get("state"))
+                say(f"reshare #{pid} at {node}: {r.get('state')} (key set {r.get('keyset_id')})"
+                    + (f", error {r['error']}" if r.get("error") else ""))
 
 
-def write_new_set(run: DevnetRun, progress: ChangeProgress, holders: dict[int, Any]) -> list[NodeHome]:
-    """New share keystores and configs for the new set (operators, bootstrap, fresh ports)."""
-    import json
-
-    from node.crypto.keyshare import write_share_keystore
-    from node.crypto.keystore import load_passphrase
-    from node.devnet.runner import write_run_configs
-
-    assert progress.new_home is not None
-    members = [h for h in run.homes if h.index != REMOVED_INDEX] + [progress.new_home]
-    passphrase = load_passphrase(run.options.home / "passphrase")
-    for j, home in enumerate(members, start=1):
-        write_share_keystore(home.path / "keys" / "share.json", holders[j], passphrase, scrypt_n=DEVNET_SCRYPT_N)
-    new_homes = write_run_configs(run, members, {"rpc_url": "", "address": ""})  # see the module docstring
-    progress.new_operators = [h.address for h in new_homes]
-    devnet_file = run.options.home / "devnet.json"
-    doc = json.loads(devnet_file.read_text())
-    doc["validators"] = [{"home": str(h.path), "address": h.address, "api": h.api_address,
-                          "metrics": h.metrics_address} for h in new_homes]
-    devnet_file.write_text(json.dumps(doc, indent=2))
-    return new_homes
+def process_demo_step(run: DevnetRun, progress: ChangeProgress, ws: WatchState, say: Callable[[str], None]) -> None:
+    """The watch hook: propose, execute and advance through both changes; refresh the signing sets."""
+    add, remove = progress.add, progress.remove
+    if not progress.registries_start:
+        progress.registries_start = read_registries(run)
+    if add.proposal_id:
+        progress.validator_sets = read_governance_state(run).validator_sets
+        say_reshare_progress(run, progress, say)
+    if add.proposal_id == 0 and ws.done >= PROPOSE_AFTER_EPOCHS:
+        propose(run, add, (run.homes[JOINING_INDEX].address,), (), 4, say)
+    elif add.proposal_id and not add.executed_block:
+        execute_when_due(run, add, say)
+    elif remove.proposal_id == 0 and ws.last_seen >= add.activation_epoch \
+            and ws.history.get(ws.last_seen, {}).get("keyset_id") == 2:
+        propose(run, remove, (), (run.homes[REMOVED_INDEX].address,), 3, say)
+    elif remove.proposal_id and not remove.executed_block:
+        execute_when_due(run, remove, say)
 
 
-def stop_processes(run: DevnetRun) -> None:
-    import signal
-    import subprocess
-
-    for p in run.processes:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in run.processes:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-
-
-def change_validator_set(run: DevnetRun, progress: ChangeProgress, ws: WatchState,
-                         say: Callable[[str], None]) -> None:
-    """Stop the old set, reshare, rotate both registries, write the new homes, restart the new set."""
-    progress.before = read_registries(run)
-    stop_processes(run)
-    say(f"validator change: old set stopped after epoch {ws.last_seen}")
-    old = get_old_shares(run)
-    holders = reshare(old, len(run.homes), progress.new_threshold)
-    new_keyset = next(iter(holders.values())).keyset
-    progress.rotations = rotate_registries(run, old, new_keyset)
-    progress.after = read_registries(run)
-    progress.removed_probe = compute_removed_probe(old[REMOVED_INDEX + 1], holders)
-    say(f"validator change: reshared to key set {new_keyset.keyset_id} (threshold {new_keyset.threshold}), "
-        f"registries rotated to key-set id {[v['keyset_id'] for v in progress.after.values()]}, same group key "
-        f"{[v['group_key'] == progress.before[c]['group_key'] for c, v in progress.after.items()]}")
-    new_homes = write_new_set(run, progress, holders)
-    log_dir = run.options.home / "logs" / f"keyset{new_keyset.keyset_id}"  # v<node index>.log of the new set
-    log_dir.mkdir(parents=True, exist_ok=True)
-    run.homes[:] = new_homes
-    run.processes[:] = [start_validator(h, log_dir) for h in new_homes]
-    progress.changed_after_epoch = ws.last_seen
-    say(f"validator change: new set {progress.new_operators} started")
-    # epochs of the restart gap are signed by nobody: record from the first epoch every new member holds
-    first = wait_first_new_epoch(run, ws.last_seen)
-    ws.last_seen = first - 1
-    say(f"validator change: every member of the new set holds an epoch >= {first}; recording from there")
-
-
-def wait_first_new_epoch(run: DevnetRun, after: int) -> int:
-    """Block until every new member's latest signed state is past `after`; the lowest such epoch."""
-    from node.devnet.runner import MAX_RUN_S_PER_EPOCH, STARTUP_GRACE_S, get_latest_states
-
-    deadline = time.monotonic() + STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * RESTART_BUDGET_EPOCHS
-    while time.monotonic() < deadline:
-        dead = [h.index for h, p in zip(run.homes, run.processes, strict=True) if p.poll() is not None]
-        if dead:
-            raise DevnetError(f"validator(s) {dead} of the new set exited; see {run.options.home / 'logs'}")
-        states = get_latest_states(run)
-        if all(st is not None and int(st.epoch) > after for st in states):
-            return min(int(st.epoch) for st in states)
-        time.sleep(0.5)
-    raise DevnetError(f"the new set signed no epoch after {after} within {RESTART_BUDGET_EPOCHS} epochs' budget")
-
-
-def get_change_report(run: DevnetRun, ws: WatchState, progress: ChangeProgress, removed: str) -> dict[str, Any]:
-    """The `validator_change` object of the summary (run after the runner's summary waited for publications)."""
-    from node.devnet.governance_demo import get_governance_chain
+def get_epoch_reports(run: DevnetRun, ws: WatchState, progress: ChangeProgress) -> dict[str, Any]:
+    """Per recorded epoch: key-set id (signed and expected), signers, their addresses, publications."""
     from node.devnet.runner import get_publications
 
-    gov = get_governance_chain(run)
-    raw = gov.get_validators(gov.get_pin_at_head(0))
-    after_epochs = [e for e in sorted(ws.history) if e > progress.changed_after_epoch]
     published, _ = get_publications(run)
     keysets = get_published_keyset_ids(run)
-    before_epochs = [e for e in sorted(ws.history) if e <= progress.changed_after_epoch]
-    keys_before = {v["group_key"] for v in progress.before.values()}
-    keys_after = {v["group_key"] for v in read_registries(run).values()}
-    return {
-        "proposal_id": progress.proposal_id, "activation_epoch": progress.activation_epoch,
-        "end_block": progress.end_block, "executed": progress.executed, "execute_block": progress.execute_block,
-        "voters": progress.voters,
-        "contract_set": {"version": int(raw[0]), "members": list(raw[1]), "threshold": int(raw[2])},
-        "added": progress.new_home.address if progress.new_home else None,
-        "removed": removed,
-        "new_operators": progress.new_operators, "new_threshold": progress.new_threshold,
-        "registries_before": progress.before, "registries_after": read_registries(run),
-        "group_key_unchanged": len(keys_before) == 1 and keys_before == keys_after,
-        "rotations": progress.rotations,
-        "changed_after_epoch": progress.changed_after_epoch,
-        "epochs_before_change": before_epochs, "epochs_after_change": after_epochs,
-        "signers_after_change": {str(e): ws.history[e]["signers"] for e in after_epochs},
-        "published_after_change": {str(e): all(e in v for v in published.values()) for e in after_epochs},
-        "signer_addresses_after_change": {str(e): [progress.new_operators[i] for i in ws.history[e]["signers"]]
-                                          for e in after_epochs},
-        "published_keyset_ids": keysets,
-        "removed_share_probe": progress.removed_probe,
-    }
+    sets_by_id = {v.keyset_id: v for v in progress.validator_sets}
+    out = {}
+    for e, h in sorted(ws.history.items()):
+        members = sets_by_id[h["keyset_id"]].members if h["keyset_id"] in sets_by_id else ()
+        out[str(e)] = {
+            "keyset_id": h["keyset_id"], "expected_keyset_id": get_set_version(progress, e).keyset_id,
+            "signers": h["signers"], "signer_addresses": [members[i] if i < len(members) else None
+                                                          for i in h["signers"]],
+            "members": [f"v{i}" for i in h["members"]], "identical_at_members": h["identical_at_all_validators"],
+            "published": {c: e in v for c, v in published.items()},
+            "published_keyset_id": {c: keysets[c].get(str(e)) for c in keysets},
+        }
+    return out
 
 
 def get_published_keyset_ids(run: DevnetRun) -> dict[str, dict[str, int]]:
@@ -323,6 +215,97 @@ def get_published_keyset_ids(run: DevnetRun) -> dict[str, dict[str, int]]:
     return out
 
 
+def check_accounts_by_keyset(run: DevnetRun, epochs: dict[str, Any]) -> dict[str, Any]:
+    """`GetMargin` proofs checked on every chain's registry at the last epoch of each key set published
+    everywhere (the runner's protocol-side check)."""
+    out: dict[str, Any] = {}
+    for e, r in sorted(epochs.items(), key=lambda kv: int(kv[0])):
+        if all(r["published"].values()):
+            out[str(r["keyset_id"])] = int(e)
+    return {ks: {"epoch": e, "proof_verified_on_chain": all(
+        all(a["proof_verified_on_chain"].values()) for a in check_accounts(run, e).values())}
+        for ks, e in out.items()}
+
+
+def compute_removed_probe(home: Path) -> dict[str, Any]:
+    """v3's key-set-2 share against key set 3: partial checks and combine attempts (devnet passphrase)."""
+    from node.crypto import threshold
+    from node.crypto.keyshare import load_share_keystore
+    from node.crypto.keystore import load_passphrase
+
+    passphrase = load_passphrase(home / "passphrase")
+    removed = load_share_keystore(home / f"v{REMOVED_INDEX}" / "keys" / "share-2.json", passphrase)
+    holders = [load_share_keystore(home / f"v{i}" / "keys" / "share-3.json", passphrase) for i in (0, 1, 2)]
+    ks = holders[0].keyset
+    t = ks.threshold
+    partial = threshold.partial_sign(int(removed.share or 0), PROBE_MESSAGE)
+    verifies = {str(j): threshold.partial_verify(ks.get_public_share(j), PROBE_MESSAGE, partial)
+                for j in sorted(ks.holders)}
+    honest = {int(r.index or 0): threshold.partial_sign(int(r.share or 0), PROBE_MESSAGE) for r in holders}
+    helpers = dict(sorted(honest.items())[: t - 1])
+    mixed = {}
+    for j in sorted(set(ks.holders) - set(helpers)):  # the removed partial in every free position
+        signature = threshold.combine(helpers | {j: partial}, t)
+        mixed[str(j)] = threshold.group_verify(ks.group_public_key, PROBE_MESSAGE, signature)
+    return {
+        "removed_keyset_id": removed.keyset.keyset_id, "removed_old_index": removed.index,
+        "new_keyset_id": ks.keyset_id, "new_threshold": t,
+        "partial_verifies_against_new_public_shares": verifies,
+        "helper_indices": sorted(helpers), "mixed_combine_verifies_at_index": mixed,
+        "new_set_combine_verifies": threshold.group_verify(
+            ks.group_public_key, PROBE_MESSAGE, threshold.combine(dict(sorted(honest.items())[:t]), t)),
+    }
+
+
+def get_change_report(run: DevnetRun, ws: WatchState, progress: ChangeProgress) -> dict[str, Any]:
+    """The `validator_change` object of the summary (run after the runner's summary waited for publications)."""
+    state = read_governance_state(run)
+    progress.validator_sets = state.validator_sets
+    epochs = get_epoch_reports(run, ws, progress)
+    end = read_registries(run)
+    keys = {v["group_key"] for v in progress.registries_start.values()} | {v["group_key"] for v in end.values()}
+    proposals = []
+    for prop in (progress.add, progress.remove):
+        outcome = state.get_proposal(prop.proposal_id)
+        version = next((v for v in state.validator_sets if prop.proposal_id and v.proposal_id == prop.proposal_id),
+                       None)
+        proposals.append({
+            "label": prop.label, "proposal_id": prop.proposal_id, "change": prop.change, "voters": prop.voters,
+            "status": outcome.status.value if outcome else None, "reason": outcome.reason if outcome else "",
+            "activation_epoch": prop.activation_epoch, "end_block": prop.end_block,
+            "executed_block": prop.executed_block, "contract_set_after": prop.contract_set_after,
+            "keyset_id": version.keyset_id if version else None,
+            "signing_set": list(version.members) if version else [],
+            "signing_threshold": version.threshold if version else None})
+    return {
+        "proposals": proposals,
+        "operators": {f"v{h.index}": h.address for h in run.homes},
+        "added": run.homes[JOINING_INDEX].address, "removed": run.homes[REMOVED_INDEX].address,
+        "first_epoch": ws.first_epoch, "last_epoch": ws.last_seen,
+        "epochs": epochs, "unsigned_epochs": list(ws.unsigned),
+        "registries_start": progress.registries_start, "registries_end": end,
+        "group_key_unchanged": len(keys) == 1,
+        "keyset_events": get_keyset_events(run),
+        "nodes": get_node_status(run),
+        "share_files": {f"v{h.index}": sorted(p.name for p in (h.path / "keys").glob("share*.json"))
+                        for h in run.homes},
+        "checked_by_keyset": check_accounts_by_keyset(run, epochs),
+        "removed_share_probe": compute_removed_probe(run.options.home),
+    }
+
+
+def get_keyset_events(run: DevnetRun) -> dict[str, list[dict[str, int]]]:
+    """Per chain id: every `GroupKeyRotated` (old id, new id, admin nonce; 0 = advanced by publishState)."""
+    from node.devnet.runner import get_registry
+
+    out = {}
+    for s in run.seeded:
+        logs = get_registry(s).events.GroupKeyRotated().get_logs(from_block=0)
+        out[str(s.chain_id)] = [{"old": int(x["args"]["oldKeysetId"]), "new": int(x["args"]["newKeysetId"]),
+                                 "nonce": int(x["args"]["nonce"])} for x in logs]
+    return out
+
+
 def run_validator_change_demo(options: DevnetOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the devnet with the validator-change demo; returns the summary ({} when interrupted)."""
     if options.validators != 4 or options.threshold != 3:
@@ -331,25 +314,23 @@ def run_validator_change_demo(options: DevnetOptions, say: Callable[[str], None]
     if options.epoch_period_s != int(options.epoch_period_s):
         raise DevnetError(f"--epoch-period: the validator-change demo needs whole seconds, got {options.epoch_period_s}")
     progress = ChangeProgress()
-    removed: list[str] = []
 
     def hook(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
-        if progress.proposal_id == 0 and ws.done >= PROPOSE_AFTER_EPOCHS:
-            removed.append(run.homes[REMOVED_INDEX].address)
-            propose_and_vote(run, progress, ws, say)
-        elif progress.proposal_id and not progress.executed:
-            execute_when_due(run, progress, say)
-        elif progress.executed and progress.changed_after_epoch < 0 and ws.last_seen >= progress.activation_epoch - 1:
-            change_validator_set(run, progress, ws, say)
+        process_demo_step(run, progress, ws, say)
+
+    def members(run: DevnetRun, epoch: int) -> list[int]:
+        if not progress.validator_sets:
+            return list(range(run.options.validators))
+        return get_member_indices(run, get_set_version(progress, epoch).members)
 
     def is_finished(run: DevnetRun, ws: WatchState) -> bool:
-        return progress.changed_after_epoch >= 0 and \
-            sum(1 for e in ws.history if e > progress.changed_after_epoch) >= EPOCHS_AFTER_CHANGE
+        return bool(progress.remove.executed_block) and \
+            ws.last_seen >= progress.remove.activation_epoch + EPOCHS_AFTER_CHANGE - 1
 
     def extend(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
-        return {"validator_change": get_change_report(run, ws, progress, removed[0] if removed else "")}
+        return {"validator_change": get_change_report(run, ws, progress)}
 
-    expected = PROPOSE_AFTER_EPOCHS + VOTING_PERIOD_BLOCKS // max(1, int(options.epoch_period_s)) + 8 \
-        + EPOCHS_AFTER_CHANGE + 4
-    return run_devnet(replace(options, crash_epoch=None), say, hook=hook, is_finished=is_finished,
-                      budget_epochs=expected, extend=extend)
+    per_change = (VOTING_PERIOD_BLOCKS + VOTING_SLACK_S + 6) // max(1, int(options.epoch_period_s)) + 3 + RESHARE_EPOCHS
+    expected = PROPOSE_AFTER_EPOCHS + 2 * per_change + EPOCHS_AFTER_CHANGE + 4
+    return run_devnet(replace(options, crash_epoch=None, joining=1), say, hook=hook, is_finished=is_finished,
+                      budget_epochs=expected, extend=extend, members=members)

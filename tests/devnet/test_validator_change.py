@@ -1,10 +1,13 @@
-"""`clearingd devnet --validator-change-demo` end to end (two anvil chains, validator processes).
+"""`clearingd devnet --validator-change-demo`: two validator-set changes done live by the nodes.
 
-A VALIDATOR_SET change voted on chain (add a fifth operator, remove validator 3, t = 3) is applied
-by operator-driven resharing at the activation epoch: the registries keep the same group key, their
-key-set id goes 1 -> 2 (rotation signed by the old group key), later epochs are signed by the new
-set and published on both chains, and the removed validator's old share is useless against the new
-key set. Fast part: argument checks of the demo.
+Slow part, end to end (two anvil chains, five validator processes, one of them joining without a
+share): proposal 1 adds the joining validator (t 3 -> 4), proposal 2 removes validator 3 (t 4 -> 3),
+each voted and executed on chain; the nodes reshare under the same group key, every epoch from the
+first to the last watched is signed (no gap) and identical at all members of its set, the registries
+advance their key-set id 1 -> 3 through publications alone, every key set's states are published and
+their `GetMargin` proofs verify on chain, and validator 3's key-set-2 share is useless against key set 3.
+Fast part: argument checks, the joining home's config, and the removed-share probe on shares reshared
+in process.
 """
 
 from __future__ import annotations
@@ -13,9 +16,27 @@ from pathlib import Path
 
 import pytest
 
-from node.devnet.homes import DevnetError
+from node.config import load_config
+from node.crypto.dkg_bus import run_dkg_in_process
+from node.crypto.keyshare import write_share_keystore
+from node.crypto.keystore import load_passphrase
+from node.crypto.reshare import get_new_holders, run_reshare_in_process
+from node.devnet.homes import (
+    DEVNET_SCRYPT_N,
+    DevnetError,
+    create_homes,
+    get_public_set_values,
+    init_home,
+    write_configs,
+    write_passphrase,
+)
 from node.devnet.runner import DevnetOptions
-from node.devnet.validator_change import run_validator_change_demo
+from node.devnet.validator_change import (
+    JOINING_INDEX,
+    REMOVED_INDEX,
+    compute_removed_probe,
+    run_validator_change_demo,
+)
 
 
 def test_invalid_validator_count_refused(tmp_path: Path) -> None:
@@ -28,70 +49,162 @@ def test_invalid_fractional_epoch_period_refused(tmp_path: Path) -> None:
         run_validator_change_demo(DevnetOptions(home=tmp_path, epoch_period_s=2.5), lambda _: None)
 
 
+def write_test_configs(homes: list, operators: list[str], joining_set: dict | None) -> list:
+    n = len(homes)
+    return write_configs(homes, [], 1_000.0, 3.0, p2p_addrs=[("127.0.0.1", 5000 + i) for i in range(n)],
+                         api_listen=[f"127.0.0.1:{6000 + i}" for i in range(n)],
+                         metrics_listen=[f"127.0.0.1:{7000 + i}" for i in range(n)],
+                         operators=operators, joining_set=joining_set)
+
+
+def test_joining_home_config_carries_the_genesis_key_set(tmp_path: Path) -> None:
+    homes, group_key = create_homes(tmp_path, 4, 3)
+    joining = init_home(tmp_path / "v4", 4, tmp_path / "passphrase", 1)
+    genesis = [h.address for h in homes]
+    public = get_public_set_values(homes[0].path / "keys" / "share.json", tmp_path / "passphrase")
+    write_test_configs([*homes, joining], genesis, public)
+    vs = load_config(joining.path, env={}).values["validator_set"]
+    assert not (joining.path / "keys" / "share.json").exists()
+    assert vs["operators"] == genesis and joining.address not in vs["operators"]
+    assert vs["keyset_id"] == 1 and vs["threshold"] == 3
+    assert bytes.fromhex(vs["group_key"][2:]) == group_key
+    assert len(vs["public_shares"]) == 4 and len(set(vs["public_shares"])) == 4
+    for h in homes:  # members take the key set from their keystore; the joining one is bootstrapped to them
+        member_vs = load_config(h.path, env={}).values["validator_set"]
+        assert member_vs["operators"] == genesis and member_vs["public_shares"] == []
+    bootstrap = load_config(joining.path, env={}).values["p2p"]["bootstrap"]
+    assert sorted(b.rsplit("/", 1)[1] for b in bootstrap) == sorted(h.peer_id for h in homes)
+
+
+def test_invalid_joining_home_without_public_set_refused(tmp_path: Path) -> None:
+    pass_file = write_passphrase(tmp_path)
+    joining = init_home(tmp_path / "v0", 0, pass_file, 1)
+    with pytest.raises(DevnetError, match="validator 0: no share keystore"):
+        write_test_configs([joining], [joining.address], None)
+
+
+def test_invalid_removed_share_useless_against_the_next_key_set(tmp_path: Path) -> None:
+    """Key set 1 (4, t 3) -> 2 (5, t 4, one joins) -> 3 (4, t 3, old holder 4 removed), in process."""
+    passphrase = load_passphrase(write_passphrase(tmp_path))
+    ks1 = {int(k): r for k, r in run_dkg_in_process(4, 3).results.items()}
+    ks2 = get_new_holders(run_reshare_in_process(ks1, 5, 4, continuing={i: i for i in range(1, 5)}))
+    ks3 = get_new_holders(run_reshare_in_process(ks2, 4, 3, continuing={1: 1, 2: 2, 3: 3, 5: 4}))
+    assert ks3[1].keyset.group_public_key == ks1[1].keyset.group_public_key and ks3[1].keyset.keyset_id == 3
+    for node, (keyset, index) in {REMOVED_INDEX: (ks2, 4), 0: (ks3, 1), 1: (ks3, 2), 2: (ks3, 3)}.items():
+        keys = tmp_path / f"v{node}" / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        name = f"share-{keyset[index].keyset.keyset_id}.json"
+        write_share_keystore(keys / name, keyset[index], passphrase, scrypt_n=DEVNET_SCRYPT_N)
+    probe = compute_removed_probe(tmp_path)
+    assert probe["removed_keyset_id"] == 2 and probe["removed_old_index"] == 4
+    assert probe["new_keyset_id"] == 3 and probe["new_threshold"] == 3
+    assert probe["partial_verifies_against_new_public_shares"] == {"1": False, "2": False, "3": False, "4": False}
+    assert probe["helper_indices"] == [1, 2]
+    assert probe["mixed_combine_verifies_at_index"] == {"3": False, "4": False}
+    assert probe["new_set_combine_verifies"] is True
+
+
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
     lines: list[str] = []
     home = tmp_path_factory.mktemp("validator-change")
-    result = run_validator_change_demo(DevnetOptions(home=home, epoch_period_s=3.0), lines.append)
+    try:
+        result = run_validator_change_demo(DevnetOptions(home=home, epoch_period_s=3.0), lines.append)
+    except DevnetError as exc:
+        raise AssertionError(f"{exc}\n" + "\n".join(lines)) from exc
     assert result, "\n".join(lines)
     return result
 
 
 @pytest.mark.slow
-def test_set_change_voted_and_executed_on_chain(summary: dict) -> None:
+def test_both_changes_voted_and_executed_on_chain(summary: dict) -> None:
     c = summary["validator_change"]
-    assert c["executed"] is True and c["execute_block"] > c["end_block"]
-    assert len(set(c["voters"])) == 3
-    members = c["contract_set"]["members"]
-    assert c["contract_set"]["version"] == 1 and c["contract_set"]["threshold"] == 3
-    assert c["added"].lower() in [m.lower() for m in members]
-    assert c["removed"].lower() not in [m.lower() for m in members]
-    assert sorted(m.lower() for m in members) == sorted(a.lower() for a in c["new_operators"])
-    assert c["new_threshold"] == 3
+    add, remove = c["proposals"]
+    ops = {k: v.lower() for k, v in c["operators"].items()}
+    genesis = [ops[f"v{i}"] for i in range(4)]
+    assert add["status"] == "approved" and remove["status"] == "approved", (add["reason"], remove["reason"])
+    assert add["proposal_id"] and remove["proposal_id"] > add["proposal_id"]
+    assert add["executed_block"] > add["end_block"] and remove["executed_block"] > remove["end_block"]
+    assert len(set(add["voters"])) == 3 and len(set(remove["voters"])) == 4
+    assert ops[f"v{JOINING_INDEX}"] in [v.lower() for v in remove["voters"]]  # the new member votes
+    assert add["contract_set_after"] == {"version": 1, "members": [*genesis, ops["v4"]], "threshold": 4}
+    assert remove["contract_set_after"] == {"version": 2, "members": [ops[f"v{i}"] for i in (0, 1, 2, 4)],
+                                            "threshold": 3}
+    assert (add["keyset_id"], add["signing_threshold"]) == (2, 4)
+    assert (remove["keyset_id"], remove["signing_threshold"]) == (3, 3)
+    assert add["activation_epoch"] < remove["activation_epoch"]
 
 
 @pytest.mark.slow
-def test_group_key_unchanged_and_keyset_id_rotated_on_both_registries(summary: dict) -> None:
+def test_every_epoch_signed_without_gap_and_identical_at_members(summary: dict) -> None:
     c = summary["validator_change"]
-    before, after = c["registries_before"], c["registries_after"]
-    assert sorted(before) == sorted(after) and len(after) == 2
-    for chain_id in after:
-        assert before[chain_id]["keyset_id"] == 1 and after[chain_id]["keyset_id"] == 2
-        assert after[chain_id]["group_key"] == before[chain_id]["group_key"]
-        assert after[chain_id]["admin_nonce"] == before[chain_id]["admin_nonce"] + 1
-        assert c["rotations"][chain_id]["status"] == 1
+    epochs = c["epochs"]
+    assert c["unsigned_epochs"] == [] and summary["unsigned_epochs"] == []
+    assert sorted(int(e) for e in epochs) == list(range(c["first_epoch"], c["last_epoch"] + 1))
+    add, remove = c["proposals"]
+    assert c["first_epoch"] < add["activation_epoch"] < remove["activation_epoch"] < c["last_epoch"]
+    for e, r in epochs.items():
+        assert r["identical_at_members"] is True, e
+        assert r["keyset_id"] == r["expected_keyset_id"], e
+        expected = 1 if int(e) < add["activation_epoch"] else 2 if int(e) < remove["activation_epoch"] else 3
+        assert r["keyset_id"] == expected, e
+        members = {1: ["v0", "v1", "v2", "v3"], 2: ["v0", "v1", "v2", "v3", "v4"], 3: ["v0", "v1", "v2", "v4"]}
+        assert r["members"] == members[expected], e
+        assert len(r["signers"]) == {1: 3, 2: 4, 3: 3}[expected], e
+        assert len(set(r["signers"])) == len(r["signers"]) and max(r["signers"]) < len(members[expected]), e
+
+
+@pytest.mark.slow
+def test_joining_validator_signs_and_removed_validator_never_after_removal(summary: dict) -> None:
+    c = summary["validator_change"]
+    joining, removed = c["added"].lower(), c["removed"].lower()
+    remove_at = c["proposals"][1]["activation_epoch"]
+    signed_by_joining = [e for e, r in c["epochs"].items() if joining in r["signer_addresses"]]
+    assert signed_by_joining and all(c["epochs"][e]["keyset_id"] in (2, 3) for e in signed_by_joining)
+    for e, r in c["epochs"].items():
+        if int(e) >= remove_at:
+            assert removed not in r["signer_addresses"], e
+    assert c["share_files"][f"v{JOINING_INDEX}"] == ["share-2.json", "share-3.json"]
+    assert "share-2.json" in c["share_files"][f"v{REMOVED_INDEX}"]
+    assert "share-3.json" not in c["share_files"][f"v{REMOVED_INDEX}"]
+    for node in ("v0", "v1", "v2", "v4"):
+        keysets = c["nodes"][node]["keysets"]
+        assert keysets["3"]["has_share"] is True, node
+        assert all(r["state"] == "done" for r in c["nodes"][node]["reshares"].values()), node
+    assert c["nodes"]["v3"]["keysets"]["3"]["index"] is None
+
+
+@pytest.mark.slow
+def test_registries_end_at_keyset_3_with_the_same_group_key(summary: dict) -> None:
+    c = summary["validator_change"]
+    start, end = c["registries_start"], c["registries_end"]
+    assert sorted(start) == sorted(end) == ["31337", "31338"]
+    for chain_id in end:
+        assert start[chain_id]["keyset_id"] == 1 and end[chain_id]["keyset_id"] == 3
+        assert end[chain_id]["group_key"] == start[chain_id]["group_key"]
+        assert end[chain_id]["admin_nonce"] == start[chain_id]["admin_nonce"]  # no admin message
     assert c["group_key_unchanged"] is True
 
 
 @pytest.mark.slow
-def test_epochs_after_change_signed_by_new_set_and_published_everywhere(summary: dict) -> None:
+def test_every_key_set_published_on_both_chains_with_proofs_verified(summary: dict) -> None:
     c = summary["validator_change"]
-    after = c["epochs_after_change"]
-    assert len(after) >= 2 and c["epochs_before_change"]
-    assert min(after) > c["changed_after_epoch"] >= c["activation_epoch"] - 1
-    for epoch in after:
-        signers = c["signers_after_change"][str(epoch)]
-        assert len(signers) == 3 and set(signers) <= set(range(len(c["new_operators"])))
-        assert summary["identical_by_epoch"][str(epoch)] is True
-    # every epoch after the change but the last (its publication may still be in flight) is on both chains
-    assert all(c["published_after_change"][str(e)] for e in after[:-1])
-    # the registries recorded key set 1 before the change and key set 2 after it
-    for chain_id, by_epoch in c["published_keyset_ids"].items():
-        assert by_epoch and all(k == (1 if int(e) <= c["changed_after_epoch"] else 2) for e, k in by_epoch.items())
-        assert any(int(e) > c["changed_after_epoch"] for e in by_epoch), chain_id
-    for epoch in after:
-        addresses = c["signer_addresses_after_change"][str(epoch)]
-        assert c["removed"] not in addresses and set(addresses) <= set(c["new_operators"])
-    assert summary["validators"] == 4 and summary["proof_verified_on_chain"] is True
-    assert summary["checked_epoch"] > c["changed_after_epoch"]
+    epochs = sorted(c["epochs"].items(), key=lambda kv: int(kv[0]))
+    for e, r in epochs[:-1]:  # the last epoch's publication may still be in flight
+        assert r["published"] == {"31337": True, "31338": True}, e
+        assert r["published_keyset_id"] == {"31337": r["keyset_id"], "31338": r["keyset_id"]}, e
+    checked = c["checked_by_keyset"]
+    assert sorted(checked) == ["1", "2", "3"]
+    assert all(v["proof_verified_on_chain"] is True for v in checked.values())
+    assert summary["proof_verified_on_chain"] is True
 
 
 @pytest.mark.slow
-def test_invalid_removed_share_partial_rejected_by_new_set(summary: dict) -> None:
+def test_invalid_removed_validator_share_rejected_by_key_set_3(summary: dict) -> None:
     probe = summary["validator_change"]["removed_share_probe"]
-    assert probe["removed_old_index"] == 4
+    assert probe["removed_keyset_id"] == 2 and probe["removed_old_index"] == REMOVED_INDEX + 1
+    assert probe["new_keyset_id"] == 3
     assert sorted(probe["partial_verifies_against_new_public_shares"]) == ["1", "2", "3", "4"]
     assert not any(probe["partial_verifies_against_new_public_shares"].values())
-    assert probe["mixed_combine_indices"] == [1, 2, 4]
-    assert probe["mixed_combine_verifies"] is False
+    assert probe["mixed_combine_verifies_at_index"] and not any(probe["mixed_combine_verifies_at_index"].values())
     assert probe["new_set_combine_verifies"] is True
