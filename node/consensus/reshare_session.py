@@ -81,11 +81,11 @@ class ResharePlan:
                 raise DkgError(f"{name}: {value!r} must be a non-negative 63-bit integer")
         for name in ("old_members", "new_members"):
             members = getattr(self, name)
-            if not members or any(len(m) != ADDRESS_SIZE for m in members) or len(set(members)) != len(members):
+            if len(set(members)) != len(members) or {len(m) for m in members} != {ADDRESS_SIZE}:
                 raise DkgError(f"{name}: need distinct {ADDRESS_SIZE}-byte operator addresses")
         if self.old_keyset.holders != tuple(range(1, len(self.old_members) + 1)):
-            raise DkgError(f"old_members: {len(self.old_members)} members, key set {self.old_keyset.keyset_id} "
-                           f"has holders {list(self.old_keyset.holders)}")
+            raise DkgError(f"old_members: {len(self.old_members)} members, key set "
+                           f"{self.old_keyset.keyset_id} has holders {list(self.old_keyset.holders)}")
         try:
             threshold.validate_parameters(len(self.new_members), self.new_threshold)
         except ThresholdError as exc:
@@ -98,9 +98,8 @@ class ResharePlan:
 
 def get_session_number(plan: ResharePlan) -> int:
     """64-bit session number of a plan (same on every node; changes with the attempt counter)."""
-    data = DST_RESHARE_SESSION + b"".join(
-        v.to_bytes(8, "big")
-        for v in (plan.network_id, plan.proposal_id, plan.attempt, plan.old_keyset.keyset_id, plan.new_threshold))
+    numbers = (plan.network_id, plan.proposal_id, plan.attempt, plan.old_keyset.keyset_id, plan.new_threshold)
+    data = DST_RESHARE_SESSION + b"".join(v.to_bytes(8, "big") for v in numbers)
     for members in (plan.old_members, plan.new_members):
         data += len(members).to_bytes(4, "big") + b"".join(members)
     return int.from_bytes(keccak(data)[:8], "big")
@@ -135,7 +134,8 @@ class ReshareSession:
         self._old: DkgResult | None = None
         if self.old_index is not None:
             expected = plan.old_keyset.get_public_share(self.old_index)
-            if old_share is None or not 0 < old_share < bls.CURVE_ORDER or bls.public_key(old_share) != expected:
+            if (old_share is None or not 0 < old_share < bls.CURVE_ORDER
+                    or bls.public_key(old_share) != expected):
                 raise DkgError(f"old_share: does not match public share {self.old_index} of key set "
                                f"{plan.old_keyset.keyset_id}")
             self._old = DkgResult(keyset=plan.old_keyset, index=self.old_index, share=old_share)
@@ -151,6 +151,7 @@ class ReshareSession:
         self._early: deque[tuple[int, dkg_pb2.DkgPacket]] = deque()
         self.refused: list[str] = []
         self.dropped = 0
+        self.replayed = 0  # packets that arrived before all keys were known (buffered, then replayed)
 
     # --- inbound ---
 
@@ -173,8 +174,9 @@ class ReshareSession:
         except DecodeError:
             return self._refuse(f"{where}: body is not a DkgPacket")
         kind = packet.WhichOneof("body")
-        expected, members = ((self.plan.old_keyset.keyset_id, self.plan.old_members) if kind in _OLD_SET_PACKETS
-                             else (self.plan.new_keyset_id, self.plan.new_members))
+        old_set = kind in _OLD_SET_PACKETS
+        expected = self.plan.old_keyset.keyset_id if old_set else self.plan.new_keyset_id
+        members = self.plan.old_members if old_set else self.plan.new_members
         if kind is None or keyset_id != expected or signer_index0 >= len(members):
             return self._refuse(f"{where}: a {kind} packet must be sealed by a member of key set {expected}")
         try:
@@ -186,14 +188,16 @@ class ReshareSession:
 
     def _offer_key(self, keyset_id: int, signer_index0: int, body: bytes, where: str) -> bool:
         if keyset_id != self.plan.new_keyset_id or signer_index0 >= len(self.plan.new_members):
-            return self._refuse(f"{where}: encryption keys are announced under key set {self.plan.new_keyset_id}")
+            return self._refuse(f"{where}: encryption keys are announced by members of key set "
+                                f"{self.plan.new_keyset_id}")
         if len(body) != KEY_SIZE:
             return self._refuse(f"{where}: encryption key of {len(body)} bytes, expected {KEY_SIZE}")
         known = self.keys.get(signer_index0 + 1)
         if known is None:
             self.keys[signer_index0 + 1] = bytes(body)
         elif known != body:
-            return self._refuse(f"{where}: a second, different encryption key for recipient {signer_index0 + 1}")
+            return self._refuse(f"{where}: a second, different encryption key for recipient "
+                                f"{signer_index0 + 1}")
         return True
 
     def _refuse(self, reason: str) -> bool:
@@ -218,9 +222,10 @@ class ReshareSession:
             else:
                 keyset_id, index = self.plan.new_keyset_id, self.new_index
             assert index is not None  # a machine only emits packets of its own roles
-            msg = gossip_pb2.DkgMessage(session_id=self.session, sender_index=index - 1, type_name=PACKET_TYPE,
-                                        body=packet.SerializeToString())
-            await self.publish(self.seal(keyset_id, index - 1, gossip_pb2.MESSAGE_KIND_DKG, msg.SerializeToString()))
+            msg = gossip_pb2.DkgMessage(session_id=self.session, sender_index=index - 1,
+                                        type_name=PACKET_TYPE, body=packet.SerializeToString())
+            payload = msg.SerializeToString()
+            await self.publish(self.seal(keyset_id, index - 1, gossip_pb2.MESSAGE_KIND_DKG, payload))
 
     # --- driving ---
 
@@ -250,6 +255,7 @@ class ReshareSession:
             self.machine = self._build_machine()
             log.info("reshare %#x: all %d encryption keys known, starting", self.session, len(self.keys))
             await self._emit(self.machine.start(self.now()))
+            self.replayed = len(self._early)
             while self._early:
                 await self._process(*self._early.popleft())
         if self.machine is not None:
