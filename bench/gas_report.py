@@ -7,8 +7,10 @@ account of a state with `--leaves` accounts, taken from an opcode trace (`debug_
 with --steps-tracing): what a protocol contract pays when it calls the registry. The brief's proxy,
 eth_estimateGas minus 21000, is reported as `verify_account_proof_estimate_minus_21000`: under Prague
 (EIP-7623) a call that is mostly calldata is billed the calldata floor (10 gas per token), so that
-figure measures the leaf + proof bytes rather than the verification. Targets: publish <= 150k, one
-proof <= 15k execution gas.
+figure measures the leaf + proof bytes rather than the verification. `publish_state_keyset_advance`
+is a publish under the same group key with the next key-set id (after a reshare): one more write of
+the registry's packed slot and a GroupKeyRotated event. Targets: publish <= 150k, one proof <= 15k
+execution gas.
 
 Usage: .venv/bin/python bench/gas_report.py [--leaves 100000]
 """
@@ -169,6 +171,11 @@ def run(n_leaves: int) -> dict:
                                                  new.eip2537, signer.sign(admin))["gasUsed"]
         after_rotation, _ = publish(owner, d.registry, new, 3, make_leaves(accounts, 3, special))
         gas["publish_state_after_rotation"] = after_rotation["gasUsed"]
+        # a reshare: same group key, key-set id + 1, accepted by publishState itself (no admin message)
+        new.keyset_id += 1
+        advance, _ = publish(owner, d.registry, new, 4, make_leaves(accounts, 3, special))
+        assert registry.functions.keysetId().call() == new.keyset_id
+        gas["publish_state_keyset_advance"] = advance["gasUsed"]
 
         return {
             "chain": {"hardfork": "prague", "chain_id": chain.chain_id, "registry": to_checksum_address(d.registry)},

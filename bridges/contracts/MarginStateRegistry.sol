@@ -7,7 +7,7 @@ import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
 /// @title Registry of threshold-signed margin states.
 /// @notice Accepts a state (epoch, key-set id, inputs digest, parameters hash, Merkle root, leaf count)
 /// signed by the validators' group key (BLS12-381 min-sig, key in G2), refuses epochs that do not
-/// increase and foreign key-set ids, and answers per-account Merkle proofs for protocols.
+/// increase and retired (lower) key-set ids, and answers per-account Merkle proofs for protocols.
 /// @dev Gas: the last RING_SIZE states are kept as commitments keccak256(epoch, root) in a ring whose
 /// slots are pre-filled at construction, so publishing rewrites slots instead of creating them. The
 /// group key (256 bytes) lives in the code of a small data contract (one EXTCODECOPY instead of eight
@@ -16,8 +16,15 @@ import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
 /// 21000 intrinsic + ~3.9k calldata + ~115.4k precompiles (pairing 102.9k, two MAP_FP_TO_G1 11k, SHA-256,
 /// MODEXP, G1ADD) + 10k for the two slot rewrites (latest epoch, ring entry) = ~150.3k before any logic,
 /// so the 150k target is not reachable with on-chain hash-to-curve and a stored root per epoch.
-/// Group-key rotation needs an admin message signed by the CURRENT key, bound to this chain, this
-/// contract and a nonce that is incremented on use.
+/// Key sets: a state signed under a LOWER key-set id than the current one is refused (WrongKeyset: its
+/// signers' key set was retired). A state under a HIGHER key-set id is accepted when the group
+/// signature verifies under the unchanged group key (a reshare keeps the group key and increments the
+/// key-set id), and advances `keysetId` to it, emitting GroupKeyRotated(old, new, nonce 0, same key):
+/// nonce 0 because no admin message was consumed (`adminNonce` is unchanged); such an event is told
+/// from an admin rotation by its key being equal to the previous one. This path costs one warm write of
+/// the shared slot more than a normal publish, plus the event.
+/// Group-key rotation (a NEW group key, after a failed reshare) needs an admin message signed by the
+/// CURRENT key, bound to this chain, this contract and a nonce that is incremented on use.
 contract MarginStateRegistry {
     using MarginLeafLib for MarginLeaf;
 
@@ -39,11 +46,12 @@ contract MarginStateRegistry {
     bytes32[RING_SIZE] private stateCommitments;
 
     event StatePublished(uint64 indexed epoch, uint32 indexed keysetId, bytes32 digest, bytes32 root, uint64 leafCount);
-    /// @notice Also emitted at construction (oldKeysetId 0) for the initial key.
+    /// @notice Also emitted at construction (oldKeysetId 0) for the initial key, and by publishState when a
+    /// state advances the key-set id under the same key (nonce 0, groupKey unchanged).
     event GroupKeyRotated(uint32 indexed oldKeysetId, uint32 indexed newKeysetId, uint64 nonce, bytes groupKey);
 
     error EpochNotIncreasing(uint64 epoch, uint64 latestEpoch);
-    error WrongKeyset(uint32 keysetId, uint32 expected);
+    error WrongKeyset(uint32 keysetId, uint32 current);
     error InvalidSignature(bytes32 digest);
     error InvalidGroupKey(string field);
     error KeysetNotIncreasing(uint32 newKeysetId, uint32 current);
@@ -75,7 +83,13 @@ contract MarginStateRegistry {
     ) external {
         uint64 latest = latestEpoch;
         if (epoch <= latest) revert EpochNotIncreasing(epoch, latest);
-        if (stateKeysetId != keysetId) revert WrongKeyset(stateKeysetId, keysetId);
+        uint32 current = keysetId;
+        if (stateKeysetId != current) {
+            if (stateKeysetId < current) revert WrongKeyset(stateKeysetId, current);
+            // written before the check below on purpose (the normal path keeps one comparison): an
+            // invalid signature reverts the whole call, this write and its event included
+            advanceKeyset(current, stateKeysetId);
+        }
         bytes32 digest = computeStateDigest(stateKeysetId, epoch, inputsDigest, paramsHash, root, leafCount);
         if (!BLS12381.verify(groupPublicKey(), digest, signature)) revert InvalidSignature(digest);
         latestEpoch = epoch;
@@ -190,6 +204,12 @@ contract MarginStateRegistry {
     }
 
     // ---------------------------------------------------------------- internals
+
+    /// @dev A reshare: same group key, higher key-set id; the caller verifies the group signature.
+    function advanceKeyset(uint32 current, uint32 next) private {
+        keysetId = next;
+        emit GroupKeyRotated(current, next, 0, groupPublicKey());
+    }
 
     /// @dev Deploys a data contract whose code is 0x00 || key (SSTORE2 pattern).
     function writeKey(bytes memory key) private returns (address pointer) {

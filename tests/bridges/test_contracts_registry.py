@@ -1,5 +1,5 @@
 """MarginStateRegistry on two real anvil chains: threshold-signed states, refusals, Merkle proofs,
-group-key rotation, and byte-for-byte parity of the Python codec with the contract."""
+group-key rotation, the key-set advance of a reshare (same key, next key-set id), and byte-for-byte parity of the Python codec with the contract."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 import pytest
 from eth_utils import to_checksum_address
 from web3.exceptions import ContractCustomError
+from web3.logs import DISCARD
 
 from bridges.anvil import DEV_MNEMONIC, AnvilError, get_anvil_binary, get_free_port, rpc_call
 from bridges.deploy import ChainSender, get_dev_key
@@ -140,8 +141,8 @@ def test_invalid_states_refused(chains: list[ChainEnv], group_key: GroupKey) -> 
     assert_publish_refused(env, tampered_count, "InvalidSignature")
     other_network = make_signed_state(group_key, 5, leaves, network_id=NETWORK_ID + 1)
     assert_publish_refused(env, other_network.publish_args(), "InvalidSignature")
-    wrong_keyset = make_signed_state(group_key, 5, leaves, keyset_id=group_key.keyset_id + 1)
-    assert_publish_refused(env, wrong_keyset.publish_args(), "WrongKeyset")
+    retired_keyset = make_signed_state(group_key, 5, leaves, keyset_id=group_key.keyset_id - 1)
+    assert_publish_refused(env, retired_keyset.publish_args(), "WrongKeyset")
     bad_length = (*good.publish_args()[:6], good.signature[:96])
     assert_publish_refused(env, bad_length, "InvalidPointLength")
     not_on_curve = (*good.publish_args()[:6], bytes(16) + b"\x01" * 48 + bytes(16) + b"\x02" * 48)
@@ -152,6 +153,104 @@ def test_invalid_states_refused(chains: list[ChainEnv], group_key: GroupKey) -> 
     registry = env.contract("MarginStateRegistry")
     assert registry.functions.latestEpoch().call() == 5
     assert registry.functions.isStateRoot(5, good.root).call()
+
+
+def get_keyset_events(env: ChainEnv, receipt: dict) -> list[dict]:
+    registry = env.contract("MarginStateRegistry")
+    return [dict(e["args"]) for e in registry.events.GroupKeyRotated().process_receipt(receipt, errors=DISCARD)]
+
+
+def test_state_under_next_keyset_advances_registry(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    """A reshare keeps the group key and increments the key-set id: the registry follows the signed
+    state itself (no admin message), then refuses the retired key-set id."""
+    env = chains[0]
+    registry = env.contract("MarginStateRegistry")
+    first = env.publish(make_signed_state(group_key, 1, make_leaves()))
+    assert get_keyset_events(env, first) == []
+    nxt = group_key.keyset_id + 1
+    advanced = make_signed_state(group_key, 2, make_leaves(), keyset_id=nxt)
+    receipt = env.publish(advanced)
+    assert receipt["status"] == 1
+    assert registry.functions.keysetId().call() == nxt
+    assert registry.functions.latestEpoch().call() == 2
+    assert registry.functions.isStateRoot(2, advanced.root).call()
+    assert registry.functions.adminNonce().call() == 0
+    assert registry.functions.groupPublicKey().call() == group_key.eip2537
+    assert get_keyset_events(env, receipt) == [{"oldKeysetId": group_key.keyset_id, "newKeysetId": nxt, "nonce": 0,
+                                                "groupKey": group_key.eip2537}]
+    published = registry.events.StatePublished().process_receipt(receipt, errors=DISCARD)[0]["args"]
+    assert (published["epoch"], published["keysetId"]) == (2, nxt)
+    # the retired key-set id is refused even for a later epoch and a valid group signature
+    assert_publish_refused(env, make_signed_state(group_key, 3, make_leaves()).publish_args(),
+                           f"WrongKeyset\\({group_key.keyset_id}, {nxt}\\)")
+    # the same key-set id goes on without a new event; a jump of more than one is accepted too
+    same = env.publish(make_signed_state(group_key, 3, make_leaves(), keyset_id=nxt))
+    assert get_keyset_events(env, same) == []
+    env.publish(make_signed_state(group_key, 4, make_leaves(), keyset_id=nxt + 2))
+    assert registry.functions.keysetId().call() == nxt + 2
+    # the other chain's registry is independent: still at the genesis key-set id
+    assert chains[1].contract("MarginStateRegistry").functions.keysetId().call() == group_key.keyset_id
+
+
+def test_invalid_next_keyset_with_bad_signature_does_not_advance(chains: list[ChainEnv],
+                                                                  group_key: GroupKey) -> None:
+    env = chains[1]
+    registry = env.contract("MarginStateRegistry")
+    env.publish(make_signed_state(group_key, 1, make_leaves()))
+    nxt = group_key.keyset_id + 1
+    impostor = make_group_key(b"not-the-group", keyset_id=nxt)
+    assert_publish_refused(env, make_signed_state(impostor, 2, make_leaves()).publish_args(), "InvalidSignature")
+    # signed by the group key over the OLD key-set id's digest but claiming the next one
+    good = make_signed_state(group_key, 2, make_leaves())
+    relabelled = (good.epoch, nxt, *good.publish_args()[2:])
+    assert_publish_refused(env, relabelled, "InvalidSignature")
+    assert registry.functions.keysetId().call() == group_key.keyset_id
+    assert registry.functions.latestEpoch().call() == 1
+    assert not registry.functions.isStateRoot(2, good.root).call()
+    # nothing was advanced: the genesis key-set id still publishes
+    assert env.publish(good)["status"] == 1
+
+
+def test_invalid_replay_after_keyset_advance(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[0]
+    registry = env.contract("MarginStateRegistry")
+    nxt = group_key.keyset_id + 1
+    old = make_signed_state(group_key, 4, make_leaves())
+    env.publish(old)
+    advanced = make_signed_state(group_key, 6, make_leaves(), keyset_id=nxt)
+    env.publish(advanced)
+    # replays of published states, and an older epoch under the new key-set id, stay refused
+    assert_publish_refused(env, advanced.publish_args(), "EpochNotIncreasing")
+    assert_publish_refused(env, old.publish_args(), "EpochNotIncreasing")
+    assert_publish_refused(env, make_signed_state(group_key, 5, make_leaves(), keyset_id=nxt).publish_args(),
+                           "EpochNotIncreasing")
+    # a higher key-set id does not bypass the epoch check either
+    assert_publish_refused(env, make_signed_state(group_key, 6, make_leaves(), keyset_id=nxt + 1).publish_args(),
+                           "EpochNotIncreasing")
+    assert registry.functions.keysetId().call() == nxt
+    assert registry.functions.latestEpoch().call() == 6
+
+
+def test_rotation_after_keyset_advance_uses_unchanged_nonce(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    """`rotateGroupKey` stays for a real key change: after an advance it needs a still higher key-set id
+    and the first admin nonce (the advance consumed none)."""
+    env = chains[0]
+    nxt = group_key.keyset_id + 1
+    env.publish(make_signed_state(group_key, 1, make_leaves(), keyset_id=nxt))
+    sender = env.sender()
+    stale = make_group_key(b"rotated-group-key", keyset_id=nxt)
+    with pytest.raises(DeploymentError, match="KeysetNotIncreasing"):
+        sender.transact("MarginStateRegistry", env.deployment.registry, "rotateGroupKey",
+                        *rotate(env, group_key, stale, nonce=0))
+    new_key = make_group_key(b"rotated-group-key", keyset_id=nxt + 1)
+    sender.transact("MarginStateRegistry", env.deployment.registry, "rotateGroupKey",
+                    *rotate(env, group_key, new_key, nonce=0))
+    registry = env.contract("MarginStateRegistry")
+    assert (registry.functions.keysetId().call(), registry.functions.adminNonce().call()) == (nxt + 1, 1)
+    # the old group key can no longer advance the key-set id: its signature does not verify
+    old_key_later = make_signed_state(group_key, 2, make_leaves(), keyset_id=nxt + 2)
+    assert_publish_refused(env, old_key_later.publish_args(), "InvalidSignature")
+    assert env.publish(make_signed_state(new_key, 2, make_leaves()))["status"] == 1
 
 
 def test_ring_keeps_recent_epochs_only(chains: list[ChainEnv], group_key: GroupKey) -> None:
