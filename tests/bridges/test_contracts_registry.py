@@ -1,5 +1,6 @@
 """MarginStateRegistry on two real anvil chains: threshold-signed states, refusals, Merkle proofs,
-group-key rotation, the key-set advance of a reshare (same key, next key-set id), and byte-for-byte parity of the Python codec with the contract."""
+group-key rotation, the key-set advance of a reshare (same key, next key-set id), and byte-for-byte
+parity of the Python codec with the contract."""
 
 from __future__ import annotations
 
