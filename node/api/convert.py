@@ -111,5 +111,5 @@ def evidence_to_pb(ev: Evidence) -> admin_pb2.Evidence:
 PROPOSAL_STATUS = {
     "open": api_pb2.PROPOSAL_STATUS_OPEN, "passed": api_pb2.PROPOSAL_STATUS_PASSED,
     "rejected": api_pb2.PROPOSAL_STATUS_REJECTED, "executed": api_pb2.PROPOSAL_STATUS_EXECUTED,
-    "expired": api_pb2.PROPOSAL_STATUS_EXPIRED,
+    "expired": api_pb2.PROPOSAL_STATUS_EXPIRED, "invalid": api_pb2.PROPOSAL_STATUS_INVALID,
 }

@@ -3,9 +3,13 @@ chain's Governance contract (the same derivation as `clearingd gov list` / `para
 
 `GovernanceReader.get_state()` re-derives at most every `refresh_s` seconds (one reader at a time;
 concurrent callers get the cached state), keeps the last good state when the chain is unreachable,
-and returns None until a first derivation succeeded. Status mapping to the API enum: pending ->
-OPEN, approved -> PASSED (EXECUTED once the contract executed it), rejected/invalid -> REJECTED
-(the reason is in the description), expired -> EXPIRED. Persists nothing.
+and returns None until a first derivation succeeded. The genesis is derived as the node derives it:
+validator set and threshold from the contract's set version 0 at the read pin, the epoch clock
+exactly as the node's `[consensus]` configures it (no fallback to the home chain's block 0) and the
+genesis key-set id (`node.governance_source.get_genesis_at`), so API and node agree. Status mapping
+to the API enum: pending -> OPEN, approved -> PASSED (EXECUTED once the contract executed it),
+rejected -> REJECTED, invalid (a parameter set or change refused by validation) -> INVALID, expired
+-> EXPIRED; the tally's reason is in the description. Persists nothing.
 """
 
 from __future__ import annotations
@@ -19,18 +23,21 @@ from collections.abc import Callable
 from typing import Any
 
 from node.api.sources import ParametersInfo, ProposalInfo
+from node.governance_source import GENESIS_KEYSET_ID
 
 LOG = logging.getLogger(__name__)
-STATUS = {"pending": "open", "approved": "passed", "rejected": "rejected", "invalid": "rejected",
+STATUS = {"pending": "open", "approved": "passed", "rejected": "rejected", "invalid": "invalid",
           "expired": "expired"}
 
 
 class GovernanceReader:
     def __init__(self, rpc_url: str, address: str, confirmations: int, genesis_time: float, epoch_seconds: float,
-                 refresh_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 refresh_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 genesis_keyset_id: int = GENESIS_KEYSET_ID) -> None:
+        # the node's clock as configured (a fractional one fails each read, logged, as the node refuses it)
         self.args = argparse.Namespace(rpc_url=rpc_url, governance_address=address, confirmations=confirmations,
-                                       genesis_time=int(genesis_time) if genesis_time else None,
-                                       epoch_seconds=max(1, int(epoch_seconds)))
+                                       genesis_time=genesis_time, epoch_seconds=epoch_seconds,
+                                       genesis_keyset_id=genesis_keyset_id)
         self.refresh_s = refresh_s
         self.clock = clock
         self._state: Any = None

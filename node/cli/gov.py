@@ -25,13 +25,14 @@ from bridges.governance_chain import GovernanceChain, GovernanceTxReverted, get_
 from governance.encoding import outcome_to_dict, refused_vote_to_dict, state_to_dict
 from governance.errors import GovernanceError
 from governance.proposals import (
-    EpochClock,
     GovernanceGenesis,
     ProposalKind,
     ValidatorSetChange,
     encode_validator_set_change,
 )
 from governance.tally import GovernanceState, derive_governance_state
+from node.consensus.errors import InputsUnavailable
+from node.governance_source import GENESIS_KEYSET_ID, build_genesis_spec, get_genesis_at
 from risk.errors import RiskError
 from risk.params import RRA1, RiskParams, encode_params, params_with_overrides
 
@@ -102,12 +103,13 @@ class Derived:
 
 
 def derive_from_chain(args: argparse.Namespace, gov: GovernanceChain | None = None) -> Derived:
-    """Snapshot at head - confirmations, genesis set from the contract's version 0, then the tally."""
+    """Snapshot at head - confirmations, then the tally; the genesis set is the contract's version 0 read
+    at that pin, exactly as the node derives it (`node.governance_source.get_genesis_at`)."""
     gov = gov or get_governance(args)
     pin = gov.get_pin_at_head(args.confirmations)
-    _, members, threshold = gov.get_validators(pin, 0)
     genesis_time = args.genesis_time if args.genesis_time is not None else gov.client.get_block(0).timestamp
-    genesis = GovernanceGenesis(members, threshold, EpochClock(int(genesis_time), args.epoch_seconds))
+    spec = build_genesis_spec(genesis_time, args.epoch_seconds, getattr(args, "genesis_keyset_id", GENESIS_KEYSET_ID))
+    genesis = get_genesis_at(gov, pin, spec)
     snap = gov.read_snapshot(pin)
     return Derived(derive_governance_state(genesis, snap.proposals, snap.votes, pin.number), genesis, pin.timestamp)
 
@@ -219,7 +221,7 @@ def run(handler):  # type: ignore[no-untyped-def]
         except GovernanceTxReverted as exc:
             print(f"refused: {exc.error}{exc.args_decoded if exc.args_decoded else ''}", file=sys.stderr)
             return 1
-        except (BridgeError, GovernanceError, RiskError, OSError, ValueError) as exc:
+        except (BridgeError, GovernanceError, InputsUnavailable, RiskError, OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     return wrapped

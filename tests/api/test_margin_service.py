@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from bridges.statecodec import compute_inputs_digest, compute_state_digest
 from node.api.errors import get_field_violations, get_retry_delay, get_rich_status
 from node.api.service import ServiceLimits
+from node.api.sources import ProposalInfo
 from node.crypto import threshold
 from node.pb.clearing.api.v1 import api_pb2
 from tests.api.conftest import EPOCHS, N_LEAVES, ApiEnv, start_env, stop_env
@@ -196,6 +197,21 @@ def test_list_validators_parameters_proposals(api_env: ApiEnv) -> None:
     with pytest.raises(grpc.RpcError) as err:
         api_env.stub.ListProposals(api_pb2.ListProposalsRequest(page_size=5000), timeout=5)
     assert [v.field for v in get_field_violations(err.value)] == ["page_size"]
+
+
+def test_invalid_proposal_listed_as_invalid_with_its_reason(api_env: ApiEnv) -> None:
+    reason = "invalid: parameter set refused: maintenance_factor: must be in (0, 1], got 1.5"
+    api_env.sources.proposals = (
+        ProposalInfo(8, "invalid", "0x" + "08" * 20, 20, b"", 3, 0, reason),
+        ProposalInfo(9, "rejected", "0x" + "09" * 20, 21, b"\x09" * 32, 1, 3, "rejected: approval missed"),
+        ProposalInfo(10, "unknown-status", "0x" + "0a" * 20, 22, b"", 0, 0, ""),
+    )
+    listed = api_env.stub.ListProposals(api_pb2.ListProposalsRequest(from_id=8), timeout=5).proposals
+    assert [(p.id, p.status) for p in listed] == [(8, api_pb2.PROPOSAL_STATUS_INVALID),
+                                                  (9, api_pb2.PROPOSAL_STATUS_REJECTED),
+                                                  (10, api_pb2.PROPOSAL_STATUS_UNSPECIFIED)]
+    assert listed[0].description == reason
+    assert api_pb2.ProposalStatus.Name(listed[0].status) == "PROPOSAL_STATUS_INVALID"
 
 
 def test_invalid_over_rate_limit_gives_resource_exhausted_with_retry_info(tmp_path: Path) -> None:

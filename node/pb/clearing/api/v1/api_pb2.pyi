@@ -15,12 +15,14 @@ class ProposalStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROPOSAL_STATUS_REJECTED: _ClassVar[ProposalStatus]
     PROPOSAL_STATUS_EXECUTED: _ClassVar[ProposalStatus]
     PROPOSAL_STATUS_EXPIRED: _ClassVar[ProposalStatus]
+    PROPOSAL_STATUS_INVALID: _ClassVar[ProposalStatus]
 PROPOSAL_STATUS_UNSPECIFIED: ProposalStatus
 PROPOSAL_STATUS_OPEN: ProposalStatus
 PROPOSAL_STATUS_PASSED: ProposalStatus
 PROPOSAL_STATUS_REJECTED: ProposalStatus
 PROPOSAL_STATUS_EXECUTED: ProposalStatus
 PROPOSAL_STATUS_EXPIRED: ProposalStatus
+PROPOSAL_STATUS_INVALID: ProposalStatus
 
 class ChainPin(_message.Message):
     __slots__ = ("chain_id", "block_number", "block_hash")
