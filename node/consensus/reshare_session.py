@@ -136,7 +136,7 @@ class ReshareSession:
             expected = plan.old_keyset.get_public_share(self.old_index)
             if (old_share is None or not 0 < old_share < bls.CURVE_ORDER
                     or bls.public_key(old_share) != expected):
-                raise DkgError(f"old_share: does not match public share {self.old_index} of key set "
+                raise DkgError(f"old_share: missing or does not match public share {self.old_index} of key set "
                                f"{plan.old_keyset.keyset_id}")
             self._old = DkgResult(keyset=plan.old_keyset, index=self.old_index, share=old_share)
         self._encryption_key: X25519PrivateKey | None = None
@@ -174,10 +174,12 @@ class ReshareSession:
         except DecodeError:
             return self._refuse(f"{where}: body is not a DkgPacket")
         kind = packet.WhichOneof("body")
+        if kind is None:
+            return self._refuse(f"{where}: packet.body is empty")
         old_set = kind in _OLD_SET_PACKETS
         expected = self.plan.old_keyset.keyset_id if old_set else self.plan.new_keyset_id
         members = self.plan.old_members if old_set else self.plan.new_members
-        if kind is None or keyset_id != expected or signer_index0 >= len(members):
+        if keyset_id != expected or signer_index0 >= len(members):
             return self._refuse(f"{where}: a {kind} packet must be sealed by a member of key set {expected}")
         try:
             self._send.send_nowait((signer_index0 + 1, packet))
