@@ -59,10 +59,14 @@ def build_demo_params() -> tuple[bytes, bytes, bytes]:
 
 
 def get_operator_key(run: DevnetRun, index: int) -> bytes:
-    """Validator `index`'s operator key, decrypted from its devnet home with the devnet passphrase file."""
-    from node.config import load_config, load_validator_secrets
+    """Validator `index`'s operator key, decrypted from its devnet home with the devnet passphrase file
+    (only the operator keystore: a joining home holds no share keystore)."""
+    from node.config import load_config
+    from node.crypto.keystore import load_keystore, load_passphrase
 
-    return load_validator_secrets(load_config(run.homes[index].path, env={})).operator_key
+    config = load_config(run.homes[index].path, env={})
+    passphrase = load_passphrase(config.get_path("keys", "passphrase_file"))
+    return load_keystore(config.get_path("keys", "operator_file"), passphrase).secret.reveal()
 
 
 def get_governance_chain(run: DevnetRun) -> Any:

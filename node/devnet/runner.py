@@ -227,29 +227,45 @@ def get_registry(chain: SeededChain) -> Any:
         address=to_checksum_address(chain.deployment.registry), abi=get_abi("MarginStateRegistry"))
 
 
-def check_accounts(run: DevnetRun, epoch: int) -> dict[str, Any]:
-    """Demo accounts' margin from validator 0 over gRPC, each proof checked on every chain's registry."""
+def get_margin_reports(run: DevnetRun, epoch: int) -> tuple[int, dict[str, Any]]:
+    """(node index, report per demo account) at `epoch` from the first validator that serves every
+    demo account's leaf (one that adopted the state from a peer holds no leaves of it)."""
+    import grpc
+
     from node.api.client import get_margin, open_api_channel
 
+    errors = []
+    for h in run.homes:
+        channel = open_api_channel(h.api_address)
+        try:
+            return h.index, {name: get_margin(channel, account, epoch).report
+                             for name, account in get_demo_accounts().items()}
+        except grpc.RpcError as exc:
+            errors.append(f"v{h.index}: {exc.details()}")
+        finally:
+            channel.close()
+    raise DevnetError(f"epoch {epoch}: no validator serves the demo accounts' margin ({'; '.join(errors)})")
+
+
+def check_accounts(run: DevnetRun, epoch: int) -> dict[str, Any]:
+    """Demo accounts' margin over gRPC (validator 0 unless it lacks the leaves), each proof checked on
+    every chain's registry."""
     out: dict[str, Any] = {}
-    channel = open_api_channel(run.homes[0].api_address)
-    try:
-        for name, account in get_demo_accounts().items():
-            report = get_margin(channel, account, epoch).report
-            m = report.margin
-            leaf, proof = decode_leaf(report.leaf), [bytes(p) for p in report.proof]
-            verified, flagged = {}, {}
-            for s in run.seeded:
-                registry = get_registry(s)
-                verified[str(s.chain_id)] = bool(registry.functions.verifyLeaf(epoch, leaf, proof).call())
-                flagged[str(s.chain_id)] = bool(registry.functions.isLiquidatable(account, epoch, leaf, proof).call())
-            out[name] = {"account": account, "epoch": epoch, "equity": m.equity_micro_usd / 1e6,
-                         "initial_margin": m.initial_margin_micro_usd / 1e6,
-                         "maintenance_margin": m.maintenance_margin_micro_usd / 1e6,
-                         "liquidatable": m.liquidatable, "proof_verified_on_chain": verified,
-                         "liquidatable_on_chain": flagged}
-    finally:
-        channel.close()
+    served_by, reports = get_margin_reports(run, epoch)
+    for name, report in reports.items():
+        account = get_demo_accounts()[name]
+        m = report.margin
+        leaf, proof = decode_leaf(report.leaf), [bytes(p) for p in report.proof]
+        verified, flagged = {}, {}
+        for s in run.seeded:
+            registry = get_registry(s)
+            verified[str(s.chain_id)] = bool(registry.functions.verifyLeaf(epoch, leaf, proof).call())
+            flagged[str(s.chain_id)] = bool(registry.functions.isLiquidatable(account, epoch, leaf, proof).call())
+        out[name] = {"account": account, "epoch": epoch, "served_by": served_by, "equity": m.equity_micro_usd / 1e6,
+                     "initial_margin": m.initial_margin_micro_usd / 1e6,
+                     "maintenance_margin": m.maintenance_margin_micro_usd / 1e6,
+                     "liquidatable": m.liquidatable, "proof_verified_on_chain": verified,
+                     "liquidatable_on_chain": flagged}
     return out
 
 

@@ -69,6 +69,7 @@ class ChangeProgress:
     registries_start: dict[str, Any] = field(default_factory=dict)
     validator_sets: tuple[Any, ...] = ()  # governance.tally.ValidatorSetVersion, as of the latest read
     reshares_seen: dict[str, str] = field(default_factory=dict)  # "v<i>/#<proposal>" -> last state said
+    source: Any = None  # node.governance_source.GovernanceScheduleSource (cached per pin)
 
 
 def read_registries(run: DevnetRun) -> dict[str, Any]:
@@ -84,15 +85,16 @@ def read_registries(run: DevnetRun) -> dict[str, Any]:
     return out
 
 
-def read_governance_state(run: DevnetRun) -> Any:
+def read_governance_state(run: DevnetRun, progress: ChangeProgress) -> Any:
     """The `GovernanceState` at the home chain's head (1 confirmation), derived as every node does."""
     from node.devnet.governance_demo import get_governance_chain
     from node.governance_source import GovernanceScheduleSource, build_governance_genesis
 
-    gov = get_governance_chain(run)
-    genesis = build_governance_genesis([h.address for h in run.genesis_homes], run.options.threshold,
-                                       run.genesis_time, run.options.epoch_period_s)
-    return GovernanceScheduleSource(gov, genesis).get_state(gov.get_pin_at_head(1))
+    if progress.source is None:
+        genesis = build_governance_genesis([h.address for h in run.genesis_homes], run.options.threshold,
+                                           run.genesis_time, run.options.epoch_period_s)
+        progress.source = GovernanceScheduleSource(get_governance_chain(run), genesis)
+    return progress.source.get_state(progress.source.gov.get_pin_at_head(1))
 
 
 def get_set_version(progress: ChangeProgress, epoch: int) -> Any:
@@ -170,7 +172,7 @@ def process_demo_step(run: DevnetRun, progress: ChangeProgress, ws: WatchState, 
     if not progress.registries_start:
         progress.registries_start = read_registries(run)
     if add.proposal_id:
-        progress.validator_sets = read_governance_state(run).validator_sets
+        progress.validator_sets = read_governance_state(run, progress).validator_sets
         say_reshare_progress(run, progress, say)
     if add.proposal_id == 0 and ws.done >= PROPOSE_AFTER_EPOCHS:
         propose(run, add, (run.homes[JOINING_INDEX].address,), (), 4, say)
@@ -259,7 +261,7 @@ def compute_removed_probe(home: Path) -> dict[str, Any]:
 
 def get_change_report(run: DevnetRun, ws: WatchState, progress: ChangeProgress) -> dict[str, Any]:
     """The `validator_change` object of the summary (run after the runner's summary waited for publications)."""
-    state = read_governance_state(run)
+    state = read_governance_state(run, progress)
     progress.validator_sets = state.validator_sets
     epochs = get_epoch_reports(run, ws, progress)
     end = read_registries(run)
