@@ -6,11 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
+from bridges.governance_chain import GovernanceChain
+from governance.encoding import state_to_dict
 from governance.params import compute_params_hash
+from governance.proposals import ProposalKind, ValidatorSetChange, VoteChoice, encode_validator_set_change
+from node.governance_source import build_governance_source
 from risk.params import RRA1
 from tests.governance.conftest import EPOCH_SECONDS, Deployed
 from tests.governance.helpers import INVALID_MM_PAYLOAD, WIDE_BTC
@@ -86,3 +92,35 @@ def test_invalid_cli_usage_names_the_missing_option(deployed: Deployed) -> None:
     bad = clearingd(deployed, "gov", "propose", "--kind", "validators", "--remove", deployed.validators[3],
                     "--voting-period-blocks", "3", "--activation-epoch", "3", dev_key=0)
     assert bad.returncode == 2 and "--threshold" in bad.stderr
+
+
+def test_gov_list_agrees_with_the_node_after_a_set_change(deployed: Deployed) -> None:
+    """The CLI derives the genesis as the node does (the contract's set version 0 at the pin), also once
+    the contract's voting set moved on and whatever set the node is configured with."""
+    d = deployed
+    joiner = Account.from_key(d.keys[4]).address.lower()
+    change = encode_validator_set_change(ValidatorSetChange((joiner,), (d.validators[3],), 3))
+    pid, _ = d.gov.propose(d.keys[0], ProposalKind.VALIDATOR_SET, change, 3, 6)
+    for key in d.keys[:3]:
+        d.gov.vote(key, pid, VoteChoice.YES)
+    d.mine(4)
+    d.gov.execute(d.keys[1], pid)
+    listed = clearingd(d, "gov", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout)
+    pin = d.gov.get_pin_at_head(0)
+    assert doc["head_block"] == pin.number  # nothing mined since: the node reads the same pin
+    new_set = (*d.validators[:3], joiner)
+    node = build_governance_source(d.gov.client, d.gov.address, new_set, 3, float(d.genesis.clock.genesis_time),
+                                   float(EPOCH_SECONDS))
+    assert json.loads(json.dumps(state_to_dict(node.get_state(pin)), sort_keys=True)) == doc
+    assert [(p["id"], p["status"]) for p in doc["proposals"]] == [(pid, "approved")]
+
+
+def test_invalid_governance_address_without_contract_is_an_error_not_a_trace(deployed: Deployed) -> None:
+    d = deployed
+    no_contract = replace(d, gov=GovernanceChain(d.gov.client, "0x" + "5e" * 20, d.gov.abi))
+    out = clearingd(no_contract, "gov", "list")
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: ") and "validatorsAt" in out.stderr
+    assert "Traceback" not in out.stderr
