@@ -88,12 +88,11 @@ def read_registries(run: DevnetRun) -> dict[str, Any]:
 def read_governance_state(run: DevnetRun, progress: ChangeProgress) -> Any:
     """The `GovernanceState` at the home chain's head (1 confirmation), derived as every node does."""
     from node.devnet.governance_demo import get_governance_chain
-    from node.governance_source import GovernanceScheduleSource, build_governance_genesis
+    from node.governance_source import GovernanceScheduleSource, build_genesis_spec
 
-    if progress.source is None:
-        genesis = build_governance_genesis([h.address for h in run.genesis_homes], run.options.threshold,
-                                           run.genesis_time, run.options.epoch_period_s)
-        progress.source = GovernanceScheduleSource(get_governance_chain(run), genesis)
+    if progress.source is None:  # genesis set read from the contract's version 0, as the nodes do
+        spec = build_genesis_spec(run.genesis_time, run.options.epoch_period_s)
+        progress.source = GovernanceScheduleSource(get_governance_chain(run), spec)
     return progress.source.get_state(progress.source.gov.get_pin_at_head(1))
 
 
