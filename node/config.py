@@ -36,7 +36,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "consensus": {"genesis_time": 0.0, "epoch_period_s": 10.0, "inputs": "margin", "round_deadline_s": 0.0,
                   "publish_fallback_s": 3.0, "catchup_interval_s": 2.0, "status_interval_s": 1.0,
                   "home_chain_id": 0, "publish": True},
-    "validator_set": {"keyset_id": 1, "threshold": 1, "group_key": "", "operators": [], "public_shares": []},
+    "validator_set": {"keyset_id": 1, "threshold": 1, "group_key": "", "operators": [], "public_shares": [],
+                      "keyset_record": ""},
     "api": {"enabled": True, "listen": "127.0.0.1:50051", "max_workers": 8, "max_concurrent_rpcs": 256,
             "max_receive_bytes": 1 << 20, "max_send_bytes": 8 << 20, "rate_limit_rps": 2000.0,
             "rate_limit_burst": 4000.0, "tls_cert_file": "", "tls_key_file": "", "tls_client_ca_file": ""},
@@ -245,10 +246,12 @@ def _hex(name: str, text: str) -> bytes:
 class ValidatorSecrets:
     """Decrypted key material of a validator (never logged: register it with `node.logs`)."""
 
-    share_sk: int
+    share_sk: int | None  # None: a joining validator (no share of the configured key set)
     operator_key: bytes
     p2p_seed: bytes
     keyset: Any = field(default=None, repr=False)  # node.crypto.dkg.KeySet from the share keystore
+    later: tuple = field(default=(), repr=False)  # DkgResults of later key sets (keys/share-<id>.json)
+    passphrase: Any = field(default=None, repr=False)  # node.crypto.keystore.Secret, to write new shares
 
     def __repr__(self) -> str:
         return "ValidatorSecrets([REDACTED])"
@@ -259,7 +262,10 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
 
     Threshold, group key, key-set id and public shares come from the key-set record of the share
     keystore when `[validator_set]` leaves `public_shares` empty; operator addresses always come
-    from `[validator_set].operators` (index i = BLS share index i + 1).
+    from `[validator_set].operators` (index i = BLS share index i + 1). A joining validator (no
+    share keystore; its operator is not in `[validator_set].operators`) takes the public data from
+    `[validator_set]` (`public_shares`, `group_key`, `threshold`, `keyset_id` and `keyset_record`,
+    the hex `KeySetRecord` it needs to check the deals of the reshare that admits it).
     """
     from node.consensus.validation import ValidatorSet
     from node.validator import ValidatorConfig
@@ -275,10 +281,13 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
             raise ConfigError(f"consensus.{exc} (required with governance.address)") from exc
     try:
         operators = tuple(_hex("validator_set.operators", a) for a in vs["operators"])
+        keyset = secrets.keyset
         if vs["public_shares"] or secrets.keyset is None:
             shares = tuple(_hex("validator_set.public_shares", p) for p in vs["public_shares"])
             keyset_id, threshold = vs["keyset_id"], vs["threshold"]
             group_key = _hex("validator_set.group_key", vs["group_key"])
+            if keyset is None and vs["keyset_record"]:
+                keyset = parse_keyset_record(vs["keyset_record"], keyset_id, group_key)
         else:
             ks = secrets.keyset
             shares = tuple(ks.get_public_share(i + 1) for i in range(len(operators)))
@@ -286,8 +295,16 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
         vset = ValidatorSet(network_id=config.get("node", "network_id"), keyset_id=keyset_id,
                             operator_addresses=operators, public_shares=shares, threshold=threshold,
                             group_key=group_key)
+        from node.p2p.envelope import get_operator_address
+
+        joining = secrets.share_sk is None
+        if joining and get_operator_address(secrets.operator_key) in operators:
+            raise ConfigError(f"{config.get_path('keys', 'share_file')}: no threshold share, but this operator is "
+                              "in [validator_set].operators; import the DKG's keystore with `clearingd keys import-share`")
         return ValidatorConfig(
-            index=config.get("node", "index"), validator_set=vset, share_sk=secrets.share_sk,
+            index=None if joining else config.get("node", "index"), validator_set=vset, share_sk=secrets.share_sk,
+            keyset=keyset, later_shares=secrets.later, keys_dir=config.get_path("keys", "dir"),
+            passphrase=secrets.passphrase,
             operator_key=secrets.operator_key, p2p_seed=secrets.p2p_seed, listen=config.get("p2p", "listen"),
             bootstrap=tuple(config.get("p2p", "bootstrap")),
             chains=config.chains,
@@ -303,20 +320,53 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
         raise ConfigError(f"validator_set: {exc}") from exc
 
 
+def parse_keyset_record(text: str, keyset_id: int, group_key: bytes) -> Any:
+    """`[validator_set].keyset_record`: the configured key set's public `KeySetRecord` (hex)."""
+    from node.crypto.dkg import KeySet
+    from node.pb.clearing.dkg.v1 import dkg_pb2
+
+    try:
+        keyset = KeySet.from_record(dkg_pb2.KeySetRecord.FromString(_hex("validator_set.keyset_record", text)))
+    except ConfigError:
+        raise
+    except Exception as exc:  # DecodeError or DkgError: name the option
+        raise ConfigError(f"validator_set.keyset_record: not a valid KeySetRecord ({exc})") from exc
+    if keyset.keyset_id != keyset_id or keyset.group_public_key != group_key:
+        raise ConfigError("validator_set.keyset_record: key-set id or group key differ from [validator_set]")
+    return keyset
+
+
+SHARE_GLOB = "share-*.json"
+
+
+def get_share_path(keys_dir: Path, keyset_id: int) -> Path:
+    """Where a share of a key set made by a reshare is kept (`share.json` holds the configured one)."""
+    return keys_dir / f"share-{keyset_id}.json"
+
+
 def load_validator_secrets(config: NodeConfig) -> ValidatorSecrets:
-    """The validator's secrets decrypted from its keystores (passphrase file or env)."""
+    """The validator's secrets decrypted from its keystores (passphrase file or env).
+
+    The share keystore is optional: without it the node is a joining validator (see
+    `build_validator_config`). Shares of later key sets (`keys/share-<id>.json`, written by the
+    node after a reshare) are loaded too."""
     from node.crypto.keyshare import load_share_keystore
     from node.crypto.keystore import load_keystore, load_passphrase
 
     has_file = bool(config.get("keys", "passphrase_file"))
     passphrase = load_passphrase(config.get_path("keys", "passphrase_file") if has_file else None)
-    share = load_share_keystore(config.get_path("keys", "share_file"), passphrase)
+    share_file = config.get_path("keys", "share_file")
+    share = load_share_keystore(share_file, passphrase) if share_file.is_file() else None
     operator = load_keystore(config.get_path("keys", "operator_file"), passphrase).secret.reveal()
     p2p = load_keystore(config.get_path("keys", "p2p_file"), passphrase).secret.reveal()
-    if share.index is not None and share.index != config.get("node", "index") + 1:
+    if share is not None and share.index is not None and share.index != config.get("node", "index") + 1:
         raise ConfigError(f"node.index: {config.get('node', 'index')} but the share keystore holds share "
                           f"index {share.index} (expected node.index + 1)")
-    return ValidatorSecrets(share_sk=int(share.share or 0), operator_key=operator, p2p_seed=p2p, keyset=share.keyset)
+    later = tuple(sorted((load_share_keystore(p, passphrase) for p in config.get_path("keys", "dir").glob(SHARE_GLOB)),
+                         key=lambda r: r.keyset.keyset_id))
+    return ValidatorSecrets(share_sk=None if share is None else int(share.share or 0), operator_key=operator,
+                            p2p_seed=p2p, keyset=None if share is None else share.keyset, later=later,
+                            passphrase=passphrase)
 
 
 def _toml_value(value: Any) -> str:

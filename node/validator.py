@@ -4,8 +4,12 @@
 --config FILE` (JSON or TOML) reads. `serve_validator(config, store, ...)` runs the libp2p host and
 the epoch engine until cancelled; `run_validator(config, store, ...)` wraps it in `trio.run` with a
 graceful stop on SIGTERM/SIGINT. Blocking work (web3, SQLite, risk) runs via `trio.to_thread`.
+A validator whose operator is not in the configured set (`index` None, no share) is a JOINING
+validator: it follows the epochs and adopts states, and signs once a reshare voted by governance has
+given it a share (`node.consensus.keychange`).
 Persists: everything through the given `Store`; a `status.json` snapshot (metrics, phases, latencies,
-peer scores, traffic) in `data_dir`, rewritten atomically every `status_interval_s`.
+peer scores, traffic, key sets, reshares) in `data_dir`, rewritten atomically every
+`status_interval_s`; new shares from reshares as encrypted keystores `keys_dir/share-<id>.json`.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ PUBLISH_FEE_CAP_WEI = 200 * 10**9
 
 @dataclass(frozen=True)
 class ValidatorConfig:
-    index: int  # 0-based position in the validator set (BLS share index index + 1)
+    index: int | None  # 0-based position in the validator set (BLS share index index + 1); None: joining
     validator_set: ValidatorSet
-    share_sk: int
+    share_sk: int | None
     operator_key: bytes  # 32 bytes
     p2p_seed: bytes  # 32 bytes, libp2p identity
     listen: str
@@ -61,10 +65,16 @@ class ValidatorConfig:
     home_chain_id: int = 0  # 0: the first chain
     publisher_key: bytes = field(default=b"", repr=False)  # 32-byte key paying publishState; empty: no publishing
     governance_address: str = ""  # Governance contract on the home chain; empty: the genesis schedule (RRA-1)
+    keyset: Any = field(default=None, repr=False)  # node.crypto.dkg.KeySet of validator_set (to reshare it)
+    later_shares: tuple = field(default=(), repr=False)  # DkgResults of later key sets held from earlier runs
+    keys_dir: Path | None = None  # where new shares are written (with `passphrase`); None: kept in memory only
+    passphrase: Any = field(default=None, repr=False)  # node.crypto.keystore.Secret
     extra: dict[str, Any] = field(default_factory=dict)  # test hooks (e.g. a byzantine mode); ignored here
 
     def __post_init__(self) -> None:
-        if not 0 <= self.index < self.validator_set.n:
+        if (self.index is None) != (self.share_sk is None):
+            raise ValueError("index/share_sk: a joining validator has neither, a member both")
+        if self.index is not None and not 0 <= self.index < self.validator_set.n:
             raise ValueError(f"index: {self.index} outside 0..{self.validator_set.n - 1}")
         if len(self.operator_key) != 32 or len(self.p2p_seed) != 32:
             raise ValueError("operator_key/p2p_seed: expected 32 bytes each")
@@ -75,7 +85,8 @@ class ValidatorConfig:
 
     @property
     def topic(self) -> str:
-        return f"/clearing/{self.validator_set.network_id}/{self.validator_set.keyset_id}/consensus/1"
+        """One topic per network: the members of every key set (old, new, pending) share one mesh."""
+        return f"/clearing/{self.validator_set.network_id}/consensus/1"
 
 
 def _hex(value: str) -> bytes:
@@ -90,6 +101,11 @@ def parse_config(raw: dict[str, Any]) -> ValidatorConfig:
                         public_shares=tuple(_hex(p) for p in vs["public_shares"]),
                         threshold=int(vs["threshold"]), group_key=_hex(vs["group_key"]))
     secrets = raw["secrets"]
+    keyset = None
+    if vs.get("keyset_record"):
+        from node.config import parse_keyset_record
+
+        keyset = parse_keyset_record(vs["keyset_record"], vset.keyset_id, vset.group_key)
     chains = tuple(ChainEndpoint(chain_id=int(c["chain_id"]), rpc_url=str(c["rpc_url"]),
                                  lag_s=int(c.get("lag_s", 0)), confirmations=int(c.get("confirmations", 0)),
                                  registry=str(c.get("registry", "")), vault=str(c.get("vault", "")),
@@ -100,7 +116,14 @@ def parse_config(raw: dict[str, Any]) -> ValidatorConfig:
                                 if k in raw}
     if secrets.get("publisher_key"):
         optional["publisher_key"] = _hex(secrets["publisher_key"])
-    return ValidatorConfig(index=int(raw["index"]), validator_set=vset, share_sk=int(secrets["share"], 16),
+    if raw.get("keys_dir"):
+        from node.crypto.keystore import Secret
+
+        optional["keys_dir"] = Path(raw["keys_dir"])
+        optional["passphrase"] = Secret(str(secrets["passphrase"]).encode())
+    joining = raw.get("index") is None
+    return ValidatorConfig(index=None if joining else int(raw["index"]), validator_set=vset,
+                           share_sk=None if joining else int(secrets["share"], 16), keyset=keyset,
                            operator_key=_hex(secrets["operator_key"]), p2p_seed=_hex(secrets["p2p_seed"]),
                            listen=str(raw["listen"]), bootstrap=tuple(raw.get("bootstrap", [])), chains=chains,
                            genesis_time=float(raw["genesis_time"]), epoch_period_s=float(raw["epoch_period_s"]),
@@ -132,7 +155,7 @@ def build_input_source(config: ValidatorConfig) -> InputSource:
     deployments = {c.chain_id: ChainContracts(vault=c.vault, ledger=c.ledger, oracle=c.oracle) for c in config.chains}
     clients = _build_clients(config)
     home_chain_id = config.home_chain_id or config.chains[0].chain_id
-    schedule_for = None
+    governance_for = None
     if config.governance_address:  # the parameter schedule read from the chain at each epoch's home pin
         from node.governance_source import build_governance_source
 
@@ -140,10 +163,11 @@ def build_input_source(config: ValidatorConfig) -> InputSource:
         if home is None:
             raise ValueError(f"home_chain_id: {home_chain_id} is not one of the configured chains")
         vs = config.validator_set
-        schedule_for = build_governance_source(home, config.governance_address, vs.operator_addresses, vs.threshold,
-                                               config.genesis_time, config.epoch_period_s)
+        source = build_governance_source(home, config.governance_address, vs.operator_addresses, vs.threshold,
+                                         config.genesis_time, config.epoch_period_s, keyset_id=vs.keyset_id)
+        governance_for = source.get_state
     return MarginInputSource(clients, deployments, home_chain_id, config.validator_set.network_id,
-                             config.validator_set.keyset_id, schedule_for=schedule_for)
+                             config.validator_set.keyset_id, governance_for=governance_for)
 
 
 def build_publisher(config: ValidatorConfig) -> StatePublisher:
@@ -169,8 +193,26 @@ def build_engine(config: ValidatorConfig, store: Store, inputs: InputSource, pub
                           heartbeat_interval_s=config.heartbeat_interval_s,
                           catchup_interval_s=config.catchup_interval_s,
                           partial_resend_s=max(1.0, config.epoch_period_s / 2))
-    return engine_factory(config.validator_set, config.index, Secrets(config.share_sk, config.operator_key),
-                          store, inputs, publisher, window, params, SystemClock())
+    secrets = Secrets(config.share_sk, config.operator_key, keyset=config.keyset, later=config.later_shares)
+    return engine_factory(config.validator_set, config.index, secrets, store, inputs, publisher, window, params,
+                          SystemClock(), on_share=make_share_writer(config))
+
+
+def make_share_writer(config: ValidatorConfig) -> Callable[[Any], None] | None:
+    """Write a share from a reshare to `keys_dir/share-<keyset id>.json` (encrypted, mode 0600)."""
+    if config.keys_dir is None or config.passphrase is None:
+        return None
+    keys_dir, passphrase = config.keys_dir, config.passphrase
+
+    def write(result: Any) -> None:
+        from node.config import get_share_path
+        from node.crypto.keyshare import write_share_keystore
+
+        path = get_share_path(keys_dir, result.keyset.keyset_id)
+        write_share_keystore(path, result, passphrase)
+        log.info("new share of key set %d written to %s", result.keyset.keyset_id, path.name)
+
+    return write
 
 
 def get_status(engine: EpochEngine, host: GossipHost) -> dict[str, Any]:

@@ -41,7 +41,11 @@ def parse_overrides(args: argparse.Namespace) -> dict[str, str]:
 def _register_secrets(secrets: Any) -> None:
     from node.logs import register_secret
 
-    register_secret(secrets.share_sk)
+    if secrets.share_sk is not None:
+        register_secret(secrets.share_sk)
+    for later in secrets.later:
+        if later.share is not None:
+            register_secret(later.share)
     register_secret(secrets.operator_key)
     register_secret(secrets.p2p_seed)
 
@@ -139,9 +143,6 @@ def handle_start(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     validator = None
     if not args.no_validator:
-        if not config.get_path("keys", "share_file").is_file():
-            raise CliError(f"{config.get_path('keys', 'share_file')}: no threshold share; import the DKG's keystore "
-                           "with `clearingd keys import-share FILE`, or serve the API only with --no-validator")
         secrets = load_validator_secrets(config)
         _register_secrets(secrets)
         validator = build_validator_config(config, secrets)

@@ -3,8 +3,9 @@
 A node that was down asks one peer (`StateRequest{from_epoch, limit}` in a SignedEnvelope, so only
 set members are served) for the signed states from its cursor on; the peer answers with a plain
 `StateResponse` (the states authenticate themselves). Every returned state is checked before it is
-stored: its digest must match its fields, network and key-set ids must be ours, and its group
-signature must verify under the group key. Bounded: at most `MAX_STATES_PER_RESPONSE` states per
+stored: its digest must match its fields, its network id must be ours (any key set from the
+configured one on: resharing keeps the group key, so a node that joined later can still fetch the
+states of earlier key sets), and its group signature must verify under the group key. Bounded: at most `MAX_STATES_PER_RESPONSE` states per
 answer, one request in flight. Persists nothing itself (the engine stores accepted states).
 """
 
@@ -59,7 +60,7 @@ def parse_state_response(data: bytes, validator: GossipValidator) -> list[Signed
             state = state_from_proto(msg)
         except InvalidStateError as exc:
             raise CatchUpError(f"response.states[{i}]: {exc}") from exc
-        if (state.network_id, state.keyset_id) != (vset.network_id, vset.keyset_id):
+        if state.network_id != vset.network_id or state.keyset_id < vset.keyset_id:
             raise CatchUpError(f"response.states[{i}]: network/keyset {state.network_id}/{state.keyset_id}")
         if not threshold.group_verify(vset.group_key, state.digest, state.signature):
             raise CatchUpError(f"response.states[{i}].signature: does not verify under the group key")

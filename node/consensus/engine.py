@@ -13,8 +13,14 @@ T_e = genesis + e * period and is driven through the transition table of `node.c
    gossiped); a validly enveloped partial that does not verify becomes `invalid_partial` evidence;
 6. partials on another digest raise a divergence alert; when another digest reaches the threshold
    the node re-reads its inputs once and logs the outcome (it still never signs that digest);
-7. `run_dkg(machine)` drives one DKG session over the same gossip (`dkg_session`).
-Persists (through the `Store`): signing records, signed states with leaves, evidence.
+7. `run_dkg(machine)` drives one DKG session over the same gossip (`dkg_session`);
+8. validator-set changes (`keychange`): the key set that signs epoch e is the one governance assigns
+   to e at the epoch's pin (`ComputedState.signing`; its id is in the digest); partials are collected
+   per (key set, digest) so shares of different key sets never combine; a pending change
+   (`ComputedState.reshare`) makes old holders and new members reshare over the gossip before the
+   activation epoch; from it on, the new key set signs (a node without a share of it only adopts).
+Persists (through the `Store`): signing records, signed states with leaves, evidence; new shares
+through the `on_share` callback (the validator writes an encrypted keystore).
 """
 
 from __future__ import annotations
@@ -36,12 +42,14 @@ from node.consensus.dkg_session import DkgSession
 from node.consensus.errors import InputsUnavailable
 from node.consensus.evidence import EvidenceBook
 from node.consensus.inputs import ComputedState, InputSource
+from node.consensus.keychange import KeyChanger
+from node.consensus.keyring import KeyRing
 from node.consensus.machine import Event, Phase, Round, is_allowed
-from node.consensus.publishing import StatePublisher, compute_publish_delay, compute_publish_rank
+from node.consensus.publishing import StatePublisher, compute_publish_rank
 from node.consensus.validation import EpochWindow, GossipValidator, ValidatorSet
 from node.crypto import threshold
 from node.crypto.dkg import DkgMachine, DkgResult
-from node.p2p.envelope import OpenedEnvelope, seal_envelope
+from node.p2p.envelope import OpenedEnvelope, get_operator_address, seal_envelope
 from node.p2p.errors import CatchUpError, EnvelopeError
 from node.pb.clearing.gossip.v1 import gossip_pb2
 from node.ports import Clock, DoubleSignRefused, Store
@@ -81,29 +89,42 @@ class EngineParams:
     partial_resend_s: float = 1.0
     max_rounds: int = 64
     start_epoch: int | None = None  # default: the first epoch that starts after launch
+    reshare_window_epochs: int = 8  # reshare attempts start on multiples of this many epochs
 
 
 @dataclass(frozen=True)
 class Secrets:
-    share_sk: int  # BLS share of validator `index` (share index index + 1)
+    share_sk: int | None  # BLS share of validator `index` in the configured key set; None: joining node
     operator_key: bytes  # 32-byte secp256k1 operator key
+    keyset: object | None = None  # node.crypto.dkg.KeySet of the configured key set (to deal in a reshare)
+    later: tuple = ()  # DkgResults of later key sets (share keystores written by earlier reshares)
+
+
+def bucket(keyset_id: int, digest: bytes) -> bytes:
+    """Partials are collected per (key set, digest): shares of different key sets never combine."""
+    return keyset_id.to_bytes(8, "big") + digest
 
 
 class EpochEngine:
     """See the module docstring. `run(transport)` runs forever inside the node's nursery."""
 
-    def __init__(self, vset: ValidatorSet, index: int, secrets: Secrets, store: Store,
+    def __init__(self, vset: ValidatorSet, index: int | None, secrets: Secrets, store: Store,
                  inputs: InputSource, publisher: StatePublisher, window: EpochWindow,
-                 params: EngineParams, clock: Clock) -> None:
+                 params: EngineParams, clock: Clock, on_share: Callable[[object], None] | None = None) -> None:
         self.vset, self.index, self.secrets, self.store = vset, index, secrets, store
         self.inputs, self.publisher, self.window, self.params, self.clock = inputs, publisher, window, params, clock
-        self.validator = GossipValidator(vset, window, clock.now)
+        self.ring = KeyRing(vset, get_operator_address(secrets.operator_key))
+        if index is not None and secrets.share_sk is not None:
+            self.ring.add_share(vset.keyset_id, index, secrets.share_sk)
+        if secrets.keyset is not None:
+            self.ring.keysets[vset.keyset_id] = secrets.keyset
+        self.validator = GossipValidator(vset, window, clock.now, sets=self.ring.sets)
         self.validator.on_misbehaviour = self._record_misbehaviour
         self.rounds: dict[int, Round] = {}
         self._events: dict[int, trio.Event] = {}
         self.have: set[int] = set()  # epochs whose signed state is in the store
         self._adopting: set[int] = set()
-        self.peer_last_signed: dict[int, int] = {}
+        self.peer_last_signed: dict[bytes, int] = {}  # operator address -> its last signed epoch
         self.catchup_cursor = params.catchup_floor
         self._catchup_misses: dict[int, int] = {}  # epoch -> answers that skipped it (bounded by the scan)
         self.metrics: dict[str, int] = {}
@@ -114,7 +135,8 @@ class EpochEngine:
         self.transport: Transport | None = None
         self._nursery: trio.Nursery | None = None
         self.dkg_sessions: dict[int, DkgSession] = {}
-        self._early_dkg: deque[tuple[int, gossip_pb2.DkgMessage]] = deque(maxlen=MAX_EARLY_DKG)
+        self._early_dkg: deque[tuple[int, int, gossip_pb2.DkgMessage]] = deque(maxlen=MAX_EARLY_DKG)
+        self.keys = KeyChanger(self, secrets.later, on_share)
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -122,8 +144,19 @@ class EpochEngine:
         self.metrics[name] = self.metrics.get(name, 0) + by
 
     def _seal(self, kind: int, payload: bytes) -> bytes:
-        return seal_envelope(kind, payload, self.index, self.secrets.operator_key,
-                             self.vset.network_id, self.vset.keyset_id)
+        """Seal under the newest key set this operator belongs to (EnvelopeError if none yet)."""
+        keyset_id = self.ring.get_sealing_keyset()
+        if keyset_id is None:
+            from node.p2p.errors import EnvelopeError
+
+            raise EnvelopeError("signer: this operator is a member of no key set yet")
+        return self.seal_as(keyset_id, self.ring.get_index(keyset_id) or 0, kind, payload)
+
+    def seal_as(self, keyset_id: int, index: int, kind: int, payload: bytes) -> bytes:
+        return seal_envelope(kind, payload, index, self.secrets.operator_key, self.vset.network_id, keyset_id)
+
+    def get_epoch_keyset(self, computed: ComputedState) -> int:
+        return computed.signing.keyset_id if computed.signing is not None else self.vset.keyset_id
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: object) -> None:
         """Start a task whose failure is logged and counted instead of stopping the node."""
@@ -156,9 +189,18 @@ class EpochEngine:
             "index": self.index, "metrics": dict(self.metrics), "have": sorted(self.have)[-256:],
             "phases": {str(e): r.phase.value for e, r in sorted(self.rounds.items())[-32:]},
             "latencies": [list(x) for x in self.latencies],
-            "peer_last_signed": {str(k): v for k, v in self.peer_last_signed.items()},
-            "bindings": {str(k): v.hex() for k, v in self.validator.bindings.items()},
+            "peer_last_signed": {"0x" + k.hex(): v for k, v in self.peer_last_signed.items()},
+            "bindings": self.get_index_bindings(),
+            "bindings_by_address": {"0x" + k.hex(): v.hex() for k, v in self.validator.bindings.items()},
+            "keysets": self.ring.describe(), "reshares": self.keys.describe(),
         }
+
+    def get_index_bindings(self) -> dict[str, str]:
+        """Peer bindings by 0-based index in the newest key set this node signs with (or knows)."""
+        keyset_id = self.ring.get_sealing_keyset() or self.ring.get_latest_keyset_id()
+        operators = self.ring.get_operators(keyset_id) or ()
+        return {str(i): self.validator.bindings[a].hex() for i, a in enumerate(operators)
+                if a in self.validator.bindings}
 
     # --- main loops ------------------------------------------------------------------------------
 
@@ -207,7 +249,7 @@ class EpochEngine:
             rnd.process_event(Event.DEADLINE)
             self.count("rounds_expired")
             log.warning("epoch %d expired in phase %s with partials %s", epoch, rnd.phase.value,
-                        {d.hex()[:8]: sorted(p) for d, p in rnd.partials.items()})
+                        {d[8:].hex()[:8]: sorted(p) for d, p in rnd.partials.items()})
 
     async def _compute_inputs(self, rnd: Round) -> ComputedState:
         """Retried until it succeeds (the caller's deadline bounds it), even after an adoption, so
@@ -241,7 +283,7 @@ class EpochEngine:
                       rnd.adopted_digest.hex()[:16], digest.hex()[:16])
 
     def compute_digest(self, computed: ComputedState) -> bytes:
-        return compute_state_digest(self.vset.network_id, self.vset.keyset_id, computed.epoch,
+        return compute_state_digest(self.vset.network_id, self.get_epoch_keyset(computed), computed.epoch,
                                     computed.inputs_digest, computed.params_hash, computed.root,
                                     computed.leaf_count)
 
@@ -251,7 +293,13 @@ class EpochEngine:
             self._check_adopted(rnd, digest)
             return
         rnd.computed, rnd.digest, rnd.pinned_at, rnd.started_at = computed, digest, trio.current_time(), started
+        rnd.keyset_id = self.get_epoch_keyset(computed)
         self.last_pins = computed.pins
+        self.keys.process_computed(computed)
+        if self.ring.get_share(rnd.keyset_id) is None:  # not a signer of this epoch's key set: adopt only
+            self.count("rounds_not_signer")
+            log.info("epoch %d: key set %d signs it; this node holds no share of it", rnd.epoch, rnd.keyset_id)
+            return
         rnd.process_event(Event.PINNED)
         try:
             await trio.to_thread.run_sync(self.store.record_signing, rnd.epoch, digest)
@@ -267,12 +315,14 @@ class EpochEngine:
 
     async def send_partial(self, rnd: Round, digest: bytes) -> None:
         """Sign and gossip this node's partial (record_signing already done by the caller)."""
-        partial = threshold.partial_sign(self.secrets.share_sk, digest)
+        own = self.ring.get_share(rnd.keyset_id)
+        assert own is not None  # checked by _sign_and_send
+        partial = threshold.partial_sign(own.share_sk, digest)
         payload = gossip_pb2.PartialSignature(epoch=rnd.epoch, digest=digest, partial=partial,
-                                              signer_index=self.index).SerializeToString()
-        envelope = self._seal(gossip_pb2.MESSAGE_KIND_PARTIAL_SIGNATURE, payload)
-        rnd.first_envelope[self.index] = (digest + partial, envelope)
-        rnd.add_partial(digest, self.index + 1, partial)
+                                              signer_index=own.index).SerializeToString()
+        envelope = self.seal_as(rnd.keyset_id, own.index, gossip_pb2.MESSAGE_KIND_PARTIAL_SIGNATURE, payload)
+        rnd.first_envelope[(rnd.keyset_id, own.index)] = (digest + partial, envelope)
+        rnd.add_partial(bucket(rnd.keyset_id, digest), own.index + 1, partial)
         rnd.process_event(Event.SIGNED)
         self.count("partials_sent")
         log.debug("epoch %d: own partial at T_e%+.3fs", rnd.epoch, self.clock.now() - self.window.get_epoch_start(rnd.epoch))
@@ -294,10 +344,12 @@ class EpochEngine:
     # --- aggregation and adoption ------------------------------------------------------------------
 
     async def _check_threshold(self, rnd: Round) -> None:
-        t = self.vset.threshold
         if rnd.phase != Phase.SIGNED or rnd.digest is None:
             return
-        partials = rnd.partials.get(rnd.digest, {})
+        vset = self.ring.get_set(rnd.keyset_id)
+        assert vset is not None  # this node signed with a share of it
+        t = vset.threshold
+        partials = rnd.partials.get(bucket(rnd.keyset_id, rnd.digest), {})
         if len(partials) < t:
             return
         rnd.process_event(Event.THRESHOLD)
@@ -310,7 +362,7 @@ class EpochEngine:
         computed = rnd.computed
         assert computed is not None
         state = SignedState(
-            network_id=self.vset.network_id, keyset_id=self.vset.keyset_id, epoch=rnd.epoch,
+            network_id=self.vset.network_id, keyset_id=rnd.keyset_id, epoch=rnd.epoch,
             pins=computed.pins, inputs_digest=computed.inputs_digest, params_hash=computed.params_hash,
             root=computed.root, leaf_count=computed.leaf_count, digest=rnd.digest, signature=signature,
             signers=tuple(i - 1 for i in sorted(partials)[:t]))
@@ -325,7 +377,7 @@ class EpochEngine:
         self._finish(rnd, state)
         # Every node holding t partials aggregates by itself; only the epoch's first two publishers
         # gossip the result (for nodes that could not aggregate), the rest would be n^2 traffic.
-        if compute_publish_rank(self.index, state.epoch, self.vset.n) < STATE_GOSSIPERS:
+        if self._get_publish_rank(state) < STATE_GOSSIPERS:
             assert self.transport is not None
             await self.transport.publish(self._seal(gossip_pb2.MESSAGE_KIND_SIGNED_STATE,
                                                     state_to_proto(state).SerializeToString()))
@@ -376,8 +428,16 @@ class EpochEngine:
         if self._nursery is not None:
             self._spawn(self._publish, rnd, state)
 
+    def _get_publish_rank(self, state: SignedState) -> int:
+        """Round-robin rank among the members of the state's key set; non-members come after all of them."""
+        vset = self.ring.get_set(state.keyset_id)
+        index = self.ring.get_index(state.keyset_id)
+        if vset is None or index is None:
+            return (vset.n if vset is not None else self.vset.n) + 1
+        return compute_publish_rank(index, state.epoch, vset.n)
+
     async def _publish(self, rnd: Round, state: SignedState) -> None:
-        await trio.sleep(compute_publish_delay(self.index, state.epoch, self.vset.n, self.params.publish_fallback_s))
+        await trio.sleep(self._get_publish_rank(state) * self.params.publish_fallback_s)
         try:
             if not await trio.to_thread.run_sync(self.publisher.is_published, state):
                 await trio.to_thread.run_sync(self.publisher.publish, state)
@@ -418,10 +478,10 @@ class EpochEngine:
         elif kind == gossip_pb2.MESSAGE_KIND_DKG:
             msg = opened.message
             session = self.dkg_sessions.get(msg.session_id)  # type: ignore[attr-defined]
-            if session is None:
-                self._early_dkg.append((opened.signer_index, msg))  # type: ignore[arg-type]
-            else:
+            if session is not None:
                 session.offer(opened.signer_index, msg)  # type: ignore[arg-type]
+            elif not self.keys.offer(opened.keyset_id, opened.signer_index, msg):  # type: ignore[arg-type]
+                self._early_dkg.append((opened.keyset_id, opened.signer_index, msg))  # type: ignore[arg-type]
         elif kind == gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE:
             ev = opened.message
             self._queue_evidence(Evidence("equivocation", ev.epoch, ev.signer_index, ev.first, ev.second,  # type: ignore[attr-defined]
@@ -430,9 +490,10 @@ class EpochEngine:
     async def _process_heartbeat(self, origin: bytes, opened: OpenedEnvelope) -> None:
         hb = opened.message
         log.debug("heartbeat from %d delayed %.3fs", opened.signer_index, time.time() - hb.time_ms / 1000)  # type: ignore[attr-defined]
-        self.validator.bindings[opened.signer_index] = origin
-        self.peer_last_signed[opened.signer_index] = int(hb.last_signed_epoch)  # type: ignore[attr-defined]
-        parked = [p for p in self._parked if p[1].signer_index == opened.signer_index]
+        address = self.validator.get_signer_address(opened)
+        self.validator.bind(address, origin)
+        self.peer_last_signed[address] = int(hb.last_signed_epoch)  # type: ignore[attr-defined]
+        parked = [p for p in self._parked if self.validator.get_signer_address(p[1]) == address]
         for item in parked:
             self._parked.remove(item)
         for p_origin, p_opened in parked:
@@ -452,14 +513,14 @@ class EpochEngine:
     async def _process_partial(self, origin: bytes, opened: OpenedEnvelope) -> None:
         p = opened.message
         signer = opened.signer_index
-        if signer not in self.validator.bindings:
+        if self.validator.get_signer_address(opened) not in self.validator.bindings:
             self._parked.append((origin, opened))
             return
         rnd = self.get_round(p.epoch)  # type: ignore[attr-defined]
         if rnd is None:
             return
         key = p.digest + p.partial  # type: ignore[attr-defined]
-        first = rnd.first_envelope.get(signer)
+        first = rnd.first_envelope.get((opened.keyset_id, signer))
         if first is not None:
             if first[0] != key:
                 self.count("equivocations")
@@ -467,26 +528,28 @@ class EpochEngine:
                                               "two different partials for one epoch"), gossip=True)
                 self._penalize(origin, "equivocation")
             return
-        rnd.first_envelope[signer] = (key, opened.raw)
+        rnd.first_envelope[(opened.keyset_id, signer)] = (key, opened.raw)
         self.count("partials_received")
         log.debug("epoch %d: partial from %d at T_e%+.3fs", rnd.epoch, signer,
                   self.clock.now() - self.window.get_epoch_start(rnd.epoch))
-        if not rnd.add_partial(p.digest, signer + 1, p.partial):  # type: ignore[attr-defined]
+        got = bucket(opened.keyset_id, p.digest)  # type: ignore[attr-defined]
+        if not rnd.add_partial(got, signer + 1, p.partial):  # type: ignore[attr-defined]
             self.count("digests_dropped")
             return
-        if rnd.digest is not None and p.digest != rnd.digest:  # type: ignore[attr-defined]
-            self._process_divergence(rnd, p.digest)  # type: ignore[attr-defined]
+        if rnd.digest is not None and got != bucket(rnd.keyset_id, rnd.digest):
+            self._process_divergence(rnd, got, self.ring.sets[opened.keyset_id].threshold)
         await self._check_threshold(rnd)
 
-    def _process_divergence(self, rnd: Round, other: bytes) -> None:
+    def _process_divergence(self, rnd: Round, other: bytes, t: int) -> None:
+        """`other` is a (key set, digest) bucket other than this node's; `t` its key set's threshold."""
         self.count("divergent_partials")
-        log.warning("ALERT epoch %d: partial on digest %s, ours is %s", rnd.epoch, other.hex()[:16],
-                    (rnd.digest or b"").hex()[:16])
-        if len(rnd.partials.get(other, {})) >= self.vset.threshold and not rnd.diverged:
+        log.warning("ALERT epoch %d: partial on key set %d digest %s, ours is %d/%s", rnd.epoch,
+                    int.from_bytes(other[:8], "big"), other[8:].hex()[:16], rnd.keyset_id, (rnd.digest or b"").hex()[:16])
+        if len(rnd.partials.get(other, {})) >= t and not rnd.diverged:
             rnd.diverged = True
             self.count("divergence_alerts")
             if self._nursery is not None:
-                self._spawn(self._reread_inputs, rnd, other)
+                self._spawn(self._reread_inputs, rnd, other[8:])
 
     async def _reread_inputs(self, rnd: Round, other: bytes) -> None:
         target = int(self.window.get_epoch_start(rnd.epoch))
@@ -506,9 +569,10 @@ class EpochEngine:
     async def run_dkg(self, machine: DkgMachine, timeout_s: float) -> DkgResult:
         """Run one DKG session (`node.crypto.dkg.DkgMachine`) over this node's gossip."""
         assert self.transport is not None
+        assert self.index is not None, "a fresh DKG runs among the configured set"
         session = DkgSession(machine, self.index, self._seal, self.transport.publish)
         self.dkg_sessions[session.session] = session
-        for signer, msg in [m for m in self._early_dkg if m[1].session_id == session.session]:
+        for _, signer, msg in [m for m in self._early_dkg if m[2].session_id == session.session]:
             session.offer(signer, msg)
         try:
             return await session.run(timeout_s)
@@ -535,8 +599,12 @@ class EpochEngine:
     async def _heartbeat_loop(self) -> None:
         assert self.transport is not None
         while True:
+            keyset_id = self.ring.get_sealing_keyset()
+            if keyset_id is None:  # a joining node before governance names it: nothing to sign with
+                await trio.sleep(self.params.heartbeat_interval_s)
+                continue
             hb = gossip_pb2.Heartbeat(
-                validator_index=self.index, peer_id=self.transport.peer_id_bytes,
+                validator_index=self.ring.get_index(keyset_id), peer_id=self.transport.peer_id_bytes,
                 pinned=pins_to_proto(self.last_pins), epoch=self.window.get_current_epoch(self.clock.now()),
                 time_ms=int(time.time() * 1000), last_signed_epoch=max(self.have, default=0))
             await self.transport.publish(self._seal(gossip_pb2.MESSAGE_KIND_HEARTBEAT, hb.SerializeToString()))
@@ -564,15 +632,17 @@ class EpochEngine:
         randomly chosen peers) skipped it: a peer that was down itself must not make it skip a gap.
         """
         self._advance_catchup_cursor()
-        candidates = [(last, i) for i, last in self.peer_last_signed.items()
-                      if last >= self.catchup_cursor and i in self.validator.bindings and i != self.index]
-        if not candidates:
+        candidates = [(last, a) for a, last in self.peer_last_signed.items()
+                      if last >= self.catchup_cursor and a in self.validator.bindings and a != self.ring.address]
+        keyset_id = self.ring.get_sealing_keyset()
+        if not candidates or keyset_id is None:
             return 0
-        _, peer_index = random.choice(candidates)  # not always the same peer: it may be the one down
+        _, peer = random.choice(candidates)  # not always the same peer: it may be the one down
         assert self.transport is not None
-        request = catchup.build_state_request(self.catchup_cursor, catchup.MAX_STATES_PER_RESPONSE, self.index,
-                                              self.secrets.operator_key, self.vset.network_id, self.vset.keyset_id)
-        answer = await self.transport.request(self.validator.bindings[peer_index], request)
+        request = catchup.build_state_request(self.catchup_cursor, catchup.MAX_STATES_PER_RESPONSE,
+                                              self.ring.get_index(keyset_id) or 0, self.secrets.operator_key,
+                                              self.vset.network_id, keyset_id)
+        answer = await self.transport.request(self.validator.bindings[peer], request)
         states = catchup.parse_state_response(answer, self.validator)
         adopted = 0
         for state in states:

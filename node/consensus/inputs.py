@@ -28,8 +28,30 @@ PLACEHOLDER_PARAMS_HASH = keccak(b"CLEARING-V1-PIN-ONLY-PARAMS")
 
 
 @dataclass(frozen=True)
+class SigningSet:
+    """The key set governance assigns to an epoch (read at the epoch's pinned home-chain block)."""
+
+    keyset_id: int
+    members: tuple[bytes, ...]  # 20-byte operator addresses; position i holds share index i + 1
+    threshold: int
+
+
+@dataclass(frozen=True)
+class ReshareOrder:
+    """An approved validator-set change whose reshare must be done before `activation_epoch`."""
+
+    proposal_id: int
+    activation_epoch: int
+    old: SigningSet
+    new: SigningSet
+
+
+@dataclass(frozen=True)
 class ComputedState:
-    """What a node computed for one epoch: the pins and the unsigned state commitment."""
+    """What a node computed for one epoch: the pins and the unsigned state commitment.
+
+    `signing` is the key set that signs the epoch (None: the node's configured key set, for sources
+    without governance); `reshare` the next pending validator-set change, if any."""
 
     epoch: int
     pins: tuple[ChainPin, ...]
@@ -38,6 +60,8 @@ class ComputedState:
     root: bytes
     leaf_count: int
     leaves: tuple[AccountLeaf, ...] = field(default=(), repr=False)
+    signing: SigningSet | None = None
+    reshare: ReshareOrder | None = None
 
 
 class InputSource(Protocol):

@@ -84,8 +84,10 @@ class Round:
     phase: Phase = Phase.WAITING
     computed: ComputedState | None = None
     digest: bytes | None = None  # the digest this node computed (and signed)
-    partials: dict[bytes, dict[int, bytes]] = field(default_factory=dict)  # digest -> share index -> partial
-    first_envelope: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # signer -> (partial, env)
+    keyset_id: int = 0  # the key set that signs this epoch (from the computed inputs)
+    # (key set id, 8 bytes BE) + digest -> share index -> partial; see `engine.bucket`
+    partials: dict[bytes, dict[int, bytes]] = field(default_factory=dict)
+    first_envelope: dict[tuple[int, int], tuple[bytes, bytes]] = field(default_factory=dict)  # (key set, signer) -> (partial, env)
     started_at: float | None = None  # monotonic time the round started (T_e)
     pinned_at: float | None = None  # monotonic time the inputs were pinned
     signed_at: float | None = None  # monotonic time the signed state was persisted

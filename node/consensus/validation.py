@@ -4,12 +4,15 @@
 (reject; the host lowers the forwarder's score by reason). It checks, in order: the envelope
 (version, kind, network/keyset, operator-key signature of a set member), the epoch window of
 heartbeats, partials and signed states, the peer binding (a heartbeat must name its own origin
-peer; any other message from a signer whose heartbeat we know must come from that bound peer), and
-the content: a partial must verify under the signer's BLS public share, a signed state's digest must
-match its fields and its signature must verify under the group key. Messages from signers whose
-heartbeat has not arrived yet are accepted here and parked by the engine until the binding is known.
-Accepted messages are kept in a bounded cache so the engine does not verify them twice.
-Holds the bindings (validator index -> peer id) in memory; persists nothing.
+peer; any other message from an operator whose heartbeat we know must come from that bound peer), and
+the content: a partial must verify under the signer's BLS public share in the key set its envelope
+names, a signed state's digest must match its fields and its signature must verify under the group
+key (one group key for every key set of the network: resharing keeps it). Messages from signers
+whose heartbeat has not arrived yet are accepted here and parked by the engine until the binding is
+known. Several key sets can be live at once during a validator-set change (`node.consensus.keyring`):
+`sets` maps key-set id -> ValidatorSet; envelopes of a key set this node does not know are dropped
+as "unknown_keyset" (no penalty). Accepted messages are kept in a bounded cache so the engine does
+not verify them twice. Holds the bindings (operator address -> peer id) in memory; persists nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from dataclasses import dataclass
 from node.consensus.digest import state_from_proto
 from node.consensus.errors import InvalidStateError
 from node.crypto import threshold
-from node.p2p.envelope import OpenedEnvelope, open_envelope
-from node.p2p.errors import EnvelopeError, NotMemberError
+from node.p2p.envelope import OpenedEnvelope, open_envelope_in
+from node.p2p.errors import EnvelopeError, NotMemberError, UnknownKeysetError
 from node.pb.clearing.gossip.v1 import gossip_pb2
 
 ACCEPTED_CACHE_SIZE = 4096
@@ -35,7 +38,9 @@ KINDS_WITH_EPOCH = (gossip_pb2.MESSAGE_KIND_HEARTBEAT, gossip_pb2.MESSAGE_KIND_P
 
 @dataclass(frozen=True)
 class ValidatorSet:
-    """The current validator set: index i (0-based) holds BLS share index i + 1."""
+    """One key set's validators: index i (0-based) holds BLS share index i + 1.
+
+    `public_shares` is empty for a pending set (members known from governance, reshare not done)."""
 
     network_id: int
     keyset_id: int
@@ -45,10 +50,10 @@ class ValidatorSet:
     group_key: bytes  # 96 bytes (compressed G2)
 
     def __post_init__(self) -> None:
-        if len(self.operator_addresses) != len(self.public_shares):
+        if self.public_shares and len(self.operator_addresses) != len(self.public_shares):
             raise ValueError(f"public_shares: {len(self.public_shares)} for {len(self.operator_addresses)} operators")
-        if not 1 <= self.threshold <= len(self.public_shares):
-            raise ValueError(f"threshold: {self.threshold} outside 1..{len(self.public_shares)}")
+        if not 1 <= self.threshold <= len(self.operator_addresses):
+            raise ValueError(f"threshold: {self.threshold} outside 1..{len(self.operator_addresses)}")
 
     @property
     def n(self) -> int:
@@ -78,17 +83,30 @@ class EpochWindow:
 class GossipValidator:
     """Stateless checks plus the peer bindings learned from heartbeats."""
 
-    def __init__(self, vset: ValidatorSet, window: EpochWindow, now: Callable[[], float]) -> None:
-        self.vset = vset
+    def __init__(self, vset: ValidatorSet, window: EpochWindow, now: Callable[[], float],
+                 sets: dict[int, ValidatorSet] | None = None) -> None:
+        self.vset = vset  # the genesis (configured) set: network id and group key of every key set
+        self.sets = sets if sets is not None else {vset.keyset_id: vset}  # shared with the engine's key ring
         self.window = window
         self.now = now
-        self.bindings: dict[int, bytes] = {}  # validator index -> peer id bytes
+        self.bindings: dict[bytes, bytes] = {}  # operator address -> peer id bytes
         self._accepted: OrderedDict[bytes, OpenedEnvelope] = OrderedDict()
         # Called with (reason, envelope) for validly enveloped but invalid content (evidence).
         self.on_misbehaviour: Callable[[str, OpenedEnvelope], None] | None = None
 
     def open(self, data: bytes) -> OpenedEnvelope:
-        return open_envelope(data, self.vset.operator_addresses, self.vset.network_id, self.vset.keyset_id)
+        return open_envelope_in(data, self.get_operators, self.vset.network_id)
+
+    def get_operators(self, keyset_id: int) -> tuple[bytes, ...] | None:
+        vset = self.sets.get(keyset_id)
+        return None if vset is None else vset.operator_addresses
+
+    def get_signer_address(self, opened: OpenedEnvelope) -> bytes:
+        """The operator address of an opened envelope's signer (its key set is known: it opened)."""
+        return self.sets[opened.keyset_id].operator_addresses[opened.signer_index]
+
+    def bind(self, address: bytes, peer: bytes) -> None:
+        self.bindings[address] = peer
 
     def pop_accepted(self, data: bytes) -> OpenedEnvelope | None:
         return self._accepted.pop(hashlib.sha256(data).digest(), None)
@@ -96,6 +114,8 @@ class GossipValidator:
     def validate_gossip(self, forwarder: str, origin: bytes, data: bytes) -> str | None:
         try:
             opened = self.open(data)
+        except UnknownKeysetError:
+            return "unknown_keyset"
         except NotMemberError:
             return "not_member"
         except EnvelopeError:
@@ -113,7 +133,7 @@ class GossipValidator:
             return "out_of_window"
         if opened.kind == gossip_pb2.MESSAGE_KIND_HEARTBEAT:
             return self._validate_heartbeat(origin, opened)
-        bound = self.bindings.get(opened.signer_index)
+        bound = self.bindings.get(self.get_signer_address(opened))
         if bound is not None and bound != origin:
             return "peer_binding"
         if opened.kind == gossip_pb2.MESSAGE_KIND_PARTIAL_SIGNATURE:
@@ -138,7 +158,10 @@ class GossipValidator:
         p = opened.message
         if p.signer_index != opened.signer_index or len(p.digest) != 32 or len(p.partial) != 48:  # type: ignore[attr-defined]
             return "malformed"
-        if not threshold.partial_verify(self.vset.public_shares[p.signer_index], p.digest, p.partial):  # type: ignore[attr-defined]
+        shares = self.sets[opened.keyset_id].public_shares
+        if not shares:
+            return "unknown_keyset"  # members known, public shares not yet (this node's reshare still runs)
+        if not threshold.partial_verify(shares[p.signer_index], p.digest, p.partial):  # type: ignore[attr-defined]
             if self.on_misbehaviour is not None:
                 self.on_misbehaviour("invalid_partial", opened)
             return "invalid_partial"
@@ -149,7 +172,7 @@ class GossipValidator:
             state = state_from_proto(msg)
         except InvalidStateError:
             return "malformed"
-        if state.network_id != self.vset.network_id or state.keyset_id != self.vset.keyset_id:
+        if state.network_id != self.vset.network_id or state.keyset_id < self.vset.keyset_id:
             return "not_member"
         if not threshold.group_verify(self.vset.group_key, state.digest, state.signature):
             return "invalid_signature"
@@ -163,7 +186,7 @@ class GossipValidator:
             return "malformed"
         kinds = {first.kind, second.kind}
         if kinds != {gossip_pb2.MESSAGE_KIND_PARTIAL_SIGNATURE} or first.signer_index != msg.signer_index \
-                or second.signer_index != msg.signer_index:
+                or second.signer_index != msg.signer_index or first.keyset_id != second.keyset_id:
             return "malformed"
         a, b = first.message, second.message
         if a.epoch != msg.epoch or b.epoch != msg.epoch or (a.digest, a.partial) == (b.digest, b.partial):  # type: ignore[attr-defined]

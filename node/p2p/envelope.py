@@ -9,13 +9,14 @@ address for `signer_index`. Pure functions; nothing persisted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import coincurve
 from eth_hash.auto import keccak
 from google.protobuf.message import DecodeError
 
-from node.p2p.errors import EnvelopeError, NotMemberError
+from node.p2p.errors import EnvelopeError, NotMemberError, UnknownKeysetError
 from node.pb.clearing.gossip.v1 import gossip_pb2
 
 ENVELOPE_VERSION = 1
@@ -43,6 +44,7 @@ class OpenedEnvelope:
     payload: bytes
     message: object  # the decoded payload protobuf of `kind`
     raw: bytes  # the serialized envelope exactly as received
+    keyset_id: int = 0  # the key set the signer is a member of (signer_index is its position there)
 
 
 def compute_signing_hash(kind: int, network_id: int, keyset_id: int, payload: bytes) -> bytes:
@@ -91,7 +93,20 @@ def recover_signer_address(env: gossip_pb2.SignedEnvelope) -> bytes:
 
 def open_envelope(data: bytes, operator_addresses: tuple[bytes, ...], network_id: int,
                   keyset_id: int) -> OpenedEnvelope:
-    """Parse and verify a serialized envelope against the validator set; raises EnvelopeError."""
+    """Parse and verify a serialized envelope against one validator set; raises EnvelopeError."""
+    def get_operators(k: int) -> tuple[bytes, ...] | None:
+        return operator_addresses if k == keyset_id else None
+
+    return open_envelope_in(data, get_operators, network_id)
+
+
+def open_envelope_in(data: bytes, get_operators: Callable[[int], tuple[bytes, ...] | None],
+                     network_id: int) -> OpenedEnvelope:
+    """Parse and verify an envelope against the members of the key set it names.
+
+    `get_operators(keyset_id)` gives that key set's operator addresses, or None for a key set this
+    node does not know (UnknownKeysetError: not the sender's fault, the receiver may lag behind).
+    """
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeError(f"envelope: {len(data)} bytes exceeds {MAX_ENVELOPE_BYTES}")
     env = gossip_pb2.SignedEnvelope()
@@ -104,9 +119,11 @@ def open_envelope(data: bytes, operator_addresses: tuple[bytes, ...], network_id
     payload_type = KIND_PAYLOAD.get(env.kind)
     if payload_type is None:
         raise EnvelopeError(f"kind: unknown message kind {env.kind}")
-    if env.network_id != network_id or env.keyset_id != keyset_id:
-        raise NotMemberError(f"network_id/keyset_id: envelope for {env.network_id}/{env.keyset_id}, "
-                             f"expected {network_id}/{keyset_id}")
+    if env.network_id != network_id:
+        raise NotMemberError(f"network_id: envelope for network {env.network_id}, expected {network_id}")
+    operator_addresses = get_operators(env.keyset_id)
+    if operator_addresses is None:
+        raise UnknownKeysetError(f"keyset_id: {env.keyset_id} is not a key set this node knows")
     if env.signer_index >= len(operator_addresses):
         raise NotMemberError(f"signer_index: {env.signer_index} is not in a set of {len(operator_addresses)}")
     if recover_signer_address(env) != operator_addresses[env.signer_index]:
@@ -117,4 +134,4 @@ def open_envelope(data: bytes, operator_addresses: tuple[bytes, ...], network_id
     except DecodeError as exc:
         raise EnvelopeError(f"payload: not a {payload_type.__name__} ({exc})") from exc
     return OpenedEnvelope(kind=env.kind, signer_index=env.signer_index, payload=env.payload,
-                          message=message, raw=data)
+                          message=message, raw=data, keyset_id=env.keyset_id)

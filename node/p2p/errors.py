@@ -19,6 +19,10 @@ class NotMemberError(EnvelopeError):
     """An envelope's signer index is not in the validator set or its key does not match."""
 
 
+class UnknownKeysetError(NotMemberError):
+    """An envelope names a key set this node does not know (yet): dropped without penalising the sender."""
+
+
 class OutOfWindowError(EnvelopeError):
     """A message's epoch is too old or too far in the future for the current epoch."""
 

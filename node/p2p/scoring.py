@@ -21,6 +21,7 @@ PENALTIES: dict[str, float] = {
     "equivocation": 40.0,
     "peer_binding": 40.0,
     "out_of_window": 0.0,  # honest laggards and relays produce these: dropped, never penalised
+    "unknown_keyset": 0.0,  # a key set this node has not learned yet (during a validator-set change)
     "oversize": 25.0,
 }
 DEFAULT_PENALTY = 10.0

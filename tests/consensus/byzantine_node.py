@@ -14,7 +14,7 @@ import sys
 
 from eth_hash.auto import keccak
 
-from node.consensus.engine import EpochEngine
+from node.consensus.engine import EpochEngine, bucket
 from node.consensus.machine import Event, Round
 from node.crypto import threshold
 from node.pb.clearing.gossip.v1 import gossip_pb2
@@ -29,6 +29,7 @@ class ByzantineEngine(EpochEngine):
 
     async def send_partial(self, rnd: Round, digest: bytes) -> None:
         assert self.transport is not None
+        assert self.index is not None and self.secrets.share_sk is not None
         real = threshold.partial_sign(self.secrets.share_sk, digest)
         mode = rnd.epoch % 3
         if mode == 0:
@@ -42,7 +43,7 @@ class ByzantineEngine(EpochEngine):
         else:
             await self.transport.publish(os.urandom(200))
             await self.transport.publish(self._partial_envelope(rnd.epoch, digest, real))
-        rnd.add_partial(digest, self.index + 1, real)
+        rnd.add_partial(bucket(rnd.keyset_id, digest), self.index + 1, real)
         rnd.process_event(Event.SIGNED)
         self.count("byzantine_rounds")
 

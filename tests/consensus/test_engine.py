@@ -121,7 +121,7 @@ def test_equivocation_becomes_stored_and_gossiped_evidence() -> None:
             bus.engines[transport.peer_id_bytes] = engine
             engine.params = type(engine.params)(**{**engine.params.__dict__, "start_epoch": epoch + 1000})
             await nursery.start(engine.run, transport)
-            engine.validator.bindings[1] = signer_transport.peer_id_bytes
+            engine.validator.bind(keys.vset.operator_addresses[1], signer_transport.peer_id_bytes)
             for digest in (keccak(b"one"), keccak(b"two")):
                 data = partial_envelope(keys, 1, epoch, digest)
                 assert engine.validator.validate_gossip("x", signer_transport.peer_id_bytes, data) is None
@@ -160,8 +160,8 @@ def test_catch_up_fetches_and_verifies_missed_states() -> None:
         transport = MemoryTransport(bus, 3)
         late.transport = transport
         bus.engines[transport.peer_id_bytes] = late
-        late.validator.bindings[0] = MemoryTransport(bus, 0).peer_id_bytes
-        late.peer_last_signed[0] = max(epochs)
+        late.validator.bind(keys.vset.operator_addresses[0], MemoryTransport(bus, 0).peer_id_bytes)
+        late.peer_last_signed[keys.vset.operator_addresses[0]] = max(epochs)
         async with trio.open_nursery() as nursery:
             late._nursery = nursery
             adopted = await late.process_catchup()
@@ -229,13 +229,13 @@ def test_catch_up_does_not_skip_a_gap_that_one_peer_also_lacks() -> None:
         transport = MemoryTransport(bus, 3)
         late.transport = transport
         for i in (0, 1):
-            late.validator.bindings[i] = MemoryTransport(bus, i).peer_id_bytes
+            late.validator.bind(keys.vset.operator_addresses[i], MemoryTransport(bus, i).peer_id_bytes)
         async with trio.open_nursery() as nursery:
             late._nursery = nursery
-            late.peer_last_signed = {1: max(epochs)}  # the first answer comes from the peer with the hole
+            late.peer_last_signed = {keys.vset.operator_addresses[1]: max(epochs)}  # the first answer comes from the peer with the hole
             await late.process_catchup()
             assert not set(gap) & late.have and late.catchup_cursor == gap.start
-            late.peer_last_signed = {0: max(epochs)}
+            late.peer_last_signed = {keys.vset.operator_addresses[0]: max(epochs)}
             await late.process_catchup()
             nursery.cancel_scope.cancel()
 

@@ -26,7 +26,7 @@ def bound_validator() -> GossipValidator:
     records it on delivery)."""
     v = GossipValidator(KEYS.vset, WINDOW, time.time)
     assert v.validate_gossip("f", ORIGIN[1], heartbeat(1, ORIGIN[1], now_epoch())) is None
-    v.bindings[1] = ORIGIN[1]
+    v.bind(KEYS.vset.operator_addresses[1], ORIGIN[1])
     return v
 
 
@@ -51,7 +51,7 @@ def test_mutated_valid_envelope_never_raises_and_never_changes_the_binding(flips
     if reason is None:  # a mutation may only pass if it decodes to a heartbeat validly signed by a member
         opened = v.pop_accepted(bytes(good))
         assert opened is not None and opened.kind == gossip_pb2.MESSAGE_KIND_HEARTBEAT
-    assert v.bindings == {1: ORIGIN[1]}
+    assert v.bindings == {KEYS.vset.operator_addresses[1]: ORIGIN[1]}
 
 
 @FUZZ
@@ -63,4 +63,4 @@ def test_member_signed_random_payloads_are_rejected_without_raising(kind: int, p
     if kind in (gossip_pb2.MESSAGE_KIND_PARTIAL_SIGNATURE, gossip_pb2.MESSAGE_KIND_SIGNED_STATE,
                 gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE):
         assert reason is not None  # random bytes are never a valid BLS partial, group signature or evidence
-    assert v.bindings == {1: ORIGIN[1]}
+    assert v.bindings == {KEYS.vset.operator_addresses[1]: ORIGIN[1]}

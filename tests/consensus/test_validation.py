@@ -79,7 +79,7 @@ def test_invalid_non_member_and_garbage() -> None:
 def test_invalid_peer_binding() -> None:
     v = validator()
     assert v.validate_gossip("f", ORIGIN[2], heartbeat(1, ORIGIN[1], now_epoch())) == "peer_binding"
-    v.bindings[1] = ORIGIN[1]
+    v.bind(KEYS.vset.operator_addresses[1], ORIGIN[1])
     assert v.validate_gossip("f", ORIGIN[2], partial(1, now_epoch(), keccak(b"s"))) == "peer_binding"
     assert v.validate_gossip("f", ORIGIN[1], heartbeat(1, ORIGIN[1], now_epoch(), time_ms=1)) == "out_of_window"
 

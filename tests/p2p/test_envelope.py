@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from node.p2p.envelope import MAX_ENVELOPE_BYTES, get_operator_address, open_envelope, seal_envelope
-from node.p2p.errors import EnvelopeError, NotMemberError
+from node.p2p.envelope import (
+    MAX_ENVELOPE_BYTES,
+    get_operator_address,
+    open_envelope,
+    open_envelope_in,
+    seal_envelope,
+)
+from node.p2p.errors import EnvelopeError, NotMemberError, UnknownKeysetError
 from node.pb.clearing.gossip.v1 import gossip_pb2
 
 KEYS = [bytes([i + 1]) * 32 for i in range(3)]
@@ -51,11 +57,26 @@ def test_invalid_non_member_index() -> None:
         open_envelope(data, ADDRESSES, 7, 1)
 
 
-@pytest.mark.parametrize(("network_id", "keyset_id"), [(8, 1), (7, 2)])
-def test_invalid_other_network_or_keyset(network_id: int, keyset_id: int) -> None:
+@pytest.mark.parametrize(("network_id", "keyset_id", "field"), [(8, 1, "network_id"), (7, 2, "keyset_id")])
+def test_invalid_other_network_or_keyset(network_id: int, keyset_id: int, field: str) -> None:
     data = seal_envelope(PARTIAL, make_payload(), 1, KEYS[1], network_id, keyset_id)
-    with pytest.raises(NotMemberError, match="network_id/keyset_id"):
+    with pytest.raises(NotMemberError, match=f"^{field}: "):
         open_envelope(data, ADDRESSES, 7, 1)
+
+
+def test_invalid_unknown_keyset_is_its_own_error() -> None:
+    """A key set the receiver does not know (yet) is not the sender's fault: no penalty reason."""
+    data = seal_envelope(PARTIAL, make_payload(), 1, KEYS[1], 7, 2)
+    with pytest.raises(UnknownKeysetError):
+        open_envelope(data, ADDRESSES, 7, 1)
+
+
+def test_open_envelope_in_checks_the_named_keyset() -> None:
+    sets = {1: ADDRESSES, 2: ADDRESSES[1:] + ADDRESSES[:1]}  # operator 1 is index 0 of key set 2
+    opened = open_envelope_in(seal_envelope(PARTIAL, make_payload(), 0, KEYS[1], 7, 2), sets.get, 7)
+    assert (opened.keyset_id, opened.signer_index) == (2, 0)
+    with pytest.raises(NotMemberError, match="signature"):  # index 0 of key set 1 is another operator
+        open_envelope_in(seal_envelope(PARTIAL, make_payload(), 0, KEYS[1], 7, 1), sets.get, 7)
 
 
 def test_invalid_version_garbage_and_size() -> None:

@@ -1,0 +1,186 @@
+"""Validator-set changes inside the node: learn key sets from governance, reshare before activation.
+
+`KeyChanger` belongs to one `EpochEngine`. For every computed epoch (`process_computed`) it records
+the members of the key set governance assigns to the epoch and of a pending change
+(`ComputedState.signing` / `.reshare`, read at the epoch's pinned home-chain block, so every node
+learns the same sets), and completes key sets whose share this node already holds from an earlier
+run (share keystores `share-<id>.json`, passed in as `later`). When a pending change names this
+operator, as an old holder (dealer) or a new member (recipient), it runs the reshare over the gossip
+(`node.consensus.reshare_session`) before the activation epoch: the group key stays, the key-set id
+goes up by one, and the new share is handed to `on_share` (the validator writes it to an encrypted
+keystore) and to the key ring, from which the engine signs epochs of the new key set.
+
+Attempts are aligned on windows of `reshare_window_epochs` epochs (the attempt number is the window
+number, part of the session identity), so nodes that saw the order at slightly different times meet
+in the same session; a failed attempt is retried in the next window until the activation epoch.
+A node that has no share of the new key set at activation simply does not sign its epochs.
+Persists nothing itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from node.consensus.inputs import ComputedState, ReshareOrder, SigningSet
+from node.consensus.keyring import KeyRingError
+from node.crypto.dkg import DkgTimeouts
+from node.crypto.errors import DkgError
+from node.pb.clearing.gossip.v1 import gossip_pb2
+
+if TYPE_CHECKING:
+    from node.consensus.engine import EpochEngine
+
+log = logging.getLogger(__name__)
+
+MIN_ATTEMPT_FRACTION = 0.5  # an attempt starting with less than this share of its window left waits for the next
+
+
+class KeyChanger:
+    """See the module docstring."""
+
+    def __init__(self, engine: EpochEngine, later: tuple = (), on_share: Callable[[Any], None] | None = None) -> None:
+        self.engine = engine
+        self.on_share = on_share
+        self.unplaced: dict[int, Any] = {int(r.keyset.keyset_id): r for r in later}  # keyset id -> DkgResult
+        self.status: dict[int, dict[str, Any]] = {}  # proposal id -> state, keyset id, attempts, error
+        self.sessions: dict[int, Any] = {}  # session number -> ReshareSession
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return {str(k): dict(v) for k, v in sorted(self.status.items())}
+
+    # --- learning key sets ---------------------------------------------------------------------------
+
+    def process_computed(self, computed: ComputedState) -> None:
+        """Record the key sets an epoch's governance state names; start a reshare that concerns us."""
+        order = computed.reshare
+        for sset in (computed.signing, order.old if order else None, order.new if order else None):
+            if sset is not None:
+                self._learn(sset)
+        if order is not None and self._is_ours(order):
+            self.status[order.proposal_id] = {"state": "running", "keyset_id": order.new.keyset_id,
+                                              "activation_epoch": order.activation_epoch, "attempts": 0, "error": ""}
+            self.engine._spawn(self.run_reshare, order)
+
+    def _learn(self, sset: SigningSet) -> None:
+        ring = self.engine.ring
+        try:
+            ring.add_members(sset.keyset_id, sset.members, sset.threshold)
+            held = self.unplaced.pop(sset.keyset_id, None)
+            if held is not None:
+                ring.add_keyset(held.keyset, sset.members)
+                if held.share is not None and held.index is not None:
+                    ring.add_share(sset.keyset_id, int(held.index) - 1, int(held.share))
+                log.info("key set %d: share from a previous run restored", sset.keyset_id)
+        except KeyRingError as exc:
+            self.engine.count("keyset_conflicts")
+            log.error("ALERT governance names key set %d differently from what this node holds: %s",
+                      sset.keyset_id, exc)
+
+    def _is_ours(self, order: ReshareOrder) -> bool:
+        """A change this node must take part in and has not started or finished yet."""
+        ring = self.engine.ring
+        if order.proposal_id in self.status:
+            return False
+        dealer = ring.address in order.old.members and ring.get_share(order.old.keyset_id) is not None
+        recipient = ring.address in order.new.members
+        if not (dealer or recipient):
+            return False
+        if ring.get_share(order.new.keyset_id) is not None or (not recipient and ring.get_set(order.new.keyset_id)
+                                                               and ring.get_set(order.new.keyset_id).public_shares):  # type: ignore[union-attr]
+            self.status[order.proposal_id] = {"state": "done", "keyset_id": order.new.keyset_id,
+                                              "activation_epoch": order.activation_epoch, "attempts": 0, "error": ""}
+            return False
+        return True
+
+    # --- the reshare ------------------------------------------------------------------------------------
+
+    def offer(self, keyset_id: int, signer_index: int, msg: gossip_pb2.DkgMessage) -> bool:
+        """Hand a DKG message to the running reshare session it belongs to; False if none does."""
+        session = self.sessions.get(msg.session_id)
+        if session is None:
+            return False
+        session.offer(keyset_id, signer_index, msg)
+        return True
+
+    async def run_reshare(self, order: ReshareOrder) -> None:
+        """Attempt the reshare window by window until it succeeds or the activation epoch arrives."""
+        status = self.status[order.proposal_id]
+        while True:
+            attempt, window_end = self._get_attempt()
+            if attempt is None:
+                await trio.sleep(max(0.0, window_end - self.engine.clock.now()))
+                continue
+            if self._get_current_epoch() >= order.activation_epoch:
+                status.update(state="failed", error=status["error"] or "activation epoch reached without a new share")
+                log.error("ALERT reshare for proposal %d: not done by activation epoch %d: %s", order.proposal_id,
+                          order.activation_epoch, status["error"])
+                return
+            status["attempts"] += 1
+            try:
+                result = await self._run_attempt(order, attempt, window_end - self.engine.clock.now())
+            except (DkgError, KeyRingError) as exc:
+                status["error"] = f"attempt {attempt}: {exc}"
+                self.engine.count("reshare_attempts_failed")
+                log.warning("reshare for proposal %d, attempt %d failed: %s", order.proposal_id, attempt, exc)
+                await trio.sleep(max(0.0, window_end - self.engine.clock.now()))
+                continue
+            self._install(order, result)
+            if self.on_share is not None and result.share is not None:
+                await trio.to_thread.run_sync(self.on_share, result)  # scrypt: keep it off the event loop
+            status.update(state="done", error="")
+            self.engine.count("reshares_done")
+            return
+
+    def _get_current_epoch(self) -> int:
+        return self.engine.window.get_current_epoch(self.engine.clock.now())
+
+    def _get_attempt(self) -> tuple[int | None, float]:
+        """(attempt number, end of its window); attempt None when too little of the window is left."""
+        w = max(1, self.engine.params.reshare_window_epochs)
+        attempt = self._get_current_epoch() // w
+        window = self.engine.window
+        end = window.get_epoch_start((attempt + 1) * w)
+        if end - self.engine.clock.now() < MIN_ATTEMPT_FRACTION * w * window.period_s:
+            return None, end
+        return attempt, end
+
+    async def _run_attempt(self, order: ReshareOrder, attempt: int, budget_s: float) -> Any:
+        from node.consensus.reshare_session import ResharePlan, ReshareSession
+
+        engine, ring = self.engine, self.engine.ring
+        old_keyset = ring.keysets.get(order.old.keyset_id)
+        if old_keyset is None:
+            raise DkgError(f"key set {order.old.keyset_id}: public commitments unknown "
+                           "(set [validator_set].keyset_record in the config)")
+        plan = ResharePlan(network_id=engine.vset.network_id, proposal_id=order.proposal_id, attempt=attempt,
+                           old_keyset=old_keyset, old_members=order.old.members, new_members=order.new.members,
+                           new_threshold=order.new.threshold)
+        own = ring.get_share(order.old.keyset_id)
+        phase_s = max(1.0, budget_s / 4)
+        assert engine.transport is not None
+        session = ReshareSession(plan, operator_key=engine.secrets.operator_key,
+                                 old_share=own.share_sk if own is not None else None, seal=engine.seal_as,
+                                 publish=engine.transport.publish,
+                                 timeouts=DkgTimeouts(deal=phase_s, response=phase_s, justification=phase_s))
+        self.sessions[session.session] = session
+        for keyset_id, signer, msg in [m for m in engine._early_dkg if m[2].session_id == session.session]:
+            session.offer(keyset_id, signer, msg)
+        log.info("reshare for proposal %d: attempt %d (session %#x) for key set %d", order.proposal_id, attempt,
+                 session.session, order.new.keyset_id)
+        try:
+            return await session.run(budget_s)
+        finally:
+            del self.sessions[session.session]
+
+    def _install(self, order: ReshareOrder, result: Any) -> None:
+        ring = self.engine.ring
+        ring.add_keyset(result.keyset, order.new.members)
+        if result.share is not None and result.index is not None:
+            ring.add_share(order.new.keyset_id, int(result.index) - 1, int(result.share))
+        log.info("reshare for proposal %d done: key set %d (threshold %d)%s", order.proposal_id,
+                 order.new.keyset_id, order.new.threshold,
+                 f", own share index {result.index}" if result.share is not None else ", no share (dealer only)")

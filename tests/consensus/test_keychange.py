@@ -1,0 +1,149 @@
+"""Live validator-set changes in the epoch engine: governance names the key set of every epoch, the
+old holders and the new members reshare over the gossip before the activation epoch, and from it
+on the new key set signs under the same group key (engines on the in-memory bus, real envelopes,
+real BLS, a real DKG for the genesis key set)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+import trio
+
+from node.consensus.engine import EngineParams, EpochEngine, Secrets
+from node.consensus.inputs import ComputedState, FakeInputSource, ReshareOrder, SigningSet
+from node.consensus.keyring import KeyRing, KeyRingError
+from node.consensus.publishing import NullPublisher
+from node.consensus.validation import EpochWindow, ValidatorSet
+from node.crypto import threshold
+from node.crypto.dkg import run_dkg_in_process
+from node.p2p.envelope import get_operator_address
+from node.ports import MemoryStore, SystemClock
+from tests.consensus.cluster import KEYSET_ID, NETWORK_ID, operator_key
+from tests.consensus.helpers import Bus, MemoryTransport
+
+PERIOD_S = 0.5
+WINDOW_EPOCHS = 6
+ADDRESSES = tuple(get_operator_address(operator_key(i)) for i in range(6))
+
+
+class GovernedInputs(FakeInputSource):
+    """Fake pins plus a governance schedule of key sets: `changes` is [(activation, members, t), ...]."""
+
+    def __init__(self, changes: list[tuple[int, tuple[bytes, ...], int]], genesis: SigningSet,
+                 silent_from: int | None = None) -> None:
+        super().__init__([31337])
+        self.sets = [(0, genesis)] + [(a, SigningSet(genesis.keyset_id + k + 1, m, t))
+                                      for k, (a, m, t) in enumerate(changes)]
+        self.silent_from = silent_from
+
+    def compute_epoch(self, epoch: int, target_time: int) -> ComputedState:
+        if self.silent_from is not None and epoch >= self.silent_from:
+            self.unavailable.add(epoch)  # this node's chain view stops: it signs nothing from here
+        state = super().compute_epoch(epoch, target_time)
+        active = [s for a, s in self.sets if a <= epoch][-1]
+        pending = [(a, s) for a, s in self.sets if a > epoch]
+        order = None
+        if pending:
+            activation, new = pending[0]
+            old = [s for a, s in self.sets if a < activation][-1]
+            order = ReshareOrder(proposal_id=new.keyset_id * 10, activation_epoch=activation, old=old, new=new)
+        return replace(state, signing=active, reshare=order)
+
+
+def make_genesis(n: int, t: int) -> tuple[ValidatorSet, dict[int, object]]:
+    outcome = run_dkg_in_process(n, t)
+    results = {r.index: r for r in outcome.results.values()}
+    keyset = results[1].keyset
+    vset = ValidatorSet(NETWORK_ID, KEYSET_ID, ADDRESSES[:n], tuple(keyset.get_public_share(i + 1) for i in range(n)),
+                        t, keyset.group_public_key)
+    return vset, results
+
+
+def make_engine(vset: ValidatorSet, genesis: dict, op: int, inputs: FakeInputSource, window: EpochWindow,
+                written: list) -> EpochEngine:
+    params = EngineParams(round_deadline_s=6 * PERIOD_S, publish_fallback_s=PERIOD_S, heartbeat_interval_s=0.2,
+                          catchup_interval_s=0.3, partial_resend_s=PERIOD_S, reshare_window_epochs=WINDOW_EPOCHS)
+    member = op < vset.n
+    result = genesis[op + 1] if member else None
+    secrets = Secrets(result.share if result else None, operator_key(op), keyset=genesis[1].keyset)
+    return EpochEngine(vset, op if member else None, secrets, MemoryStore(), inputs, NullPublisher(), window,
+                       params, SystemClock(), on_share=lambda r: written.append((op, r.keyset.keyset_id)))
+
+
+async def run_until(engines: list[EpochEngine], bus: Bus, until, timeout: float) -> None:
+    async with trio.open_nursery() as nursery:
+        for i, engine in enumerate(engines):
+            transport = MemoryTransport(bus, i)
+            bus.engines[transport.peer_id_bytes] = engine
+            await nursery.start(engine.run, transport)
+        with trio.move_on_after(timeout):
+            while not until():
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+
+
+def signer_addresses(engine: EpochEngine, epoch: int) -> tuple[int, set[bytes]]:
+    state = engine.store.get_signed_state(epoch)
+    members = engine.ring.get_operators(state.keyset_id)
+    return state.keyset_id, {members[i] for i in state.signers}
+
+
+@pytest.mark.slow
+def test_add_then_remove_keeps_signing_every_epoch_with_one_group_key() -> None:
+    vset, genesis = make_genesis(4, 3)
+    window = EpochWindow(genesis_time=float(int(time.time()) - 100 * PERIOD_S), period_s=PERIOD_S)
+    now = window.get_current_epoch(time.time())
+    a1 = (now // WINDOW_EPOCHS + 2) * WINDOW_EPOCHS + 2  # a full attempt window lies before each activation
+    a2 = a1 + 2 * WINDOW_EPOCHS
+    added = (ADDRESSES[:4] + (ADDRESSES[4],), 4)  # proposal 1: add operator 4, t = 4 of 5
+    removed = ((ADDRESSES[0], ADDRESSES[1], ADDRESSES[2], ADDRESSES[4]), 3)  # proposal 2: remove operator 3
+    changes = [(a1, *added), (a2, *removed)]
+    g = SigningSet(KEYSET_ID, ADDRESSES[:4], 3)
+    # operator 1 stops reading its chains from a2 - 3 on: epochs a2-3..a2-1 (key set 2, t = 4 of 5) can
+    # only be signed if the joining operator 4 signs them
+    inputs = [GovernedInputs(changes, g, silent_from=a2 - 3 if op == 1 else None) for op in range(5)]
+    written: list = []
+    engines = [make_engine(vset, genesis, op, inputs[op], window, written) for op in range(5)]
+    epochs = range(a1 - 3, a2 + 3)
+    bus = Bus()
+    timeout = (a2 + 3 - now) * PERIOD_S + 20
+    trio.run(run_until, engines, bus, lambda: all(set(epochs) <= eng.have for eng in (engines[0], engines[4])), timeout)
+    watcher = engines[0]
+    assert set(epochs) <= watcher.have, f"unsigned epochs: {sorted(set(epochs) - watcher.have)}"
+    for epoch in epochs:  # one group key throughout, the key set governance names for the epoch
+        state = watcher.store.get_signed_state(epoch)
+        assert threshold.group_verify(vset.group_key, state.digest, state.signature)
+        assert state.keyset_id == (1 if epoch < a1 else 2 if epoch < a2 else 3), epoch
+    joining = engines[4]
+    assert joining.ring.get_share(2) is not None and joining.ring.get_share(3) is not None
+    assert any(ADDRESSES[4] in signer_addresses(watcher, e)[1] for e in range(a2 - 3, a2))
+    for epoch in range(a2, a2 + 3):  # the removed operator is in no signature of key set 3
+        keyset_id, signers = signer_addresses(watcher, epoch)
+        assert keyset_id == 3 and ADDRESSES[3] not in signers
+    removed_engine = engines[3]
+    assert removed_engine.ring.get_share(3) is None and removed_engine.ring.get_index(3) is None
+    assert sorted(written) == sorted([(op, 2) for op in range(5)] + [(op, 3) for op in (0, 1, 2, 4)])
+    assert {e.keys.status[20]["state"] for e in engines} == {"done"}
+    assert {e.keys.status[30]["state"] for e in engines} == {"done"}
+    # the removed operator's key-set-2 share is no share of key set 3
+    old_share = engines[3].ring.get_share(2)
+    probe = threshold.partial_sign(old_share.share_sk, b"probe")
+    assert not any(threshold.partial_verify(p, b"probe", probe) for p in watcher.ring.get_set(3).public_shares)
+
+
+def test_invalid_keyring_refuses_conflicting_members_and_foreign_shares() -> None:
+    vset, genesis = make_genesis(4, 3)
+    ring = KeyRing(vset, ADDRESSES[0])
+    assert ring.add_members(2, ADDRESSES[:5], 4) and not ring.add_members(2, ADDRESSES[:5], 4)
+    with pytest.raises(KeyRingError, match="keyset 2"):
+        ring.add_members(2, ADDRESSES[1:6], 4)
+    with pytest.raises(KeyRingError, match="public shares unknown"):
+        ring.add_share(2, 0, 5)
+    with pytest.raises(KeyRingError, match="does not match"):
+        ring.add_share(KEYSET_ID, 0, genesis[2].share)
+    with pytest.raises(KeyRingError, match="not this operator"):
+        ring.add_share(KEYSET_ID, 1, genesis[2].share)
+    ring.add_share(KEYSET_ID, 0, genesis[1].share)
+    assert ring.get_sealing_keyset() == KEYSET_ID and ring.get_index(2) == 0
