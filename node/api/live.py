@@ -75,11 +75,23 @@ class LiveSources:
     def get_validator_set(self) -> ValidatorSetInfo:
         if self.validator is None:
             return ValidatorSetInfo(0, 0, b"", ())
+        status = self._status()
+        latest = self.store.get_latest_signed_state()
+        current = (status.get("keyset_public") or {}).get(str(latest.keyset_id)) if latest is not None else None
+        if current is not None and latest is not None:  # the key set that signed the newest state
+            by_address = status.get("bindings_by_address") or {}
+            return ValidatorSetInfo(
+                keyset_id=latest.keyset_id, threshold=int(current["threshold"]),
+                group_public_key=self.validator.validator_set.group_key,
+                self_index=-1 if current.get("index") is None else int(current["index"]),
+                validators=tuple(ValidatorInfo(i, _peer_id_text(str(by_address.get(a, ""))), bytes.fromhex(p), a)
+                                 for i, (a, p) in enumerate(zip(current["operators"], current["public_shares"],
+                                                                strict=True))))
         vs = self.validator.validator_set
-        bindings = self._status().get("bindings") or {}
+        bindings = status.get("bindings") or {}
         return ValidatorSetInfo(
             keyset_id=vs.keyset_id, threshold=vs.threshold, group_public_key=vs.group_key,
-            self_index=self.validator.index,
+            self_index=-1 if self.validator.index is None else self.validator.index,
             validators=tuple(ValidatorInfo(i, _peer_id_text(str(bindings.get(str(i), ""))), vs.public_shares[i],
                                            "0x" + vs.operator_addresses[i].hex()) for i in range(vs.n)))
 
@@ -104,7 +116,8 @@ class LiveSources:
     def get_status(self) -> NodeStatusInfo:
         status = self._status()
         return NodeStatusInfo(
-            network_id=self.network_id, validator_index=self.validator.index if self.validator else -1,
+            network_id=self.network_id,
+            validator_index=self.validator.index if self.validator and self.validator.index is not None else -1,
             peer_id=str(status.get("peer_id", "")), syncing=self.is_syncing(),
             chains=self._get_chain_status(),
             api_address=self.api_address, metrics_address=self.metrics_address)

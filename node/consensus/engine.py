@@ -193,6 +193,7 @@ class EpochEngine:
             "bindings": self.get_index_bindings(),
             "bindings_by_address": {"0x" + k.hex(): v.hex() for k, v in self.validator.bindings.items()},
             "keysets": self.ring.describe(), "reshares": self.keys.describe(),
+            "keyset_public": self.ring.describe_public(),
         }
 
     def get_index_bindings(self) -> dict[str, str]:

@@ -80,6 +80,13 @@ class KeyRing:
                          "has_share": k in self.shares, "pending": not v.public_shares}
                 for k, v in sorted(self.sets.items())}
 
+    def describe_public(self) -> dict[str, dict[str, Any]]:
+        """For status.json: the public data of every complete key set (what ListValidators serves)."""
+        return {str(k): {"threshold": v.threshold, "index": self.get_index(k),
+                         "operators": ["0x" + a.hex() for a in v.operator_addresses],
+                         "public_shares": [p.hex() for p in v.public_shares]}
+                for k, v in sorted(self.sets.items()) if v.public_shares}
+
     # --- updates ---------------------------------------------------------------------------------
 
     def add_members(self, keyset_id: int, members: tuple[bytes, ...], threshold: int) -> bool:

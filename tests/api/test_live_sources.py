@@ -64,3 +64,24 @@ def test_chain_status_reads_heads_and_pins(tmp_path: Path) -> None:
         store.close()
     finally:
         chain.stop()
+
+
+def test_validator_set_follows_the_key_set_of_the_newest_signed_state(tmp_path: Path) -> None:
+    """After a validator-set change the node's status lists the new key set's public data: ListValidators
+    serves the key set that signed the newest state, not the configured genesis set."""
+    store = SQLiteStore(tmp_path / "n.sqlite")
+    status = tmp_path / "status.json"
+    live = LiveSources(store, status, make_validator(), clock=lambda: 1000.0)
+    _, _, public = get_test_keyset()
+    members = ["0x" + (bytes([0x40 + i]) * 20).hex() for i in range(5)]
+    status.write_text(json.dumps({"keyset_public": {"1": {
+        "threshold": 4, "index": 4, "operators": members,
+        "public_shares": [public[(i % 4) + 1].hex() for i in range(5)]}},
+        "bindings_by_address": {members[4]: "peerZ"}}))
+    assert live.get_validator_set().validators[0].address == "0x" + "00" * 20  # no signed state yet: configured set
+    store.put_signed_state(*make_state(3, 1))
+    vs = live.get_validator_set()
+    assert (vs.keyset_id, vs.threshold, vs.self_index, len(vs.validators)) == (1, 4, 4, 5)
+    assert [v.address for v in vs.validators] == members
+    assert vs.validators[4].peer_id == "peerZ" and vs.validators[0].peer_id == ""
+    store.close()
