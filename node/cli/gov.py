@@ -4,7 +4,10 @@ Options come from flags, else `CLEARING_*` environment variables (named in each 
 defaults. Transactions are signed by the operator key: `--key-file` (an Ethereum keystore JSON with
 `--password-file` or CLEARING_KEY_PASSWORD) or, on the devnet only, `--dev-key N` (anvil's public test
 mnemonic). Read commands take `--json` and derive the state with the pure `governance.tally` at the
-home-chain head minus `--confirmations`. Exit codes: 0 ok, 1 refused (revert, invalid input), 2 usage.
+home-chain head minus `--confirmations`; the genesis set is the contract's set version 0 read there,
+as the node derives it. `execute` first derives the tally and refuses a change every node declares
+INVALID (the contract knows no epochs and would apply a change whose activation the nodes refuse);
+`--force` skips that check. Exit codes: 0 ok, 1 refused (revert, tally, invalid input), 2 usage.
 Persists nothing.
 """
 
@@ -24,6 +27,7 @@ from bridges.errors import BridgeError
 from bridges.governance_chain import GovernanceChain, GovernanceTxReverted, get_dev_key, load_governance_abi
 from governance.encoding import outcome_to_dict, refused_vote_to_dict, state_to_dict
 from governance.errors import GovernanceError
+from governance.lifecycle import ProposalStatus
 from governance.proposals import (
     GovernanceGenesis,
     ProposalKind,
@@ -167,8 +171,25 @@ def handle_vote(args: argparse.Namespace) -> int:
     return 0
 
 
+class TallyRefused(Exception):
+    """The node's tally refuses the proposal, so `execute` would move the contract's set alone (exit 1)."""
+
+
+def validate_executable(args: argparse.Namespace, gov: GovernanceChain) -> None:
+    """Refuse to execute a change the tally declared INVALID (e.g. an activation epoch that was already too
+    close when voting ended): the contract knows no epochs and would apply it to its voting set while no
+    node ever activates it. Other statuses are left to the contract's own checks."""
+    outcome = derive_from_chain(args, gov).state.get_proposal(args.id)
+    if outcome is not None and outcome.status is ProposalStatus.INVALID:
+        raise TallyRefused(f"proposal {args.id} is invalid for every node ({outcome.reason}); "
+                           "not executed (--force sends it anyway)")
+
+
 def handle_execute(args: argparse.Namespace) -> int:
-    receipt = get_governance(args).execute(get_operator_key(args), args.id)
+    gov = get_governance(args)
+    if not args.force:
+        validate_executable(args, gov)
+    receipt = gov.execute(get_operator_key(args), args.id)
     emit(args, {"proposal_id": args.id, "tx_hash": receipt["transactionHash"]},
          f"executed proposal {args.id} (tx {receipt['transactionHash']})")
     return 0
@@ -221,6 +242,9 @@ def run(handler):  # type: ignore[no-untyped-def]
         except GovernanceTxReverted as exc:
             print(f"refused: {exc.error}{exc.args_decoded if exc.args_decoded else ''}", file=sys.stderr)
             return 1
+        except TallyRefused as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
         except (BridgeError, GovernanceError, InputsUnavailable, RiskError, OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -249,6 +273,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.set_defaults(func=run(handle_vote))
     x = sub.add_parser("execute", help="apply an approved validator-set change after its voting period")
     x.add_argument("--id", type=int, required=True)
+    x.add_argument("--force", action="store_true",
+                   help="send even when the tally (at --genesis-time/--epoch-seconds) declares it invalid")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=run(handle_execute))
     ls = sub.add_parser("list", help="all proposals with status, reason and tally")

@@ -124,3 +124,36 @@ def test_invalid_governance_address_without_contract_is_an_error_not_a_trace(dep
     assert out.returncode == 1
     assert out.stderr.startswith("error: ") and "validatorsAt" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def propose_and_approve_change(d: Deployed, change: ValidatorSetChange, activation: int) -> int:
+    pid, _ = d.gov.propose(d.keys[0], ProposalKind.VALIDATOR_SET, encode_validator_set_change(change), 3, activation)
+    for key in d.keys[:3]:
+        d.gov.vote(key, pid, VoteChoice.YES)
+    d.mine(4)
+    return pid
+
+
+def test_invalid_gov_execute_refuses_a_change_the_tally_refuses(deployed: Deployed) -> None:
+    """Voting ends in epoch 0, so activation epoch 1 is too early for every node: the CLI does not let
+    the contract's voting set move alone; --force still sends it (the contract does not know epochs)."""
+    d = deployed
+    pid = propose_and_approve_change(d, ValidatorSetChange((), (d.validators[3],), 3), activation=1)
+    out = clearingd(d, "gov", "execute", "--id", str(pid), dev_key=2)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"refused: proposal {pid} is invalid for every node (activation epoch 1 ")
+    assert d.gov.get_validators(d.gov.get_pin_at_head(0))[0] == 0
+    forced = clearingd(d, "gov", "execute", "--id", str(pid), "--force", "--json", dev_key=2)
+    assert forced.returncode == 0, forced.stderr
+    assert d.gov.get_validators(d.gov.get_pin_at_head(0))[0] == 1
+
+
+def test_gov_execute_applies_an_approved_change(deployed: Deployed) -> None:
+    d = deployed
+    pid = propose_and_approve_change(d, ValidatorSetChange((), (d.validators[3],), 3), activation=6)
+    out = clearingd(d, "gov", "execute", "--id", str(pid), "--json", dev_key=2)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["proposal_id"] == pid
+    assert d.gov.get_validators(d.gov.get_pin_at_head(0))[1] == d.validators[:3]
+    again = clearingd(d, "gov", "execute", "--id", str(pid), dev_key=2)
+    assert again.returncode == 1 and again.stderr.startswith("refused: AlreadyExecuted")
