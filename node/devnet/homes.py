@@ -93,13 +93,15 @@ def create_homes(out: Path, n: int, t: int, network_id: int = 1,
 
 def get_public_set_values(share_file: Path, pass_file: Path) -> dict[str, Any]:
     """`[validator_set]` values of the key set in `share_file` (public data only, hex): what a joining
-    home, which holds no share keystore, must be told explicitly. Operators are left to the caller."""
+    home, which holds no share keystore, must be told explicitly, the `KeySetRecord` (public
+    commitments, to check the reshare's deals) included. Operators are left to the caller."""
     from node.crypto.keyshare import load_share_keystore
     from node.crypto.keystore import load_passphrase
 
     ks = load_share_keystore(share_file, load_passphrase(pass_file)).keyset
     return {"keyset_id": ks.keyset_id, "threshold": ks.threshold, "group_key": "0x" + ks.group_public_key.hex(),
-            "public_shares": ["0x" + ks.get_public_share(i).hex() for i in sorted(ks.holders)]}
+            "public_shares": ["0x" + ks.get_public_share(i).hex() for i in sorted(ks.holders)],
+            "keyset_record": ks.to_record().SerializeToString(deterministic=True).hex()}
 
 
 def write_configs(homes: Sequence[NodeHome], chains: Sequence[dict[str, Any]], genesis_time: float,

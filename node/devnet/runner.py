@@ -54,6 +54,7 @@ STARTUP_GRACE_S = 8.0  # validator processes import libp2p, web3, numpy before g
 MAX_RUN_S_PER_EPOCH = 20.0
 POLL_S = 0.5
 UNSIGNED_AFTER_EPOCHS = 3  # members this far past an epoch they lack: no catch-up will bring it
+STALL_EPOCHS = 10  # no epoch recorded for this many periods after the first: the network stalled
 
 
 @dataclass(frozen=True)
@@ -387,12 +388,18 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
     ws = WatchState()
     budget_epochs = budget_epochs if budget_epochs is not None else opts.epochs
     budget = None if budget_epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (budget_epochs + 2)
-    started = time.monotonic()
+    started = progressed = time.monotonic()
     while budget is None or time.monotonic() - started < budget:
         dead = [i for i, p in enumerate(run.processes) if p.poll() is not None]
         if dead:
             raise DevnetError(f"validator(s) {dead} exited; see {opts.home / 'logs'}")
+        before = ws.last_seen
         process_new_epochs(run, ws, say, members)
+        if ws.last_seen != before:
+            progressed = time.monotonic()
+        elif ws.first_epoch is not None and time.monotonic() - progressed > STALL_EPOCHS * opts.epoch_period_s:
+            raise DevnetError(f"epoch {ws.last_seen + 1} not held by all of its members {members(run, ws.last_seen + 1)} "
+                              f"within {STALL_EPOCHS} epochs; see {opts.home / 'logs'}")
         hook(run, ws, say)
         if is_finished(run, ws):
             return ws

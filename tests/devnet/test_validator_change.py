@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from node.config import load_config
+from node.crypto.dkg import KeySet
 from node.crypto.dkg_bus import run_dkg_in_process
 from node.crypto.keyshare import write_share_keystore
 from node.crypto.keystore import load_passphrase
@@ -37,6 +38,7 @@ from node.devnet.validator_change import (
     compute_removed_probe,
     run_validator_change_demo,
 )
+from node.pb.clearing.dkg.v1.dkg_pb2 import KeySetRecord
 
 
 def test_invalid_validator_count_refused(tmp_path: Path) -> None:
@@ -69,6 +71,9 @@ def test_joining_home_config_carries_the_genesis_key_set(tmp_path: Path) -> None
     assert vs["keyset_id"] == 1 and vs["threshold"] == 3
     assert bytes.fromhex(vs["group_key"][2:]) == group_key
     assert len(vs["public_shares"]) == 4 and len(set(vs["public_shares"])) == 4
+    record = KeySet.from_record(KeySetRecord.FromString(bytes.fromhex(vs["keyset_record"])))
+    assert record.group_public_key == group_key and record.keyset_id == 1 and record.threshold == 3
+    assert ["0x" + record.get_public_share(i + 1).hex() for i in range(4)] == vs["public_shares"]
     for h in homes:  # members take the key set from their keystore; the joining one is bootstrapped to them
         member_vs = load_config(h.path, env={}).values["validator_set"]
         assert member_vs["operators"] == genesis and member_vs["public_shares"] == []
