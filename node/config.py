@@ -279,6 +279,12 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
             get_epoch_clock_seconds(cons["genesis_time"], cons["epoch_period_s"])
         except ValueError as exc:
             raise ConfigError(f"consensus.{exc} (required with governance.address)") from exc
+    if secrets.share_sk is None and not (vs["operators"] and vs["public_shares"] and vs["group_key"]
+                                         and governance_address):
+        raise ConfigError(f"{config.get_path('keys', 'share_file')}: no threshold share; import the DKG's keystore "
+                          "with `clearingd keys import-share FILE`, or join a running network as a new validator "
+                          "([validator_set] public data, keyset_record and [governance].address), or serve the "
+                          "API only with --no-validator")
     try:
         operators = tuple(_hex("validator_set.operators", a) for a in vs["operators"])
         keyset = secrets.keyset

@@ -290,13 +290,13 @@ class EpochEngine:
 
     async def _sign_and_send(self, rnd: Round, computed: ComputedState, started: float) -> None:
         digest = self.compute_digest(computed)
+        self.keys.process_computed(computed)  # key sets named by governance, even for an adopted epoch
         if rnd.phase != Phase.WAITING:
             self._check_adopted(rnd, digest)
             return
         rnd.computed, rnd.digest, rnd.pinned_at, rnd.started_at = computed, digest, trio.current_time(), started
         rnd.keyset_id = self.get_epoch_keyset(computed)
         self.last_pins = computed.pins
-        self.keys.process_computed(computed)
         if self.ring.get_share(rnd.keyset_id) is None:  # not a signer of this epoch's key set: adopt only
             self.count("rounds_not_signer")
             log.info("epoch %d: key set %d signs it; this node holds no share of it", rnd.epoch, rnd.keyset_id)

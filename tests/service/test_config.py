@@ -110,3 +110,51 @@ def test_rendered_config_round_trips(tmp_path: Path) -> None:
     other = write(tmp_path / "b", render_config_toml(config.values, config.chains))
     again = load_config(other, env={})
     assert again.values == config.values and again.chains == config.chains
+
+
+def _joining_home(tmp_path: Path, record_hex: str) -> tuple[object, object]:
+    """A home whose operator is not in the configured set and that holds no share keystore."""
+    from node.config import ValidatorSecrets
+    from node.crypto.dkg import run_dkg_in_process
+
+    results = {r.index: r for r in run_dkg_in_process(4, 3).results.values()}
+    ks = results[1].keyset
+    record = ks.to_record().SerializeToString().hex() if record_hex == "real" else record_hex
+    text = f"""
+[node]
+index = 4
+[governance]
+rpc_url = "http://127.0.0.1:8545"
+address = "0x{'11' * 20}"
+[consensus]
+genesis_time = 1000
+epoch_period_s = 3
+[validator_set]
+keyset_id = {ks.keyset_id}
+threshold = 3
+group_key = "0x{ks.group_public_key.hex()}"
+operators = {["0x" + bytes([i + 1]).hex() * 20 for i in range(4)]!r}
+public_shares = {["0x" + ks.get_public_share(i).hex() for i in range(1, 5)]!r}
+keyset_record = "{record}"
+"""
+    config = load_config(write(tmp_path, text.replace("'", '"')), env={})
+    secrets = ValidatorSecrets(share_sk=None, operator_key=bytes([9]) * 32, p2p_seed=bytes([8]) * 32)
+    return config, (secrets, ks)
+
+
+def test_joining_validator_config_has_no_index_and_the_genesis_keyset(tmp_path: Path) -> None:
+    from node.config import build_validator_config
+
+    config, (secrets, ks) = _joining_home(tmp_path, "real")
+    vc = build_validator_config(config, secrets)
+    assert vc.index is None and vc.share_sk is None
+    assert vc.keyset.commitments == ks.commitments and vc.validator_set.n == 4
+    assert vc.topic == f"/clearing/{vc.validator_set.network_id}/consensus/1"  # one mesh for every key set
+
+
+def test_invalid_joining_validator_keyset_record(tmp_path: Path) -> None:
+    from node.config import build_validator_config
+
+    config, (secrets, _) = _joining_home(tmp_path, "00ff")
+    with pytest.raises(ConfigError, match=r"validator_set\.keyset_record"):
+        build_validator_config(config, secrets)
