@@ -164,7 +164,7 @@ def build_input_source(config: ValidatorConfig) -> InputSource:
             raise ValueError(f"home_chain_id: {home_chain_id} is not one of the configured chains")
         vs = config.validator_set
         source = build_governance_source(home, config.governance_address, vs.operator_addresses, vs.threshold,
-                                         config.genesis_time, config.epoch_period_s, keyset_id=vs.keyset_id)
+                                         config.genesis_time, config.epoch_period_s)  # genesis key set: GENESIS_KEYSET_ID
         governance_for = source.get_state
     return MarginInputSource(clients, deployments, home_chain_id, config.validator_set.network_id,
                              config.validator_set.keyset_id, governance_for=governance_for)
