@@ -47,7 +47,7 @@ class ParametersInfo:
 @dataclass(frozen=True)
 class ProposalInfo:
     id: int
-    status: str  # open | passed | rejected | executed | expired
+    status: str  # open | passed | rejected | executed | expired | invalid
     proposer: str
     activation_epoch: int
     params_hash: bytes
