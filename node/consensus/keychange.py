@@ -120,6 +120,7 @@ class KeyChanger:
                           order.activation_epoch, status["error"])
                 return
             status["attempts"] += 1
+            started = trio.current_time()
             try:
                 result = await self._run_attempt(order, attempt, window_end - self.engine.clock.now())
             except (DkgError, KeyRingError) as exc:
@@ -131,7 +132,8 @@ class KeyChanger:
             self._install(order, result)
             if self.on_share is not None and result.share is not None:
                 await trio.to_thread.run_sync(self.on_share, result)  # scrypt: keep it off the event loop
-            status.update(state="done", error="")
+            status.update(state="done", error="", duration_s=round(trio.current_time() - started, 3),
+                          done_epoch=self._get_current_epoch())
             self.engine.count("reshares_done")
             return
 
