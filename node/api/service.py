@@ -131,7 +131,9 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
         snap = self._get_snapshot(request.HasField("epoch"), request.epoch)
         report = self._get_report(snap, account)
         if report is None and not snap.positions and snap.state.leaf_count > 0:
-            raise not_found("epoch", str(snap.state.epoch), "leaves of this epoch were pruned on this node")
+            raise not_found("epoch", str(snap.state.epoch),
+                            "this node holds no leaves of this epoch (pruned, or a signed state fetched from a "
+                            "peer that this node never computed): ask another validator")
         if report is None:
             raise not_found("account", format_account(account), f"no leaf in epoch {snap.state.epoch}")
         return api_pb2.GetMarginResponse(report=report)

@@ -272,16 +272,31 @@ class EpochEngine:
             log.info("epoch %d: inputs unavailable: %s", rnd.epoch, reason[:300])
             await trio.sleep(self.params.input_retry_s)
 
-    def _check_adopted(self, rnd: Round, digest: bytes) -> None:
+    def _check_adopted(self, rnd: Round, digest: bytes, computed: ComputedState | None = None) -> None:
         """A state adopted before this node computed its own: compare, alert on a difference."""
         if rnd.adopted_digest is None:
             return
         if rnd.adopted_digest == digest:
             self.count("adopted_matches_own")
+            if computed is not None and computed.leaves and self._nursery is not None:
+                self._spawn(self._complete_leaves, rnd.epoch, computed)
         else:
             self.count("adopted_differs_own")
             log.error("ALERT epoch %d: adopted signed state %s differs from our computation %s", rnd.epoch,
                       rnd.adopted_digest.hex()[:16], digest.hex()[:16])
+
+    async def _complete_leaves(self, epoch: int, computed: ComputedState) -> None:
+        """A state adopted before this node computed it was stored without leaves: add ours (same digest,
+        hence the same root), so this node serves proofs for the epoch too."""
+        def complete() -> bool:
+            stored = self.store.get_signed_state(epoch)
+            if stored is None or stored.leaf_count != len(computed.leaves) or self.store.get_leaves(epoch):
+                return False
+            self.store.put_signed_state(stored, list(computed.leaves))
+            return True
+
+        if await trio.to_thread.run_sync(complete):
+            self.count("adopted_leaves_completed")
 
     def compute_digest(self, computed: ComputedState) -> bytes:
         return compute_state_digest(self.vset.network_id, self.get_epoch_keyset(computed), computed.epoch,
@@ -292,7 +307,7 @@ class EpochEngine:
         digest = self.compute_digest(computed)
         self.keys.process_computed(computed)  # key sets named by governance, even for an adopted epoch
         if rnd.phase != Phase.WAITING:
-            self._check_adopted(rnd, digest)
+            self._check_adopted(rnd, digest, computed)
             return
         rnd.computed, rnd.digest, rnd.pinned_at, rnd.started_at = computed, digest, trio.current_time(), started
         rnd.keyset_id = self.get_epoch_keyset(computed)

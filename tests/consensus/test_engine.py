@@ -242,3 +242,38 @@ def test_catch_up_does_not_skip_a_gap_that_one_peer_also_lacks() -> None:
     trio.run(catch_up)
     assert set(epochs) <= late.have
     assert states_of(late, epochs) == states_of(engines[0], epochs)
+
+
+def test_state_adopted_before_computing_gets_this_nodes_leaves() -> None:
+    """A signed state that arrives by gossip before the node computed the epoch is stored without leaves;
+    once the node's own computation gives the same digest, its leaves are added (proofs served here too)."""
+    from dataclasses import replace
+
+    from node.records import AccountLeaf, SignedState
+
+    keys, window = make_keys(4), make_window(PERIOD_S)
+    engine = make_engine(keys, 0, window)
+    epoch = window.get_current_epoch(time.time()) + 50
+    leaf = AccountLeaf(epoch=epoch, index=0, account=b"\x01" * 20, equity=5, im=1, mm=1, flags=0,
+                       approved_withdrawals=(), encoded=b"leaf")
+    computed = replace(FakeInputSource().compute_epoch(epoch, 0), leaf_count=1, leaves=(leaf,))
+    digest = engine.compute_digest(computed)
+    signature = threshold.combine({i: threshold.partial_sign(keys.shares[i], digest) for i in (1, 2, 3)}, 3)
+    state = SignedState(NETWORK_ID, KEYSET_ID, epoch, computed.pins, computed.inputs_digest, computed.params_hash,
+                        computed.root, 1, digest, signature, (0, 1, 2))
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            engine._nursery = nursery
+            engine.transport = MemoryTransport(Bus(), 0)
+            assert await engine.adopt_state(state)
+            assert engine.store.get_leaves(epoch) == []
+            await engine._sign_and_send(engine.get_round(epoch), computed, trio.current_time())
+            with trio.move_on_after(5):
+                while not engine.store.get_leaves(epoch):
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    assert engine.store.get_leaves(epoch) == [leaf]
+    assert engine.store.get_signed_state(epoch) == state and engine.metrics["adopted_leaves_completed"] == 1
