@@ -40,6 +40,8 @@ def describe_keystore(path: Path) -> dict[str, Any]:
         doc["threshold"] = keyset.threshold
         doc["group_public_key"] = "0x" + keyset.group_public_key.hex()
         doc["public_share"] = "0x" + keyset.get_public_share(int(meta["index"])).hex()
+        # public: what a joining validator sets as [validator_set].keyset_record (index cleared)
+        doc["keyset_record"] = keyset.to_record().SerializeToString(deterministic=True).hex()
     return doc
 
 

@@ -64,6 +64,11 @@ def test_init_layout_modes_and_keys(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert kinds["operator"]["address"].startswith("0x") and kinds["p2p"]["peer_id"].startswith("12D3")
     assert kinds["share"]["index"] == 1 and kinds["share"]["threshold"] == 1
     assert kinds["share"]["public_share"] == kinds["share"]["group_public_key"]  # 1-of-1: share key = group key
+    from node.config import parse_keyset_record  # what a joining validator configures from it
+
+    record = parse_keyset_record(kinds["share"]["keyset_record"], kinds["share"]["keyset_id"],
+                                 bytes.fromhex(kinds["share"]["group_public_key"][2:]))
+    assert "0x" + record.get_public_share(1).hex() == kinds["share"]["public_share"]
     assert main(["keys", "show", "operator", "--home", str(home), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["address"] == kinds["operator"]["address"]
 
