@@ -14,7 +14,14 @@ Attempts are aligned on windows of `reshare_window_epochs` epochs (the attempt n
 number, part of the session identity), so nodes that saw the order at slightly different times meet
 in the same session; a failed attempt is retried in the next window until the activation epoch.
 A node that has no share of the new key set at activation simply does not sign its epochs.
-Persists nothing itself.
+
+A phase-timeout DKG can end differently at different nodes under load (a deal that arrives after
+one node closed the deal phase): their shares would then lie on different polynomials and never
+combine. So a finished session is only installed after a CONFIRMATION round: every new member
+gossips the hash of the key set it obtained (`CONFIRM_TYPE`, sealed under the new key-set id, re-sent
+every second) and a node installs the result only once all new members confirmed the same hash
+before the attempt window ends; a differing or missing confirmation fails the attempt at every node
+that sees it, and the next window retries. Persists nothing itself.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
+from eth_hash.auto import keccak
 
 from node.consensus.inputs import ComputedState, ReshareOrder, SigningSet
 from node.consensus.keyring import KeyRingError
@@ -37,6 +45,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_ATTEMPT_FRACTION = 0.5  # an attempt starting with less than this share of its window left waits for the next
+CONFIRM_TYPE = "clearing.reshare.v1.Confirm"
+DST_CONFIRM = b"CLEARING-V1-RESHARE-CONFIRM"
+CONFIRM_RESEND_S = 1.0
+MAX_CONFIRM_SESSIONS = 64  # sessions whose confirmations are kept (each at most one per member)
+
+
+def compute_keyset_hash(session: int, keyset: Any) -> bytes:
+    """What a new member confirms: the key set it obtained (id, threshold, holders, commitments)."""
+    parts = [DST_CONFIRM, session.to_bytes(8, "big"), int(keyset.keyset_id).to_bytes(8, "big"),
+             int(keyset.threshold).to_bytes(8, "big"), len(keyset.holders).to_bytes(4, "big")]
+    parts += [int(h).to_bytes(4, "big") for h in keyset.holders]
+    parts += [bytes(c) for c in keyset.commitments]
+    return keccak(b"".join(parts))
 
 
 class KeyChanger:
@@ -48,6 +69,7 @@ class KeyChanger:
         self.unplaced: dict[int, Any] = {int(r.keyset.keyset_id): r for r in later}  # keyset id -> DkgResult
         self.status: dict[int, dict[str, Any]] = {}  # proposal id -> state, keyset id, attempts, error
         self.sessions: dict[int, Any] = {}  # session number -> ReshareSession
+        self.confirms: dict[int, dict[tuple[int, int], bytes]] = {}  # session -> (keyset, signer) -> hash
 
     def describe(self) -> dict[str, dict[str, Any]]:
         return {str(k): dict(v) for k, v in sorted(self.status.items())}
@@ -100,11 +122,47 @@ class KeyChanger:
 
     def offer(self, keyset_id: int, signer_index: int, msg: gossip_pb2.DkgMessage) -> bool:
         """Hand a DKG message to the running reshare session it belongs to; False if none does."""
+        if msg.type_name == CONFIRM_TYPE:
+            return self._offer_confirm(keyset_id, signer_index, msg)
         session = self.sessions.get(msg.session_id)
         if session is None:
             return False
         session.offer(keyset_id, signer_index, msg)
         return True
+
+    def _offer_confirm(self, keyset_id: int, signer_index: int, msg: gossip_pb2.DkgMessage) -> bool:
+        """Record a member's confirmation (kept for a bounded number of sessions, one per member)."""
+        if len(msg.body) != 32 or (msg.session_id not in self.confirms and len(self.confirms) >= MAX_CONFIRM_SESSIONS):
+            return True  # consumed: not worth buffering
+        got = self.confirms.setdefault(msg.session_id, {})
+        got.setdefault((keyset_id, signer_index), bytes(msg.body))  # the first one counts
+        return True
+
+    async def _confirm(self, session: int, order: ReshareOrder, keyset: Any, deadline: float) -> None:
+        """Publish this member's key-set hash and wait until every new member confirmed the same one."""
+        engine = self.engine
+        own = compute_keyset_hash(session, keyset)
+        members = order.new.members
+        index = members.index(engine.ring.address) if engine.ring.address in members else None
+        message = gossip_pb2.DkgMessage(session_id=session, sender_index=index or 0, type_name=CONFIRM_TYPE,
+                                        body=own).SerializeToString()
+        expected = {(order.new.keyset_id, j) for j in range(len(order.new.members))}
+        while True:
+            got = self.confirms.get(session, {})
+            differ = sorted(j for (k, j), h in got.items() if k == order.new.keyset_id and h != own)
+            if differ:
+                raise DkgError(f"session {session:#x}: members {differ} obtained another key set")
+            if expected <= set(got):
+                return
+            if index is not None:  # a dealer that leaves the set only listens
+                assert engine.transport is not None
+                await engine.transport.publish(engine.seal_as(order.new.keyset_id, index, gossip_pb2.MESSAGE_KIND_DKG,
+                                                              message))
+                self.confirms.setdefault(session, {})[(order.new.keyset_id, index)] = own
+            if engine.clock.now() >= deadline:
+                missing = sorted(j for k, j in expected - set(got))
+                raise DkgError(f"session {session:#x}: no confirmation from new members {missing}")
+            await trio.sleep(min(CONFIRM_RESEND_S, max(0.05, deadline - engine.clock.now())))
 
     async def run_reshare(self, order: ReshareOrder) -> None:
         """Attempt the reshare window by window until it succeeds or the activation epoch arrives."""
@@ -162,7 +220,7 @@ class KeyChanger:
                            old_keyset=old_keyset, old_members=order.old.members, new_members=order.new.members,
                            new_threshold=order.new.threshold)
         own = ring.get_share(order.old.keyset_id)
-        phase_s = max(1.0, budget_s / 4)
+        phase_s = max(1.0, budget_s / 3)  # a phase ends early once every expected message arrived
         assert engine.transport is not None
         session = ReshareSession(plan, operator_key=engine.secrets.operator_key,
                                  old_share=own.share_sk if own is not None else None, seal=engine.seal_as,
@@ -173,10 +231,16 @@ class KeyChanger:
             session.offer(keyset_id, signer, msg)
         log.info("reshare for proposal %d: attempt %d (session %#x) for key set %d", order.proposal_id, attempt,
                  session.session, order.new.keyset_id)
+        deadline = self.engine.clock.now() + budget_s
         try:
-            return await session.run(budget_s)
+            result = await session.run(budget_s)
         finally:
             del self.sessions[session.session]
+        try:
+            await self._confirm(session.session, order, result.keyset, deadline)
+        finally:
+            self.confirms.pop(session.session, None)
+        return result
 
     def _install(self, order: ReshareOrder, result: Any) -> None:
         ring = self.engine.ring

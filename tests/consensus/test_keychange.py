@@ -24,7 +24,7 @@ from tests.consensus.cluster import KEYSET_ID, NETWORK_ID, operator_key
 from tests.consensus.helpers import Bus, MemoryTransport
 
 PERIOD_S = 0.5
-WINDOW_EPOCHS = 6
+WINDOW_EPOCHS = 10  # 5 s attempt windows: room on a loaded 2-core machine
 ADDRESSES = tuple(get_operator_address(operator_key(i)) for i in range(6))
 
 
@@ -97,7 +97,7 @@ def test_add_then_remove_keeps_signing_every_epoch_with_one_group_key() -> None:
     now = window.get_current_epoch(time.time())
     a1 = (now // WINDOW_EPOCHS + 2) * WINDOW_EPOCHS + 2  # a full attempt window lies before each activation
     a2 = a1 + 2 * WINDOW_EPOCHS
-    added = (ADDRESSES[:4] + (ADDRESSES[4],), 4)  # proposal 1: add operator 4, t = 4 of 5
+    added = ((*ADDRESSES[:4], ADDRESSES[4]), 4)  # proposal 1: add operator 4, t = 4 of 5
     removed = ((ADDRESSES[0], ADDRESSES[1], ADDRESSES[2], ADDRESSES[4]), 3)  # proposal 2: remove operator 3
     changes = [(a1, *added), (a2, *removed)]
     g = SigningSet(KEYSET_ID, ADDRESSES[:4], 3)
@@ -147,3 +147,39 @@ def test_invalid_keyring_refuses_conflicting_members_and_foreign_shares() -> Non
         ring.add_share(KEYSET_ID, 1, genesis[2].share)
     ring.add_share(KEYSET_ID, 0, genesis[1].share)
     assert ring.get_sealing_keyset() == KEYSET_ID and ring.get_index(2) == 0
+
+
+def test_invalid_confirmations_fail_the_attempt_unless_every_new_member_has_the_same_keyset() -> None:
+    """The confirmation round: a member that obtained another key set, or one that never confirms,
+    fails the attempt; the same hash from every new member lets it through."""
+    from node.consensus.keychange import CONFIRM_TYPE, compute_keyset_hash
+    from node.crypto.errors import DkgError
+    from node.pb.clearing.gossip.v1 import gossip_pb2
+
+    vset, genesis = make_genesis(4, 3)
+    window = EpochWindow(genesis_time=float(int(time.time()) - 100 * PERIOD_S), period_s=PERIOD_S)
+    engine = make_engine(vset, genesis, 0, FakeInputSource(), window, [])
+    bus = Bus()
+    engine.transport = MemoryTransport(bus, 0)
+    order = ReshareOrder(20, 10**6, SigningSet(1, ADDRESSES[:4], 3), SigningSet(2, ADDRESSES[:5], 4))
+    engine.ring.add_members(2, ADDRESSES[:5], 4)  # as governance names it before the reshare
+    keyset = genesis[1].keyset
+    other = replace(keyset, commitments=keyset.commitments[::-1])
+
+    def confirm(session: int, signer: int, ks: object) -> None:
+        msg = gossip_pb2.DkgMessage(session_id=session, sender_index=signer, type_name=CONFIRM_TYPE,
+                                    body=compute_keyset_hash(session, ks))
+        assert engine.keys.offer(2, signer, msg)
+
+    confirm(77, 3, other)
+    with pytest.raises(DkgError, match=r"members \[3\] obtained another key set"):
+        trio.run(engine.keys._confirm, 77, order, keyset, time.time() + 5)
+    for j in (1, 2, 3):
+        confirm(78, j, keyset)
+    with pytest.raises(DkgError, match=r"no confirmation from new members \[4\]"):
+        trio.run(engine.keys._confirm, 78, order, keyset, time.time() + 0.5)
+    for j in (1, 2, 3, 4):
+        confirm(79, j, keyset)
+    trio.run(engine.keys._confirm, 79, order, keyset, time.time() + 5)
+    sent = [engine.validator.open(d) for _, d in bus.published]
+    assert sent and all((o.keyset_id, o.signer_index) == (2, 0) for o in sent)  # own confirmation, as new member 0
