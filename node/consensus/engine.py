@@ -147,8 +147,6 @@ class EpochEngine:
         """Seal under the newest key set this operator belongs to (EnvelopeError if none yet)."""
         keyset_id = self.ring.get_sealing_keyset()
         if keyset_id is None:
-            from node.p2p.errors import EnvelopeError
-
             raise EnvelopeError("signer: this operator is a member of no key set yet")
         return self.seal_as(keyset_id, self.ring.get_index(keyset_id) or 0, kind, payload)
 

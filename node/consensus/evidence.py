@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from node.p2p.errors import EnvelopeError
 from node.pb.clearing.gossip.v1 import gossip_pb2
 from node.ports import Store
 from node.records import Evidence
@@ -53,4 +54,9 @@ class EvidenceBook:
             if gossip:
                 msg = gossip_pb2.EquivocationEvidence(epoch=evidence.epoch, signer_index=evidence.signer_index,
                                                       first=evidence.first, second=evidence.second)
-                await self.publish(self.seal(gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE, msg.SerializeToString()))
+                try:
+                    data = self.seal(gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE, msg.SerializeToString())
+                except EnvelopeError as exc:  # e.g. a joining node that is a member of no key set yet
+                    log.info("evidence stored, not gossiped: %s", exc)
+                    continue
+                await self.publish(data)
