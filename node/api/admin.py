@@ -47,7 +47,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             chains=[admin_pb2.ChainStatus(chain_id=c.chain_id, head_block=c.head_block, pinned_block=c.pinned_block,
                                           healthy=c.healthy, rpc_errors=c.rpc_errors) for c in st.chains],
             api_address=st.api_address, metrics_address=st.metrics_address,
-            evidence_count=len(self.store.list_evidence(MAX_EVIDENCE_PAGE)))
+            evidence_count=len(self.store.list_evidence(MAX_EVIDENCE_PAGE)),
+            keysets=[admin_pb2.KeySetStatus(keyset_id=k.keyset_id, index=k.index, n=k.n, threshold=k.threshold,
+                                            has_share=k.has_share, pending=k.pending) for k in st.keysets],
+            reshares=[admin_pb2.ReshareStatus(proposal_id=r.proposal_id, keyset_id=r.keyset_id, state=r.state,
+                                              activation_epoch=r.activation_epoch, attempts=r.attempts,
+                                              error=r.error) for r in st.reshares])
 
     def ListPeers(self, request: admin_pb2.ListPeersRequest, context: Any) -> admin_pb2.ListPeersResponse:
         return admin_pb2.ListPeersResponse(peers=[

@@ -21,10 +21,12 @@ from typing import Any
 from node.api.governance import GovernanceReader, get_version_info
 from node.api.sources import (
     ChainStatusInfo,
+    KeySetStatusInfo,
     NodeStatusInfo,
     ParametersInfo,
     PeerInfo,
     ProposalInfo,
+    ReshareStatusInfo,
     ValidatorInfo,
     ValidatorSetInfo,
 )
@@ -120,7 +122,8 @@ class LiveSources:
             validator_index=self.validator.index if self.validator and self.validator.index is not None else -1,
             peer_id=str(status.get("peer_id", "")), syncing=self.is_syncing(),
             chains=self._get_chain_status(),
-            api_address=self.api_address, metrics_address=self.metrics_address)
+            api_address=self.api_address, metrics_address=self.metrics_address,
+            keysets=get_keyset_status(status), reshares=get_reshare_status(status))
 
     def _get_chain_status(self) -> tuple[ChainStatusInfo, ...]:
         """Head block by one `eth_blockNumber` per chain (bounded timeout), pinned block of the latest state."""
@@ -145,3 +148,19 @@ class LiveSources:
 
     def request_reread(self, epoch: int | None, reason: str) -> tuple[bool, str]:
         return False, "not supported: the validator has no re-read hook yet"
+
+
+def get_keyset_status(status: dict[str, Any]) -> tuple[KeySetStatusInfo, ...]:
+    """The validator's key sets from its status.json (`node.consensus.keyring.KeyRing.describe`)."""
+    out = []
+    for k, v in sorted((status.get("keysets") or {}).items(), key=lambda kv: int(kv[0])):
+        out.append(KeySetStatusInfo(int(k), -1 if v.get("index") is None else int(v["index"]), int(v.get("n", 0)),
+                                    int(v.get("threshold", 0)), bool(v.get("has_share")), bool(v.get("pending"))))
+    return tuple(out)
+
+
+def get_reshare_status(status: dict[str, Any]) -> tuple[ReshareStatusInfo, ...]:
+    """The validator's reshares from its status.json (`node.consensus.keychange.KeyChanger.describe`)."""
+    return tuple(ReshareStatusInfo(int(p), int(v.get("keyset_id", 0)), str(v.get("state", "")),
+                                   int(v.get("activation_epoch", 0)), int(v.get("attempts", 0)), str(v.get("error", "")))
+                 for p, v in sorted((status.get("reshares") or {}).items(), key=lambda kv: int(kv[0])))

@@ -73,6 +73,26 @@ class PeerInfo:
 
 
 @dataclass(frozen=True)
+class KeySetStatusInfo:
+    keyset_id: int
+    index: int  # -1: not a member
+    n: int
+    threshold: int
+    has_share: bool
+    pending: bool
+
+
+@dataclass(frozen=True)
+class ReshareStatusInfo:
+    proposal_id: int
+    keyset_id: int
+    state: str  # running | done | failed
+    activation_epoch: int
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True)
 class NodeStatusInfo:
     network_id: int
     validator_index: int
@@ -81,6 +101,8 @@ class NodeStatusInfo:
     chains: tuple[ChainStatusInfo, ...] = ()
     api_address: str = ""
     metrics_address: str = ""
+    keysets: tuple[KeySetStatusInfo, ...] = ()
+    reshares: tuple[ReshareStatusInfo, ...] = ()
 
 
 class NodeSources(Protocol):

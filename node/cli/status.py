@@ -37,6 +37,13 @@ def handle_status(args: argparse.Namespace) -> int:
     ]
     lines += [f"  chain {c.chain_id}: head {c.head_block}, pinned {c.pinned_block}, "
               f"{'healthy' if c.healthy else 'UNREACHABLE'}" for c in status.chains]
+    lines += [f"  key set {k.keyset_id}: {k.threshold} of {k.n}, "
+              + ("not a member" if k.index < 0 else f"index {k.index}")
+              + (", pending (reshare running)" if k.pending else ", share held" if k.has_share else ", no share")
+              for k in status.keysets]
+    lines += [f"  reshare for proposal {r.proposal_id} -> key set {r.keyset_id} (activation epoch "
+              f"{r.activation_epoch}): {r.state}, {r.attempts} attempt(s)" + (f", {r.error}" if r.error else "")
+              for r in status.reshares]
     lines += [f"  peer {p['peer_id']} (validator {p['validator_index']})" for p in doc.get("peers", [])]
     lines += [f"  evidence {e['kind']} epoch {e['epoch']} signer {e['signer_index']}" for e in doc.get("evidence", [])]
     emit(args, doc, "\n".join(lines))

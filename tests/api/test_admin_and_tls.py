@@ -18,7 +18,7 @@ from node.api.admin import start_admin_server
 from node.api.client import open_admin_channel, open_api_channel
 from node.api.errors import ApiError, get_field_violations
 from node.api.server import ApiServerConfig, start_api_server
-from node.api.sources import ChainStatusInfo, NodeStatusInfo, PeerInfo
+from node.api.sources import ChainStatusInfo, KeySetStatusInfo, NodeStatusInfo, PeerInfo, ReshareStatusInfo
 from node.pb.clearing.admin.v1 import admin_pb2, admin_pb2_grpc
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 from node.store import SQLiteStore
@@ -34,7 +34,10 @@ def admin(tmp_path: Path):  # type: ignore[no-untyped-def]
     store.put_evidence(make_evidence(2, 1))
     sources = make_sources()
     sources.status = NodeStatusInfo(7, 2, "peer2", False, chains=(ChainStatusInfo(31337, 10, 8, True, 1),),
-                                    api_address="127.0.0.1:1")
+                                    api_address="127.0.0.1:1",
+                                    keysets=(KeySetStatusInfo(1, 2, 4, 3, True, False),
+                                             KeySetStatusInfo(2, -1, 4, 3, False, True)),
+                                    reshares=(ReshareStatusInfo(5, 2, "failed", 40, 2, "attempt 4: no deal"),))
     sources.peers = (PeerInfo("peer0", ("/ip4/127.0.0.1/tcp/1",), 0), PeerInfo("peer9"))
     sock = tmp_path / "run" / "admin.sock"
     server = start_admin_server(sock, store, sources, "9.9.9")
@@ -55,6 +58,10 @@ def test_admin_socket_is_private_and_answers_status(admin) -> None:  # type: ign
     assert (st.has_latest_state, st.latest_epoch, st.has_last_signed, st.last_signed_epoch) == (True, 3, True, 3)
     assert (st.peer_count, st.evidence_count, st.syncing) == (2, 1, False)
     assert [(c.chain_id, c.head_block, c.pinned_block, c.healthy) for c in st.chains] == [(31337, 10, 8, True)]
+    assert [(k.keyset_id, k.index, k.n, k.threshold, k.has_share, k.pending) for k in st.keysets] == [
+        (1, 2, 4, 3, True, False), (2, -1, 4, 3, False, True)]
+    assert [(r.proposal_id, r.keyset_id, r.state, r.activation_epoch, r.attempts, r.error) for r in st.reshares] == [
+        (5, 2, "failed", 40, 2, "attempt 4: no deal")]
 
 
 def test_admin_peers_evidence_and_reread(admin) -> None:  # type: ignore[no-untyped-def]

@@ -77,11 +77,18 @@ def test_validator_set_follows_the_key_set_of_the_newest_signed_state(tmp_path: 
     status.write_text(json.dumps({"keyset_public": {"1": {
         "threshold": 4, "index": 4, "operators": members,
         "public_shares": [public[(i % 4) + 1].hex() for i in range(5)]}},
-        "bindings_by_address": {members[4]: "peerZ"}}))
+        "bindings_by_address": {members[4]: "peerZ"},
+        "keysets": {"2": {"index": None, "n": 5, "threshold": 4, "has_share": False, "pending": True},
+                    "1": {"index": 1, "n": 4, "threshold": 3, "has_share": True, "pending": False}},
+        "reshares": {"7": {"state": "running", "keyset_id": 2, "activation_epoch": 30, "attempts": 1, "error": ""}}}))
     assert live.get_validator_set().validators[0].address == "0x" + "00" * 20  # no signed state yet: configured set
     store.put_signed_state(*make_state(3, 1))
     vs = live.get_validator_set()
     assert (vs.keyset_id, vs.threshold, vs.self_index, len(vs.validators)) == (1, 4, 4, 5)
     assert [v.address for v in vs.validators] == members
     assert vs.validators[4].peer_id == "peerZ" and vs.validators[0].peer_id == ""
+    st = live.get_status()  # key sets in id order, "not a member" as -1
+    assert [(k.keyset_id, k.index, k.has_share, k.pending) for k in st.keysets] == [(1, 1, True, False),
+                                                                                     (2, -1, False, True)]
+    assert [(r.proposal_id, r.state, r.activation_epoch) for r in st.reshares] == [(7, "running", 30)]
     store.close()

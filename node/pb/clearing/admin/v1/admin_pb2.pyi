@@ -25,7 +25,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "network_id", "validator_index", "peer_id", "has_latest_state", "latest_epoch", "has_last_signed", "last_signed_epoch", "syncing", "peer_count", "uptime_seconds", "chains", "api_address", "metrics_address", "evidence_count")
+    __slots__ = ("version", "network_id", "validator_index", "peer_id", "has_latest_state", "latest_epoch", "has_last_signed", "last_signed_epoch", "syncing", "peer_count", "uptime_seconds", "chains", "api_address", "metrics_address", "evidence_count", "keysets", "reshares")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     VALIDATOR_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,8 @@ class GetStatusResponse(_message.Message):
     API_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    KEYSETS_FIELD_NUMBER: _ClassVar[int]
+    RESHARES_FIELD_NUMBER: _ClassVar[int]
     version: str
     network_id: int
     validator_index: int
@@ -56,7 +58,41 @@ class GetStatusResponse(_message.Message):
     api_address: str
     metrics_address: str
     evidence_count: int
-    def __init__(self, version: _Optional[str] = ..., network_id: _Optional[int] = ..., validator_index: _Optional[int] = ..., peer_id: _Optional[str] = ..., has_latest_state: _Optional[bool] = ..., latest_epoch: _Optional[int] = ..., has_last_signed: _Optional[bool] = ..., last_signed_epoch: _Optional[int] = ..., syncing: _Optional[bool] = ..., peer_count: _Optional[int] = ..., uptime_seconds: _Optional[int] = ..., chains: _Optional[_Iterable[_Union[ChainStatus, _Mapping]]] = ..., api_address: _Optional[str] = ..., metrics_address: _Optional[str] = ..., evidence_count: _Optional[int] = ...) -> None: ...
+    keysets: _containers.RepeatedCompositeFieldContainer[KeySetStatus]
+    reshares: _containers.RepeatedCompositeFieldContainer[ReshareStatus]
+    def __init__(self, version: _Optional[str] = ..., network_id: _Optional[int] = ..., validator_index: _Optional[int] = ..., peer_id: _Optional[str] = ..., has_latest_state: _Optional[bool] = ..., latest_epoch: _Optional[int] = ..., has_last_signed: _Optional[bool] = ..., last_signed_epoch: _Optional[int] = ..., syncing: _Optional[bool] = ..., peer_count: _Optional[int] = ..., uptime_seconds: _Optional[int] = ..., chains: _Optional[_Iterable[_Union[ChainStatus, _Mapping]]] = ..., api_address: _Optional[str] = ..., metrics_address: _Optional[str] = ..., evidence_count: _Optional[int] = ..., keysets: _Optional[_Iterable[_Union[KeySetStatus, _Mapping]]] = ..., reshares: _Optional[_Iterable[_Union[ReshareStatus, _Mapping]]] = ...) -> None: ...
+
+class KeySetStatus(_message.Message):
+    __slots__ = ("keyset_id", "index", "n", "threshold", "has_share", "pending")
+    KEYSET_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    HAS_SHARE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    keyset_id: int
+    index: int
+    n: int
+    threshold: int
+    has_share: bool
+    pending: bool
+    def __init__(self, keyset_id: _Optional[int] = ..., index: _Optional[int] = ..., n: _Optional[int] = ..., threshold: _Optional[int] = ..., has_share: _Optional[bool] = ..., pending: _Optional[bool] = ...) -> None: ...
+
+class ReshareStatus(_message.Message):
+    __slots__ = ("proposal_id", "keyset_id", "state", "activation_epoch", "attempts", "error")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    KEYSET_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: int
+    keyset_id: int
+    state: str
+    activation_epoch: int
+    attempts: int
+    error: str
+    def __init__(self, proposal_id: _Optional[int] = ..., keyset_id: _Optional[int] = ..., state: _Optional[str] = ..., activation_epoch: _Optional[int] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Peer(_message.Message):
     __slots__ = ("peer_id", "addrs", "validator_index")
