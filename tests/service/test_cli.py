@@ -144,8 +144,13 @@ def test_start_serves_real_signed_states_and_stops_cleanly(tmp_path: Path) -> No
         metrics_url = "http://" + env["CLEARING_METRICS_LISTEN"]
         with urllib.request.urlopen(metrics_url + "/readyz", timeout=5) as resp:
             assert resp.status == 200
-        with urllib.request.urlopen(metrics_url + "/metrics", timeout=5) as resp:
-            text = resp.read().decode()
+        def read_metrics() -> str:
+            with urllib.request.urlopen(metrics_url + "/metrics", timeout=5) as resp:
+                return resp.read().decode()
+
+        # the engine's counters reach /metrics through status.json, rewritten every status_interval_s:
+        # it may trail the store (which the wait above reads) by one interval
+        text = wait_for(lambda: (t := read_metrics()) and "states_aggregated" in t and t, 10, "engine counters")
         assert "clearing_epoch " in text and 'clearing_consensus_events_total{event="states_aggregated"}' in text
         with grpc.insecure_channel(env["CLEARING_API_LISTEN"]) as channel:
             stub = api_pb2_grpc.MarginServiceStub(channel)
