@@ -6,10 +6,12 @@ from its configured operators), in agreement with the API reader."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -39,6 +41,20 @@ from tests.governance.conftest import EPOCH_SECONDS, Deployed, anvil_chain, depl
 from tests.governance.helpers import INVALID_MM_PAYLOAD, WIDE_BTC
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def serve_api(tmp_path: Path, reader: GovernanceReader) -> Iterator[api_pb2_grpc.MarginServiceStub]:
+    """The public API over an empty store and `reader`, on loopback gRPC; yields a client stub."""
+    store = SQLiteStore(tmp_path / "n.sqlite")
+    server = start_api_server(ApiServerConfig(listen="127.0.0.1:0"), store,
+                              LiveSources(store, tmp_path / "status.json", governance=reader))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            yield api_pb2_grpc.MarginServiceStub(channel)
+    finally:
+        server.stop(0.2)
+        store.close()
 
 
 def gov_cli(d: Deployed, *argv: str, dev_key: int) -> subprocess.CompletedProcess:
@@ -81,40 +97,24 @@ def test_proposals_and_schedule_from_the_chain(deployed: Deployed, tmp_path: Pat
     clock.t += 6
     (passed,) = reader.list_proposals(0, 10)
     assert (passed.status, passed.votes_for, passed.params_hash) == ("passed", 3, compute_params_hash(WIDE_BTC))
-    store = SQLiteStore(tmp_path / "n.sqlite")
-    server = start_api_server(ApiServerConfig(listen="127.0.0.1:0"), store,
-                              LiveSources(store, tmp_path / "status.json", governance=reader))
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = api_pb2_grpc.MarginServiceStub(channel)
-            listed = stub.ListProposals(api_pb2.ListProposalsRequest(), timeout=10)
-            assert [(p.id, p.status) for p in listed.proposals] == [(pid, api_pb2.PROPOSAL_STATUS_PASSED)]
-            before = stub.GetParameters(api_pb2.GetParametersRequest(epoch=2), timeout=10)
-            after = stub.GetParameters(api_pb2.GetParametersRequest(epoch=3), timeout=10)
-            assert before.params_hash == compute_params_hash(RRA1) and before.version == 1
-            assert after.params_hash == compute_params_hash(WIDE_BTC) and after.version == 2
-            assert json.loads(after.params_json)["price_scan_range"]["BTC"] == 0.25
-    finally:
-        server.stop(0.2)
-        store.close()
+    with serve_api(tmp_path, reader) as stub:
+        listed = stub.ListProposals(api_pb2.ListProposalsRequest(), timeout=10)
+        assert [(p.id, p.status) for p in listed.proposals] == [(pid, api_pb2.PROPOSAL_STATUS_PASSED)]
+        before = stub.GetParameters(api_pb2.GetParametersRequest(epoch=2), timeout=10)
+        after = stub.GetParameters(api_pb2.GetParametersRequest(epoch=3), timeout=10)
+        assert before.params_hash == compute_params_hash(RRA1) and before.version == 1
+        assert after.params_hash == compute_params_hash(WIDE_BTC) and after.version == 2
+        assert json.loads(after.params_json)["price_scan_range"]["BTC"] == 0.25
 
 
 def test_unreachable_chain_gives_no_state_and_keeps_serving(tmp_path: Path) -> None:
     reader = GovernanceReader("http://127.0.0.1:1", "0x" + "00" * 20, 0, 0, 10, refresh_s=5)
     assert reader.get_state() is None and reader.list_proposals(0, 5) == [] and reader.get_parameters(1) is None
-    store = SQLiteStore(tmp_path / "n.sqlite")
-    server = start_api_server(ApiServerConfig(listen="127.0.0.1:0"), store,
-                              LiveSources(store, tmp_path / "status.json", governance=reader))
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = api_pb2_grpc.MarginServiceStub(channel)
-            with pytest.raises(grpc.RpcError) as err:
-                stub.GetParameters(api_pb2.GetParametersRequest(epoch=1), timeout=10)
-            assert err.value.code() == grpc.StatusCode.NOT_FOUND
-            assert list(stub.ListProposals(api_pb2.ListProposalsRequest(), timeout=10).proposals) == []
-    finally:
-        server.stop(0.2)
-        store.close()
+    with serve_api(tmp_path, reader) as stub:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetParameters(api_pb2.GetParametersRequest(epoch=1), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert list(stub.ListProposals(api_pb2.ListProposalsRequest(), timeout=10).proposals) == []
 
 
 def node_source(d: Deployed, operators: tuple[str, ...], threshold: int, **kw: object) -> GovernanceScheduleSource:
@@ -234,20 +234,12 @@ def test_invalid_parameter_set_listed_as_invalid_over_grpc(deployed: Deployed, t
     reader = GovernanceReader(d.chain.rpc_url, d.gov.address, 0, d.genesis.clock.genesis_time, EPOCH_SECONDS)
     (info,) = reader.list_proposals(0, 10)
     assert (info.id, info.status) == (pid, "invalid")
-    store = SQLiteStore(tmp_path / "n.sqlite")
-    server = start_api_server(ApiServerConfig(listen="127.0.0.1:0"), store,
-                              LiveSources(store, tmp_path / "status.json", governance=reader))
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = api_pb2_grpc.MarginServiceStub(channel)
-            (listed,) = stub.ListProposals(api_pb2.ListProposalsRequest(), timeout=10).proposals
-            assert (listed.id, listed.status) == (pid, api_pb2.PROPOSAL_STATUS_INVALID)
-            assert listed.description.startswith("invalid: parameter set refused: ")
-            assert "maintenance_factor" in listed.description
-            assert listed.votes_for == 3
-            # never activated: the parameters stay the genesis set at its activation epoch
-            after = stub.GetParameters(api_pb2.GetParametersRequest(epoch=5), timeout=10)
-            assert after.params_hash == compute_params_hash(RRA1)
-    finally:
-        server.stop(0.2)
-        store.close()
+    with serve_api(tmp_path, reader) as stub:
+        (listed,) = stub.ListProposals(api_pb2.ListProposalsRequest(), timeout=10).proposals
+        assert (listed.id, listed.status) == (pid, api_pb2.PROPOSAL_STATUS_INVALID)
+        assert listed.description.startswith("invalid: parameter set refused: ")
+        assert "maintenance_factor" in listed.description
+        assert listed.votes_for == 3
+        # never activated: the parameters stay the genesis set at its activation epoch
+        after = stub.GetParameters(api_pb2.GetParametersRequest(epoch=5), timeout=10)
+        assert after.params_hash == compute_params_hash(RRA1)

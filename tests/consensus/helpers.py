@@ -4,7 +4,10 @@ and an in-memory transport bus that runs every delivery through the real gossip 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import trio
 
 from node.consensus.engine import EngineParams, EpochEngine, Secrets
 from node.consensus.inputs import FakeInputSource
@@ -77,3 +80,16 @@ def make_engine(keys: Keys, index: int, window: EpochWindow, *, store: MemorySto
     return EpochEngine(keys.vset, index, Secrets(keys.shares[index + 1], operator_key(index)),
                        store or MemoryStore(), inputs or FakeInputSource([31337, 31338]), NullPublisher(),
                        window, params, SystemClock())
+
+
+async def run_engines(engines: list[EpochEngine], bus: Bus, until: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Run every engine on the bus (engine i as peer i) until `until()` holds or `timeout` passes."""
+    async with trio.open_nursery() as nursery:
+        for i, engine in enumerate(engines):
+            transport = MemoryTransport(bus, i)
+            bus.engines[transport.peer_id_bytes] = engine
+            await nursery.start(engine.run, transport)
+        with trio.move_on_after(timeout):
+            while not until():
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()

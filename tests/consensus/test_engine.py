@@ -16,21 +16,9 @@ from node.p2p.envelope import open_envelope, seal_envelope
 from node.pb.clearing.gossip.v1 import gossip_pb2
 from node.ports import MemoryStore
 from tests.consensus.cluster import KEYSET_ID, NETWORK_ID, operator_key
-from tests.consensus.helpers import Bus, MemoryTransport, make_engine, make_keys, make_window
+from tests.consensus.helpers import Bus, MemoryTransport, make_engine, make_keys, make_window, run_engines
 
 PERIOD_S = 0.5
-
-
-async def run_engines(engines: list[EpochEngine], bus: Bus, until, timeout: float = 20.0) -> None:
-    async with trio.open_nursery() as nursery:
-        for i, engine in enumerate(engines):
-            transport = MemoryTransport(bus, i)
-            bus.engines[transport.peer_id_bytes] = engine
-            await nursery.start(engine.run, transport)
-        with trio.move_on_after(timeout):
-            while not until():
-                await trio.sleep(0.05)
-        nursery.cancel_scope.cancel()
 
 
 def get_next_epoch(window) -> int:

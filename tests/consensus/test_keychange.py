@@ -21,7 +21,7 @@ from node.crypto.dkg import run_dkg_in_process
 from node.p2p.envelope import get_operator_address
 from node.ports import MemoryStore, SystemClock
 from tests.consensus.cluster import KEYSET_ID, NETWORK_ID, operator_key
-from tests.consensus.helpers import Bus, MemoryTransport
+from tests.consensus.helpers import Bus, MemoryTransport, run_engines
 
 PERIOD_S = 0.5
 WINDOW_EPOCHS = 10  # 5 s attempt windows: room on a loaded 2-core machine
@@ -72,18 +72,6 @@ def make_engine(vset: ValidatorSet, genesis: dict, op: int, inputs: FakeInputSou
                        params, SystemClock(), on_share=lambda r: written.append((op, r.keyset.keyset_id)))
 
 
-async def run_until(engines: list[EpochEngine], bus: Bus, until, timeout: float) -> None:
-    async with trio.open_nursery() as nursery:
-        for i, engine in enumerate(engines):
-            transport = MemoryTransport(bus, i)
-            bus.engines[transport.peer_id_bytes] = engine
-            await nursery.start(engine.run, transport)
-        with trio.move_on_after(timeout):
-            while not until():
-                await trio.sleep(0.05)
-        nursery.cancel_scope.cancel()
-
-
 def signer_addresses(engine: EpochEngine, epoch: int) -> tuple[int, set[bytes]]:
     state = engine.store.get_signed_state(epoch)
     members = engine.ring.get_operators(state.keyset_id)
@@ -109,7 +97,7 @@ def test_add_then_remove_keeps_signing_every_epoch_with_one_group_key() -> None:
     epochs = range(a1 - 3, a2 + 3)
     bus = Bus()
     timeout = (a2 + 3 - now) * PERIOD_S + 20
-    trio.run(run_until, engines, bus, lambda: all(set(epochs) <= eng.have for eng in (engines[0], engines[4])), timeout)
+    trio.run(run_engines, engines, bus, lambda: all(set(epochs) <= eng.have for eng in (engines[0], engines[4])), timeout)
     watcher = engines[0]
     assert set(epochs) <= watcher.have, f"unsigned epochs: {sorted(set(epochs) - watcher.have)}"
     for epoch in epochs:  # one group key throughout, the key set governance names for the epoch
