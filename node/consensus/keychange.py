@@ -60,6 +60,12 @@ def compute_keyset_hash(session: int, keyset: Any) -> bytes:
     return keccak(b"".join(parts))
 
 
+def make_status(order: ReshareOrder, state: str) -> dict[str, Any]:
+    """A reshare's entry in status.json (see `describe`)."""
+    return {"state": state, "keyset_id": order.new.keyset_id, "activation_epoch": order.activation_epoch,
+            "attempts": 0, "error": ""}
+
+
 class KeyChanger:
     """See the module docstring."""
 
@@ -83,8 +89,7 @@ class KeyChanger:
             if sset is not None:
                 self._learn(sset)
         if order is not None and self._is_ours(order):
-            self.status[order.proposal_id] = {"state": "running", "keyset_id": order.new.keyset_id,
-                                              "activation_epoch": order.activation_epoch, "attempts": 0, "error": ""}
+            self.status[order.proposal_id] = make_status(order, "running")
             self.engine._spawn(self.run_reshare, order)
 
     def _learn(self, sset: SigningSet) -> None:
@@ -111,12 +116,11 @@ class KeyChanger:
         recipient = ring.address in order.new.members
         if not (dealer or recipient):
             return False
-        if ring.get_share(order.new.keyset_id) is not None or (not recipient and ring.get_set(order.new.keyset_id)
-                                                               and ring.get_set(order.new.keyset_id).public_shares):  # type: ignore[union-attr]
-            self.status[order.proposal_id] = {"state": "done", "keyset_id": order.new.keyset_id,
-                                              "activation_epoch": order.activation_epoch, "attempts": 0, "error": ""}
-            return False
-        return True
+        new_set = ring.get_set(order.new.keyset_id)
+        already = ring.get_share(order.new.keyset_id) is not None if recipient else bool(new_set and new_set.public_shares)
+        if already:  # e.g. restarted after the reshare, with its share keystore
+            self.status[order.proposal_id] = make_status(order, "done")
+        return not already
 
     # --- the reshare ------------------------------------------------------------------------------------
 
