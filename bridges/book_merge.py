@@ -1,0 +1,357 @@
+"""Merge of several chains' books into the columnar inputs of one epoch's margin computation.
+
+`AccountIndex` gives every EVM address seen on any chain one global id (append-only) and keeps the ids
+in address order incrementally, so a new account costs a sorted insert, not a sort of the whole book.
+`merge_books(books, index, home_chain_id, epoch_time, ...)` returns `ColumnarInputs`: one row per known
+account IN ADDRESS ORDER (the leaf order), a CSR position matrix over the instrument columns of every
+chain (one column per (chain id, instrument id), sorted), per-asset collateral units summed over chains
+in chain-id order, the settlement vector, the open withdrawal requests as arrays and the per-account
+failures. No Python object is made per account or position.
+
+Marks (documented choice, unchanged): spot, forwards and collateral asset prices come from the HOME
+chain's oracle; each option's implied vol from the oracle of the chain whose ledger defines it.
+
+Settlement (RISK_SPEC section 4, equity): realised cash lives in each chain's `PositionLedger` (premiums,
+futures and perp entry prices, realised funding: `cash`). The risk engine values options (q V) and spot
+(q S) and marks futures and perps at 0, so the merge adds, per account, in integer micro-USD:
+`cash + sum_futures rint(q F) + sum_perps [rint(q S) + floor(-q (I - E))]` with q in units, F the
+forward of the future's expiry, S the spot, I the perp's funding index and E the position's funding
+entry (products in float64 basic operations, rounded once per position, then summed exactly as int64).
+A position whose mark is missing fails its account (below), so no account is settled on a guess.
+
+Failures: an instrument column that cannot be valued (unknown underlying spot, expired, missing forward,
+missing/stale/zero vol) fails every account holding a non-zero position in it; a balance in an asset
+without a valid home price fails its account; each failure names chain and field. Failed accounts keep
+their row (arrays stay aligned) and get `ok = False`.
+Invariants: deterministic for equal books whatever their row orders; pure (persists nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook
+from bridges.errors import InvalidChainValue
+from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE, withdrawal_id
+from risk.instruments import Instrument, Market
+
+SECONDS_PER_DAY = 86_400
+
+
+class AccountIndex:
+    """Global account ids (append-only) and their address order, maintained incrementally."""
+
+    def __init__(self) -> None:
+        self.gid_of: dict[bytes, int] = {}
+        self._addresses = np.zeros((0, 20), dtype=np.uint8)
+        self._count = 0
+        self.order = np.zeros(0, dtype=np.int64)  # gids in address order
+        self._local: dict[int, np.ndarray] = {}  # id(book) -> local row -> gid
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def addresses(self) -> np.ndarray:
+        return self._addresses[:self._count]
+
+    def _add(self, new: list[bytes]) -> None:
+        if not new:
+            return
+        if self._count + len(new) > len(self._addresses):
+            grown = np.zeros((max(self._count + len(new), 2 * len(self._addresses)), 20), dtype=np.uint8)
+            grown[:self._count] = self._addresses[:self._count]
+            self._addresses = grown
+        block = np.frombuffer(b"".join(new), dtype=np.uint8).reshape(-1, 20)
+        first = self._count
+        self._addresses[first:first + len(new)] = block
+        for i, a in enumerate(new):
+            self.gid_of[a] = first + i
+        self._count += len(new)
+        keys = self.addresses.view("S20").ravel()
+        new_gids = np.arange(first, self._count, dtype=np.int64)
+        new_gids = new_gids[np.argsort(keys[new_gids], kind="stable")]
+        where = np.searchsorted(keys[self.order], keys[new_gids]) if len(self.order) else np.zeros(len(new), int)
+        self.order = np.insert(self.order, where, new_gids)
+
+    def map_book(self, book: ChainBook) -> np.ndarray:
+        """local row -> gid for `book` (new addresses get ids); cached per book object."""
+        cached = self._local.get(id(book), np.zeros(0, dtype=np.int64))
+        n = len(book.addresses)
+        if len(cached) > n:  # the book was rolled back: rows above n no longer exist
+            cached = cached[:n]
+        if len(cached) < n:
+            tail = book.addresses[len(cached):n]
+            self._add([a for a in dict.fromkeys(tail) if a not in self.gid_of])
+            cached = np.concatenate([cached, np.fromiter((self.gid_of[a] for a in tail), np.int64, len(tail))])
+        self._local[id(book)] = cached
+        return cached
+
+    def ranks(self) -> np.ndarray:
+        """gid -> position in address order."""
+        rank = np.empty(self._count, dtype=np.int64)
+        rank[self.order] = np.arange(self._count, dtype=np.int64)
+        return rank
+
+
+@dataclass(frozen=True)
+class AccountFailures:
+    rows: np.ndarray  # int64, sorted, unique
+    fields: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WithdrawalColumns:
+    """Open requests of every chain; sorted by (row, chain id, request id)."""
+
+    row: np.ndarray  # int64 account row
+    chain_id: np.ndarray  # int64
+    request_id: np.ndarray  # int64
+    asset: tuple[str, ...]
+    amount: tuple[int, ...]  # token base units
+    units: np.ndarray  # float64 amount / 10**decimals
+    request_epoch: np.ndarray  # int64
+    withdrawal_id: tuple[bytes, ...]
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+@dataclass(frozen=True)
+class CollateralDetail:
+    """Per (row, chain, asset) non-zero balances in exact base units (high, low 64-bit words)."""
+
+    row: np.ndarray
+    chain_id: np.ndarray
+    asset: np.ndarray  # index into `ColumnarInputs.assets`
+    base: np.ndarray  # (n, 2) uint64
+
+
+@dataclass(frozen=True)
+class ColumnarInputs:
+    epoch_time: int
+    home_chain_id: int
+    pins: tuple[tuple[int, int, bytes], ...]  # (chain id, block number, block hash) by chain id
+    market: Market
+    accounts: np.ndarray  # (N, 20) uint8, ascending
+    present: np.ndarray  # bool: the account holds a position, collateral or cash
+    ok: np.ndarray  # bool: not failed
+    instruments: tuple[Instrument, ...]  # the columns of `positions`
+    positions: sp.csr_matrix  # (N, columns) float64 quantities in units
+    assets: tuple[str, ...]
+    collateral: np.ndarray  # (N, assets) float64 units
+    settlement: np.ndarray  # (N,) int64 micro-USD
+    withdrawals: WithdrawalColumns
+    collateral_detail: CollateralDetail
+    failures: AccountFailures
+
+
+@dataclass(frozen=True)
+class _Column:
+    instrument: Instrument | None
+    reason: str  # why the column cannot be valued ("" when it can)
+    mark: int  # micro-USD forward (futures) or spot (perps); 0 otherwise
+    funding: int  # perp funding index
+
+
+def _quote_ok(at: int, epoch_time: int, max_age_s: int | None) -> bool:
+    return max_age_s is None or epoch_time - at <= max_age_s
+
+
+def build_market(home: ChainBook, epoch_time: int, max_age_s: int | None
+                 ) -> tuple[Market, dict[str, str], dict[tuple[str, int], int], dict[str, int]]:
+    """Market from the home chain's valid quotes; the reason each invalid key was left out; raw forward
+    and spot prices in micro-USD (for settlement)."""
+    cid = home.chain_id
+    issues: dict[str, str] = {}
+    spot: dict[str, float] = {}
+    spot_raw: dict[str, int] = {}
+    for sym, (price, at) in sorted(home.spots.items()):
+        if not _quote_ok(at, epoch_time, max_age_s):
+            issues[f"spot.{sym}"] = f"chain {cid} oracle.spot.{sym}: updated at {at}, older than {max_age_s}s"
+        elif price <= 0:
+            issues[f"spot.{sym}"] = f"chain {cid} oracle.spot.{sym}: price {price} <= 0"
+        else:
+            spot[sym], spot_raw[sym] = price / PRICE_SCALE, price
+    forwards: dict[tuple[str, float], float] = {}
+    fwd_raw: dict[tuple[str, int], int] = {}
+    for (sym, expiry), (price, at) in sorted(home.forwards.items()):
+        key = f"forward.{sym}.{expiry}"
+        if expiry <= epoch_time:
+            continue  # an expired forward is not a market input (instruments at it fail on their own)
+        if not _quote_ok(at, epoch_time, max_age_s):
+            issues[key] = f"chain {cid} oracle.{key}: updated at {at}, older than {max_age_s}s"
+        elif price <= 0:
+            issues[key] = f"chain {cid} oracle.{key}: price 0"
+        else:
+            forwards[(sym, (expiry - epoch_time) / SECONDS_PER_DAY)] = price / PRICE_SCALE
+            fwd_raw[(sym, expiry)] = price
+    prices: dict[str, float] = {}
+    for sym, (price, at) in sorted(home.asset_prices.items()):
+        if not _quote_ok(at, epoch_time, max_age_s):
+            issues[f"asset.{sym}"] = f"chain {cid} oracle.asset.{sym}: updated at {at}, older than {max_age_s}s"
+        elif price <= 0:
+            issues[f"asset.{sym}"] = f"chain {cid} oracle.asset.{sym}: price {price} <= 0"
+        else:
+            prices[sym] = price / PRICE_SCALE
+    return Market(spot=spot, forwards=forwards, asset_prices=prices), issues, fwd_raw, spot_raw
+
+
+def _column(book: ChainBook, iid: int, epoch_time: int, market: Market, issues: Mapping[str, str],
+            fwd_raw: Mapping[tuple[str, int], int], spot_raw: Mapping[str, int], max_age_s: int | None) -> _Column:
+    inst = book.instruments[iid]
+    where = f"chain {book.chain_id} ledger.instrument[{iid}]"
+    if inst.underlying not in market.spot:
+        reason = issues.get(f"spot.{inst.underlying}", f"{where}.underlying: no spot for {inst.underlying}")
+        return _Column(None, reason, 0, 0)
+    days, mark = 0.0, spot_raw[inst.underlying]
+    if inst.kind in ("option", "future"):
+        if inst.expiry <= epoch_time:
+            return _Column(None, f"{where}.expiry: {inst.expiry} is not after the epoch time {epoch_time}", 0, 0)
+        days = (inst.expiry - epoch_time) / SECONDS_PER_DAY
+        if (inst.underlying, inst.expiry) not in fwd_raw:
+            reason = issues.get(f"forward.{inst.underlying}.{inst.expiry}",
+                                f"{where}: no forward for {inst.underlying} at expiry {inst.expiry}")
+            return _Column(None, reason, 0, 0)
+        mark = fwd_raw[(inst.underlying, inst.expiry)]
+    vol = 0.0
+    if inst.kind == "option":
+        raw_vol, at = book.vols.get(iid, (0, 0))
+        if raw_vol > 0 and not _quote_ok(at, epoch_time, max_age_s):
+            return _Column(None, f"chain {book.chain_id} oracle.vol.{iid}: updated at {at}, older than "
+                                 f"{max_age_s}s", 0, 0)
+        if raw_vol <= 0:
+            return _Column(None, f"chain {book.chain_id} oracle.vol[{iid}]: vol {raw_vol} <= 0 or missing", 0, 0)
+        vol = raw_vol / VOL_SCALE
+    instrument = Instrument(underlying=inst.underlying, kind=inst.kind, days_to_expiry=days,
+                            strike=inst.strike / PRICE_SCALE, right=inst.right, vol=vol)
+    return _Column(instrument, "", mark if inst.kind in ("future", "perp") else 0, book.funding.get(iid, 0))
+
+
+def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarray, entry: np.ndarray,
+            where: str) -> np.ndarray:
+    """Per position settlement value in micro-USD (see module docstring); 0 for options and spot."""
+    q = qty.astype(np.float64)
+    value = np.rint(q * mark.astype(np.float64) / float(QTY_SCALE))
+    funding = np.floor(np.negative(q * (index.astype(np.float64) - entry.astype(np.float64))) / float(QTY_SCALE))
+    out = np.where(kind == 1, value, 0.0) + np.where(kind == 2, value + funding, 0.0)
+    if out.size and not (np.abs(out) < 2.0**62).all():
+        raise InvalidChainValue(f"{where}: settlement value outside int64")
+    return out.astype(np.int64)
+
+
+def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: int, epoch_time: int,
+                max_quote_age_s: int | None = None) -> ColumnarInputs:
+    by_chain = {b.chain_id: b for b in books}
+    if len(by_chain) != len(books):
+        raise InvalidChainValue("books: two books of one chain")
+    if home_chain_id not in by_chain:
+        raise InvalidChainValue(f"home_chain_id: no book of home chain {home_chain_id}")
+    ordered = [by_chain[c] for c in sorted(by_chain)]
+    market, issues, fwd_raw, spot_raw = build_market(by_chain[home_chain_id], epoch_time, max_quote_age_s)
+    local = [index.map_book(b) for b in ordered]
+    rank = index.ranks()
+    n = len(index)
+    fail_rows: dict[int, tuple[str, str]] = {}
+    present = np.zeros(n, dtype=bool)
+    settlement = np.zeros(n, dtype=np.int64)
+    # instrument columns: (chain id, instrument id) in sorted order
+    columns: list[Instrument] = []
+    coo_rows, coo_cols, coo_vals = [], [], []
+    for book, to_gid in zip(ordered, local, strict=True):
+        book.positions.flush()
+        ids = sorted(book.instrument_ids)
+        info = [_column(book, iid, epoch_time, market, issues, fwd_raw, spot_raw, max_quote_age_s) for iid in ids]
+        local_col = np.array([book.col_of[i] for i in ids], dtype=np.int64)
+        global_col = np.full(max(len(book.instrument_ids), 1), -1, dtype=np.int64)
+        kind = np.zeros(max(len(book.instrument_ids), 1), dtype=np.int8)  # 1 future, 2 perp
+        mark = np.zeros(len(kind), dtype=np.int64)
+        funding = np.zeros(len(kind), dtype=np.int64)
+        bad_reason: dict[int, str] = {}
+        for lc, iid, col in zip(local_col.tolist(), ids, info, strict=True):
+            if col.instrument is None:
+                bad_reason[lc] = col.reason
+                continue
+            global_col[lc] = len(columns)
+            columns.append(col.instrument)
+            kind[lc] = {"future": 1, "perp": 2}.get(col.instrument.kind, 0)
+            mark[lc], funding[lc] = col.mark, col.funding
+        live = book.positions.qty != 0
+        keys, qty, entry = book.positions.keys[live], book.positions.qty[live], book.positions.entry[live]
+        rows = rank[to_gid[keys >> COL_BITS]]
+        cols = (keys & (MAX_COLUMNS - 1)).astype(np.int64)
+        present[rows] = True
+        bad = global_col[cols] < 0
+        for r, c in zip(rows[bad].tolist(), cols[bad].tolist(), strict=True):
+            iid = book.instrument_ids[c]
+            fail_rows.setdefault(r, (f"positions[{book.chain_id}:{iid}]", bad_reason[c]))
+        good = ~bad
+        coo_rows.append(rows[good])
+        coo_cols.append(global_col[cols[good]])
+        coo_vals.append(qty[good].astype(np.float64) / float(QTY_SCALE))
+        value = _settle(kind[cols[good]], qty[good], mark[cols[good]], funding[cols[good]], entry[good],
+                        f"chain {book.chain_id} settlement")
+        np.add.at(settlement, rows[good], value)
+        cash = book.cash_array()
+        np.add.at(settlement, rank[to_gid[: len(cash)]], cash)
+        present[rank[to_gid[np.flatnonzero(cash)]]] = True
+    positions = sp.csr_matrix((np.concatenate(coo_vals) if coo_vals else np.zeros(0),
+                               (np.concatenate(coo_rows) if coo_rows else np.zeros(0, np.int64),
+                                np.concatenate(coo_cols) if coo_cols else np.zeros(0, np.int64))),
+                              shape=(n, len(columns)))
+    positions.sort_indices()
+    assets = tuple(sorted({a.symbol for b in ordered for a in b.assets}))
+    asset_idx = {a: i for i, a in enumerate(assets)}
+    collateral = np.zeros((n, len(assets)), dtype=np.float64)
+    detail_rows, detail_chain, detail_asset, detail_base = [], [], [], []
+    for book, to_gid in zip(ordered, local, strict=True):  # float sums in chain-id order
+        units, base = book.balance_columns()
+        for a, info in enumerate(book.assets):
+            held = np.flatnonzero(units[:, a] != 0)
+            rows = rank[to_gid[held]]
+            collateral[rows, asset_idx[info.symbol]] += units[held, a]
+            present[rows] = True
+            if info.symbol not in market.asset_prices:
+                reason = issues.get(f"asset.{info.symbol}", f"home oracle.asset.{info.symbol}: no price")
+                for r in rows.tolist():
+                    fail_rows.setdefault(r, (f"collateral.{info.symbol}", reason))
+            detail_rows.append(rows)
+            detail_chain.append(np.full(len(rows), book.chain_id, dtype=np.int64))
+            detail_asset.append(np.full(len(rows), asset_idx[info.symbol], dtype=np.int64))
+            detail_base.append(base[held, a])
+    detail = CollateralDetail(*(np.concatenate(x) if x else np.zeros(0, np.int64)
+                                for x in (detail_rows, detail_chain, detail_asset)),
+                              np.concatenate(detail_base) if detail_base else np.zeros((0, 2), np.uint64))
+    withdrawals = _withdrawals(ordered, local, rank)
+    ok = np.ones(n, dtype=bool)
+    failed = sorted(fail_rows)
+    ok[failed] = False
+    failures = AccountFailures(np.asarray(failed, dtype=np.int64), tuple(fail_rows[r][0] for r in failed),
+                               tuple(fail_rows[r][1] for r in failed))
+    pins = tuple((b.chain_id, int(b.block_number or 0), b.block_hash or bytes(32)) for b in ordered)
+    return ColumnarInputs(epoch_time=epoch_time, home_chain_id=home_chain_id, pins=pins, market=market,
+                          accounts=index.addresses[index.order], present=present, ok=ok,
+                          instruments=tuple(columns), positions=positions, assets=assets,
+                          collateral=collateral, settlement=settlement, withdrawals=withdrawals,
+                          collateral_detail=detail, failures=failures)
+
+
+def _withdrawals(books: Sequence[ChainBook], local: Sequence[np.ndarray], rank: np.ndarray) -> WithdrawalColumns:
+    rows: list[tuple[int, int, int, str, int, float, int, bytes]] = []
+    for book, to_gid in zip(books, local, strict=True):
+        for req in book.requests.values():
+            asset = book.assets[req.asset]
+            rows.append((int(rank[to_gid[req.row]]), book.chain_id, req.request_id, asset.symbol, req.amount,
+                         req.amount / 10**asset.decimals, req.request_epoch,
+                         withdrawal_id(book.chain_id, book.contracts["vault"], req.request_id)))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return WithdrawalColumns(
+        row=np.array([r[0] for r in rows], dtype=np.int64), chain_id=np.array([r[1] for r in rows], dtype=np.int64),
+        request_id=np.array([r[2] for r in rows], dtype=np.int64), asset=tuple(r[3] for r in rows),
+        amount=tuple(r[4] for r in rows), units=np.array([r[5] for r in rows], dtype=np.float64),
+        request_epoch=np.array([r[6] for r in rows], dtype=np.int64), withdrawal_id=tuple(r[7] for r in rows))
