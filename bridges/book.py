@@ -100,7 +100,7 @@ class Event:
 def is_printable_key(raw: bytes) -> bool:
     """bytes32 key = 1..32 printable ASCII bytes (0x21..0x7e), left-aligned, zero-padded."""
     body = raw.rstrip(b"\0")
-    return 0 < len(body) and all(0x21 <= b <= 0x7E for b in body)
+    return len(body) > 0 and all(0x21 <= b <= 0x7E for b in body)
 
 
 def parse_symbol(raw: bytes | str, where: str) -> str:
@@ -194,6 +194,7 @@ class ChainBook:
         # accounts
         self.row_of: dict[bytes, int] = {}
         self.addresses: list[bytes] = []
+        self.rows_removed = 0  # counts rows taken back by rollbacks (row -> address caches check it)
         # ledger
         self.instruments: dict[int, InstrumentInfo] = {}
         self.col_of: dict[int, int] = {}
@@ -410,6 +411,7 @@ class ChainBook:
                 self.sequences[op[1]] = op[2]
             elif kind == "account":
                 self.row_of.pop(self.addresses.pop())
+                self.rows_removed += 1
             elif kind == "instrument":
                 self.instruments.pop(op[1])
                 self.col_of.pop(op[1])

@@ -50,7 +50,7 @@ class AccountIndex:
         self._addresses = np.zeros((0, 20), dtype=np.uint8)
         self._count = 0
         self.order = np.zeros(0, dtype=np.int64)  # gids in address order
-        self._local: dict[int, np.ndarray] = {}  # id(book) -> local row -> gid
+        self._local: dict[int, tuple[ChainBook, int, np.ndarray]] = {}  # chain id -> (book, rows_removed, gids)
 
     def __len__(self) -> int:
         return self._count
@@ -79,16 +79,18 @@ class AccountIndex:
         self.order = np.insert(self.order, where, new_gids)
 
     def map_book(self, book: ChainBook) -> np.ndarray:
-        """local row -> gid for `book` (new addresses get ids); cached per book object."""
-        cached = self._local.get(id(book), np.zeros(0, dtype=np.int64))
+        """local row -> gid for `book` (new addresses get ids); cached per chain while the book object is the
+        same and no row was rolled back."""
+        entry = self._local.get(book.chain_id)
+        cached = np.zeros(0, dtype=np.int64)
+        if entry is not None and entry[0] is book and entry[1] == book.rows_removed:
+            cached = entry[2]
         n = len(book.addresses)
-        if len(cached) > n:  # the book was rolled back: rows above n no longer exist
-            cached = cached[:n]
         if len(cached) < n:
             tail = book.addresses[len(cached):n]
             self._add([a for a in dict.fromkeys(tail) if a not in self.gid_of])
             cached = np.concatenate([cached, np.fromiter((self.gid_of[a] for a in tail), np.int64, len(tail))])
-        self._local[id(book)] = cached
+        self._local[book.chain_id] = (book, book.rows_removed, cached)
         return cached
 
     def ranks(self) -> np.ndarray:
@@ -273,7 +275,7 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
         mark = np.zeros(len(kind), dtype=np.int64)
         funding = np.zeros(len(kind), dtype=np.int64)
         bad_reason: dict[int, str] = {}
-        for lc, iid, col in zip(local_col.tolist(), ids, info, strict=True):
+        for lc, col in zip(local_col.tolist(), info, strict=True):
             if col.instrument is None:
                 bad_reason[lc] = col.reason
                 continue

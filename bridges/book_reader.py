@@ -276,8 +276,12 @@ class BookSync:
     def _advance(self, book: ChainBook, pin: Pin) -> None:
         self._rewind(book)
         assert book.block_number is not None and book.block_hash is not None
-        if pin.number < book.block_number:
-            raise ReorgDetected(pin.chain_id, pin.number, pin.hash_hex, "(pin behind the book)")
+        if pin.number < book.block_number:  # an older epoch again (a re-read): back to its recorded pin
+            if (pin.number, pin.hash) not in book.applied_blocks():
+                raise BookRollbackTooDeep(f"chain {pin.chain_id}: pin {pin.number} is behind the book and not recorded")
+            book.rollback_to(pin.number)
+            self.stats.rolled_back_to = pin.number
+            return
         if pin.number == book.block_number:
             if pin.hash != book.block_hash:
                 raise ReorgDetected(pin.chain_id, pin.number, pin.hash_hex, "0x" + book.block_hash.hex())

@@ -1,56 +1,97 @@
-"""The production `InputSource`: pinned chain reads (bridges) + the margin state builder (node.state).
+"""The production `InputSource`: chain books moved by events (bridges) + the epoch pipeline (node.pipeline).
 
-`MarginInputSource.compute_epoch(epoch, T_e)` pins every chain for T_e (each chain's lag and
-confirmations, `bridges.chain`), reads the vault, ledger and oracle of every chain at its pin and
-merges them (`bridges.snapshot.read_epoch_inputs`, re-reads after a reorg), takes the risk
-parameters active at `epoch` from the parameter schedule, and builds leaves, Merkle root and
-digest (`node.state.compute_margin_state`). Any chain failure (unavailable RPC, pin not ready,
-reorg, invalid on-chain value) raises `InputsUnavailable`, so the node does not sign that epoch.
+`MarginInputSource.compute_epoch(epoch, T_e)` pins every chain for T_e (each chain's lag and confirmations,
+`bridges.chain`), moves each chain's book to its pin with the contracts' logs (`bridges.book_reader.BookSync`;
+the first epoch, a reorg deeper than the book's history or a long gap reads every view instead), merges the
+books into columnar inputs (`bridges.book_merge`), takes the risk parameters active at `epoch` from the
+parameter schedule, and computes leaves, root and digest (`node.pipeline`). Any chain failure (unavailable
+RPC, pin not ready, reorg, a sequence gap, an invalid value) raises `InputsUnavailable`, so the node does not
+sign that epoch.
+Checks: every `full_check_every` epochs, and whenever the same epoch is computed again (the engine re-reads
+after a digest split), every book is compared with a cold read at the same pin; a difference is an alert
+(`book_mismatches` counter, ERROR log) and the cold read wins.
 The schedule is the governance genesis schedule unless a `governance_for(home_pin)` reader is given
-(`node.governance_source.GovernanceScheduleSource.get_state`: the Governance contract read at the
-epoch's pinned home-chain block; `node.validator.build_input_source` wires it when
-`governance_address` is set). From that same governance state come the key set that signs the epoch
-(`governance.tally.get_validator_set`: its id goes into the digest) and the next pending reshare, so
-every node agrees on both at the same pin.
-Blocking (web3 and numpy): run it through `trio.to_thread`. Persists nothing.
+(`node.governance_source.GovernanceScheduleSource.get_state`); from that same governance state come the key
+set that signs the epoch and the next pending reshare, so every node agrees on both at the same pin.
+Persists: the books, every `persist_every` epochs, through an optional `node.book_store.BookStore`.
+Blocking (web3 and numpy): run it through `trio.to_thread`, one call at a time.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from node.consensus.errors import InputsUnavailable
 from node.consensus.inputs import ComputedState, ReshareOrder, SigningSet
 from node.records import ChainPin
 
+log = logging.getLogger(__name__)
+
+DEFAULT_FULL_CHECK_EVERY = 50
+DEFAULT_PERSIST_EVERY = 10
+
 
 class MarginInputSource:
     def __init__(self, clients: Sequence[object], deployments: Mapping[int, object], home_chain_id: int,
                  network_id: int, keyset_id: int, schedule_for: Callable[[object], object] | None = None,
                  max_quote_age_s: int | None = None,
-                 governance_for: Callable[[object], object] | None = None) -> None:
+                 governance_for: Callable[[object], object] | None = None, book_store: object | None = None,
+                 full_check_every: int = DEFAULT_FULL_CHECK_EVERY,
+                 persist_every: int = DEFAULT_PERSIST_EVERY) -> None:
+        from bridges.book_merge import AccountIndex
+        from bridges.book_reader import BookSync, contracts_of
         from governance.params import get_genesis_schedule
 
-        self.clients = list(clients)
-        self.deployments = dict(deployments)
+        self.clients = sorted(clients, key=lambda c: c.chain_id)  # type: ignore[attr-defined]
         self.home_chain_id = home_chain_id
         self.network_id, self.keyset_id = network_id, keyset_id
         genesis = get_genesis_schedule()
         self.schedule_for = schedule_for or (lambda _pin: genesis)
         self.max_quote_age_s = max_quote_age_s
         self.governance_for = governance_for
+        self.book_store = book_store
+        self.full_check_every = max(1, full_check_every)
+        self.persist_every = max(1, persist_every)
+        self.syncs = {}
+        for client in self.clients:
+            cid = client.chain_id  # type: ignore[attr-defined]
+            book = book_store.load(cid) if book_store is not None else None  # type: ignore[attr-defined]
+            self.syncs[cid] = BookSync(client, contracts_of(deployments[cid]), book)  # type: ignore[arg-type]
+        self.index = AccountIndex()
+        self.computed_epochs: dict[int, int] = {}  # epoch -> times computed (bounded below)
+        self.counters = {"book_mismatches": 0, "book_checks": 0, "cold_reads": 0}
+        self.last_stages: dict[str, float] = {}
+        self.last_rpc_calls = 0
+        self._since_check = 0
+        self._since_persist = 0
 
     def compute_epoch(self, epoch: int, target_time: int) -> ComputedState:
         from bridges.errors import BridgeError
-        from bridges.snapshot import read_epoch_inputs
-        from node.state import MarginStateError, compute_margin_state
+        from node.state import MarginStateError
 
+        stages: dict[str, float] = {}
+        t0 = time.perf_counter()
+        again = epoch in self.computed_epochs
+        self.computed_epochs[epoch] = self.computed_epochs.get(epoch, 0) + 1
+        for old in [e for e in self.computed_epochs if e < epoch - 64]:
+            del self.computed_epochs[old]
         try:
-            inputs = read_epoch_inputs(self.clients, self.deployments, self.home_chain_id,  # type: ignore[arg-type]
-                                       target_time, self.max_quote_age_s)
+            pins = self._pin(target_time)
+            stages["pin"] = time.perf_counter() - t0
+            books = self._advance(pins)
+            stages["read_apply"] = time.perf_counter() - t0 - stages["pin"]
+            self._since_check += 1
+            if again or self._since_check >= self.full_check_every:
+                books = self._check_books(pins, books)
+                self._since_check = 0
         except BridgeError as exc:
             raise InputsUnavailable(f"epoch {epoch}: {exc}") from exc
-        home_pin = next((p for p in inputs.pins if p.chain_id == self.home_chain_id), None)
+        t1 = time.perf_counter()
+        inputs = self._merge(books, target_time)
+        stages["merge"] = time.perf_counter() - t1
+        home_pin = pins[self.home_chain_id]
         signing = reshare = None
         if self.governance_for is not None:
             gov = self.governance_for(home_pin)
@@ -61,15 +102,70 @@ class MarginInputSource:
         params = schedule.get_active_params(epoch)  # type: ignore[attr-defined]
         params_hash = schedule.get_active_params_hash(epoch)  # type: ignore[attr-defined]
         keyset_id = signing.keyset_id if signing is not None else self.keyset_id
+        mark = [time.perf_counter()]
+
+        def hook(stage: str) -> None:
+            now = time.perf_counter()
+            stages[stage] = now - mark[0]
+            mark[0] = now
+
+        from node.pipeline import compute_epoch_state
+
         try:
-            state = compute_margin_state(inputs, params, inputs.pins, self.network_id, keyset_id, epoch,
-                                         params_hash)
+            state = compute_epoch_state(inputs, params, self.network_id, keyset_id, epoch, params_hash, hook)
         except MarginStateError as exc:
             raise InputsUnavailable(f"epoch {epoch}: margin state: {exc}") from exc
+        t2 = time.perf_counter()
+        leaves = state.get_account_leaves()
+        stages["records"] = time.perf_counter() - t2
+        self._persist(books)
+        stages["total"] = time.perf_counter() - t0
+        self.last_stages = stages
+        self.last_rpc_calls = sum(s.stats.rpc_calls for s in self.syncs.values())
         return ComputedState(epoch=epoch, pins=tuple(ChainPin(c, n, h) for c, n, h in state.pins),
                              inputs_digest=state.inputs_digest, params_hash=state.params_hash, root=state.root,
-                             leaf_count=state.leaf_count, leaves=state.get_account_leaves(),
-                             signing=signing, reshare=reshare)
+                             leaf_count=state.leaf_count, leaves=leaves, signing=signing, reshare=reshare)
+
+    def _pin(self, target_time: int) -> dict[int, object]:
+        return {c.chain_id: c.pin_block(target_time) for c in self.clients}  # type: ignore[attr-defined]
+
+    def _advance(self, pins: Mapping[int, object]) -> list[object]:
+        books = []
+        for cid, sync in self.syncs.items():
+            books.append(sync.advance(pins[cid]))  # type: ignore[arg-type]
+            self.counters["cold_reads"] += int(sync.stats.cold)
+        return books
+
+    def _check_books(self, pins: Mapping[int, object], books: list[object]) -> list[object]:
+        """Compare every book with a cold read at its pin; the cold read wins a difference."""
+        out = []
+        for (cid, sync), book in zip(self.syncs.items(), books, strict=True):
+            if sync.stats.cold:
+                out.append(book)
+                continue
+            fresh = sync.cold_read(pins[cid])  # type: ignore[arg-type]
+            self.counters["book_checks"] += 1
+            if fresh.content_hash() != book.content_hash():  # type: ignore[attr-defined]
+                self.counters["book_mismatches"] += 1
+                log.error("ALERT chain %d: the incremental book differs from a full read at block %d; "
+                          "using the full read", cid, fresh.block_number)
+                sync.book = fresh
+                book = fresh
+            out.append(book)
+        return out
+
+    def _merge(self, books: list[object], target_time: int) -> object:
+        from bridges.book_merge import merge_books
+
+        return merge_books(books, self.index, self.home_chain_id, target_time, self.max_quote_age_s)  # type: ignore[arg-type]
+
+    def _persist(self, books: list[object]) -> None:
+        self._since_persist += 1
+        if self.book_store is None or self._since_persist < self.persist_every:
+            return
+        self._since_persist = 0
+        for book in books:
+            self.book_store.save(book)  # type: ignore[attr-defined]
 
 
 def _to_signing_set(version: object) -> SigningSet:
