@@ -19,10 +19,15 @@ from collections.abc import Callable
 import numpy as np
 
 from bridges.book_merge import ColumnarInputs
-from bridges.snapshot import AccountFailure
-from bridges.statecodec import FLAG_LIQUIDATABLE
 from bridges.merkle import build_tree, make_keccak
-from bridges.statecodec import MarginLeaf, compute_inputs_digest, compute_state_digest, encode_margin_leaf
+from bridges.snapshot import AccountFailure
+from bridges.statecodec import (
+    FLAG_LIQUIDATABLE,
+    MarginLeaf,
+    compute_inputs_digest,
+    compute_state_digest,
+    encode_margin_leaf,
+)
 from node.state import AccountDetail, MarginState, WithdrawalDecision
 from node.withdrawals import compute_deductions, decide_withdrawals
 from risk.batch import BatchInput, compute_margin_batch
