@@ -140,9 +140,10 @@ def _read_ledger(book: ChainBook, ledger: _Views) -> None:
 def _read_vault(book: ChainBook, client: ChainClient, pin: Pin, vault: _Views) -> None:
     cid = book.chain_id
     for page in vault.pages(int(vault.call("assetCount")[0]), "getAssets"):
-        for symbol, token, minimum in page[0]:
+        for symbol, token in page[0]:
             vault.stats.rpc_calls += 1
             decimals = int(client.call_function(pin, to_checksum_address(token), DECIMALS_ABI)[0])
+            minimum = int(vault.call("minWithdrawal", to_checksum_address(token))[0])
             if decimals > 36:
                 raise InvalidChainValue(f"chain {cid} vault.asset {token}.decimals: {decimals} > 36")
             book.add_asset(AssetInfo(parse_symbol(symbol, f"chain {cid} vault.asset"), to_checksum_address(token),
