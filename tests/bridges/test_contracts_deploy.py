@@ -62,13 +62,13 @@ def test_invalid_deployment_json_names_the_field(chains: list[ChainEnv]) -> None
 def test_added_collateral_token_is_registered(chains: list[ChainEnv]) -> None:
     env = chains[0]
     before = env.deployment
-    after = deploy_test_token(env.sender(), before, "WBTC", "Test Wrapped Bitcoin", 8)
+    after = deploy_test_token(env.sender(), before, "WBTC", "Test Wrapped Bitcoin", 8, 10**5)
     assert after.get_token("WBTC") != before.get_token("USDC")
     assert dict(after.tokens).keys() == {"USDC", "WETH", "WBTC"}
     vault = env.contract("CollateralVault")
     assert vault.functions.isAsset(after.get_token("WBTC")).call()
     assert vault.functions.assetCount().call() == 3
     with pytest.raises(DeploymentError, match="already registered"):
-        register_asset(env.sender(), after, "WBTC", after.get_token("USDC"))
+        register_asset(env.sender(), after, "WBTC", after.get_token("USDC"), 1)
     with pytest.raises(DeploymentError, match="AssetAlreadyRegistered"):
-        register_asset(env.sender(), before, "USDC2", before.get_token("USDC"))
+        register_asset(env.sender(), before, "USDC2", before.get_token("USDC"), 1)
