@@ -66,13 +66,15 @@ contract CollateralVault is Owned {
         RequestStatus status;
     }
 
-    /// @dev Storage form (the id is the mapping key): three slots.
+    /// @dev Storage form (the id is the mapping key): three slots; `openIndexPlusOne` is the request's
+    /// place in `openRequestIds` + 1 while it is open, 0 afterwards.
     struct StoredRequest {
         address account;
         uint64 requestEpoch;
         RequestStatus status;
         address token;
         uint64 requestTime;
+        uint32 openIndexPlusOne;
         uint256 amount;
     }
 
@@ -110,7 +112,6 @@ contract CollateralVault is Owned {
     uint256 public nextRequestId = 1;
     mapping(uint256 => StoredRequest) private requests;
     uint256[] private openRequestIds;
-    mapping(uint256 => uint256) private openIndexPlusOne;
 
     event AssetRegistered(bytes32 indexed symbol, address indexed token, uint64 sequence, uint256 minWithdrawal);
     event MinWithdrawalSet(address indexed token, uint64 sequence, uint256 amount);
@@ -225,9 +226,9 @@ contract CollateralVault is Owned {
         requestId = nextRequestId++;
         uint64 epoch = registry.latestEpoch();
         uint64 time = uint64(block.timestamp);
-        requests[requestId] = StoredRequest(msg.sender, epoch, RequestStatus.OPEN, token, time, amount);
         openRequestIds.push(requestId);
-        openIndexPlusOne[requestId] = openRequestIds.length;
+        requests[requestId] =
+            StoredRequest(msg.sender, epoch, RequestStatus.OPEN, token, time, uint32(openRequestIds.length), amount);
         emit WithdrawalRequested(requestId, msg.sender, token, ++eventSequence, amount, epoch, time);
     }
 
@@ -252,7 +253,7 @@ contract CollateralVault is Owned {
         if (request.status != RequestStatus.OPEN) revert RequestNotOpen(requestId, request.status);
         if (request.account != msg.sender) revert NotRequestOwner(requestId, msg.sender);
         request.status = RequestStatus.CANCELLED;
-        removeOpenRequest(requestId);
+        removeOpenRequest(request);
         statuses[msg.sender].openRequests -= 1;
         lockedOf[msg.sender][request.token] -= request.amount;
         emit WithdrawalCancelled(requestId, msg.sender, ++eventSequence);
@@ -411,7 +412,7 @@ contract CollateralVault is Owned {
 
     function payOut(uint256 requestId, StoredRequest storage request, uint64 epoch) private {
         request.status = RequestStatus.COMPLETED;
-        removeOpenRequest(requestId);
+        removeOpenRequest(request);
         address account = request.account;
         address token = request.token;
         uint256 amount = request.amount;
@@ -452,13 +453,14 @@ contract CollateralVault is Owned {
         }
     }
 
-    function removeOpenRequest(uint256 requestId) private {
-        uint256 index = openIndexPlusOne[requestId] - 1;
+    /// @dev Swap-and-pop out of `openRequestIds`, keeping the moved request's index.
+    function removeOpenRequest(StoredRequest storage request) private {
+        uint256 index = request.openIndexPlusOne - 1;
         uint256 last = openRequestIds[openRequestIds.length - 1];
         openRequestIds[index] = last;
-        openIndexPlusOne[last] = index + 1;
+        requests[last].openIndexPlusOne = uint32(index + 1);
         openRequestIds.pop();
-        delete openIndexPlusOne[requestId];
+        request.openIndexPlusOne = 0;
     }
 
     function pageLength(uint256 total, uint256 offset, uint256 limit) private pure returns (uint256) {

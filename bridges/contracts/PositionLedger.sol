@@ -71,10 +71,11 @@ contract PositionLedger is Owned {
         bool listed;
     }
 
-    /// @dev Storage form of one account: one slot.
+    /// @dev Storage form of one account: one slot. An account is listed once it traded, so it holds at
+    /// least one (maybe closed) position: listed <=> positionCount > 0.
     struct AccountState {
         int64 cash;
-        bool listed;
+        uint32 positionCount;
     }
 
     uint256 public constant MAX_PAGE = 500;
@@ -93,7 +94,8 @@ contract PositionLedger is Owned {
 
     address[] private accountList;
     mapping(address => AccountState) private accountStates;
-    mapping(address => uint64[]) private accountInstruments;
+    /// @dev account => slot => four instrument ids (64 bits each, first-trade order), the count in AccountState.
+    mapping(address => mapping(uint256 => uint256)) private instrumentSlots;
     mapping(address => mapping(uint64 => Holding)) private holdings;
 
     event InstrumentRegistered(uint64 indexed id, bytes32 indexed underlying, uint64 sequence, InstrumentKind kind,
@@ -190,7 +192,7 @@ contract PositionLedger is Owned {
     }
 
     function isAccount(address account) external view returns (bool) {
-        return accountStates[account].listed;
+        return accountStates[account].positionCount > 0;
     }
 
     function getInstrument(uint64 id) external view returns (Instrument memory) {
@@ -247,13 +249,14 @@ contract PositionLedger is Owned {
         for (uint256 i = 0; i < n; ++i) {
             address account = accountList[offset + i];
             accounts[i] = account;
-            cash[i] = accountStates[account].cash;
-            positionCounts[i] = accountInstruments[account].length;
+            AccountState storage state = accountStates[account];
+            cash[i] = state.cash;
+            positionCounts[i] = state.positionCount;
         }
     }
 
     function positionCount(address account) external view returns (uint256) {
-        return accountInstruments[account].length;
+        return accountStates[account].positionCount;
     }
 
     /// @notice Positions of `account` in first-trade order; closed positions stay listed with 0.
@@ -262,11 +265,10 @@ contract PositionLedger is Owned {
         view
         returns (Position[] memory page)
     {
-        uint64[] storage ids = accountInstruments[account];
-        uint256 n = pageLength(ids.length, offset, limit);
+        uint256 n = pageLength(accountStates[account].positionCount, offset, limit);
         page = new Position[](n);
         for (uint256 i = 0; i < n; ++i) {
-            uint64 id = ids[offset + i];
+            uint64 id = instrumentAt(account, offset + i);
             Holding storage h = holdings[account][id];
             page[i] = Position(id, h.quantity, h.fundingEntry);
         }
@@ -295,9 +297,12 @@ contract PositionLedger is Owned {
         private
     {
         AccountState memory state = accountStates[account];
-        if (!state.listed) accountList.push(account);
+        if (state.positionCount == 0) accountList.push(account);
         Holding memory holding = holdings[account][id];
-        if (!holding.listed) accountInstruments[account].push(id);
+        if (!holding.listed) {
+            uint256 n = state.positionCount++;
+            instrumentSlots[account][n >> 2] |= uint256(id) << ((n & 3) * 64);
+        }
         int256 oldPosition = holding.quantity;
         int256 cash = state.cash;
         int256 entry = holding.fundingEntry;
@@ -309,9 +314,13 @@ contract PositionLedger is Owned {
         int256 position = oldPosition + quantity;
         if (position > MAX_INT64 || position < -MAX_INT64) revert PositionOutOfRange(account, id, position);
         if (cash > MAX_INT64 || cash < -MAX_INT64) revert CashOutOfRange(account, cash);
-        accountStates[account] = AccountState(int64(cash), true);
+        accountStates[account] = AccountState(int64(cash), state.positionCount);
         holdings[account][id] = Holding(int64(position), int64(entry), true);
         emit TradeRecorded(msg.sender, account, id, ++eventSequence, quantity, price, position, cash, entry);
+    }
+
+    function instrumentAt(address account, uint256 index) private view returns (uint64) {
+        return uint64(instrumentSlots[account][index >> 2] >> ((index & 3) * 64));
     }
 
     /// @dev floor(value / 1e8): rounds toward minus infinity (against the account receiving `value`).
