@@ -40,7 +40,8 @@ import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
 /// @dev Gas (bench/gas_report.py, Prague): one matched trade between two accounts that already hold the
 /// instrument ~72k; the first trade of two new accounts ~252k; recordTrades of 200 trades ~4.3M between
 /// holders, ~22M with one new account per trade. A batch of 200 trades that each open TWO new accounts
-/// needs ~40M (100 of them: 19.9M), more than a 30M block: MAX_BATCH bounds the calldata, venues size batches by gas.
+/// needs ~40M (100 of them: 19.9M), more than a 30M block: MAX_BATCH bounds the calldata; venues size
+/// batches by gas.
 contract PositionLedger is Owned {
     enum InstrumentKind { NONE, OPTION, FUTURE, PERP, SPOT }
     enum OptionRight { NONE, CALL, PUT }
