@@ -104,7 +104,7 @@ contract CollateralVault is Owned {
     mapping(bytes32 => bool) private isSymbol;
     /// @notice Smallest amount (token units) of one withdrawal request of `token`.
     mapping(address => uint256) public minWithdrawal;
-    address[] private accounts;
+    address[] private accountList;
     mapping(address => AccountStatus) private statuses;
     mapping(address => mapping(address => uint256)) public balanceOf;
     mapping(address => mapping(address => uint256)) public lockedOf;
@@ -193,13 +193,13 @@ contract CollateralVault is Owned {
     }
 
     /// @notice msg.sender pays the sum of `amounts` in one transfer; each account is credited its amount.
-    function depositForMany(address token, address[] calldata accounts_, uint256[] calldata amounts) external {
+    function depositForMany(address token, address[] calldata accounts, uint256[] calldata amounts) external {
         if (!isAsset[token]) revert UnknownAsset(token);
-        if (amounts.length != accounts_.length) revert LengthMismatch("amounts", amounts.length, accounts_.length);
-        if (accounts_.length > MAX_BATCH) revert BatchTooLarge(accounts_.length, MAX_BATCH);
+        if (amounts.length != accounts.length) revert LengthMismatch("amounts", amounts.length, accounts.length);
+        if (accounts.length > MAX_BATCH) revert BatchTooLarge(accounts.length, MAX_BATCH);
         uint256 total = 0;
-        for (uint256 i = 0; i < accounts_.length; ++i) {
-            credit(accounts_[i], token, amounts[i]);
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            credit(accounts[i], token, amounts[i]);
             total += amounts[i];
         }
         if (total == 0) revert ZeroAmount("amounts");
@@ -332,13 +332,13 @@ contract CollateralVault is Owned {
     }
 
     function accountCount() external view returns (uint256) {
-        return accounts.length;
+        return accountList.length;
     }
 
     function getAccounts(uint256 offset, uint256 limit) external view returns (address[] memory page) {
-        uint256 n = pageLength(accounts.length, offset, limit);
+        uint256 n = pageLength(accountList.length, offset, limit);
         page = new address[](n);
-        for (uint256 i = 0; i < n; ++i) page[i] = accounts[offset + i];
+        for (uint256 i = 0; i < n; ++i) page[i] = accountList[offset + i];
     }
 
     /// @notice Balances and locked amounts of a page of accounts; inner arrays follow the asset order.
@@ -347,13 +347,13 @@ contract CollateralVault is Owned {
         view
         returns (address[] memory page, uint256[][] memory balances, uint256[][] memory locked)
     {
-        uint256 n = pageLength(accounts.length, offset, limit);
+        uint256 n = pageLength(accountList.length, offset, limit);
         uint256 m = assets.length;
         page = new address[](n);
         balances = new uint256[][](n);
         locked = new uint256[][](n);
         for (uint256 i = 0; i < n; ++i) {
-            address account = accounts[offset + i];
+            address account = accountList[offset + i];
             page[i] = account;
             balances[i] = new uint256[](m);
             locked[i] = new uint256[](m);
@@ -391,7 +391,7 @@ contract CollateralVault is Owned {
         AccountStatus storage status = statuses[account];
         if (!status.listed) {
             status.listed = true;
-            accounts.push(account);
+            accountList.push(account);
         }
         uint256 balance = balanceOf[account][token] + amount;
         balanceOf[account][token] = balance;
