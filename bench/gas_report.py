@@ -12,6 +12,14 @@ is a publish under the same group key with the next key-set id (after a reshare)
 the registry's packed slot and a GroupKeyRotated event. Targets: publish <= 150k, one proof <= 15k
 execution gas.
 
+Ledger and vault batches: `record_trade` is one matched trade between two accounts that already hold
+the instrument (`record_trade_new_accounts`: the first trade of both accounts); the 200-trade
+figures are one `recordTrades` call, with 200 new takers against the house (each creates an account
+and a position) and with 200 trades between accounts that already hold the position.
+`deposit_for_many_200_*` is one `depositForMany` of 200 accounts (first deposits, then top-ups), paid
+by one sender in one token transfer. `request_withdrawal` is a second request of an account;
+`complete_withdrawal` is the completion with a proof in a state of `--leaves` accounts.
+
 Usage: .venv/bin/python bench/gas_report.py [--leaves 100000]
 """
 
@@ -21,7 +29,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,12 +39,16 @@ from bridges.anvil import AnvilChain, get_free_port, rpc_call
 from bridges.deploy import (
     KIND_PERP,
     ChainSender,
+    Deployment,
+    MatchedTrade,
     deploy_all,
+    deposit_for_many,
     get_dev_key,
+    mint,
     mint_and_deposit,
     record_trade,
+    record_trades,
     register_instrument,
-    request_withdrawal,
     set_market,
     set_publisher,
     set_venue,
@@ -103,6 +114,45 @@ def publish(sender: ChainSender, registry: str, signer: Signer, epoch: int, leav
     return receipt, tree
 
 
+def get_addresses(n: int, salt: int) -> list[str]:
+    """`n` distinct fresh addresses (never used on the chain; nobody holds their keys)."""
+    return [to_checksum_address((salt << 32 | i).to_bytes(20, "big")) for i in range(1, n + 1)]
+
+
+def request(user: ChainSender, d: Deployment, amount: int) -> tuple[int, int]:
+    """(request id, gas used) of one withdrawal request of USDC."""
+    receipt = user.transact("CollateralVault", d.vault, "requestWithdrawal", d.get_token("USDC"), amount)
+    event = user.contract("CollateralVault", d.vault).events.WithdrawalRequested().process_receipt(receipt)[0]
+    return int(event["args"]["requestId"]), int(receipt["gasUsed"])
+
+
+def measure_deposit_for_many(owner: ChainSender, d: Deployment) -> dict[str, int]:
+    """depositForMany of 200 accounts: first deposits, then top-ups of the same accounts."""
+    accounts = get_addresses(200, salt=0xD0)
+    mint(owner, d, "USDC", owner.address, 2 * 200 * USDC)
+    first = deposit_for_many(owner, d, "USDC", {a: USDC for a in accounts})
+    again = deposit_for_many(owner, d, "USDC", {a: USDC for a in accounts})
+    assert len(first) == len(again) == 1
+    return {"deposit_for_many_200_new_accounts": int(first[0]["gasUsed"]),
+            "deposit_for_many_200_existing_accounts": int(again[0]["gasUsed"])}
+
+
+def measure_trades(house: ChainSender, d: Deployment, user: str, other: str) -> dict[str, int]:
+    """recordTrade and recordTrades(200) on a BTC perp with the house (deployer) as venue and maker."""
+    register_instrument(house, d, 1, "BTC", KIND_PERP)
+    set_venue(house, d, house.address)
+    price = 100_000 * USDC
+    gas = {"record_trade_new_accounts": record_trade(house, d, user, other, 1, 10**8, price)["gasUsed"]}
+    gas["record_trade"] = record_trade(house, d, user, other, 1, 10**8, price)["gasUsed"]
+    takers = get_addresses(200, salt=0x7A)
+    receipts = record_trades(house, d, [MatchedTrade(house.address, t, 1, 10**6, price) for t in takers])
+    gas["record_trades_200_new_accounts"] = int(receipts[0]["gasUsed"])
+    receipts = record_trades(house, d, [MatchedTrade(user, other, 1, 10**6 * (1 - 2 * (i % 2)), price)
+                                        for i in range(200)])
+    gas["record_trades_200"] = int(receipts[0]["gasUsed"])
+    return gas
+
+
 def run(n_leaves: int) -> dict:
     chain = AnvilChain(chain_id=31337, port=get_free_port(), extra_args=("--steps-tracing",)).start()
     try:
@@ -120,12 +170,9 @@ def run(n_leaves: int) -> dict:
 
         gas["deposit_first"] = mint_and_deposit(owner, d, user, "USDC", 5_000 * USDC)["gasUsed"]
         gas["deposit"] = mint_and_deposit(owner, d, user, "USDC", 1_000 * USDC)["gasUsed"]
-        request_id = request_withdrawal(user, d, "USDC", 100 * USDC)
-        rid2 = request_withdrawal(user, d, "USDC", 100 * USDC)
-        last = owner.w3.eth.get_block("latest", full_transactions=False)
-        tx_hash: Any = last["transactions"][0]
-        gas["request_withdrawal"] = owner.w3.eth.get_transaction_receipt(tx_hash)["gasUsed"]
-        del rid2
+        gas |= measure_deposit_for_many(owner, d)
+        request_id, _ = request(user, d, 100 * USDC)
+        _rid, gas["request_withdrawal"] = request(user, d, 100 * USDC)
 
         wid = withdrawal_id(chain.chain_id, d.vault, request_id)
         user_leaf = MarginLeaf(user.address, 6_000 * USDC, 1_000 * USDC, 700 * USDC, 0, (wid,))
@@ -156,11 +203,8 @@ def run(n_leaves: int) -> dict:
         gas["flag_liquidation"] = user.transact("CollateralVault", d.vault, "flagLiquidation", other.address, 2,
                                                 other_leaf.to_abi_tuple(), tree.get_proof(1))["gasUsed"]
 
-        register_instrument(owner, d, 1, "BTC", KIND_PERP)
-        set_venue(owner, d, owner.address)
+        gas |= measure_trades(owner, d, user.address, other.address)
         set_publisher(owner, d, owner.address)
-        record_trade(owner, d, user.address, 1, 10**8, 100_000 * USDC)
-        gas["record_trade"] = record_trade(owner, d, user.address, 1, 10**8, 100_000 * USDC)["gasUsed"]
         set_market(owner, d, spots={"BTC": 100_000 * USDC})
         spot = owner.transact("MarketOracle", d.oracle, "setSpots", [b"BTC".ljust(32, b"\0")], [99_000 * USDC])
         gas["set_spot_one"] = spot["gasUsed"]

@@ -1,10 +1,11 @@
 """Deploy and wire the clearing contracts on one EVM chain through web3.py, plus setup helpers.
 
 `deploy_all` deploys MarginStateRegistry (network id, key-set id, group key), CollateralVault (wired
-to the registry), PositionLedger, MarketOracle and demo ERC-20 TestTokens, and registers the tokens
-as vault assets; it returns a frozen `Deployment` (addresses, JSON round trip). Helpers register
-instruments, venues and publishers, record trades, set market data, and mint + deposit for demo
-accounts. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
+to the registry, with its approval window), PositionLedger, MarketOracle and demo ERC-20 TestTokens,
+and registers the tokens as vault assets with their minimum withdrawal; it returns a frozen
+`Deployment` (addresses, JSON round trip). Helpers register instruments, venues and publishers,
+record matched trades (maker, taker) and perp funding indices, set market data, mint, deposit (one
+account, or many in batches paid by one sender) and request withdrawals. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
 for its receipt within a bounded time and a revert raises `DeploymentError` naming the step and the
 contract error. Persists nothing (callers may store `Deployment.to_json()`).
 """
@@ -37,6 +38,12 @@ MAX_GAS_PER_TX = 29_000_000
 
 # (symbol, name, decimals) of the demo collateral tokens.
 DEFAULT_TOKENS: tuple[tuple[str, str, int], ...] = (("USDC", "Test USD Coin", 6), ("WETH", "Test Wrapped Ether", 18))
+
+# Smallest withdrawal request per demo token (token units): 1 USDC, 0.001 ETH.
+DEFAULT_MIN_WITHDRAWAL: Mapping[str, int] = {"USDC": 10**6, "WETH": 10**15, "ETH": 10**15}
+DEFAULT_APPROVAL_WINDOW = 8  # epochs an approval stays usable (CollateralVault.approvalWindow)
+LEDGER_MAX_BATCH = 200  # PositionLedger.MAX_BATCH
+VAULT_MAX_BATCH = 200  # CollateralVault.MAX_BATCH
 
 KIND_OPTION, KIND_FUTURE, KIND_PERP, KIND_SPOT = 1, 2, 3, 4
 RIGHT_NONE, RIGHT_CALL, RIGHT_PUT = 0, 1, 2
@@ -184,12 +191,19 @@ def _revert_bytes(exc: ContractCustomError) -> bytes:
 
 
 def deploy_all(rpc_url: str, deployer_key: str, network_id: int, keyset_id: int, group_key: bytes,
-               tokens: Sequence[tuple[str, str, int]] = DEFAULT_TOKENS) -> Deployment:
-    """Deploy and wire every contract on one chain; `group_key` is the EIP-2537 G2 group key (256 bytes)."""
+               tokens: Sequence[tuple[str, str, int]] = DEFAULT_TOKENS,
+               approval_window: int = DEFAULT_APPROVAL_WINDOW,
+               min_withdrawal: Mapping[str, int] = DEFAULT_MIN_WITHDRAWAL) -> Deployment:
+    """Deploy and wire every contract on one chain; `group_key` is the EIP-2537 G2 group key (256 bytes).
+
+    `min_withdrawal` maps each token symbol of `tokens` to its smallest withdrawal (token units)."""
+    missing = [symbol for symbol, _name, _decimals in tokens if symbol not in min_withdrawal]
+    if missing:
+        raise DeploymentError(f"min_withdrawal: no minimum for token(s) {', '.join(missing)}")
     sender = ChainSender(rpc_url, deployer_key)
     registry, receipt = sender.deploy("MarginStateRegistry", network_id, keyset_id, group_key)
     start_block = int(receipt["blockNumber"])
-    vault, _ = sender.deploy("CollateralVault", registry, sender.address)
+    vault, _ = sender.deploy("CollateralVault", registry, approval_window, sender.address)
     ledger, _ = sender.deploy("PositionLedger", sender.address)
     oracle, _ = sender.deploy("MarketOracle", sender.address)
     deployment = Deployment(
@@ -197,27 +211,35 @@ def deploy_all(rpc_url: str, deployer_key: str, network_id: int, keyset_id: int,
         ledger=ledger, oracle=oracle, tokens=(), deployer=sender.address, start_block=start_block,
     )
     for symbol, name, decimals in tokens:
-        deployment = deploy_test_token(sender, deployment, symbol, name, decimals)
+        deployment = deploy_test_token(sender, deployment, symbol, name, decimals, min_withdrawal[symbol])
     return deployment
 
 
 # --- setup helpers (owner-only calls take the deployer's sender) ---
 
 
-def register_asset(owner: ChainSender, deployment: Deployment, symbol: str, token: str) -> Deployment:
-    """Register an existing ERC-20 as vault collateral; returns the Deployment with the token added."""
+def register_asset(owner: ChainSender, deployment: Deployment, symbol: str, token: str,
+                   min_withdrawal: int) -> Deployment:
+    """Register an existing ERC-20 as vault collateral with its smallest withdrawal (token units);
+    returns the Deployment with the token added."""
     if symbol in dict(deployment.tokens):
         raise DeploymentError(f"registerAsset: symbol {symbol!r} already registered on chain {deployment.chain_id}")
     owner.transact("CollateralVault", deployment.vault, "registerAsset", symbol_to_bytes32(symbol),
-                   to_checksum_address(token))
+                   to_checksum_address(token), min_withdrawal)
     return replace(deployment, tokens=tuple(sorted((*deployment.tokens, (symbol, to_checksum_address(token))))))
 
 
-def deploy_test_token(owner: ChainSender, deployment: Deployment, symbol: str, name: str,
-                      decimals: int) -> Deployment:
+def set_min_withdrawal(owner: ChainSender, deployment: Deployment, symbol: str, amount: int) -> dict[str, Any]:
+    """Set the smallest withdrawal request (token units) of a registered token."""
+    return owner.transact("CollateralVault", deployment.vault, "setMinWithdrawal", deployment.get_token(symbol),
+                          amount)
+
+
+def deploy_test_token(owner: ChainSender, deployment: Deployment, symbol: str, name: str, decimals: int,
+                      min_withdrawal: int) -> Deployment:
     """Deploy a TestToken owned by `owner` and register it as collateral; returns the new Deployment."""
     token, _ = owner.deploy("TestToken", name, symbol, decimals, owner.address)
-    return register_asset(owner, deployment, symbol, token)
+    return register_asset(owner, deployment, symbol, token, min_withdrawal)
 
 
 def register_instrument(owner: ChainSender, deployment: Deployment, instrument_id: int, underlying: str,
@@ -235,11 +257,40 @@ def set_publisher(owner: ChainSender, deployment: Deployment, publisher: str, au
     owner.transact("MarketOracle", deployment.oracle, "setPublisher", to_checksum_address(publisher), authorised)
 
 
-def record_trade(venue: ChainSender, deployment: Deployment, account: str, instrument_id: int,
+@dataclass(frozen=True)
+class MatchedTrade:
+    """One matched trade: the taker's position moves by `quantity` (scale 1e8, signed), the maker's by
+    `-quantity`, both at `price` (micro-USD per unit); each side's cash moves by floor(-q * price / 1e8)."""
+
+    maker: str
+    taker: str
+    instrument_id: int
+    quantity: int
+    price: int
+
+    def to_abi_tuple(self) -> tuple[str, str, int, int, int]:
+        return (to_checksum_address(self.maker), to_checksum_address(self.taker), self.instrument_id,
+                self.quantity, self.price)
+
+
+def record_trade(venue: ChainSender, deployment: Deployment, maker: str, taker: str, instrument_id: int,
                  quantity: int, price: int) -> dict[str, Any]:
-    """Record a trade from an authorised venue; quantity scale 1e8 (signed), price micro-USD."""
-    return venue.transact("PositionLedger", deployment.ledger, "recordTrade", to_checksum_address(account),
-                          instrument_id, quantity, price)
+    """Record one matched trade from an authorised venue (a venue trading its own book is the maker)."""
+    trade = MatchedTrade(maker, taker, instrument_id, quantity, price)
+    return venue.transact("PositionLedger", deployment.ledger, "recordTrade", *trade.to_abi_tuple())
+
+
+def record_trades(venue: ChainSender, deployment: Deployment, trades: Sequence[MatchedTrade]) -> list[dict[str, Any]]:
+    """Record matched trades in order, LEDGER_MAX_BATCH per transaction; returns the receipts."""
+    return [venue.transact("PositionLedger", deployment.ledger, "recordTrades",
+                           [t.to_abi_tuple() for t in trades[i:i + LEDGER_MAX_BATCH]])
+            for i in range(0, len(trades), LEDGER_MAX_BATCH)]
+
+
+def set_funding_indices(venue: ChainSender, deployment: Deployment, indices: Mapping[int, int]) -> dict[str, Any]:
+    """Set the cumulative funding index (micro-USD per unit) of perps: instrument id -> absolute index."""
+    return venue.transact("PositionLedger", deployment.ledger, "setFundingIndices", list(indices),
+                          list(indices.values()))
 
 
 def set_market(publisher: ChainSender, deployment: Deployment, spots: Mapping[str, int] | None = None,
@@ -260,13 +311,30 @@ def set_market(publisher: ChainSender, deployment: Deployment, spots: Mapping[st
                            [symbol_to_bytes32(s) for s in asset_prices], list(asset_prices.values()))
 
 
+def mint(owner: ChainSender, deployment: Deployment, symbol: str, to: str, amount: int) -> dict[str, Any]:
+    """Mint `amount` (token units) of the TestToken `symbol` (owned by `owner`) to `to`."""
+    return owner.transact("TestToken", deployment.get_token(symbol), "mint", to_checksum_address(to), amount)
+
+
 def mint_and_deposit(owner: ChainSender, deployment: Deployment, account: ChainSender, symbol: str,
                      amount: int) -> dict[str, Any]:
     """Mint `amount` (token units) of `symbol` to `account`, approve the vault and deposit it."""
     token = deployment.get_token(symbol)
-    owner.transact("TestToken", token, "mint", account.address, amount)
+    mint(owner, deployment, symbol, account.address, amount)
     account.transact("TestToken", token, "approve", deployment.vault, amount)
     return account.transact("CollateralVault", deployment.vault, "deposit", token, amount)
+
+
+def deposit_for_many(payer: ChainSender, deployment: Deployment, symbol: str,
+                     amounts: Mapping[str, int]) -> list[dict[str, Any]]:
+    """`payer` (holding the tokens) approves the vault and credits each account its amount (token units),
+    VAULT_MAX_BATCH accounts per transaction; returns the receipts."""
+    token = deployment.get_token(symbol)
+    payer.transact("TestToken", token, "approve", deployment.vault, sum(amounts.values()))
+    rows = [(to_checksum_address(a), amount) for a, amount in amounts.items()]
+    return [payer.transact("CollateralVault", deployment.vault, "depositForMany", token,
+                           [a for a, _ in rows[i:i + VAULT_MAX_BATCH]], [v for _, v in rows[i:i + VAULT_MAX_BATCH]])
+            for i in range(0, len(rows), VAULT_MAX_BATCH)]
 
 
 def request_withdrawal(account: ChainSender, deployment: Deployment, symbol: str, amount: int) -> int:

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Owned} from "./Owned.sol";
+import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
 import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
 import {MarginStateRegistry} from "./MarginStateRegistry.sol";
 
@@ -11,14 +12,39 @@ interface IERC20 {
 }
 
 /// @title Collateral vault: ERC-20 deposits per account, two-phase withdrawals, liquidation flag.
-/// @notice A withdrawal is requested (the amount is locked, the registry's latest epoch recorded) and
-/// completes only with a signed margin state of a LATER epoch whose leaf for the account lists the
+/// @notice Writer authority: the owner (governance) registers assets and sets their minimum withdrawal;
+/// anyone deposits (for itself or, paying, for other accounts); an account requests and cancels its own
+/// withdrawals; anyone submits a signed leaf to complete a request (funds always go to the requester)
+/// or to flag / clear a liquidation.
+///
+/// A withdrawal is requested (the amount is locked; the registry's latest epoch and the block time are
+/// recorded; at least `minWithdrawal[token]`; at most MAX_OPEN_REQUESTS_PER_ACCOUNT open per account)
+/// and completes only with the account's leaf in a signed margin state of epoch `e` that lists the
 /// request's id `keccak256(abi.encode(block.chainid, address(this), requestId))` among its approved
-/// withdrawals. The validators approve a request only if the account stays >= IM after deducting all
-/// approved withdrawals across chains (off-chain, in the node). A leaf flagged liquidatable freezes
-/// new requests until a later state clears it. Validators read everything through paginated views at
-/// a pinned block. Assets are assumed to be plain ERC-20s (no fee on transfer, no rebasing): the vault
-/// credits the requested amount.
+/// withdrawals, where `e > max(requestEpoch, withdrawalFloorEpoch[account])` and
+/// `e + approvalWindow > registry.latestEpoch()` (an approval expires `approvalWindow` epochs later).
+///
+/// Approval rule (enforced by the validators, which the vault cannot check): every signed state
+/// deducts EVERY open request of the account, on every chain, from the account's equity, and approves
+/// either all of them (if the account stays >= IM after the deduction and is not liquidatable) or none.
+/// So an approval given by an earlier state is already excluded from the equity of every later state,
+/// and two requests on two chains can never both spend the same free collateral.
+///
+/// Liquidation: anyone may flag an account with its leaf in the LATEST published state if that leaf
+/// carries the liquidatable flag; the account then cannot request withdrawals until a later latest
+/// state without the flag clears it. Flagging raises `withdrawalFloorEpoch` to the flag epoch and
+/// clearing never lowers it, so an approval given before the flag can never complete with a pre-flag
+/// state, even after the flag is cleared.
+///
+/// Events (chain book): every book-relevant change (AssetRegistered, MinWithdrawalSet, Deposited,
+/// WithdrawalRequested, WithdrawalCompleted, WithdrawalCancelled, LiquidationFlagged,
+/// LiquidationCleared) increments `eventSequence` and carries the new value as its first non-indexed
+/// field `sequence`, with absolute new values (balances after the change), so a reader detects a
+/// missing log by a gap. The new `withdrawalFloorEpoch` after LiquidationFlagged is its `epoch`;
+/// LiquidationCleared leaves it unchanged. OwnershipTransferred carries no sequence.
+///
+/// Validators read everything through paginated views at a pinned block. Assets are assumed to be
+/// plain ERC-20s (no fee on transfer, no rebasing): the vault credits the requested amount.
 contract CollateralVault is Owned {
     using MarginLeafLib for MarginLeaf;
 
@@ -36,57 +62,85 @@ contract CollateralVault is Owned {
         address token;
         uint256 amount;
         uint64 requestEpoch;
+        uint64 requestTime;
         RequestStatus status;
     }
 
-    /// @dev Storage form: account, epoch and status share one slot (the id is the mapping key).
+    /// @dev Storage form (the id is the mapping key): three slots; `openIndexPlusOne` is the request's
+    /// place in `openRequestIds` + 1 while it is open, 0 afterwards.
     struct StoredRequest {
         address account;
         uint64 requestEpoch;
         RequestStatus status;
         address token;
+        uint64 requestTime;
+        uint32 openIndexPlusOne;
         uint256 amount;
     }
 
+    /// @dev Storage form of one account's status: one slot.
+    struct AccountStatus {
+        bool listed;
+        uint8 openRequests;
+        uint64 frozenAtEpoch;
+        uint64 liquidationStatusEpoch;
+        uint64 withdrawalFloorEpoch;
+    }
+
     uint256 public constant MAX_PAGE = 500;
+    uint256 public constant MAX_BATCH = 200;
+    uint256 public constant MAX_OPEN_REQUESTS_PER_ACCOUNT = 8;
 
     MarginStateRegistry public immutable registry;
+    /// @notice Epochs an approval stays usable: completing with the state of epoch e needs
+    /// e + approvalWindow > registry.latestEpoch() (>= 1).
+    uint64 public immutable approvalWindow;
+
+    /// @notice Sequence number of the last book-relevant event (0 before the first).
+    uint64 public eventSequence;
 
     Asset[] private assets;
     mapping(address => bool) public isAsset;
-    address[] private accounts;
-    mapping(address => bool) public isAccount;
+    mapping(bytes32 => bool) private isSymbol;
+    /// @notice Smallest amount (token units) of one withdrawal request of `token`.
+    mapping(address => uint256) public minWithdrawal;
+    address[] private accountList;
+    mapping(address => AccountStatus) private statuses;
     mapping(address => mapping(address => uint256)) public balanceOf;
     mapping(address => mapping(address => uint256)) public lockedOf;
-    /// @notice Epoch of the state that flagged the account liquidatable; 0 = not frozen.
-    mapping(address => uint64) public frozenAtEpoch;
-    /// @notice Epoch of the last state used to flag or clear the account; older states are refused,
-    /// so a stale liquidatable leaf cannot re-freeze an account that a later state cleared.
-    mapping(address => uint64) public liquidationStatusEpoch;
 
     uint256 public nextRequestId = 1;
     mapping(uint256 => StoredRequest) private requests;
     uint256[] private openRequestIds;
-    mapping(uint256 => uint256) private openIndexPlusOne;
 
-    event AssetRegistered(bytes32 indexed symbol, address indexed token);
-    event Deposited(address indexed account, address indexed token, uint256 amount, uint256 balance);
+    event AssetRegistered(bytes32 indexed symbol, address indexed token, uint64 sequence, uint256 minWithdrawal);
+    event MinWithdrawalSet(address indexed token, uint64 sequence, uint256 amount);
+    event Deposited(address indexed account, address indexed token, uint64 sequence, uint256 amount,
+        uint256 balance);
     event WithdrawalRequested(uint256 indexed requestId, address indexed account, address indexed token,
-        uint256 amount, uint64 requestEpoch);
+        uint64 sequence, uint256 amount, uint64 requestEpoch, uint64 requestTime);
     event WithdrawalCompleted(uint256 indexed requestId, address indexed account, address indexed token,
-        uint256 amount, uint64 approvalEpoch);
-    event WithdrawalCancelled(uint256 indexed requestId, address indexed account);
-    event LiquidationFlagged(address indexed account, uint64 indexed epoch, address flaggedBy);
-    event LiquidationCleared(address indexed account, uint64 indexed epoch);
+        uint64 sequence, uint256 amount, uint64 approvalEpoch, uint256 balance);
+    event WithdrawalCancelled(uint256 indexed requestId, address indexed account, uint64 sequence);
+    event LiquidationFlagged(address indexed account, uint64 indexed epoch, uint64 sequence, address flaggedBy);
+    event LiquidationCleared(address indexed account, uint64 indexed epoch, uint64 sequence);
 
     error UnknownAsset(address token);
     error AssetAlreadyRegistered(address token);
+    error SymbolAlreadyRegistered(bytes32 symbol);
+    error InvalidApprovalWindow(uint64 approvalWindow);
     error ZeroAmount(string field);
+    error LengthMismatch(string field, uint256 length, uint256 expected);
+    error BatchTooLarge(uint256 size, uint256 max);
+    error BelowMinimum(address token, uint256 amount, uint256 min);
+    error TooManyOpenRequests(address account, uint256 max);
     error InsufficientFreeBalance(address account, address token, uint256 free, uint256 requested);
     error AccountFrozen(address account, uint64 frozenAtEpoch);
     error RequestNotOpen(uint256 requestId, RequestStatus status);
     error NotRequestOwner(uint256 requestId, address caller);
     error StateNotLater(uint256 requestId, uint64 epoch, uint64 requiredAfter);
+    error ApprovalExpired(uint256 requestId, uint64 epoch, uint64 latestEpoch);
+    error StateNotLatest(uint64 epoch, uint64 latestEpoch);
     error LeafAccountMismatch(address expected, address leafAccount);
     error InvalidLeafProof(address account, uint64 epoch);
     error WithdrawalNotApproved(uint256 requestId, bytes32 withdrawalId);
@@ -96,49 +150,86 @@ contract CollateralVault is Owned {
     error StaleLiquidationState(address account, uint64 epoch, uint64 statusEpoch);
     error TokenTransferFailed(address token);
 
-    constructor(MarginStateRegistry registry_, address initialOwner) Owned(initialOwner) {
+    constructor(MarginStateRegistry registry_, uint64 approvalWindow_, address initialOwner) Owned(initialOwner) {
         if (address(registry_) == address(0)) revert ZeroAddress("registry");
+        if (approvalWindow_ == 0) revert InvalidApprovalWindow(approvalWindow_);
         registry = registry_;
+        approvalWindow = approvalWindow_;
     }
 
     // ---------------------------------------------------------------- admin
 
-    function registerAsset(bytes32 symbol, address token) external onlyOwner {
+    /// @notice Registers `token` as collateral under a printable-ASCII `symbol` unique in this vault.
+    function registerAsset(bytes32 symbol, address token, uint256 minWithdrawal_) external onlyOwner {
         if (token == address(0)) revert ZeroAddress("token");
+        if (!AsciiKeyLib.isValid(symbol)) revert InvalidKey("symbol", symbol);
         if (isAsset[token]) revert AssetAlreadyRegistered(token);
+        if (isSymbol[symbol]) revert SymbolAlreadyRegistered(symbol);
         isAsset[token] = true;
+        isSymbol[symbol] = true;
         assets.push(Asset(symbol, token));
-        emit AssetRegistered(symbol, token);
+        minWithdrawal[token] = minWithdrawal_;
+        emit AssetRegistered(symbol, token, ++eventSequence, minWithdrawal_);
     }
 
-    // ---------------------------------------------------------------- deposits and withdrawals
+    /// @notice Sets the smallest withdrawal of `token`; open requests below it stay completable.
+    function setMinWithdrawal(address token, uint256 amount) external onlyOwner {
+        if (!isAsset[token]) revert UnknownAsset(token);
+        minWithdrawal[token] = amount;
+        emit MinWithdrawalSet(token, ++eventSequence, amount);
+    }
+
+    // ---------------------------------------------------------------- deposits
 
     function deposit(address token, uint256 amount) external {
-        if (!isAsset[token]) revert UnknownAsset(token);
-        if (amount == 0) revert ZeroAmount("amount");
-        if (!isAccount[msg.sender]) {
-            isAccount[msg.sender] = true;
-            accounts.push(msg.sender);
-        }
-        uint256 balance = balanceOf[msg.sender][token] + amount;
-        balanceOf[msg.sender][token] = balance;
-        callToken(token, abi.encodeCall(IERC20.transferFrom, (msg.sender, address(this), amount)));
-        emit Deposited(msg.sender, token, amount, balance);
+        depositFor(msg.sender, token, amount);
     }
+
+    /// @notice msg.sender pays `amount` of `token`; `account` is credited.
+    function depositFor(address account, address token, uint256 amount) public {
+        if (!isAsset[token]) revert UnknownAsset(token);
+        credit(account, token, amount);
+        callToken(token, abi.encodeCall(IERC20.transferFrom, (msg.sender, address(this), amount)));
+    }
+
+    /// @notice msg.sender pays the sum of `amounts` in one transfer; each account is credited its amount.
+    function depositForMany(address token, address[] calldata accounts, uint256[] calldata amounts) external {
+        if (!isAsset[token]) revert UnknownAsset(token);
+        if (amounts.length != accounts.length) revert LengthMismatch("amounts", amounts.length, accounts.length);
+        if (accounts.length > MAX_BATCH) revert BatchTooLarge(accounts.length, MAX_BATCH);
+        uint256 total = 0;
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            credit(accounts[i], token, amounts[i]);
+            total += amounts[i];
+        }
+        if (total == 0) revert ZeroAmount("amounts");
+        callToken(token, abi.encodeCall(IERC20.transferFrom, (msg.sender, address(this), total)));
+    }
+
+    // ---------------------------------------------------------------- withdrawals
 
     function requestWithdrawal(address token, uint256 amount) external returns (uint256 requestId) {
         if (!isAsset[token]) revert UnknownAsset(token);
         if (amount == 0) revert ZeroAmount("amount");
-        if (frozenAtEpoch[msg.sender] != 0) revert AccountFrozen(msg.sender, frozenAtEpoch[msg.sender]);
-        uint256 free = balanceOf[msg.sender][token] - lockedOf[msg.sender][token];
+        uint256 min = minWithdrawal[token];
+        if (amount < min) revert BelowMinimum(token, amount, min);
+        AccountStatus storage status = statuses[msg.sender];
+        if (status.frozenAtEpoch != 0) revert AccountFrozen(msg.sender, status.frozenAtEpoch);
+        if (status.openRequests >= MAX_OPEN_REQUESTS_PER_ACCOUNT) {
+            revert TooManyOpenRequests(msg.sender, MAX_OPEN_REQUESTS_PER_ACCOUNT);
+        }
+        uint256 locked = lockedOf[msg.sender][token];
+        uint256 free = balanceOf[msg.sender][token] - locked;
         if (free < amount) revert InsufficientFreeBalance(msg.sender, token, free, amount);
-        lockedOf[msg.sender][token] += amount;
+        lockedOf[msg.sender][token] = locked + amount;
+        status.openRequests += 1;
         requestId = nextRequestId++;
         uint64 epoch = registry.latestEpoch();
-        requests[requestId] = StoredRequest(msg.sender, epoch, RequestStatus.OPEN, token, amount);
+        uint64 time = uint64(block.timestamp);
         openRequestIds.push(requestId);
-        openIndexPlusOne[requestId] = openRequestIds.length;
-        emit WithdrawalRequested(requestId, msg.sender, token, amount, epoch);
+        requests[requestId] =
+            StoredRequest(msg.sender, epoch, RequestStatus.OPEN, token, time, uint32(openRequestIds.length), amount);
+        emit WithdrawalRequested(requestId, msg.sender, token, ++eventSequence, amount, epoch, time);
     }
 
     /// @notice Completes request `requestId` with the account's leaf in the signed state of `epoch`.
@@ -149,24 +240,11 @@ contract CollateralVault is Owned {
         bytes32[] calldata proof
     ) external {
         StoredRequest storage request = requests[requestId];
-        if (request.status != RequestStatus.OPEN) revert RequestNotOpen(requestId, request.status);
-        uint64 requiredAfter = request.requestEpoch;
-        uint64 frozenAt = frozenAtEpoch[request.account];
-        if (frozenAt > requiredAfter) requiredAfter = frozenAt;
-        if (epoch <= requiredAfter) revert StateNotLater(requestId, epoch, requiredAfter);
+        validateCompletionEpoch(requestId, request, epoch);
         validateLeaf(request.account, epoch, leaf, proof);
         bytes32 id = withdrawalId(requestId);
         if (!leaf.approves(id)) revert WithdrawalNotApproved(requestId, id);
-
-        request.status = RequestStatus.COMPLETED;
-        removeOpenRequest(requestId);
-        address account = request.account;
-        address token = request.token;
-        uint256 amount = request.amount;
-        lockedOf[account][token] -= amount;
-        balanceOf[account][token] -= amount;
-        callToken(token, abi.encodeCall(IERC20.transfer, (account, amount)));
-        emit WithdrawalCompleted(requestId, account, token, amount, epoch);
+        payOut(requestId, request, epoch);
     }
 
     /// @notice The requester gives up an open request; the amount is unlocked.
@@ -175,38 +253,42 @@ contract CollateralVault is Owned {
         if (request.status != RequestStatus.OPEN) revert RequestNotOpen(requestId, request.status);
         if (request.account != msg.sender) revert NotRequestOwner(requestId, msg.sender);
         request.status = RequestStatus.CANCELLED;
-        removeOpenRequest(requestId);
+        removeOpenRequest(request);
+        statuses[msg.sender].openRequests -= 1;
         lockedOf[msg.sender][request.token] -= request.amount;
-        emit WithdrawalCancelled(requestId, msg.sender);
+        emit WithdrawalCancelled(requestId, msg.sender, ++eventSequence);
     }
 
     // ---------------------------------------------------------------- liquidation hook
 
-    /// @notice Anyone may flag an account whose leaf in a signed state carries the liquidatable flag.
+    /// @notice Anyone may flag an account whose leaf in the LATEST signed state carries the liquidatable
+    /// flag; raises the account's withdrawal floor to `epoch` (never lowered afterwards).
     function flagLiquidation(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
         external
     {
-        uint64 statusEpoch = liquidationStatusEpoch[account];
-        if (epoch <= statusEpoch) revert StaleLiquidationState(account, epoch, statusEpoch);
+        AccountStatus storage status = statuses[account];
+        validateLiquidationState(account, epoch, status.liquidationStatusEpoch);
         validateLeaf(account, epoch, leaf, proof);
         if (!leaf.isLiquidatable()) revert NotLiquidatable(account, epoch);
-        liquidationStatusEpoch[account] = epoch;
-        frozenAtEpoch[account] = epoch;
-        emit LiquidationFlagged(account, epoch, msg.sender);
+        status.liquidationStatusEpoch = epoch;
+        status.frozenAtEpoch = epoch;
+        if (epoch > status.withdrawalFloorEpoch) status.withdrawalFloorEpoch = epoch;
+        emit LiquidationFlagged(account, epoch, ++eventSequence, msg.sender);
     }
 
-    /// @notice Unfreezes an account with a later signed leaf that no longer carries the flag.
+    /// @notice Unfreezes an account with its leaf in the LATEST signed state, later than the flag's,
+    /// that no longer carries the flag; the withdrawal floor stays where the flag put it.
     function clearLiquidation(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
         external
     {
-        if (frozenAtEpoch[account] == 0) revert NotFrozen(account);
-        uint64 statusEpoch = liquidationStatusEpoch[account];
-        if (epoch <= statusEpoch) revert StaleLiquidationState(account, epoch, statusEpoch);
+        AccountStatus storage status = statuses[account];
+        if (status.frozenAtEpoch == 0) revert NotFrozen(account);
+        validateLiquidationState(account, epoch, status.liquidationStatusEpoch);
         validateLeaf(account, epoch, leaf, proof);
         if (leaf.isLiquidatable()) revert StillLiquidatable(account, epoch);
-        liquidationStatusEpoch[account] = epoch;
-        frozenAtEpoch[account] = 0;
-        emit LiquidationCleared(account, epoch);
+        status.liquidationStatusEpoch = epoch;
+        status.frozenAtEpoch = 0;
+        emit LiquidationCleared(account, epoch, ++eventSequence);
     }
 
     // ---------------------------------------------------------------- views
@@ -214,6 +296,29 @@ contract CollateralVault is Owned {
     /// @notice Id the validators put in a leaf to approve request `requestId` of this vault.
     function withdrawalId(uint256 requestId) public view returns (bytes32) {
         return keccak256(abi.encode(block.chainid, address(this), requestId));
+    }
+
+    function isAccount(address account) external view returns (bool) {
+        return statuses[account].listed;
+    }
+
+    /// @notice Epoch of the state that flagged the account liquidatable; 0 = not frozen.
+    function frozenAtEpoch(address account) external view returns (uint64) {
+        return statuses[account].frozenAtEpoch;
+    }
+
+    /// @notice Epoch of the last state used to flag or clear the account; older states are refused.
+    function liquidationStatusEpoch(address account) external view returns (uint64) {
+        return statuses[account].liquidationStatusEpoch;
+    }
+
+    /// @notice Withdrawals of `account` complete only with states of later epochs (the last flag's epoch).
+    function withdrawalFloorEpoch(address account) external view returns (uint64) {
+        return statuses[account].withdrawalFloorEpoch;
+    }
+
+    function openRequestCountOf(address account) external view returns (uint256) {
+        return statuses[account].openRequests;
     }
 
     function assetCount() external view returns (uint256) {
@@ -227,13 +332,13 @@ contract CollateralVault is Owned {
     }
 
     function accountCount() external view returns (uint256) {
-        return accounts.length;
+        return accountList.length;
     }
 
     function getAccounts(uint256 offset, uint256 limit) external view returns (address[] memory page) {
-        uint256 n = pageLength(accounts.length, offset, limit);
+        uint256 n = pageLength(accountList.length, offset, limit);
         page = new address[](n);
-        for (uint256 i = 0; i < n; ++i) page[i] = accounts[offset + i];
+        for (uint256 i = 0; i < n; ++i) page[i] = accountList[offset + i];
     }
 
     /// @notice Balances and locked amounts of a page of accounts; inner arrays follow the asset order.
@@ -242,13 +347,13 @@ contract CollateralVault is Owned {
         view
         returns (address[] memory page, uint256[][] memory balances, uint256[][] memory locked)
     {
-        uint256 n = pageLength(accounts.length, offset, limit);
+        uint256 n = pageLength(accountList.length, offset, limit);
         uint256 m = assets.length;
         page = new address[](n);
         balances = new uint256[][](n);
         locked = new uint256[][](n);
         for (uint256 i = 0; i < n; ++i) {
-            address account = accounts[offset + i];
+            address account = accountList[offset + i];
             page[i] = account;
             balances[i] = new uint256[](m);
             locked[i] = new uint256[](m);
@@ -261,7 +366,7 @@ contract CollateralVault is Owned {
 
     function getRequest(uint256 requestId) public view returns (WithdrawalRequest memory) {
         StoredRequest storage r = requests[requestId];
-        return WithdrawalRequest(requestId, r.account, r.token, r.amount, r.requestEpoch, r.status);
+        return WithdrawalRequest(requestId, r.account, r.token, r.amount, r.requestEpoch, r.requestTime, r.status);
     }
 
     function openRequestCount() external view returns (uint256) {
@@ -279,6 +384,52 @@ contract CollateralVault is Owned {
     }
 
     // ---------------------------------------------------------------- internals
+
+    function credit(address account, address token, uint256 amount) private {
+        if (account == address(0)) revert ZeroAddress("account");
+        if (amount == 0) revert ZeroAmount("amount");
+        AccountStatus storage status = statuses[account];
+        if (!status.listed) {
+            status.listed = true;
+            accountList.push(account);
+        }
+        uint256 balance = balanceOf[account][token] + amount;
+        balanceOf[account][token] = balance;
+        emit Deposited(account, token, ++eventSequence, amount, balance);
+    }
+
+    /// @dev The request is open, `epoch` is later than its epoch and the account's withdrawal floor, and
+    /// the approval of `epoch` has not expired.
+    function validateCompletionEpoch(uint256 requestId, StoredRequest storage request, uint64 epoch) private view {
+        if (request.status != RequestStatus.OPEN) revert RequestNotOpen(requestId, request.status);
+        uint64 requiredAfter = request.requestEpoch;
+        uint64 floor = statuses[request.account].withdrawalFloorEpoch;
+        if (floor > requiredAfter) requiredAfter = floor;
+        if (epoch <= requiredAfter) revert StateNotLater(requestId, epoch, requiredAfter);
+        uint64 latest = registry.latestEpoch();
+        if (uint256(epoch) + approvalWindow <= latest) revert ApprovalExpired(requestId, epoch, latest);
+    }
+
+    function payOut(uint256 requestId, StoredRequest storage request, uint64 epoch) private {
+        request.status = RequestStatus.COMPLETED;
+        removeOpenRequest(request);
+        address account = request.account;
+        address token = request.token;
+        uint256 amount = request.amount;
+        statuses[account].openRequests -= 1;
+        lockedOf[account][token] -= amount;
+        uint256 balance = balanceOf[account][token] - amount;
+        balanceOf[account][token] = balance;
+        callToken(token, abi.encodeCall(IERC20.transfer, (account, amount)));
+        emit WithdrawalCompleted(requestId, account, token, ++eventSequence, amount, epoch, balance);
+    }
+
+    /// @dev Flag and clear accept only the latest published state, later than the last one used.
+    function validateLiquidationState(address account, uint64 epoch, uint64 statusEpoch) private view {
+        if (epoch <= statusEpoch) revert StaleLiquidationState(account, epoch, statusEpoch);
+        uint64 latest = registry.latestEpoch();
+        if (epoch != latest) revert StateNotLatest(epoch, latest);
+    }
 
     function validateLeaf(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
         private
@@ -302,13 +453,14 @@ contract CollateralVault is Owned {
         }
     }
 
-    function removeOpenRequest(uint256 requestId) private {
-        uint256 index = openIndexPlusOne[requestId] - 1;
+    /// @dev Swap-and-pop out of `openRequestIds`, keeping the moved request's index.
+    function removeOpenRequest(StoredRequest storage request) private {
+        uint256 index = request.openIndexPlusOne - 1;
         uint256 last = openRequestIds[openRequestIds.length - 1];
         openRequestIds[index] = last;
-        openIndexPlusOne[last] = index + 1;
+        requests[last].openIndexPlusOne = uint32(index + 1);
         openRequestIds.pop();
-        delete openIndexPlusOne[requestId];
+        request.openIndexPlusOne = 0;
     }
 
     function pageLength(uint256 total, uint256 offset, uint256 limit) private pure returns (uint256) {

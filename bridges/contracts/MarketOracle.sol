@@ -2,12 +2,18 @@
 pragma solidity ^0.8.24;
 
 import {Owned} from "./Owned.sol";
+import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
 
 /// @title Market oracle: spots, forwards, implied vols and collateral asset prices.
-/// @notice Authorised publishers set values in batches; every value carries the block timestamp of
-/// its last update. Prices are integer micro-USD (1e6), vols integer 1e6; underlyings and assets are
-/// bytes32 ASCII symbols; expiries unix seconds. Keys are enumerable (paginated) so validators can
-/// read the whole book at a pinned block. Values are never deleted.
+/// @notice Writer authority: the owner (governance) authorises publishers; authorised publishers set
+/// values in batches; nobody else writes. Every value carries the block timestamp of its last update.
+/// Prices are integer micro-USD (1e6), vols integer 1e6; underlyings and assets are bytes32 printable
+/// ASCII symbols (`AsciiKeyLib`: a malformed key is refused with InvalidKey naming the field, since
+/// validators decode every key); expiries unix seconds (non-zero). Keys are enumerable (paginated) so
+/// validators can read the whole book at a pinned block. Values are never deleted.
+/// Events (chain book): every SpotSet, ForwardSet, VolSet and AssetPriceSet increments `eventSequence`
+/// and carries the new value as its first non-indexed field `sequence`, with the absolute new value,
+/// so a reader detects a missing log by a gap. PublisherSet and OwnershipTransferred carry no sequence.
 contract MarketOracle is Owned {
     struct Quote {
         uint192 value;
@@ -22,6 +28,9 @@ contract MarketOracle is Owned {
     uint256 public constant MAX_PAGE = 500;
     uint256 public constant MAX_BATCH = 200;
 
+    /// @notice Sequence number of the last value event (0 before the first).
+    uint64 public eventSequence;
+
     mapping(address => bool) public isPublisher;
 
     mapping(bytes32 => Quote) private spots;
@@ -34,10 +43,11 @@ contract MarketOracle is Owned {
     bytes32[] private assetKeys;
 
     event PublisherSet(address indexed publisher, bool authorised);
-    event SpotSet(bytes32 indexed underlying, uint256 price, uint64 updatedAt);
-    event ForwardSet(bytes32 indexed underlying, uint64 indexed expiry, uint256 price, uint64 updatedAt);
-    event VolSet(uint64 indexed instrumentId, uint256 vol, uint64 updatedAt);
-    event AssetPriceSet(bytes32 indexed asset, uint256 price, uint64 updatedAt);
+    event SpotSet(bytes32 indexed underlying, uint64 sequence, uint256 price, uint64 updatedAt);
+    event ForwardSet(bytes32 indexed underlying, uint64 indexed expiry, uint64 sequence, uint256 price,
+        uint64 updatedAt);
+    event VolSet(uint64 indexed instrumentId, uint64 sequence, uint256 vol, uint64 updatedAt);
+    event AssetPriceSet(bytes32 indexed asset, uint64 sequence, uint256 price, uint64 updatedAt);
 
     error NotPublisher(address caller);
     error LengthMismatch(string field, uint256 length, uint256 expected);
@@ -63,10 +73,10 @@ contract MarketOracle is Owned {
     function setSpots(bytes32[] calldata underlyings, uint256[] calldata prices) external onlyPublisher {
         validateBatch(underlyings.length, prices.length, "prices");
         for (uint256 i = 0; i < underlyings.length; ++i) {
-            if (underlyings[i] == bytes32(0)) revert ZeroKey("underlying");
+            if (!AsciiKeyLib.isValid(underlyings[i])) revert InvalidKey("underlying", underlyings[i]);
             if (spots[underlyings[i]].updatedAt == 0) spotKeys.push(underlyings[i]);
             spots[underlyings[i]] = toQuote(prices[i], "price");
-            emit SpotSet(underlyings[i], prices[i], uint64(block.timestamp));
+            emit SpotSet(underlyings[i], ++eventSequence, prices[i], uint64(block.timestamp));
         }
     }
 
@@ -77,12 +87,13 @@ contract MarketOracle is Owned {
         validateBatch(underlyings.length, prices.length, "prices");
         validateBatch(underlyings.length, expiries.length, "expiries");
         for (uint256 i = 0; i < underlyings.length; ++i) {
-            if (underlyings[i] == bytes32(0)) revert ZeroKey("underlying");
+            if (!AsciiKeyLib.isValid(underlyings[i])) revert InvalidKey("underlying", underlyings[i]);
+            if (expiries[i] == 0) revert ZeroKey("expiry");
             if (forwards[underlyings[i]][expiries[i]].updatedAt == 0) {
                 forwardKeys.push(ForwardKey(underlyings[i], expiries[i]));
             }
             forwards[underlyings[i]][expiries[i]] = toQuote(prices[i], "price");
-            emit ForwardSet(underlyings[i], expiries[i], prices[i], uint64(block.timestamp));
+            emit ForwardSet(underlyings[i], expiries[i], ++eventSequence, prices[i], uint64(block.timestamp));
         }
     }
 
@@ -92,17 +103,17 @@ contract MarketOracle is Owned {
             if (instrumentIds[i] == 0) revert ZeroKey("instrumentId");
             if (vols[instrumentIds[i]].updatedAt == 0) volKeys.push(instrumentIds[i]);
             vols[instrumentIds[i]] = toQuote(impliedVols[i], "vol");
-            emit VolSet(instrumentIds[i], impliedVols[i], uint64(block.timestamp));
+            emit VolSet(instrumentIds[i], ++eventSequence, impliedVols[i], uint64(block.timestamp));
         }
     }
 
     function setAssetPrices(bytes32[] calldata assets, uint256[] calldata prices) external onlyPublisher {
         validateBatch(assets.length, prices.length, "prices");
         for (uint256 i = 0; i < assets.length; ++i) {
-            if (assets[i] == bytes32(0)) revert ZeroKey("asset");
+            if (!AsciiKeyLib.isValid(assets[i])) revert InvalidKey("asset", assets[i]);
             if (assetPrices[assets[i]].updatedAt == 0) assetKeys.push(assets[i]);
             assetPrices[assets[i]] = toQuote(prices[i], "price");
-            emit AssetPriceSet(assets[i], prices[i], uint64(block.timestamp));
+            emit AssetPriceSet(assets[i], ++eventSequence, prices[i], uint64(block.timestamp));
         }
     }
 

@@ -2,12 +2,46 @@
 pragma solidity ^0.8.24;
 
 import {Owned} from "./Owned.sol";
+import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
 
-/// @title Position ledger: instruments, authorised venues, signed positions per account.
-/// @notice The owner (governance) registers instruments and authorises venues; venues record trades
-/// (account, instrument, signed quantity scale 1e8, price micro-USD). Positions are the running sum
-/// of recorded quantities. Validators read instruments, accounts and positions through paginated views
-/// at a pinned block. Instruments are never removed or changed once registered.
+/// @title Position ledger: instruments, matched trades, signed positions, realised cash, perp funding.
+/// @notice Writer authority: the owner (governance) registers instruments and authorises venues; an
+/// authorised venue records MATCHED trades (maker, taker, instrument, signed quantity, price) and sets
+/// the cumulative funding indices of perps; nobody else writes. A venue cannot write a position or a
+/// cash amount directly: every trade moves the taker by +quantity and the maker by -quantity at one
+/// price, so positions and cash are zero-sum per trade and no sequence of venue calls creates equity
+/// from nothing (an off-market price only moves value between two margined accounts). A venue trading
+/// against its own book uses its own address as maker. A venue IS trusted with the funding indices of
+/// perps (they move value between longs and shorts) and with the choice of price.
+///
+/// Realised cash lives here: `cashOf(account)` (signed micro-USD) is the sum over the account's trades
+/// of `floorDiv(-q * price, 1e8)` (q its signed quantity: a buyer pays, a seller receives; option
+/// premiums are paid this way) plus its realised perp funding. Floor division rounds against the
+/// account, so the two sides' cash changes of a trade sum to <= 0. An account's equity is its vault
+/// collateral + `cashOf` + the mark value of its positions (sum q * mark / 1e8 over all instruments,
+/// options at their model value) + the unrealised funding of its perps.
+///
+/// Funding: `fundingIndexOf(perp)` is the cumulative funding per 1 unit of the underlying (micro-USD,
+/// set by venues); a long pays when it rises. `fundingEntryOf(account, perp)` is the index at which
+/// the account's funding was last realised. When a side trades a perp its accrued funding
+/// `floorDiv(-oldPosition * (index - entry), 1e8)` is first added to its cash and the entry set to the
+/// index; the unrealised funding of an open perp position is `floorDiv(-position * (index - entry), 1e8)`.
+/// Non-perp instruments have index and entry 0.
+///
+/// Scales: quantity 1e8, price micro-USD (1e6). Bounds (named errors): |quantity|, |position|, |cash|,
+/// |funding index| <= type(int64).max and price <= type(uint64).max, so readers can hold them in int64.
+///
+/// Events (chain book): every book-relevant change (InstrumentRegistered, TradeRecorded one per side,
+/// taker first, FundingIndexSet) increments `eventSequence` and carries the new value as its first
+/// non-indexed field `sequence`, with the absolute new values, so a reader detects a missing log by a
+/// gap. VenueSet and OwnershipTransferred change no book state and neither carry nor advance it.
+/// Instruments are never removed or changed once registered; accounts and their positions stay listed
+/// (a closed position reads 0).
+/// @dev Gas (bench/gas_report.py, Prague): one matched trade between two accounts that already hold the
+/// instrument ~72k; the first trade of two new accounts ~252k; recordTrades of 200 trades ~4.3M between
+/// holders, ~22M with one new account per trade. A batch of 200 trades that each open TWO new accounts
+/// needs ~40M (100 of them: 19.9M), more than a 30M block: MAX_BATCH bounds the calldata; venues size
+/// batches by gas.
 contract PositionLedger is Owned {
     enum InstrumentKind { NONE, OPTION, FUTURE, PERP, SPOT }
     enum OptionRight { NONE, CALL, PUT }
@@ -22,7 +56,8 @@ contract PositionLedger is Owned {
     }
 
     struct Trade {
-        address account;
+        address maker;
+        address taker;
         uint64 instrumentId;
         int256 quantity;
         uint256 price;
@@ -31,33 +66,63 @@ contract PositionLedger is Owned {
     struct Position {
         uint64 instrumentId;
         int256 quantity;
+        int256 fundingEntry;
+    }
+
+    /// @dev Storage form of one (account, instrument): one slot.
+    struct Holding {
+        int64 quantity;
+        int64 fundingEntry;
+        bool listed;
+    }
+
+    /// @dev Storage form of one account: one slot. An account is listed once it traded, so it holds at
+    /// least one (maybe closed) position: listed <=> positionCount > 0.
+    struct AccountState {
+        int64 cash;
+        uint32 positionCount;
     }
 
     uint256 public constant MAX_PAGE = 500;
     uint256 public constant MAX_BATCH = 200;
+    int256 public constant QTY_SCALE = 1e8;
+    int256 private constant MAX_INT64 = type(int64).max;
+
+    /// @notice Sequence number of the last book-relevant event (0 before the first).
+    uint64 public eventSequence;
 
     mapping(uint64 => Instrument) private instruments;
     uint64[] private instrumentIds;
     mapping(address => bool) public isVenue;
+    /// @notice Cumulative funding index of a perp (micro-USD per unit of the underlying); 0 otherwise.
+    mapping(uint64 => int256) public fundingIndexOf;
 
-    address[] private accounts;
-    mapping(address => bool) public isAccount;
-    mapping(address => uint64[]) private accountInstruments;
-    mapping(address => mapping(uint64 => bool)) private hasInstrument;
-    mapping(address => mapping(uint64 => int256)) public positionOf;
-    uint256 public tradeCount;
+    address[] private accountList;
+    mapping(address => AccountState) private accountStates;
+    /// @dev account => slot => four instrument ids (64 bits each, first-trade order), the count in AccountState.
+    mapping(address => mapping(uint256 => uint256)) private instrumentSlots;
+    mapping(address => mapping(uint64 => Holding)) private holdings;
 
-    event InstrumentRegistered(uint64 indexed id, bytes32 indexed underlying, InstrumentKind kind,
+    event InstrumentRegistered(uint64 indexed id, bytes32 indexed underlying, uint64 sequence, InstrumentKind kind,
         uint256 strike, uint64 expiry, OptionRight right);
     event VenueSet(address indexed venue, bool authorised);
-    event TradeRecorded(uint256 indexed sequence, address indexed venue, address indexed account,
-        uint64 instrumentId, int256 quantity, uint256 price, int256 position);
+    event TradeRecorded(address indexed venue, address indexed account, uint64 indexed instrumentId,
+        uint64 sequence, int256 quantity, uint256 price, int256 position, int256 cash, int256 fundingEntry);
+    event FundingIndexSet(uint64 indexed instrumentId, uint64 sequence, int256 index);
 
     error NotVenue(address caller);
     error UnknownInstrument(uint64 id);
     error InstrumentAlreadyRegistered(uint64 id);
     error InvalidInstrument(string field);
-    error ZeroQuantity(address account, uint64 instrumentId);
+    error ZeroQuantity(uint64 instrumentId);
+    error SelfTrade(address account);
+    error QuantityOutOfRange(uint64 instrumentId, int256 quantity);
+    error PriceOutOfRange(uint64 instrumentId, uint256 price);
+    error PositionOutOfRange(address account, uint64 instrumentId, int256 position);
+    error CashOutOfRange(address account, int256 cash);
+    error NotPerp(uint64 instrumentId);
+    error FundingIndexOutOfRange(uint64 instrumentId, int256 index);
+    error LengthMismatch(string field, uint256 length, uint256 expected);
     error BatchTooLarge(uint256 size, uint256 max);
 
     constructor(address initialOwner) Owned(initialOwner) {}
@@ -73,8 +138,8 @@ contract PositionLedger is Owned {
         validateInstrument(instrument);
         instruments[instrument.id] = instrument;
         instrumentIds.push(instrument.id);
-        emit InstrumentRegistered(instrument.id, instrument.underlying, instrument.kind, instrument.strike,
-            instrument.expiry, instrument.right);
+        emit InstrumentRegistered(instrument.id, instrument.underlying, ++eventSequence, instrument.kind,
+            instrument.strike, instrument.expiry, instrument.right);
     }
 
     function setVenue(address venue, bool authorised) external onlyOwner {
@@ -83,10 +148,14 @@ contract PositionLedger is Owned {
         emit VenueSet(venue, authorised);
     }
 
-    // ---------------------------------------------------------------- trades
+    // ---------------------------------------------------------------- venues
 
-    function recordTrade(address account, uint64 instrumentId, int256 quantity, uint256 price) external onlyVenue {
-        processTrade(Trade(account, instrumentId, quantity, price));
+    /// @notice One matched trade: the taker's position changes by `quantity`, the maker's by `-quantity`.
+    function recordTrade(address maker, address taker, uint64 instrumentId, int256 quantity, uint256 price)
+        external
+        onlyVenue
+    {
+        processTrade(Trade(maker, taker, instrumentId, quantity, price));
     }
 
     function recordTrades(Trade[] calldata trades) external onlyVenue {
@@ -94,7 +163,42 @@ contract PositionLedger is Owned {
         for (uint256 i = 0; i < trades.length; ++i) processTrade(trades[i]);
     }
 
+    /// @notice Sets the cumulative funding index of perps (absolute values, not increments).
+    function setFundingIndices(uint64[] calldata ids, int256[] calldata indices) external onlyVenue {
+        if (indices.length != ids.length) revert LengthMismatch("indices", indices.length, ids.length);
+        if (ids.length > MAX_BATCH) revert BatchTooLarge(ids.length, MAX_BATCH);
+        for (uint256 i = 0; i < ids.length; ++i) {
+            uint64 id = ids[i];
+            InstrumentKind kind = instruments[id].kind;
+            if (kind == InstrumentKind.NONE) revert UnknownInstrument(id);
+            if (kind != InstrumentKind.PERP) revert NotPerp(id);
+            int256 index = indices[i];
+            if (index > MAX_INT64 || index < -MAX_INT64) revert FundingIndexOutOfRange(id, index);
+            fundingIndexOf[id] = index;
+            emit FundingIndexSet(id, ++eventSequence, index);
+        }
+    }
+
     // ---------------------------------------------------------------- views
+
+    /// @notice Same ABI as a public mapping: account => realised cash (micro-USD, signed).
+    function cashOf(address account) external view returns (int256) {
+        return accountStates[account].cash;
+    }
+
+    /// @notice Same ABI as a public mapping: (account, instrument) => signed position (scale 1e8).
+    function positionOf(address account, uint64 instrumentId) external view returns (int256) {
+        return holdings[account][instrumentId].quantity;
+    }
+
+    /// @notice Same ABI as a public mapping: (account, perp) => funding index at the last realisation.
+    function fundingEntryOf(address account, uint64 instrumentId) external view returns (int256) {
+        return holdings[account][instrumentId].fundingEntry;
+    }
+
+    function isAccount(address account) external view returns (bool) {
+        return accountStates[account].positionCount > 0;
+    }
 
     function getInstrument(uint64 id) external view returns (Instrument memory) {
         if (instruments[id].kind == InstrumentKind.NONE) revert UnknownInstrument(id);
@@ -111,18 +215,53 @@ contract PositionLedger is Owned {
         for (uint256 i = 0; i < n; ++i) page[i] = instruments[instrumentIds[offset + i]];
     }
 
-    function accountCount() external view returns (uint256) {
-        return accounts.length;
+    /// @notice Funding indices of a page of instruments in registration order (0 for non-perps).
+    function getFundingIndices(uint256 offset, uint256 limit)
+        external
+        view
+        returns (uint64[] memory ids, int256[] memory indices)
+    {
+        uint256 n = pageLength(instrumentIds.length, offset, limit);
+        ids = new uint64[](n);
+        indices = new int256[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            ids[i] = instrumentIds[offset + i];
+            indices[i] = fundingIndexOf[ids[i]];
+        }
     }
 
+    function accountCount() external view returns (uint256) {
+        return accountList.length;
+    }
+
+    /// @notice Accounts in first-trade order.
     function getAccounts(uint256 offset, uint256 limit) external view returns (address[] memory page) {
-        uint256 n = pageLength(accounts.length, offset, limit);
+        uint256 n = pageLength(accountList.length, offset, limit);
         page = new address[](n);
-        for (uint256 i = 0; i < n; ++i) page[i] = accounts[offset + i];
+        for (uint256 i = 0; i < n; ++i) page[i] = accountList[offset + i];
+    }
+
+    /// @notice A page of accounts (first-trade order) with their cash and listed position counts.
+    function getAccountsInfo(uint256 offset, uint256 limit)
+        external
+        view
+        returns (address[] memory accounts, int256[] memory cash, uint256[] memory positionCounts)
+    {
+        uint256 n = pageLength(accountList.length, offset, limit);
+        accounts = new address[](n);
+        cash = new int256[](n);
+        positionCounts = new uint256[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            address account = accountList[offset + i];
+            accounts[i] = account;
+            AccountState storage state = accountStates[account];
+            cash[i] = state.cash;
+            positionCounts[i] = state.positionCount;
+        }
     }
 
     function positionCount(address account) external view returns (uint256) {
-        return accountInstruments[account].length;
+        return accountStates[account].positionCount;
     }
 
     /// @notice Positions of `account` in first-trade order; closed positions stay listed with 0.
@@ -131,40 +270,74 @@ contract PositionLedger is Owned {
         view
         returns (Position[] memory page)
     {
-        uint64[] storage ids = accountInstruments[account];
-        uint256 n = pageLength(ids.length, offset, limit);
+        uint256 n = pageLength(accountStates[account].positionCount, offset, limit);
         page = new Position[](n);
         for (uint256 i = 0; i < n; ++i) {
-            uint64 id = ids[offset + i];
-            page[i] = Position(id, positionOf[account][id]);
+            uint64 id = instrumentAt(account, offset + i);
+            Holding storage h = holdings[account][id];
+            page[i] = Position(id, h.quantity, h.fundingEntry);
         }
     }
 
     // ---------------------------------------------------------------- internals
 
     function processTrade(Trade memory trade) private {
-        if (trade.account == address(0)) revert ZeroAddress("account");
-        if (instruments[trade.instrumentId].kind == InstrumentKind.NONE) revert UnknownInstrument(trade.instrumentId);
-        if (trade.quantity == 0) revert ZeroQuantity(trade.account, trade.instrumentId);
-        if (!isAccount[trade.account]) {
-            isAccount[trade.account] = true;
-            accounts.push(trade.account);
+        if (trade.maker == address(0)) revert ZeroAddress("maker");
+        if (trade.taker == address(0)) revert ZeroAddress("taker");
+        if (trade.maker == trade.taker) revert SelfTrade(trade.maker);
+        uint64 id = trade.instrumentId;
+        InstrumentKind kind = instruments[id].kind;
+        if (kind == InstrumentKind.NONE) revert UnknownInstrument(id);
+        if (trade.quantity == 0) revert ZeroQuantity(id);
+        if (trade.quantity > MAX_INT64 || trade.quantity < -MAX_INT64) revert QuantityOutOfRange(id, trade.quantity);
+        if (trade.price > type(uint64).max) revert PriceOutOfRange(id, trade.price);
+        bool isPerp = kind == InstrumentKind.PERP;
+        int256 index = isPerp ? fundingIndexOf[id] : int256(0);
+        settleSide(trade.taker, id, trade.quantity, trade.price, isPerp, index);
+        settleSide(trade.maker, id, -trade.quantity, trade.price, isPerp, index);
+    }
+
+    /// @dev Applies one side: realise perp funding, pay `quantity * price`, move the position.
+    function settleSide(address account, uint64 id, int256 quantity, uint256 price, bool isPerp, int256 index)
+        private
+    {
+        AccountState memory state = accountStates[account];
+        if (state.positionCount == 0) accountList.push(account);
+        Holding memory holding = holdings[account][id];
+        if (!holding.listed) {
+            uint256 n = state.positionCount++;
+            instrumentSlots[account][n >> 2] |= uint256(id) << ((n & 3) * 64);
         }
-        if (!hasInstrument[trade.account][trade.instrumentId]) {
-            hasInstrument[trade.account][trade.instrumentId] = true;
-            accountInstruments[trade.account].push(trade.instrumentId);
+        int256 oldPosition = holding.quantity;
+        int256 cash = state.cash;
+        int256 entry = holding.fundingEntry;
+        if (isPerp) {
+            cash += floorDiv(-oldPosition * (index - entry));
+            entry = index;
         }
-        int256 position = positionOf[trade.account][trade.instrumentId] + trade.quantity;
-        positionOf[trade.account][trade.instrumentId] = position;
-        uint256 sequence = ++tradeCount;
-        emit TradeRecorded(sequence, msg.sender, trade.account, trade.instrumentId, trade.quantity, trade.price,
-            position);
+        cash += floorDiv(-quantity * int256(price));
+        int256 position = oldPosition + quantity;
+        if (position > MAX_INT64 || position < -MAX_INT64) revert PositionOutOfRange(account, id, position);
+        if (cash > MAX_INT64 || cash < -MAX_INT64) revert CashOutOfRange(account, cash);
+        accountStates[account] = AccountState(int64(cash), state.positionCount);
+        holdings[account][id] = Holding(int64(position), int64(entry), true);
+        emit TradeRecorded(msg.sender, account, id, ++eventSequence, quantity, price, position, cash, entry);
+    }
+
+    function instrumentAt(address account, uint256 index) private view returns (uint64) {
+        return uint64(instrumentSlots[account][index >> 2] >> ((index & 3) * 64));
+    }
+
+    /// @dev floor(value / 1e8): rounds toward minus infinity (against the account receiving `value`).
+    function floorDiv(int256 value) private pure returns (int256 q) {
+        q = value / QTY_SCALE;
+        if (value < 0 && q * QTY_SCALE != value) q -= 1;
     }
 
     function validateInstrument(Instrument calldata instrument) private view {
         if (instrument.id == 0) revert InvalidInstrument("id");
         if (instruments[instrument.id].kind != InstrumentKind.NONE) revert InstrumentAlreadyRegistered(instrument.id);
-        if (instrument.underlying == bytes32(0)) revert InvalidInstrument("underlying");
+        if (!AsciiKeyLib.isValid(instrument.underlying)) revert InvalidKey("underlying", instrument.underlying);
         if (instrument.kind == InstrumentKind.NONE) revert InvalidInstrument("kind");
         bool isOption = instrument.kind == InstrumentKind.OPTION;
         if (isOption != (instrument.right != OptionRight.NONE)) revert InvalidInstrument("right");

@@ -1,6 +1,14 @@
 """Devnet chain setup: deploy and wire the contracts on every chain and seed demo market data,
 instruments, collateral and portfolios (hedged across chains, unhedged, fragile).
 
+Every demo position comes from a matched trade at the market against the house: the deployer, which
+is the ledger's venue and trades its own book as maker, with 10,000,000 USDC of collateral on each
+chain. Futures and perps trade at the current mark (the forward, = spot with r = 0, and spot); option
+premiums at their RRA-1 Black-76 value (`risk.pricing`, r = 0, tau = days to expiry / 365 at the
+seeding time, the oracle's vol). So each demo account's cash (-q * price) offsets the mark value of
+its positions at entry and its equity starts at its collateral (to within a micro-USD of rounding);
+the house holds the opposite of every demo position.
+
 The demo book (RRA-1 figures at BTC 100,000 / ETH 3,000):
 - `hedged`: long 1 BTC perp and short 10 ETH perp on chain A, short 1 BTC 30-day future on chain B,
   10,000 USDC on each chain. The BTC legs offset: IM ~6,000 against ~36,000 for the legs alone.
@@ -23,21 +31,25 @@ from bridges.deploy import (
     RIGHT_PUT,
     ChainSender,
     Deployment,
+    MatchedTrade,
     deploy_all,
+    deposit_for_many,
     get_dev_key,
-    mint_and_deposit,
-    record_trade,
+    mint,
+    record_trades,
     register_instrument,
     set_market,
     set_publisher,
     set_venue,
 )
 from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE
+from risk.pricing import compute_black76_price, compute_tau
 
 DEPLOYER_KEY_INDEX = 0
 DEMO_ACCOUNT_KEY_INDEX = {"hedged": 10, "unhedged": 11, "fragile": 12}
 DEVNET_TOKENS: tuple[tuple[str, str, int], ...] = (("USDC", "Test USD Coin", 6), ("ETH", "Test Ether", 18))
 DAY = 86_400
+HOUSE_USDC = 10_000_000.0  # the house's (deployer's) collateral on each chain
 
 # instrument id -> (underlying, kind, strike USD, days to expiry, right)
 INSTRUMENTS: dict[int, tuple[str, int, float, int, int]] = {
@@ -86,27 +98,42 @@ def publish_market(sender: ChainSender, deployment: Deployment, spots: dict[str,
                asset_prices={"USDC": PRICE_SCALE, "ETH": round(spots["ETH"] * PRICE_SCALE)})
 
 
+def get_trade_price(instrument_id: int, spots: dict[str, float]) -> int:
+    """Micro-USD price of one unit at the market `spots` at the seeding time: perps at spot, futures at
+    their forward (= spot, r = 0), options at their RRA-1 Black-76 value with the demo vol."""
+    underlying, kind, strike, days, right = INSTRUMENTS[instrument_id]
+    if kind != KIND_OPTION:
+        return round(spots[underlying] * PRICE_SCALE)
+    value = compute_black76_price(spots[underlying], strike, compute_tau(days), VOLS[instrument_id],
+                                  is_call=right != RIGHT_PUT)
+    return round(value * PRICE_SCALE)
+
+
 def seed_chain(chain: AnvilChain, position: int, network_id: int, keyset_id: int, group_key_eip2537: bytes,
                genesis_time: int) -> SeededChain:
     """Deploy, wire and seed one chain; `position` 0 is chain A (home), 1 is chain B."""
     deployer_key = get_dev_key(DEPLOYER_KEY_INDEX)
     deployment = deploy_all(chain.rpc_url, deployer_key, network_id, keyset_id, group_key_eip2537,
                             tokens=DEVNET_TOKENS)
-    owner = ChainSender(chain.rpc_url, deployer_key)
-    set_venue(owner, deployment, owner.address)
-    set_publisher(owner, deployment, owner.address)
+    house = ChainSender(chain.rpc_url, deployer_key)
+    set_venue(house, deployment, house.address)
+    set_publisher(house, deployment, house.address)
     for iid, (underlying, kind, strike, days, right) in INSTRUMENTS.items():
-        register_instrument(owner, deployment, iid, underlying, kind, round(strike * PRICE_SCALE),
+        register_instrument(house, deployment, iid, underlying, kind, round(strike * PRICE_SCALE),
                             get_expiry(genesis_time, days), right)
-    publish_market(owner, deployment, NORMAL_MARKET, genesis_time)
+    publish_market(house, deployment, NORMAL_MARKET, genesis_time)
+    accounts = get_demo_accounts()
+    deposits = {house.address: round(HOUSE_USDC * 10**6)}
+    trades = []
     for name, legs in BOOK.items():
-        if position not in legs:
-            continue
-        usdc, trades = legs[position]
-        account = ChainSender(chain.rpc_url, get_dev_key(DEMO_ACCOUNT_KEY_INDEX[name]))
-        mint_and_deposit(owner, deployment, account, "USDC", round(usdc * 10**6))
-        for iid, qty in trades:
-            record_trade(owner, deployment, account.address, iid, round(qty * QTY_SCALE), 0)
+        if position in legs:
+            usdc, account_trades = legs[position]
+            deposits[accounts[name]] = round(usdc * 10**6)
+            trades += [MatchedTrade(house.address, accounts[name], iid, round(qty * QTY_SCALE),
+                                    get_trade_price(iid, NORMAL_MARKET)) for iid, qty in account_trades]
+    mint(house, deployment, "USDC", house.address, sum(deposits.values()))
+    deposit_for_many(house, deployment, "USDC", deposits)
+    record_trades(house, deployment, trades)
     return SeededChain(chain.chain_id, chain.rpc_url, deployment)
 
 

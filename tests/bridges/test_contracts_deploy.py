@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from bridges.deploy import Deployment, deploy_test_token, register_asset
+from bridges.deploy import (
+    DEFAULT_MIN_WITHDRAWAL,
+    Deployment,
+    deploy_all,
+    deploy_test_token,
+    get_dev_key,
+    register_asset,
+)
 from bridges.errors import DeploymentError, InvalidDeployment
 from bridges.statecodec import bytes32_to_symbol
 from tests.bridges.conftest import NETWORK_ID, ChainEnv, GroupKey
@@ -32,6 +39,9 @@ def test_deployments_are_wired_per_chain(chains: list[ChainEnv], group_key: Grou
         assert {bytes32_to_symbol(a[0]): a[1] for a in assets} == dict(d.tokens)
         usdc = env.contract("TestToken", d.get_token("USDC"))
         assert usdc.functions.decimals().call() == 6 and usdc.functions.symbol().call() == "USDC"
+        assert vault.functions.approvalWindow().call() == 8
+        assert {s: vault.functions.minWithdrawal(t).call() for s, t in d.tokens} == \
+            {s: DEFAULT_MIN_WITHDRAWAL[s] for s, _t in d.tokens}
 
 
 def test_deployment_json_round_trip(chains: list[ChainEnv]) -> None:
@@ -62,13 +72,22 @@ def test_invalid_deployment_json_names_the_field(chains: list[ChainEnv]) -> None
 def test_added_collateral_token_is_registered(chains: list[ChainEnv]) -> None:
     env = chains[0]
     before = env.deployment
-    after = deploy_test_token(env.sender(), before, "WBTC", "Test Wrapped Bitcoin", 8)
+    after = deploy_test_token(env.sender(), before, "WBTC", "Test Wrapped Bitcoin", 8, 10**5)
     assert after.get_token("WBTC") != before.get_token("USDC")
     assert dict(after.tokens).keys() == {"USDC", "WETH", "WBTC"}
     vault = env.contract("CollateralVault")
     assert vault.functions.isAsset(after.get_token("WBTC")).call()
     assert vault.functions.assetCount().call() == 3
     with pytest.raises(DeploymentError, match="already registered"):
-        register_asset(env.sender(), after, "WBTC", after.get_token("USDC"))
+        register_asset(env.sender(), after, "WBTC", after.get_token("USDC"), 1)
     with pytest.raises(DeploymentError, match="AssetAlreadyRegistered"):
-        register_asset(env.sender(), before, "USDC2", before.get_token("USDC"))
+        register_asset(env.sender(), before, "USDC2", before.get_token("USDC"), 1)
+
+
+def test_invalid_vault_settings_refused(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[0]
+    with pytest.raises(DeploymentError, match="InvalidApprovalWindow"):
+        deploy_all(env.chain.rpc_url, get_dev_key(0), NETWORK_ID, 1, group_key.eip2537, approval_window=0)
+    with pytest.raises(DeploymentError, match=r"min_withdrawal: no minimum for token\(s\) DOGE"):
+        deploy_all(env.chain.rpc_url, get_dev_key(0), NETWORK_ID, 1, group_key.eip2537,
+                   tokens=(("USDC", "Test USD Coin", 6), ("DOGE", "Test Doge", 8)))

@@ -1,13 +1,16 @@
-"""CollateralVault on two real anvil chains: deposits, two-phase withdrawals gated by a later signed
-state whose leaf approves the request, liquidation flag, paginated views."""
+"""CollateralVault on two real anvil chains: deposits (own, for another account, for many), two-phase
+withdrawals gated by a later signed state whose leaf approves the request within the approval window,
+the minimum amount and the cap of open requests per account, paginated views. Liquidation flag and
+withdrawal floor: test_contracts_vault_liquidation.py."""
 
 from __future__ import annotations
 
 import pytest
+from web3.logs import DISCARD
 
-from bridges.deploy import mint_and_deposit, request_withdrawal
+from bridges.deploy import deposit_for_many, mint, mint_and_deposit, request_withdrawal, set_min_withdrawal
 from bridges.errors import DeploymentError
-from bridges.statecodec import FLAG_LIQUIDATABLE, MarginLeaf, withdrawal_id
+from bridges.statecodec import MarginLeaf, withdrawal_id
 from tests.bridges.conftest import ChainEnv, GroupKey, SignedState, make_signed_state
 
 USDC = 10**6
@@ -58,7 +61,9 @@ def test_withdrawal_needs_later_approving_state_and_completes_once(chains: list[
     rid = request_withdrawal(user, d, "USDC", 400 * USDC)
     vault = env.contract("CollateralVault")
     request = vault.functions.getRequest(rid).call()
-    assert tuple(request[1:]) == (user.address, usdc, 400 * USDC, 1, 1)  # account, token, amount, epoch 1, OPEN
+    request_time = env.sender().w3.eth.get_block("latest")["timestamp"]
+    # account, token, amount, request epoch 1, request time, OPEN
+    assert tuple(request[1:]) == (user.address, usdc, 400 * USDC, 1, request_time, 1)
     assert vault.functions.lockedOf(user.address, usdc).call() == 400 * USDC
     assert vault.functions.openRequestCount().call() == 1
     wid = withdrawal_id(env.chain_id, d.vault, rid)
@@ -87,7 +92,7 @@ def test_withdrawal_needs_later_approving_state_and_completes_once(chains: list[
     assert env.contract("TestToken", usdc).functions.balanceOf(user.address).call() == before + 400 * USDC
     assert vault.functions.balanceOf(user.address, usdc).call() == 600 * USDC
     assert vault.functions.lockedOf(user.address, usdc).call() == 0
-    assert vault.functions.getRequest(rid).call()[5] == 2  # COMPLETED
+    assert vault.functions.getRequest(rid).call()[6] == 2  # COMPLETED
     assert vault.functions.openRequestCount().call() == 0
     with pytest.raises(DeploymentError, match="RequestNotOpen"):
         complete(env, USER, rid, unpublished)
@@ -125,7 +130,14 @@ def test_invalid_requests_refused(chains: list[ChainEnv]) -> None:
     with pytest.raises(DeploymentError, match="UnknownAsset"):
         user.transact("CollateralVault", d.vault, "requestWithdrawal", d.registry, 1)
     with pytest.raises(DeploymentError, match="NotOwner"):
-        user.transact("CollateralVault", d.vault, "registerAsset", b"X".ljust(32, b"\0"), d.registry)
+        user.transact("CollateralVault", d.vault, "registerAsset", b"X".ljust(32, b"\0"), d.registry, 1)
+    owner = env.sender()
+    for raw in (b"", b"US\0DC", "US\u00d0C".encode(), b"US DC"):
+        with pytest.raises(DeploymentError, match=r"InvalidKey\('symbol'"):
+            owner.transact("CollateralVault", d.vault, "registerAsset", raw.ljust(32, b"\0"), d.registry, 1)
+    with pytest.raises(DeploymentError, match="SymbolAlreadyRegistered"):
+        owner.transact("CollateralVault", d.vault, "registerAsset", b"USDC".ljust(32, b"\0"), d.registry, 1)
+    assert env.contract("CollateralVault").functions.assetCount().call() == 2
 
 
 def test_cancel_unlocks_and_only_the_requester_may_cancel(chains: list[ChainEnv]) -> None:
@@ -146,48 +158,6 @@ def test_cancel_unlocks_and_only_the_requester_may_cancel(chains: list[ChainEnv]
         user.transact("CollateralVault", d.vault, "cancelWithdrawal", rids[1])
 
 
-def test_liquidation_flag_freezes_requests_until_cleared(chains: list[ChainEnv], group_key: GroupKey) -> None:
-    env = chains[0]
-    d = env.deployment
-    user = env.sender(USER)
-    mint_and_deposit(env.sender(), d, user, "USDC", 100 * USDC)
-    rid = request_withdrawal(user, d, "USDC", 10 * USDC)
-    wid = withdrawal_id(env.chain_id, d.vault, rid)
-    healthy = make_signed_state(group_key, 1, [get_leaf(env, USER), get_leaf(env, OTHER)])
-    env.publish(healthy)
-    leaf, proof = healthy.get_leaf_args(user.address)
-    with pytest.raises(DeploymentError, match="NotLiquidatable"):
-        env.sender(OTHER).transact("CollateralVault", d.vault, "flagLiquidation", user.address, 1, leaf, proof)
-    flagged = make_signed_state(group_key, 2, [get_leaf(env, USER, (wid,), FLAG_LIQUIDATABLE)])
-    env.publish(flagged)
-    leaf, proof = flagged.get_leaf_args(user.address)
-    receipt = env.sender(OTHER).transact("CollateralVault", d.vault, "flagLiquidation", user.address, 2, leaf, proof)
-    vault = env.contract("CollateralVault")
-    assert vault.events.LiquidationFlagged().process_receipt(receipt)[0]["args"]["account"] == user.address
-    assert vault.functions.frozenAtEpoch(user.address).call() == 2
-    with pytest.raises(DeploymentError, match="AccountFrozen"):
-        request_withdrawal(user, d, "USDC", 1 * USDC)
-    # an approval in the flagging state itself is not enough: a later state must approve
-    with pytest.raises(DeploymentError, match="StateNotLater"):
-        complete(env, USER, rid, flagged)
-    recovered = make_signed_state(group_key, 3, [get_leaf(env, USER, (wid,))])
-    env.publish(recovered)
-    leaf, proof = recovered.get_leaf_args(user.address)
-    with pytest.raises(DeploymentError, match="StaleLiquidationState"):  # the flagging state cannot clear
-        env.sender(OTHER).transact("CollateralVault", d.vault, "clearLiquidation", user.address, 2,
-                                   *flagged.get_leaf_args(user.address))
-    env.sender(OTHER).transact("CollateralVault", d.vault, "clearLiquidation", user.address, 3, leaf, proof)
-    assert vault.functions.frozenAtEpoch(user.address).call() == 0
-    # the stale liquidatable leaf of epoch 2 cannot freeze the account again
-    with pytest.raises(DeploymentError, match="StaleLiquidationState"):
-        env.sender(OTHER).transact("CollateralVault", d.vault, "flagLiquidation", user.address, 2,
-                                   *flagged.get_leaf_args(user.address))
-    with pytest.raises(DeploymentError, match="NotFrozen"):
-        env.sender(OTHER).transact("CollateralVault", d.vault, "clearLiquidation", user.address, 3, leaf, proof)
-    complete(env, USER, rid, recovered)
-    request_withdrawal(user, d, "USDC", 1 * USDC)
-
-
 def test_invalid_deposit_without_allowance_bubbles_token_error(chains: list[ChainEnv]) -> None:
     env = chains[1]
     d = env.deployment
@@ -196,3 +166,120 @@ def test_invalid_deposit_without_allowance_bubbles_token_error(chains: list[Chai
     with pytest.raises(DeploymentError, match="InsufficientAllowance"):
         user.transact("CollateralVault", d.vault, "deposit", d.get_token("USDC"), 10 * USDC)
     assert env.contract("CollateralVault").functions.accountCount().call() == 0
+
+
+def test_deposit_for_and_deposit_for_many_credit_the_accounts(chains: list[ChainEnv]) -> None:
+    env = chains[0]
+    d = env.deployment
+    payer, usdc = env.sender(OTHER), d.get_token("USDC")
+    accounts = [env.sender(i).address for i in (USER, 6, 7)]
+    mint(env.sender(), d, "USDC", payer.address, 1_000 * USDC)
+    token = env.contract("TestToken", usdc).functions
+    payer.transact("TestToken", usdc, "approve", d.vault, 10 * USDC)
+    payer.transact("CollateralVault", d.vault, "depositFor", accounts[0], usdc, 10 * USDC)
+    receipts = deposit_for_many(payer, d, "USDC", {accounts[0]: 5 * USDC, accounts[1]: 7 * USDC, accounts[2]: 1})
+    vault = env.contract("CollateralVault")
+    events = [e["args"] for e in vault.events.Deposited().process_receipt(receipts[0], errors=DISCARD)]  # + Transfer
+    assert [(e["account"], e["amount"], e["balance"], e["sequence"]) for e in events] == [
+        (accounts[0], 5 * USDC, 15 * USDC, 2 + 2), (accounts[1], 7 * USDC, 7 * USDC, 2 + 3), (accounts[2], 1, 1, 2 + 4)]
+    assert [vault.functions.balanceOf(a, usdc).call() for a in accounts] == [15 * USDC, 7 * USDC, 1]
+    assert vault.functions.getAccounts(0, 10).call() == accounts
+    assert vault.functions.balanceOf(payer.address, usdc).call() == 0 and not vault.functions.isAccount(payer.address).call()
+    assert token.balanceOf(payer.address).call() == (1_000 - 22) * USDC - 1
+    assert token.balanceOf(d.vault).call() == 22 * USDC + 1
+
+
+def test_invalid_deposits_refused(chains: list[ChainEnv]) -> None:
+    env = chains[1]
+    d = env.deployment
+    payer, usdc = env.sender(OTHER), d.get_token("USDC")
+    user = env.sender(USER).address
+    mint(env.sender(), d, "USDC", payer.address, 1_000 * USDC)
+    payer.transact("TestToken", usdc, "approve", d.vault, 1_000 * USDC)
+    zero = "0x" + "00" * 20
+    cases = [
+        (("depositForMany", usdc, [user, user], [1]), "LengthMismatch"),
+        (("depositForMany", usdc, [user] * 201, [1] * 201), "BatchTooLarge"),
+        (("depositForMany", usdc, [user, zero], [1, 1]), r"ZeroAddress\('account'"),
+        (("depositForMany", usdc, [user, user], [1, 0]), r"ZeroAmount\('amount'"),
+        (("depositForMany", usdc, [], []), r"ZeroAmount\('amounts'"),
+        (("depositForMany", d.registry, [user], [1]), "UnknownAsset"),
+        (("depositFor", zero, usdc, 1), r"ZeroAddress\('account'"),
+        (("depositFor", zero, d.registry, 1), "UnknownAsset"),
+        (("depositFor", user, usdc, 0), "ZeroAmount"),
+        (("deposit", usdc, 1_001 * USDC), "InsufficientAllowance"),
+    ]
+    for (function, *args), error in cases:
+        with pytest.raises(DeploymentError, match=error):
+            payer.transact("CollateralVault", d.vault, function, *args)
+    assert env.contract("CollateralVault").functions.eventSequence().call() == 2  # the two asset registrations
+
+
+def test_withdrawal_minimum_per_token(chains: list[ChainEnv]) -> None:
+    env = chains[0]
+    d = env.deployment
+    user, owner, usdc = env.sender(USER), env.sender(), d.get_token("USDC")
+    vault = env.contract("CollateralVault")
+    assert vault.functions.minWithdrawal(usdc).call() == USDC  # deploy_all's default: 1 USDC
+    mint_and_deposit(owner, d, user, "USDC", 100 * USDC)
+    with pytest.raises(DeploymentError, match=rf"BelowMinimum\('{usdc.lower()}', {USDC - 1}, {USDC}\)"):
+        request_withdrawal(user, d, "USDC", USDC - 1)
+    request_withdrawal(user, d, "USDC", USDC)
+    receipt = set_min_withdrawal(owner, d, "USDC", 5 * USDC)
+    event = vault.events.MinWithdrawalSet().process_receipt(receipt)[0]["args"]
+    assert (event["token"], event["amount"]) == (usdc, 5 * USDC)
+    assert vault.functions.minWithdrawal(usdc).call() == 5 * USDC
+    with pytest.raises(DeploymentError, match="BelowMinimum"):
+        request_withdrawal(user, d, "USDC", 4 * USDC)
+    request_withdrawal(user, d, "USDC", 5 * USDC)
+    with pytest.raises(DeploymentError, match="NotOwner"):
+        set_min_withdrawal(user, d, "USDC", 0)
+    with pytest.raises(DeploymentError, match="UnknownAsset"):
+        owner.transact("CollateralVault", d.vault, "setMinWithdrawal", d.registry, 1)
+
+
+def test_open_requests_per_account_are_capped(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[1]
+    d = env.deployment
+    user = env.sender(USER)
+    mint_and_deposit(env.sender(), d, user, "USDC", 100 * USDC)
+    mint_and_deposit(env.sender(), d, env.sender(OTHER), "USDC", 100 * USDC)
+    vault = env.contract("CollateralVault")
+    rids = [request_withdrawal(user, d, "USDC", USDC) for _ in range(8)]
+    assert vault.functions.openRequestCountOf(user.address).call() == 8
+    with pytest.raises(DeploymentError, match=rf"TooManyOpenRequests\('{user.address.lower()}', 8\)"):
+        request_withdrawal(user, d, "USDC", USDC)
+    request_withdrawal(env.sender(OTHER), d, "USDC", USDC)  # the cap is per account
+    user.transact("CollateralVault", d.vault, "cancelWithdrawal", rids[0])
+    assert vault.functions.openRequestCountOf(user.address).call() == 7
+    rids.append(request_withdrawal(user, d, "USDC", USDC))
+    state = make_signed_state(group_key, 1, [get_leaf(env, USER, (withdrawal_id(env.chain_id, d.vault, rids[1]),))])
+    env.publish(state)
+    complete(env, USER, rids[1], state)
+    assert vault.functions.openRequestCountOf(user.address).call() == 7
+    assert vault.functions.openRequestCount().call() == 8  # 7 of the user's, 1 of the other account
+
+
+def test_approval_expires_after_the_window(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    env = chains[0]
+    d = env.deployment
+    user = env.sender(USER)
+    vault = env.contract("CollateralVault")
+    assert vault.functions.approvalWindow().call() == 8
+    mint_and_deposit(env.sender(), d, user, "USDC", 100 * USDC)
+    rid = request_withdrawal(user, d, "USDC", 10 * USDC)
+    wid = withdrawal_id(env.chain_id, d.vault, rid)
+    approving = make_signed_state(group_key, 1, [get_leaf(env, USER, (wid,))])
+    env.publish(approving)
+    for epoch in range(2, 9):  # latest 8: 1 + 8 > 8, the approval of epoch 1 is still usable
+        env.publish(make_signed_state(group_key, epoch, [get_leaf(env, OTHER)]))
+    leaf, proof = approving.get_leaf_args(user.address)
+    vault.functions.completeWithdrawal(rid, 1, leaf, proof).call({"from": user.address})  # would succeed
+    env.publish(make_signed_state(group_key, 9, [get_leaf(env, OTHER)]))
+    with pytest.raises(DeploymentError, match=rf"ApprovalExpired\({rid}, 1, 9\)"):
+        complete(env, USER, rid, approving)
+    # a later state that approves again (the request is still open) completes it
+    renewed = make_signed_state(group_key, 10, [get_leaf(env, USER, (wid,))])
+    env.publish(renewed)
+    complete(env, USER, rid, renewed)
+    assert vault.functions.balanceOf(user.address, d.get_token("USDC")).call() == 90 * USDC

@@ -1,9 +1,12 @@
 """Full cross-chain withdrawal flow on two real anvil chains.
 
-Deposit on both chains, request a withdrawal on both in the same epoch, pin and read both chains,
-build the state with `compute_margin_state`, threshold-sign it (3 of 4 shares), publish it on both
-chains with the Publisher, complete the approved withdrawal; the other one (same free collateral)
-fails, and completes only after a later state that shows enough margin.
+Deposit on both chains, buy a perp from the house (matched trade: the cash paid offsets the position's
+mark value), request a withdrawal on both chains, pin and read both chains, build the state with
+`compute_margin_state`, threshold-sign it (3 of 4 shares), publish it on both chains with the
+Publisher. The approval rule (CollateralVault NatSpec): every state deducts EVERY open request of
+the account on every chain from its equity and approves all of them or none; so two requests that
+together spend the same free collateral are never approved, and an approval given by an earlier state
+is already deducted in every later state while its request stays open.
 """
 
 from __future__ import annotations
@@ -74,6 +77,10 @@ def token_balance(sender: Any, deployment: Any, holder: str) -> int:
     return int(token.functions.balanceOf(holder).call())
 
 
+def get_leaf(state: MarginState, account: str) -> Any:
+    return state.leaves[state.get_index(account)]
+
+
 def test_two_withdrawals_on_two_chains_cannot_spend_the_same_free_collateral() -> None:
     with running_chains(31337, 31338) as chains:
         group_key = bls.g2_to_eip2537(GROUP_PK)
@@ -84,36 +91,56 @@ def test_two_withdrawals_on_two_chains_cannot_spend_the_same_free_collateral() -
         publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
                       for c, d in zip(chains, deployments, strict=True)]
         da, db = deployments
-        # 20,000 USDC on A, 10,000 on B, long 1 BTC perp on A: equity 30,000, IM 15,000, free 15,000
+        user = users[0].address
+        # the house (dev account 0, the venue) sells 1 BTC perp at the mark 100,000 to the user:
+        # user cash -100,000 USD + position worth 100,000. 20,000 USDC on A, 10,000 on B:
+        # equity 30,000, IM 15,000, free 15,000
+        deploy.mint_and_deposit(owners[0], da, owners[0], "USDC", 10_000_000 * USDC)
         deploy.mint_and_deposit(owners[0], da, users[0], "USDC", 20_000 * USDC)
         deploy.mint_and_deposit(owners[1], db, users[1], "USDC", 10_000 * USDC)
-        deploy.record_trade(owners[0], da, users[0].address, INSTR_PERP, QTY, 100_000 * USDC)
+        deploy.record_trade(owners[0], da, owners[0].address, user, INSTR_PERP, QTY, 100_000 * USDC)
         rid_a = deploy.request_withdrawal(users[0], da, "USDC", 10_000 * USDC)
         rid_b = deploy.request_withdrawal(users[1], db, "USDC", 10_000 * USDC)
+        wid_a = withdrawal_id(31337, da.vault, rid_a)
 
         # no later signed state yet: nothing can complete
         with pytest.raises(DeploymentError, match="StateNotLater"):
             users[0].transact("CollateralVault", da.vault, "completeWithdrawal", rid_a, 0,
-                              (users[0].address, 0, 0, 0, 0, []), [])
+                              (user, 0, 0, 0, 0, []), [])
 
+        # both requests together would leave 10,000 < IM: neither is approved
         state1 = build_and_publish(chains, deployments, publishers, epoch=1)
-        leaf = state1.leaves[state1.get_index(users[0].address)]
-        assert leaf.approved_withdrawals == (withdrawal_id(31337, da.vault, rid_a),)
-        assert (leaf.equity, leaf.im) == (20_000 * USDC, 15_000 * USDC)
-        before = token_balance(users[0], da, users[0].address)
-        complete(users[0], da, rid_a, state1)
-        assert token_balance(users[0], da, users[0].address) - before == 10_000 * USDC
+        leaf1 = get_leaf(state1, user)
+        assert (leaf1.equity, leaf1.im, leaf1.approved_withdrawals) == (10_000 * USDC, 15_000 * USDC, ())
+        with pytest.raises(DeploymentError, match="WithdrawalNotApproved"):
+            complete(users[0], da, rid_a, state1)
         with pytest.raises(DeploymentError, match="WithdrawalNotApproved"):
             complete(users[1], db, rid_b, state1)
 
+        # without B's request, A's alone keeps the account above IM
+        users[1].transact("CollateralVault", db.vault, "cancelWithdrawal", rid_b)
+        state2 = build_and_publish(chains, deployments, publishers, epoch=2)
+        assert (get_leaf(state2, user).equity, get_leaf(state2, user).approved_withdrawals) == \
+            (20_000 * USDC, (wid_a,))
+
+        # a new request on B while A's approved request is still open: the next state deducts both
+        rid_b2 = deploy.request_withdrawal(users[1], db, "USDC", 10_000 * USDC)
+        state3 = build_and_publish(chains, deployments, publishers, epoch=3)
+        assert (get_leaf(state3, user).equity, get_leaf(state3, user).approved_withdrawals) == (10_000 * USDC, ())
+        before = token_balance(users[0], da, user)
+        complete(users[0], da, rid_a, state2)  # the approval of epoch 2 is still within the window
+        assert token_balance(users[0], da, user) - before == 10_000 * USDC
+        with pytest.raises(DeploymentError, match="WithdrawalNotApproved"):
+            complete(users[1], db, rid_b2, state3)
+
         # a later state that shows enough margin after the deduction approves the second request
         deploy.mint_and_deposit(owners[1], db, users[1], "USDC", 6_000 * USDC)
-        state2 = build_and_publish(chains, deployments, publishers, epoch=2)
-        leaf2 = state2.leaves[state2.get_index(users[1].address)]
-        assert leaf2.approved_withdrawals == (withdrawal_id(31338, db.vault, rid_b),)
-        assert leaf2.equity == (10_000 + 16_000 - 10_000) * USDC >= leaf2.im
-        before_b = token_balance(users[1], db, users[1].address)
-        complete(users[1], db, rid_b, state2)
-        assert token_balance(users[1], db, users[1].address) - before_b == 10_000 * USDC
+        state4 = build_and_publish(chains, deployments, publishers, epoch=4)
+        leaf4 = get_leaf(state4, user)
+        assert leaf4.approved_withdrawals == (withdrawal_id(31338, db.vault, rid_b2),)
+        assert leaf4.equity == (10_000 + 16_000 - 10_000) * USDC >= leaf4.im
+        before_b = token_balance(users[1], db, user)
+        complete(users[1], db, rid_b2, state4)
+        assert token_balance(users[1], db, user) - before_b == 10_000 * USDC
         with pytest.raises(DeploymentError, match="RequestNotOpen"):
-            complete(users[0], da, rid_a, state2)
+            complete(users[0], da, rid_a, state4)
