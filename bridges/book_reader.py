@@ -328,3 +328,10 @@ class BookSync:
                     token = to_checksum_address(e.args["token"])
                     out[token.lower()] = int(self.client.call_function(pin, token, DECIMALS_ABI)[0])
         return out
+
+
+def read_books(clients: Sequence[ChainClient], deployments: Mapping[int, Any], pins: Sequence[Pin]) -> list[ChainBook]:
+    """Cold books of several chains at their pins (each pin re-checked after its read), by chain id."""
+    by_chain = {p.chain_id: p for p in pins}
+    return [BookSync(c, contracts_of(deployments[c.chain_id])).cold_read(by_chain[c.chain_id])
+            for c in sorted(clients, key=lambda c: c.chain_id)]

@@ -19,10 +19,12 @@ import pytest
 from bridges import deploy
 from bridges.errors import DeploymentError
 from bridges.publisher import STATUS_PUBLISHED, FeePolicy, Publisher, StateSubmission
-from bridges.snapshot import read_epoch_inputs
+from bridges.book_merge import AccountIndex, merge_books
+from bridges.book_reader import read_books
 from bridges.statecodec import withdrawal_id
 from node.crypto import bls, threshold
-from node.state import MarginState, compute_margin_state
+from node.pipeline import compute_epoch_state
+from node.state import MarginState
 from risk.params import RRA1
 from tests.bridges.test_chain_support import (
     DAY,
@@ -55,9 +57,10 @@ def build_and_publish(chains: list[Any], deployments: list[Any], publishers: lis
                       epoch: int) -> MarginState:
     clients = [make_client(c) for c in chains]
     epoch_time, pins = pin_all(chains, clients)
-    inputs = read_epoch_inputs(clients, {d.chain_id: d for d in deployments}, chains[0].chain_id, epoch_time)
-    assert inputs.pins == tuple(pins)
-    state = compute_margin_state(inputs, RRA1, inputs.pins, NETWORK_ID, KEYSET_ID, epoch, PARAMS_HASH)
+    books = read_books(clients, {d.chain_id: d for d in deployments}, pins)
+    inputs = merge_books(books, AccountIndex(), chains[0].chain_id, epoch_time)
+    assert inputs.pins == tuple((p.chain_id, p.number, p.hash) for p in pins)
+    state = compute_epoch_state(inputs, RRA1, NETWORK_ID, KEYSET_ID, epoch, PARAMS_HASH)
     sub = StateSubmission(epoch, KEYSET_ID, state.inputs_digest, PARAMS_HASH, state.root, state.leaf_count,
                           sign_state(state))
     for pub in publishers:
