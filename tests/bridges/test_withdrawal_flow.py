@@ -54,9 +54,13 @@ def sign_state(state: MarginState) -> bytes:
 
 
 def build_and_publish(chains: list[Any], deployments: list[Any], publishers: list[Publisher],
-                      epoch: int) -> MarginState:
+                      epoch: int, times: list[int] | None = None) -> MarginState:
+    """Pin both chains, build the state from their books, sign it and publish it on both chains
+    (`times` receives the epoch time the state was computed for)."""
     clients = [make_client(c) for c in chains]
     epoch_time, pins = pin_all(chains, clients)
+    if times is not None:
+        times.append(epoch_time)
     books = read_books(clients, {d.chain_id: d for d in deployments}, pins)
     inputs = merge_books(books, AccountIndex(), chains[0].chain_id, epoch_time)
     assert inputs.pins == tuple((p.chain_id, p.number, p.hash) for p in pins)

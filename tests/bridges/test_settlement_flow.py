@@ -1,0 +1,121 @@
+"""Settlement on two real anvil chains: open, move the mark, close an option, a future and a perp on each
+chain; the equity in every signed (and published) leaf equals the hand-computed value, and a withdrawal of
+more than the true free collateral is refused while one within it is approved.
+
+Hand computation (docs/clearing.md): equity = USDC collateral + ledger cash (sum over trades of
+floor(-q p / 1e8) micro-USD) + futures q F + perps q S (the home chain's marks) + options q V (Black-76 on the
+home forward with each chain's vol; computed here with the scalar `risk.pricing` formula, so those epochs
+compare to 2 micro-USD, the others exactly).
+"""
+
+from __future__ import annotations
+
+import time
+
+from bridges import deploy
+from bridges.publisher import FeePolicy, Publisher
+from bridges.statecodec import withdrawal_id
+from node.crypto import bls
+from risk.pricing import compute_black76_price
+from tests.bridges.test_chain_support import (
+    DAY,
+    INSTR_CALL,
+    INSTR_FUTURE,
+    INSTR_PERP,
+    USER_INDEX,
+    get_sender,
+    make_client,
+    running_chains,
+    setup_clearing,
+)
+from tests.bridges.test_withdrawal_flow import GROUP_PK, build_and_publish, get_leaf
+
+M = 10**6  # micro-USD per USD
+QTY = 10**8
+STRIKE = 110_000
+
+
+def cash_of(trades: list[tuple[int, int]]) -> int:
+    """Ledger cash of one side: sum of floor(-q * p / 1e8) over its (q 1e8, price micro-USD) trades."""
+    return sum((-q * p) // QTY for q, p in trades)
+
+
+def option_value(q: float, forward: float, days: float) -> float:
+    return q * compute_black76_price(forward, STRIKE, days / 365.0, 0.52, True)
+
+
+def test_open_move_close_settles_every_kind_on_both_chains() -> None:
+    with running_chains(31337, 31338) as chains:
+        expiry = int(time.time()) + 30 * DAY
+        deployments = [setup_clearing(c, bls.g2_to_eip2537(GROUP_PK), expiry, home=(i == 0))
+                       for i, c in enumerate(chains)]
+        owners = [deploy.ChainSender(c.rpc_url, deploy.get_dev_key(0)) for c in chains]
+        users = [get_sender(c, USER_INDEX) for c in chains]
+        publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
+                      for c, d in zip(chains, deployments, strict=True)]
+        user = users[0].address
+        for owner, d, u in zip(owners, deployments, users, strict=True):
+            deploy.mint_and_deposit(owner, d, owner, "USDC", 10**8 * M)
+            deploy.mint_and_deposit(owner, d, u, "USDC", 100_000 * M)
+        # (instrument, signed user quantity 1e8, price micro-USD) per chain; the house takes the other side
+        opens = [[(INSTR_PERP, 5 * QTY, 100_000 * M), (INSTR_FUTURE, -5 * QTY // 2, 100_400 * M),
+                  (INSTR_CALL, 10 * QTY, 1_500 * M + 17)],
+                 [(INSTR_PERP, -5 * QTY // 2, 100_000 * M), (INSTR_FUTURE, 5 * QTY, 100_400 * M),
+                  (INSTR_CALL, -5 * QTY, 1_600 * M + 3)]]
+        trades: list[tuple[int, int]] = []
+        for owner, d, legs in zip(owners, deployments, opens, strict=True):
+            for iid, q, price in legs:
+                maker, taker = (owner.address, user) if q > 0 else (user, owner.address)
+                deploy.record_trade(owner, d, maker, taker, iid, abs(q), price)
+                trades.append((q, price))
+
+        def expected(spot: int, forward: int, epoch_time: int, open_: bool) -> float:
+            value = 200_000 * M + cash_of(trades)
+            if open_:
+                perp_q = sum(q for legs in opens for iid, q, _p in legs if iid == INSTR_PERP)
+                fut_q = sum(q for legs in opens for iid, q, _p in legs if iid == INSTR_FUTURE)
+                call_q = sum(q for legs in opens for iid, q, _p in legs if iid == INSTR_CALL)
+                value += (perp_q * spot + fut_q * forward) // QTY
+                value += option_value(call_q / QTY, forward / M, (expiry - epoch_time) / DAY) * M
+            return value
+
+        # epoch 1: opened at the marks (spot 100,000, forward 100,400)
+        times: list[int] = []
+        state = build_and_publish(chains, deployments, publishers, epoch=1, times=times)
+        t1 = times[-1]
+        assert abs(get_leaf(state, user).equity - expected(100_000 * M, 100_400 * M, t1, True)) <= 2
+        # epoch 2: BTC falls to 90,000 (forward 90,300): the long perp and long calls lose
+        deploy.set_market(owners[0], deployments[0], spots={"BTC": 90_000 * M},
+                          forwards={("BTC", expiry): 90_300 * M})
+        state = build_and_publish(chains, deployments, publishers, epoch=2, times=times)
+        t2 = times[-1]
+        leaf = get_leaf(state, user)
+        assert abs(leaf.equity - expected(90_000 * M, 90_300 * M, t2, True)) <= 2
+        assert leaf.equity < 200_000 * M
+        # a withdrawal of more than the true free collateral is refused, one within it approved
+        free = (leaf.equity - leaf.im) // M
+        too_much = deploy.request_withdrawal(users[1], deployments[1], "USDC", (free + 1_000) * M)
+        state = build_and_publish(chains, deployments, publishers, epoch=3)
+        assert get_leaf(state, user).approved_withdrawals == ()
+        users[1].transact("CollateralVault", deployments[1].vault, "cancelWithdrawal", too_much)
+        within = deploy.request_withdrawal(users[1], deployments[1], "USDC", (free // 2) * M)
+        state = build_and_publish(chains, deployments, publishers, epoch=4)
+        assert get_leaf(state, user).approved_withdrawals == (withdrawal_id(31338, deployments[1].vault, within),)
+        users[1].transact("CollateralVault", deployments[1].vault, "cancelWithdrawal", within)
+        # epoch 5: everything closed at 90,000 / 90,300 and the calls bought / sold back at new premiums
+        closes = {INSTR_PERP: 90_000 * M, INSTR_FUTURE: 90_300 * M, INSTR_CALL: 400 * M + 9}
+        for owner, d, legs in zip(owners, deployments, opens, strict=True):
+            for iid, q, _price in legs:
+                price = closes[iid]
+                maker, taker = (user, owner.address) if q > 0 else (owner.address, user)
+                deploy.record_trade(owner, d, maker, taker, iid, abs(q), price)
+                trades.append((-q, price))
+        state = build_and_publish(chains, deployments, publishers, epoch=5)
+        leaf = get_leaf(state, user)
+        assert leaf.equity == expected(90_000 * M, 90_300 * M, 0, False)  # exact: only cash and collateral
+        assert leaf.im == 0
+        # the realised P&L, by hand: q (close - open) per leg, with floor rounding against the account per side
+        realised = sum(q * (closes[iid] - p) // QTY for legs in opens for iid, q, p in legs)
+        assert leaf.equity == 200_000 * M + cash_of(trades)
+        assert abs(cash_of(trades) - realised) <= 12 and realised < 0
+
