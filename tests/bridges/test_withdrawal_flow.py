@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from bridges import deploy
-from bridges.errors import DeploymentError
-from bridges.publisher import STATUS_PUBLISHED, FeePolicy, Publisher, StateSubmission
 from bridges.book_merge import AccountIndex, merge_books
 from bridges.book_reader import read_books
+from bridges.errors import DeploymentError
+from bridges.publisher import STATUS_PUBLISHED, FeePolicy, Publisher, StateSubmission
 from bridges.statecodec import withdrawal_id
 from node.crypto import bls, threshold
 from node.pipeline import compute_epoch_state
