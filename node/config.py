@@ -42,6 +42,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "max_receive_bytes": 1 << 20, "max_send_bytes": 8 << 20, "rate_limit_rps": 2000.0,
             "rate_limit_burst": 4000.0, "tls_cert_file": "", "tls_key_file": "", "tls_client_ca_file": ""},
     "governance": {"rpc_url": "", "address": "", "confirmations": 0, "refresh_s": 30.0},
+    "chain_book": {"full_check_every": 50, "persist_every": 10},
     "admin": {"socket": "run/admin.sock"},
     "metrics": {"enabled": True, "listen": "127.0.0.1:9100"},
 }
@@ -227,6 +228,8 @@ def validate_config(config: NodeConfig) -> None:
         (bool(v["governance"]["rpc_url"]) == bool(v["governance"]["address"]),
          "governance.rpc_url: governance.rpc_url and governance.address are set together"),
         (v["governance"]["refresh_s"] >= 1, "governance.refresh_s: must be >= 1"),
+        (1 <= v["chain_book"]["full_check_every"] <= 1_000_000, "chain_book.full_check_every: must be in 1..1000000"),
+        (1 <= v["chain_book"]["persist_every"] <= 1_000_000, "chain_book.persist_every: must be in 1..1000000"),
         (bool(v["api"]["tls_cert_file"]) == bool(v["api"]["tls_key_file"]),
          "api.tls_cert_file: api.tls_cert_file and api.tls_key_file are set together"),
     ]
@@ -321,7 +324,9 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
             round_deadline_s=cons["round_deadline_s"], publish_fallback_s=cons["publish_fallback_s"],
             heartbeat_interval_s=config.get("p2p", "heartbeat_interval_s"),
             catchup_interval_s=cons["catchup_interval_s"], status_interval_s=cons["status_interval_s"],
-            governance_address=governance_address)
+            governance_address=governance_address,
+            book_full_check_every=config.get("chain_book", "full_check_every"),
+            book_persist_every=config.get("chain_book", "persist_every"))
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"validator_set: {exc}") from exc
 

@@ -58,6 +58,8 @@ class ValidatorConfig:
     data_dir: Path
     inputs: str = "chain_pins"  # "margin" (production), "chain_pins" (pins only, no accounts), "fake" (tests)
     round_deadline_s: float = 0.0  # 0: three epoch periods
+    book_full_check_every: int = 50  # epochs between full re-reads that check the chain books
+    book_persist_every: int = 10  # epochs between saves of the chain books (data_dir/books.sqlite)
     publish_fallback_s: float = 3.0
     heartbeat_interval_s: float = 1.0
     catchup_interval_s: float = 2.0
@@ -112,7 +114,8 @@ def parse_config(raw: dict[str, Any]) -> ValidatorConfig:
                                  ledger=str(c.get("ledger", "")), oracle=str(c.get("oracle", "")))
                    for c in raw.get("chains", []))
     optional: dict[str, Any] = {k: raw[k] for k in ("inputs", "round_deadline_s", "publish_fallback_s", "heartbeat_interval_s",
-                                    "catchup_interval_s", "status_interval_s", "home_chain_id", "governance_address")
+                                    "catchup_interval_s", "status_interval_s", "home_chain_id", "governance_address",
+                                    "book_full_check_every", "book_persist_every")
                                 if k in raw}
     if secrets.get("publisher_key"):
         optional["publisher_key"] = _hex(secrets["publisher_key"])
@@ -166,8 +169,13 @@ def build_input_source(config: ValidatorConfig) -> InputSource:
         source = build_governance_source(home, config.governance_address, vs.operator_addresses, vs.threshold,
                                          config.genesis_time, config.epoch_period_s)  # genesis key set: GENESIS_KEYSET_ID
         governance_for = source.get_state
+    from node.book_store import BookStore
+
     return MarginInputSource(clients, deployments, home_chain_id, config.validator_set.network_id,
-                             config.validator_set.keyset_id, governance_for=governance_for)
+                             config.validator_set.keyset_id, governance_for=governance_for,
+                             book_store=BookStore(config.data_dir / "books.sqlite"),
+                             full_check_every=config.book_full_check_every,
+                             persist_every=config.book_persist_every)
 
 
 def build_publisher(config: ValidatorConfig) -> StatePublisher:
