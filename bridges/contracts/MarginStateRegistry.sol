@@ -15,8 +15,8 @@ import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
 /// apart from a wrong proof (EpochNotRetained) at no extra write. The group key (256 bytes) lives in
 /// the code of a small data contract (one EXTCODECOPY instead of eight cold SLOADs); its address, the
 /// key-set id and the latest epoch share one storage slot.
-/// Measured (bench/gas_report.py): publishState ~161.8k gas. Its floor is fixed by the protocol:
-/// 21000 intrinsic + ~3.9k calldata + ~115.4k precompiles (pairing 102.9k, two MAP_FP_TO_G1 11k, SHA-256,
+/// Measured (bench/gas_report.py): publishState ~161.9k gas (+0.1k for the slot packing); verifyLeaf
+/// ~7.1k execution gas for a 10-hash proof. The publish floor is fixed by the protocol: 21000 intrinsic + ~3.9k calldata + ~115.4k precompiles (pairing 102.9k, two MAP_FP_TO_G1 11k, SHA-256,
 /// MODEXP, G1ADD) + 10k for the two slot rewrites (latest epoch, ring entry) = ~150.3k before any logic,
 /// so the 150k target is not reachable with on-chain hash-to-curve and a stored root per epoch.
 /// Key sets: a state signed under a LOWER key-set id than the current one is refused (WrongKeyset: its
@@ -25,7 +25,7 @@ import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
 /// key-set id) and the id moves up by at most MAX_KEYSET_STEP, and advances `keysetId` to it, emitting
 /// GroupKeyRotated(old, new, nonce 0, same key): nonce 0 because no admin message was consumed
 /// (`adminNonce` is unchanged); such an event is told from an admin rotation by its key being equal to
-/// the previous one. Measured: ~167.2k gas, +5.4k over a normal publish (one more write of the packed
+/// the previous one. Measured: ~167.4k gas, +5.5k over a normal publish (one more write of the packed
 /// slot; mostly the event carrying the 256-byte key).
 /// Why the step bound (MAX_KEYSET_STEP, also on `rotateGroupKey`): a reshare keeps the group key, so the
 /// holders of a RETIRED key set still hold shares of the same group secret; t of them sign anything the
@@ -40,8 +40,9 @@ import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
 /// Group-key rotation (a NEW group key, after a failed reshare) needs an admin message signed by the
 /// CURRENT key, bound to this chain, this contract and a nonce that is incremented on use.
 /// Protocol views: `verifyLeaf`, `marginOf`, `isLiquidatable` and `validateAccountLeaf` revert
-/// EpochNotRetained(epoch) for an epoch that is not retained (0, newer than `latestEpoch`, older than
-/// the last RING_SIZE epochs, or never published) and only then judge the proof; `isStateRoot` and
+/// EpochNotRetained(epoch) for an epoch that is not retained (0, newer than `latestEpoch`, never
+/// published, or whose ring slot a later epoch took: every published epoch of the last RING_SIZE is
+/// retained, an older one until its slot is reused) and only then judge the proof; `isStateRoot` and
 /// `isRetained` answer false instead.
 contract MarginStateRegistry {
     using MarginLeafLib for MarginLeaf;
@@ -186,26 +187,26 @@ contract MarginStateRegistry {
 
     /// @notice True when `root` is the published root of `epoch` and the epoch is still retained.
     function isStateRoot(uint64 epoch, bytes32 root) public view returns (bool) {
-        return isRetained(epoch) && stateCommitments[epoch % RING_SIZE] == computeSlot(epoch, root);
+        return epoch != 0 && stateCommitments[epoch % RING_SIZE] == computeSlot(epoch, root);
     }
 
-    /// @notice True when `epoch` was published and is among the last RING_SIZE epochs.
+    /// @notice True when the state of `epoch` was published and its ring slot still holds it: every one
+    /// of the last RING_SIZE epochs that was published, and an older one until a later epoch takes
+    /// its slot.
     function isRetained(uint64 epoch) public view returns (bool) {
-        uint64 latest = latestEpoch;
-        return epoch != 0 && epoch <= latest && latest - epoch < RING_SIZE
-            && uint256(stateCommitments[epoch % RING_SIZE]) >> 192 == epoch;
+        return epoch != 0 && uint256(stateCommitments[epoch % RING_SIZE]) >> 192 == epoch;
     }
 
     /// @notice Whether `leaf` with `proof` is in the published state of `epoch`; reverts
-    /// EpochNotRetained(epoch) when that state is not retained (see the contract notice).
+    /// EpochNotRetained(epoch) when that state is not retained (see `isRetained`).
     function verifyLeaf(uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)
         public
         view
         returns (bool)
     {
-        if (!isRetained(epoch)) revert EpochNotRetained(epoch);
-        bytes32 root = MarginLeafLib.processProof(proof, leaf.hashLeaf());
-        return stateCommitments[epoch % RING_SIZE] == computeSlot(epoch, root);
+        bytes32 slot = stateCommitments[epoch % RING_SIZE];
+        if (epoch == 0 || uint256(slot) >> 192 != epoch) revert EpochNotRetained(epoch);
+        return slot == computeSlot(epoch, MarginLeafLib.processProof(proof, leaf.hashLeaf()));
     }
 
     function marginOf(address account, uint64 epoch, MarginLeaf calldata leaf, bytes32[] calldata proof)

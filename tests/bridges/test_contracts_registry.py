@@ -320,8 +320,9 @@ def get_protocol_view_reverts(registry: object, epoch: int, leaf: tuple, proof: 
 def test_invalid_epoch_not_retained_is_named_by_every_protocol_view(chains: list[ChainEnv],
                                                                      group_key: GroupKey) -> None:
     """An epoch that is 0, newer than the latest, never published (also when its ring slot holds an
-    older epoch) or gone from the ring makes verifyLeaf, marginOf, isLiquidatable and validateAccountLeaf
-    revert EpochNotRetained(epoch), not InvalidProof; isStateRoot and isRetained answer false."""
+    older epoch) or whose slot a later epoch took makes verifyLeaf, marginOf, isLiquidatable and
+    validateAccountLeaf revert EpochNotRetained(epoch), not InvalidProof; isStateRoot and isRetained
+    answer false. An epoch older than the last RING_SIZE stays retained until its slot is reused."""
     env = chains[1]
     registry = env.contract("MarginStateRegistry")
     ring = registry.functions.RING_SIZE().call()
@@ -329,21 +330,27 @@ def test_invalid_epoch_not_retained_is_named_by_every_protocol_view(chains: list
     env.publish(old)
     args, proof = old.get_leaf_args(BOB)
     assert registry.functions.verifyLeaf(5, args, proof).call()
-    # before anything else: 0, newer than the latest, never published below the latest
+    # 0, newer than the latest, never published below the latest
     for epoch in (0, 6, 4):
         assert get_protocol_view_reverts(registry, epoch, args, proof) == {f"EpochNotRetained({epoch},)"}
         assert not registry.functions.isRetained(epoch).call()
     # a retained epoch with a wrong proof is still InvalidProof (verifyLeaf: false)
     tampered = (BOB, args[1] + 1, *args[2:])
     assert not registry.functions.verifyLeaf(5, tampered, proof).call()
-    assert get_view_revert(registry.functions.marginOf(BOB, 5, tampered, proof)) == f"InvalidProof('{BOB.lower()}', 5)"
-    # epoch 5 + ring + 1 lands in slot 6; epoch 5 + ring (slot 5, still holding epoch 5) is never published
+    assert get_view_revert(registry.functions.marginOf(BOB, 5, tampered, proof)) == \
+        f"InvalidProof('{BOB.lower()}', 5)"
+    # epoch 6 + ring takes slot 6: slot 5 still holds epoch 5 (retained although older than the last
+    # RING_SIZE epochs), and epoch 5 + ring, in that window but never published, is not retained
     env.publish(make_signed_state(group_key, 6 + ring, make_leaves()))
-    assert registry.functions.latestEpoch().call() == 6 + ring
-    for epoch in (5, 5 + ring):
-        assert get_protocol_view_reverts(registry, epoch, args, proof) == {f"EpochNotRetained({epoch},)"}
-        assert not registry.functions.isRetained(epoch).call()
-        assert not registry.functions.isStateRoot(epoch, old.root).call()
+    assert registry.functions.verifyLeaf(5, args, proof).call()
+    assert registry.functions.isRetained(5).call() and registry.functions.isStateRoot(5, old.root).call()
+    assert get_protocol_view_reverts(registry, 5 + ring, args, proof) == {f"EpochNotRetained({5 + ring},)"}
+    assert not registry.functions.isRetained(5 + ring).call()
+    assert not registry.functions.isStateRoot(5 + ring, old.root).call()
+    # epoch 5 + 2 * ring takes slot 5: epoch 5 left the ring
+    env.publish(make_signed_state(group_key, 5 + 2 * ring, make_leaves()))
+    assert get_protocol_view_reverts(registry, 5, args, proof) == {"EpochNotRetained(5,)"}
+    assert not registry.functions.isRetained(5).call() and not registry.functions.isStateRoot(5, old.root).call()
 
 
 def rotate(env: ChainEnv, current: GroupKey, new: GroupKey, nonce: int) -> tuple:
