@@ -6,8 +6,11 @@ Parse at the edge: contract tuples become `governance.proposals.ProposalRecord` 
 one snapshot happens at one pinned block hash (EIP-1898 through `ChainClient`), including the
 timestamps of the proposals' end blocks (ancestors of the pin), and the pin is re-validated after
 the reads. Reverts are decoded into the contract's custom error name and arguments
-(`GovernanceTxReverted`). Bounds: at most MAX_PROPOSALS_READ proposals per snapshot, receipts
-awaited at most RECEIPT_TIMEOUT_S. Persists nothing.
+(`GovernanceTxReverted`). An executed validator-set change is read with the timestamp of its
+execution block (an ancestor of the pin too): the tally takes its activation epoch only beyond the
+epoch of that block. Bounds: at most MAX_PROPOSALS_READ proposals per snapshot, receipts awaited at
+most RECEIPT_TIMEOUT_S; deployments choose the contract's maximum voting period (default
+DEFAULT_MAX_VOTING_PERIOD_BLOCKS, at most VOTING_PERIOD_CAP_BLOCKS as the contract). Persists nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ MAX_PROPOSALS_READ = 10_000
 RECEIPT_TIMEOUT_S = 30.0
 RECEIPT_POLL_S = 0.05
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 12, 10  # 20 % above the estimate
+DEFAULT_MAX_VOTING_PERIOD_BLOCKS = 21_600  # 3 days of 12-second blocks; also the execution window
+VOTING_PERIOD_CAP_BLOCKS = 100_800  # Governance.sol VOTING_PERIOD_CAP_BLOCKS
 
 
 class GovernanceTxReverted(BridgeError):
@@ -80,12 +85,13 @@ class GovernanceSnapshot:
     votes: tuple[VoteRecord, ...]
 
 
-def parse_proposal(raw: tuple[Any, ...], end_timestamp: int | None) -> ProposalRecord:
+def parse_proposal(raw: tuple[Any, ...], end_timestamp: int | None,
+                   executed_timestamp: int | None = None) -> ProposalRecord:
     (pid, kind, proposer, payload, created, end, activation, set_version, set_size,
-     _yes, _no, _abstain, executed, resulting) = raw
+     _yes, _no, _abstain, executed, resulting, executed_block) = raw
     return ProposalRecord(int(pid), int(kind), normalize_address(proposer, "proposer"), bytes(payload),
                           int(created), int(end), int(activation), int(set_version), int(set_size),
-                          bool(executed), int(resulting), end_timestamp)
+                          bool(executed), int(resulting), end_timestamp, int(executed_block), executed_timestamp)
 
 
 class GovernanceChain:
@@ -115,12 +121,13 @@ class GovernanceChain:
         proposals, votes = [], []
         for pid in range(1, count + 1):
             raw = self._call(pin, "getProposal", pid)[0]
-            end_block = int(raw[5])
+            end_block, executed_block = int(raw[5]), int(raw[14])
             end_ts = self.client.get_block(end_block).timestamp if end_block <= pin.number else None
-            proposals.append(parse_proposal(raw, end_ts))
+            executed_ts = self.client.get_block(executed_block).timestamp if raw[12] else None
+            proposals.append(parse_proposal(raw, end_ts, executed_ts))
             for voter, choice, block_number in self._call(pin, "getVotes", pid)[0]:
                 votes.append(VoteRecord(pid, normalize_address(voter, "voter"), int(choice), int(block_number)))
-        self.client.validate_pin(pin)  # the end-block headers were read by number: same chain?
+        self.client.validate_pin(pin)  # the end and execution headers were read by number: same chain?
         return GovernanceSnapshot(pin, tuple(proposals), tuple(votes))
 
     def get_validators(self, pin: Pin, version: int | None = None) -> tuple[int, tuple[str, ...], int]:
@@ -129,6 +136,10 @@ class GovernanceChain:
             version = int(self._call(pin, "setVersion")[0])
         members = tuple(normalize_address(a) for a in self._call(pin, "validatorsAt", version)[0])
         return version, members, int(self._call(pin, "thresholdAt", version)[0])
+
+    def get_max_voting_period(self, pin: Pin) -> int:
+        """The contract's `maxVotingPeriodBlocks` (also the execution window after a vote's end)."""
+        return int(self._call(pin, "maxVotingPeriodBlocks")[0])
 
     # --- transactions ----------------------------------------------------------------------
 
@@ -187,13 +198,19 @@ def read_governance_state(gov: GovernanceChain, pin: Pin, genesis: GovernanceGen
 
 
 def deploy_governance(client: ChainClient, key: bytes, abi: Sequence[dict[str, Any]], bytecode: str,
-                      validators: Sequence[str], threshold: int) -> str:
-    """Deploy Governance(validators, threshold) with `key`; returns the contract address (devnet, tests)."""
+                      validators: Sequence[str], threshold: int,
+                      max_voting_period_blocks: int = DEFAULT_MAX_VOTING_PERIOD_BLOCKS) -> str:
+    """Deploy Governance(validators, threshold, max voting period) with `key`; returns the contract
+    address (devnet, tests)."""
     from eth_abi import encode as abi_encode
 
     account = Account.from_key(key)
-    data = bytecode + abi_encode(["address[]", "uint32"], [list(validators), threshold]).hex()
-    gas = parse_quantity(client.rpc("eth_estimateGas", [{"from": account.address, "data": data}]), "gas")
+    data = bytecode + abi_encode(["address[]", "uint32", "uint64"],
+                                 [list(validators), threshold, max_voting_period_blocks]).hex()
+    try:
+        gas = parse_quantity(client.rpc("eth_estimateGas", [{"from": account.address, "data": data}]), "gas")
+    except CallReverted as exc:  # the constructor's checks (set, threshold, voting period bound)
+        raise decode_revert(abi, exc.data) from exc
     base_fee = client.get_block("latest").base_fee or 0
     nonce = parse_quantity(client.rpc("eth_getTransactionCount", [account.address, "pending"]), "nonce")
     tx = {"chainId": client.chain_id, "nonce": nonce, "data": data, "value": 0, "gas": gas * 12 // 10,

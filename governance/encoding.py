@@ -35,6 +35,7 @@ def outcome_to_dict(o: ProposalOutcome) -> dict:
         "id": r.proposal_id, "kind": r.kind, "proposer": r.proposer, "status": o.status.value,
         "reason": o.reason, "created_block": r.created_block, "end_block": r.end_block,
         "activation_epoch": r.activation_epoch, "set_version": r.set_version, "executed": r.executed,
+        "executed_block": r.executed_block, "resulting_set_version": r.resulting_set_version,
         "tally": {"yes": c.yes, "no": c.no, "abstain": c.abstain, "cast": c.cast, "n": c.n, "quorum": c.quorum},
         "payload_hash": _hex(compute_keccak256(r.payload)), "params_hash": _hex(o.params_hash),
         "validator_set_change": change,

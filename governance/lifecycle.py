@@ -5,9 +5,13 @@
     PENDING --voting closed, yes < q----> REJECTED
     PENDING --voting closed, yes >= q---> APPROVED
     APPROVED --activation refused-------> INVALID   (activation epoch not in the future, or not after
-                                                     the latest scheduled version)
+                                                     the latest scheduled version; for a validator-set
+                                                     change: not beyond its execution epoch + margin)
+    APPROVED --execution missed---------> EXPIRED   (validator-set change: a later-approved change was
+                                                     executed first, so this one can never execute)
 
-INVALID, EXPIRED and REJECTED are terminal; APPROVED is terminal unless its activation is refused.
+INVALID, EXPIRED and REJECTED are terminal; APPROVED is terminal unless its activation is refused or
+(validator-set change not executed yet) its execution is missed.
 Every status carries an operator-readable reason. Nothing is persisted.
 """
 
@@ -33,6 +37,7 @@ class LifecycleEvent(enum.Enum):
     APPROVAL_MISSED = "approval_missed"
     APPROVAL_REACHED = "approval_reached"
     ACTIVATION_REFUSED = "activation_refused"
+    EXECUTION_MISSED = "execution_missed"
 
 
 TRANSITIONS: dict[tuple[ProposalStatus, LifecycleEvent], ProposalStatus] = {
@@ -41,6 +46,7 @@ TRANSITIONS: dict[tuple[ProposalStatus, LifecycleEvent], ProposalStatus] = {
     (ProposalStatus.PENDING, LifecycleEvent.APPROVAL_MISSED): ProposalStatus.REJECTED,
     (ProposalStatus.PENDING, LifecycleEvent.APPROVAL_REACHED): ProposalStatus.APPROVED,
     (ProposalStatus.APPROVED, LifecycleEvent.ACTIVATION_REFUSED): ProposalStatus.INVALID,
+    (ProposalStatus.APPROVED, LifecycleEvent.EXECUTION_MISSED): ProposalStatus.EXPIRED,
 }
 
 

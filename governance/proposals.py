@@ -92,7 +92,8 @@ class GovernanceGenesis:
 @dataclass(frozen=True)
 class ProposalRecord:
     """A proposal as stored by the contract; `end_timestamp` is the timestamp of `end_block` when that
-    block is at or below the pinned head, else None."""
+    block is at or below the pinned head, else None. An executed validator-set change also carries the
+    block it was executed in and that block's timestamp (`executed_block`, `executed_timestamp`)."""
 
     proposal_id: int
     kind: int
@@ -106,6 +107,12 @@ class ProposalRecord:
     executed: bool = False
     resulting_set_version: int = 0
     end_timestamp: int | None = None
+    executed_block: int = 0
+    executed_timestamp: int | None = None
+
+    def get_approval_key(self) -> tuple[int, int]:
+        """The contract's approval order of validator-set changes: (end block, id)."""
+        return (self.end_block, self.proposal_id)
 
 
 @dataclass(frozen=True)

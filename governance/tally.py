@@ -7,16 +7,30 @@ depth behind the contract's reverts), decides each proposal's status through the
 activation epoch with their key-set ids and the reshares the node must run.
 
 Invariants: same inputs -> byte-identical `encode_governance_state` (no clock, no I/O, no floats in the
-encoding: parameter sets appear by hash). Approved proposals are scheduled in (end_block, id) order,
-so a proposal's status never changes once its voting period is over and the head moves on. The
-contract's voting set changes when an approved change is executed (replayed from `executed` records);
-the signing set changes at the activation epoch. Nothing is persisted.
+encoding: parameter sets appear by hash).
+- Parameter sets: approved proposals are scheduled in (end_block, id) order; a status never changes
+  once the voting period is over.
+- Validator sets follow the EXECUTED changes only. The contract applies a change at `execute`, against
+  the set current then, in approval order (end_block, id) (it refuses an older change once a newer one
+  was executed, and non-increasing activation epochs); `compute_voting_sets` replays exactly that
+  (voting set version k = k-th executed change applied to version k-1) and refuses records that break
+  those rules. In execution order, an executed change that is approved here becomes the signing set
+  from its activation epoch when that epoch lies beyond the epoch of its EXECUTION block plus the
+  margin (so every honest node's pin for the activation epoch, and for no earlier epoch that could be
+  signed under the old set too late, already shows it) and after the latest scheduled signing set.
+  Every node therefore derives the same schedule from the same chain data, one reshare per scheduled
+  change, in execution order with strictly increasing activation epochs: `get_pending_reshare` hands
+  the node one pending change at a time. An approved change that is not executed changes nothing; it
+  becomes EXPIRED once a later-approved change is executed (it can never execute).
+- Each reshare starts from the latest scheduled signing set and leads to the contract's set after the
+  change; these differ only after an executed change was refused here, and the next change repairs it.
+Nothing is persisted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from governance.errors import InvalidGovernanceInput, InvalidValidatorSetChange
 from governance.lifecycle import Lifecycle, LifecycleEvent, ProposalStatus, process_event
@@ -35,7 +49,7 @@ from governance.proposals import (
 from risk.params import RiskParams, decode_params, validate_params
 
 DST_GOVERNANCE_STATE = b"CLEARING-GOVERNANCE-STATE-V1"
-STATE_ENCODING_VERSION = 1
+STATE_ENCODING_VERSION = 2  # 2: proposals carry executed_block; set changes follow executions
 
 
 @dataclass(frozen=True)
@@ -135,21 +149,37 @@ def get_pending_reshare(state: GovernanceState, epoch: int) -> PendingReshare | 
 
 
 def compute_voting_sets(genesis: GovernanceGenesis, records: Iterable[ProposalRecord]) -> list[tuple[str, ...]]:
-    """Replay the contract's set versions: version k = result of the k-th executed change."""
+    """Replay the contract's set versions: version k = the k-th executed change applied to version k-1
+    (the set current at its execution). Raises InvalidGovernanceInput, naming the field, where the
+    records break a rule the contract enforces (numbering, approval order, increasing activation)."""
     executed = sorted((r for r in records if r.executed), key=lambda r: r.resulting_set_version)
     sets = [genesis.validators]
+    previous: ProposalRecord | None = None
     for r in executed:
+        field = f"proposals[{r.proposal_id}]"
         if r.kind != ProposalKind.VALIDATOR_SET or r.resulting_set_version != len(sets):
-            raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].resulting_set_version",
+            raise InvalidGovernanceInput(f"{field}.resulting_set_version",
                                          f"executed changes must number 1..k, got {r.resulting_set_version}")
-        if r.set_version != len(sets) - 1:
-            raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].set_version",
-                                         "an executed change must apply to the set just before it")
+        if r.set_version >= r.resulting_set_version or r.executed_block <= r.end_block:
+            raise InvalidGovernanceInput(f"{field}.executed_block",
+                                         "a change executes after its voting period, on a later set version")
+        if previous is not None and r.get_approval_key() <= previous.get_approval_key():
+            raise InvalidGovernanceInput(f"{field}.end_block", f"executed after change {previous.proposal_id} "
+                                         "although approved before it (the contract refuses: ChangeSuperseded)")
+        if previous is not None and r.activation_epoch <= previous.activation_epoch:
+            raise InvalidGovernanceInput(f"{field}.activation_epoch", "not after that of the previously executed "
+                                         f"change {previous.proposal_id} (the contract refuses it)")
         try:
             sets.append(compute_new_set(sets[-1], decode_validator_set_change(r.payload)))
         except InvalidValidatorSetChange as exc:
-            raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].payload", str(exc)) from exc
+            raise InvalidGovernanceInput(f"{field}.payload", str(exc)) from exc
+        previous = r
     return sets
+
+
+def get_earliest_activation(genesis: GovernanceGenesis, timestamp: int) -> int:
+    """The first activation epoch allowed for a decision (end of voting, execution) at `timestamp`."""
+    return genesis.clock.get_epoch_at(timestamp) + genesis.activation_margin_epochs + 1
 
 
 def compute_vote_count(record: ProposalRecord, members: tuple[str, ...], votes: Iterable[VoteRecord],
@@ -187,12 +217,12 @@ def check_payload(record: ProposalRecord, base: tuple[str, ...]) -> ProposalOutc
         return ProposalOutcome(record, ProposalStatus.PENDING, "", empty, params=params,
                                params_hash=make_version(0, params).params_hash)
     if record.kind == ProposalKind.VALIDATOR_SET:
-        try:
+        try:  # the contract's check at proposal time; the change applies to the set current at execution
             change = decode_validator_set_change(record.payload)
-            new_set = compute_new_set(base, change)
+            compute_new_set(base, change)
         except InvalidValidatorSetChange as exc:
             return f"validator-set change refused: {exc}"
-        return ProposalOutcome(record, ProposalStatus.PENDING, "", empty, change=change, new_set=new_set)
+        return ProposalOutcome(record, ProposalStatus.PENDING, "", empty, change=change)
     return f"unknown proposal kind {record.kind}"
 
 
@@ -231,7 +261,7 @@ def close_voting(genesis: GovernanceGenesis, record: ProposalRecord, count: Vote
         raise InvalidGovernanceInput(f"proposals[{record.proposal_id}].end_timestamp",
                                      "required once the voting period is over")
     end_epoch = genesis.clock.get_epoch_at(record.end_timestamp)
-    earliest = end_epoch + genesis.activation_margin_epochs + 1
+    earliest = get_earliest_activation(genesis, record.end_timestamp)
     if record.activation_epoch < earliest:
         return process_event(life, LifecycleEvent.ACTIVATION_REFUSED,
                              f"activation epoch {record.activation_epoch} not in the future: voting ended in "
@@ -241,42 +271,82 @@ def close_voting(genesis: GovernanceGenesis, record: ProposalRecord, count: Vote
 
 def refuse_activation(o: ProposalOutcome, reason: str) -> ProposalOutcome:
     life = process_event(Lifecycle(o.status, o.reason), LifecycleEvent.ACTIVATION_REFUSED, reason)
-    return ProposalOutcome(o.record, life.status, life.reason, o.count, o.params, o.params_hash,
-                           o.change, o.new_set)
+    return replace(o, status=life.status, reason=life.reason)
 
 
-def build_schedules(genesis: GovernanceGenesis, schedule: ParameterSchedule, outcomes: dict[int, ProposalOutcome],
-                    ) -> tuple[ParameterSchedule, tuple[ValidatorSetVersion, ...], tuple[PendingReshare, ...]]:
-    """Append approved proposals in (end_block, id) order; refuse activations that do not advance."""
-    vsets = [ValidatorSetVersion(0, genesis.validators, genesis.threshold, genesis.keyset_id)]
-    reshares: list[PendingReshare] = []
+def build_parameter_schedule(schedule: ParameterSchedule, outcomes: dict[int, ProposalOutcome]) -> ParameterSchedule:
+    """Append approved parameter sets in (end_block, id) order; refuse activations that do not advance."""
     approved = sorted((o for o in outcomes.values() if o.status is ProposalStatus.APPROVED),
-                      key=lambda o: (o.record.end_block, o.record.proposal_id))
+                      key=lambda o: o.record.get_approval_key())
     for o in approved:
         r = o.record
-        if o.params is not None:
-            latest = schedule.get_latest_activation_epoch()
-            if r.activation_epoch <= latest:
-                outcomes[r.proposal_id] = refuse_activation(
-                    o, f"activation epoch {r.activation_epoch} not after the latest scheduled version ({latest})")
-                continue
-            schedule = schedule.with_version(make_version(r.activation_epoch, o.params, r.proposal_id))
-        elif o.change is not None and o.new_set is not None:
-            # The new set is computed on the contract's voting set (what was proposed and voted); the
-            # reshare starts from the latest scheduled signing set, which differs from that base only
-            # after an executed change was refused here, and then this change repairs the divergence.
-            cur = vsets[-1]
-            if r.activation_epoch <= cur.activation_epoch:
-                outcomes[r.proposal_id] = refuse_activation(
-                    o, f"activation epoch {r.activation_epoch} not after the latest scheduled validator set "
-                       f"({cur.activation_epoch})")
-                continue
-            nxt = ValidatorSetVersion(r.activation_epoch, o.new_set, o.change.threshold, cur.keyset_id + 1,
-                                      r.proposal_id)
-            reshares.append(PendingReshare(r.proposal_id, r.activation_epoch, cur.members, cur.threshold,
-                                           cur.keyset_id, nxt.members, nxt.threshold, nxt.keyset_id))
-            vsets.append(nxt)
-    return schedule, tuple(vsets), tuple(reshares)
+        if o.params is None:
+            continue
+        latest = schedule.get_latest_activation_epoch()
+        if r.activation_epoch <= latest:
+            outcomes[r.proposal_id] = refuse_activation(
+                o, f"activation epoch {r.activation_epoch} not after the latest scheduled version ({latest})")
+            continue
+        schedule = schedule.with_version(make_version(r.activation_epoch, o.params, r.proposal_id))
+    return schedule
+
+
+def check_execution(genesis: GovernanceGenesis, record: ProposalRecord, latest: ValidatorSetVersion) -> str:
+    """Why an executed change's activation is refused ("" when it is not): it must lie beyond the epoch
+    of the execution block plus the margin, and after the latest scheduled signing set."""
+    if record.executed_timestamp is None:
+        raise InvalidGovernanceInput(f"proposals[{record.proposal_id}].executed_timestamp", "required once executed")
+    earliest = get_earliest_activation(genesis, record.executed_timestamp)
+    if record.activation_epoch < earliest:
+        return (f"activation epoch {record.activation_epoch} not in the future: executed at block "
+                f"{record.executed_block} in epoch {genesis.clock.get_epoch_at(record.executed_timestamp)}, "
+                f"earliest allowed {earliest}")
+    if record.activation_epoch <= latest.activation_epoch:
+        return (f"activation epoch {record.activation_epoch} not after the latest scheduled validator set "
+                f"({latest.activation_epoch})")
+    return ""
+
+
+def mark_unexecuted(outcomes: dict[int, ProposalOutcome], last: ProposalRecord | None) -> None:
+    """Approved set changes not executed: superseded (EXPIRED) when a later-approved one was executed."""
+    for pid, o in list(outcomes.items()):
+        if o.status is not ProposalStatus.APPROVED or o.change is None or o.record.executed:
+            continue
+        if last is not None and o.record.get_approval_key() < last.get_approval_key():
+            life = process_event(Lifecycle(o.status, o.reason), LifecycleEvent.EXECUTION_MISSED,
+                                 f"superseded: change {last.proposal_id}, approved after it, was executed first")
+            outcomes[pid] = replace(o, status=life.status, reason=life.reason)
+        else:
+            outcomes[pid] = replace(o, reason=f"{o.reason}; not executed: the validator set changes once executed")
+
+
+def build_validator_sets(genesis: GovernanceGenesis, sets: list[tuple[str, ...]],
+                         outcomes: dict[int, ProposalOutcome],
+                         ) -> tuple[tuple[ValidatorSetVersion, ...], tuple[PendingReshare, ...]]:
+    """Signing sets and reshares from the executed changes, in execution order (see the module docstring)."""
+    vsets = [ValidatorSetVersion(0, genesis.validators, genesis.threshold, genesis.keyset_id)]
+    reshares: list[PendingReshare] = []
+    executed = sorted((o.record for o in outcomes.values() if o.record.executed),
+                      key=lambda r: r.resulting_set_version)
+    mark_unexecuted(outcomes, executed[-1] if executed else None)
+    for r in executed:
+        o = replace(outcomes[r.proposal_id], new_set=sets[r.resulting_set_version])
+        outcomes[r.proposal_id] = o
+        if o.status is not ProposalStatus.APPROVED or o.change is None:
+            continue  # in the contract's voting set, never a signing set (a later change repairs it)
+        cur = vsets[-1]
+        refusal = check_execution(genesis, r, cur)
+        if refusal:
+            outcomes[r.proposal_id] = refuse_activation(o, refusal)
+            continue
+        outcomes[r.proposal_id] = replace(o, reason=f"{o.reason}; executed at block {r.executed_block} "
+                                                    f"(set version {r.resulting_set_version})")
+        nxt = ValidatorSetVersion(r.activation_epoch, sets[r.resulting_set_version], o.change.threshold,
+                                  cur.keyset_id + 1, r.proposal_id)
+        reshares.append(PendingReshare(r.proposal_id, r.activation_epoch, cur.members, cur.threshold,
+                                       cur.keyset_id, nxt.members, nxt.threshold, nxt.keyset_id))
+        vsets.append(nxt)
+    return tuple(vsets), tuple(reshares)
 
 
 def derive_governance_state(genesis: GovernanceGenesis, proposals: Iterable[ProposalRecord],
@@ -288,8 +358,9 @@ def derive_governance_state(genesis: GovernanceGenesis, proposals: Iterable[Prop
     if len(set(ids)) != len(ids):
         raise InvalidGovernanceInput("proposals", "duplicate proposal id")
     for r in records:
-        if r.created_block > head_block:
-            raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].created_block", "after the head block")
+        for name, block in (("created_block", r.created_block), ("executed_block", r.executed_block)):
+            if block > head_block:
+                raise InvalidGovernanceInput(f"proposals[{r.proposal_id}].{name}", "after the head block")
     by_id: dict[int, list[VoteRecord]] = {i: [] for i in ids}
     refused: list[RefusedVote] = []
     for v in votes:
@@ -301,6 +372,7 @@ def derive_governance_state(genesis: GovernanceGenesis, proposals: Iterable[Prop
     outcomes = {r.proposal_id: decide_proposal(
         genesis, r, sets[r.set_version] if r.set_version < len(sets) else None, by_id[r.proposal_id],
         head_block, refused) for r in records}
-    schedule, vsets, reshares = build_schedules(genesis, genesis_schedule or get_genesis_schedule(), outcomes)
+    schedule = build_parameter_schedule(genesis_schedule or get_genesis_schedule(), outcomes)
+    vsets, reshares = build_validator_sets(genesis, sets, outcomes)
     refused.sort(key=lambda x: (x.proposal_id, x.block_number, x.voter))
     return GovernanceState(head_block, tuple(outcomes[i] for i in ids), tuple(refused), schedule, vsets, reshares)

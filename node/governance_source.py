@@ -5,7 +5,10 @@ home-chain pin an epoch's inputs were read at, it reads the proposals and votes 
 (`bridges.governance_chain.read_governance_state`), derives the governance state with the pure
 `governance.tally`, and returns its `ParameterSchedule` (`get_state(pin)` returns the whole
 `GovernanceState`: validator sets by activation epoch, pending reshares). The epoch then takes the
-version active at its number, and that version's `params_hash` goes into the signed digest.
+version active at its number, and that version's `params_hash` goes into the signed digest. The
+validator sets follow the changes the contract EXECUTED (in its approval order, each taken only when
+its activation epoch lies beyond its execution epoch plus the margin, see `governance.tally`), so the
+set of an epoch is the same at every pin a node can take for it.
 
 Invariants:
 - Same pin -> same state at every honest node: the genesis validator set and threshold are the

@@ -26,7 +26,8 @@ interface IERC20 {
 ///
 /// Approval rule (enforced by the validators, which the vault cannot check): every signed state
 /// deducts EVERY open request of the account, on every chain, from the account's equity, and approves
-/// either all of them (if the account stays >= IM after the deduction and is not liquidatable) or none.
+/// the ones that predate its epoch if the account stays >= IM after deducting ALL of them and is not
+/// liquidatable, or none (docs/clearing.md section 3).
 /// So an approval given by an earlier state is already excluded from the equity of every later state,
 /// and two requests on two chains can never both spend the same free collateral.
 ///

@@ -5,11 +5,30 @@ pragma solidity ^0.8.24;
 /// @notice Holds the validator set (by version), proposals that carry either the COMPLETE canonical
 /// risk parameter encoding (kind 1) or a validator-set change (kind 2), and one vote per validator
 /// per proposal. Approval: with n the set size when the proposal was created, votes cast >= ceil(2n/3)
-/// (quorum) and yes >= ceil(2n/3). Approved validator-set changes are applied to the contract's own set
-/// by `execute(id)` after the voting period, so later proposals use the new set. Validator-set changes
-/// are serialised: no new one may be proposed while another is voting or approved but not executed.
+/// (quorum) and yes >= ceil(2n/3); only members of the set current at creation vote.
+/// Voting periods: 1 ..= `maxVotingPeriodBlocks` blocks, fixed at deployment by the network (at most
+/// VOTING_PERIOD_CAP_BLOCKS; a few days of blocks on a public chain, e.g. 21,600 = 3 days of 12 s).
+/// Validator-set changes: no lock. Any member may propose one while others are open, so no single
+/// member can block set changes (not even its own removal) by keeping a change open: the rules are
+/// - at proposal, the change is checked against the CURRENT set (a typo fails fast);
+/// - `execute(id)` (permissionless) applies an approved change after its voting period and within
+///   `maxVotingPeriodBlocks` blocks after it (ExecutionWindowClosed), computed against the set current
+///   AT EXECUTION: a removal of a non-member, an addition of a member, a new size or a threshold out of
+///   range revert (InvalidRemoval, InvalidAddition, InvalidSetSize, InvalidThreshold) and change nothing;
+///   the payload's threshold is absolute, checked against the size the change leads to;
+/// - executed changes apply in approval order, by (endBlock, id): a change that ended before the last
+///   executed one (or at the same block with a smaller id) can no longer be executed
+///   (ChangeSuperseded): when several approved changes are executable they apply oldest first, and once
+///   a newer one is executed it wins over every older one left unexecuted;
+/// - activation epochs strictly increase along executed changes (ActivationNotIncreasing), so the
+///   nodes' signing-set schedule follows the executed changes one by one.
+/// Each execution creates the next set version; `getProposal(id).resultingSetVersion` and
+/// `.executedBlock` record it. The nodes derive the signing sets from the EXECUTED changes only, in that
+/// order, and take a change's activation epoch only when it lies beyond the epoch of its execution block
+/// plus their margin; a change approved but never executed changes nothing.
 /// @dev The contract does not interpret parameter payloads nor epochs; the node's tally validates the
-/// parameter set and the activation epoch (defence in depth: it also re-checks every vote).
+/// parameter set and the activation epoch (defence in depth: it also re-checks every vote and replays
+/// every executed change).
 contract Governance {
     uint8 public constant KIND_PARAMETER_SET = 1;
     uint8 public constant KIND_VALIDATOR_SET = 2;
@@ -17,7 +36,8 @@ contract Governance {
     uint8 public constant CHOICE_NO = 2;
     uint8 public constant CHOICE_ABSTAIN = 3;
     uint256 public constant MAX_PAYLOAD_BYTES = 4096;
-    uint256 public constant MAX_VOTING_PERIOD_BLOCKS = 1_000_000;
+    /// @notice Largest `maxVotingPeriodBlocks` a deployment may choose (two weeks of 12-second blocks).
+    uint256 public constant VOTING_PERIOD_CAP_BLOCKS = 100_800;
     uint256 public constant MAX_VALIDATORS = 128;
 
     struct Proposal {
@@ -35,6 +55,7 @@ contract Governance {
         uint32 abstain;
         bool executed;
         uint32 resultingSetVersion;
+        uint64 executedBlock;
     }
 
     struct Vote {
@@ -55,8 +76,9 @@ contract Governance {
     error InvalidChoice(uint8 choice);
     /// The payload is empty or longer than MAX_PAYLOAD_BYTES.
     error InvalidPayloadLength(uint256 length);
-    /// The voting period is zero or longer than MAX_VOTING_PERIOD_BLOCKS.
-    error InvalidVotingPeriod(uint256 blocks);
+    /// The voting period is zero or longer than maxVotingPeriodBlocks (or, at deployment, that bound is
+    /// zero or above VOTING_PERIOD_CAP_BLOCKS).
+    error InvalidVotingPeriod(uint256 blocks, uint256 maxBlocks);
     /// Votes are accepted only up to and including the end block.
     error VotingClosed(uint256 id, uint64 endBlock);
     /// Execution is possible only after the end block.
@@ -67,8 +89,12 @@ contract Governance {
     error AlreadyExecuted(uint256 id);
     /// Only validator-set proposals are executed on chain.
     error NotValidatorSetProposal(uint256 id);
-    /// Another validator-set change is voting or approved but not yet executed.
-    error ValidatorSetChangePending(uint256 openId);
+    /// The execution window (maxVotingPeriodBlocks blocks after the end block) is over.
+    error ExecutionWindowClosed(uint256 id, uint256 lastBlock);
+    /// A change approved later (by end block, then id) was already executed.
+    error ChangeSuperseded(uint256 id, uint256 executedId);
+    /// The activation epoch is not after that of the last executed change.
+    error ActivationNotIncreasing(uint64 activationEpoch, uint64 lastActivationEpoch);
     /// An added validator is the zero address, already a member, or listed twice.
     error InvalidAddition(address account);
     /// A removed validator is not a member or listed twice.
@@ -85,8 +111,10 @@ contract Governance {
     event ProposalExecuted(uint256 indexed id, uint32 newSetVersion);
     event ValidatorSetChanged(uint32 indexed version, address[] members, uint32 threshold);
 
+    uint64 public immutable maxVotingPeriodBlocks;
     uint32 public setVersion;
-    uint256 public openValidatorSetProposal;
+    /// @notice The last executed validator-set change (0: none yet).
+    uint256 public lastExecutedChange;
     mapping(uint32 => address[]) private _members;
     mapping(uint32 => mapping(address => bool)) private _isMemberAt;
     mapping(uint32 => uint32) private _thresholdAt;
@@ -94,7 +122,11 @@ contract Governance {
     mapping(uint256 => Vote[]) private _votes;
     mapping(uint256 => mapping(address => bool)) private _hasVoted;
 
-    constructor(address[] memory genesisValidators, uint32 genesisThreshold) {
+    constructor(address[] memory genesisValidators, uint32 genesisThreshold, uint64 maxVotingPeriodBlocks_) {
+        if (maxVotingPeriodBlocks_ == 0 || maxVotingPeriodBlocks_ > VOTING_PERIOD_CAP_BLOCKS) {
+            revert InvalidVotingPeriod(maxVotingPeriodBlocks_, VOTING_PERIOD_CAP_BLOCKS);
+        }
+        maxVotingPeriodBlocks = maxVotingPeriodBlocks_;
         uint256 n = genesisValidators.length;
         if (n == 0 || n > MAX_VALIDATORS) revert InvalidSetSize(n);
         if (3 * uint256(genesisThreshold) <= 2 * n || genesisThreshold > n) {
@@ -122,15 +154,11 @@ contract Governance {
         if (payload.length == 0 || payload.length > MAX_PAYLOAD_BYTES) {
             revert InvalidPayloadLength(payload.length);
         }
-        if (votingPeriodBlocks == 0 || votingPeriodBlocks > MAX_VOTING_PERIOD_BLOCKS) {
-            revert InvalidVotingPeriod(votingPeriodBlocks);
+        if (votingPeriodBlocks == 0 || votingPeriodBlocks > maxVotingPeriodBlocks) {
+            revert InvalidVotingPeriod(votingPeriodBlocks, maxVotingPeriodBlocks);
         }
         id = _proposals.length + 1;
-        if (kind == KIND_VALIDATOR_SET) {
-            if (_isValidatorSetChangeOpen()) revert ValidatorSetChangePending(openValidatorSetProposal);
-            _computeNewSet(payload);
-            openValidatorSetProposal = id;
-        }
+        if (kind == KIND_VALIDATOR_SET) _computeNewSet(payload); // fail fast; re-checked at execution
         uint64 endBlock = uint64(block.number) + votingPeriodBlocks;
         _proposals.push(
             Proposal({
@@ -147,7 +175,8 @@ contract Governance {
                 no: 0,
                 abstain: 0,
                 executed: false,
-                resultingSetVersion: 0
+                resultingSetVersion: 0,
+                executedBlock: 0
             })
         );
         emit ProposalCreated(id, kind, msg.sender, endBlock, activationEpoch);
@@ -167,13 +196,26 @@ contract Governance {
         emit VoteCast(id, msg.sender, choice);
     }
 
-    /// Apply an approved validator-set change after its voting period (permissionless).
+    /// Apply an approved validator-set change to the current set (permissionless; see the contract notice
+    /// for the window, the order and the checks).
     function execute(uint256 id) external {
         Proposal storage p = _getProposal(id);
         if (p.kind != KIND_VALIDATOR_SET) revert NotValidatorSetProposal(id);
         if (p.executed) revert AlreadyExecuted(id);
         if (block.number <= p.endBlock) revert VotingNotEnded(id, p.endBlock);
+        uint256 lastBlock = uint256(p.endBlock) + maxVotingPeriodBlocks;
+        if (block.number > lastBlock) revert ExecutionWindowClosed(id, lastBlock);
         if (!_isApproved(p)) revert NotApproved(id);
+        uint256 lastId = lastExecutedChange;
+        if (lastId != 0) {
+            Proposal storage last = _proposals[lastId - 1];
+            if (p.endBlock < last.endBlock || (p.endBlock == last.endBlock && id < lastId)) {
+                revert ChangeSuperseded(id, lastId);
+            }
+            if (p.activationEpoch <= last.activationEpoch) {
+                revert ActivationNotIncreasing(p.activationEpoch, last.activationEpoch);
+            }
+        }
         (address[] memory newMembers, uint32 threshold) = _computeNewSet(p.payload);
         uint32 version = setVersion + 1;
         for (uint256 i = 0; i < newMembers.length; i++) {
@@ -184,7 +226,8 @@ contract Governance {
         setVersion = version;
         p.executed = true;
         p.resultingSetVersion = version;
-        openValidatorSetProposal = 0;
+        p.executedBlock = uint64(block.number);
+        lastExecutedChange = id;
         emit ProposalExecuted(id, version);
         emit ValidatorSetChanged(version, newMembers, threshold);
     }
@@ -231,14 +274,6 @@ contract Governance {
         uint256 needed = (2 * uint256(p.setSize) + 2) / 3; // ceil(2n/3)
         uint256 cast = uint256(p.yes) + p.no + p.abstain;
         return cast >= needed && p.yes >= needed;
-    }
-
-    function _isValidatorSetChangeOpen() private view returns (bool) {
-        uint256 id = openValidatorSetProposal;
-        if (id == 0) return false;
-        Proposal storage p = _proposals[id - 1];
-        if (block.number <= p.endBlock) return true;
-        return _isApproved(p);
     }
 
     /// Decode and check a change against the current set: abi.encode(address[] add, address[] remove,

@@ -6,8 +6,12 @@ defaults. Transactions are signed by the operator key: `--key-file` (an Ethereum
 mnemonic). Read commands take `--json` and derive the state with the pure `governance.tally` at the
 home-chain head minus `--confirmations`; the genesis set is the contract's set version 0 read there,
 as the node derives it. `execute` first derives the tally and refuses a change every node declares
-INVALID (the contract knows no epochs and would apply a change whose activation the nodes refuse);
-`--force` skips that check. Exit codes: 0 ok, 1 refused (revert, tally, invalid input), 2 usage.
+INVALID, or whose execution NOW would put its activation epoch too close (the nodes take an executed
+change only when its activation epoch lies beyond the epoch of the execution block plus the margin):
+the contract knows no epochs and would apply to its voting set a change the nodes never activate;
+`--force` skips that check. Validator-set changes may be proposed while others are open; the
+contract applies them at `execute`, against the set current then, in approval order (see
+`Governance.sol`). Exit codes: 0 ok, 1 refused (revert, tally, invalid input), 2 usage.
 Persists nothing.
 """
 
@@ -34,7 +38,7 @@ from governance.proposals import (
     ValidatorSetChange,
     encode_validator_set_change,
 )
-from governance.tally import GovernanceState, derive_governance_state
+from governance.tally import GovernanceState, derive_governance_state, get_earliest_activation
 from node.consensus.errors import InputsUnavailable
 from node.governance_source import GENESIS_KEYSET_ID, build_genesis_spec, get_genesis_at
 from risk.errors import RiskError
@@ -177,12 +181,24 @@ class TallyRefused(Exception):
 
 def validate_executable(args: argparse.Namespace, gov: GovernanceChain) -> None:
     """Refuse to execute a change the tally declared INVALID (e.g. an activation epoch that was already too
-    close when voting ended): the contract knows no epochs and would apply it to its voting set while no
-    node ever activates it. Other statuses are left to the contract's own checks."""
-    outcome = derive_from_chain(args, gov).state.get_proposal(args.id)
-    if outcome is not None and outcome.status is ProposalStatus.INVALID:
+    close when voting ended), or one whose activation epoch is not beyond the epoch of the latest block
+    plus the margin (an execution now would be refused by every node): the contract knows no epochs and
+    would apply it to its voting set while no node ever activates it. Other statuses are left to the
+    contract's own checks."""
+    derived = derive_from_chain(args, gov)
+    outcome = derived.state.get_proposal(args.id)
+    if outcome is None:
+        return
+    if outcome.status is ProposalStatus.INVALID:
         raise TallyRefused(f"proposal {args.id} is invalid for every node ({outcome.reason}); "
                            "not executed (--force sends it anyway)")
+    if outcome.status is ProposalStatus.APPROVED and outcome.change is not None and not outcome.record.executed:
+        now = gov.client.get_block("latest").timestamp
+        earliest = get_earliest_activation(derived.genesis, now)
+        if outcome.record.activation_epoch < earliest:
+            raise TallyRefused(f"proposal {args.id}: executed now (epoch {derived.genesis.clock.get_epoch_at(now)}) "
+                               f"its activation epoch {outcome.record.activation_epoch} would be refused by every "
+                               f"node (earliest allowed {earliest}); not executed (--force sends it anyway)")
 
 
 def handle_execute(args: argparse.Namespace) -> int:
@@ -203,7 +219,8 @@ def handle_list(args: argparse.Namespace) -> int:
         r, c = o.record, o.count
         lines.append(f"#{r.proposal_id} {ProposalKind(r.kind).name if r.kind in (1, 2) else r.kind} "
                      f"{o.status.value} yes={c.yes} no={c.no} abstain={c.abstain} n={c.n} "
-                     f"activation_epoch={r.activation_epoch} ends={r.end_block} - {o.reason}")
+                     f"activation_epoch={r.activation_epoch} ends={r.end_block}"
+                     f"{f' executed={r.executed_block}' if r.executed else ''} - {o.reason}")
     emit(args, doc, "\n".join(lines) if d.state.proposals else lines[0] + "\nno proposals")
     return 0
 
@@ -226,6 +243,9 @@ def handle_show(args: argparse.Namespace) -> int:
         text += [f"  {k}: {v}" for k, v in doc["params"].items()]
     if o.change is not None:
         text.append(f"change: add {list(o.change.add)} remove {list(o.change.remove)} threshold {o.change.threshold}")
+        if o.new_set is not None:
+            text.append(f"executed at block {o.record.executed_block}: set version {o.record.resulting_set_version} "
+                        f"= {list(o.new_set)}")
     text += [f"refused vote by {v['voter']}: {v['reason']}" for v in doc["refused_votes"]]
     emit(args, doc, "\n".join(text))
     return 0

@@ -1,6 +1,7 @@
 """MarginStateRegistry on two real anvil chains: threshold-signed states, refusals, Merkle proofs,
-group-key rotation, the key-set advance of a reshare (same key, next key-set id), and byte-for-byte
-parity of the Python codec with the contract."""
+group-key rotation, the key-set advance of a reshare (same key, next key-set id) and its step bound,
+the retention of epochs (EpochNotRetained), and byte-for-byte parity of the Python codec with the
+contract."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from bridges.anvil import DEV_MNEMONIC, AnvilError, get_anvil_binary, get_free_port, rpc_call
-from bridges.deploy import ChainSender, get_dev_key
+from bridges.artifacts import get_abi
+from bridges.deploy import ChainSender, decode_revert, get_dev_key
 from bridges.errors import DeploymentError
 from bridges.statecodec import (
     FLAG_LIQUIDATABLE,
@@ -118,8 +120,6 @@ def test_invalid_proof_for_other_account_or_wrong_leaf(chains: list[ChainEnv], g
     assert not registry.functions.verifyLeaf(2, tampered, alice_proof).call()
     no_flag = (BOB, bob_args[1], bob_args[2], bob_args[3], 0, bob_args[5])
     assert not registry.functions.verifyLeaf(2, no_flag, bob_proof).call()
-    assert not registry.functions.verifyLeaf(3, alice_args, alice_proof).call()
-    assert not registry.functions.verifyLeaf(1, alice_args, alice_proof).call()
     with pytest.raises(ContractCustomError) as err:
         registry.functions.isLiquidatable(BOB, 2, no_flag, bob_proof).call()
     assert get_revert_name(err.value) == "InvalidProof"
@@ -191,6 +191,37 @@ def test_state_under_next_keyset_advances_registry(chains: list[ChainEnv], group
     assert registry.functions.keysetId().call() == nxt + 2
     # the other chain's registry is independent: still at the genesis key-set id
     assert chains[1].contract("MarginStateRegistry").functions.keysetId().call() == group_key.keyset_id
+
+
+def test_retired_keyset_cannot_exhaust_keyset_id(chains: list[ChainEnv], group_key: GroupKey) -> None:
+    """A reshare keeps the group key, so t holders of a RETIRED key set still sign under it. They can no
+    longer push `keysetId` to 2^32-1 in one publication (which would make every later `rotateGroupKey`
+    fail KeysetNotIncreasing): a publication or rotation moves the id by at most MAX_KEYSET_STEP."""
+    env = chains[0]
+    registry = env.contract("MarginStateRegistry")
+    step = registry.functions.MAX_KEYSET_STEP().call()
+    assert step == 16
+    current = group_key.keyset_id + 1  # the live set after one reshare
+    env.publish(make_signed_state(group_key, 1, make_leaves(), keyset_id=current))
+    # t shares of the retired key set (keyset_id 1) combine to the same group signature as the live set's
+    for huge in (2**32 - 1, current + step + 1):
+        state = make_signed_state(group_key, 2, make_leaves(), keyset_id=huge)
+        assert_publish_refused(env, state.publish_args(), f"KeysetStepTooLarge\\({huge}, {current}\\)")
+    sender = env.sender()
+    for huge in (2**32 - 1, current + step + 1):
+        key = make_group_key(b"retired-set-key", keyset_id=huge)
+        with pytest.raises(DeploymentError, match=f"KeysetStepTooLarge\\({huge}, {current}\\)"):
+            sender.transact("MarginStateRegistry", env.deployment.registry, "rotateGroupKey",
+                            *rotate(env, group_key, key, nonce=0))
+    assert (registry.functions.keysetId().call(), registry.functions.latestEpoch().call()) == (current, 1)
+    # the largest step is accepted, and the honest recovery (a new group key, next id) stays possible
+    env.publish(make_signed_state(group_key, 2, make_leaves(), keyset_id=current + step))
+    assert registry.functions.keysetId().call() == current + step
+    fresh = make_group_key(b"fresh-dkg-key", keyset_id=current + step + 1)
+    sender.transact("MarginStateRegistry", env.deployment.registry, "rotateGroupKey",
+                    *rotate(env, group_key, fresh, nonce=0))
+    assert registry.functions.keysetId().call() == current + step + 1
+    assert env.publish(make_signed_state(fresh, 3, make_leaves()))["status"] == 1
 
 
 def test_invalid_next_keyset_with_bad_signature_does_not_advance(chains: list[ChainEnv],
@@ -266,7 +297,60 @@ def test_ring_keeps_recent_epochs_only(chains: list[ChainEnv], group_key: GroupK
     assert not registry.functions.isStateRoot(3, first.root).call()  # overwritten slot
     assert not registry.functions.isRetained(3).call()
     args, proof = first.get_leaf_args(ALICE)
-    assert not registry.functions.verifyLeaf(3, args, proof).call()
+    assert get_view_revert(registry.functions.verifyLeaf(3, args, proof)) == "EpochNotRetained(3,)"
+
+
+def get_view_revert(call: object) -> str:
+    """`ErrorName(args)` of a view call that must revert with a registry custom error."""
+    with pytest.raises(ContractCustomError) as err:
+        call.call()  # type: ignore[attr-defined]
+    return decode_revert(get_abi("MarginStateRegistry"), bytes.fromhex(str(err.value.data).removeprefix("0x")))
+
+
+def get_protocol_view_reverts(registry: object, epoch: int, leaf: tuple, proof: list[bytes]) -> set[str]:
+    """The revert of each of the four protocol views for one (epoch, leaf, proof)."""
+    fns = registry.functions  # type: ignore[attr-defined]
+    account = leaf[0]
+    return {get_view_revert(fns.verifyLeaf(epoch, leaf, proof)),
+            get_view_revert(fns.marginOf(account, epoch, leaf, proof)),
+            get_view_revert(fns.isLiquidatable(account, epoch, leaf, proof)),
+            get_view_revert(fns.validateAccountLeaf(account, epoch, leaf, proof))}
+
+
+def test_invalid_epoch_not_retained_is_named_by_every_protocol_view(chains: list[ChainEnv],
+                                                                     group_key: GroupKey) -> None:
+    """An epoch that is 0, newer than the latest, never published (also when its ring slot holds an
+    older epoch) or whose slot a later epoch took makes verifyLeaf, marginOf, isLiquidatable and
+    validateAccountLeaf revert EpochNotRetained(epoch), not InvalidProof; isStateRoot and isRetained
+    answer false. An epoch older than the last RING_SIZE stays retained until its slot is reused."""
+    env = chains[1]
+    registry = env.contract("MarginStateRegistry")
+    ring = registry.functions.RING_SIZE().call()
+    old = make_signed_state(group_key, 5, make_leaves())
+    env.publish(old)
+    args, proof = old.get_leaf_args(BOB)
+    assert registry.functions.verifyLeaf(5, args, proof).call()
+    # 0, newer than the latest, never published below the latest
+    for epoch in (0, 6, 4):
+        assert get_protocol_view_reverts(registry, epoch, args, proof) == {f"EpochNotRetained({epoch},)"}
+        assert not registry.functions.isRetained(epoch).call()
+    # a retained epoch with a wrong proof is still InvalidProof (verifyLeaf: false)
+    tampered = (BOB, args[1] + 1, *args[2:])
+    assert not registry.functions.verifyLeaf(5, tampered, proof).call()
+    assert get_view_revert(registry.functions.marginOf(BOB, 5, tampered, proof)) == \
+        f"InvalidProof('{BOB.lower()}', 5)"
+    # epoch 6 + ring takes slot 6: slot 5 still holds epoch 5 (retained although older than the last
+    # RING_SIZE epochs), and epoch 5 + ring, in that window but never published, is not retained
+    env.publish(make_signed_state(group_key, 6 + ring, make_leaves()))
+    assert registry.functions.verifyLeaf(5, args, proof).call()
+    assert registry.functions.isRetained(5).call() and registry.functions.isStateRoot(5, old.root).call()
+    assert get_protocol_view_reverts(registry, 5 + ring, args, proof) == {f"EpochNotRetained({5 + ring},)"}
+    assert not registry.functions.isRetained(5 + ring).call()
+    assert not registry.functions.isStateRoot(5 + ring, old.root).call()
+    # epoch 5 + 2 * ring takes slot 5: epoch 5 left the ring
+    env.publish(make_signed_state(group_key, 5 + 2 * ring, make_leaves()))
+    assert get_protocol_view_reverts(registry, 5, args, proof) == {"EpochNotRetained(5,)"}
+    assert not registry.functions.isRetained(5).call() and not registry.functions.isStateRoot(5, old.root).call()
 
 
 def rotate(env: ChainEnv, current: GroupKey, new: GroupKey, nonce: int) -> tuple:

@@ -5,6 +5,8 @@ withdrawal floor: test_contracts_vault_liquidation.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from web3.logs import DISCARD
 
@@ -81,10 +83,13 @@ def test_withdrawal_needs_later_approving_state_and_completes_once(chains: list[
     # another account's leaf that carries the id does not help
     with pytest.raises(DeploymentError, match="LeafAccountMismatch"):
         complete(env, USER, rid, not_approving, account=env.sender(OTHER).address)
-    # an approving leaf that was never published
+    # an approving leaf that was never published: under epoch 3 (not retained: the registry names it),
+    # and under the published epoch 2
     unpublished = make_signed_state(group_key, 3, [get_leaf(env, USER, (wid,))])
-    with pytest.raises(DeploymentError, match="InvalidLeafProof"):
+    with pytest.raises(DeploymentError, match=r"EpochNotRetained\(3,\)"):
         complete(env, USER, rid, unpublished)
+    with pytest.raises(DeploymentError, match="InvalidLeafProof"):
+        complete(env, USER, rid, replace(unpublished, epoch=2))
     # published: completes once, funds move, not twice
     env.publish(unpublished)
     before = env.contract("TestToken", usdc).functions.balanceOf(user.address).call()

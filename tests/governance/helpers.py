@@ -1,8 +1,19 @@
-"""Shared builders for the governance tests: a 4-validator genesis and proposal/vote records."""
+"""Shared builders for the governance tests: a 4-validator genesis and proposal/vote records.
+
+Record timestamps follow one clock: block b has timestamp `get_block_timestamp(b)` (block 10 -> 1_025,
+epoch 2 of GENESIS)."""
 
 from __future__ import annotations
 
-from governance.proposals import EpochClock, GovernanceGenesis, ProposalKind, ProposalRecord, VoteRecord
+from governance.proposals import (
+    EpochClock,
+    GovernanceGenesis,
+    ProposalKind,
+    ProposalRecord,
+    ValidatorSetChange,
+    VoteRecord,
+    encode_validator_set_change,
+)
 from risk.params import RRA1, encode_params, params_with_overrides
 
 VALIDATORS = tuple(f"0x{i:040x}" for i in range(1, 5))
@@ -18,6 +29,21 @@ def make_param_proposal(pid: int = 1, *, payload: bytes | None = None, end_block
     return ProposalRecord(pid, ProposalKind.PARAMETER_SET, VALIDATORS[0],
                           encode_params(WIDE_BTC) if payload is None else payload, created_block, end_block,
                           activation_epoch, 0, len(VALIDATORS), end_timestamp=end_timestamp)
+
+
+def get_block_timestamp(block: int) -> int:
+    return 1_005 + 2 * block
+
+
+def make_change_proposal(pid: int, change: ValidatorSetChange, *, end_block: int = 10, activation_epoch: int = 6,
+                         set_version: int = 0, set_size: int = 4, created_block: int = 2,
+                         resulting_set_version: int = 0, executed_block: int = 0) -> ProposalRecord:
+    """A VALIDATOR_SET proposal, executed (at `executed_block`) when `resulting_set_version` > 0."""
+    executed = resulting_set_version > 0
+    return ProposalRecord(pid, ProposalKind.VALIDATOR_SET, VALIDATORS[0], encode_validator_set_change(change),
+                          created_block, end_block, activation_epoch, set_version, set_size, executed,
+                          resulting_set_version, get_block_timestamp(end_block), executed_block,
+                          get_block_timestamp(executed_block) if executed else None)
 
 
 def make_votes(pid: int, choices: list[int], voters: tuple[str, ...] = VALIDATORS,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from bridges.anvil import rpc_call
 from bridges.governance_chain import GovernanceChain
 from governance.encoding import state_to_dict
 from governance.params import compute_params_hash
@@ -157,3 +158,26 @@ def test_gov_execute_applies_an_approved_change(deployed: Deployed) -> None:
     assert d.gov.get_validators(d.gov.get_pin_at_head(0))[1] == d.validators[:3]
     again = clearingd(d, "gov", "execute", "--id", str(pid), dev_key=2)
     assert again.returncode == 1 and again.stderr.startswith("refused: AlreadyExecuted")
+
+
+@pytest.mark.slow
+def test_invalid_gov_execute_refuses_an_execution_that_comes_too_late(deployed: Deployed) -> None:
+    """Voting ended in epoch 0, so activation epoch 2 was allowed; one epoch later an execution would
+    put the activation too close (the nodes take an executed change only beyond its execution epoch +
+    margin): the CLI refuses, --force sends it, and the tally then declares it invalid."""
+    d = deployed
+    pid = propose_and_approve_change(d, ValidatorSetChange((), (d.validators[3],), 3), activation=2)
+    now = d.gov.client.get_block("latest").timestamp
+    rpc_call(d.chain.rpc_url, "evm_setNextBlockTimestamp", [d.genesis.clock.genesis_time + EPOCH_SECONDS])
+    d.mine(1)
+    assert d.gov.client.get_block("latest").timestamp > now
+    out = clearingd(d, "gov", "execute", "--id", str(pid), dev_key=2)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"refused: proposal {pid}: executed now (epoch 1) its activation epoch 2 would be "
+                                 "refused by every node (earliest allowed 3)")
+    assert d.gov.get_validators(d.gov.get_pin_at_head(0))[0] == 0
+    forced = clearingd(d, "gov", "execute", "--id", str(pid), "--force", dev_key=2)
+    assert forced.returncode == 0, forced.stderr
+    shown = json.loads(clearingd(d, "gov", "show", "--id", str(pid), "--json").stdout)
+    assert shown["status"] == "invalid" and shown["executed"]
+    assert shown["reason"].startswith("activation epoch 2 not in the future: executed at block ")

@@ -1,15 +1,15 @@
-"""An approved validator-set change drives the crypto module's resharing: the group public key stays,
+"""An approved and executed validator-set change drives the crypto module's resharing: the group public key stays,
 the new set signs, and the removed validator's partials are refused."""
 
 from __future__ import annotations
 
 from governance.lifecycle import ProposalStatus
-from governance.proposals import ProposalKind, ProposalRecord, ValidatorSetChange, encode_validator_set_change
+from governance.proposals import ValidatorSetChange
 from governance.tally import derive_governance_state, get_pending_reshare, get_validator_set
 from node.crypto import threshold
 from node.crypto.dkg_bus import run_dkg_in_process
 from node.crypto.reshare import get_new_holders, run_reshare_in_process
-from tests.governance.helpers import GENESIS, VALIDATORS, make_votes
+from tests.governance.helpers import GENESIS, VALIDATORS, make_change_proposal, make_votes
 
 MSG = b"margin state after the validator-set change"
 NEWCOMER = "0x" + "ab" * 20
@@ -17,8 +17,7 @@ NEWCOMER = "0x" + "ab" * 20
 
 def test_approved_change_reshares_keeping_the_group_key() -> None:
     change = ValidatorSetChange(add=(NEWCOMER,), remove=(VALIDATORS[1],), threshold=3)
-    record = ProposalRecord(1, ProposalKind.VALIDATOR_SET, VALIDATORS[0], encode_validator_set_change(change),
-                            2, 10, 6, 0, 4, end_timestamp=1_025)
+    record = make_change_proposal(1, change, activation_epoch=6, resulting_set_version=1, executed_block=11)
     state = derive_governance_state(GENESIS, [record], make_votes(1, [1, 1, 1]), 11)
     assert state.proposals[0].status is ProposalStatus.APPROVED
     reshare = get_pending_reshare(state, 5)
