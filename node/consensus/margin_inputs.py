@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from bridges.telemetry import measure_stage
 from node.consensus.errors import InputsUnavailable
 from node.consensus.inputs import ComputedState, ReshareOrder, SigningSet
 from node.records import ChainPin
@@ -46,14 +47,16 @@ class MarginInputSource:
         from node.state import MarginStateError, compute_margin_state
 
         try:
-            inputs = read_epoch_inputs(self.clients, self.deployments, self.home_chain_id,  # type: ignore[arg-type]
-                                       target_time, self.max_quote_age_s)
+            with measure_stage("read_inputs"):
+                inputs = read_epoch_inputs(self.clients, self.deployments, self.home_chain_id,  # type: ignore[arg-type]
+                                           target_time, self.max_quote_age_s)
         except BridgeError as exc:
             raise InputsUnavailable(f"epoch {epoch}: {exc}") from exc
         home_pin = next((p for p in inputs.pins if p.chain_id == self.home_chain_id), None)
         signing = reshare = None
         if self.governance_for is not None:
-            gov = self.governance_for(home_pin)
+            with measure_stage("governance"):
+                gov = self.governance_for(home_pin)
             schedule = gov.schedule  # type: ignore[attr-defined]
             signing, reshare = get_signing_set(gov, epoch), get_reshare_order(gov, epoch)
         else:
@@ -62,8 +65,9 @@ class MarginInputSource:
         params_hash = schedule.get_active_params_hash(epoch)  # type: ignore[attr-defined]
         keyset_id = signing.keyset_id if signing is not None else self.keyset_id
         try:
-            state = compute_margin_state(inputs, params, inputs.pins, self.network_id, keyset_id, epoch,
-                                         params_hash)
+            with measure_stage("margin_state"):
+                state = compute_margin_state(inputs, params, inputs.pins, self.network_id, keyset_id, epoch,
+                                             params_hash)
         except MarginStateError as exc:
             raise InputsUnavailable(f"epoch {epoch}: margin state: {exc}") from exc
         return ComputedState(epoch=epoch, pins=tuple(ChainPin(c, n, h) for c, n, h in state.pins),
