@@ -5,7 +5,8 @@ Every record becomes `{"ts", "level", "logger", "msg", ...fields}`; fields are p
 message stays a constant text and values are keys; exceptions add `exc`. `setup_logging` installs
 ONE handler for everything: the root logger's, and `logging.lastResort` (libraries such as py-libp2p
 turn propagation off on their loggers, whose records would otherwise reach stderr as plain text),
-with `warnings` captured too; libp2p, web3 and the other chatty libraries log at WARNING or above.
+with `warnings` captured too; libp2p, web3 and the other chatty libraries log at WARNING or above
+(whatever level their modules set: `LibraryLevelFilter`).
 
 Repeats: a record whose key (logger, level, message template, `epoch` field) was emitted less
 than `window_s` ago is counted, not written; the first record of that key after the window (or
@@ -41,7 +42,8 @@ SECRET_NAME = r"(?:passphrase|password|secret|private[_-]?key|share[_-]?sk|seed|
 SECRET_FIELD_RE = re.compile(rf"^\w*{SECRET_NAME}\w*$", re.IGNORECASE)
 SECRET_PAIR_RE = re.compile(rf"(\b\w*{SECRET_NAME}\w*\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)", re.IGNORECASE)
 STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-LIBRARY_LOGGERS = ("libp2p", "multiaddr", "urllib3", "web3", "asyncio", "trio", "py.warnings")
+LIBRARY_LOGGERS = ("libp2p", "multiaddr", "urllib3", "web3", "asyncio", "trio")
+LIBRARY_ROOTS = frozenset(LIBRARY_LOGGERS)
 
 _secrets: list[str] = []
 _secrets_re: re.Pattern[str] | None = None
@@ -125,6 +127,18 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record) + (" " + fields if fields else ""))
 
 
+class LibraryLevelFilter(logging.Filter):
+    """Drops records of the chatty libraries (`LIBRARY_LOGGERS`) below `level`, whatever level their own
+    modules set on their loggers (py-libp2p sets INFO on some)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or record.name.split(".", 1)[0] not in LIBRARY_ROOTS
+
+
 class RepeatLimitingHandler(logging.StreamHandler):
     """A stream handler that writes a repeated record once per window and then a summary (module docstring)."""
 
@@ -193,8 +207,9 @@ def setup_logging(level: str = "INFO", fmt: str = "json", stream: IO[str] | None
         root.removeHandler(old)
         if isinstance(old, RepeatLimitingHandler):
             old.flush_repeats()
-    root.addHandler(handler)
     root.setLevel(level.upper())
+    handler.addFilter(LibraryLevelFilter(max(logging.WARNING, root.level)))
+    root.addHandler(handler)
     logging.lastResort = handler  # loggers that turned propagation off (py-libp2p) end up here, formatted
     logging.captureWarnings(True)
     for name in LIBRARY_LOGGERS:

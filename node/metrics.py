@@ -17,7 +17,9 @@ stage, event names of the status snapshot: at most `MAX_LABELS` each). Nothing i
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +67,20 @@ def read_status_file(path: Path, max_bytes: int = 4 << 20) -> dict[str, Any] | N
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def get_git_commit() -> str:
+    """The source's git commit: `CLEARING_GIT_COMMIT`, else `git rev-parse HEAD` of the source tree, else ""."""
+    commit = os.environ.get("CLEARING_GIT_COMMIT", "")
+    if commit:
+        return commit[:64]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=2, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    text = out.stdout.strip()
+    return text if out.returncode == 0 and len(text) == 40 else ""
 
 
 class EpochClock:
