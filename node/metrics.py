@@ -139,6 +139,8 @@ def _collect_status(status: dict[str, Any]) -> Iterator[Any]:
         yield GaugeMetricFamily("clearing_keyset_threshold", "Signing threshold of the newest key set",
                                 value=int(newest.get("threshold", 0)))
         yield GaugeMetricFamily("clearing_keyset_size", "Members of the newest key set", value=int(newest.get("n", 0)))
+        yield GaugeMetricFamily("clearing_keyset_member", "1 when this node holds a share of the newest key set",
+                                value=1 if newest.get("has_share") else 0)
     reshares = GaugeMetricFamily("clearing_reshares", "Reshares (validator-set changes) by state", labels=["state"])
     states = [str(v.get("state", "")) for v in (status.get("reshares") or {}).values() if isinstance(v, dict)]
     for state in RESHARE_STATES:
