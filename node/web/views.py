@@ -96,7 +96,7 @@ class WebViews:
         top = max(latest.epoch, (current or 0) - 1)
         low = max(first[0].epoch, top - limit + 1)
         states = {s.epoch: s for s in self.store.list_signed_states(low, limit)}
-        rows = []
+        rows: list[dict[str, Any]] = []
         for epoch in range(top, low - 1, -1):
             state = states.get(epoch)
             if state is None:

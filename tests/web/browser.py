@@ -47,7 +47,8 @@ class Browser:
                 raise RuntimeError(f"chromium did not open its DevTools port (see {self.log.name})")
             time.sleep(0.1)
         port = int(port_file.read_text().splitlines()[0])
-        self.ws: ClientConnection = connect(self._page_socket(port, deadline), max_size=None, open_timeout=timeout_s)
+        self._connection = connect(self._page_socket(port, deadline), max_size=None, open_timeout=timeout_s)
+        self.ws: ClientConnection = self._connection.__enter__()
         self._ids = itertools.count(1)
         self.call("Page.enable")
         self.call("Runtime.enable")
@@ -102,7 +103,7 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self._connection.__exit__(None, None, None)
         finally:
             self.process.terminate()
             try:

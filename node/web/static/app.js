@@ -81,6 +81,7 @@ async function renderHome(view) {
   const risk = h("section", {id: "at-risk-section"}, h("h2", {text: "Accounts closest to liquidation"}));
   view.replaceChildren(timeline, risk);
   const refresh = async () => {
+    renderNodeInfo();
     try {
       const doc = await api("/api/epochs?limit=30");
       timeline.replaceChildren(h("h2", {text: "Epoch timeline"}), timelineTable(doc));
@@ -141,7 +142,7 @@ async function renderAccount(view, account) {
     const health = a.health_unbounded ? "unbounded (no maintenance margin)" : (a.health_bps / 100).toFixed(2) + " %";
     const card = (id, label, micro) => h("div", {class: "card"}, h("div", {class: "label", text: label}),
       h("div", {id, class: "value", "data-micro-usd": micro, text: microUsd(micro)}));
-    view.replaceChildren(
+    view.replaceChildren(h("section", {id: "account", "data-account": a.account, "data-epoch": a.epoch},
       h("h2", {}, `Account `, h("span", {class: "hash", text: a.account}), ` at epoch ${a.epoch}`),
       h("div", {class: "cards"}, card("account-equity", "Equity", a.equity), card("account-im", "Initial margin", a.initial_margin),
         card("account-mm", "Maintenance margin", a.maintenance_margin), card("account-free", "Free collateral", a.free_collateral),
@@ -151,7 +152,7 @@ async function renderAccount(view, account) {
             : h("span", {class: "badge healthy", text: "not liquidatable"})))),
       h("h3", {text: "Merkle proof on every chain"}), proofTable(a),
       h("h3", {text: "Risk array (joint scenarios)"}), heatMap(a.risk_array, a.scenarios, a.worst_scenario, a.risk_array_kind, (v) => Number(v) / 1e6),
-      h("h3", {text: "Collateral"}), collateralTable(a.collateral));
+      h("h3", {text: "Collateral"}), collateralTable(a.collateral)));
   } catch (error) {
     showError(view, error);
   }
@@ -231,6 +232,7 @@ async function route() {
   const view = document.getElementById("view");
   const hash = location.hash || "#/";
   const account = hash.match(/^#\/account\/(0x[0-9a-fA-F]{40})$/);
+  if (!account && hash !== "#/whatif") return renderHome(view);  // refreshes the header with the timeline
   renderNodeInfo();
   if (account) await renderAccount(view, account[1]);
   else if (hash === "#/whatif") renderWhatIf(view);
