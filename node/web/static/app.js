@@ -235,8 +235,7 @@ async function route() {
   if (!account && hash !== "#/whatif") return renderHome(view);  // refreshes the header with the timeline
   renderNodeInfo();
   if (account) await renderAccount(view, account[1]);
-  else if (hash === "#/whatif") renderWhatIf(view);
-  else await renderHome(view);
+  else renderWhatIf(view);
 }
 
 document.getElementById("account-search").addEventListener("submit", (event) => {
