@@ -3,8 +3,9 @@ the public gRPC API, the admin socket and the metrics endpoint, all over one SQL
 
 Order: config (file < env < flags) -> JSON logging -> store -> secrets (registered for log
 redaction) -> metrics HTTP -> API server -> admin socket -> registry watcher and web view (when
-enabled) -> validator in the main thread until SIGTERM/SIGINT -> servers stopped, store closed. `--no-validator` serves the API over the existing
-store without consensus (a read replica, or an operator inspecting a stopped validator's data).
+enabled) -> validator in the main thread until SIGTERM/SIGINT -> servers stopped, store closed.
+`--no-validator` serves the API over the existing store without consensus (a read replica, or an
+operator inspecting a stopped validator's data).
 Persists through the store (and the validator's `status.json`).
 """
 
