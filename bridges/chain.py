@@ -45,6 +45,7 @@ from bridges.errors import (
     ReorgTooDeep,
     RpcError,
 )
+from bridges.telemetry import get_telemetry
 
 T = TypeVar("T")
 
@@ -265,6 +266,7 @@ class ChainClient:
             self._record(None)
             return result
         self._record(last_reason)
+        get_telemetry().chain_rpc_failed(self.chain_id)
         raise ChainUnavailable(self.chain_id, f"{last_reason} (after {self.config.max_attempts} attempts)")
 
     def rpc(self, method: str, params: Sequence[object]) -> Any:

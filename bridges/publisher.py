@@ -1,6 +1,10 @@
-"""Publisher: submits a threshold-signed margin state to `MarginStateRegistry` on one chain.
+"""Publisher: submits a threshold-signed margin state to `MarginStateRegistry` on one chain, and
+`RegistryReader`: the registry's reads (latest epoch, roots, leaf proofs, publications with their gas,
+an account's balance) that the publisher, the metrics and the web view share.
 
 Purpose: the epoch's designated publisher calls `Publisher.publish(submission)` once per chain.
+Telemetry (`bridges.telemetry`), where it happens: the registry's latest epoch on every read of it,
+the gas of every mined publish transaction of this node, and the paying account's balance after it.
 
 Invariants:
 - One in-flight transaction per chain and publisher (a lock; a second caller waits at most
@@ -19,19 +23,32 @@ Persists nothing; the caller records the returned `PublishResult`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
-from eth_utils import function_abi_to_4byte_selector, get_abi_input_types, to_checksum_address
+from eth_utils import (
+    event_abi_to_log_topic,
+    function_abi_to_4byte_selector,
+    get_abi_input_types,
+    to_checksum_address,
+)
 
 from bridges.artifacts import get_abi
-from bridges.chain import ChainClient, decode_function_result, encode_function_call, find_function_abi
+from bridges.chain import (
+    ChainClient,
+    decode_function_result,
+    encode_function_call,
+    find_function_abi,
+    parse_quantity,
+)
 from bridges.errors import (
+    BridgeError,
     CallReverted,
     EpochSuperseded,
     FeeCapExceeded,
@@ -40,6 +57,8 @@ from bridges.errors import (
     ReceiptTimeout,
     RpcError,
 )
+from bridges.statecodec import LEAF_ABI_TYPES
+from bridges.telemetry import get_telemetry
 
 REGISTRY_CONTRACT = "MarginStateRegistry"
 STATUS_PUBLISHED = "published"
@@ -51,6 +70,7 @@ DEFAULT_POLL_INTERVAL_S = 0.1
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 GAS_ESTIMATE_MARGIN_PCT = 25
 EIP2537_G1_SIZE = 128
+MAX_LOG_BLOCKS = 10_000  # blocks per eth_getLogs query of `RegistryReader.get_publications`
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,72 @@ def compute_fees(base_fee: int, tip: int, policy: FeePolicy, chain_id: int) -> t
     return min(2 * base_fee + tip, policy.fee_cap), tip
 
 
+@dataclass(frozen=True)
+class Publication:
+    """One `StatePublished` event of a registry, with the gas its transaction used."""
+
+    chain_id: int
+    epoch: int
+    keyset_id: int
+    root: bytes
+    tx_hash: bytes
+    block_number: int
+    gas_used: int
+    sender: str
+
+
+class RegistryReader:
+    """Reads of one chain's `MarginStateRegistry` (at the latest block: status, not consensus input)."""
+
+    def __init__(self, client: ChainClient, registry_address: str) -> None:
+        self.client = client
+        self.chain_id = client.chain_id
+        self.registry = to_checksum_address(registry_address)
+        abi: list[Any] = get_abi(REGISTRY_CONTRACT)
+        self.abi = abi
+        self._fn = {name: find_function_abi(abi, name) for name in ("latestEpoch", "isStateRoot", "verifyLeaf")}
+        event = next(e for e in abi if e.get("type") == "event" and e.get("name") == "StatePublished")
+        self._published_topic = "0x" + event_abi_to_log_topic(event).hex()
+
+    def _view(self, name: str, args: Sequence[object]) -> tuple[Any, ...]:
+        data = encode_function_call(self._fn[name], args)
+        raw = self.client.rpc("eth_call", [{"to": self.registry, "data": "0x" + data.hex()}, "latest"])
+        return decode_function_result(self._fn[name], bytes.fromhex(str(raw)[2:]))
+
+    def get_latest_epoch(self) -> int:
+        latest = int(self._view("latestEpoch", [])[0])
+        get_telemetry().registry_epoch(self.chain_id, latest)
+        return latest
+
+    def is_state_root(self, epoch: int, root: bytes) -> bool:
+        return bool(self._view("isStateRoot", [epoch, root])[0])
+
+    def verify_leaf(self, epoch: int, encoded_leaf: bytes, proof: Sequence[bytes]) -> bool:
+        """`verifyLeaf(epoch, leaf, proof)`: the leaf (its `abi.encode` bytes) is in the state the registry holds."""
+        leaf = abi_decode(list(LEAF_ABI_TYPES), encoded_leaf)
+        return bool(self._view("verifyLeaf", [epoch, tuple(leaf), list(proof)])[0])
+
+    def get_balance(self, address: str) -> int:
+        return parse_quantity(self.client.rpc("eth_getBalance", [to_checksum_address(address), "latest"]),
+                              "eth_getBalance")
+
+    def get_publications(self, from_block: int, to_block: int) -> list[Publication]:
+        """`StatePublished` events in [from_block, to_block] (at most MAX_LOG_BLOCKS blocks) with their gas."""
+        if not 0 <= from_block <= to_block or to_block - from_block >= MAX_LOG_BLOCKS:
+            raise ValueError(f"from_block/to_block: need 0 <= {from_block} <= {to_block} < from_block + {MAX_LOG_BLOCKS}")
+        out = []
+        for entry in self.client.get_logs(from_block, to_block, self.registry, [self._published_topic]):
+            receipt = self.client.rpc("eth_getTransactionReceipt", ["0x" + entry.tx_hash.hex()])
+            if not isinstance(receipt, dict) or len(entry.topics) < 3:
+                continue  # the block was reorged away between the two reads: the next scan sees it again
+            root = entry.data[32:64]
+            out.append(Publication(self.chain_id, int.from_bytes(entry.topics[1], "big"),
+                                   int.from_bytes(entry.topics[2], "big"), root, entry.tx_hash, entry.block_number,
+                                   parse_quantity(receipt.get("gasUsed"), "receipt.gasUsed"),
+                                   to_checksum_address(str(receipt.get("from")))))
+        return out
+
+
 class Publisher:
     """Sends `publishState` transactions from one local key to one chain's registry."""
 
@@ -111,7 +197,8 @@ class Publisher:
                  sleep: Callable[[float], None] = time.sleep,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
-        self.registry = to_checksum_address(registry_address)
+        self.reader = RegistryReader(client, registry_address)
+        self.registry = self.reader.registry
         self._account = Account.from_key(private_key)
         self.sender = self._account.address
         self.fees = fees
@@ -122,26 +209,20 @@ class Publisher:
         self._sleep = sleep
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        abi: list[Any] = get_abi(REGISTRY_CONTRACT)
-        self._fn = {name: find_function_abi(abi, name) for name in ("publishState", "latestEpoch", "isStateRoot")}
-        self._errors = {function_abi_to_4byte_selector(e): e for e in abi if e.get("type") == "error"}
+        self._publish_fn = find_function_abi(self.reader.abi, "publishState")
+        self._errors = {function_abi_to_4byte_selector(e): e for e in self.reader.abi if e.get("type") == "error"}
 
     # --- reads -----------------------------------------------------------------------------
 
-    def _view(self, name: str, args: list[object]) -> tuple[Any, ...]:
-        data = encode_function_call(self._fn[name], args)
-        raw = self.client.rpc("eth_call", [{"to": self.registry, "data": "0x" + data.hex()}, "latest"])
-        return decode_function_result(self._fn[name], bytes.fromhex(str(raw)[2:]))
-
     def get_latest_epoch(self) -> int:
-        return int(self._view("latestEpoch", [])[0])
+        return self.reader.get_latest_epoch()
 
     def is_published(self, sub: StateSubmission) -> bool:
         """True if the registry holds `sub.root` for `sub.epoch`; EpochSuperseded if it holds something else."""
         latest = self.get_latest_epoch()
         if latest < sub.epoch:
             return False
-        if bool(self._view("isStateRoot", [sub.epoch, sub.root])[0]):
+        if self.reader.is_state_root(sub.epoch, sub.root):
             return True
         raise EpochSuperseded(
             f"chain {self.client.chain_id}: registry latest epoch {latest} >= {sub.epoch} without root 0x{sub.root.hex()}"
@@ -175,7 +256,7 @@ class Publisher:
         cid = self.client.chain_id
         if self.is_published(sub):
             return PublishResult(cid, sub.epoch, STATUS_ALREADY_PUBLISHED, None, 0, None)
-        data = encode_function_call(self._fn["publishState"], [
+        data = encode_function_call(self._publish_fn, [
             sub.epoch, sub.keyset_id, sub.inputs_digest, sub.params_hash, sub.root, sub.leaf_count, sub.signature,
         ])
         call = {"from": self.sender, "to": self.registry, "data": "0x" + data.hex()}
@@ -205,11 +286,19 @@ class Publisher:
             return PublishResult(cid, sub.epoch, STATUS_ALREADY_PUBLISHED, tx_hash, 0, None)
         gas_used = int(receipt["gasUsed"], 16)
         block_number = int(receipt["blockNumber"], 16)
+        self._report_spent(gas_used)
         if int(receipt["status"], 16) != 1:
             if self.is_published(sub):
                 return PublishResult(cid, sub.epoch, STATUS_ALREADY_PUBLISHED, tx_hash, gas_used, block_number)
             raise PublishReverted(f"chain {cid} epoch {sub.epoch}: transaction 0x{tx_hash.hex()} reverted")
         return PublishResult(cid, sub.epoch, STATUS_PUBLISHED, tx_hash, gas_used, block_number)
+
+    def _report_spent(self, gas_used: int) -> None:
+        """Telemetry of a mined transaction: its gas, and the paying account's balance after it."""
+        telemetry = get_telemetry()
+        telemetry.publish_mined(self.client.chain_id, gas_used)
+        with contextlib.suppress(BridgeError):  # the publication succeeded; the next read refreshes the balance
+            telemetry.publisher_balance(self.client.chain_id, self.reader.get_balance(self.sender))
 
     def _send(self, raw: bytes, tx_hash: bytes, epoch: int) -> None:
         try:

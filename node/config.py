@@ -45,6 +45,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "chain_book": {"full_check_every": 50, "persist_every": 10},
     "admin": {"socket": "run/admin.sock"},
     "metrics": {"enabled": True, "listen": "127.0.0.1:9100"},
+    "web": {"enabled": False, "listen": "127.0.0.1:9180"},
 }
 CHAIN_KEYS: dict[str, Any] = {"chain_id": 0, "rpc_url": "", "lag_s": 0, "confirmations": 0, "registry": "",
                               "vault": "", "ledger": "", "oracle": ""}

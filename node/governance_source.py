@@ -193,6 +193,6 @@ def build_governance_source(client: Any, address: str, operators: Sequence[bytes
     from bridges.governance_chain import GovernanceChain, load_governance_abi
 
     spec = build_genesis_spec(genesis_time, epoch_period_s, keyset_id)
-    LOG.info("governance: genesis set read from %s version 0 at each pin (configured set: %d operators, "
-             "threshold %d; not used for governance)", address, len(operators), threshold)
+    LOG.info("governance: genesis set read from the contract's version 0 at each pin (the configured set is "
+             "not used for governance)", extra={"governance": address, "operators": len(operators), "threshold": threshold})
     return GovernanceScheduleSource(GovernanceChain(client, address, load_governance_abi()), spec, max_cached)

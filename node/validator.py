@@ -218,7 +218,7 @@ def make_share_writer(config: ValidatorConfig) -> Callable[[Any], None] | None:
 
         path = get_share_path(keys_dir, result.keyset.keyset_id)
         write_share_keystore(path, result, passphrase)
-        log.info("new share of key set %d written to %s", result.keyset.keyset_id, path.name)
+        log.info("new share written", extra={"keyset_id": result.keyset.keyset_id, "file": path.name})
 
     return write
 
@@ -257,7 +257,7 @@ async def serve_validator(config: ValidatorConfig, store: Store, *, inputs: Inpu
         await nursery.start(host.run)
         await nursery.start(engine.run, host)
         nursery.start_soon(_status_loop, config, engine, host)
-        log.info("validator %d running as %s on %s", config.index, host.peer_id, config.listen)
+        log.info("validator running", extra={"index": config.index, "peer": str(host.peer_id), "listen": config.listen})
         task_status.started((engine, host))
 
 
@@ -266,7 +266,7 @@ async def _serve_until_signal(config: ValidatorConfig, store: Store, **kwargs: A
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lambda: serve_validator(config, store, **kwargs))
             async for signum in signals:
-                log.info("signal %d: stopping", signum)
+                log.info("stopping on signal", extra={"signal": int(signum)})
                 nursery.cancel_scope.cancel()
                 break
 
@@ -281,10 +281,9 @@ def main(argv: list[str] | None = None, engine_factory: Callable[..., EpochEngin
     parser.add_argument("--config", required=True, type=Path, help="validator config (JSON or TOML)")
     parser.add_argument("--log-level", default=os.environ.get("CLEARING_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}')
-    for noisy in ("libp2p", "multiaddr", "urllib3", "web3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from node.logs import setup_logging
+
+    setup_logging(args.log_level)
     config = load_config(args.config)
     from node.store import SQLiteStore
 

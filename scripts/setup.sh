@@ -21,4 +21,20 @@ if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] || [ ! -f node_
   # package.json pins exact versions, so a plain install is reproducible.
   npm install --no-audit --no-fund --loglevel=error
 fi
+# System tools of the monitoring and web-view tests: promtool (Debian's `prometheus` package) checks
+# the alert rules, headless Chromium renders the node's web view. Installed only when missing.
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    started=$(date +%s)
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    echo "setup: installed ${missing[*]} in $(( $(date +%s) - started ))s" >&2
+  else
+    echo "setup: missing ${missing[*]} (apt-get as root needed); their tests will be skipped" >&2
+  fi
+fi
 echo "setup: ok ($(.venv/bin/python --version), anvil $(node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --version | head -n1 | awk '{print $3}'))" >&2

@@ -53,7 +53,7 @@ class GovernanceReader:
 
             self._state = derive_from_chain(self.args).state
         except Exception as exc:  # chain down or contract unreadable: keep the last good state
-            LOG.warning("governance read failed: %s", exc)
+            LOG.warning("governance read failed", extra={"reason": str(exc)})
         finally:
             self._stamp = self.clock()
             self._lock.release()

@@ -2,9 +2,10 @@
 the public gRPC API, the admin socket and the metrics endpoint, all over one SQLite store.
 
 Order: config (file < env < flags) -> JSON logging -> store -> secrets (registered for log
-redaction) -> metrics HTTP -> API server -> admin socket -> validator in the main thread until
-SIGTERM/SIGINT -> servers stopped, store closed. `--no-validator` serves the API over the existing
-store without consensus (a read replica, or an operator inspecting a stopped validator's data).
+redaction) -> metrics HTTP -> API server -> admin socket -> registry watcher and web view (when
+enabled) -> validator in the main thread until SIGTERM/SIGINT -> servers stopped, store closed.
+`--no-validator` serves the API over the existing store without consensus (a read replica, or an
+operator inspecting a stopped validator's data).
 Persists through the store (and the validator's `status.json`).
 """
 
@@ -79,7 +80,7 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
     from node.api.live import LiveSources
     from node.api.server import ApiServerConfig, start_api_server
     from node.api.service import ServiceLimits
-    from node.metrics import MetricsServer, NodeMetrics, read_status_file
+    from node.metrics import MetricsServer, NodeMetrics, get_git_commit, read_status_file
 
     data_dir = config.get_path("node", "data_dir")
     status_file = data_dir / STATUS_FILE
@@ -87,8 +88,11 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
     sources = LiveSources(store, status_file, validator, network_id=config.get("node", "network_id"),
                           chains=tuple((c.chain_id, c.rpc_url) for c in config.chains), api_address=api_cfg["listen"],
                           metrics_address=config.get("metrics", "listen"), governance=get_governance_reader(config))
-    metrics = NodeMetrics(store, status=lambda: read_status_file(status_file))
-    services: dict[str, Any] = {"metrics": None, "api": None, "admin": None, "pruner": None}
+    metrics = NodeMetrics(store, status=lambda: read_status_file(status_file), clock=get_epoch_clock(config),
+                          version=version, git_commit=get_git_commit()).install()
+    metrics.init_chains([c.chain_id for c in config.chains])
+    services: dict[str, Any] = {"metrics": None, "api": None, "admin": None, "pruner": None, "publications": None,
+                                "web": None}
     if api_cfg["enabled"]:
         services["api"] = start_api_server(ApiServerConfig(
             listen=api_cfg["listen"], max_workers=api_cfg["max_workers"],
@@ -105,6 +109,7 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
                                             ready=lambda: _is_ready(services["api"], status_file, validator)).start()
         sources.metrics_address = f"{config.get('metrics', 'listen').rpartition(':')[0]}:{services['metrics'].port}"
     services["admin"] = start_admin_server(config.get_path("admin", "socket"), store, sources, version)
+    start_chain_views(config, store, validator, sources, services)
     if config.get("node", "keep_leaf_epochs") > 0 and hasattr(store, "prune_leaves"):
         from node.store import LeafPruner
 
@@ -114,12 +119,46 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
 
     freeze_startup_objects()
     LOG.info("serving", extra={"api": sources.api_address, "metrics": sources.metrics_address,
-                               "admin_socket": str(config.get_path("admin", "socket"))})
+                               "admin_socket": str(config.get_path("admin", "socket")),
+                               "web": services["web"].url if services["web"] else None})
     return services
 
 
+def get_epoch_clock(config: NodeConfig) -> Any:
+    from node.metrics import EpochClock
+
+    cons = config.values["consensus"]
+    return EpochClock(cons["genesis_time"], cons["epoch_period_s"]) if cons["genesis_time"] > 0 else None
+
+
+def start_chain_views(config: NodeConfig, store: Any, validator: Any, sources: Any, services: dict[str, Any]) -> None:
+    """The registries' watcher (metrics: last published epoch, publisher balance) and the web view."""
+    from node.publications import build_watcher
+
+    publisher = ""
+    if validator is not None and validator.publisher_key:
+        from eth_account import Account
+
+        publisher = Account.from_key(validator.publisher_key).address
+    if config.get("metrics", "enabled") or config.get("web", "enabled"):
+        services["publications"] = build_watcher(config.chains, publisher, config.get("consensus", "epoch_period_s"))
+        if services["publications"] is not None:
+            services["publications"].start()
+    if config.get("web", "enabled"):
+        from node.api.snapshot import SnapshotCache
+        from node.web.server import WebServer
+        from node.web.views import WebViews
+
+        snapshots = services["api"].snapshots if services["api"] is not None else None
+        if snapshots is None:
+            snapshots = services["snapshots"] = SnapshotCache(store)
+            snapshots.start()
+        views = WebViews(store, snapshots, sources, services["publications"], get_epoch_clock(config))
+        services["web"] = WebServer(config.get("web", "listen"), views).start()
+
+
 def stop_services(services: dict[str, Any]) -> None:
-    for name in ("pruner", "api", "admin", "metrics"):
+    for name in ("web", "snapshots", "publications", "pruner", "api", "admin", "metrics"):
         if services.get(name) is not None:
             services[name].stop()
 

@@ -84,7 +84,7 @@ class DkgSession:
                             await self._emit(self.machine.process_packet(sender, packet, self.now()))
                         except DkgMessageError as exc:
                             self.refused.append(f"holder {sender}: {exc}")
-                            log.warning("DKG: refused a packet from holder %d: %s", sender, exc)
+                            log.warning("DKG packet refused", extra={"holder": sender, "reason": str(exc)})
                     await self._emit(self.machine.tick(self.now()))
         except trio.TooSlowError as exc:
             raise DkgError(f"session {self.session:#x}: not finished within {timeout_s}s "

@@ -36,6 +36,7 @@ from typing import Protocol
 import trio
 from libp2p.peer.id import ID
 
+from bridges.telemetry import get_telemetry
 from node.consensus import catchup
 from node.consensus.digest import compute_state_digest, pins_to_proto, state_from_proto, state_to_proto
 from node.consensus.dkg_session import DkgSession
@@ -163,7 +164,7 @@ class EpochEngine:
                 await fn(*args)
             except Exception:
                 self.count("task_errors")
-                log.exception("task %s failed", getattr(fn, "__name__", fn))
+                log.exception("task failed", extra={"task": getattr(fn, "__name__", repr(fn))})
 
         assert self._nursery is not None
         self._nursery.start_soon(guarded)
@@ -229,7 +230,7 @@ class EpochEngine:
                 await trio.sleep(delay)
             elif delay < -self.params.round_deadline_s:
                 skipped_to = self.window.get_current_epoch(self.clock.now())
-                log.warning("epoch loop late: skipping epochs %d..%d", epoch, skipped_to - 1)
+                log.warning("epoch loop late: skipping epochs", extra={"first_epoch": epoch, "last_epoch": skipped_to - 1})
                 epoch = skipped_to
                 continue
             self._spawn(self._run_round, epoch)
@@ -247,13 +248,14 @@ class EpochEngine:
         if not rnd.is_finished and is_allowed(rnd.phase, Event.DEADLINE):
             rnd.process_event(Event.DEADLINE)
             self.count("rounds_expired")
-            log.warning("epoch %d expired in phase %s with partials %s", epoch, rnd.phase.value,
-                        {d[8:].hex()[:8]: sorted(p) for d, p in rnd.partials.items()})
+            log.warning("round expired", extra={"epoch": epoch, "phase": rnd.phase.value,
+                        "partials": {d[8:].hex()[:8]: sorted(p) for d, p in rnd.partials.items()}})
 
     async def _compute_inputs(self, rnd: Round) -> ComputedState:
         """Retried until it succeeds (the caller's deadline bounds it), even after an adoption, so
         the node checks every adopted state against its own computation."""
         target = int(self.window.get_epoch_start(rnd.epoch))
+        attempts = 0
         while True:
             try:
                 computed = await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
@@ -262,12 +264,14 @@ class EpochEngine:
             except InputsUnavailable as exc:
                 reason = str(exc)
             except Exception as exc:  # an adapter bug must not kill the node: same as unavailable
-                log.exception("input source failed for epoch %d", rnd.epoch)
+                log.exception("input source failed", extra={"epoch": rnd.epoch})
                 reason = f"{type(exc).__name__}: {exc}"
             if rnd.phase == Phase.WAITING:
                 rnd.process_event(Event.INPUTS_UNAVAILABLE)
             self.count("inputs_unavailable")
-            log.info("epoch %d: inputs unavailable: %s", rnd.epoch, reason[:300])
+            attempts += 1
+            log.log(logging.INFO if attempts == 1 else logging.DEBUG, "inputs unavailable",  # INFO once per epoch
+                    extra={"epoch": rnd.epoch, "attempt": attempts, "reason": reason[:300]})
             await trio.sleep(self.params.input_retry_s)
 
     def _check_adopted(self, rnd: Round, digest: bytes, computed: ComputedState | None = None) -> None:
@@ -280,8 +284,8 @@ class EpochEngine:
                 self._spawn(self._complete_leaves, rnd.epoch, computed)
         else:
             self.count("adopted_differs_own")
-            log.error("ALERT epoch %d: adopted signed state %s differs from our computation %s", rnd.epoch,
-                      rnd.adopted_digest.hex()[:16], digest.hex()[:16])
+            log.error("ALERT adopted signed state differs from our computation", extra={
+                      "epoch": rnd.epoch, "adopted_digest": rnd.adopted_digest, "digest": digest})
 
     async def _complete_leaves(self, epoch: int, computed: ComputedState) -> None:
         """A state adopted before this node computed it was stored without leaves: add ours (same digest,
@@ -312,7 +316,7 @@ class EpochEngine:
         self.last_pins = computed.pins
         if self.ring.get_share(rnd.keyset_id) is None:  # not a signer of this epoch's key set: adopt only
             self.count("rounds_not_signer")
-            log.info("epoch %d: key set %d signs it; this node holds no share of it", rnd.epoch, rnd.keyset_id)
+            log.info("not a signer: this node holds no share of the epoch's key set", extra={"epoch": rnd.epoch, "keyset_id": rnd.keyset_id})
             return
         rnd.process_event(Event.PINNED)
         try:
@@ -321,7 +325,7 @@ class EpochEngine:
             if rnd.phase == Phase.COMPUTED:
                 rnd.process_event(Event.SIGN_REFUSED)
             self.count("sign_refused")
-            log.error("epoch %d: refusing to sign: %s", rnd.epoch, exc)
+            log.error("refusing to sign", extra={"epoch": rnd.epoch, "reason": str(exc)})
             return
         if rnd.phase != Phase.COMPUTED:
             return  # adopted a signed state meanwhile: no partial needed
@@ -339,7 +343,7 @@ class EpochEngine:
         rnd.add_partial(bucket(rnd.keyset_id, digest), own.index + 1, partial)
         rnd.process_event(Event.SIGNED)
         self.count("partials_sent")
-        log.debug("epoch %d: own partial at T_e%+.3fs", rnd.epoch, self.clock.now() - self.window.get_epoch_start(rnd.epoch))
+        log.debug("own partial sent", extra={"epoch": rnd.epoch, "t_e_s": self.clock.now() - self.window.get_epoch_start(rnd.epoch)})
         assert self.transport is not None
         await self.transport.publish(envelope)
         await self._check_threshold(rnd)
@@ -370,7 +374,7 @@ class EpochEngine:
         signature = threshold.combine(partials, t)
         if not threshold.group_verify(self.vset.group_key, rnd.digest, signature):
             self.count("aggregate_invalid")
-            log.critical("epoch %d: combined signature does not verify", rnd.epoch)
+            log.critical("combined signature does not verify", extra={"epoch": rnd.epoch, "digest": rnd.digest})
             rnd.process_event(Event.AGGREGATE_INVALID)
             return
         computed = rnd.computed
@@ -438,6 +442,7 @@ class EpochEngine:
         self._remember(rnd.epoch)
         if rnd.pinned_at is not None and rnd.started_at is not None:
             self.latencies.append((rnd.epoch, now - rnd.pinned_at, now - rnd.started_at))
+            get_telemetry().round_signed(now - rnd.started_at, now - rnd.pinned_at)
         self._events[rnd.epoch].set()
         if self._nursery is not None:
             self._spawn(self._publish, rnd, state)
@@ -458,7 +463,7 @@ class EpochEngine:
                 self.count("states_published")
         except Exception as exc:  # a publisher failure leaves the state to the next fallback
             self.count("publish_failed")
-            log.warning("epoch %d: publish failed: %s", state.epoch, exc)
+            log.warning("publish failed", extra={"epoch": state.epoch, "reason": str(exc)})
             return
         if rnd.phase == Phase.PERSISTED:
             rnd.process_event(Event.PUBLISHED)
@@ -503,7 +508,7 @@ class EpochEngine:
 
     async def _process_heartbeat(self, origin: bytes, opened: OpenedEnvelope) -> None:
         hb = opened.message
-        log.debug("heartbeat from %d delayed %.3fs", opened.signer_index, time.time() - hb.time_ms / 1000)  # type: ignore[attr-defined]
+        log.debug("heartbeat", extra={"signer": opened.signer_index, "delay_s": time.time() - hb.time_ms / 1000})  # type: ignore[attr-defined]
         address = self.validator.get_signer_address(opened)
         self.validator.bind(address, origin)
         self.peer_last_signed[address] = int(hb.last_signed_epoch)  # type: ignore[attr-defined]
@@ -544,8 +549,8 @@ class EpochEngine:
             return
         rnd.first_envelope[(opened.keyset_id, signer)] = (key, opened.raw)
         self.count("partials_received")
-        log.debug("epoch %d: partial from %d at T_e%+.3fs", rnd.epoch, signer,
-                  self.clock.now() - self.window.get_epoch_start(rnd.epoch))
+        log.debug("partial received", extra={"epoch": rnd.epoch, "signer": signer,
+                  "t_e_s": self.clock.now() - self.window.get_epoch_start(rnd.epoch)})
         got = bucket(opened.keyset_id, p.digest)  # type: ignore[attr-defined]
         if not rnd.add_partial(got, signer + 1, p.partial):  # type: ignore[attr-defined]
             self.count("digests_dropped")
@@ -557,8 +562,8 @@ class EpochEngine:
     def _process_divergence(self, rnd: Round, other: bytes, t: int) -> None:
         """`other` is a (key set, digest) bucket other than this node's; `t` its key set's threshold."""
         self.count("divergent_partials")
-        log.warning("ALERT epoch %d: partial on key set %d digest %s, ours is %d/%s", rnd.epoch,
-                    int.from_bytes(other[:8], "big"), other[8:].hex()[:16], rnd.keyset_id, (rnd.digest or b"").hex()[:16])
+        log.warning("ALERT partial on another digest", extra={"epoch": rnd.epoch, "other_keyset_id": int.from_bytes(
+                    other[:8], "big"), "other_digest": other[8:], "keyset_id": rnd.keyset_id, "digest": rnd.digest})
         if len(rnd.partials.get(other, {})) >= t and not rnd.diverged:
             rnd.diverged = True
             self.count("divergence_alerts")
@@ -570,13 +575,13 @@ class EpochEngine:
         try:
             again = await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
         except Exception as exc:
-            log.error("ALERT epoch %d: re-read after divergence failed: %s", rnd.epoch, exc)
+            log.error("ALERT re-read after divergence failed", extra={"epoch": rnd.epoch, "reason": str(exc)})
             return
         digest = self.compute_digest(again)
         verdict = "now matches the majority" if digest == other else "still differs"
-        log.error("ALERT epoch %d: the threshold formed on digest %s; our re-read digest %s %s "
-                  "(this node signed %s and will not sign another)", rnd.epoch, other.hex()[:16],
-                  digest.hex()[:16], verdict, (rnd.digest or b"").hex()[:16])
+        log.error("ALERT the threshold formed on another digest; this node signed its own and will not sign "
+                  "another", extra={"epoch": rnd.epoch, "threshold_digest": other, "reread_digest": digest,
+                                    "verdict": verdict, "signed_digest": rnd.digest})
 
     # --- DKG ---------------------------------------------------------------------------------------
 
@@ -631,7 +636,7 @@ class EpochEngine:
                 await self.process_catchup()
             except CatchUpError as exc:
                 self.count("catchup_failed")
-                log.info("catch-up failed: %s", exc)
+                log.info("catch-up failed", extra={"reason": str(exc)})
 
     def _advance_catchup_cursor(self) -> None:
         """Skip epochs held, and epochs that CATCHUP_GIVE_UP answers in a row did not contain."""

@@ -49,14 +49,14 @@ class EvidenceBook:
         async for evidence, gossip in self._recv:
             await trio.to_thread.run_sync(self.store.put_evidence, evidence)
             self.count("evidence_recorded")
-            log.warning("evidence: %s by validator %d in epoch %d", evidence.kind, evidence.signer_index,
-                        evidence.epoch)
+            log.warning("evidence recorded", extra={"kind": evidence.kind, "signer": evidence.signer_index,
+                                                    "epoch": evidence.epoch})
             if gossip:
                 msg = gossip_pb2.EquivocationEvidence(epoch=evidence.epoch, signer_index=evidence.signer_index,
                                                       first=evidence.first, second=evidence.second)
                 try:
                     data = self.seal(gossip_pb2.MESSAGE_KIND_EQUIVOCATION_EVIDENCE, msg.SerializeToString())
                 except EnvelopeError as exc:  # e.g. a joining node that is a member of no key set yet
-                    log.info("evidence stored, not gossiped: %s", exc)
+                    log.info("evidence stored, not gossiped", extra={"reason": str(exc)})
                     continue
                 await self.publish(data)

@@ -101,11 +101,11 @@ class KeyChanger:
                 ring.add_keyset(held.keyset, sset.members)
                 if held.share is not None and held.index is not None:
                     ring.add_share(sset.keyset_id, int(held.index) - 1, int(held.share))
-                log.info("key set %d: share from a previous run restored", sset.keyset_id)
+                log.info("share from a previous run restored", extra={"keyset_id": sset.keyset_id})
         except KeyRingError as exc:
             self.engine.count("keyset_conflicts")
-            log.error("ALERT governance names key set %d differently from what this node holds: %s",
-                      sset.keyset_id, exc)
+            log.error("ALERT governance names a key set differently from what this node holds",
+                      extra={"keyset_id": sset.keyset_id, "reason": str(exc)})
 
     def _is_ours(self, order: ReshareOrder) -> bool:
         """A change this node must take part in and has not started or finished yet."""
@@ -178,8 +178,8 @@ class KeyChanger:
                 continue
             if self._get_current_epoch() >= order.activation_epoch:
                 status.update(state="failed", error=status["error"] or "activation epoch reached without a new share")
-                log.error("ALERT reshare for proposal %d: not done by activation epoch %d: %s", order.proposal_id,
-                          order.activation_epoch, status["error"])
+                log.error("ALERT reshare not done by its activation epoch", extra={"proposal": order.proposal_id,
+                          "activation_epoch": order.activation_epoch, "reason": status["error"]})
                 return
             status["attempts"] += 1
             started = trio.current_time()
@@ -188,7 +188,7 @@ class KeyChanger:
             except (DkgError, KeyRingError) as exc:
                 status["error"] = f"attempt {attempt}: {exc}"
                 self.engine.count("reshare_attempts_failed")
-                log.warning("reshare for proposal %d, attempt %d failed: %s", order.proposal_id, attempt, exc)
+                log.warning("reshare attempt failed", extra={"proposal": order.proposal_id, "attempt": attempt, "reason": str(exc)})
                 await trio.sleep(max(0.0, window_end - self.engine.clock.now()))
                 continue
             self._install(order, result)
@@ -233,8 +233,8 @@ class KeyChanger:
         self.sessions[session.session] = session
         for keyset_id, signer, msg in [m for m in engine._early_dkg if m[2].session_id == session.session]:
             session.offer(keyset_id, signer, msg)
-        log.info("reshare for proposal %d: attempt %d (session %#x) for key set %d", order.proposal_id, attempt,
-                 session.session, order.new.keyset_id)
+        log.info("reshare attempt", extra={"proposal": order.proposal_id, "attempt": attempt,
+                 "session": f"{session.session:#x}", "keyset_id": order.new.keyset_id})
         deadline = self.engine.clock.now() + budget_s
         try:
             result = await session.run(budget_s)
@@ -251,6 +251,6 @@ class KeyChanger:
         ring.add_keyset(result.keyset, order.new.members)
         if result.share is not None and result.index is not None:
             ring.add_share(order.new.keyset_id, int(result.index) - 1, int(result.share))
-        log.info("reshare for proposal %d done: key set %d (threshold %d)%s", order.proposal_id,
-                 order.new.keyset_id, order.new.threshold,
-                 f", own share index {result.index}" if result.share is not None else ", no share (dealer only)")
+        log.info("reshare done", extra={"proposal": order.proposal_id, "keyset_id": order.new.keyset_id,
+                 "threshold": order.new.threshold,
+                 "share_index": result.index if result.share is not None else None})

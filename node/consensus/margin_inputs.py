@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from bridges.telemetry import get_telemetry
 from node.consensus.errors import InputsUnavailable
 from node.consensus.inputs import ComputedState, ReshareOrder, SigningSet
 from node.records import ChainPin
@@ -94,7 +95,9 @@ class MarginInputSource:
         home_pin = pins[self.home_chain_id]
         signing = reshare = None
         if self.governance_for is not None:
+            t_gov = time.perf_counter()
             gov = self.governance_for(home_pin)
+            stages["governance"] = time.perf_counter() - t_gov
             schedule = gov.schedule  # type: ignore[attr-defined]
             signing, reshare = get_signing_set(gov, epoch), get_reshare_order(gov, epoch)
         else:
@@ -121,6 +124,9 @@ class MarginInputSource:
         self._persist(books)
         stages["total"] = time.perf_counter() - t0
         self.last_stages = stages
+        telemetry = get_telemetry()
+        for stage, seconds in stages.items():
+            telemetry.compute_stage(stage, seconds)
         self.last_rpc_calls = sum(s.stats.rpc_calls for s in self.syncs.values())
         return ComputedState(epoch=epoch, pins=tuple(ChainPin(c, n, h) for c, n, h in state.pins),
                              inputs_digest=state.inputs_digest, params_hash=state.params_hash, root=state.root,

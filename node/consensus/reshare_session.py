@@ -203,7 +203,7 @@ class ReshareSession:
         return True
 
     def _refuse(self, reason: str) -> bool:
-        log.warning("reshare %#x: refused %s", self.session, reason)
+        log.warning("reshare message refused", extra={"session": f"{self.session:#x}", "reason": reason})
         if len(self.refused) < MAX_REFUSED:
             self.refused.append(reason)
         return False
@@ -255,7 +255,7 @@ class ReshareSession:
         """One loop turn: announce when due, start the machine once all keys are known, tick it."""
         if self.machine is None and len(self.keys) == len(self.plan.new_members):
             self.machine = self._build_machine()
-            log.info("reshare %#x: all %d encryption keys known, starting", self.session, len(self.keys))
+            log.info("reshare starting: every encryption key known", extra={"session": f"{self.session:#x}", "keys": len(self.keys)})
             await self._emit(self.machine.start(self.now()))
             self.replayed = len(self._early)
             while self._early:

@@ -79,6 +79,7 @@ class DevnetRun:
     homes: list[NodeHome] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
     governance: str = ""
+    web: list[str] = field(default_factory=list)  # each validator's web view (host:port), `[web]` turned on
     genesis_time: float = 0.0
     market_time: int = 0  # the time the demo expiries are counted from
 
@@ -102,9 +103,11 @@ class DevnetRun:
             c.stop()
 
 
-def start_validator(home: NodeHome, log_dir: Path) -> subprocess.Popen:
+def start_validator(home: NodeHome, log_dir: Path, web_listen: str = "") -> subprocess.Popen:
     log = open(log_dir / f"v{home.index}.log", "ab")  # noqa: SIM115 - owned by the process
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if web_listen:
+        env |= {"CLEARING_WEB_ENABLED": "true", "CLEARING_WEB_LISTEN": web_listen}
     return subprocess.Popen([sys.executable, "-m", "node.cli.main", "start", "--home", str(home.path)],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -142,11 +145,12 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
     joining_set = get_public_set_values(homes[0].path / "keys" / "share.json", opts.home / "passphrase")
     run.homes = write_run_configs(run, homes + joining, {"rpc_url": run.chains[0].rpc_url, "address": run.governance},
                                   operators=[h.address for h in homes], joining_set=joining_set)
+    run.web = [f"127.0.0.1:{get_free_port()}" for _ in run.homes]
     (opts.home / "devnet.json").write_text(json.dumps({
         "chains": [json.loads(s.deployment.to_json()) | {"rpc_url": s.rpc_url} for s in run.seeded],
         "governance": run.governance, "genesis_time": run.genesis_time,
         "validators": [{"home": str(h.path), "address": h.address, "api": h.api_address,
-                        "metrics": h.metrics_address} for h in run.homes],
+                        "metrics": h.metrics_address, "web": f"http://{w}/"} for h, w in zip(run.homes, run.web, strict=True)],
         "demo_accounts": get_demo_accounts()}, indent=2))
 
 
@@ -461,9 +465,10 @@ def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print, *,
     try:
         setup(run, say)
         log_dir.mkdir(parents=True, exist_ok=True)
-        run.processes = [start_validator(h, log_dir) for h in run.homes]
+        run.processes = [start_validator(h, log_dir, w) for h, w in zip(run.homes, run.web, strict=True)]
         say(f"validators: {len(run.processes)} processes; logs in {log_dir}; genesis in "
             f"{max(0.0, run.genesis_time - time.time()):.1f}s, epoch {options.epoch_period_s}s")
+        say(f"web view: http://{run.web[0]}/ (validator 0; every validator serves one, see devnet.json)")
         ws = watch(run, say, hook, is_finished, budget_epochs, members)
         summary = summarize(run, ws)
         if extend is not None:

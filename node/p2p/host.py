@@ -178,9 +178,9 @@ class GossipHost:
 
     def penalize(self, peer: str, reason: str) -> None:
         """Lower a peer's score; blacklist and disconnect it when it crosses the ban threshold."""
-        log.info("rejected gossip from %s: %s (score %.1f)", peer, reason, self.scores.get_score(peer))
+        log.info("rejected gossip", extra={"peer": peer, "reason": reason, "score": self.scores.get_score(peer)})
         if self.scores.process_rejected(peer, reason, self.clock()) and self.pubsub is not None:
-            log.warning("banning peer %s (score %.1f)", peer, self.scores.get_score(peer))
+            log.warning("banning peer", extra={"peer": peer, "score": self.scores.get_score(peer)})
             peer_id = ID.from_base58(peer)
             # Not `Pubsub.add_to_blacklist`: its teardown raises KeyError (and stops the node) when
             # the peer's stream is already gone. The blacklist set alone drops the peer's messages.
@@ -194,7 +194,7 @@ class GossipHost:
             try:
                 await self.host.disconnect(peer_id)
             except Exception as exc:  # already gone: nothing to do
-                log.debug("disconnect %s: %s", peer_id, exc)
+                log.debug("disconnect failed", extra={"peer": str(peer_id), "reason": str(exc)})
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         _raise_libp2p_bounds()
@@ -244,7 +244,7 @@ class GossipHost:
                     try:
                         await self.host.connect(info)
                     except Exception as exc:  # any dial failure: retried next round
-                        log.debug("dial %s failed: %s", info.peer_id, exc)
+                        log.debug("dial failed", extra={"peer": str(info.peer_id), "reason": str(exc)})
             await trio.sleep(RECONNECT_INTERVAL_S)
 
     def is_dialer_for(self, peer: ID) -> bool:
@@ -270,7 +270,7 @@ class GossipHost:
                 await write_frame(stream, response)
                 await stream.close()
         except Exception as exc:  # a broken or slow requester must not hurt the node
-            log.info("catch-up request from %s failed: %s", peer, exc)
+            log.info("catch-up request failed", extra={"peer": peer, "reason": str(exc)})
             with trio.move_on_after(1):
                 await stream.reset()
 
