@@ -295,20 +295,24 @@ def set_funding_indices(venue: ChainSender, deployment: Deployment, indices: Map
 
 def set_market(publisher: ChainSender, deployment: Deployment, spots: Mapping[str, int] | None = None,
                forwards: Mapping[tuple[str, int], int] | None = None, vols: Mapping[int, int] | None = None,
-               asset_prices: Mapping[str, int] | None = None) -> None:
-    """Batch-set oracle values: spots/forwards/asset prices micro-USD, vols scale 1e6 per instrument id."""
+               asset_prices: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """Batch-set oracle values: spots/forwards/asset prices micro-USD, vols scale 1e6 per instrument id;
+    returns the receipts in order."""
+    receipts = []
     if spots:
-        publisher.transact("MarketOracle", deployment.oracle, "setSpots",
-                           [symbol_to_bytes32(s) for s in spots], list(spots.values()))
+        receipts.append(publisher.transact("MarketOracle", deployment.oracle, "setSpots",
+                           [symbol_to_bytes32(s) for s in spots], list(spots.values())))
     if forwards:
-        publisher.transact("MarketOracle", deployment.oracle, "setForwards",
+        receipts.append(publisher.transact("MarketOracle", deployment.oracle, "setForwards",
                            [symbol_to_bytes32(u) for u, _ in forwards], [e for _, e in forwards],
-                           list(forwards.values()))
+                           list(forwards.values())))
     if vols:
-        publisher.transact("MarketOracle", deployment.oracle, "setVols", list(vols), list(vols.values()))
+        receipts.append(publisher.transact("MarketOracle", deployment.oracle, "setVols", list(vols),
+                                           list(vols.values())))
     if asset_prices:
-        publisher.transact("MarketOracle", deployment.oracle, "setAssetPrices",
-                           [symbol_to_bytes32(s) for s in asset_prices], list(asset_prices.values()))
+        receipts.append(publisher.transact("MarketOracle", deployment.oracle, "setAssetPrices",
+                           [symbol_to_bytes32(s) for s in asset_prices], list(asset_prices.values())))
+    return receipts
 
 
 def mint(owner: ChainSender, deployment: Deployment, symbol: str, to: str, amount: int) -> dict[str, Any]:

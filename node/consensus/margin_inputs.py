@@ -20,6 +20,7 @@ Blocking (web3 and numpy): run it through `trio.to_thread`, one call at a time.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -67,17 +68,24 @@ class MarginInputSource:
         self.last_rpc_calls = 0
         self._since_check = 0
         self._since_persist = 0
+        self._lock = threading.Lock()  # the books are moved by one computation at a time
 
     def compute_epoch(self, epoch: int, target_time: int) -> ComputedState:
+        """Thread-safe: calls are serialised (the books are moved by one computation at a time)."""
+        with self._lock:
+            computed = self._compute_epoch(epoch, target_time)
+            self.computed_epochs[epoch] = self.computed_epochs.get(epoch, 0) + 1
+            for old in [e for e in self.computed_epochs if e < epoch - 64]:
+                del self.computed_epochs[old]
+            return computed
+
+    def _compute_epoch(self, epoch: int, target_time: int) -> ComputedState:
         from bridges.errors import BridgeError
         from node.state import MarginStateError
 
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
-        again = epoch in self.computed_epochs
-        self.computed_epochs[epoch] = self.computed_epochs.get(epoch, 0) + 1
-        for old in [e for e in self.computed_epochs if e < epoch - 64]:
-            del self.computed_epochs[old]
+        again = epoch in self.computed_epochs  # computed before: the engine re-reads after a digest split
         try:
             pins = self._pin(target_time)
             stages["pin"] = time.perf_counter() - t0

@@ -320,7 +320,8 @@ def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None], members
     return {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
             "keyset_id": int(st.keyset_id), "members": list(members),
             "params_hash_at_validators": [None if x is None else "0x" + bytes(x.params_hash).hex() for x in states],
-            "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable}
+            "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable,
+            "pins": {str(p.chain_id): int(p.block_number) for p in st.pins}}
 
 
 @dataclass
@@ -332,6 +333,7 @@ class WatchState:
     first_epoch: int | None = None
     last_seen: int = -1
     crashed_at: int | None = None
+    crash_blocks: tuple[int, int] | None = None  # first and last home-chain block of the mark change
 
     @property
     def done(self) -> int:
@@ -374,7 +376,7 @@ def process_new_epochs(run: DevnetRun, ws: WatchState, say: Callable[[str], None
 
 def apply_crash_when_due(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
     if run.options.crash_epoch is not None and ws.crashed_at is None and ws.done >= run.options.crash_epoch:
-        apply_crash(run.seeded, run.market_time)
+        ws.crash_blocks = apply_crash(run.seeded, run.market_time)
         ws.crashed_at = ws.last_seen
         say(f"mark change after epoch {ws.last_seen}: BTC 100,000 -> 90,000 on every chain")
 
@@ -423,6 +425,9 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
     check_epoch = max(common) if common else ws.last_seen
     accounts = check_accounts(run, check_epoch)
     flagged = [e for e, h in sorted(history.items()) if "fragile" in h["liquidatable"]]
+    home = str(run.seeded[0].chain_id)
+    first_pinned = [min((e for e, h in history.items() if h["pins"].get(home, -1) >= block), default=None)
+                    for block in (ws.crash_blocks or ())]
     by_epoch = sorted(history.items())
     return {
         "epochs_signed": sum(1 for h in history.values() if h["identical_at_all_validators"]),
@@ -436,6 +441,8 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
                         "min": min(gas, default=None)},
         "mark_change_after_epoch": ws.crashed_at,
         "fragile_first_liquidatable_epoch": flagged[0] if flagged else None,
+        # first epochs whose home pin holds the first / the last transaction of the mark change
+        "mark_change_pinned_epochs": first_pinned,
         "accounts": accounts,
         "proof_verified_on_chain": all(all(a["proof_verified_on_chain"].values()) for a in accounts.values()),
         "checked_epoch": check_epoch,

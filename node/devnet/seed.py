@@ -13,8 +13,10 @@ The demo book (RRA-1 figures at BTC 100,000 / ETH 3,000):
 - `hedged`: long 1 BTC perp and short 10 ETH perp on chain A, short 1 BTC 30-day future on chain B,
   10,000 USDC on each chain. The BTC legs offset: IM ~6,000 against ~36,000 for the legs alone.
 - `unhedged`: the same long BTC perp and short ETH perp without the future, 20,000 USDC on chain A.
-- `fragile`: short 2 BTC 95,000 puts (30 days) on chain B against 30,000 USDC; healthy at BTC
-  100,000, liquidatable after the `crash` mark change to BTC 90,000.
+- `fragile`: short 2 BTC 95,000 puts (30 days) on chain B against 24,000 USDC, sold at their Black-76
+  value (2 x 3,423 USD of premium cash, offset by the puts' mark value): equity 24,000 >= IM ~20,350 at BTC
+  100,000; after the `crash` mark change to BTC 90,000 the puts are worth 2 x 8,156, equity ~14,530 < MM
+  ~18,830: liquidatable.
 Keys are anvil's public dev keys (local chains only). Persists nothing; returns what it deployed.
 """
 
@@ -65,7 +67,7 @@ CRASH_MARKET = {"BTC": 90_000.0, "ETH": 3_000.0}
 BOOK: dict[str, dict[int, tuple[float, list[tuple[int, float]]]]] = {
     "hedged": {0: (10_000.0, [(1, 1.0), (3, -10.0)]), 1: (10_000.0, [(2, -1.0)])},
     "unhedged": {0: (20_000.0, [(1, 1.0), (3, -10.0)])},
-    "fragile": {1: (30_000.0, [(4, -2.0)])},
+    "fragile": {1: (24_000.0, [(4, -2.0)])},
 }
 
 
@@ -87,15 +89,18 @@ def get_expiry(genesis_time: int, days: int) -> int:
     return 0 if days == 0 else genesis_time + days * DAY
 
 
-def publish_market(sender: ChainSender, deployment: Deployment, spots: dict[str, float], genesis_time: int) -> None:
-    """Set spot, forwards (= spot, r = 0), asset prices and option vols on one chain's oracle."""
+def publish_market(sender: ChainSender, deployment: Deployment, spots: dict[str, float],
+                   genesis_time: int) -> tuple[int, int]:
+    """Set spot, forwards (= spot, r = 0), asset prices and option vols on one chain's oracle; returns the
+    block numbers of the first and the last of its transactions."""
     forwards = {(u, get_expiry(genesis_time, d)): round(spots[u] * PRICE_SCALE)
                 for (u, kind, _, d, _) in INSTRUMENTS.values() if d}
-    set_market(sender, deployment,
-               spots={u: round(p * PRICE_SCALE) for u, p in spots.items()},
-               forwards=forwards,
-               vols={iid: round(v * VOL_SCALE) for iid, v in VOLS.items()},
-               asset_prices={"USDC": PRICE_SCALE, "ETH": round(spots["ETH"] * PRICE_SCALE)})
+    receipts = set_market(sender, deployment,
+                          spots={u: round(p * PRICE_SCALE) for u, p in spots.items()},
+                          forwards=forwards,
+                          vols={iid: round(v * VOL_SCALE) for iid, v in VOLS.items()},
+                          asset_prices={"USDC": PRICE_SCALE, "ETH": round(spots["ETH"] * PRICE_SCALE)})
+    return int(receipts[0]["blockNumber"]), int(receipts[-1]["blockNumber"])
 
 
 def get_trade_price(instrument_id: int, spots: dict[str, float]) -> int:
@@ -137,11 +142,12 @@ def seed_chain(chain: AnvilChain, position: int, network_id: int, keyset_id: int
     return SeededChain(chain.chain_id, chain.rpc_url, deployment)
 
 
-def apply_crash(chains: Sequence[SeededChain], genesis_time: int) -> None:
-    """The demo mark change: BTC falls to 90,000 on every chain's oracle."""
-    for c in chains:
-        publish_market(ChainSender(c.rpc_url, get_dev_key(DEPLOYER_KEY_INDEX)), c.deployment, CRASH_MARKET,
-                       genesis_time)
+def apply_crash(chains: Sequence[SeededChain], genesis_time: int) -> tuple[int, int]:
+    """The demo mark change: BTC falls to 90,000 on every chain's oracle; returns the first and last block
+    of the change on the first (home) chain, whose oracle gives the marks."""
+    blocks = [publish_market(ChainSender(c.rpc_url, get_dev_key(DEPLOYER_KEY_INDEX)), c.deployment, CRASH_MARKET,
+                             genesis_time) for c in chains]
+    return blocks[0]
 
 
 def compute_isolated_leg_margins(name: str, spots: dict[str, float] = NORMAL_MARKET) -> list[float]:
