@@ -1,4 +1,5 @@
-"""Merkle tree compatible with OpenZeppelin's StandardMerkleTree (JS) and `MerkleProof.sol`.
+"""Merkle tree compatible with OpenZeppelin's StandardMerkleTree (JS) and `MerkleProof.sol`, and the
+batch keccak256 it is built with.
 
 Layout (identical to `@openzeppelin/merkle-tree`): leaf hashes are sorted ascending, stored in
 reverse order at the end of a flat array of 2n-1 nodes; node i has children 2i+1 and 2i+2; internal
@@ -7,118 +8,161 @@ takes the index of the leaf in the caller's order (not the sorted order). A tree
 the all-zero root and no proofs. Leaf hashing (double keccak of the ABI encoding) is in
 `bridges/statecodec.py`; this module only sees 32-byte hashes.
 
-Speed: keccak goes through pycryptodome's C state with a reused buffer (about 4x fewer Python
-overheads than `eth_hash`); if that private interface ever changes, it falls back to `eth_hash`.
-A hasher is created per tree, so building trees in several threads is safe. Persists nothing.
+Speed: keccak256 is the native `bridges._keccak` (built by the editable install). The tree is built
+one heap depth at a time with numpy (sorted pairs chosen by a vectorised byte comparison) and one
+batch keccak call per depth, split over `KECCAK_THREADS` threads (the native code releases the GIL);
+no Python loop per node. Results do not depend on the thread count. Persists nothing.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from eth_hash.auto import keccak as _eth_keccak
+import numpy as np
 
+from bridges import _keccak
 from bridges.errors import EmptyTree, InvalidLeafValue
 
 EMPTY_ROOT = bytes(32)
 MAX_LEAVES = 10_000_000
+KECCAK_THREADS = 2
+PARALLEL_MIN_MESSAGES = 8_192  # below this one thread is faster than handing work to another
 
 Hasher = Callable[[bytes], bytes]
+keccak256: Hasher = _keccak.keccak256
+keccak256_batch: Callable[[object, int], bytes] = _keccak.keccak256_batch
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def make_keccak() -> Hasher:
-    """A keccak256 function with its own reusable state (not shareable across threads)."""
-    try:
-        # private but stable pycryptodome interface; verified against eth_hash below before use
-        from Crypto.Hash.keccak import _raw_keccak_lib as lib  # type: ignore[attr-defined]
-        from Crypto.Util._raw_api import (  # type: ignore[attr-defined]
-            VoidPointer,
-            c_size_t,
-            c_ubyte,
-            create_string_buffer,
-            get_raw_buffer,
-        )
-
-        holder = VoidPointer()
-        if lib.keccak_init(holder.address_of(), c_size_t(64), c_ubyte(24)) != 0:
-            return _eth_keccak
-        state, out = holder.get(), create_string_buffer(32)  # type: ignore[call-arg]
-        reset, absorb, digest = lib.keccak_reset, lib.keccak_absorb, lib.keccak_digest
-
-        def fast_keccak(data: bytes) -> bytes:
-            reset(state)
-            absorb(state, data, len(data))
-            digest(state, out, 32, 1)
-            return get_raw_buffer(out)
-
-        fast_keccak._keep_alive = (holder, lib)  # type: ignore[attr-defined]
-        if fast_keccak(b"abc") != _eth_keccak(b"abc"):
-            return _eth_keccak
-        return fast_keccak
-    except (ImportError, AttributeError, TypeError):
-        return _eth_keccak
+    """The keccak256 function (native, stateless: shareable across threads)."""
+    return keccak256
 
 
-def hash_pair(a: bytes, b: bytes, keccak: Hasher = _eth_keccak) -> bytes:
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=KECCAK_THREADS - 1, thread_name_prefix="keccak")
+        return _pool
+
+
+def keccak_batch(messages: np.ndarray) -> np.ndarray:
+    """keccak256 of every row of a 2-D uint8 array of equal-length messages: an (N, 32) uint8 array."""
+    if messages.ndim != 2 or messages.dtype != np.uint8:
+        raise InvalidLeafValue(f"messages: expected a 2-D uint8 array, got {messages.dtype} {messages.shape}")
+    n = messages.shape[0]
+    data = np.ascontiguousarray(messages)
+    if n < PARALLEL_MIN_MESSAGES or KECCAK_THREADS < 2:
+        return np.frombuffer(keccak256_batch(data, n), dtype=np.uint8).reshape(n, 32)
+    bounds = np.linspace(0, n, KECCAK_THREADS + 1).astype(np.int64).tolist()
+    chunks = [data[lo:hi] for lo, hi in itertools.pairwise(bounds)]
+    pool = _get_pool()
+    futures = [pool.submit(keccak256_batch, c, len(c)) for c in chunks[1:]]
+    parts = [keccak256_batch(chunks[0], len(chunks[0])), *(f.result() for f in futures)]
+    return np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(n, 32)
+
+
+def hash_pair(a: bytes, b: bytes, keccak: Hasher = keccak256) -> bytes:
     return keccak(a + b) if a < b else keccak(b + a)
 
 
-@dataclass(frozen=True)
-class MerkleTree:
-    """A built tree: `nodes[0]` is the root; `tree_index[i]` is where caller leaf i sits."""
+def hash_sorted_pairs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """keccak256(min(l, r) || max(l, r)) row by row, bytes compared as unsigned big-endian strings."""
+    differ = left != right
+    first = differ.argmax(axis=1)
+    rows = np.arange(left.shape[0])
+    left_first = left[rows, first] <= right[rows, first]
+    pairs = np.empty((left.shape[0], 64), dtype=np.uint8)
+    pairs[:, :32] = np.where(left_first[:, None], left, right)
+    pairs[:, 32:] = np.where(left_first[:, None], right, left)
+    return keccak_batch(pairs)
 
-    nodes: tuple[bytes, ...]
-    tree_index: tuple[int, ...]
+
+@dataclass(frozen=True, eq=False)
+class MerkleTree:
+    """A built tree: `nodes` is the flat (2n-1, 32) uint8 node array (`nodes[0]` the root);
+    `tree_index[i]` is where caller leaf i sits. Arrays are read-only."""
+
+    nodes: np.ndarray
+    tree_index: np.ndarray
 
     @property
     def root(self) -> bytes:
-        return self.nodes[0] if self.nodes else EMPTY_ROOT
+        return self.nodes[0].tobytes() if len(self.nodes) else EMPTY_ROOT
 
     def __len__(self) -> int:
         return len(self.tree_index)
 
     def get_leaf_hash(self, i: int) -> bytes:
-        return self.nodes[self.tree_index[self._validate_index(i)]]
+        return self.nodes[self.tree_index[self._validate_index(i)]].tobytes()
+
+    def get_leaf_hashes(self) -> np.ndarray:
+        """(n, 32) leaf hashes in the caller's order."""
+        return self.nodes[self.tree_index]
 
     def get_proof(self, i: int) -> list[bytes]:
         """Sibling hashes from leaf i (caller order) up to the root, OpenZeppelin's proof format."""
-        index = self.tree_index[self._validate_index(i)]
-        proof = []
+        index = int(self.tree_index[self._validate_index(i)])
+        siblings = []
         while index > 0:
-            proof.append(self.nodes[index + 1 if index % 2 else index - 1])
+            siblings.append(index + 1 if index % 2 else index - 1)
             index = (index - 1) // 2
-        return proof
+        return [row.tobytes() for row in self.nodes[siblings]]
 
     def _validate_index(self, i: int) -> int:
-        if not self.tree_index:
+        if not len(self.tree_index):
             raise EmptyTree("leaf index: the tree has no leaves")
         if not 0 <= i < len(self.tree_index):
             raise InvalidLeafValue(f"leaf index: {i} outside 0..{len(self.tree_index) - 1}")
         return i
 
 
-def build_tree(leaf_hashes: Sequence[bytes]) -> MerkleTree:
-    """The StandardMerkleTree over `leaf_hashes` (32-byte leaf hashes, duplicates allowed)."""
-    n = len(leaf_hashes)
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def build_tree(leaf_hashes: Sequence[bytes] | np.ndarray) -> MerkleTree:
+    """The StandardMerkleTree over `leaf_hashes`: 32-byte hashes, or an (n, 32) uint8 array
+    (duplicates allowed)."""
+    if isinstance(leaf_hashes, np.ndarray):
+        if leaf_hashes.ndim != 2 or leaf_hashes.shape[1:] != (32,) or leaf_hashes.dtype != np.uint8:
+            raise InvalidLeafValue(f"leaf_hashes: expected an (n, 32) uint8 array, got {leaf_hashes.dtype} "
+                                   f"{leaf_hashes.shape}")
+        leaves = leaf_hashes
+    else:
+        for i, h in enumerate(leaf_hashes):
+            if not isinstance(h, bytes) or len(h) != 32:
+                raise InvalidLeafValue(f"leaf_hashes[{i}]: expected 32 bytes")
+        leaves = np.frombuffer(b"".join(leaf_hashes), dtype=np.uint8).reshape(len(leaf_hashes), 32)
+    n = len(leaves)
     if n > MAX_LEAVES:
         raise InvalidLeafValue(f"leaf_hashes: {n} leaves, at most {MAX_LEAVES}")
-    for i, h in enumerate(leaf_hashes):
-        if not isinstance(h, bytes) or len(h) != 32:
-            raise InvalidLeafValue(f"leaf_hashes[{i}]: expected 32 bytes")
     if n == 0:
-        return MerkleTree(nodes=(), tree_index=())
-    order = sorted(range(n), key=leaf_hashes.__getitem__)
+        empty = np.zeros((0, 32), dtype=np.uint8)
+        return MerkleTree(nodes=_read_only(empty), tree_index=_read_only(np.zeros(0, dtype=np.int64)))
+    # stable ascending sort of the 32-byte strings (OpenZeppelin sorts with a stable Array.sort)
+    order = np.argsort(np.ascontiguousarray(leaves).view("S32").ravel(), kind="stable")
     size = 2 * n - 1
-    nodes: list[bytes] = [b""] * (n - 1) + [leaf_hashes[j] for j in reversed(order)]
-    tree_index = [0] * n
-    for sorted_pos, j in enumerate(order):
-        tree_index[j] = size - 1 - sorted_pos
-    keccak = make_keccak()
-    for i in range(n - 2, -1, -1):
-        a, b = nodes[2 * i + 1], nodes[2 * i + 2]
-        nodes[i] = keccak(a + b) if a < b else keccak(b + a)
-    return MerkleTree(nodes=tuple(nodes), tree_index=tuple(tree_index))
+    nodes = np.empty((size, 32), dtype=np.uint8)
+    nodes[n - 1:] = leaves[order[::-1]]
+    tree_index = np.empty(n, dtype=np.int64)
+    tree_index[order] = size - 1 - np.arange(n, dtype=np.int64)
+    depth = (n - 1).bit_length()  # depth of the deepest internal node's children
+    for d in range(depth - 1, -1, -1):  # heap depth d holds indices 2^d - 1 .. 2^(d+1) - 2
+        lo, hi = 2**d - 1, min(2 ** (d + 1) - 2, n - 2)
+        if lo > hi:
+            continue
+        idx = np.arange(lo, hi + 1)
+        nodes[lo:hi + 1] = hash_sorted_pairs(nodes[2 * idx + 1], nodes[2 * idx + 2])
+    return MerkleTree(nodes=_read_only(nodes), tree_index=_read_only(tree_index))
 
 
 def compute_root_from_proof(leaf_hash: bytes, proof: Sequence[bytes]) -> bytes:

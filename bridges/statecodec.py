@@ -13,13 +13,15 @@ with its own domain tag. Persists nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from eth_hash.auto import keccak
+import numpy as np
 from eth_utils import to_checksum_address
 
 from bridges.errors import InvalidLeafValue
+from bridges.merkle import keccak256 as keccak
+from bridges.merkle import keccak_batch
 
 # --- fixed-point conventions (shared by every part of the node) ---
 USD_SCALE = 10**6  # USD amounts and prices (spot, forward, strike, asset price): micro-USD
@@ -207,8 +209,77 @@ def bytes32_to_symbol(value: bytes) -> str:
 
 
 def compute_leaf_hashes(leaves: Sequence[MarginLeaf]) -> list[bytes]:
-    """Leaf hashes of many leaves with one fast keccak state (same values as `compute_leaf_hash`)."""
-    from bridges.merkle import make_keccak
+    """Leaf hashes of many leaf objects (same values as `compute_leaf_hash`)."""
+    return [keccak(keccak(encode_margin_leaf(leaf))) for leaf in leaves]
 
-    k = make_keccak()
-    return [k(k(encode_margin_leaf(leaf))) for leaf in leaves]
+
+# --- columnar leaves: the same encoding and hash, for arrays of many accounts ---
+LEAF_FIXED_SIZE = 7 * 32  # abi.encode of a leaf with no approved withdrawals
+
+
+def _validate_column(values: np.ndarray, n: int, field: str, non_negative: bool) -> None:
+    if not isinstance(values, np.ndarray) or values.dtype != np.int64 or values.shape != (n,):
+        raise InvalidLeafValue(f"{field}: expected an int64 array of shape ({n},)")
+    if non_negative and n and values.min() < 0:
+        row = int(np.argmax(values < 0))
+        raise InvalidLeafValue(f"{field}[{row}]: {int(values[row])} is not a uint256")
+
+
+def validate_leaf_columns(accounts: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,
+                          flags: np.ndarray, approvals: Mapping[int, Sequence[bytes]]) -> None:
+    """Shapes, dtypes and ranges of columnar leaves; `InvalidLeafValue` names the field (and row)."""
+    if not isinstance(accounts, np.ndarray) or accounts.dtype != np.uint8 or accounts.ndim != 2 \
+            or accounts.shape[1] != 20:
+        raise InvalidLeafValue("accounts: expected an (n, 20) uint8 array")
+    n = accounts.shape[0]
+    _validate_column(equity, n, "equity", False)
+    _validate_column(im, n, "im", True)
+    _validate_column(mm, n, "mm", True)
+    _validate_column(flags, n, "flags", True)
+    for row, ids in approvals.items():
+        if not isinstance(row, int) or not 0 <= row < n:
+            raise InvalidLeafValue(f"approvals: row {row!r} outside 0..{n - 1}")
+        if len(ids) > MAX_APPROVED_WITHDRAWALS:
+            raise InvalidLeafValue(f"approvals[{row}]: {len(ids)} ids, at most {MAX_APPROVED_WITHDRAWALS}")
+        for i, wid in enumerate(ids):
+            _validate_bytes32(wid, f"approvals[{row}][{i}]")
+
+
+def _uint256_words(values: np.ndarray, negative_fill: bool) -> np.ndarray:
+    """(n, 32) big-endian 256-bit words of int64 values (two's complement sign extension)."""
+    words = np.zeros((len(values), 32), dtype=np.uint8)
+    words[:, 24:] = values.astype(">i8").view(np.uint8).reshape(-1, 8)
+    if negative_fill:
+        words[values < 0, :24] = 0xFF
+    return words
+
+
+def encode_leaf_columns(accounts: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,
+                        flags: np.ndarray) -> np.ndarray:
+    """(n, 224) uint8: abi.encode of every row as a leaf with no approved withdrawals (validated input)."""
+    n = accounts.shape[0]
+    out = np.zeros((n, LEAF_FIXED_SIZE), dtype=np.uint8)
+    out[:, 12:32] = accounts
+    out[:, 32:64] = _uint256_words(equity, True)
+    out[:, 64:96] = _uint256_words(im, False)
+    out[:, 96:128] = _uint256_words(mm, False)
+    out[:, 128:160] = _uint256_words(flags, False)
+    out[:, 160:192] = np.frombuffer(_LEAF_HEAD, dtype=np.uint8)
+    return out  # the last word (array length 0) stays zero
+
+
+def compute_leaf_hashes_columnar(accounts: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,
+                                 flags: np.ndarray, approvals: Mapping[int, Sequence[bytes]]) -> np.ndarray:
+    """(n, 32) uint8 leaf hashes of columnar leaves, equal to `compute_leaf_hash` row by row: int64
+    amounts (im, mm, flags >= 0) and `approvals` (row -> approved withdrawal ids, rows without ids
+    omitted). Rows without approvals are encoded and hashed in bulk; the few with approvals one by one."""
+    validate_leaf_columns(accounts, equity, im, mm, flags, approvals)
+    hashes = keccak_batch(keccak_batch(encode_leaf_columns(accounts, equity, im, mm, flags)))
+    rows = sorted(row for row, ids in approvals.items() if ids)
+    if rows:
+        hashes = hashes.copy()
+        for row in rows:
+            leaf = MarginLeaf("0x" + accounts[row].tobytes().hex(), int(equity[row]), int(im[row]), int(mm[row]),
+                              int(flags[row]), tuple(approvals[row]))
+            hashes[row] = np.frombuffer(compute_leaf_hash(leaf), dtype=np.uint8)
+    return hashes
