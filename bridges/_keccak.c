@@ -6,7 +6,10 @@
  *
  * Both release the GIL while hashing, so several Python threads can hash parts of one batch at once.
  * The permutation is Keccak-f[1600] (24 rounds, 64-bit lanes); rate 136 bytes, capacity 512 bits;
- * padding 0x01 ... 0x80. Lanes are read and written little-endian on every CPU. Persists nothing.
+ * padding 0x01 ... 0x80. Lanes are read and written little-endian on every CPU. A batch is hashed
+ * four messages at a time with the same round code on vectors of four lanes (GCC vector extensions;
+ * on x86-64 an AVX2 clone is picked at load time when the CPU has it), the rest one by one; both give
+ * the same bytes. Persists nothing.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,15 +31,15 @@ static const uint64_t ROUND_CONSTANTS[24] = {
 #define ROL(v, n) (((v) << (n)) | ((v) >> ((64 - (n)) & 63)))
 
 /* One round on lanes a[x + 5y]: theta, then rho and pi into b, then chi back into a, then iota. */
-#define THETA_RHO_PI_CHI_IOTA(rc)                                                          \
+#define THETA_RHO_PI_CHI_IOTA(T, rc)                                                          \
     do {                                                                                   \
-        uint64_t c0 = a[0] ^ a[5] ^ a[10] ^ a[15] ^ a[20];                                 \
-        uint64_t c1 = a[1] ^ a[6] ^ a[11] ^ a[16] ^ a[21];                                 \
-        uint64_t c2 = a[2] ^ a[7] ^ a[12] ^ a[17] ^ a[22];                                 \
-        uint64_t c3 = a[3] ^ a[8] ^ a[13] ^ a[18] ^ a[23];                                 \
-        uint64_t c4 = a[4] ^ a[9] ^ a[14] ^ a[19] ^ a[24];                                 \
-        uint64_t d0 = c4 ^ ROL(c1, 1), d1 = c0 ^ ROL(c2, 1), d2 = c1 ^ ROL(c3, 1);         \
-        uint64_t d3 = c2 ^ ROL(c4, 1), d4 = c3 ^ ROL(c0, 1);                               \
+        T c0 = a[0] ^ a[5] ^ a[10] ^ a[15] ^ a[20];                                 \
+        T c1 = a[1] ^ a[6] ^ a[11] ^ a[16] ^ a[21];                                 \
+        T c2 = a[2] ^ a[7] ^ a[12] ^ a[17] ^ a[22];                                 \
+        T c3 = a[3] ^ a[8] ^ a[13] ^ a[18] ^ a[23];                                 \
+        T c4 = a[4] ^ a[9] ^ a[14] ^ a[19] ^ a[24];                                 \
+        T d0 = c4 ^ ROL(c1, 1), d1 = c0 ^ ROL(c2, 1), d2 = c1 ^ ROL(c3, 1);         \
+        T d3 = c2 ^ ROL(c4, 1), d4 = c3 ^ ROL(c0, 1);                               \
         /* b[y + 5((2x + 3y) mod 5)] = rol(a[x + 5y] ^ d[x], r[x][y]) */                  \
         b[0] = a[0] ^ d0;                b[10] = ROL(a[1] ^ d1, 1);                        \
         b[20] = ROL(a[2] ^ d2, 62);      b[5] = ROL(a[3] ^ d3, 28);                        \
@@ -64,7 +67,23 @@ static const uint64_t ROUND_CONSTANTS[24] = {
 static void keccak_f1600(uint64_t a[25]) {
     uint64_t b[25];
     for (int round = 0; round < 24; round++) {
-        THETA_RHO_PI_CHI_IOTA(ROUND_CONSTANTS[round]);
+        THETA_RHO_PI_CHI_IOTA(uint64_t, ROUND_CONSTANTS[round]);
+    }
+}
+
+/* Four independent states, lane i of state j in a[i][j]: the same rounds on 4-wide vectors. */
+typedef uint64_t lanes4 __attribute__((vector_size(32)));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define MULTIVERSION
+#endif
+
+MULTIVERSION static void keccak_f1600_x4(lanes4 a[25]) {
+    lanes4 b[25];
+    for (int round = 0; round < 24; round++) {
+        THETA_RHO_PI_CHI_IOTA(lanes4, ROUND_CONSTANTS[round]);
     }
 }
 
@@ -100,6 +119,55 @@ static void keccak256(const unsigned char *msg, size_t len, unsigned char out[DI
     keccak_f1600(a);
     for (int i = 0; i < DIGEST / 8; i++) {
         store_le64(out + 8 * i, a[i]);
+    }
+}
+
+static void absorb_x4(lanes4 a[25], const unsigned char *const block[4]) {
+    for (int i = 0; i < RATE / 8; i++) {
+        lanes4 v = {load_le64(block[0] + 8 * i), load_le64(block[1] + 8 * i), load_le64(block[2] + 8 * i),
+                    load_le64(block[3] + 8 * i)};
+        a[i] ^= v;
+    }
+}
+
+/* keccak256 of four messages of `len` bytes each (msg[j] -> out[j]). */
+static void keccak256_x4(const unsigned char *const msg[4], size_t len, unsigned char *const out[4]) {
+    lanes4 a[25];
+    memset(a, 0, sizeof(a));
+    size_t off = 0;
+    for (; len - off >= RATE; off += RATE) {
+        const unsigned char *block[4] = {msg[0] + off, msg[1] + off, msg[2] + off, msg[3] + off};
+        absorb_x4(a, block);
+        keccak_f1600_x4(a);
+    }
+    unsigned char last[4][RATE];
+    for (int j = 0; j < 4; j++) {
+        memset(last[j], 0, RATE);
+        memcpy(last[j], msg[j] + off, len - off);
+        last[j][len - off] ^= 0x01;
+        last[j][RATE - 1] ^= 0x80;
+    }
+    const unsigned char *block[4] = {last[0], last[1], last[2], last[3]};
+    absorb_x4(a, block);
+    keccak_f1600_x4(a);
+    for (int j = 0; j < 4; j++) {
+        for (int i = 0; i < DIGEST / 8; i++) {
+            store_le64(out[j] + 8 * i, a[i][j]);
+        }
+    }
+}
+
+static void keccak256_many(const unsigned char *msg, size_t len, Py_ssize_t count, unsigned char *out) {
+    Py_ssize_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        const unsigned char *m[4] = {msg + (size_t)i * len, msg + (size_t)(i + 1) * len,
+                                     msg + (size_t)(i + 2) * len, msg + (size_t)(i + 3) * len};
+        unsigned char *o[4] = {out + (size_t)i * DIGEST, out + (size_t)(i + 1) * DIGEST,
+                               out + (size_t)(i + 2) * DIGEST, out + (size_t)(i + 3) * DIGEST};
+        keccak256_x4(m, len, o);
+    }
+    for (; i < count; i++) {
+        keccak256(msg + (size_t)i * len, len, out + (size_t)i * DIGEST);
     }
 }
 
@@ -146,9 +214,7 @@ static PyObject *py_keccak256_batch(PyObject *self, PyObject *args) {
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
         size_t len = (size_t)(view.len / count);
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < count; i++) {
-            keccak256(msg + (size_t)i * len, len, out + (size_t)i * DIGEST);
-        }
+        keccak256_many(msg, len, count, out);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&view);

@@ -34,7 +34,7 @@ PARALLEL_MIN_MESSAGES = 8_192  # below this one thread is faster than handing wo
 
 Hasher = Callable[[bytes], bytes]
 keccak256: Hasher = _keccak.keccak256
-keccak256_batch: Callable[[object, int], bytes] = _keccak.keccak256_batch
+keccak256_batch = _keccak.keccak256_batch
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -73,16 +73,16 @@ def hash_pair(a: bytes, b: bytes, keccak: Hasher = keccak256) -> bytes:
     return keccak(a + b) if a < b else keccak(b + a)
 
 
-def hash_sorted_pairs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """keccak256(min(l, r) || max(l, r)) row by row, bytes compared as unsigned big-endian strings."""
-    differ = left != right
-    first = differ.argmax(axis=1)
-    rows = np.arange(left.shape[0])
-    left_first = left[rows, first] <= right[rows, first]
-    pairs = np.empty((left.shape[0], 64), dtype=np.uint8)
-    pairs[:, :32] = np.where(left_first[:, None], left, right)
-    pairs[:, 32:] = np.where(left_first[:, None], right, left)
-    return keccak_batch(pairs)
+def hash_sorted_pairs(pairs: np.ndarray) -> np.ndarray:
+    """keccak256(min(l, r) || max(l, r)) of every row of an (m, 64) uint8 array of pairs l || r,
+    the halves compared as unsigned big-endian byte strings."""
+    left, right = pairs[:, :32], pairs[:, 32:]
+    first = (left != right).argmax(axis=1)
+    rows = np.arange(len(pairs))
+    swap = np.flatnonzero(left[rows, first] > right[rows, first])
+    ordered = np.array(pairs, dtype=np.uint8, order="C")
+    ordered[swap, :32], ordered[swap, 32:] = right[swap], left[swap]
+    return keccak_batch(ordered)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,8 +160,8 @@ def build_tree(leaf_hashes: Sequence[bytes] | np.ndarray) -> MerkleTree:
         lo, hi = 2**d - 1, min(2 ** (d + 1) - 2, n - 2)
         if lo > hi:
             continue
-        idx = np.arange(lo, hi + 1)
-        nodes[lo:hi + 1] = hash_sorted_pairs(nodes[2 * idx + 1], nodes[2 * idx + 2])
+        # the children of nodes lo..hi are the contiguous nodes 2lo+1..2hi+2: one (count, 64) view
+        nodes[lo:hi + 1] = hash_sorted_pairs(nodes[2 * lo + 1:2 * hi + 3].reshape(hi - lo + 1, 64))
     return MerkleTree(nodes=_read_only(nodes), tree_index=_read_only(tree_index))
 
 

@@ -245,27 +245,22 @@ def validate_leaf_columns(accounts: np.ndarray, equity: np.ndarray, im: np.ndarr
             _validate_bytes32(wid, f"approvals[{row}][{i}]")
 
 
-def _uint256_words(values: np.ndarray, negative_fill: bool) -> np.ndarray:
-    """(n, 32) big-endian 256-bit words of int64 values (two's complement sign extension)."""
-    words = np.zeros((len(values), 32), dtype=np.uint8)
-    words[:, 24:] = values.astype(">i8").view(np.uint8).reshape(-1, 8)
-    if negative_fill:
-        words[values < 0, :24] = 0xFF
-    return words
-
-
 def encode_leaf_columns(accounts: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,
                         flags: np.ndarray) -> np.ndarray:
-    """(n, 224) uint8: abi.encode of every row as a leaf with no approved withdrawals (validated input)."""
+    """(n, 224) uint8: abi.encode of every row as a leaf with no approved withdrawals (validated input):
+    each amount is the low 8 bytes of its 32-byte word, big-endian; negative equity fills the high
+    24 bytes with 0xff (two's complement)."""
     n = accounts.shape[0]
     out = np.zeros((n, LEAF_FIXED_SIZE), dtype=np.uint8)
     out[:, 12:32] = accounts
-    out[:, 32:64] = _uint256_words(equity, True)
-    out[:, 64:96] = _uint256_words(im, False)
-    out[:, 96:128] = _uint256_words(mm, False)
-    out[:, 128:160] = _uint256_words(flags, False)
-    out[:, 160:192] = np.frombuffer(_LEAF_HEAD, dtype=np.uint8)
-    return out  # the last word (array length 0) stays zero
+    words = out.view(">u8")  # (n, 28): ABI word k is words[:, 4k:4k + 4]
+    words[:, 7] = equity.view(np.uint64)  # the low 64 bits of the two's complement
+    words[:, 4:7] = np.where(equity < 0, np.uint64(2**64 - 1), np.uint64(0))[:, None]
+    words[:, 11] = im.view(np.uint64)
+    words[:, 15] = mm.view(np.uint64)
+    words[:, 19] = flags.view(np.uint64)
+    words[:, 23] = 6 * 32  # offset of the (empty) approvals array; its length word stays zero
+    return out
 
 
 def compute_leaf_hashes_columnar(accounts: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,

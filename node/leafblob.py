@@ -69,9 +69,20 @@ def _record_from_json(epoch: int, row: int, account: bytes, doc: dict[str, Any])
                        encoded=bytes.fromhex(doc["encoded"]), detail=bytes.fromhex(doc["detail"]))
 
 
+def _by_group(rows: Mapping[int, Any], group_rows: int) -> dict[int, dict[str, Any]]:
+    """group start -> {row inside the group (as a JSON key): value}."""
+    out: dict[int, dict[str, Any]] = {}
+    for row in sorted(rows):
+        lo = row - row % group_rows
+        out.setdefault(lo, {})[str(row - lo)] = rows[row]
+    return out
+
+
 def encode_groups(leaves: EpochLeaves, group_rows: int = GROUP_ROWS) -> list[GroupRow]:
     n, d = len(leaves), leaves.detail
     coll = d.collateral
+    approvals = _by_group({r: [w.hex() for w in ids] for r, ids in leaves.approvals.items()}, group_rows)
+    verbatim = _by_group({r: _record_to_json(rec) for r, rec in leaves.verbatim.items()}, group_rows)
     out = []
     for lo in range(0, n, group_rows):
         hi = min(n, lo + group_rows)
@@ -81,18 +92,25 @@ def encode_groups(leaves: EpochLeaves, group_rows: int = GROUP_ROWS) -> list[Gro
                    "risk": d.risk[lo:hi], "worst": d.worst[lo:hi], "coll_offsets": coll.offsets[lo:hi + 1] - c0,
                    "chain_id": coll.chain_id[c0:c1], "asset": coll.asset[c0:c1], "units_lo": coll.units_lo[c0:c1],
                    "units_hi": coll.units_hi[c0:c1]}
-        sparse = {"assets": list(coll.assets),
-                  "approvals": {str(r - lo): [w.hex() for w in ids] for r, ids in leaves.approvals.items()
-                                if lo <= r < hi},
-                  "verbatim": {str(r - lo): _record_to_json(rec) for r, rec in leaves.verbatim.items() if lo <= r < hi}}
+        sparse = {"assets": list(coll.assets), "approvals": approvals.get(lo, {}), "verbatim": verbatim.get(lo, {})}
         doc = json.dumps(sparse, sort_keys=True, separators=(",", ":")).encode()
-        parts = [HEADER.pack(MAGIC, hi - lo, d.risk.shape[1], c1 - c0, len(doc))]
-        for name, dtype, _shape in _layout(hi - lo, d.risk.shape[1], c1 - c0):
-            raw = np.ascontiguousarray(columns[name], dtype=dtype).tobytes()
-            parts += [raw, bytes(_pad(len(raw)))]
-        parts.append(doc)
-        out.append(GroupRow(leaves.accounts[lo].tobytes(), lo, b"".join(parts)))
+        out.append(GroupRow(leaves.accounts[lo].tobytes(), lo, _pack(hi - lo, d.risk.shape[1], c1 - c0, columns, doc)))
     return out
+
+
+def _pack(g: int, width: int, m: int, columns: Mapping[str, np.ndarray], doc: bytes) -> bytes:
+    """Header, sections and JSON written once into one buffer (one copy of every column)."""
+    layout = _layout(g, width, m)
+    sizes = [int(np.prod(shape)) * np.dtype(dtype).itemsize for _n, dtype, shape in layout]
+    total = HEADER.size + sum(size + _pad(size) for size in sizes) + len(doc)
+    buf = bytearray(total)
+    HEADER.pack_into(buf, 0, MAGIC, g, width, m, len(doc))
+    pos = HEADER.size
+    for (name, dtype, shape), size in zip(layout, sizes, strict=True):
+        np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=pos).reshape(shape)[...] = columns[name]
+        pos += size + _pad(size)
+    buf[pos:] = doc
+    return bytes(buf)
 
 
 @dataclass(frozen=True)
