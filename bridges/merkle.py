@@ -9,14 +9,14 @@ the all-zero root and no proofs. Leaf hashing (double keccak of the ABI encoding
 `bridges/statecodec.py`; this module only sees 32-byte hashes.
 
 Speed: keccak256 is the native `bridges._keccak` (built by the editable install). The tree is built
-one heap depth at a time with numpy (sorted pairs chosen by a vectorised byte comparison) and one
-batch keccak call per depth, split over `KECCAK_THREADS` threads (the native code releases the GIL);
-no Python loop per node. Results do not depend on the thread count. Persists nothing.
+one heap depth at a time with numpy (the children of a depth are one contiguous (m, 64) block; the
+pair order comes from a vectorised comparison) and the batch keccak, in row chunks run on
+`KECCAK_THREADS` threads (the native code and numpy's copies release the GIL); no Python loop per
+node. Results do not depend on the thread count or the chunking. Persists nothing.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +30,7 @@ from bridges.errors import EmptyTree, InvalidLeafValue
 EMPTY_ROOT = bytes(32)
 MAX_LEAVES = 10_000_000
 KECCAK_THREADS = 2
-PARALLEL_MIN_MESSAGES = 8_192  # below this one thread is faster than handing work to another
+CHUNK_ROWS = 32_768  # rows per task: large enough to amortise a task, small enough to stay in cache
 
 Hasher = Callable[[bytes], bytes]
 keccak256: Hasher = _keccak.keccak256
@@ -49,40 +49,84 @@ def _get_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=KECCAK_THREADS - 1, thread_name_prefix="keccak")
+            _pool = ThreadPoolExecutor(max_workers=KECCAK_THREADS, thread_name_prefix="keccak")
         return _pool
+
+
+def run_chunks(fn: Callable[[int, int], None], n: int) -> None:
+    """fn(lo, hi) for consecutive row ranges covering 0..n, on up to `KECCAK_THREADS` threads; each call
+    writes only its own rows. `fn` must not call `run_chunks` itself (the pool is shared)."""
+    ranges = [(lo, min(n, lo + CHUNK_ROWS)) for lo in range(0, n, CHUNK_ROWS)]
+    if len(ranges) <= 1 or KECCAK_THREADS < 2:
+        for lo, hi in ranges:
+            fn(lo, hi)
+        return
+    for future in [_get_pool().submit(fn, lo, hi) for lo, hi in ranges]:
+        future.result()
+
+
+def _digests(data: np.ndarray) -> np.ndarray:
+    return np.frombuffer(keccak256_batch(data, len(data)), dtype=np.uint8).reshape(len(data), 32)
 
 
 def keccak_batch(messages: np.ndarray) -> np.ndarray:
     """keccak256 of every row of a 2-D uint8 array of equal-length messages: an (N, 32) uint8 array."""
     if messages.ndim != 2 or messages.dtype != np.uint8:
         raise InvalidLeafValue(f"messages: expected a 2-D uint8 array, got {messages.dtype} {messages.shape}")
-    n = messages.shape[0]
     data = np.ascontiguousarray(messages)
-    if n < PARALLEL_MIN_MESSAGES or KECCAK_THREADS < 2:
-        return np.frombuffer(keccak256_batch(data, n), dtype=np.uint8).reshape(n, 32)
-    bounds = np.linspace(0, n, KECCAK_THREADS + 1).astype(np.int64).tolist()
-    chunks = [data[lo:hi] for lo, hi in itertools.pairwise(bounds)]
-    pool = _get_pool()
-    futures = [pool.submit(keccak256_batch, c, len(c)) for c in chunks[1:]]
-    parts = [keccak256_batch(chunks[0], len(chunks[0])), *(f.result() for f in futures)]
-    return np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(n, 32)
+    out = np.empty((len(data), 32), dtype=np.uint8)
+
+    def chunk(lo: int, hi: int) -> None:
+        out[lo:hi] = _digests(data[lo:hi])
+
+    run_chunks(chunk, len(data))
+    return out
 
 
 def hash_pair(a: bytes, b: bytes, keccak: Hasher = keccak256) -> bytes:
     return keccak(a + b) if a < b else keccak(b + a)
 
 
-def hash_sorted_pairs(pairs: np.ndarray) -> np.ndarray:
-    """keccak256(min(l, r) || max(l, r)) of every row of an (m, 64) uint8 array of pairs l || r,
-    the halves compared as unsigned big-endian byte strings."""
-    left, right = pairs[:, :32], pairs[:, 32:]
-    first = (left != right).argmax(axis=1)
-    rows = np.arange(len(pairs))
-    swap = np.flatnonzero(left[rows, first] > right[rows, first])
+def _order_pairs(pairs: np.ndarray) -> np.ndarray:
+    """Rows l || r of an (m, 64) uint8 array as min(l, r) || max(l, r) (unsigned big-endian order)."""
+    words = pairs.view(">u8")  # (m, 8): l is words 0..3, r is words 4..7
+    swap = words[:, 0] > words[:, 4]
+    for k in range(1, 4):  # equal leading words (rare): the next word decides
+        tied = np.flatnonzero((words[:, :k] == words[:, 4:4 + k]).all(axis=1))
+        if not len(tied):
+            break
+        swap[tied] = words[tied, k] > words[tied, 4 + k]
     ordered = np.array(pairs, dtype=np.uint8, order="C")
-    ordered[swap, :32], ordered[swap, 32:] = right[swap], left[swap]
-    return keccak_batch(ordered)
+    rows = np.flatnonzero(swap)
+    ordered[rows, :32], ordered[rows, 32:] = pairs[rows, 32:], pairs[rows, :32]
+    return ordered
+
+
+def hash_sorted_pairs(pairs: np.ndarray) -> np.ndarray:
+    """keccak256(min(l, r) || max(l, r)) of every row of an (m, 64) uint8 array of pairs l || r."""
+    out = np.empty((len(pairs), 32), dtype=np.uint8)
+
+    def chunk(lo: int, hi: int) -> None:
+        out[lo:hi] = _digests(_order_pairs(pairs[lo:hi]))
+
+    run_chunks(chunk, len(pairs))
+    return out
+
+
+def sorted_order(hashes: np.ndarray) -> np.ndarray:
+    """The stable ascending order of (n, 32) uint8 rows as byte strings (by the first 8 bytes, then
+    the few runs with an equal prefix by all 32 bytes)."""
+    head = np.ascontiguousarray(hashes[:, :8]).view(">u8").ravel().astype(np.uint64)
+    order = np.argsort(head, kind="stable")
+    ranked = head[order]
+    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    if len(tied):
+        starts = tied[np.concatenate(([True], tied[1:] != tied[:-1] + 1))]
+        ends = tied[np.concatenate((tied[1:] != tied[:-1] + 1, [True]))] + 2
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            run = order[lo:hi].tolist()  # ascending original index (stable sort)
+            order[lo:hi] = sorted(run, key=lambda j: (hashes[j].tobytes(), j))
+    return order
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,8 +192,7 @@ def build_tree(leaf_hashes: Sequence[bytes] | np.ndarray) -> MerkleTree:
     if n == 0:
         empty = np.zeros((0, 32), dtype=np.uint8)
         return MerkleTree(nodes=_read_only(empty), tree_index=_read_only(np.zeros(0, dtype=np.int64)))
-    # stable ascending sort of the 32-byte strings (OpenZeppelin sorts with a stable Array.sort)
-    order = np.argsort(np.ascontiguousarray(leaves).view("S32").ravel(), kind="stable")
+    order = sorted_order(leaves)  # stable, as OpenZeppelin's Array.sort
     size = 2 * n - 1
     nodes = np.empty((size, 32), dtype=np.uint8)
     nodes[n - 1:] = leaves[order[::-1]]

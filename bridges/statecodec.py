@@ -21,7 +21,7 @@ from eth_utils import to_checksum_address
 
 from bridges.errors import InvalidLeafValue
 from bridges.merkle import keccak256 as keccak
-from bridges.merkle import keccak_batch
+from bridges.merkle import keccak256_batch, run_chunks
 
 # --- fixed-point conventions (shared by every part of the node) ---
 USD_SCALE = 10**6  # USD amounts and prices (spot, forward, strike, asset price): micro-USD
@@ -269,10 +269,16 @@ def compute_leaf_hashes_columnar(accounts: np.ndarray, equity: np.ndarray, im: n
     amounts (im, mm, flags >= 0) and `approvals` (row -> approved withdrawal ids, rows without ids
     omitted). Rows without approvals are encoded and hashed in bulk; the few with approvals one by one."""
     validate_leaf_columns(accounts, equity, im, mm, flags, approvals)
-    hashes = keccak_batch(keccak_batch(encode_leaf_columns(accounts, equity, im, mm, flags)))
+    hashes = np.empty((len(accounts), 32), dtype=np.uint8)
+
+    def chunk(lo: int, hi: int) -> None:  # encode and hash twice, one cache-sized chunk of rows at a time
+        encoded = encode_leaf_columns(accounts[lo:hi], equity[lo:hi], im[lo:hi], mm[lo:hi], flags[lo:hi])
+        inner = keccak256_batch(encoded, hi - lo)
+        hashes[lo:hi] = np.frombuffer(keccak256_batch(inner, hi - lo), dtype=np.uint8).reshape(hi - lo, 32)
+
+    run_chunks(chunk, len(accounts))
     rows = sorted(row for row, ids in approvals.items() if ids)
     if rows:
-        hashes = hashes.copy()
         for row in rows:
             leaf = MarginLeaf("0x" + accounts[row].tobytes().hex(), int(equity[row]), int(im[row]), int(mm[row]),
                               int(flags[row]), tuple(approvals[row]))

@@ -18,9 +18,11 @@ from bridges.merkle import (
     EMPTY_ROOT,
     build_tree,
     hash_pair,
+    hash_sorted_pairs,
     keccak256,
     keccak_batch,
     make_keccak,
+    sorted_order,
     verify_proof,
 )
 
@@ -148,7 +150,7 @@ def test_native_keccak_every_length_up_to_three_blocks() -> None:
 
 def test_batch_keccak_split_over_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(5)
-    messages = rng.integers(0, 256, size=(merkle.PARALLEL_MIN_MESSAGES * 2 + 3, 64), dtype=np.uint8)
+    messages = rng.integers(0, 256, size=(merkle.CHUNK_ROWS * 2 + 3, 64), dtype=np.uint8)
     threaded = keccak_batch(messages)
     monkeypatch.setattr(merkle, "KECCAK_THREADS", 1)
     assert np.array_equal(keccak_batch(messages), threaded)
@@ -196,3 +198,20 @@ def test_invalid_array_leaves_raise() -> None:
         build_tree(np.zeros((3, 31), dtype=np.uint8))
     with pytest.raises(InvalidLeafValue, match="leaf_hashes"):
         build_tree(np.zeros((3, 32), dtype=np.int8))
+
+
+def test_sorted_order_and_pair_hashing_with_shared_prefixes() -> None:
+    """Rows equal in their first 8, 16 or 24 bytes (or in all 32) take the slow paths; results must
+    still be the full byte-string order and hash_pair's sorted pair."""
+    rng = random.Random(77)
+    base = [rng.randbytes(32) for _ in range(6)]
+    rows = [*base]
+    for cut in (8, 16, 24, 31):
+        rows += [base[0][:cut] + rng.randbytes(32 - cut) for _ in range(3)]
+    rows += [base[2], base[2], base[0][:8] + base[3][8:]]
+    rng.shuffle(rows)
+    array = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), 32)
+    assert sorted_order(array).tolist() == sorted(range(len(rows)), key=lambda i: (rows[i], i))
+    pairs = [(a, b) for a in rows[:12] for b in rows[:12]]
+    got = hash_sorted_pairs(np.frombuffer(b"".join(a + b for a, b in pairs), dtype=np.uint8).reshape(-1, 64))
+    assert [row.tobytes() for row in got] == [hash_pair(a, b) for a, b in pairs]
