@@ -138,3 +138,26 @@ def test_invalid_schema_one_leaves_refuse_migration_and_keep_the_file(tmp_path: 
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     assert conn.execute("SELECT COUNT(*) FROM leaves").fetchone()[0] == 4
     conn.close()
+
+
+def test_a_leaf_that_differs_from_the_stored_tree_gets_no_proof(tmp_path: Path) -> None:
+    path = tmp_path / "n.sqlite"
+    state, leaves = make_state(2, 20)
+    with SQLiteStore(path) as store:
+        store.put_signed_state(state, leaves)
+        snap = build_snapshot(store, state)
+        assert snap.proofs_valid and snap.get_proof(store.get_leaf(2, leaves[0].account))  # type: ignore[arg-type]
+    conn = sqlite3.connect(path)  # flip one bit of row 0's equity inside its group blob
+    data = bytearray(conn.execute("SELECT data FROM leaf_groups WHERE epoch = 2").fetchone()[0])
+    offset = leafblob.HEADER.size + 20 * 20  # the header, then 20 accounts (400 bytes, 8-aligned)
+    assert leafblob.decode_group(0, bytes(data)).columns["equity"][0] == leaves[0].equity
+    data[offset] ^= 1  # the low byte of row 0's little-endian equity
+    conn.execute("UPDATE leaf_groups SET data = ? WHERE epoch = 2", (bytes(data),))
+    conn.commit()
+    conn.close()
+    with SQLiteStore(path) as store:
+        leaf = store.get_leaf(2, leaves[0].account)
+        assert leaf is not None and leaf.equity == leaves[0].equity ^ 1
+        snap = build_snapshot(store, state)
+        assert snap.proofs_valid and snap.get_proof(leaf) == []
+        assert snap.get_proof(store.get_leaf(2, leaves[1].account)) != []  # type: ignore[arg-type]
