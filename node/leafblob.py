@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -101,13 +102,13 @@ def encode_groups(leaves: EpochLeaves, group_rows: int = GROUP_ROWS) -> list[Gro
 def _pack(g: int, width: int, m: int, columns: Mapping[str, np.ndarray], doc: bytes) -> bytes:
     """Header, sections and JSON written once into one buffer (one copy of every column)."""
     layout = _layout(g, width, m)
-    sizes = [int(np.prod(shape)) * np.dtype(dtype).itemsize for _n, dtype, shape in layout]
+    sizes = [math.prod(shape) * np.dtype(dtype).itemsize for _n, dtype, shape in layout]
     total = HEADER.size + sum(size + _pad(size) for size in sizes) + len(doc)
     buf = bytearray(total)
     HEADER.pack_into(buf, 0, MAGIC, g, width, m, len(doc))
     pos = HEADER.size
     for (name, dtype, shape), size in zip(layout, sizes, strict=True):
-        np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=pos).reshape(shape)[...] = columns[name]
+        np.frombuffer(buf, dtype=dtype, count=math.prod(shape), offset=pos).reshape(shape)[...] = columns[name]
         pos += size + _pad(size)
     buf[pos:] = doc
     return bytes(buf)
@@ -130,10 +131,11 @@ def decode_group(first_row: int, data: bytes) -> Group:
         raise LeafBlobError(f"leaf group: magic {magic!r}, expected {MAGIC!r}")
     pos, columns = HEADER.size, {}
     for name, dtype, shape in _layout(g, width, m):
-        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        count = math.prod(shape)
+        size = count * np.dtype(dtype).itemsize
         if pos + size > len(data):
             raise LeafBlobError(f"leaf group: section {name} runs past the end")
-        columns[name] = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=pos).reshape(shape)
+        columns[name] = np.frombuffer(data, dtype=dtype, count=count, offset=pos).reshape(shape)
         pos += size + _pad(size)
     if pos + doc_len != len(data):
         raise LeafBlobError("leaf group: length does not match its header")
@@ -147,17 +149,25 @@ def decode_group(first_row: int, data: bytes) -> Group:
 def _sparse_rows(groups: Sequence[Group], epoch: int, accounts: np.ndarray
                  ) -> tuple[dict[int, tuple[bytes, ...]], dict[int, AccountLeaf]]:
     approvals, verbatim = {}, {}
+    base = 0
     for grp in groups:
         for key, ids in grp.sparse["approvals"].items():
-            approvals[grp.first_row + int(key)] = tuple(bytes.fromhex(w) for w in ids)
+            approvals[base + int(key)] = tuple(bytes.fromhex(w) for w in ids)
         for key, doc in grp.sparse["verbatim"].items():
-            row = grp.first_row + int(key)
+            row = base + int(key)
             verbatim[row] = _record_from_json(epoch, row, accounts[row].tobytes(), doc)
+        base += len(grp.columns["accounts"])
     return approvals, verbatim
 
 
 def decode_epoch(epoch: int, groups: Sequence[Group]) -> EpochLeaves:
-    """The epoch's leaves from all its groups in row order."""
+    """The leaves of consecutive groups (an epoch's, in row order: the first row of each group must
+    follow the previous group's rows), numbered from 0."""
+    expected = groups[0].first_row if groups else 0
+    for g in groups:
+        if g.first_row != expected:
+            raise LeafBlobError(f"leaf group: starts at row {g.first_row}, expected {expected}")
+        expected += len(g.columns["accounts"])
     def cat(name: str, empty_shape: tuple[int, ...], dtype: str) -> np.ndarray:
         if not groups:
             return np.zeros(empty_shape, dtype=dtype)
@@ -189,21 +199,4 @@ def find_in_group(epoch: int, group: Group, account: bytes) -> AccountLeaf | Non
     local = int(np.searchsorted(keys, np.frombuffer(account, dtype="S20")[0]))
     if local >= len(keys) or accounts[local].tobytes() != account:
         return None
-    one = decode_epoch(epoch, [_slice_group(group, local)])
-    return dataclasses.replace(one[0], index=group.first_row + local)
-
-
-def _slice_group(group: Group, local: int) -> Group:
-    """A one-row group holding row `local` of `group` (row 0 of the result)."""
-    c = group.columns
-    c0, c1 = int(c["coll_offsets"][local]), int(c["coll_offsets"][local + 1])
-    row = slice(local, local + 1)
-    columns = {name: c[name][row] for name in ("accounts", "equity", "im", "mm", "flags", "equity_before", "risk",
-                                                "worst")}
-    columns.update(coll_offsets=c["coll_offsets"][local:local + 2] - c0, chain_id=c["chain_id"][c0:c1],
-                   asset=c["asset"][c0:c1], units_lo=c["units_lo"][c0:c1], units_hi=c["units_hi"][c0:c1])
-    key = str(local)
-    sparse = {"assets": group.sparse["assets"],
-              "approvals": {"0": group.sparse["approvals"][key]} if key in group.sparse["approvals"] else {},
-              "verbatim": {"0": group.sparse["verbatim"][key]} if key in group.sparse["verbatim"] else {}}
-    return Group(0, MappingProxyType(columns), sparse)
+    return dataclasses.replace(decode_epoch(epoch, [group])[local], index=group.first_row + local)

@@ -49,8 +49,8 @@ def _require(ok: bool, message: str) -> None:
 
 
 def _check_array(a: np.ndarray, dtype: type, shape: tuple[int, ...], name: str) -> None:
-    _require(isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape,
-             f"{name}: expected {np.dtype(dtype).name} array of shape {shape}")
+    if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape):
+        raise InvalidLeafValue(f"{name}: expected {np.dtype(dtype).name} array of shape {shape}")
 
 
 def as_account_keys(accounts: np.ndarray) -> np.ndarray:
