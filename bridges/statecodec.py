@@ -237,7 +237,7 @@ def validate_leaf_columns(accounts: np.ndarray, equity: np.ndarray, im: np.ndarr
     _validate_column(mm, n, "mm", True)
     _validate_column(flags, n, "flags", True)
     for row, ids in approvals.items():
-        if not isinstance(row, int) or not 0 <= row < n:
+        if not isinstance(row, int | np.integer) or isinstance(row, bool) or not 0 <= row < n:
             raise InvalidLeafValue(f"approvals: row {row!r} outside 0..{n - 1}")
         if len(ids) > MAX_APPROVED_WITHDRAWALS:
             raise InvalidLeafValue(f"approvals[{row}]: {len(ids)} ids, at most {MAX_APPROVED_WITHDRAWALS}")

@@ -146,6 +146,10 @@ def test_invalid_leaf_columns_name_the_field() -> None:
         compute_leaf_hashes_columnar(accounts[:, :19], equity, im, mm, flags, {})
     with pytest.raises(InvalidLeafValue, match="approvals"):
         compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {4: (bytes(32),)})
+    with pytest.raises(InvalidLeafValue, match="approvals"):
+        compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {True: (bytes(32),)})
+    numpy_key = compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {np.int64(2): (bytes(32),)})
+    assert np.array_equal(numpy_key, compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {2: (bytes(32),)}))
     with pytest.raises(InvalidLeafValue, match=r"approvals\[1\]\[0\]"):
         compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {1: (b"short",)})
     with pytest.raises(InvalidLeafValue, match=r"approvals\[1\]"):
