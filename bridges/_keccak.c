@@ -172,6 +172,7 @@ static void keccak256_many(const unsigned char *msg, size_t len, Py_ssize_t coun
 }
 
 static PyObject *py_keccak256(PyObject *self, PyObject *arg) {
+    (void)self;
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
@@ -192,6 +193,7 @@ static PyObject *py_keccak256(PyObject *self, PyObject *arg) {
 }
 
 static PyObject *py_keccak256_batch(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer view;
     Py_ssize_t count;
     if (!PyArg_ParseTuple(args, "y*n:keccak256_batch", &view, &count)) {
@@ -230,6 +232,7 @@ static PyMethodDef METHODS[] = {
 
 static struct PyModuleDef MODULE = {
     PyModuleDef_HEAD_INIT, "_keccak", "Keccak-256, single and batched (releases the GIL).", -1, METHODS,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__keccak(void) { return PyModule_Create(&MODULE); }
