@@ -195,6 +195,8 @@ def decode_epoch(epoch: int, groups: Sequence[Group]) -> EpochLeaves:
 def find_in_group(epoch: int, group: Group, account: bytes) -> AccountLeaf | None:
     """One account's record from its group (binary search), or None."""
     accounts = group.columns["accounts"]
+    if len(account) != 20 or not len(accounts):
+        return None
     keys = as_account_keys(accounts)
     local = int(np.searchsorted(keys, np.frombuffer(account, dtype="S20")[0]))
     if local >= len(keys) or accounts[local].tobytes() != account:

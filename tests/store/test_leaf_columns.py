@@ -43,6 +43,7 @@ def test_columns_round_trip_over_many_groups(tmp_path: Path) -> None:
             if leaves.find(miss) is None:
                 assert store.get_leaf(5, miss) is None
         assert store.get_leaf(4, leaves.accounts[0].tobytes()) is None
+        assert store.get_leaf(5, leaves.accounts[3].tobytes()[:19]) is None
         tree = store.get_leaf_tree(5)
         assert tree is not None and np.array_equal(tree.nodes, leaves.tree.nodes)
         assert np.array_equal(tree.tree_index, leaves.tree.tree_index)
