@@ -51,7 +51,7 @@ def build_store(path: Path, accounts: int) -> float:
     from bridges.merkle import build_tree, make_keccak
     from bridges.statecodec import MarginLeaf, compute_inputs_digest, compute_state_digest, encode_margin_leaf
     from node.crypto import threshold
-    from node.records import AccountLeaf, ChainPin, SignedState
+    from node.records import AccountDetail, AccountLeaf, ChainPin, SignedState
     from node.store import SQLiteStore
 
     started = time.perf_counter()
@@ -60,8 +60,8 @@ def build_store(path: Path, accounts: int) -> float:
         account = (i + 1).to_bytes(20, "big")
         equity, im = (i % 1000) * 1_000_000, (i % 97) * 1_000_000 + 1
         leaf = MarginLeaf("0x" + account.hex(), equity, im, im * 8 // 10, int(equity < im * 8 // 10))
-        detail = json.dumps({"risk_array": [s * 1000 for s in range(23)], "worst_scenario": 0,
-                             "collateral_by_chain": {"31337": equity}}).encode()
+        detail = AccountDetail("0x" + account.hex(), equity, equity - im, tuple(s * 1000 for s in range(23)), 0,
+                               ((31337, "USDC", equity),)).to_json_bytes()
         leaves.append(AccountLeaf(1, i, account, leaf.equity, leaf.im, leaf.mm, leaf.flags, (),
                                   encode_margin_leaf(leaf), detail))
     k = make_keccak()

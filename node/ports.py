@@ -3,7 +3,8 @@
 
 `Store` is the persistence seam: the embedded default is SQLite (WAL); `MemoryStore` here is the unit
 test double. Invariants every implementation keeps:
-- `put_signed_state` writes the state and its leaves in one transaction (all or nothing);
+- `put_signed_state` writes the state and its leaves in one transaction (all or nothing); leaves are
+  an `EpochLeaves` (columns) or records in index order with ascending accounts, kept exactly;
 - `record_signing(epoch, digest)` is durable before it returns and refuses an epoch <= the last signed
   one with a different digest (`DoubleSignRefused`), so a restarted node never signs twice;
 - reads return exactly what was written.
@@ -16,6 +17,9 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from bridges.errors import InvalidLeafValue
+from bridges.merkle import MerkleTree
+from node.leaves import EpochLeaves
 from node.records import AccountLeaf, Evidence, SignedState
 
 
@@ -45,6 +49,9 @@ class Store(Protocol):
     def list_signed_states(self, from_epoch: int, limit: int) -> list[SignedState]: ...
     def get_leaf(self, epoch: int, account: bytes) -> AccountLeaf | None: ...
     def get_leaves(self, epoch: int) -> list[AccountLeaf]: ...
+    def get_epoch_leaves(self, epoch: int) -> EpochLeaves | None: ...
+    def has_leaves(self, epoch: int) -> bool: ...
+    def get_leaf_tree(self, epoch: int) -> MerkleTree | None: ...
     def put_evidence(self, evidence: Evidence) -> None: ...
     def list_evidence(self, limit: int = 1000) -> list[Evidence]: ...
     def put_meta(self, key: str, value: bytes) -> None: ...
@@ -58,7 +65,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._last: tuple[int, bytes] | None = None
         self._states: dict[int, SignedState] = {}
-        self._leaves: dict[int, dict[bytes, AccountLeaf]] = {}
+        self._leaves: dict[int, EpochLeaves] = {}
         self._evidence: list[Evidence] = []
         self._meta: dict[str, bytes] = {}
 
@@ -74,9 +81,16 @@ class MemoryStore:
         return self._last
 
     def put_signed_state(self, state: SignedState, leaves: Sequence[AccountLeaf]) -> None:
+        try:
+            columns = EpochLeaves.from_records(state.epoch, leaves)
+        except InvalidLeafValue as exc:
+            raise NodeError(f"leaves of epoch {state.epoch}: {exc}") from exc
         with self._lock:
             self._states[state.epoch] = state
-            self._leaves[state.epoch] = {leaf.account: leaf for leaf in leaves}
+            if len(columns):
+                self._leaves[state.epoch] = columns
+            else:
+                self._leaves.pop(state.epoch, None)
 
     def get_signed_state(self, epoch: int) -> SignedState | None:
         return self._states.get(epoch)
@@ -88,10 +102,21 @@ class MemoryStore:
         return [self._states[e] for e in sorted(self._states) if e >= from_epoch][:limit]
 
     def get_leaf(self, epoch: int, account: bytes) -> AccountLeaf | None:
-        return self._leaves.get(epoch, {}).get(account)
+        leaves = self._leaves.get(epoch)
+        return None if leaves is None else leaves.get(account)
 
     def get_leaves(self, epoch: int) -> list[AccountLeaf]:
-        return sorted(self._leaves.get(epoch, {}).values(), key=lambda leaf: leaf.index)
+        return list(self._leaves.get(epoch, ()))
+
+    def get_epoch_leaves(self, epoch: int) -> EpochLeaves | None:
+        return self._leaves.get(epoch)
+
+    def has_leaves(self, epoch: int) -> bool:
+        return epoch in self._leaves
+
+    def get_leaf_tree(self, epoch: int) -> MerkleTree | None:
+        leaves = self._leaves.get(epoch)
+        return None if leaves is None else leaves.tree
 
     def put_evidence(self, evidence: Evidence) -> None:
         with self._lock:

@@ -1,9 +1,11 @@
 """Margin-state builder: from merged chain inputs to the leaves, Merkle root and digest of one epoch.
 
 `compute_margin_state(inputs, params, pins, network_id, keyset_id, epoch, params_hash)` runs the
-risk batch, quantizes to integer micro-USD (`risk.quantize`), decides withdrawal approvals, builds
-the leaves (`bridges.statecodec`), the StandardMerkleTree root (`bridges.merkle`) and the state
-digest the validators sign.
+risk batch, quantizes to integer micro-USD (`risk.quantize`), decides withdrawal approvals, and
+hands arrays (accounts, equity, im, mm, flags, sparse approvals, detail) to `build_margin_state`,
+which builds the columnar leaves (`node.leaves.EpochLeaves`: leaf hashes in bulk as
+`bridges.statecodec` defines them), the StandardMerkleTree root (`bridges.merkle`) and the state
+digest the validators sign. Other input paths call `build_margin_state` with their own arrays.
 
 Withdrawal approvals (the rule that stops two withdrawals on two chains in one epoch from spending
 the same free collateral): every open request of every chain is visited in the order
@@ -21,24 +23,25 @@ and their withdrawals stay unapproved. They are listed in `MarginState.failures`
 
 Invariants: pure and deterministic (no clock, no randomness, no set iteration order; floats only
 inside the risk engine and the documented rounding); identical inputs give identical bytes in every
-process. Persists nothing; the node stores `get_account_leaves()` and the signed state.
+process. No Python object per leaf on the way (`leaves` / `details` are views built on access).
+Persists nothing; the node stores `get_account_leaves()` (the `EpochLeaves`) and the signed state.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 import scipy.sparse as sp
 
-from bridges.merkle import MerkleTree, build_tree, make_keccak
-from bridges.snapshot import AccountFailure, AccountInputs, MarginInputs, PendingWithdrawal
+from bridges.errors import InvalidLeafValue
+from bridges.merkle import MerkleTree
+from bridges.snapshot import AccountFailure, MarginInputs, PendingWithdrawal
 from bridges.statecodec import (
     FLAG_LIQUIDATABLE,
     MAX_APPROVED_WITHDRAWALS,
@@ -46,13 +49,13 @@ from bridges.statecodec import (
     MarginLeaf,
     compute_inputs_digest,
     compute_state_digest,
-    encode_margin_leaf,
 )
-from node.records import AccountLeaf
+from node.leaves import CollateralRows, EpochLeaves, LeafDetail, as_account_keys
+from node.records import AccountDetail
 from risk.batch import AccountError, BatchInput, BatchResult, compute_margin_batch
 from risk.instruments import Instrument
 from risk.params import RiskParams
-from risk.quantize import QuantizedBatch, quantize_usd, quantized
+from risk.quantize import quantize_usd, quantized
 
 RISK_THREADS = 2  # the batch is bit-identical for any thread count
 
@@ -76,29 +79,43 @@ class WithdrawalDecision:
     reason: str  # "approved" or why not
 
 
-@dataclass(frozen=True)
-class AccountDetail:
-    """Unsigned per-account detail for the gRPC API (micro-USD integers)."""
+T = TypeVar("T")
 
-    account: str
-    equity_before_withdrawals: int
-    free_collateral: int  # leaf equity - IM
-    risk_array: tuple[int, ...]  # joint P&L per scenario, micro-USD
-    worst_scenario: int | None
-    collateral_by_chain: tuple[tuple[int, str, int], ...]  # (chain id, asset, token base units)
 
-    def to_json_bytes(self) -> bytes:
-        return json.dumps({
-            "account": self.account, "equity_before_withdrawals": self.equity_before_withdrawals,
-            "free_collateral": self.free_collateral, "risk_array": list(self.risk_array),
-            "worst_scenario": self.worst_scenario,
-            "collateral_by_chain": [list(row) for row in self.collateral_by_chain],
-        }, sort_keys=True, separators=(",", ":")).encode()
+class RowView(Sequence[T], Generic[T]):
+    """A read-only sequence whose item i is built on access (compares equal to any equal sequence)."""
+
+    def __init__(self, n: int, get: Callable[[int], T]) -> None:
+        self._n, self._get = n, get
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[T]: ...
+
+    def __getitem__(self, i: int | slice) -> T | list[T]:
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(f"index {i} outside 0..{self._n - 1}")
+        return self._get(i % self._n)
+
+    def __iter__(self) -> Iterator[T]:
+        return (self._get(i) for i in range(self._n))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(other) == self._n and all(a == b for a, b in zip(self, other,
+                                                                                                      strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
 class MarginState:
-    """One epoch's computed state: the digest inputs, leaves sorted by account, and detail."""
+    """One epoch's computed state: the digest inputs, the columnar leaves (sorted by account) and detail."""
 
     network_id: int
     keyset_id: int
@@ -109,37 +126,34 @@ class MarginState:
     root: bytes
     leaf_count: int
     digest: bytes
-    leaves: tuple[MarginLeaf, ...]
-    details: tuple[AccountDetail, ...]  # parallel to `leaves`
+    epoch_leaves: EpochLeaves
     withdrawals: tuple[WithdrawalDecision, ...]
     failures: tuple[AccountFailure, ...]
     tree: MerkleTree
 
+    @property
+    def leaves(self) -> RowView[MarginLeaf]:
+        """The signed leaves in index order (objects built on access)."""
+        return RowView(self.leaf_count, self.epoch_leaves.get_margin_leaf)
+
+    @property
+    def details(self) -> RowView[AccountDetail]:
+        """The unsigned detail, parallel to `leaves` (objects built on access)."""
+        return RowView(self.leaf_count, self.epoch_leaves.get_detail)  # type: ignore[arg-type]
+
     def get_index(self, account: str) -> int:
         """Leaf index of `account` (any hex case); KeyError if it has no leaf."""
-        key = bytes.fromhex(account[2:])
-        lo, hi = 0, len(self.leaves)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if bytes.fromhex(self.leaves[mid].account[2:]) < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo == len(self.leaves) or bytes.fromhex(self.leaves[lo].account[2:]) != key:
+        row = self.epoch_leaves.find(bytes.fromhex(account[2:]))
+        if row is None:
             raise KeyError(f"account {account} has no leaf in epoch {self.epoch}")
-        return lo
+        return row
 
     def get_proof(self, account: str) -> list[bytes]:
         return self.tree.get_proof(self.get_index(account))
 
-    def get_account_leaves(self) -> tuple[AccountLeaf, ...]:
-        """The node's persisted records of every leaf (encoded leaf + JSON detail)."""
-        return tuple(
-            AccountLeaf(epoch=self.epoch, index=i, account=bytes.fromhex(leaf.account[2:]), equity=leaf.equity,
-                        im=leaf.im, mm=leaf.mm, flags=leaf.flags, approved_withdrawals=leaf.approved_withdrawals,
-                        encoded=encode_margin_leaf(leaf), detail=self.details[i].to_json_bytes())
-            for i, leaf in enumerate(self.leaves)
-        )
+    def get_account_leaves(self) -> EpochLeaves:
+        """The node's persisted records of every leaf (columns; a sequence of `AccountLeaf` views)."""
+        return self.epoch_leaves
 
 
 def _instrument_key(ins: Instrument) -> tuple[Any, ...]:
@@ -176,34 +190,41 @@ def compute_withdrawal_deduction(w: PendingWithdrawal, inputs: MarginInputs, par
     return math.ceil(w.units * price * (1.0 - params.get_haircut(w.asset)) * USD_SCALE)
 
 
-def _decide_withdrawals(inputs: MarginInputs, params: RiskParams, epoch: int, equity: dict[str, int],
-                        im: dict[str, int], liquidatable: dict[str, bool]
-                        ) -> tuple[tuple[WithdrawalDecision, ...], dict[str, int], dict[str, list[bytes]]]:
-    approved_total: dict[str, int] = {}
-    approved_ids: dict[str, list[bytes]] = {}
+def _decide_withdrawals(inputs: MarginInputs, params: RiskParams, epoch: int, accounts: np.ndarray,
+                        equity: np.ndarray, im: np.ndarray, liquidatable: np.ndarray
+                        ) -> tuple[tuple[WithdrawalDecision, ...], dict[int, int], dict[int, tuple[bytes, ...]]]:
+    """The approval rule of the module docstring over the leaf rows (`accounts` sorted (n, 20) bytes,
+    int64 `equity`/`im`, bool `liquidatable`): (decisions in request order, row -> total approved
+    deduction, row -> approved ids)."""
+    keys = as_account_keys(accounts)
+    approved_total: dict[int, int] = {}
+    approved_ids: dict[int, list[bytes]] = {}
     decisions = []
     for w in inputs.withdrawals:  # sorted by (request epoch, chain id, request id)
         deduction = compute_withdrawal_deduction(w, inputs, params)
-        used = approved_total.get(w.account, 0)
-        if w.account not in equity:
+        key = bytes.fromhex(w.account[2:])
+        row = int(np.searchsorted(keys, np.frombuffer(key, dtype="S20")[0])) if len(keys) else 0
+        has_leaf = row < len(keys) and accounts[row].tobytes() == key
+        used = approved_total.get(row, 0)
+        if not has_leaf:
             reason = "account has no leaf this epoch"
         elif w.request_epoch >= epoch:
             reason = f"requested at epoch {w.request_epoch}, not before {epoch}"
-        elif liquidatable[w.account]:
+        elif liquidatable[row]:
             reason = "account is liquidatable"
         elif deduction is None:
             reason = f"asset {w.asset} has no price"
-        elif len(approved_ids.get(w.account, ())) >= MAX_APPROVED_WITHDRAWALS:
+        elif len(approved_ids.get(row, ())) >= MAX_APPROVED_WITHDRAWALS:
             reason = f"account already has {MAX_APPROVED_WITHDRAWALS} approvals"
-        elif equity[w.account] - used - deduction < im[w.account]:
-            reason = f"equity {equity[w.account] - used} - {deduction} < IM {im[w.account]}"
+        elif int(equity[row]) - used - deduction < int(im[row]):
+            reason = f"equity {int(equity[row]) - used} - {deduction} < IM {int(im[row])}"
         else:
             reason = "approved"
-            approved_total[w.account] = used + deduction
-            approved_ids.setdefault(w.account, []).append(w.withdrawal_id)
+            approved_total[row] = used + deduction
+            approved_ids.setdefault(row, []).append(w.withdrawal_id)
         decisions.append(WithdrawalDecision(w.chain_id, w.request_id, w.account, w.withdrawal_id,
                                             deduction or 0, reason == "approved", reason))
-    return tuple(decisions), approved_total, approved_ids
+    return tuple(decisions), approved_total, {row: tuple(ids) for row, ids in approved_ids.items()}
 
 
 def _normalise_pins(pins: Sequence[Any]) -> tuple[tuple[int, int, bytes], ...]:
@@ -245,22 +266,34 @@ def _collect_failures(inputs: MarginInputs, result: BatchResult) -> tuple[Accoun
     return tuple(sorted(failures, key=lambda f: (f.account.lower(), f.field)))
 
 
-def _build_leaves(inputs: MarginInputs, result: BatchResult, q: QuantizedBatch, ok_rows: list[int],
-                  equity: dict[str, int], approved_total: dict[str, int], approved_ids: dict[str, list[bytes]]
-                  ) -> tuple[list[MarginLeaf], list[AccountDetail]]:
-    risk_q = quantize_usd(result.risk_array[ok_rows], "risk_array").tolist()
-    im, mm = q.initial_margin[ok_rows].tolist(), q.maintenance_margin[ok_rows].tolist()
-    flags = (q.flags[ok_rows] & FLAG_LIQUIDATABLE).tolist()
-    worst = result.worst_scenario[ok_rows].tolist()
-    leaves, details = [], []
-    for i, r in enumerate(ok_rows):
-        acc: AccountInputs = inputs.accounts[r]
-        leaf_equity = equity[acc.account] - approved_total.get(acc.account, 0)
-        leaves.append(MarginLeaf(acc.account, leaf_equity, im[i], mm[i], flags[i],
-                                 tuple(approved_ids.get(acc.account, ()))))
-        details.append(AccountDetail(acc.account, equity[acc.account], leaf_equity - im[i], tuple(risk_q[i]),
-                                     None if worst[i] < 0 else worst[i], acc.collateral_by_chain))
-    return leaves, details
+def build_margin_state(*, network_id: int, keyset_id: int, epoch: int, pins: tuple[tuple[int, int, bytes], ...],
+                       params_hash: bytes, leaves: EpochLeaves, withdrawals: tuple[WithdrawalDecision, ...] = (),
+                       failures: tuple[AccountFailure, ...] = ()) -> MarginState:
+    """The state of columnar `leaves` (built by the caller from arrays): Merkle tree, root, digest.
+    `pins` are normalised (chain id, block number, block hash) sorted by chain id."""
+    if leaves.epoch != epoch:
+        raise InvalidStateInput(f"leaves.epoch: {leaves.epoch} != {epoch}")
+    tree = leaves.tree
+    inputs_digest = compute_inputs_digest(pins)
+    digest = compute_state_digest(network_id, keyset_id, epoch, inputs_digest, params_hash, tree.root, len(leaves))
+    return MarginState(network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=pins,
+                       inputs_digest=inputs_digest, params_hash=params_hash, root=tree.root,
+                       leaf_count=len(leaves), digest=digest, epoch_leaves=leaves, withdrawals=withdrawals,
+                       failures=failures, tree=tree)
+
+
+def _account_array(inputs: MarginInputs) -> np.ndarray:
+    try:
+        raw = b"".join(bytes.fromhex(a.account[2:]) for a in inputs.accounts)
+    except ValueError as exc:
+        raise InvalidStateInput(f"inputs.accounts: not hex: {exc}") from exc
+    if len(raw) != 20 * len(inputs.accounts):
+        raise InvalidStateInput("inputs.accounts: every account must be 20 bytes")
+    accounts = np.frombuffer(raw, dtype=np.uint8).reshape(len(inputs.accounts), 20)
+    keys = as_account_keys(accounts)
+    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        raise InvalidStateInput("inputs.accounts: not strictly sorted by address bytes")
+    return accounts
 
 
 def compute_margin_state(inputs: MarginInputs, params: RiskParams, pins: Sequence[Any], network_id: int,
@@ -271,23 +304,26 @@ def compute_margin_state(inputs: MarginInputs, params: RiskParams, pins: Sequenc
         raise InvalidStateInput("pins: differ from the pins the inputs were read at")
     if len(params_hash) != 32:
         raise InvalidStateInput(f"params_hash: expected 32 bytes, got {len(params_hash)}")
-    keys = [bytes.fromhex(a.account[2:]) for a in inputs.accounts]
-    if any(a >= b for a, b in itertools.pairwise(keys)):
-        raise InvalidStateInput("inputs.accounts: not strictly sorted by address bytes")
+    all_accounts = _account_array(inputs)
     result = _exclude_unquantizable(compute_margin_batch(build_batch_input(inputs), params, threads=RISK_THREADS))
     q = quantized(result)
-    ok_rows = np.flatnonzero(result.ok).tolist()
-    names = [inputs.accounts[r].account for r in ok_rows]
-    equity = dict(zip(names, q.equity[ok_rows].tolist(), strict=True))
-    im = dict(zip(names, q.initial_margin[ok_rows].tolist(), strict=True))
-    liq = dict(zip(names, ((q.flags[ok_rows] & FLAG_LIQUIDATABLE) != 0).tolist(), strict=True))
-    decisions, approved_total, approved_ids = _decide_withdrawals(inputs, params, epoch, equity, im, liq)
-    leaves, details = _build_leaves(inputs, result, q, ok_rows, equity, approved_total, approved_ids)
-    keccak = make_keccak()  # statecodec's leaf hash, with a per-call-cheap hasher (same bytes; tests compare)
-    tree = build_tree([keccak(keccak(encode_margin_leaf(leaf))) for leaf in leaves])
-    inputs_digest = compute_inputs_digest(norm_pins)
-    digest = compute_state_digest(network_id, keyset_id, epoch, inputs_digest, params_hash, tree.root, len(leaves))
-    return MarginState(network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=norm_pins,
-                       inputs_digest=inputs_digest, params_hash=params_hash, root=tree.root,
-                       leaf_count=len(leaves), digest=digest, leaves=tuple(leaves), details=tuple(details),
-                       withdrawals=decisions, failures=_collect_failures(inputs, result), tree=tree)
+    ok = np.flatnonzero(result.ok)
+    accounts = np.ascontiguousarray(all_accounts[ok])
+    equity, im, mm = q.equity[ok], q.initial_margin[ok], q.maintenance_margin[ok]
+    flags = (q.flags[ok] & FLAG_LIQUIDATABLE).astype(np.int64)
+    decisions, deductions, approvals = _decide_withdrawals(inputs, params, epoch, accounts, equity, im, flags != 0)
+    leaf_equity = equity.copy()
+    for row, total in deductions.items():
+        leaf_equity[row] -= total
+    detail = LeafDetail(equity_before=equity, risk=quantize_usd(result.risk_array[ok], "risk_array"),
+                        worst=result.worst_scenario[ok].astype(np.int32),
+                        collateral=CollateralRows.from_tuples([inputs.accounts[r].collateral_by_chain
+                                                               for r in ok.tolist()]))
+    try:
+        leaves = EpochLeaves(epoch=epoch, accounts=accounts, equity=leaf_equity, im=im, mm=mm, flags=flags,
+                             approvals=MappingProxyType(approvals), detail=detail)
+    except InvalidLeafValue as exc:
+        raise InvalidStateInput(f"leaves: {exc}") from exc
+    return build_margin_state(network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=norm_pins,
+                              params_hash=params_hash, leaves=leaves, withdrawals=decisions,
+                              failures=_collect_failures(inputs, result))

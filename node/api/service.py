@@ -117,20 +117,21 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
         return snap
 
     def _get_report(self, snap: EpochSnapshot, account: bytes) -> api_pb2.MarginReport | None:
-        if account not in snap.positions:
+        if not snap.has_leaves:
             return None
         leaf = self.store.get_leaf(snap.state.epoch, account)
         if leaf is None:
             return None
         return api_pb2.MarginReport(margin=leaf_to_margin(leaf), leaf=leaf.encoded, leaf_index=leaf.index,
-                                    proof=snap.get_proof(account), state=snap.state_pb)
+                                    proof=snap.get_proof(leaf), state=snap.state_pb)
 
     # -- RPCs -----------------------------------------------------------------------------------
     def GetMargin(self, request: api_pb2.GetMarginRequest, context: Any) -> api_pb2.GetMarginResponse:
         account = self._require_account(request.account, "account")
         snap = self._get_snapshot(request.HasField("epoch"), request.epoch)
         report = self._get_report(snap, account)
-        if report is None and not snap.positions and snap.state.leaf_count > 0:
+        if report is None and snap.state.leaf_count > 0 and (
+                not snap.has_leaves or not self.store.has_leaves(snap.state.epoch)):
             raise not_found("epoch", str(snap.state.epoch),
                             "this node holds no leaves of this epoch (pruned, or a signed state fetched from a "
                             "peer that this node never computed): ask another validator")

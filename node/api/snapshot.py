@@ -1,6 +1,7 @@
-"""Immutable per-epoch snapshots for the servers: the signed state, account -> leaf position, and
-the Merkle tree of its leaves (`bridges.merkle`, OpenZeppelin StandardMerkleTree layout; leaf hash
-keccak256(keccak256(encoded leaf))), built once per epoch from the store and then only read.
+"""Immutable per-epoch snapshots for the servers: the signed state and the Merkle tree of its leaves
+(`bridges.merkle`, OpenZeppelin StandardMerkleTree layout; leaf hash keccak256(keccak256(encoded
+leaf))) as the store keeps it (flat node array, no rehashing), loaded once per epoch and then only
+read. A proof is served only for a leaf whose hash is the tree's leaf at its index.
 
 `SnapshotCache` keeps the latest snapshot (swapped atomically when a newer signed state appears in
 the store, by a polling thread) plus a bounded LRU of older epochs loaded on demand, and wakes
@@ -14,15 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
-from bridges.merkle import MerkleTree, build_tree, make_keccak
+from bridges.merkle import MerkleTree, keccak256
 from node.api.convert import state_to_pb
 from node.ports import Store
-from node.records import SignedState
+from node.records import AccountLeaf, SignedState
 
 LOG = logging.getLogger(__name__)
 DEFAULT_POLL_S = 0.2
@@ -32,33 +31,32 @@ MAX_CACHED_EPOCHS = 4
 @dataclass(frozen=True)
 class EpochSnapshot:
     state: SignedState
-    positions: Mapping[bytes, int]  # account -> leaf position (AccountLeaf.index)
-    tree: MerkleTree | None  # over the leaves in index order
+    tree: MerkleTree | None  # over the leaves in index order; None: this node holds no leaves of the epoch
     proofs_valid: bool
     state_pb: Any = None  # the state as an api_pb2.SignedState, built once (read-only by convention)
 
-    def get_proof(self, account: bytes) -> list[bytes]:
-        position = self.positions.get(account)
-        if position is None or self.tree is None or not self.proofs_valid:
+    @property
+    def has_leaves(self) -> bool:
+        return self.tree is not None
+
+    def get_proof(self, leaf: AccountLeaf) -> list[bytes]:
+        """The proof of `leaf` (a record of this epoch), or [] when it is not the tree's leaf there."""
+        tree = self.tree
+        if tree is None or not self.proofs_valid or not 0 <= leaf.index < len(tree):
             return []
-        return self.tree.get_proof(position)
+        if tree.get_leaf_hash(leaf.index) != keccak256(keccak256(leaf.encoded)):
+            LOG.warning("epoch %d: leaf %d differs from the stored tree; serving no proof", self.state.epoch,
+                        leaf.index)
+            return []
+        return tree.get_proof(leaf.index)
 
 
 def build_snapshot(store: Store, state: SignedState) -> EpochSnapshot:
-    fast = getattr(store, "get_encoded_leaves", None)  # SQLiteStore: skips the detail column
-    if fast is not None:
-        leaves = fast(state.epoch)
-    else:
-        leaves = [(x.account, x.index, x.encoded) for x in sorted(store.get_leaves(state.epoch), key=lambda x: x.index)]
-    positions = {account: index for account, index, _ in leaves}
-    contiguous = [index for _, index, _ in leaves] == list(range(len(leaves)))
-    keccak = make_keccak()
-    tree = build_tree([keccak(keccak(encoded)) for _, _, encoded in leaves]) if contiguous else None
-    valid = tree is not None and tree.root == state.root
-    if not valid and leaves:
-        LOG.warning("epoch %d: rebuilt Merkle root differs from the signed root; serving no proofs", state.epoch)
-    return EpochSnapshot(state=state, positions=MappingProxyType(positions), tree=tree, proofs_valid=valid,
-                         state_pb=state_to_pb(state))
+    tree = store.get_leaf_tree(state.epoch)
+    valid = tree is not None and len(tree) == state.leaf_count and tree.root == state.root
+    if tree is not None and not valid:
+        LOG.warning("epoch %d: stored Merkle root differs from the signed root; serving no proofs", state.epoch)
+    return EpochSnapshot(state=state, tree=tree, proofs_valid=valid, state_pb=state_to_pb(state))
 
 
 class SnapshotCache:

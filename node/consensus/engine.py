@@ -292,9 +292,9 @@ class EpochEngine:
         hence the same root), so this node serves proofs for the epoch too."""
         def complete() -> bool:
             stored = self.store.get_signed_state(epoch)
-            if stored is None or stored.leaf_count != len(computed.leaves) or self.store.get_leaves(epoch):
+            if stored is None or stored.leaf_count != len(computed.leaves) or self.store.has_leaves(epoch):
                 return False
-            self.store.put_signed_state(stored, list(computed.leaves))
+            self.store.put_signed_state(stored, computed.leaves)
             return True
 
         if await trio.to_thread.run_sync(complete):
@@ -389,7 +389,7 @@ class EpochEngine:
     async def _persist_and_gossip(self, rnd: Round, state: SignedState) -> None:
         computed = rnd.computed
         assert computed is not None
-        await trio.to_thread.run_sync(self.store.put_signed_state, state, list(computed.leaves))
+        await trio.to_thread.run_sync(self.store.put_signed_state, state, computed.leaves)
         rnd.process_event(Event.PERSISTED)
         self.count("states_aggregated")
         self._finish(rnd, state)
@@ -411,9 +411,8 @@ class EpochEngine:
             if await trio.to_thread.run_sync(self.store.get_signed_state, state.epoch) is not None:
                 self._remember(state.epoch)
                 return False  # already stored (e.g. before a restart): never overwrite it and its leaves
-            leaves = []
-            if rnd is not None and rnd.computed is not None and rnd.digest == state.digest:
-                leaves = list(rnd.computed.leaves)
+            computed = rnd.computed if rnd is not None and rnd.digest == state.digest else None
+            leaves = computed.leaves if computed is not None else ()
             await trio.to_thread.run_sync(self.store.put_signed_state, state, leaves)
         finally:
             self._adopting.discard(state.epoch)

@@ -59,7 +59,7 @@ class ComputedState:
     params_hash: bytes
     root: bytes
     leaf_count: int
-    leaves: tuple[AccountLeaf, ...] = field(default=(), repr=False)
+    leaves: Sequence[AccountLeaf] = field(default=(), repr=False)  # node.leaves.EpochLeaves from the state module
     signing: SigningSet | None = None
     reshare: ReshareOrder | None = None
 

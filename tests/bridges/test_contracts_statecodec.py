@@ -1,10 +1,13 @@
-"""bridges.statecodec against independent encodings (eth_abi), range checks naming the field.
-(Parity with the deployed contracts is in test_contracts_registry.py and test_contracts_vault.py.)"""
+"""bridges.statecodec against independent encodings (eth_abi), range checks naming the field; the
+columnar (batch) leaf hashes against the per-leaf ones and the deployed registry's `hashLeaf` view.
+(The other contract parity checks are in test_contracts_registry.py and test_contracts_vault.py.)"""
 
 from __future__ import annotations
 
 import os
+import random
 
+import numpy as np
 import pytest
 from eth_abi import encode
 from eth_abi.packed import encode_packed
@@ -21,11 +24,13 @@ from bridges.statecodec import (
     compute_inputs_digest,
     compute_leaf_hash,
     compute_leaf_hashes,
+    compute_leaf_hashes_columnar,
     compute_state_digest,
     encode_leaf,
     symbol_to_bytes32,
     withdrawal_id,
 )
+from tests.bridges.conftest import ChainEnv
 
 ACCOUNT = "0x" + "ab" * 20
 
@@ -83,3 +88,78 @@ def test_invalid_values_name_the_field() -> None:
         symbol_to_bytes32("")
     with pytest.raises(InvalidLeafValue, match="equity"):
         MarginLeaf(ACCOUNT, 1.5, 0, 0)  # type: ignore[arg-type]
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def make_columns(n: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Random sorted accounts and amounts covering zero, negative and extreme int64 equity."""
+    rng = np.random.default_rng(seed)
+    accounts = np.unique(rng.integers(0, 256, size=(n, 20), dtype=np.uint8), axis=0)
+    n = len(accounts)
+    equity = rng.integers(INT64_MIN, INT64_MAX, size=n, dtype=np.int64, endpoint=True)
+    equity[: min(n, 6)] = [0, -1, 1, INT64_MIN, INT64_MAX, -(10**12)][: min(n, 6)]
+    im = rng.integers(0, INT64_MAX, size=n, dtype=np.int64, endpoint=True)
+    mm = im // 2
+    flags = rng.integers(0, 4, size=n, dtype=np.int64)
+    if n > 2:
+        im[1], mm[2], flags[0] = INT64_MAX, 0, INT64_MAX
+    return accounts, equity, im, mm, flags
+
+
+def make_leaf_objects(accounts: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray, flags: np.ndarray,
+                    approvals: dict[int, tuple[bytes, ...]]) -> list[MarginLeaf]:
+    return [MarginLeaf("0x" + accounts[i].tobytes().hex(), int(equity[i]), int(im[i]), int(mm[i]), int(flags[i]),
+                       approvals.get(i, ())) for i in range(len(accounts))]
+
+
+@pytest.mark.parametrize("n,seed", [(0, 1), (1, 2), (7, 3), (500, 4), (20_000, 5)])
+def test_columnar_leaf_hashes_equal_per_leaf(n: int, seed: int) -> None:
+    columns = make_columns(n, seed)
+    rnd = random.Random(seed)
+    n = len(columns[0])
+    approvals = {row: tuple(rnd.randbytes(32) for _ in range(rnd.randint(1, 4)))
+                 for row in rnd.sample(range(n), min(n, 5))}
+    approvals.update({row: () for row in rnd.sample(range(n), min(n, 2)) if row not in approvals})  # empty = none
+    leaves = make_leaf_objects(*columns, approvals)
+    got = compute_leaf_hashes_columnar(*columns, approvals)
+    assert got.shape == (n, 32)
+    assert [row.tobytes() for row in got] == compute_leaf_hashes(leaves)
+    spot = [0, n - 1, *approvals][:12] if n else []
+    assert all(got[i].tobytes() == keccak(keccak(encode(list(LEAF_ABI_TYPES), [
+        leaves[i].account, leaves[i].equity, leaves[i].im, leaves[i].mm, leaves[i].flags,
+        list(leaves[i].approved_withdrawals)]))) for i in spot)
+
+
+def test_invalid_leaf_columns_name_the_field() -> None:
+    accounts, equity, im, mm, flags = make_columns(4, 9)
+    bad_im = im.copy()
+    bad_im[2] = -5
+    with pytest.raises(InvalidLeafValue, match=r"im\[2\]"):
+        compute_leaf_hashes_columnar(accounts, equity, bad_im, mm, flags, {})
+    with pytest.raises(InvalidLeafValue, match="flags"):
+        compute_leaf_hashes_columnar(accounts, equity, im, mm, flags.astype(np.int32), {})
+    with pytest.raises(InvalidLeafValue, match="mm"):
+        compute_leaf_hashes_columnar(accounts, equity, im, mm[:2], flags, {})
+    with pytest.raises(InvalidLeafValue, match="accounts"):
+        compute_leaf_hashes_columnar(accounts[:, :19], equity, im, mm, flags, {})
+    with pytest.raises(InvalidLeafValue, match="approvals"):
+        compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {4: (bytes(32),)})
+    with pytest.raises(InvalidLeafValue, match="approvals"):
+        compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {True: (bytes(32),)})
+    numpy_key = compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {np.int64(2): (bytes(32),)})
+    assert np.array_equal(numpy_key, compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {2: (bytes(32),)}))
+    with pytest.raises(InvalidLeafValue, match=r"approvals\[1\]\[0\]"):
+        compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {1: (b"short",)})
+    with pytest.raises(InvalidLeafValue, match=r"approvals\[1\]"):
+        compute_leaf_hashes_columnar(accounts, equity, im, mm, flags, {1: (bytes(32),) * 65})
+
+
+def test_columnar_leaf_hashes_equal_contract_view(chains: list[ChainEnv]) -> None:
+    registry = chains[0].contract("MarginStateRegistry")
+    columns = make_columns(12, 11)
+    approvals = {3: (os.urandom(32),), 7: (os.urandom(32), os.urandom(32))}
+    got = compute_leaf_hashes_columnar(*columns, approvals)
+    for i, leaf in enumerate(make_leaf_objects(*columns, approvals)):
+        assert registry.functions.hashLeaf(leaf.to_abi_tuple()).call() == got[i].tobytes()

@@ -1,17 +1,30 @@
 """bridges.merkle against OpenZeppelin's StandardMerkleTree: a published vector, a line-by-line port of
-the JS library as the reference, proof verification and its refusals, the fast keccak path."""
+the JS library as the reference, proof verification and its refusals, the native keccak (single and
+batched) against eth_hash."""
 
 from __future__ import annotations
 
 import os
 import random
 
+import numpy as np
 import pytest
 from eth_abi import encode
 from eth_hash.auto import keccak
 
+from bridges import merkle
 from bridges.errors import EmptyTree, InvalidLeafValue
-from bridges.merkle import EMPTY_ROOT, build_tree, hash_pair, make_keccak, verify_proof
+from bridges.merkle import (
+    EMPTY_ROOT,
+    build_tree,
+    hash_pair,
+    hash_sorted_pairs,
+    keccak256,
+    keccak_batch,
+    make_keccak,
+    sorted_order,
+    verify_proof,
+)
 
 
 def reference_tree(leaf_hashes: list[bytes]) -> tuple[list[bytes], list[int]]:
@@ -112,3 +125,93 @@ def test_hundred_thousand_leaves() -> None:
         proof = tree.get_proof(i)
         assert len(proof) in (16, 17)
         assert verify_proof(tree.root, hashes[i], proof)
+
+
+@pytest.mark.parametrize("length", [0, 1, 31, 32, 64, 135, 136, 137, 192, 224, 271, 272, 273, 1000])
+def test_native_keccak_equals_eth_hash(length: int) -> None:
+    rng = random.Random(length)
+    messages = [rng.randbytes(length) for _ in range(40)]
+    assert [keccak256(m) for m in messages] == [keccak(m) for m in messages]
+    batch = merkle.keccak256_batch(b"".join(messages), len(messages))
+    assert [batch[32 * i:32 * i + 32] for i in range(len(messages))] == [keccak(m) for m in messages]
+    array = np.frombuffer(b"".join(messages), dtype=np.uint8).reshape(len(messages), length)
+    assert keccak_batch(array).tobytes() == batch
+
+
+def test_native_keccak_every_length_up_to_three_blocks() -> None:
+    rng = random.Random(1)
+    for length in range(0, 3 * 136 + 2):
+        data = rng.randbytes(length)
+        assert keccak256(data) == keccak(data), length
+    big = rng.randbytes(100_000)  # hashed with the GIL released
+    assert keccak256(big) == keccak(big)
+    assert keccak256(memoryview(big)[5:1005]) == keccak(big[5:1005])
+
+
+def test_batch_keccak_split_over_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    messages = rng.integers(0, 256, size=(merkle.CHUNK_ROWS * 2 + 3, 64), dtype=np.uint8)
+    threaded = keccak_batch(messages)
+    monkeypatch.setattr(merkle, "KECCAK_THREADS", 1)
+    assert np.array_equal(keccak_batch(messages), threaded)
+    assert threaded[7].tobytes() == keccak(messages[7].tobytes())
+
+
+def test_invalid_batch_keccak_arguments() -> None:
+    assert merkle.keccak256_batch(b"", 0) == b""
+    assert merkle.keccak256_batch(b"", 3) == keccak(b"") * 3  # three empty messages
+    with pytest.raises(ValueError, match="count"):
+        merkle.keccak256_batch(b"abcde", 2)
+    with pytest.raises(ValueError, match="count"):
+        merkle.keccak256_batch(b"abc", 0)
+    with pytest.raises(ValueError, match="count"):
+        merkle.keccak256_batch(b"abc", -1)
+    with pytest.raises(InvalidLeafValue, match="messages"):
+        keccak_batch(np.zeros((2, 3), dtype=np.int64))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 8, 1000, 4097])
+def test_array_tree_root_and_every_proof_equal_reference(n: int) -> None:
+    rng = random.Random(1000 + n)
+    hashes = [rng.randbytes(32) for _ in range(n)]
+    if n >= 8:  # duplicates and hashes differing only in the last byte or only in a trailing zero
+        hashes[3] = hashes[1]
+        hashes[5] = hashes[4][:31] + bytes([hashes[4][31] ^ 1])
+        hashes[6] = hashes[4][:31] + b"\x00"
+    from_bytes = build_tree(hashes)
+    from_array = build_tree(np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(n, 32))
+    if n == 0:
+        assert from_bytes.root == from_array.root == EMPTY_ROOT
+        return
+    ref, ref_index = reference_tree(hashes)
+    for tree in (from_bytes, from_array):
+        assert tree.root == ref[0]
+        assert tree.tree_index.tolist() == ref_index
+        assert [row.tobytes() for row in tree.nodes] == ref
+        assert tree.get_leaf_hashes().tobytes() == b"".join(hashes)
+        for i in range(n):
+            assert tree.get_proof(i) == reference_proof(ref, ref_index[i])
+
+
+def test_invalid_array_leaves_raise() -> None:
+    with pytest.raises(InvalidLeafValue, match="leaf_hashes"):
+        build_tree(np.zeros((3, 31), dtype=np.uint8))
+    with pytest.raises(InvalidLeafValue, match="leaf_hashes"):
+        build_tree(np.zeros((3, 32), dtype=np.int8))
+
+
+def test_sorted_order_and_pair_hashing_with_shared_prefixes() -> None:
+    """Rows equal in their first 8, 16 or 24 bytes (or in all 32) take the slow paths; results must
+    still be the full byte-string order and hash_pair's sorted pair."""
+    rng = random.Random(77)
+    base = [rng.randbytes(32) for _ in range(6)]
+    rows = [*base]
+    for cut in (8, 16, 24, 31):
+        rows += [base[0][:cut] + rng.randbytes(32 - cut) for _ in range(3)]
+    rows += [base[2], base[2], base[0][:8] + base[3][8:]]
+    rng.shuffle(rows)
+    array = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), 32)
+    assert sorted_order(array).tolist() == sorted(range(len(rows)), key=lambda i: (rows[i], i))
+    pairs = [(a, b) for a in rows[:12] for b in rows[:12]]
+    got = hash_sorted_pairs(np.frombuffer(b"".join(a + b for a, b in pairs), dtype=np.uint8).reshape(-1, 64))
+    assert [row.tobytes() for row in got] == [hash_pair(a, b) for a, b in pairs]

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import random
+from types import MappingProxyType
+
+import numpy as np
 
 from bridges.merkle import build_tree, make_keccak
 from bridges.statecodec import MarginLeaf, compute_inputs_digest, compute_state_digest, encode_margin_leaf
 from node.crypto import threshold
+from node.leaves import CollateralRows, EpochLeaves, LeafDetail
 from node.records import AccountLeaf, ChainPin, Evidence, SignedState
 from node.state import AccountDetail
 
@@ -74,6 +79,32 @@ def make_state(epoch: int, n_leaves: int, network_id: int = 7) -> tuple[SignedSt
                         params_hash=params_hash, root=root, leaf_count=n_leaves, digest=digest,
                         signature=sign_digest(digest), signers=SIGNERS)
     return state, leaves
+
+
+def make_epoch_leaves(epoch: int, n: int, seed: int = 0, scenarios: int = 23) -> EpochLeaves:
+    """Random columnar leaves: extreme int64 amounts, approvals on some rows, 0-3 collateral rows per
+    account with amounts beyond 2^64, accounts ending and starting with zero bytes."""
+    rng = np.random.default_rng(seed)
+    rnd = random.Random(seed)
+    raw = rng.integers(0, 256, size=(n, 20), dtype=np.uint8)
+    raw[: n // 4, -3:] = 0
+    raw[n // 4: n // 2, :4] = 0
+    accounts = np.unique(raw, axis=0)
+    n = len(accounts)
+    i64 = np.iinfo(np.int64)
+    equity = rng.integers(i64.min, i64.max, size=n, dtype=np.int64, endpoint=True)
+    equity[: min(n, 3)] = [0, i64.min, i64.max][: min(n, 3)]
+    im = rng.integers(0, 10**15, size=n, dtype=np.int64)
+    mm = im // 2
+    flags = (equity < mm).astype(np.int64)
+    approvals = {row: tuple(rnd.randbytes(32) for _ in range(rnd.randint(1, 3))) for row in rnd.sample(range(n), n // 50)}
+    collateral = [tuple((31337 + k, rnd.choice(["USDC", "ETH", "WBTC"]), rnd.choice([0, 5, 10**19, 2**127 + 3]))
+                        for k in range(rnd.randint(0, 3))) for _ in range(n)]
+    detail = LeafDetail(equity_before=equity // 2, risk=rng.integers(-(10**12), 10**12, size=(n, scenarios), dtype=np.int64),
+                        worst=rng.integers(-1, scenarios, size=n).astype(np.int32),
+                        collateral=CollateralRows.from_tuples(collateral))
+    return EpochLeaves(epoch=epoch, accounts=accounts, equity=equity, im=im, mm=mm, flags=flags,
+                       approvals=MappingProxyType(approvals), detail=detail)
 
 
 def make_evidence(epoch: int, signer: int) -> Evidence:

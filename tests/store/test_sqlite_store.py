@@ -74,7 +74,7 @@ def test_invalid_duplicate_leaf_index_rolls_back_whole_state(tmp_path: Path) -> 
     with SQLiteStore(tmp_path / "n.sqlite") as store:
         state, leaves = make_state(2, 5)
         dup = replace(leaves[1], account=b"\x77" * 20, index=leaves[0].index)
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(StoreError, match=r"leaves\[5\]\.index"):
             store.put_signed_state(state, [*leaves, dup])
         assert store.get_signed_state(2) is None
         assert store.get_leaves(2) == []
