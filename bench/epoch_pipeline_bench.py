@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridges.book import AssetInfo, ChainBook, Event, InstrumentInfo  # noqa: E402
-from bridges.book_merge import AccountIndex, merge_books  # noqa: E402
-from node.pipeline import compute_epoch_state  # noqa: E402
-from risk.params import RRA1  # noqa: E402
+from bridges.book import AssetInfo, ChainBook, Event, InstrumentInfo
+from bridges.book_merge import AccountIndex, merge_books
+from node.pipeline import compute_epoch_state
+from risk.params import RRA1
 
 GENESIS = 1_700_000_000
 DAY = 86_400
@@ -59,7 +59,7 @@ def build_instruments() -> list[InstrumentInfo]:
             iid += 1
             for k in np.linspace(0.6, 1.5, STRIKES):
                 for right in ("call", "put"):
-                    out.append(InstrumentInfo(iid, u, "option", int(round(k * s)) * MICRO, expiry, right))
+                    out.append(InstrumentInfo(iid, u, "option", round(k * s) * MICRO, expiry, right))
                     iid += 1
     return out
 

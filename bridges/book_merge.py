@@ -101,6 +101,15 @@ class AccountIndex:
 
 
 @dataclass(frozen=True)
+class AccountFailure:
+    """Why one account's margin cannot be computed this epoch (it gets no leaf)."""
+
+    account: str
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class AccountFailures:
     rows: np.ndarray  # int64, sorted, unique
     fields: tuple[str, ...]

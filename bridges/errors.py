@@ -113,7 +113,7 @@ class EmptyTree(BridgeError):
     """A Merkle proof was asked of a tree without leaves."""
 
 
-# --- chain snapshots (bridges/snapshot.py) ---
+# --- chain books (bridges/book*.py) ---
 
 
 class InvalidChainValue(BridgeError):

@@ -18,17 +18,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bridges.book_merge import ColumnarInputs
-from bridges.merkle import build_tree, make_keccak
-from bridges.snapshot import AccountFailure
-from bridges.statecodec import (
-    FLAG_LIQUIDATABLE,
-    MarginLeaf,
-    compute_inputs_digest,
-    compute_state_digest,
-    encode_margin_leaf,
-)
-from node.state import AccountDetail, MarginState, WithdrawalDecision
+from bridges.book_merge import AccountFailure, CollateralDetail, ColumnarInputs
+from bridges.statecodec import FLAG_LIQUIDATABLE
+from node.leaves import CollateralRows, EpochLeaves, LeafDetail
+from node.state import MarginState, WithdrawalDecision, build_margin_state
 from node.withdrawals import compute_deductions, decide_withdrawals
 from risk.batch import BatchInput, compute_margin_batch
 from risk.params import RiskParams
@@ -65,15 +58,39 @@ def compute_epoch_state(inputs: ColumnarInputs, params: RiskParams, network_id: 
     flags = np.where(leaf_equity < q.maintenance_margin, FLAG_LIQUIDATABLE, 0).astype(np.int64)
     hook("settle")
     rows = np.flatnonzero(ok)
-    risk_array = quantize_usd(np.where(ok[:, None], engine.risk_array, 0.0), "risk_array")
-    state = build_margin_state(
-        network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=inputs.pins, params_hash=params_hash,
-        rows=rows, accounts=inputs.accounts, equity=leaf_equity, im=q.initial_margin, mm=q.maintenance_margin,
-        flags=flags, approvals=decisions.approved_ids, equity_before=equity, risk_array=risk_array,
-        worst_scenario=result.worst_scenario, collateral=inputs.collateral_detail, assets=inputs.assets,
-        withdrawals=(w, decisions), failures=_failures(inputs, result, ok))
+    leaf_of = np.full(len(ok), -1, dtype=np.int64)
+    leaf_of[rows] = np.arange(len(rows), dtype=np.int64)
+    risk_array = quantize_usd(engine.risk_array[rows], "risk_array")  # type: ignore[attr-defined]
+    detail = LeafDetail(equity_before=equity[rows], risk=risk_array,
+                        worst=result.worst_scenario[rows].astype(np.int32),
+                        collateral=_collateral_rows(inputs.collateral_detail, leaf_of, len(rows), inputs.assets))
+    leaves = EpochLeaves(epoch=epoch, accounts=np.ascontiguousarray(inputs.accounts[rows]), equity=leaf_equity[rows],
+                         im=q.initial_margin[rows], mm=q.maintenance_margin[rows], flags=flags[rows],
+                         approvals={int(leaf_of[r]): ids for r, ids in decisions.approved_ids.items() if leaf_of[r] >= 0},
+                         detail=detail)
+    names = ["0x" + inputs.accounts[int(r)].tobytes().hex() for r in w.row.tolist()]
+    decided = tuple(WithdrawalDecision(int(w.chain_id[k]), int(w.request_id[k]), names[k], w.withdrawal_id[k],
+                                       int(decisions.deduction[k]), bool(decisions.approved[k]), decisions.reasons[k])
+                    for k in range(len(w)))
+    state = build_margin_state(network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=inputs.pins,
+                               params_hash=params_hash, leaves=leaves, withdrawals=decided,
+                               failures=_failures(inputs, result, ok))
     hook("leaves")
     return state
+
+
+def _collateral_rows(c: CollateralDetail, leaf_of: np.ndarray, n: int, assets: tuple[str, ...]) -> CollateralRows:
+    """Per-leaf (chain, asset, exact base units) rows in CSR form, ordered by (leaf, chain, asset)."""
+    leaf = leaf_of[c.row] if len(c.row) else np.zeros(0, dtype=np.int64)
+    keep = leaf >= 0
+    leaf, chain, asset, base = leaf[keep], c.chain_id[keep], c.asset[keep], c.base[keep]
+    order = np.lexsort((asset, chain, leaf))
+    leaf, chain, asset, base = leaf[order], chain[order], asset[order], base[order]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(leaf, minlength=n), out=offsets[1:])
+    return CollateralRows(offsets=offsets, chain_id=chain.astype(np.int64), asset=asset.astype(np.int32),
+                          units_lo=base[:, 1].astype(np.uint64), units_hi=base[:, 0].astype(np.uint64),
+                          assets=tuple(assets))
 
 
 def _masked(result: object, keep: np.ndarray) -> object:
@@ -106,39 +123,3 @@ def _failures(inputs: ColumnarInputs, result: object, ok: np.ndarray) -> tuple[A
         out.setdefault(row, AccountFailure(name(row), "amounts", "not representable as int64 micro-USD"))
     return tuple(out[r] for r in sorted(out))
 
-
-def build_margin_state(*, network_id: int, keyset_id: int, epoch: int, pins: tuple[tuple[int, int, bytes], ...],
-                       params_hash: bytes, rows: np.ndarray, accounts: np.ndarray, equity: np.ndarray,
-                       im: np.ndarray, mm: np.ndarray, flags: np.ndarray, approvals: dict[int, tuple[bytes, ...]],
-                       equity_before: np.ndarray, risk_array: np.ndarray, worst_scenario: np.ndarray,
-                       collateral: object, assets: tuple[str, ...], withdrawals: tuple[object, object],
-                       failures: tuple[AccountFailure, ...]) -> MarginState:
-    """Leaves (rows in address order), tree and digest (per-leaf objects: replaced by the columnar builder)."""
-    detail = collateral
-    by_row: dict[int, list[tuple[int, str, int]]] = {}
-    for r, c, a, (hi, lo) in zip(detail.row.tolist(), detail.chain_id.tolist(), detail.asset.tolist(),  # type: ignore[attr-defined]
-                                 detail.base.tolist(), strict=True):  # type: ignore[attr-defined]
-        by_row.setdefault(r, []).append((c, assets[a], (hi << 64) | lo))
-    leaves, details = [], []
-    for r in rows.tolist():
-        account = "0x" + accounts[r].tobytes().hex()
-        leaves.append(MarginLeaf(account, int(equity[r]), int(im[r]), int(mm[r]), int(flags[r]),
-                                 approvals.get(r, ())))
-        worst = int(worst_scenario[r])
-        details.append(AccountDetail(account, int(equity_before[r]), int(equity[r]) - int(im[r]),
-                                     tuple(risk_array[r].tolist()), None if worst < 0 else worst,
-                                     tuple(sorted(by_row.get(r, ())))))
-    keccak = make_keccak()
-    tree = build_tree([keccak(keccak(encode_margin_leaf(leaf))) for leaf in leaves])
-    inputs_digest = compute_inputs_digest(pins)
-    digest = compute_state_digest(network_id, keyset_id, epoch, inputs_digest, params_hash, tree.root, len(leaves))
-    w, decisions = withdrawals
-    out = tuple(
-        WithdrawalDecision(int(w.chain_id[k]), int(w.request_id[k]), "0x" + accounts[int(w.row[k])].tobytes().hex(),  # type: ignore[attr-defined]
-                           w.withdrawal_id[k], int(decisions.deduction[k]), bool(decisions.approved[k]),  # type: ignore[attr-defined]
-                           decisions.reasons[k])  # type: ignore[attr-defined]
-        for k in range(len(w)))  # type: ignore[arg-type]
-    return MarginState(network_id=network_id, keyset_id=keyset_id, epoch=epoch, pins=pins,
-                       inputs_digest=inputs_digest, params_hash=params_hash, root=tree.root, leaf_count=len(leaves),
-                       digest=digest, leaves=tuple(leaves), details=tuple(details), withdrawals=out,
-                       failures=failures, tree=tree)

@@ -152,10 +152,9 @@ def build_input_source(config: ValidatorConfig) -> InputSource:
         return FakeInputSource([c.chain_id for c in config.chains] or [1])
     if config.inputs == "chain_pins":
         return ChainPinSource(_build_clients(config))
-    from bridges.snapshot import ChainContracts
     from node.consensus.margin_inputs import MarginInputSource
 
-    deployments = {c.chain_id: ChainContracts(vault=c.vault, ledger=c.ledger, oracle=c.oracle) for c in config.chains}
+    deployments = {c.chain_id: {"vault": c.vault, "ledger": c.ledger, "oracle": c.oracle} for c in config.chains}
     clients = _build_clients(config)
     home_chain_id = config.home_chain_id or config.chains[0].chain_id
     governance_for = None

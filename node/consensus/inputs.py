@@ -6,7 +6,8 @@ Implementations:
 - `ChainPinSource`: REAL pins on real chains (`bridges.chain.ChainClient.pin_block`: highest block
   with timestamp <= T_e - lag, `confirmations` deep) and a deterministic state derived from the pins
   (no accounts: `leaf_count` 0, root = keccak of the inputs digest under a domain tag). It stands in
-  for the margin computation until the production source wiring bridges.snapshot + node.state lands.
+  for the margin computation in tests that need real pins but no accounts (the production source is
+  `node.consensus.margin_inputs.MarginInputSource`).
 Every implementation returns only integers and bytes; raises `InputsUnavailable` when the inputs
 cannot be pinned or read. Nothing persisted.
 """

@@ -69,7 +69,8 @@ def test_find_is_a_binary_search_over_byte_order() -> None:
 
 
 def test_state_from_arrays_equals_state_from_inputs() -> None:
-    """`build_margin_state` (the array entry point) gives the same root and digest as the object path."""
+    """`build_margin_state` over the pipeline's leaves rebuilt from their stored records gives the same root,
+    digest, leaves and details."""
     state = build_state()
     again = build_margin_state(network_id=state.network_id, keyset_id=state.keyset_id, epoch=state.epoch,
                                pins=state.pins, params_hash=state.params_hash,

@@ -1,8 +1,13 @@
-"""compute_margin_state: leaves, Merkle proofs, digest, withdrawal approvals, failures, determinism."""
+"""The epoch state from chain books (events -> books -> merge -> pipeline): leaves, proofs, digest, the
+withdrawal rule, failures, determinism across processes.
+
+The book: A long 1 BTC perp bought from the house at 100,000 with 20,000 USDC on chain A and 10,000 on B and
+two open 10,000 USDC requests (one per chain); B 500 USDC and 2 ETH with a 1 ETH request; C long a perp on
+SOL (bought from E), an underlying RRA-1 does not know; D short 1 BTC perp against 1,000 USDC (liquidatable).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -10,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bridges.chain import Pin
+from bridges.book import ChainBook, Event
+from bridges.book_merge import AccountIndex, merge_books
+from bridges.errors import InvalidLeafValue
 from bridges.merkle import verify_proof
-from bridges.snapshot import AccountFailure, AccountInputs, MarginInputs, PendingWithdrawal
 from bridges.statecodec import (
     FLAG_LIQUIDATABLE,
     compute_inputs_digest,
@@ -20,138 +26,120 @@ from bridges.statecodec import (
     compute_state_digest,
     withdrawal_id,
 )
-from node.state import InvalidStateInput, MarginState, compute_margin_state
-from risk.instruments import Instrument, Market, Position
+from node.pipeline import compute_epoch_state
+from node.state import MarginState
 from risk.params import RRA1
+from tests.bridges.book_factory import CONTRACTS, DECIMALS, GENESIS, USDC, WETH, EventFactory, address
 
 REPO = Path(__file__).resolve().parents[2]
-A = "0x" + "11" * 20  # perp + USDC on two chains, two withdrawals
-B = "0x" + "22" * 20  # USDC only
-C = "0x" + "33" * 20  # position in an underlying RRA-1 does not know
-D = "0x" + "44" * 20  # short perp, little collateral: liquidatable
-VAULT1, VAULT2 = "0x" + "a1" * 20, "0x" + "a2" * 20
-PINS = (Pin(31337, 10, b"\x01" * 32, 1000), Pin(31338, 20, b"\x02" * 32, 1001))
-PARAMS_HASH = b"\x77" * 32
-EPOCH = 5
 MICRO = 10**6
+A, B, C, D, E, HOUSE = (address(i) for i in (11, 22, 33, 44, 77, 55))
+EPOCH = 5
+PARAMS_HASH = b"\x77" * 32
+SOL_PERP = 100
 
 
-def perp(underlying: str = "BTC") -> Instrument:
-    return Instrument(underlying=underlying, kind="perp")
+def _book(cid: int, tag: str) -> tuple[ChainBook, EventFactory]:
+    book = ChainBook(cid, {k: v[:-2] + tag * 2 for k, v in CONTRACTS.items()})
+    book.advance_to(0, bytes(32))
+    f = EventFactory(seed=cid)
+    events = f.setup()
+    events.append(f._event("ledger", "InstrumentRegistered", id=SOL_PERP, underlying=b"SOL".ljust(32, b"\0"),
+                           kind=3, strike=0, expiry=0, right=0))
+    events.append(f.spot("SOL", 150 * MICRO, GENESIS))
+    book.apply_block(1, b"\x01" * 32, events, DECIMALS)
+    return book, f
 
 
-def request(chain_id: int, vault: str, rid: int, account: str, asset: str, units: float, epoch: int,
-            decimals: int = 6) -> PendingWithdrawal:
-    return PendingWithdrawal(chain_id, rid, account, asset, int(units * 10**decimals), units, epoch,
-                             withdrawal_id(chain_id, vault, rid))
+def build_books(extra: list[Event] | None = None, drop_request: int | None = None) -> list[ChainBook]:
+    (a, fa), (b, fb) = _book(31337, "a"), _book(31338, "b")
+    ev_a = [fa.deposit(HOUSE, USDC, 10**7 * MICRO), fa.deposit(A, USDC, 20_000 * MICRO),
+            fa.deposit(D, USDC, 1_000 * MICRO), fa.deposit(C, USDC, 100 * MICRO),
+            *fa.trade(HOUSE, A, 1, 10**8, 100_000 * MICRO), *fa.trade(D, HOUSE, 1, 10**8, 100_000 * MICRO),
+            *fa.trade(E, C, SOL_PERP, 3 * 10**8, 150 * MICRO),
+            fa.request(A, USDC, 10_000 * MICRO, 4, GENESIS)]
+    ev_b = [fb.deposit(A, USDC, 10_000 * MICRO), fb.deposit(B, USDC, 500 * MICRO), fb.deposit(B, WETH, 2 * 10**18),
+            fb.request(B, WETH, 10**18, 3, GENESIS), fb.request(A, USDC, 10_000 * MICRO, 4, GENESIS)]
+    if drop_request is not None:
+        ev_b.append(fb.cancel(drop_request))
+    a.apply_block(2, b"\x02" * 32, [*ev_a, *(extra or [])], DECIMALS)
+    b.apply_block(2, b"\x02" * 32, ev_b, DECIMALS)
+    return [a, b]
 
 
-def build_inputs() -> MarginInputs:
-    market = Market(spot={"BTC": 100_000.0, "ETH": 3_000.0}, forwards={},
-                    asset_prices={"USDC": 1.0, "ETH": 3_000.0})
-    accounts = (
-        AccountInputs(A, (Position(perp(), 1.0),), (("USDC", 30_000.0),),
-                      ((31337, "USDC", 20_000 * MICRO), (31338, "USDC", 10_000 * MICRO))),
-        AccountInputs(B, (), (("ETH", 2.0), ("USDC", 500.0),), ((31337, "USDC", 500 * MICRO),)),
-        AccountInputs(C, (Position(perp("SOL"), 3.0),), (("USDC", 100.0),), ()),
-        AccountInputs(D, (Position(perp(), -1.0),), (("USDC", 1_000.0),), ()),
-    )
-    withdrawals = (
-        request(31338, VAULT2, 1, B, "ETH", 1.0, 3, decimals=18),  # earliest epoch first
-        request(31337, VAULT1, 4, A, "USDC", 10_000.0, 4),
-        request(31338, VAULT2, 2, A, "USDC", 10_000.0, 4),  # same epoch, later chain: loses
-        request(31337, VAULT1, 5, B, "USDC", 100.0, EPOCH),  # not before this epoch
-        request(31337, VAULT1, 6, D, "USDC", 1.0, 1),  # liquidatable account
-    )
-    failures = (AccountFailure("0x" + "55" * 20, "positions[31337:9]", "chain 31337 oracle.vol[9]: vol 0"),)
-    return MarginInputs(epoch_time=2_000_000_000, home_chain_id=31337, pins=PINS, market=market,
-                        accounts=accounts, withdrawals=withdrawals, failures=failures)
-
-
-def build_state() -> MarginState:
-    return compute_margin_state(build_inputs(), RRA1, PINS, network_id=7, keyset_id=1, epoch=EPOCH,
-                                params_hash=PARAMS_HASH)
+def build_state(books: list[ChainBook] | None = None) -> MarginState:
+    inputs = merge_books(books or build_books(), AccountIndex(), 31337, GENESIS + 3600)
+    return compute_epoch_state(inputs, RRA1, network_id=7, keyset_id=1, epoch=EPOCH, params_hash=PARAMS_HASH)
 
 
 def fingerprint(state: MarginState) -> str:
     h = hashlib.sha256(state.digest + state.root)
-    for leaf in state.get_account_leaves():
-        h.update(leaf.encoded + leaf.detail)
+    for record in state.get_account_leaves():
+        h.update(record.encoded + record.detail)
     for w in state.withdrawals:
         h.update(repr(w).encode())
     return h.hexdigest()
 
 
+def leaf(state: MarginState, account: str):  # type: ignore[no-untyped-def]
+    return state.leaves[state.get_index(account)]
+
+
 def test_leaves_values_match_closed_forms() -> None:
     state = build_state()
-    assert [leaf.account for leaf in state.leaves] == [A, B, D]
-    a, b, d = state.leaves
-    # long 1 BTC perp: worst regular move -PSR = -15% -> 15,000 USD; extreme 2 PSR * 0.35 = 10,500
+    assert sorted(x.account.lower() for x in state.leaves) == sorted([A, B, D, HOUSE])
+    a, b, d = leaf(state, A), leaf(state, B), leaf(state, D)
+    # long 1 BTC perp: worst regular move -PSR = -15% -> 15,000 USD; MM 0.8 of it
     assert (a.im, a.mm) == (15_000 * MICRO, 12_000 * MICRO)
-    # USDC 500 + 2 ETH at 3,000 with a 20% haircut, one ETH approved: deduction 2,400
+    # 30,000 USDC + cash -100,000 + perp marked at 100,000 = 30,000; both open requests deducted: 10,000 < IM
+    assert a.equity == 10_000 * MICRO and a.approved_withdrawals == ()
+    # USDC 500 + 2 ETH at 3,000 with a 20% haircut; 1 ETH requested (deduction 2,400) and approved (IM 0)
     assert (b.equity, b.im, b.mm, b.flags) == ((500 + 4_800 - 2_400) * MICRO, 0, 0, 0)
-    assert state.details[1].equity_before_withdrawals == (500 + 4_800) * MICRO
+    assert state.details[state.get_index(B)].equity_before_withdrawals == (500 + 4_800) * MICRO
     assert d.flags == FLAG_LIQUIDATABLE and d.equity == 1_000 * MICRO < d.mm
-    assert state.details[0].worst_scenario == 0  # k = -3, vol down
-    assert state.details[0].risk_array[0] == -15_000 * MICRO
+    detail = state.details[state.get_index(A)]
+    assert detail.worst_scenario == 0 and detail.risk_array[0] == -15_000 * MICRO  # k = -3, vol down
+    assert detail.collateral_by_chain == ((31337, "USDC", 20_000 * MICRO), (31338, "USDC", 10_000 * MICRO))
 
 
-def test_two_withdrawals_in_one_epoch_cannot_spend_the_same_free_collateral() -> None:
+def test_two_open_requests_on_two_chains_are_deducted_together_and_refused() -> None:
     state = build_state()
     decisions = {(w.chain_id, w.request_id): w for w in state.withdrawals}
-    assert [(w.chain_id, w.request_id) for w in state.withdrawals] == [(31338, 1), (31337, 4), (31338, 2),
-                                                                      (31337, 5), (31337, 6)]
-    assert decisions[(31337, 4)].approved and decisions[(31337, 4)].deduction == 10_000 * MICRO
-    second = decisions[(31338, 2)]
-    assert not second.approved and "< IM" in second.reason
-    assert not decisions[(31337, 5)].approved and "not before" in decisions[(31337, 5)].reason
-    assert not decisions[(31337, 6)].approved and decisions[(31337, 6)].reason == "account is liquidatable"
-    a = state.leaves[state.get_index(A)]
-    assert a.approved_withdrawals == (withdrawal_id(31337, VAULT1, 4),)
-    assert a.equity == 20_000 * MICRO >= a.im  # 30,000 - 10,000 still covers IM 15,000
-    assert state.details[0].free_collateral == 5_000 * MICRO
-
-
-def test_withdrawal_approval_would_pass_alone() -> None:
-    """Without the earlier request, the second one is approved: the refusal above is the shared budget."""
-    inputs = build_inputs()
-    alone = dataclasses.replace(inputs, withdrawals=tuple(w for w in inputs.withdrawals
-                                                           if (w.chain_id, w.request_id) != (31337, 4)))
-    state = compute_margin_state(alone, RRA1, PINS, 7, 1, EPOCH, PARAMS_HASH)
-    assert state.leaves[state.get_index(A)].approved_withdrawals == (withdrawal_id(31338, VAULT2, 2),)
+    assert not decisions[(31337, 1)].approved and "< IM" in decisions[(31337, 1)].reason
+    assert decisions[(31338, 1)].approved and decisions[(31338, 1)].deduction == 2_400 * MICRO  # B's ETH
+    assert not decisions[(31338, 2)].approved
+    # without the request on chain B, the one on chain A fits: 30,000 - 10,000 >= 15,000
+    alone = build_state(build_books(drop_request=2))
+    a = leaf(alone, A)
+    assert a.approved_withdrawals == (withdrawal_id(31337, CONTRACTS["vault"][:-2] + "aa", 1),)
+    assert a.equity == 20_000 * MICRO >= a.im
 
 
 def test_root_proofs_and_digest() -> None:
     state = build_state()
-    assert state.leaf_count == 3
-    for leaf in state.leaves:
-        assert verify_proof(state.root, compute_leaf_hash(leaf), state.get_proof(leaf.account))
+    assert state.leaf_count == 4
+    for x in state.leaves:
+        assert verify_proof(state.root, compute_leaf_hash(x), state.get_proof(x.account))
     assert state.get_proof(A.upper().replace("0X", "0x")) == state.get_proof(A)
-    inputs_digest = compute_inputs_digest([(p.chain_id, p.number, p.hash) for p in PINS])
-    assert state.inputs_digest == inputs_digest
-    assert state.digest == compute_state_digest(7, 1, EPOCH, inputs_digest, PARAMS_HASH, state.root, 3)
+    inputs_digest = compute_inputs_digest(state.pins)
+    assert state.digest == compute_state_digest(7, 1, EPOCH, inputs_digest, PARAMS_HASH, state.root, 4)
     records = state.get_account_leaves()
-    assert [r.index for r in records] == [0, 1, 2] and records[0].account == bytes.fromhex(A[2:])
+    assert [r.index for r in records] == [0, 1, 2, 3]
     with pytest.raises(KeyError):
         state.get_proof(C)
 
 
 def test_invalid_accounts_get_no_leaf_and_are_reported() -> None:
     state = build_state()
-    by_account = {f.account: f for f in state.failures}
-    assert set(by_account) == {C, "0x" + "55" * 20}
+    by_account = {f.account.lower(): f for f in state.failures}
+    assert set(by_account) == {C, E}
     assert "SOL" in by_account[C].reason or "SOL" in by_account[C].field
 
 
-def test_invalid_builder_arguments() -> None:
-    inputs = build_inputs()
-    with pytest.raises(InvalidStateInput, match="pins"):
-        compute_margin_state(inputs, RRA1, PINS[:1], 7, 1, EPOCH, PARAMS_HASH)
-    with pytest.raises(InvalidStateInput, match="params_hash"):
-        compute_margin_state(inputs, RRA1, PINS, 7, 1, EPOCH, b"\x00" * 31)
-    unsorted = dataclasses.replace(inputs, accounts=tuple(reversed(inputs.accounts)))
-    with pytest.raises(InvalidStateInput, match="sorted"):
-        compute_margin_state(unsorted, RRA1, PINS, 7, 1, EPOCH, PARAMS_HASH)
+def test_invalid_params_hash_is_refused() -> None:
+    inputs = merge_books(build_books(), AccountIndex(), 31337, GENESIS + 3600)
+    with pytest.raises(InvalidLeafValue, match="params_hash"):
+        compute_epoch_state(inputs, RRA1, network_id=7, keyset_id=1, epoch=EPOCH, params_hash=b"\x00" * 31)
 
 
 def test_state_is_identical_across_runs_and_processes() -> None:
@@ -165,11 +153,13 @@ def test_state_is_identical_across_runs_and_processes() -> None:
 
 
 def test_invalid_unrepresentable_amount_fails_one_account_not_the_epoch() -> None:
-    inputs = build_inputs()
-    huge = AccountInputs("0x" + "66" * 20, (), (("USDC", 1e14),), ())  # 1e20 micro-USD > int64
-    state = compute_margin_state(dataclasses.replace(inputs, accounts=(*inputs.accounts, huge)), RRA1, PINS, 7, 1,
-                                 EPOCH, PARAMS_HASH)
-    assert [leaf.account for leaf in state.leaves] == [A, B, D]
-    failure = next(f for f in state.failures if f.account == huge.account)
-    assert failure.field == "equity" and "int64" in failure.reason
-    assert state.leaves == build_state().leaves
+    books = build_books()
+    f = EventFactory(seed=31337)
+    f.seq = dict(books[0].sequences)
+    huge = address(66)
+    books[0].apply_block(3, b"\x03" * 32, [f.deposit(huge, USDC, 10**20)], DECIMALS)  # 1e14 USD > int64 micro
+    state = build_state(books)
+    assert huge not in {x.account.lower() for x in state.leaves}
+    failure = next(x for x in state.failures if x.account.lower() == huge)
+    assert "int64" in failure.reason
+    assert list(state.leaves) == list(build_state().leaves)
