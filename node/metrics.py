@@ -3,7 +3,8 @@
 `NodeMetrics` owns one `CollectorRegistry` (so several nodes in one process do not collide): event
 counters the node's parts increment (API requests, chain RPC errors, publish gas) and a collector
 that reads, at scrape time, the store (latest epoch, signers, last signed epoch) and the validator's
-status snapshot (consensus event counters, round latencies, peers, gossip accepted/rejected).
+status snapshot (consensus event counters, skipped epochs by reason, round latencies, peers, gossip
+accepted/rejected).
 `/readyz` answers 200 only when `ready()` is true. Bounded: label sets (method, code, chain id,
 event names from the status snapshot, at most `MAX_LABELS` each). Nothing is persisted.
 """
@@ -74,6 +75,12 @@ class _StateCollector(Collector):
         gossip.add_metric(["accepted"], sum(events.get(e, 0) for e in ACCEPTED_EVENTS))
         gossip.add_metric(["rejected"], rejected)
         yield gossip
+        skipped = CounterMetricFamily("clearing_epochs_skipped", "Rounds whose input computation could not start "
+                                      "or finish before the round deadline, by reason", labels=["reason"])
+        for reason, value in sorted((status.get("epochs_skipped") or {}).items())[:MAX_LABELS]:
+            if isinstance(value, int):
+                skipped.add_metric([str(reason)], value)
+        yield skipped
         yield GaugeMetricFamily("clearing_peers", "Peers with a score (connected validators)",
                                 value=len(status.get("scores") or {}))
         latencies = [float(x[2]) for x in status.get("latencies") or [] if isinstance(x, list) and len(x) == 3]

@@ -2,7 +2,11 @@
 
 One `EpochEngine` per node, running in the node's trio loop. Each epoch e starts at
 T_e = genesis + e * period and is driven through the transition table of `node.consensus.machine`:
-1. pin and compute (the injected `InputSource`, in a worker thread; retried until the round deadline);
+1. pin and compute (the injected `InputSource`) through the node's single `InputWorker`: at most one
+   computation in flight; a round whose computation cannot start or finish before its deadline is
+   SKIPPED (reason `overrun`, `deadline`, `inputs_unavailable`, or `loop_late` when the loop itself
+   woke after the deadline; counted in `epochs_skipped` of the status), never stacked; a late
+   result is not signed; the state of a skipped epoch is still adopted;
 2. `store.record_signing(e, digest)` BEFORE the partial leaves the node (refusal: the round is
    REFUSED and nothing is sent), then the partial is gossiped;
 3. verified partials (see `validation`) are collected per digest; at t = threshold partials on the
@@ -39,8 +43,8 @@ from libp2p.peer.id import ID
 from node.consensus import catchup
 from node.consensus.digest import compute_state_digest, pins_to_proto, state_from_proto, state_to_proto
 from node.consensus.dkg_session import DkgSession
-from node.consensus.errors import InputsUnavailable
 from node.consensus.evidence import EvidenceBook
+from node.consensus.input_worker import LOOP_LATE, SKIP_REASONS, InputWorker
 from node.consensus.inputs import ComputedState, InputSource
 from node.consensus.keychange import KeyChanger
 from node.consensus.keyring import KeyRing
@@ -80,7 +84,7 @@ class EngineParams:
     """Timing and bounds of the epoch loop."""
 
     round_deadline_s: float = 6.0  # after T_e; then the round expires (a late state may still be adopted)
-    input_retry_s: float = 0.5
+    input_retry_s: float = 0.5  # after InputsUnavailable, inside the round's deadline
     publish_fallback_s: float = 3.0
     heartbeat_interval_s: float = 1.0
     catchup_interval_s: float = 2.0
@@ -137,6 +141,11 @@ class EpochEngine:
         self.dkg_sessions: dict[int, DkgSession] = {}
         self._early_dkg: deque[tuple[int, int, gossip_pb2.DkgMessage]] = deque(maxlen=MAX_EARLY_DKG)
         self.keys = KeyChanger(self, secrets.later, on_share)
+        self.worker = InputWorker(lambda e, t: self.inputs.compute_epoch(e, t),
+                                  lambda e: int(self.window.get_epoch_start(e)), params.input_retry_s,
+                                  self._on_inputs_failure, self._on_late_inputs)
+        self.epochs_skipped: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
+        self.last_skipped: tuple[int, str] | None = None
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -192,6 +201,9 @@ class EpochEngine:
             "bindings_by_address": {"0x" + k.hex(): v.hex() for k, v in self.validator.bindings.items()},
             "keysets": self.ring.describe(), "reshares": self.keys.describe(),
             "keyset_public": self.ring.describe_public(),
+            "epochs_skipped": dict(self.epochs_skipped),
+            "last_skipped": None if self.last_skipped is None else list(self.last_skipped),
+            "inputs": self.worker.describe(),
         }
 
     def get_index_bindings(self) -> dict[str, str]:
@@ -216,6 +228,7 @@ class EpochEngine:
             nursery.start_soon(self._heartbeat_loop)
             nursery.start_soon(self._catchup_loop)
             nursery.start_soon(self.evidence.run)
+            nursery.start_soon(self.worker.run)
             task_status.started()
             await self._epoch_loop(nursery)
 
@@ -230,6 +243,8 @@ class EpochEngine:
             elif delay < -self.params.round_deadline_s:
                 skipped_to = self.window.get_current_epoch(self.clock.now())
                 log.warning("epoch loop late: skipping epochs %d..%d", epoch, skipped_to - 1)
+                self.epochs_skipped[LOOP_LATE] += skipped_to - epoch
+                self.last_skipped = (skipped_to - 1, LOOP_LATE)
                 epoch = skipped_to
                 continue
             self._spawn(self._run_round, epoch)
@@ -240,35 +255,42 @@ class EpochEngine:
         if rnd is None or rnd.is_finished:
             return
         started = trio.current_time()
-        with trio.move_on_at(started + self.params.round_deadline_s):
-            computed = await self._compute_inputs(rnd)
-            await self._sign_and_send(rnd, computed, started)
-            await self._events[epoch].wait()
+        deadline = started + self.window.get_epoch_start(epoch) + self.params.round_deadline_s - self.clock.now()
+        # Inputs are awaited even after an adoption: the node checks every adopted state against its own.
+        computed, reason = await self.worker.get_inputs(epoch, deadline)
+        if computed is None:
+            self._skip(rnd, reason)
+        else:
+            self.count("inputs_ready")
+            with trio.move_on_at(deadline):
+                await self._sign_and_send(rnd, computed, started)
+                await self._events[epoch].wait()
         if not rnd.is_finished and is_allowed(rnd.phase, Event.DEADLINE):
             rnd.process_event(Event.DEADLINE)
             self.count("rounds_expired")
             log.warning("epoch %d expired in phase %s with partials %s", epoch, rnd.phase.value,
                         {d[8:].hex()[:8]: sorted(p) for d, p in rnd.partials.items()})
 
-    async def _compute_inputs(self, rnd: Round) -> ComputedState:
-        """Retried until it succeeds (the caller's deadline bounds it), even after an adoption, so
-        the node checks every adopted state against its own computation."""
-        target = int(self.window.get_epoch_start(rnd.epoch))
-        while True:
-            try:
-                computed = await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
-                self.count("inputs_ready")
-                return computed
-            except InputsUnavailable as exc:
-                reason = str(exc)
-            except Exception as exc:  # an adapter bug must not kill the node: same as unavailable
-                log.exception("input source failed for epoch %d", rnd.epoch)
-                reason = f"{type(exc).__name__}: {exc}"
-            if rnd.phase == Phase.WAITING:
-                rnd.process_event(Event.INPUTS_UNAVAILABLE)
-            self.count("inputs_unavailable")
-            log.info("epoch %d: inputs unavailable: %s", rnd.epoch, reason[:300])
-            await trio.sleep(self.params.input_retry_s)
+    def _skip(self, rnd: Round, reason: str) -> None:
+        """Record a round whose computation could not start or finish before its deadline."""
+        rnd.skip_reason = reason
+        self.epochs_skipped[reason] += 1
+        self.last_skipped = (rnd.epoch, reason)
+        log.warning("epoch %d skipped (%s): inputs not computed before the round deadline; computing epoch %s",
+                    rnd.epoch, reason, self.worker.in_flight)
+
+    def _on_inputs_failure(self, epoch: int, reason: str) -> None:
+        rnd = self.rounds.get(epoch)
+        if rnd is not None and rnd.phase == Phase.WAITING:
+            rnd.process_event(Event.INPUTS_UNAVAILABLE)
+        self.count("inputs_unavailable")
+        log.info("epoch %d: inputs unavailable: %s", epoch, reason[:300])
+
+    def _on_late_inputs(self, computed: ComputedState) -> None:
+        """A computation that finished after its round's deadline: never signed; its key sets still count."""
+        self.count("inputs_late")
+        self.keys.process_computed(computed)
+        log.info("epoch %d: inputs computed after the round deadline: not signed", computed.epoch)
 
     def _check_adopted(self, rnd: Round, digest: bytes, computed: ComputedState | None = None) -> None:
         """A state adopted before this node computed its own: compare, alert on a difference."""
@@ -566,11 +588,11 @@ class EpochEngine:
                 self._spawn(self._reread_inputs, rnd, other[8:])
 
     async def _reread_inputs(self, rnd: Round, other: bytes) -> None:
-        target = int(self.window.get_epoch_start(rnd.epoch))
-        try:
-            again = await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
-        except Exception as exc:
-            log.error("ALERT epoch %d: re-read after divergence failed: %s", rnd.epoch, exc)
+        """Through the input worker (never beside a running computation), when no round waits for it."""
+        again = await self.worker.reread(rnd.epoch, trio.current_time() + self.params.round_deadline_s)
+        if again is None:
+            self.count("rereads_failed")
+            log.error("ALERT epoch %d: re-read after divergence failed or found the input worker busy", rnd.epoch)
             return
         digest = self.compute_digest(again)
         verdict = "now matches the majority" if digest == other else "still differs"
