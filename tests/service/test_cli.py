@@ -142,8 +142,16 @@ def test_start_serves_real_signed_states_and_stops_cleanly(tmp_path: Path) -> No
                           90, "signed states")
         assert status["validator_index"] == 0 and status["has_last_signed"]
         metrics_url = "http://" + env["CLEARING_METRICS_LISTEN"]
-        with urllib.request.urlopen(metrics_url + "/readyz", timeout=5) as resp:
-            assert resp.status == 200
+
+        def is_ready() -> bool:  # /readyz follows the age of status.json: poll, do not read it once
+            try:
+                with urllib.request.urlopen(metrics_url + "/readyz", timeout=5) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        wait_for(is_ready, 30, "/readyz 200")
+
         def read_metrics() -> str:
             with urllib.request.urlopen(metrics_url + "/metrics", timeout=5) as resp:
                 return resp.read().decode()
