@@ -24,7 +24,8 @@ T_e = genesis + e * period and is driven through the transition table of `node.c
    (`ComputedState.reshare`) makes old holders and new members reshare over the gossip before the
    activation epoch; from it on, the new key set signs (a node without a share of it only adopts).
 Persists (through the `Store`): signing records, signed states with leaves, evidence; new shares
-through the `on_share` callback (the validator writes an encrypted keystore).
+through the `on_share` callback (the validator writes an encrypted keystore); shares of key sets a
+newer one replaced are erased through `on_retire` (`keychange`).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class EpochEngine:
 
     def __init__(self, vset: ValidatorSet, index: int | None, secrets: Secrets, store: Store,
                  inputs: InputSource, publisher: StatePublisher, window: EpochWindow,
-                 params: EngineParams, clock: Clock, on_share: Callable[[object], None] | None = None) -> None:
+                 params: EngineParams, clock: Clock, on_share: Callable[[object], None] | None = None,
+                 on_retire: Callable[[int, int], None] | None = None) -> None:
         self.vset, self.index, self.secrets, self.store = vset, index, secrets, store
         self.inputs, self.publisher, self.window, self.params, self.clock = inputs, publisher, window, params, clock
         self.ring = KeyRing(vset, get_operator_address(secrets.operator_key))
@@ -140,7 +142,7 @@ class EpochEngine:
         self._nursery: trio.Nursery | None = None
         self.dkg_sessions: dict[int, DkgSession] = {}
         self._early_dkg: deque[tuple[int, int, gossip_pb2.DkgMessage]] = deque(maxlen=MAX_EARLY_DKG)
-        self.keys = KeyChanger(self, secrets.later, on_share)
+        self.keys = KeyChanger(self, secrets.later, on_share, on_retire)
         self.worker = InputWorker(lambda e, t: self.inputs.compute_epoch(e, t),
                                   lambda e: int(self.window.get_epoch_start(e)), params.input_retry_s,
                                   self._on_inputs_failure, self._on_late_inputs)
@@ -225,6 +227,8 @@ class EpochEngine:
         self.catchup_cursor = max(self.catchup_cursor, low)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if latest is not None:  # e.g. stopped after a new key set signed, before its old share was erased
+                self.keys.process_signed(latest.keyset_id, latest.epoch)
             nursery.start_soon(self._heartbeat_loop)
             nursery.start_soon(self._catchup_loop)
             nursery.start_soon(self.evidence.run)
@@ -352,7 +356,9 @@ class EpochEngine:
     async def send_partial(self, rnd: Round, digest: bytes) -> None:
         """Sign and gossip this node's partial (record_signing already done by the caller)."""
         own = self.ring.get_share(rnd.keyset_id)
-        assert own is not None  # checked by _sign_and_send
+        if own is None:  # retired meanwhile (a newer key set signed): this epoch is left to the others
+            self.count("partials_not_sent_retired")
+            return
         partial = threshold.partial_sign(own.share_sk, digest)
         payload = gossip_pb2.PartialSignature(epoch=rnd.epoch, digest=digest, partial=partial,
                                               signer_index=own.index).SerializeToString()
@@ -410,6 +416,7 @@ class EpochEngine:
         await trio.to_thread.run_sync(self.store.put_signed_state, state, list(computed.leaves))
         rnd.process_event(Event.PERSISTED)
         self.count("states_aggregated")
+        self.keys.process_signed(state.keyset_id, state.epoch)
         self._finish(rnd, state)
         # Every node holding t partials aggregates by itself; only the epoch's first two publishers
         # gossip the result (for nodes that could not aggregate), the rest would be n^2 traffic.
@@ -436,6 +443,7 @@ class EpochEngine:
         finally:
             self._adopting.discard(state.epoch)
         self.count("states_adopted")
+        self.keys.process_signed(state.keyset_id, state.epoch)
         if rnd is not None and is_allowed(rnd.phase, Event.ADOPTED):
             rnd.adopted_digest = state.digest
             if rnd.digest is not None:
