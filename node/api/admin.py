@@ -53,7 +53,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                                             has_share=k.has_share, pending=k.pending) for k in st.keysets],
             reshares=[admin_pb2.ReshareStatus(proposal_id=r.proposal_id, keyset_id=r.keyset_id, state=r.state,
                                               activation_epoch=r.activation_epoch, attempts=r.attempts,
-                                              error=r.error) for r in st.reshares])
+                                              error=r.error) for r in st.reshares],
+            epochs_skipped=[admin_pb2.EpochSkips(reason=reason, count=count) for reason, count in st.epochs_skipped],
+            has_last_skipped=st.last_skipped is not None,
+            last_skipped_epoch=st.last_skipped[0] if st.last_skipped else 0,
+            last_skipped_reason=st.last_skipped[1] if st.last_skipped else "")
 
     def ListPeers(self, request: admin_pb2.ListPeersRequest, context: Any) -> admin_pb2.ListPeersResponse:
         return admin_pb2.ListPeersResponse(peers=[

@@ -80,3 +80,30 @@ def test_admin_socket_refuses_folder_of_another_user(tmp_path: Path) -> None:
     finally:
         store.close()
     assert get_mode(theirs) == 0o755 and theirs.stat().st_uid == 65534
+
+
+def test_admin_status_shows_skipped_epochs(tmp_path: Path) -> None:
+    """Skipped rounds travel status.json -> LiveSources -> GetStatus (the fields `clearingd status` prints)."""
+    from dataclasses import replace
+
+    from node.api.live import get_skip_status
+
+    status = {"epochs_skipped": {"overrun": 3, "deadline": 1, "inputs_unavailable": 0, "loop_late": 0},
+              "last_skipped": [120, "overrun"]}
+    skips = get_skip_status(status)
+    assert skips == {"epochs_skipped": (("deadline", 1), ("inputs_unavailable", 0), ("loop_late", 0), ("overrun", 3)),
+                     "last_skipped": (120, "overrun")}
+    assert get_skip_status({}) == {"epochs_skipped": (), "last_skipped": None}
+    sources = make_sources()
+    sources.status = replace(sources.status, **skips)
+    store = SQLiteStore(tmp_path / "n.sqlite")
+    sock = tmp_path / "run" / "admin.sock"
+    server = start_admin_server(sock, store, sources, "9.9.9")
+    try:
+        with open_admin_channel(sock) as channel:
+            st = admin_pb2_grpc.AdminServiceStub(channel).GetStatus(admin_pb2.GetStatusRequest(), timeout=5)
+    finally:
+        server.stop(0.2)
+        store.close()
+    assert [(s.reason, s.count) for s in st.epochs_skipped] == list(skips["epochs_skipped"])
+    assert (st.has_last_skipped, st.last_skipped_epoch, st.last_skipped_reason) == (True, 120, "overrun")
