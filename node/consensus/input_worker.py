@@ -8,8 +8,8 @@ must then be skipped on purpose instead of stacking computations that slow each 
   by the deadline) or `inputs_unavailable` (every attempt inside the window failed);
 - when free, the worker starts the NEWEST requested epoch whose deadline has not passed and that is
   newer than the last epoch it started: older requests are skipped, never worked through as a backlog;
-  the last started epoch is retried after `InputsUnavailable` (`retry_s` later, inside its deadline)
-  unless a newer epoch is requested meanwhile;
+  an epoch whose attempt raised `InputsUnavailable` (e.g. its pin is not confirmed yet) is retried
+  `retry_s` later while its round lasts, newest first, one attempt at a time;
 - a started computation is never cancelled or restarted (a thread cannot be killed, and a slow read
   that makes progress must be allowed to finish): it runs to its end; stopping the engine waits for it,
   so no thread is left computing. A result for a round that is still open is handed to it; a result
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -69,12 +70,15 @@ class InputWorker:
         self._last_started = -1
         self._wake = trio.Event()
         self.in_flight: int | None = None  # epoch being computed
-        self.in_flight_since: float | None = None  # trio time it started
+        self.in_flight_since: float | None = None  # time.monotonic() it started
+        self.last_run: tuple[int, float, bool] | None = None  # epoch, seconds, succeeded
 
     def describe(self) -> dict[str, object]:
-        """For status.json: the epoch being computed and for how long, the epochs waiting for inputs."""
-        running = None if self.in_flight_since is None else round(trio.current_time() - self.in_flight_since, 3)
-        return {"in_flight": self.in_flight, "running_s": running, "waiting": sorted(self._wanted)}
+        """For status.json: the epoch being computed and for how long, the last computation (epoch,
+        seconds, succeeded) and the epochs waiting for inputs."""
+        running = None if self.in_flight_since is None else round(time.monotonic() - self.in_flight_since, 3)
+        return {"in_flight": self.in_flight, "running_s": running,
+                "last": None if self.last_run is None else list(self.last_run), "waiting": sorted(self._wanted)}
 
     # --- rounds and re-reads --------------------------------------------------------------------
 
@@ -122,10 +126,10 @@ class InputWorker:
             await self._run_one(req, reread)
 
     def _pick_round(self, now: float) -> _Request | None:
-        """The newest open epoch newer than the last started one, or the last started one due for a retry."""
+        """The newest open epoch that is new (newer than every epoch started so far) or failed and due
+        for a retry; a never-started epoch older than a started one was overrun and is not computed."""
         ready = [r for r in self._wanted.values() if r.deadline > now and (
-            r.epoch > self._last_started
-            or (r.epoch == self._last_started and r.state == "failed" and r.retry_at <= now))]
+            (r.state == "queued" and r.epoch > self._last_started) or (r.state == "failed" and r.retry_at <= now))]
         return max(ready, key=lambda r: r.epoch) if ready else None
 
     def _pick_reread(self, now: float) -> _Request | None:
@@ -139,14 +143,13 @@ class InputWorker:
         return None
 
     def _get_next_retry(self) -> float:
-        return min((r.retry_at for r in self._wanted.values()
-                    if r.epoch == self._last_started and r.state == "failed"), default=math.inf)
+        return min((r.retry_at for r in self._wanted.values() if r.state == "failed"), default=math.inf)
 
     async def _run_one(self, req: _Request, reread: bool) -> None:
         req.state, req.attempts = "running", req.attempts + 1
         if not reread:
-            self._last_started = req.epoch
-        self.in_flight, self.in_flight_since = req.epoch, trio.current_time()
+            self._last_started = max(self._last_started, req.epoch)
+        self.in_flight, self.in_flight_since = req.epoch, time.monotonic()
         error = ""
         try:  # not abandoned on cancel: stopping the engine waits for the thread
             computed = await trio.to_thread.run_sync(self.compute, req.epoch, self.target_of(req.epoch))
@@ -156,6 +159,7 @@ class InputWorker:
             log.exception("input source failed for epoch %d", req.epoch)
             error = f"{type(exc).__name__}: {exc}"
         finally:
+            self.last_run = (req.epoch, round(time.monotonic() - (self.in_flight_since or 0.0), 3), not error)
             self.in_flight = self.in_flight_since = None
         if error:
             req.state, req.retry_at = "failed", trio.current_time() + self.retry_s

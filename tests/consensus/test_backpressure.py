@@ -15,7 +15,9 @@ import trio
 import trio.testing
 
 from node.consensus.engine import EpochEngine
+from node.consensus.inputs import ComputedState
 from node.consensus.machine import Event
+from node.consensus.validation import EpochWindow
 from node.metrics import NodeMetrics
 from tests.consensus.helpers import Bus, MemoryTransport, SlowInputSource, make_engine, make_keys, make_window
 
@@ -149,3 +151,44 @@ def test_retries_after_unavailable_inputs_stay_in_the_round_and_never_overlap() 
     assert all(node.rounds[e].skip_reason == "inputs_unavailable" for e in outage)
     assert not set(signed_epochs(node)) & outage
     assert flaky.active == 0
+
+
+class LaggingPins(SlowInputSource):
+    """Epoch e's pin is only confirmed `lag_s` after T_e, later than the next epoch's start (as on a
+    chain whose blocks come slower than the epochs): attempts before that raise InputsUnavailable."""
+
+    def __init__(self, window: EpochWindow, lag_s: float) -> None:
+        super().__init__(slow=lambda e: False)
+        self.window, self.lag_s = window, lag_s
+        self.computed: set[int] = set()
+
+    def compute_epoch(self, epoch: int, target_time: int) -> ComputedState:
+        if time.time() < self.window.get_epoch_start(epoch) + self.lag_s:
+            self.unavailable.add(epoch)
+        else:
+            self.unavailable.discard(epoch)
+        computed = super().compute_epoch(epoch, target_time)
+        self.computed.add(epoch)
+        return computed
+
+
+def test_an_epoch_whose_pin_comes_late_is_retried_after_the_next_epoch_opened() -> None:
+    period = 1.0  # room for a loaded machine: the round deadline is 6 periods
+    keys, window, bus = make_keys(4), make_window(period), Bus()
+    sources = [LaggingPins(window, 1.4 * period) for _ in range(4)]
+    engines = [make_engine(keys, i, window, inputs=sources[i], period_s=period, input_retry_s=0.1) for i in range(4)]
+    first = window.get_current_epoch(time.time()) + 2
+    epochs = range(first, first + 4)
+    trio.run(run_engines_until, engines, bus, lambda: all(
+        set(epochs) <= s.computed and set(epochs) <= e.have for e, s in zip(engines, sources, strict=True)))
+    for engine, source in zip(engines, sources, strict=True):
+        assert source.max_active == 1 and not [e for e in epochs if engine.rounds[e].skip_reason]
+        late = Counter(e for e, t in source.started if e in epochs and t > window.get_epoch_start(e + 1))
+        assert late  # attempts after the next epoch had opened: the older epoch was not abandoned
+
+
+async def run_engines_until(engines: list[EpochEngine], bus: Bus, until: Callable[[], bool]) -> None:
+    async with trio.open_nursery() as nursery:
+        await start_engines(nursery, engines, bus)
+        await wait_for(until)
+        nursery.cancel_scope.cancel()
