@@ -9,7 +9,8 @@ must then be skipped on purpose instead of stacking computations that slow each 
 - when free, the worker starts the NEWEST requested epoch whose deadline has not passed and that is
   newer than the last epoch it started: older requests are skipped, never worked through as a backlog;
   an epoch whose attempt raised `InputsUnavailable` (e.g. its pin is not confirmed yet) is retried
-  `retry_s` later while its round lasts, newest first, one attempt at a time;
+  `retry_s` later while its round lasts; due retries go first, oldest first (every node started that
+  epoch, so finishing it is what lets a threshold form), one attempt at a time;
 - a started computation is never cancelled or restarted (a thread cannot be killed, and a slow read
   that makes progress must be allowed to finish): it runs to its end; stopping the engine waits for it,
   so no thread is left computing. A result for a round that is still open is handed to it; a result
@@ -126,11 +127,14 @@ class InputWorker:
             await self._run_one(req, reread)
 
     def _pick_round(self, now: float) -> _Request | None:
-        """The newest open epoch that is new (newer than every epoch started so far) or failed and due
-        for a retry; a never-started epoch older than a started one was overrun and is not computed."""
-        ready = [r for r in self._wanted.values() if r.deadline > now and (
-            (r.state == "queued" and r.epoch > self._last_started) or (r.state == "failed" and r.retry_at <= now))]
-        return max(ready, key=lambda r: r.epoch) if ready else None
+        """The oldest open epoch due for a retry, else the newest epoch never started that is newer than
+        every epoch started so far (a never-started older one was overrun: it is not computed)."""
+        open_ = [r for r in self._wanted.values() if r.deadline > now]
+        retries = [r for r in open_ if r.state == "failed" and r.retry_at <= now]
+        if retries:
+            return min(retries, key=lambda r: r.epoch)
+        new = [r for r in open_ if r.state == "queued" and r.epoch > self._last_started]
+        return max(new, key=lambda r: r.epoch) if new else None
 
     def _pick_reread(self, now: float) -> _Request | None:
         if self._get_next_retry() < math.inf:
