@@ -164,8 +164,9 @@ def get_skip_status(status: dict[str, Any]) -> dict[str, Any]:
     counts = tuple((str(k), int(v)) for k, v in sorted((status.get("epochs_skipped") or {}).items())
                    if isinstance(v, int))
     last = status.get("last_skipped")
-    valid = isinstance(last, list) and len(last) == 2 and isinstance(last[0], int)
-    return {"epochs_skipped": counts, "last_skipped": (last[0], str(last[1])) if valid else None}
+    if not (isinstance(last, list) and len(last) == 2 and isinstance(last[0], int)):
+        return {"epochs_skipped": counts, "last_skipped": None}
+    return {"epochs_skipped": counts, "last_skipped": (last[0], str(last[1]))}
 
 
 def get_reshare_status(status: dict[str, Any]) -> tuple[ReshareStatusInfo, ...]:
