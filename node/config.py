@@ -250,7 +250,7 @@ def _hex(name: str, text: str) -> bytes:
 class ValidatorSecrets:
     """Decrypted key material of a validator (never logged: register it with `node.logs`)."""
 
-    share_sk: int | None  # None: a joining validator (no share of the configured key set)
+    share_sk: int | None  # None: a joining validator, or a retired share keystore (then `keyset` is set)
     operator_key: bytes
     p2p_seed: bytes
     keyset: Any = field(default=None, repr=False)  # node.crypto.dkg.KeySet from the share keystore
@@ -269,7 +269,9 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
     from `[validator_set].operators` (index i = BLS share index i + 1). A joining validator (no
     share keystore; its operator is not in `[validator_set].operators`) takes the public data from
     `[validator_set]` (`public_shares`, `group_key`, `threshold`, `keyset_id` and `keyset_record`,
-    the hex `KeySetRecord` it needs to check the deals of the reshare that admits it).
+    the hex `KeySetRecord` it needs to check the deals of the reshare that admits it). A member whose
+    configured share was retired after a reshare (`node.crypto.keyshare.retire_share_keystore`) starts
+    from the public part left in the share keystore, without a share of that key set.
     """
     from node.consensus.validation import ValidatorSet
     from node.validator import ValidatorConfig
@@ -283,8 +285,9 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
             get_epoch_clock_seconds(cons["genesis_time"], cons["epoch_period_s"])
         except ValueError as exc:
             raise ConfigError(f"consensus.{exc} (required with governance.address)") from exc
-    if secrets.share_sk is None and not (vs["operators"] and vs["public_shares"] and vs["group_key"]
-                                         and governance_address):
+    retired = secrets.share_sk is None and secrets.keyset is not None  # share erased after a reshare
+    if secrets.share_sk is None and not retired and not (vs["operators"] and vs["public_shares"] and vs["group_key"]
+                                                         and governance_address):
         raise ConfigError(f"{config.get_path('keys', 'share_file')}: no threshold share; import the DKG's keystore "
                           "with `clearingd keys import-share FILE`, or join a running network as a new validator "
                           "([validator_set] public data, keyset_record and [governance].address), or serve the "
@@ -308,12 +311,13 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
         from node.p2p.envelope import get_operator_address
 
         joining = secrets.share_sk is None
-        if joining and get_operator_address(secrets.operator_key) in operators:
+        if joining and not retired and get_operator_address(secrets.operator_key) in operators:
             raise ConfigError(f"{config.get_path('keys', 'share_file')}: no threshold share, but this operator is "
                               "in [validator_set].operators; import the DKG's keystore with `clearingd keys import-share`")
         return ValidatorConfig(
             index=None if joining else config.get("node", "index"), validator_set=vset, share_sk=secrets.share_sk,
             keyset=keyset, later_shares=secrets.later, keys_dir=config.get_path("keys", "dir"),
+            share_file=config.get_path("keys", "share_file"),
             passphrase=secrets.passphrase,
             operator_key=secrets.operator_key, p2p_seed=secrets.p2p_seed, listen=config.get("p2p", "listen"),
             bootstrap=tuple(config.get("p2p", "bootstrap")),
@@ -376,7 +380,8 @@ def load_validator_secrets(config: NodeConfig) -> ValidatorSecrets:
                           f"index {share.index} (expected node.index + 1)")
     later = tuple(sorted((load_share_keystore(p, passphrase) for p in config.get_path("keys", "dir").glob(SHARE_GLOB)),
                          key=lambda r: r.keyset.keyset_id))
-    return ValidatorSecrets(share_sk=None if share is None else int(share.share or 0), operator_key=operator,
+    return ValidatorSecrets(share_sk=None if share is None or share.share is None else int(share.share),
+                            operator_key=operator,
                             p2p_seed=p2p, keyset=None if share is None else share.keyset, later=later,
                             passphrase=passphrase)
 

@@ -7,8 +7,8 @@
   epoch (`bridges.publisher`, through `node.publications.PublicationWatcher`), compute-stage
   durations (`node.consensus.margin_inputs`) and round latencies (`node.consensus.engine`);
 - a collector that reads, at scrape time, the store (latest epoch, signers, last signed epoch), the
-  wall-clock epoch and the validator's status snapshot (engine event counters, peers, gossip
-  verdicts, key sets, reshares);
+  wall-clock epoch and the validator's status snapshot (engine event counters, skipped epochs by
+  reason, peers, gossip verdicts, key sets, reshares);
 - build information and prometheus_client's process collector.
 `/readyz` answers 200 only when `ready()` is true. Bounded: label sets (method, code, chain id,
 stage, event names of the status snapshot: at most `MAX_LABELS` each). Nothing is persisted.
@@ -41,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bridges.telemetry import Telemetry, set_telemetry
+from node.consensus.input_worker import SKIP_REASONS
 from node.ports import Store
 
 MAX_LABELS = 64
@@ -130,6 +131,14 @@ def _collect_status(status: dict[str, Any]) -> Iterator[Any]:
     gossip.add_metric(["accepted"], sum(events.get(e, 0) for e in ACCEPTED_EVENTS))
     gossip.add_metric(["rejected"], rejected)
     yield gossip
+    skipped = CounterMetricFamily("clearing_epochs_skipped", "Rounds whose input computation could not start "
+                                  "or finish before the round deadline, by reason", labels=["reason"])
+    by_reason = {str(k): v for k, v in (status.get("epochs_skipped") or {}).items() if isinstance(v, int)}
+    for reason in SKIP_REASONS:
+        by_reason.setdefault(reason, 0)
+    for reason, value in sorted(by_reason.items())[:MAX_LABELS]:
+        skipped.add_metric([reason], value)
+    yield skipped
     yield GaugeMetricFamily("clearing_peers", "Peers with a score (connected validators)",
                             value=len(status.get("scores") or {}))
     keysets = {int(k): v for k, v in (status.get("keysets") or {}).items() if isinstance(v, dict)}

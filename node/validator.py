@@ -9,7 +9,8 @@ validator: it follows the epochs and adopts states, and signs once a reshare vot
 given it a share (`node.consensus.keychange`).
 Persists: everything through the given `Store`; a `status.json` snapshot (metrics, phases, latencies,
 peer scores, traffic, key sets, reshares) in `data_dir`, rewritten atomically every
-`status_interval_s`; new shares from reshares as encrypted keystores `keys_dir/share-<id>.json`.
+`status_interval_s`; new shares from reshares as encrypted keystores `keys_dir/share-<id>.json`;
+erases the keystore of a share whose key set a newer one replaced (`make_share_eraser`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class ValidatorConfig:
     keyset: Any = field(default=None, repr=False)  # node.crypto.dkg.KeySet of validator_set (to reshare it)
     later_shares: tuple = field(default=(), repr=False)  # DkgResults of later key sets held from earlier runs
     keys_dir: Path | None = None  # where new shares are written (with `passphrase`); None: kept in memory only
+    share_file: Path | None = None  # keystore of the configured key set's share (erased once retired)
     passphrase: Any = field(default=None, repr=False)  # node.crypto.keystore.Secret
     extra: dict[str, Any] = field(default_factory=dict)  # test hooks (e.g. a byzantine mode); ignored here
 
@@ -202,7 +204,7 @@ def build_engine(config: ValidatorConfig, store: Store, inputs: InputSource, pub
                           partial_resend_s=max(1.0, config.epoch_period_s / 2))
     secrets = Secrets(config.share_sk, config.operator_key, keyset=config.keyset, later=config.later_shares)
     return engine_factory(config.validator_set, config.index, secrets, store, inputs, publisher, window, params,
-                          SystemClock(), on_share=make_share_writer(config))
+                          SystemClock(), on_share=make_share_writer(config), on_retire=make_share_eraser(config))
 
 
 def make_share_writer(config: ValidatorConfig) -> Callable[[Any], None] | None:
@@ -220,6 +222,34 @@ def make_share_writer(config: ValidatorConfig) -> Callable[[Any], None] | None:
         log.info("new share written", extra={"keyset_id": result.keyset.keyset_id, "file": path.name})
 
     return write
+
+
+def make_share_eraser(config: ValidatorConfig) -> Callable[[int, int], None] | None:
+    """Erase the keystore of a retired key set's share (a newer key set signed a state): a share of a later
+    key set (`keys_dir/share-<id>.json`) is removed; the configured one (`share_file`) keeps only its
+    public part (`retire_share_keystore`), from which the node still starts. Bytes are zeroed first."""
+    if config.keys_dir is None or config.passphrase is None:
+        return None
+    keys_dir, share_file, passphrase = config.keys_dir, config.share_file, config.passphrase
+    configured = config.validator_set.keyset_id
+
+    def erase(keyset_id: int, retired_by: int) -> None:
+        from node.config import get_share_path
+        from node.crypto.keyshare import retire_share_keystore
+        from node.crypto.keystore import erase_keystore
+
+        path = share_file if keyset_id == configured else get_share_path(keys_dir, keyset_id)
+        if path is None or not path.is_file():
+            log.info("retired share of key set %d has no keystore file: nothing to erase", keyset_id)
+            return
+        if keyset_id == configured:
+            retire_share_keystore(path, passphrase, retired_by)
+        else:
+            erase_keystore(path)
+        log.info("retired share of key set %d erased from %s (key set %d signs now)", keyset_id, path.name,
+                 retired_by)
+
+    return erase
 
 
 def get_status(engine: EpochEngine, host: GossipHost) -> dict[str, Any]:

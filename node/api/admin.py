@@ -1,4 +1,5 @@
-"""`clearing.admin.v1.AdminService` on a UNIX domain socket only (mode 0600, in a 0700 folder).
+"""`clearing.admin.v1.AdminService` on a UNIX domain socket only (mode 0600; its folder is created
+0700 when missing, an existing one is used only if no other user can write to it, and never chmod-ed).
 
 The operator's view of the node: status (store epochs, signing record, sync, peers, chains),
 peers, evidence, and a request to re-read chain inputs. Whoever can open the socket is the
@@ -52,7 +53,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                                             has_share=k.has_share, pending=k.pending) for k in st.keysets],
             reshares=[admin_pb2.ReshareStatus(proposal_id=r.proposal_id, keyset_id=r.keyset_id, state=r.state,
                                               activation_epoch=r.activation_epoch, attempts=r.attempts,
-                                              error=r.error) for r in st.reshares])
+                                              error=r.error) for r in st.reshares],
+            epochs_skipped=[admin_pb2.EpochSkips(reason=reason, count=count) for reason, count in st.epochs_skipped],
+            has_last_skipped=st.last_skipped is not None,
+            last_skipped_epoch=st.last_skipped[0] if st.last_skipped else 0,
+            last_skipped_reason=st.last_skipped[1] if st.last_skipped else "")
 
     def ListPeers(self, request: admin_pb2.ListPeersRequest, context: Any) -> admin_pb2.ListPeersResponse:
         return admin_pb2.ListPeersResponse(peers=[
@@ -74,15 +79,36 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
 
 def prepare_socket_path(path: Path) -> None:
-    """Create the socket's folder (0700) and remove a stale socket; refuse a non-socket file."""
+    """Create the socket's folder (0700) if it is missing; refuse an existing folder that others could
+    write to or that belongs to another user (its mode is never changed); remove a stale socket and
+    refuse any other file at the path."""
     if len(str(path)) > MAX_SOCKET_PATH:
         raise ApiError(f"admin socket path {path} is longer than {MAX_SOCKET_PATH} characters")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
+    folder = path.parent
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+        os.chmod(folder, 0o700)  # only a folder this call created (the umask may have narrowed it)
+    except FileExistsError:
+        check_socket_folder(folder)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise ApiError(f"admin socket path {path} exists and is not a socket")
         path.unlink()
+
+
+def check_socket_folder(folder: Path) -> None:
+    """An existing socket folder must be a directory owned by this user and not writable by others
+    (group- or world-writable only with the sticky bit, like /tmp)."""
+    st = folder.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise ApiError(f"admin socket folder {folder} exists and is not a directory")
+    if st.st_uid != os.geteuid():
+        raise ApiError(f"admin socket folder {folder} is owned by uid {st.st_uid}, not by this user "
+                       f"(uid {os.geteuid()}): choose a folder of your own for [admin].socket")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        raise ApiError(f"admin socket folder {folder} is group- or world-writable without the sticky bit "
+                       f"(mode {stat.S_IMODE(st.st_mode):04o}): others could replace the socket")
 
 
 class AdminServer:
@@ -101,9 +127,13 @@ def start_admin_server(socket_path: str | Path, store: Store, sources: NodeSourc
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="admin"),
                          options=[("grpc.max_receive_message_length", 64 << 10)], maximum_concurrent_rpcs=8)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(store, sources, version), server)
-    if server.add_insecure_port(f"unix:{path}") == 0:
-        raise ApiError(f"admin socket {path}: cannot bind")
-    server.start()
+    umask = os.umask(0o177)  # the socket is created 0600: no moment in which others may connect
+    try:
+        if server.add_insecure_port(f"unix:{path}") == 0:
+            raise ApiError(f"admin socket {path}: cannot bind")
+        server.start()
+    finally:
+        os.umask(umask)
     os.chmod(path, 0o600)
     return AdminServer(server, path)
 

@@ -123,7 +123,7 @@ class LiveSources:
             peer_id=str(status.get("peer_id", "")), syncing=self.is_syncing(),
             chains=self._get_chain_status(),
             api_address=self.api_address, metrics_address=self.metrics_address,
-            keysets=get_keyset_status(status), reshares=get_reshare_status(status))
+            keysets=get_keyset_status(status), reshares=get_reshare_status(status), **get_skip_status(status))
 
     def _get_chain_status(self) -> tuple[ChainStatusInfo, ...]:
         """Head block by one `eth_blockNumber` per chain (bounded timeout), pinned block of the latest state."""
@@ -157,6 +157,16 @@ def get_keyset_status(status: dict[str, Any]) -> tuple[KeySetStatusInfo, ...]:
         out.append(KeySetStatusInfo(int(k), -1 if v.get("index") is None else int(v["index"]), int(v.get("n", 0)),
                                     int(v.get("threshold", 0)), bool(v.get("has_share")), bool(v.get("pending"))))
     return tuple(out)
+
+
+def get_skip_status(status: dict[str, Any]) -> dict[str, Any]:
+    """Skipped rounds by reason and the last one, from status.json (`EpochEngine.get_status`)."""
+    counts = tuple((str(k), int(v)) for k, v in sorted((status.get("epochs_skipped") or {}).items())
+                   if isinstance(v, int))
+    last = status.get("last_skipped")
+    if not (isinstance(last, list) and len(last) == 2 and isinstance(last[0], int)):
+        return {"epochs_skipped": counts, "last_skipped": None}
+    return {"epochs_skipped": counts, "last_skipped": (last[0], str(last[1]))}
 
 
 def get_reshare_status(status: dict[str, Any]) -> tuple[ReshareStatusInfo, ...]:

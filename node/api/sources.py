@@ -103,6 +103,8 @@ class NodeStatusInfo:
     metrics_address: str = ""
     keysets: tuple[KeySetStatusInfo, ...] = ()
     reshares: tuple[ReshareStatusInfo, ...] = ()
+    epochs_skipped: tuple[tuple[str, int], ...] = ()  # (reason, rounds) since the validator started
+    last_skipped: tuple[int, str] | None = None  # (epoch, reason)
 
 
 class NodeSources(Protocol):

@@ -35,6 +35,10 @@ def handle_status(args: argparse.Namespace) -> int:
         f"evidence: {status.evidence_count}",
         f"api: {status.api_address or '-'}  metrics: {status.metrics_address or '-'}",
     ]
+    if status.epochs_skipped:
+        lines.append("epochs skipped: " + ", ".join(f"{s.reason} {s.count}" for s in status.epochs_skipped)
+                     + (f" (last: epoch {status.last_skipped_epoch}, {status.last_skipped_reason})"
+                        if status.has_last_skipped else ""))
     lines += [f"  chain {c.chain_id}: head {c.head_block}, pinned {c.pinned_block}, "
               f"{'healthy' if c.healthy else 'UNREACHABLE'}" for c in status.chains]
     lines += [f"  key set {k.keyset_id}: {k.threshold} of {k.n}, "

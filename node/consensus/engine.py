@@ -2,7 +2,11 @@
 
 One `EpochEngine` per node, running in the node's trio loop. Each epoch e starts at
 T_e = genesis + e * period and is driven through the transition table of `node.consensus.machine`:
-1. pin and compute (the injected `InputSource`, in a worker thread; retried until the round deadline);
+1. pin and compute (the injected `InputSource`) through the node's single `InputWorker`: at most one
+   computation in flight; a round whose computation cannot start or finish before its deadline is
+   SKIPPED (reason `overrun`, `deadline`, `inputs_unavailable`, or `loop_late` when the loop itself
+   woke after the deadline; counted in `epochs_skipped` of the status), never stacked; a late
+   result is not signed; the state of a skipped epoch is still adopted;
 2. `store.record_signing(e, digest)` BEFORE the partial leaves the node (refusal: the round is
    REFUSED and nothing is sent), then the partial is gossiped;
 3. verified partials (see `validation`) are collected per digest; at t = threshold partials on the
@@ -20,7 +24,8 @@ T_e = genesis + e * period and is driven through the transition table of `node.c
    (`ComputedState.reshare`) makes old holders and new members reshare over the gossip before the
    activation epoch; from it on, the new key set signs (a node without a share of it only adopts).
 Persists (through the `Store`): signing records, signed states with leaves, evidence; new shares
-through the `on_share` callback (the validator writes an encrypted keystore).
+through the `on_share` callback (the validator writes an encrypted keystore); shares of key sets a
+newer one replaced are erased through `on_retire` (`keychange`).
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ from bridges.telemetry import get_telemetry
 from node.consensus import catchup
 from node.consensus.digest import compute_state_digest, pins_to_proto, state_from_proto, state_to_proto
 from node.consensus.dkg_session import DkgSession
-from node.consensus.errors import InputsUnavailable
 from node.consensus.evidence import EvidenceBook
+from node.consensus.input_worker import LOOP_LATE, SKIP_REASONS, InputWorker
 from node.consensus.inputs import ComputedState, InputSource
 from node.consensus.keychange import KeyChanger
 from node.consensus.keyring import KeyRing
@@ -81,7 +86,7 @@ class EngineParams:
     """Timing and bounds of the epoch loop."""
 
     round_deadline_s: float = 6.0  # after T_e; then the round expires (a late state may still be adopted)
-    input_retry_s: float = 0.5
+    input_retry_s: float = 0.5  # after InputsUnavailable, inside the round's deadline
     publish_fallback_s: float = 3.0
     heartbeat_interval_s: float = 1.0
     catchup_interval_s: float = 2.0
@@ -111,7 +116,8 @@ class EpochEngine:
 
     def __init__(self, vset: ValidatorSet, index: int | None, secrets: Secrets, store: Store,
                  inputs: InputSource, publisher: StatePublisher, window: EpochWindow,
-                 params: EngineParams, clock: Clock, on_share: Callable[[object], None] | None = None) -> None:
+                 params: EngineParams, clock: Clock, on_share: Callable[[object], None] | None = None,
+                 on_retire: Callable[[int, int], None] | None = None) -> None:
         self.vset, self.index, self.secrets, self.store = vset, index, secrets, store
         self.inputs, self.publisher, self.window, self.params, self.clock = inputs, publisher, window, params, clock
         self.ring = KeyRing(vset, get_operator_address(secrets.operator_key))
@@ -137,7 +143,12 @@ class EpochEngine:
         self._nursery: trio.Nursery | None = None
         self.dkg_sessions: dict[int, DkgSession] = {}
         self._early_dkg: deque[tuple[int, int, gossip_pb2.DkgMessage]] = deque(maxlen=MAX_EARLY_DKG)
-        self.keys = KeyChanger(self, secrets.later, on_share)
+        self.keys = KeyChanger(self, secrets.later, on_share, on_retire)
+        self.worker = InputWorker(lambda e, t: self.inputs.compute_epoch(e, t),
+                                  lambda e: int(self.window.get_epoch_start(e)), params.input_retry_s,
+                                  self._on_inputs_failure, self._on_late_inputs)
+        self.epochs_skipped: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
+        self.last_skipped: tuple[int, str] | None = None
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -193,6 +204,9 @@ class EpochEngine:
             "bindings_by_address": {"0x" + k.hex(): v.hex() for k, v in self.validator.bindings.items()},
             "keysets": self.ring.describe(), "reshares": self.keys.describe(),
             "keyset_public": self.ring.describe_public(),
+            "epochs_skipped": dict(self.epochs_skipped),
+            "last_skipped": None if self.last_skipped is None else list(self.last_skipped),
+            "inputs": self.worker.describe(),
         }
 
     def get_index_bindings(self) -> dict[str, str]:
@@ -214,9 +228,12 @@ class EpochEngine:
         self.catchup_cursor = max(self.catchup_cursor, low)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if latest is not None:  # e.g. stopped after a new key set signed, before its old share was erased
+                self.keys.process_signed(latest.keyset_id, latest.epoch)
             nursery.start_soon(self._heartbeat_loop)
             nursery.start_soon(self._catchup_loop)
             nursery.start_soon(self.evidence.run)
+            nursery.start_soon(self.worker.run)
             task_status.started()
             await self._epoch_loop(nursery)
 
@@ -231,6 +248,8 @@ class EpochEngine:
             elif delay < -self.params.round_deadline_s:
                 skipped_to = self.window.get_current_epoch(self.clock.now())
                 log.warning("epoch loop late: skipping epochs", extra={"first_epoch": epoch, "last_epoch": skipped_to - 1})
+                self.epochs_skipped[LOOP_LATE] += skipped_to - epoch
+                self.last_skipped = (skipped_to - 1, LOOP_LATE)
                 epoch = skipped_to
                 continue
             self._spawn(self._run_round, epoch)
@@ -241,38 +260,44 @@ class EpochEngine:
         if rnd is None or rnd.is_finished:
             return
         started = trio.current_time()
-        with trio.move_on_at(started + self.params.round_deadline_s):
-            computed = await self._compute_inputs(rnd)
-            await self._sign_and_send(rnd, computed, started)
-            await self._events[epoch].wait()
+        deadline = started + self.window.get_epoch_start(epoch) + self.params.round_deadline_s - self.clock.now()
+        # Inputs are awaited even after an adoption: the node checks every adopted state against its own.
+        computed, reason = await self.worker.get_inputs(epoch, deadline)
+        if computed is None:
+            self._skip(rnd, reason)
+        else:
+            self.count("inputs_ready")
+            with trio.move_on_at(deadline):
+                await self._sign_and_send(rnd, computed, started)
+                await self._events[epoch].wait()
         if not rnd.is_finished and is_allowed(rnd.phase, Event.DEADLINE):
             rnd.process_event(Event.DEADLINE)
             self.count("rounds_expired")
             log.warning("round expired", extra={"epoch": epoch, "phase": rnd.phase.value,
                         "partials": {d[8:].hex()[:8]: sorted(p) for d, p in rnd.partials.items()}})
 
-    async def _compute_inputs(self, rnd: Round) -> ComputedState:
-        """Retried until it succeeds (the caller's deadline bounds it), even after an adoption, so
-        the node checks every adopted state against its own computation."""
-        target = int(self.window.get_epoch_start(rnd.epoch))
-        attempts = 0
-        while True:
-            try:
-                computed = await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
-                self.count("inputs_ready")
-                return computed
-            except InputsUnavailable as exc:
-                reason = str(exc)
-            except Exception as exc:  # an adapter bug must not kill the node: same as unavailable
-                log.exception("input source failed", extra={"epoch": rnd.epoch})
-                reason = f"{type(exc).__name__}: {exc}"
-            if rnd.phase == Phase.WAITING:
-                rnd.process_event(Event.INPUTS_UNAVAILABLE)
-            self.count("inputs_unavailable")
-            attempts += 1
-            log.log(logging.INFO if attempts == 1 else logging.DEBUG, "inputs unavailable",  # INFO once per epoch
-                    extra={"epoch": rnd.epoch, "attempt": attempts, "reason": reason[:300]})
-            await trio.sleep(self.params.input_retry_s)
+    def _skip(self, rnd: Round, reason: str) -> None:
+        """Record a round whose computation could not start or finish before its deadline."""
+        rnd.skip_reason = reason
+        self.epochs_skipped[reason] += 1
+        self.last_skipped = (rnd.epoch, reason)
+        log.warning("epoch skipped: inputs not computed before the round deadline",
+                    extra={"epoch": rnd.epoch, "reason": reason, "computing": self.worker.in_flight})
+
+    def _on_inputs_failure(self, epoch: int, reason: str) -> None:
+        rnd = self.rounds.get(epoch)
+        first = rnd is None or rnd.phase == Phase.WAITING
+        if rnd is not None and rnd.phase == Phase.WAITING:
+            rnd.process_event(Event.INPUTS_UNAVAILABLE)
+        self.count("inputs_unavailable")
+        log.log(logging.INFO if first else logging.DEBUG, "inputs unavailable",  # INFO once per epoch
+                extra={"epoch": epoch, "reason": reason[:300]})
+
+    def _on_late_inputs(self, computed: ComputedState) -> None:
+        """A computation that finished after its round's deadline: never signed; its key sets still count."""
+        self.count("inputs_late")
+        self.keys.process_computed(computed)
+        log.info("inputs computed after the round deadline: not signed", extra={"epoch": computed.epoch})
 
     def _check_adopted(self, rnd: Round, digest: bytes, computed: ComputedState | None = None) -> None:
         """A state adopted before this node computed its own: compare, alert on a difference."""
@@ -334,7 +359,9 @@ class EpochEngine:
     async def send_partial(self, rnd: Round, digest: bytes) -> None:
         """Sign and gossip this node's partial (record_signing already done by the caller)."""
         own = self.ring.get_share(rnd.keyset_id)
-        assert own is not None  # checked by _sign_and_send
+        if own is None:  # retired meanwhile (a newer key set signed): this epoch is left to the others
+            self.count("partials_not_sent_retired")
+            return
         partial = threshold.partial_sign(own.share_sk, digest)
         payload = gossip_pb2.PartialSignature(epoch=rnd.epoch, digest=digest, partial=partial,
                                               signer_index=own.index).SerializeToString()
@@ -392,6 +419,7 @@ class EpochEngine:
         await trio.to_thread.run_sync(self.store.put_signed_state, state, computed.leaves)
         rnd.process_event(Event.PERSISTED)
         self.count("states_aggregated")
+        self.keys.process_signed(state.keyset_id, state.epoch)
         self._finish(rnd, state)
         # Every node holding t partials aggregates by itself; only the epoch's first two publishers
         # gossip the result (for nodes that could not aggregate), the rest would be n^2 traffic.
@@ -417,6 +445,7 @@ class EpochEngine:
         finally:
             self._adopting.discard(state.epoch)
         self.count("states_adopted")
+        self.keys.process_signed(state.keyset_id, state.epoch)
         if rnd is not None and is_allowed(rnd.phase, Event.ADOPTED):
             rnd.adopted_digest = state.digest
             if rnd.digest is not None:
@@ -570,11 +599,12 @@ class EpochEngine:
                 self._spawn(self._reread_inputs, rnd, other[8:])
 
     async def _reread_inputs(self, rnd: Round, other: bytes) -> None:
-        target = int(self.window.get_epoch_start(rnd.epoch))
-        try:
-            again = await trio.to_thread.run_sync(self.inputs.compute_epoch, rnd.epoch, target)
-        except Exception as exc:
-            log.error("ALERT re-read after divergence failed", extra={"epoch": rnd.epoch, "reason": str(exc)})
+        """Through the input worker (never beside a running computation), when no round waits for it."""
+        again = await self.worker.reread(rnd.epoch, trio.current_time() + self.params.round_deadline_s)
+        if again is None:
+            self.count("rereads_failed")
+            log.error("ALERT re-read after divergence failed or found the input worker busy",
+                      extra={"epoch": rnd.epoch})
             return
         digest = self.compute_digest(again)
         verdict = "now matches the majority" if digest == other else "still differs"

@@ -21,13 +21,20 @@ combine. So a finished session is only installed after a CONFIRMATION round: eve
 gossips the hash of the key set it obtained (`CONFIRM_TYPE`, sealed under the new key-set id, re-sent
 every second) and a node installs the result only once all new members confirmed the same hash
 before the attempt window ends; a differing or missing confirmation fails the attempt at every node
-that sees it, and the next window retries. Persists nothing itself.
+that sees it, and the next window retries.
+
+Retirement: once a state signed by a newer key set is stored (aggregated or adopted, `process_signed`),
+every older key set is retired for good (governance only moves forward; a change whose reshare
+failed never signs, so until then the old shares stay and the network can keep signing with them).
+This node then forgets its shares of the retired sets and hands each id to `on_retire` (the
+validator erases the share keystore). Persists nothing itself.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -69,9 +76,12 @@ def make_status(order: ReshareOrder, state: str) -> dict[str, Any]:
 class KeyChanger:
     """See the module docstring."""
 
-    def __init__(self, engine: EpochEngine, later: tuple = (), on_share: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, engine: EpochEngine, later: tuple = (), on_share: Callable[[Any], None] | None = None,
+                 on_retire: Callable[[int, int], None] | None = None) -> None:
         self.engine = engine
         self.on_share = on_share
+        self.on_retire = on_retire  # (retired key-set id, id of the key set that signed) -> erase its keystore
+        self.retired_below = 0  # key sets below this id are retired
         self.unplaced: dict[int, Any] = {int(r.keyset.keyset_id): r for r in later}  # keyset id -> DkgResult
         self.status: dict[int, dict[str, Any]] = {}  # proposal id -> state, keyset id, attempts, error
         self.sessions: dict[int, Any] = {}  # session number -> ReshareSession
@@ -121,6 +131,38 @@ class KeyChanger:
         if already:  # e.g. restarted after the reshare, with its share keystore
             self.status[order.proposal_id] = make_status(order, "done")
         return not already
+
+    # --- retiring key sets -------------------------------------------------------------------------------
+
+    def process_signed(self, keyset_id: int, epoch: int) -> None:
+        """A state of `epoch` signed by `keyset_id` is stored: retire older key sets, erase our shares of them."""
+        if keyset_id <= self.retired_below:
+            return
+        self.retired_below = keyset_id
+        retired = set(self.engine.ring.retire_shares(keyset_id))
+        retired |= {k for k, r in self.unplaced.items() if k < keyset_id and r.share is not None}
+        for old in sorted(retired):
+            self.unplaced.pop(old, None)
+            self.engine.count("shares_retired")
+            log.info("key set %d retired (key set %d signed epoch %d): erasing this node's share of it",
+                     old, keyset_id, epoch)
+            if self.on_retire is not None:
+                self.engine._spawn(self._erase, old, keyset_id)
+        for old in [k for k in self.unplaced if k < keyset_id]:
+            del self.unplaced[old]
+        secrets = self.engine.secrets  # drop the references the engine was started with too
+        self.engine.secrets = replace(
+            secrets, share_sk=None if self.engine.vset.keyset_id < keyset_id else secrets.share_sk,
+            later=tuple(r for r in secrets.later if int(r.keyset.keyset_id) >= keyset_id))
+
+    async def _erase(self, keyset_id: int, retired_by: int) -> None:
+        assert self.on_retire is not None
+        try:
+            await trio.to_thread.run_sync(self.on_retire, keyset_id, retired_by)  # file I/O and scrypt
+        except Exception as exc:
+            self.engine.count("share_erase_failed")
+            log.error("ALERT the retired share of key set %d could not be erased: %s: %s", keyset_id,
+                      type(exc).__name__, exc)
 
     # --- the reshare ------------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ pending one (members known from governance, public shares not yet) while the res
 pending) and, where this operator holds one, its 0-based index and secret share, plus the key set's
 public commitments (needed to deal in the next reshare). Invariants: every set has the same network
 id and group key; a set's members never change once known (a conflicting update is refused with
-`KeyRingError`); a share is only added when it matches its public share. Persists nothing (the
-node writes new shares to encrypted keystores, see `node.validator`).
+`KeyRingError`); a share is only added when it matches its public share; once a newer key set has
+signed a state, the shares of older sets are retired (dropped). Persists nothing (the node writes
+new shares to encrypted keystores and erases retired ones, see `node.validator`).
 """
 
 from __future__ import annotations
@@ -127,4 +128,12 @@ class KeyRing:
         if bls.public_key(share_sk) != vset.public_shares[index]:
             raise KeyRingError(f"keyset {keyset_id}: share does not match public share {index + 1}")
         self.shares[keyset_id] = OwnShare(index, share_sk)
+
+    def retire_shares(self, below: int) -> list[int]:
+        """Forget this operator's shares of key sets older than `below` (a newer one has signed); the
+        sets' public data stays (old states and partials still verify). Returns the retired ids."""
+        retired = sorted(k for k in self.shares if k < below)
+        for keyset_id in retired:
+            del self.shares[keyset_id]
+        return retired
 

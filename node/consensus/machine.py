@@ -5,6 +5,8 @@ Phases of one epoch at one node (DESIGN.md, "One epoch"):
     WAITING --pinned--> COMPUTED --signed--> SIGNED --threshold--> AGGREGATED --persisted--> PERSISTED
     PERSISTED --published--> DONE
     WAITING --inputs_unavailable--> WAITING (retried until the epoch's deadline)
+    WAITING --deadline--> EXPIRED is also a SKIPPED round when its inputs never came (`skip_reason`:
+        overrun, deadline or inputs_unavailable; see `node.consensus.input_worker`)
     COMPUTED --sign_refused--> REFUSED (the store already signed another digest for this epoch)
     any of WAITING/COMPUTED/SIGNED --adopted--> PERSISTED (a valid group-signed state arrived by
         gossip or catch-up before this node aggregated one itself; it is stored, never signed)
@@ -94,6 +96,7 @@ class Round:
     history: list[tuple[Phase, Event, Phase]] = field(default_factory=list)
     diverged: bool = False
     adopted_digest: bytes | None = None  # digest of a state adopted from gossip or catch-up
+    skip_reason: str = ""  # why this node's computation of the epoch was skipped ("" if it was not)
 
     def process_event(self, event: Event) -> Phase:
         """Apply one event through the transition table; raises TransitionError if not allowed."""

@@ -9,7 +9,8 @@ everything but the ciphertext, so metadata and KDF parameters cannot be altered 
 Invariants: files are written atomically (temp file in the same folder, fsync, rename) with mode
 0600; loading refuses files (and passphrase files) that the group or others can access; KDF costs
 read from a file are bounded; secrets and passphrases live in `Secret`, whose repr and str are
-redacted. Persists exactly the files it is asked to write.
+redacted. `erase_keystore` removes (or replaces) a keystore and zeroes its old bytes. Persists
+exactly the files it is asked to write.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +159,34 @@ def _write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def erase_keystore(path: Path | str, replace: Callable[[], None] | None = None) -> None:
+    """Erase a keystore file: remove it (or let `replace()` atomically write another file at its path),
+    then overwrite the old file's bytes with zeros through a descriptor kept open, and sync.
+
+    A crash leaves either the old file or its replacement (never a half-erased keystore at the path).
+    Best effort against disk forensics: copy-on-write or flash storage may keep old blocks (the
+    keystore is encrypted anyway); backups are the operator's to destroy."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise KeystoreError(f"keystore {path.name}: not a regular file")
+        size = os.fstat(fd).st_size
+        if replace is None:
+            os.unlink(path)
+        else:
+            replace()
+        os.pwrite(fd, bytes(size), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -21,7 +21,8 @@ set after), per epoch (key-set id, signers and their addresses, publication on e
 registries at start and end, `unsigned_epochs`, each node's `status.json` key sets and reshares,
 `GetMargin` proofs checked on chain for an epoch of every key set, and the probe that v3's key-set-2
 share is useless against key set 3 (its partial verifies under no key-set-3 public share and does
-not combine with t-1 key-set-3 partials into a valid group signature).
+not combine with t-1 key-set-3 partials into a valid group signature); once key set 3 has signed,
+v3 has erased that retired share and the probe reports `removed_share_erased` instead.
 Persists: the devnet home folder (as the runner does; the nodes write their new share keystores).
 """
 
@@ -229,13 +230,17 @@ def check_accounts_by_keyset(run: DevnetRun, epochs: dict[str, Any]) -> dict[str
 
 
 def compute_removed_probe(home: Path) -> dict[str, Any]:
-    """v3's key-set-2 share against key set 3: partial checks and combine attempts (devnet passphrase)."""
+    """v3's key-set-2 share against key set 3: partial checks and combine attempts (devnet passphrase).
+    Once key set 3 has signed, v3 erases that retired share: then only `removed_share_erased` is reported."""
     from node.crypto import threshold
     from node.crypto.keyshare import load_share_keystore
     from node.crypto.keystore import load_passphrase
 
+    removed_file = home / f"v{REMOVED_INDEX}" / "keys" / "share-2.json"
+    if not removed_file.exists():
+        return {"removed_share_erased": True}
     passphrase = load_passphrase(home / "passphrase")
-    removed = load_share_keystore(home / f"v{REMOVED_INDEX}" / "keys" / "share-2.json", passphrase)
+    removed = load_share_keystore(removed_file, passphrase)
     holders = [load_share_keystore(home / f"v{i}" / "keys" / "share-3.json", passphrase) for i in (0, 1, 2)]
     ks = holders[0].keyset
     t = ks.threshold
@@ -249,6 +254,7 @@ def compute_removed_probe(home: Path) -> dict[str, Any]:
         signature = threshold.combine(helpers | {j: partial}, t)
         mixed[str(j)] = threshold.group_verify(ks.group_public_key, PROBE_MESSAGE, signature)
     return {
+        "removed_share_erased": False,
         "removed_keyset_id": removed.keyset.keyset_id, "removed_old_index": removed.index,
         "new_keyset_id": ks.keyset_id, "new_threshold": t,
         "partial_verifies_against_new_public_shares": verifies,

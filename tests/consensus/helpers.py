@@ -3,6 +3,7 @@ and an in-memory transport bus that runs every delivery through the real gossip 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 import trio
 
 from node.consensus.engine import EngineParams, EpochEngine, Secrets
-from node.consensus.inputs import FakeInputSource
+from node.consensus.inputs import ComputedState, FakeInputSource
 from node.consensus.publishing import NullPublisher
 from node.consensus.validation import EpochWindow, ValidatorSet
 from node.crypto.threshold import compute_default_threshold, deal_trusted
@@ -38,6 +39,35 @@ def make_keys(n: int = 4) -> Keys:
 
 def make_window(period_s: float = 0.5) -> EpochWindow:
     return EpochWindow(genesis_time=float(int(time.time()) - 100 * period_s), period_s=period_s)
+
+
+class SlowInputSource(FakeInputSource):
+    """A FakeInputSource whose computation blocks until `gate` is set (while `slow(epoch)` holds), and
+    which counts concurrent calls: `max_active` is the most computations ever in flight at once."""
+
+    def __init__(self, chain_ids: tuple[int, ...] = (31337, 31338), slow: Callable[[int], bool] = lambda e: True,
+                 **kwargs: object) -> None:
+        super().__init__(chain_ids, **kwargs)  # type: ignore[arg-type]
+        self.slow = slow
+        self.gate = threading.Event()
+        self._lock = threading.Lock()
+        self.active = self.max_active = 0
+        self.started: list[tuple[int, float]] = []  # (epoch, wall time) of every call
+        self.finished: list[int] = []
+
+    def compute_epoch(self, epoch: int, target_time: int) -> ComputedState:
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.started.append((epoch, time.time()))
+        try:
+            if self.slow(epoch):
+                self.gate.wait(timeout=120)  # bounded: a broken test must not hang the run forever
+            return super().compute_epoch(epoch, target_time)
+        finally:
+            with self._lock:
+                self.active -= 1
+                self.finished.append(epoch)
 
 
 @dataclass
@@ -74,9 +104,10 @@ class MemoryTransport:
 
 
 def make_engine(keys: Keys, index: int, window: EpochWindow, *, store: MemoryStore | None = None,
-                inputs: FakeInputSource | None = None, period_s: float = 0.5) -> EpochEngine:
-    params = EngineParams(round_deadline_s=6 * period_s, publish_fallback_s=period_s, heartbeat_interval_s=0.2,
-                          catchup_interval_s=0.3, partial_resend_s=period_s)
+                inputs: FakeInputSource | None = None, period_s: float = 0.5, **overrides: object) -> EpochEngine:
+    params = EngineParams(**{"round_deadline_s": 6 * period_s, "publish_fallback_s": period_s,  # type: ignore[arg-type]
+                             "heartbeat_interval_s": 0.2, "catchup_interval_s": 0.3, "partial_resend_s": period_s,
+                             **overrides})
     return EpochEngine(keys.vset, index, Secrets(keys.shares[index + 1], operator_key(index)),
                        store or MemoryStore(), inputs or FakeInputSource([31337, 31338]), NullPublisher(),
                        window, params, SystemClock())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 import trio
@@ -16,7 +17,15 @@ from node.p2p.envelope import open_envelope, seal_envelope
 from node.pb.clearing.gossip.v1 import gossip_pb2
 from node.ports import MemoryStore
 from tests.consensus.cluster import KEYSET_ID, NETWORK_ID, operator_key
-from tests.consensus.helpers import Bus, MemoryTransport, make_engine, make_keys, make_window, run_engines
+from tests.consensus.helpers import (
+    Bus,
+    MemoryTransport,
+    SlowInputSource,
+    make_engine,
+    make_keys,
+    make_window,
+    run_engines,
+)
 
 PERIOD_S = 0.5
 
@@ -52,7 +61,7 @@ def test_divergent_node_signs_only_its_own_digest_and_adopts_the_majority() -> N
     keys, window, bus = make_keys(4), make_window(PERIOD_S), Bus()
     start = get_next_epoch(window)
     epochs = range(start + 1, start + 4)
-    diverging = FakeInputSource([31337, 31338], diverge=set(range(start, start + 10)))
+    diverging = SlowInputSource(slow=lambda e: False, diverge=set(range(start, start + 10)))
     engines = [make_engine(keys, i, window) for i in range(3)] + [make_engine(keys, 3, window, inputs=diverging)]
     trio.run(run_engines, engines, bus, lambda: all(set(epochs) <= e.have for e in engines))
     honest = states_of(engines[0], epochs)
@@ -65,6 +74,8 @@ def test_divergent_node_signs_only_its_own_digest_and_adopts_the_majority() -> N
     assert engines[3].metrics.get("states_adopted", 0) >= len(epochs)
     assert engines[3].metrics.get("adopted_differs_own", 0) >= len(epochs)
     assert engines[0].metrics.get("adopted_differs_own", 0) == 0
+    # the re-read after the divergence went through the node's single input worker: never beside a computation
+    assert diverging.max_active == 1 and max(Counter(e for e, _ in diverging.started).values()) >= 2
 
 
 def test_invalid_second_signature_refused_after_restart() -> None:

@@ -20,6 +20,7 @@ from node.crypto import threshold
 from node.crypto.dkg import run_dkg_in_process
 from node.p2p.envelope import get_operator_address
 from node.ports import MemoryStore, SystemClock
+from node.records import SignedState
 from tests.consensus.cluster import KEYSET_ID, NETWORK_ID, operator_key
 from tests.consensus.helpers import Bus, MemoryTransport, run_engines
 
@@ -62,14 +63,24 @@ def make_genesis(n: int, t: int) -> tuple[ValidatorSet, dict[int, object]]:
 
 
 def make_engine(vset: ValidatorSet, genesis: dict, op: int, inputs: FakeInputSource, window: EpochWindow,
-                written: list) -> EpochEngine:
+                written: list, retired: list | None = None, later: tuple = (),
+                store: MemoryStore | None = None) -> EpochEngine:
+    """Engine of operator `op`; `written` gets (op, key set id, DkgResult) of every new share, `retired`
+    (op, retired key set id, key set that signed, whether a state of it was stored at that moment)."""
     params = EngineParams(round_deadline_s=6 * PERIOD_S, publish_fallback_s=PERIOD_S, heartbeat_interval_s=0.2,
                           catchup_interval_s=0.3, partial_resend_s=PERIOD_S, reshare_window_epochs=WINDOW_EPOCHS)
     member = op < vset.n
     result = genesis[op + 1] if member else None
-    secrets = Secrets(result.share if result else None, operator_key(op), keyset=genesis[1].keyset)
-    return EpochEngine(vset, op if member else None, secrets, MemoryStore(), inputs, NullPublisher(), window,
-                       params, SystemClock(), on_share=lambda r: written.append((op, r.keyset.keyset_id)))
+    secrets = Secrets(result.share if result else None, operator_key(op), keyset=genesis[1].keyset, later=later)
+    store = store if store is not None else MemoryStore()
+
+    def on_retire(keyset_id: int, by: int) -> None:
+        signed = any(s.keyset_id == by for s in store.list_signed_states(0, 10_000))
+        (retired if retired is not None else []).append((op, keyset_id, by, signed))
+
+    return EpochEngine(vset, op if member else None, secrets, store, inputs, NullPublisher(), window,
+                       params, SystemClock(), on_share=lambda r: written.append((op, r.keyset.keyset_id, r)),
+                       on_retire=on_retire)
 
 
 def signer_addresses(engine: EpochEngine, epoch: int) -> tuple[int, set[bytes]]:
@@ -93,11 +104,14 @@ def test_add_then_remove_keeps_signing_every_epoch_with_one_group_key() -> None:
     # only be signed if the joining operator 4 signs them
     inputs = [GovernedInputs(changes, g, silent_from=a2 - 3 if op == 1 else None) for op in range(5)]
     written: list = []
-    engines = [make_engine(vset, genesis, op, inputs[op], window, written) for op in range(5)]
+    retired: list = []
+    engines = [make_engine(vset, genesis, op, inputs[op], window, written, retired) for op in range(5)]
     epochs = range(a1 - 3, a2 + 3)
     bus = Bus()
     timeout = (a2 + 3 - now) * PERIOD_S + 20
-    trio.run(run_engines, engines, bus, lambda: all(set(epochs) <= eng.have for eng in (engines[0], engines[4])), timeout)
+    key_set_2_retired = {(op, 2) for op in range(5)}  # every holder of key set 2, the removed operator 3 too
+    trio.run(run_engines, engines, bus, lambda: all(set(epochs) <= eng.have for eng in (engines[0], engines[4]))
+             and key_set_2_retired <= {(op, k) for op, k, _, _ in retired}, timeout)
     watcher = engines[0]
     assert set(epochs) <= watcher.have, f"unsigned epochs: {sorted(set(epochs) - watcher.have)}"
     for epoch in epochs:  # one group key throughout, the key set governance names for the epoch
@@ -105,20 +119,29 @@ def test_add_then_remove_keeps_signing_every_epoch_with_one_group_key() -> None:
         assert threshold.group_verify(vset.group_key, state.digest, state.signature)
         assert state.keyset_id == (1 if epoch < a1 else 2 if epoch < a2 else 3), epoch
     joining = engines[4]
-    assert joining.ring.get_share(2) is not None and joining.ring.get_share(3) is not None
+    assert joining.ring.get_share(3) is not None  # its share of key set 2 was erased once key set 3 signed
     assert any(ADDRESSES[4] in signer_addresses(watcher, e)[1] for e in range(a2 - 3, a2))
     for epoch in range(a2, a2 + 3):  # the removed operator is in no signature of key set 3
         keyset_id, signers = signer_addresses(watcher, epoch)
         assert keyset_id == 3 and ADDRESSES[3] not in signers
     removed_engine = engines[3]
     assert removed_engine.ring.get_share(3) is None and removed_engine.ring.get_index(3) is None
-    assert sorted(written) == sorted([(op, 2) for op in range(5)] + [(op, 3) for op in (0, 1, 2, 4)])
+    assert sorted((op, k) for op, k, _ in written) == sorted([(op, 2) for op in range(5)]
+                                                             + [(op, 3) for op in (0, 1, 2, 4)])
     assert {e.keys.status[20]["state"] for e in engines} == {"done"}
     assert {e.keys.status[30]["state"] for e in engines} == {"done"}
     # the removed operator's key-set-2 share is no share of key set 3
-    old_share = engines[3].ring.get_share(2)
-    probe = threshold.partial_sign(old_share.share_sk, b"probe")
+    old_share = next(r for op, k, r in written if (op, k) == (3, 2))
+    probe = threshold.partial_sign(old_share.share, b"probe")
     assert not any(threshold.partial_verify(p, b"probe", probe) for p in watcher.ring.get_set(3).public_shares)
+    # each retired key set's shares were erased by their holders, each once, only after the next key set signed
+    assert sorted((op, k, by) for op, k, by, _ in retired) == sorted(
+        [(op, 1, 2) for op in range(4)] + [(op, 2, 3) for op in range(5)])
+    assert all(signed for *_, signed in retired)
+    for op, engine in enumerate(engines):
+        assert engine.ring.get_share(1) is None and engine.ring.get_share(2) is None
+        assert (engine.ring.get_share(3) is not None) == (op != 3)
+        assert engine.metrics.get("shares_retired") == (2 if op < 4 else 1)
 
 
 def test_invalid_keyring_refuses_conflicting_members_and_foreign_shares() -> None:
@@ -171,3 +194,63 @@ def test_invalid_confirmations_fail_the_attempt_unless_every_new_member_has_the_
     trio.run(engine.keys._confirm, 79, order, keyset, time.time() + 5)
     sent = [engine.validator.open(d) for _, d in bus.published]
     assert sent and all((o.keyset_id, o.signer_index) == (2, 0) for o in sent)  # own confirmation, as new member 0
+
+
+def sign_state(engine: EpochEngine, epoch: int, signing: SigningSet, shares: dict[int, int]) -> SignedState:
+    """A state of `epoch` that key set `signing` signs (its digest carries the key-set id)."""
+    computed = replace(FakeInputSource().compute_epoch(epoch, 0), signing=signing)
+    digest = engine.compute_digest(computed)
+    t = signing.threshold
+    signature = threshold.combine({i: threshold.partial_sign(shares[i], digest) for i in sorted(shares)[:t]}, t)
+    return SignedState(NETWORK_ID, signing.keyset_id, epoch, computed.pins, computed.inputs_digest,
+                       computed.params_hash, computed.root, 0, digest, signature, tuple(range(t)))
+
+
+def test_retired_share_erased_once_the_next_key_set_signed(caplog: pytest.LogCaptureFixture) -> None:
+    """Key set 1 -> 2 (same members, reshared in process): the share of key set 1 stays while only key set 1
+    signs, and is erased (memory and keystore hook) once a state of key set 2 is stored; after a restart
+    with that state in the store, the share loaded again is erased at once."""
+    from node.crypto.reshare import get_new_holders, run_reshare_in_process
+
+    vset, genesis = make_genesis(4, 3)
+    new = get_new_holders(run_reshare_in_process(genesis, 4, 3, continuing={i: i for i in range(1, 5)}))
+    set1, set2 = SigningSet(KEYSET_ID, ADDRESSES[:4], 3), SigningSet(KEYSET_ID + 1, ADDRESSES[:4], 3)
+    window = EpochWindow(genesis_time=float(int(time.time()) - 100 * PERIOD_S), period_s=PERIOD_S)
+    epoch = window.get_current_epoch(time.time()) + 1000  # the engine's own rounds never reach it
+    retired: list = []
+    engine = make_engine(vset, genesis, 0, FakeInputSource(), window, [], retired, later=(new[1],))
+    engine.params = replace(engine.params, start_epoch=epoch + 1000)
+    old_share = genesis[1].share
+    state1 = sign_state(engine, epoch, set1, {i: r.share for i, r in genesis.items()})
+    state2 = sign_state(engine, epoch + 1, set2, {i: r.share for i, r in new.items()})
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run, MemoryTransport(Bus(), 0))
+            engine.keys.process_computed(replace(FakeInputSource().compute_epoch(epoch, 0), signing=set1,
+                                                 reshare=ReshareOrder(20, epoch + 1, set1, set2)))
+            assert engine.ring.get_share(2) is not None  # the share from the earlier reshare, placed
+            assert await engine.adopt_state(state1)
+            assert engine.ring.get_share(1) is not None and engine.metrics.get("shares_retired") is None
+            assert await engine.adopt_state(state2)
+            assert engine.ring.get_share(1) is None and engine.ring.get_share(2) is not None
+            with trio.fail_after(10):
+                while not retired:
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+
+    with caplog.at_level("INFO", logger="node.consensus.keychange"):
+        trio.run(scenario)
+    assert retired == [(0, 1, 2, True)]
+    assert engine.metrics["shares_retired"] == 1 and engine.secrets.share_sk is None
+    assert "key set 1 retired (key set 2 signed epoch" in caplog.text
+    assert str(old_share) not in caplog.text and f"{old_share:x}" not in caplog.text.lower()
+
+    store = MemoryStore()
+    store.put_signed_state(state2, [])
+    again: list = []
+    restarted = make_engine(vset, genesis, 0, FakeInputSource(), window, [], again, later=(new[1],), store=store)
+    restarted.params = replace(restarted.params, start_epoch=epoch + 1000)
+    trio.run(run_engines, [restarted], Bus(), lambda: bool(again), 10)
+    assert again == [(0, 1, 2, True)] and restarted.ring.get_share(1) is None
+    assert set(restarted.keys.unplaced) == {2} and [r.keyset.keyset_id for r in restarted.secrets.later] == [2]

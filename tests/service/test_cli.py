@@ -141,9 +141,23 @@ def test_start_serves_real_signed_states_and_stops_cleanly(tmp_path: Path) -> No
         status = wait_for(lambda: (s := get_status(home)) and s["has_latest_state"] and s["latest_epoch"] >= 2 and s,
                           90, "signed states")
         assert status["validator_index"] == 0 and status["has_last_signed"]
+        # skipped rounds by reason come from status.json (which may trail the store): poll for them
+        status = wait_for(lambda: (s := get_status(home)) and s["epochs_skipped"] and s, 30, "skip counters")
+        assert {s["reason"] for s in status["epochs_skipped"]} == {"overrun", "deadline", "inputs_unavailable",
+                                                                   "loop_late"}
+        text_status = run_cli(["status", "--home", str(home)], timeout=30)
+        assert text_status.returncode == 0 and "epochs skipped: " in text_status.stdout
         metrics_url = "http://" + env["CLEARING_METRICS_LISTEN"]
-        with urllib.request.urlopen(metrics_url + "/readyz", timeout=5) as resp:
-            assert resp.status == 200
+
+        def is_ready() -> bool:  # /readyz follows the age of status.json: poll, do not read it once
+            try:
+                with urllib.request.urlopen(metrics_url + "/readyz", timeout=5) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        wait_for(is_ready, 30, "/readyz 200")
+
         def read_metrics() -> str:
             with urllib.request.urlopen(metrics_url + "/metrics", timeout=5) as resp:
                 return resp.read().decode()

@@ -115,6 +115,20 @@ def test_devnet_setup_homes_form_one_validator_set(tmp_path: Path) -> None:
     assert again.returncode == 0 and "already set up" in again.stdout
 
 
+def wait_for_metric(url: str, line: str, timeout: float) -> bool:
+    """Poll `url` until its text contains `line`; False after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if line in resp.read().decode():
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
 @pytest.mark.slow
 def test_devnet_homes_sign_threshold_states_on_loopback(tmp_path: Path) -> None:
     out = tmp_path / "devnet"
@@ -143,8 +157,9 @@ def test_devnet_homes_sign_threshold_states_on_loopback(tmp_path: Path) -> None:
         group = load_config(out / "v0", env={})
         secrets = load_validator_secrets(group)
         assert threshold.group_verify(secrets.keyset.group_public_key, state.digest, state.signature)
-        with urllib.request.urlopen("http://127.0.0.10:9100/metrics", timeout=5) as resp:
-            assert "clearing_peers 3.0" in resp.read().decode()
+        # /metrics reads the peers from status.json, rewritten every second: it trails, so poll for it
+        assert wait_for_metric("http://127.0.0.10:9100/metrics", "clearing_peers 3.0", 30), \
+            "v0 never reported 3 peers on /metrics"
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -21,7 +21,8 @@ STATUS = {"metrics": {"partials_received": 7, "states_adopted": 2, "invalid_part
           "rejections": {"bad_signature": 4}, "scores": {"peerA": 1.0, "peerB": 0.5},
           "latencies": [[1, 0.2, 0.30], [2, 0.2, 0.10], [3, 0.2, 0.20]],
           "keysets": {"1": {"index": 0, "n": 4, "threshold": 3}, "2": {"index": 1, "n": 5, "threshold": 4}},
-          "reshares": {"1": {"state": "done", "keyset_id": 2}}}
+          "reshares": {"1": {"state": "done", "keyset_id": 2}},
+          "epochs_skipped": {"overrun": 4, "deadline": 1, "inputs_unavailable": 0, "loop_late": 0}}
 
 
 def get(url: str) -> tuple[int, str]:
@@ -72,6 +73,9 @@ def test_metrics_endpoints(tmp_path: Path) -> None:
         assert 'clearing_api_requests_total{code="OK",method="GetMargin"} 1.0' in text
         assert 'clearing_chain_rpc_errors_total{chain_id="31337"} 2.0' in text
         assert 'clearing_publish_gas_total{chain_id="31337"} 137000.0' in text
+        assert 'clearing_epochs_skipped_total{reason="overrun"} 4.0' in text
+        assert 'clearing_epochs_skipped_total{reason="deadline"} 1.0' in text
+        assert 'clearing_epochs_skipped_total{reason="inputs_unavailable"} 0.0' in text
     finally:
         server.stop()
         store.close()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63learing/admin/v1/admin.proto\x12\x11\x63learing.admin.v1\"n\n\x0b\x43hainStatus\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x12\n\nhead_block\x18\x02 \x01(\x04\x12\x14\n\x0cpinned_block\x18\x03 \x01(\x04\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x12\n\nrpc_errors\x18\x05 \x01(\x04\"\x12\n\x10GetStatusRequest\"\xdf\x03\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nnetwork_id\x18\x02 \x01(\x04\x12\x17\n\x0fvalidator_index\x18\x03 \x01(\x05\x12\x0f\n\x07peer_id\x18\x04 \x01(\t\x12\x18\n\x10has_latest_state\x18\x05 \x01(\x08\x12\x14\n\x0clatest_epoch\x18\x06 \x01(\x04\x12\x17\n\x0fhas_last_signed\x18\x07 \x01(\x08\x12\x19\n\x11last_signed_epoch\x18\x08 \x01(\x04\x12\x0f\n\x07syncing\x18\t \x01(\x08\x12\x12\n\npeer_count\x18\n \x01(\r\x12\x16\n\x0euptime_seconds\x18\x0b \x01(\x04\x12.\n\x06\x63hains\x18\x0c \x03(\x0b\x32\x1e.clearing.admin.v1.ChainStatus\x12\x13\n\x0b\x61pi_address\x18\r \x01(\t\x12\x17\n\x0fmetrics_address\x18\x0e \x01(\t\x12\x16\n\x0e\x65vidence_count\x18\x0f \x01(\x04\x12\x30\n\x07keysets\x18\x10 \x03(\x0b\x32\x1f.clearing.admin.v1.KeySetStatus\x12\x32\n\x08reshares\x18\x11 \x03(\x0b\x32 .clearing.admin.v1.ReshareStatus\"r\n\x0cKeySetStatus\x12\x11\n\tkeyset_id\x18\x01 \x01(\r\x12\r\n\x05index\x18\x02 \x01(\x05\x12\t\n\x01n\x18\x03 \x01(\r\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x11\n\thas_share\x18\x05 \x01(\x08\x12\x0f\n\x07pending\x18\x06 \x01(\x08\"\x81\x01\n\rReshareStatus\x12\x13\n\x0bproposal_id\x18\x01 \x01(\x04\x12\x11\n\tkeyset_id\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63tivation_epoch\x18\x04 \x01(\x04\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"?\n\x04Peer\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x64\x64rs\x18\x02 \x03(\t\x12\x17\n\x0fvalidator_index\x18\x03 \x01(\x05\"\x12\n\x10ListPeersRequest\";\n\x11ListPeersResponse\x12&\n\x05peers\x18\x01 \x03(\x0b\x32\x17.clearing.admin.v1.Peer\"D\n\x14TriggerRereadRequest\x12\x12\n\x05\x65poch\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x02 \x01(\tB\x08\n\x06_epoch\"9\n\x15TriggerRereadResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"j\n\x08\x45vidence\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x14\n\x0csigner_index\x18\x03 \x01(\r\x12\r\n\x05\x66irst\x18\x04 \x01(\x0c\x12\x0e\n\x06second\x18\x05 \x01(\x0c\x12\x0c\n\x04note\x18\x06 \x01(\t\"$\n\x13ListEvidenceRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"E\n\x14ListEvidenceResponse\x12-\n\x08\x65vidence\x18\x01 \x03(\x0b\x32\x1b.clearing.admin.v1.Evidence2\x83\x03\n\x0c\x41\x64minService\x12V\n\tGetStatus\x12#.clearing.admin.v1.GetStatusRequest\x1a$.clearing.admin.v1.GetStatusResponse\x12V\n\tListPeers\x12#.clearing.admin.v1.ListPeersRequest\x1a$.clearing.admin.v1.ListPeersResponse\x12\x62\n\rTriggerReread\x12\'.clearing.admin.v1.TriggerRereadRequest\x1a(.clearing.admin.v1.TriggerRereadResponse\x12_\n\x0cListEvidence\x12&.clearing.admin.v1.ListEvidenceRequest\x1a\'.clearing.admin.v1.ListEvidenceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63learing/admin/v1/admin.proto\x12\x11\x63learing.admin.v1\"n\n\x0b\x43hainStatus\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x12\n\nhead_block\x18\x02 \x01(\x04\x12\x14\n\x0cpinned_block\x18\x03 \x01(\x04\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x12\n\nrpc_errors\x18\x05 \x01(\x04\"\x12\n\x10GetStatusRequest\"\xe9\x04\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nnetwork_id\x18\x02 \x01(\x04\x12\x17\n\x0fvalidator_index\x18\x03 \x01(\x05\x12\x0f\n\x07peer_id\x18\x04 \x01(\t\x12\x18\n\x10has_latest_state\x18\x05 \x01(\x08\x12\x14\n\x0clatest_epoch\x18\x06 \x01(\x04\x12\x17\n\x0fhas_last_signed\x18\x07 \x01(\x08\x12\x19\n\x11last_signed_epoch\x18\x08 \x01(\x04\x12\x0f\n\x07syncing\x18\t \x01(\x08\x12\x12\n\npeer_count\x18\n \x01(\r\x12\x16\n\x0euptime_seconds\x18\x0b \x01(\x04\x12.\n\x06\x63hains\x18\x0c \x03(\x0b\x32\x1e.clearing.admin.v1.ChainStatus\x12\x13\n\x0b\x61pi_address\x18\r \x01(\t\x12\x17\n\x0fmetrics_address\x18\x0e \x01(\t\x12\x16\n\x0e\x65vidence_count\x18\x0f \x01(\x04\x12\x30\n\x07keysets\x18\x10 \x03(\x0b\x32\x1f.clearing.admin.v1.KeySetStatus\x12\x32\n\x08reshares\x18\x11 \x03(\x0b\x32 .clearing.admin.v1.ReshareStatus\x12\x35\n\x0e\x65pochs_skipped\x18\x12 \x03(\x0b\x32\x1d.clearing.admin.v1.EpochSkips\x12\x18\n\x10has_last_skipped\x18\x13 \x01(\x08\x12\x1a\n\x12last_skipped_epoch\x18\x14 \x01(\x04\x12\x1b\n\x13last_skipped_reason\x18\x15 \x01(\t\"+\n\nEpochSkips\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"r\n\x0cKeySetStatus\x12\x11\n\tkeyset_id\x18\x01 \x01(\r\x12\r\n\x05index\x18\x02 \x01(\x05\x12\t\n\x01n\x18\x03 \x01(\r\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x11\n\thas_share\x18\x05 \x01(\x08\x12\x0f\n\x07pending\x18\x06 \x01(\x08\"\x81\x01\n\rReshareStatus\x12\x13\n\x0bproposal_id\x18\x01 \x01(\x04\x12\x11\n\tkeyset_id\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63tivation_epoch\x18\x04 \x01(\x04\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"?\n\x04Peer\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x64\x64rs\x18\x02 \x03(\t\x12\x17\n\x0fvalidator_index\x18\x03 \x01(\x05\"\x12\n\x10ListPeersRequest\";\n\x11ListPeersResponse\x12&\n\x05peers\x18\x01 \x03(\x0b\x32\x17.clearing.admin.v1.Peer\"D\n\x14TriggerRereadRequest\x12\x12\n\x05\x65poch\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x02 \x01(\tB\x08\n\x06_epoch\"9\n\x15TriggerRereadResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"j\n\x08\x45vidence\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x14\n\x0csigner_index\x18\x03 \x01(\r\x12\r\n\x05\x66irst\x18\x04 \x01(\x0c\x12\x0e\n\x06second\x18\x05 \x01(\x0c\x12\x0c\n\x04note\x18\x06 \x01(\t\"$\n\x13ListEvidenceRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"E\n\x14ListEvidenceResponse\x12-\n\x08\x65vidence\x18\x01 \x03(\x0b\x32\x1b.clearing.admin.v1.Evidence2\x83\x03\n\x0c\x41\x64minService\x12V\n\tGetStatus\x12#.clearing.admin.v1.GetStatusRequest\x1a$.clearing.admin.v1.GetStatusResponse\x12V\n\tListPeers\x12#.clearing.admin.v1.ListPeersRequest\x1a$.clearing.admin.v1.ListPeersResponse\x12\x62\n\rTriggerReread\x12\'.clearing.admin.v1.TriggerRereadRequest\x1a(.clearing.admin.v1.TriggerRereadResponse\x12_\n\x0cListEvidence\x12&.clearing.admin.v1.ListEvidenceRequest\x1a\'.clearing.admin.v1.ListEvidenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,27 +36,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSREQUEST']._serialized_start=164
   _globals['_GETSTATUSREQUEST']._serialized_end=182
   _globals['_GETSTATUSRESPONSE']._serialized_start=185
-  _globals['_GETSTATUSRESPONSE']._serialized_end=664
-  _globals['_KEYSETSTATUS']._serialized_start=666
-  _globals['_KEYSETSTATUS']._serialized_end=780
-  _globals['_RESHARESTATUS']._serialized_start=783
-  _globals['_RESHARESTATUS']._serialized_end=912
-  _globals['_PEER']._serialized_start=914
-  _globals['_PEER']._serialized_end=977
-  _globals['_LISTPEERSREQUEST']._serialized_start=979
-  _globals['_LISTPEERSREQUEST']._serialized_end=997
-  _globals['_LISTPEERSRESPONSE']._serialized_start=999
-  _globals['_LISTPEERSRESPONSE']._serialized_end=1058
-  _globals['_TRIGGERREREADREQUEST']._serialized_start=1060
-  _globals['_TRIGGERREREADREQUEST']._serialized_end=1128
-  _globals['_TRIGGERREREADRESPONSE']._serialized_start=1130
-  _globals['_TRIGGERREREADRESPONSE']._serialized_end=1187
-  _globals['_EVIDENCE']._serialized_start=1189
-  _globals['_EVIDENCE']._serialized_end=1295
-  _globals['_LISTEVIDENCEREQUEST']._serialized_start=1297
-  _globals['_LISTEVIDENCEREQUEST']._serialized_end=1333
-  _globals['_LISTEVIDENCERESPONSE']._serialized_start=1335
-  _globals['_LISTEVIDENCERESPONSE']._serialized_end=1404
-  _globals['_ADMINSERVICE']._serialized_start=1407
-  _globals['_ADMINSERVICE']._serialized_end=1794
+  _globals['_GETSTATUSRESPONSE']._serialized_end=802
+  _globals['_EPOCHSKIPS']._serialized_start=804
+  _globals['_EPOCHSKIPS']._serialized_end=847
+  _globals['_KEYSETSTATUS']._serialized_start=849
+  _globals['_KEYSETSTATUS']._serialized_end=963
+  _globals['_RESHARESTATUS']._serialized_start=966
+  _globals['_RESHARESTATUS']._serialized_end=1095
+  _globals['_PEER']._serialized_start=1097
+  _globals['_PEER']._serialized_end=1160
+  _globals['_LISTPEERSREQUEST']._serialized_start=1162
+  _globals['_LISTPEERSREQUEST']._serialized_end=1180
+  _globals['_LISTPEERSRESPONSE']._serialized_start=1182
+  _globals['_LISTPEERSRESPONSE']._serialized_end=1241
+  _globals['_TRIGGERREREADREQUEST']._serialized_start=1243
+  _globals['_TRIGGERREREADREQUEST']._serialized_end=1311
+  _globals['_TRIGGERREREADRESPONSE']._serialized_start=1313
+  _globals['_TRIGGERREREADRESPONSE']._serialized_end=1370
+  _globals['_EVIDENCE']._serialized_start=1372
+  _globals['_EVIDENCE']._serialized_end=1478
+  _globals['_LISTEVIDENCEREQUEST']._serialized_start=1480
+  _globals['_LISTEVIDENCEREQUEST']._serialized_end=1516
+  _globals['_LISTEVIDENCERESPONSE']._serialized_start=1518
+  _globals['_LISTEVIDENCERESPONSE']._serialized_end=1587
+  _globals['_ADMINSERVICE']._serialized_start=1590
+  _globals['_ADMINSERVICE']._serialized_end=1977
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "network_id", "validator_index", "peer_id", "has_latest_state", "latest_epoch", "has_last_signed", "last_signed_epoch", "syncing", "peer_count", "uptime_seconds", "chains", "api_address", "metrics_address", "evidence_count", "keysets", "reshares")
+    __slots__ = ("version", "network_id", "validator_index", "peer_id", "has_latest_state", "latest_epoch", "has_last_signed", "last_signed_epoch", "syncing", "peer_count", "uptime_seconds", "chains", "api_address", "metrics_address", "evidence_count", "keysets", "reshares", "epochs_skipped", "has_last_skipped", "last_skipped_epoch", "last_skipped_reason")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     VALIDATOR_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,10 @@ class GetStatusResponse(_message.Message):
     EVIDENCE_COUNT_FIELD_NUMBER: _ClassVar[int]
     KEYSETS_FIELD_NUMBER: _ClassVar[int]
     RESHARES_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    HAS_LAST_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    LAST_SKIPPED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LAST_SKIPPED_REASON_FIELD_NUMBER: _ClassVar[int]
     version: str
     network_id: int
     validator_index: int
@@ -60,7 +64,19 @@ class GetStatusResponse(_message.Message):
     evidence_count: int
     keysets: _containers.RepeatedCompositeFieldContainer[KeySetStatus]
     reshares: _containers.RepeatedCompositeFieldContainer[ReshareStatus]
-    def __init__(self, version: _Optional[str] = ..., network_id: _Optional[int] = ..., validator_index: _Optional[int] = ..., peer_id: _Optional[str] = ..., has_latest_state: _Optional[bool] = ..., latest_epoch: _Optional[int] = ..., has_last_signed: _Optional[bool] = ..., last_signed_epoch: _Optional[int] = ..., syncing: _Optional[bool] = ..., peer_count: _Optional[int] = ..., uptime_seconds: _Optional[int] = ..., chains: _Optional[_Iterable[_Union[ChainStatus, _Mapping]]] = ..., api_address: _Optional[str] = ..., metrics_address: _Optional[str] = ..., evidence_count: _Optional[int] = ..., keysets: _Optional[_Iterable[_Union[KeySetStatus, _Mapping]]] = ..., reshares: _Optional[_Iterable[_Union[ReshareStatus, _Mapping]]] = ...) -> None: ...
+    epochs_skipped: _containers.RepeatedCompositeFieldContainer[EpochSkips]
+    has_last_skipped: bool
+    last_skipped_epoch: int
+    last_skipped_reason: str
+    def __init__(self, version: _Optional[str] = ..., network_id: _Optional[int] = ..., validator_index: _Optional[int] = ..., peer_id: _Optional[str] = ..., has_latest_state: _Optional[bool] = ..., latest_epoch: _Optional[int] = ..., has_last_signed: _Optional[bool] = ..., last_signed_epoch: _Optional[int] = ..., syncing: _Optional[bool] = ..., peer_count: _Optional[int] = ..., uptime_seconds: _Optional[int] = ..., chains: _Optional[_Iterable[_Union[ChainStatus, _Mapping]]] = ..., api_address: _Optional[str] = ..., metrics_address: _Optional[str] = ..., evidence_count: _Optional[int] = ..., keysets: _Optional[_Iterable[_Union[KeySetStatus, _Mapping]]] = ..., reshares: _Optional[_Iterable[_Union[ReshareStatus, _Mapping]]] = ..., epochs_skipped: _Optional[_Iterable[_Union[EpochSkips, _Mapping]]] = ..., has_last_skipped: _Optional[bool] = ..., last_skipped_epoch: _Optional[int] = ..., last_skipped_reason: _Optional[str] = ...) -> None: ...
+
+class EpochSkips(_message.Message):
+    __slots__ = ("reason", "count")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    count: int
+    def __init__(self, reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class KeySetStatus(_message.Message):
     __slots__ = ("keyset_id", "index", "n", "threshold", "has_share", "pending")
