@@ -1,0 +1,348 @@
+"""A small pool of worker processes for the public API's untrusted computations (the what-if margin
+of `SimulateMargin`): whatever a request makes a worker do, it does not happen in the validator's own
+interpreter (trio consensus thread, gRPC threads, store).
+
+Workers are fresh interpreters started with the multiprocessing `spawn` context (never `fork`: the
+serving process runs trio and grpc threads). Before taking work a worker ignores SIGINT, lowers its
+CPU priority (`nice`, so consensus wins the cores), sets its recursion limit to `RECURSION_LIMIT`,
+limits its address space (`RLIMIT_AS` = `memory_mb`) and starts a watchdog that ends it when its
+parent is gone. A worker runs one task at a time: `task(*args)`, a module-level function given at
+construction, whose result is sent back pickled.
+
+Bounds: at most `workers + queue` requests are admitted at once (beyond: `SandboxBusy`); a request
+waits for a free worker and for its result at most its timeout (`SandboxTimeout`); a worker that
+overruns `timeout_s`, dies (`SandboxCrashed`) or runs out of memory (`SandboxOutOfMemory`) is killed
+and replaced in the background, with a growing delay while replacements fail. When a caller's own
+deadline is shorter than `timeout_s`, the worker is left to finish within `timeout_s` (result
+dropped), so short client deadlines cannot force respawns. Nothing is persisted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import resource
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from node.api.errors import ApiError
+
+LOG = logging.getLogger(__name__)
+RECURSION_LIMIT = 1_000
+PARENT_CHECK_S = 0.5
+RESPAWN_DELAY_S = (0.5, 30.0)  # first and longest wait between failed starts
+READY_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    workers: int = 2  # worker processes
+    queue: int = 2  # requests admitted beyond the busy workers (they wait for one)
+    timeout_s: float = 10.0  # wall clock of one task, waiting for a worker included
+    memory_mb: int = 1024  # RLIMIT_AS of a worker (an idle worker maps ~300 MiB)
+    nice: int = 10  # added to the worker's CPU niceness
+    start_timeout_s: float = 60.0  # a worker that is not ready by then is replaced
+
+
+class SandboxError(ApiError):
+    """Base of the sandbox's refusals and failures."""
+
+
+class SandboxBusy(SandboxError):
+    """Every worker and queue slot is taken."""
+
+
+class SandboxTimeout(SandboxError):
+    """No worker was free, or the task did not finish, within the timeout."""
+
+
+class SandboxCrashed(SandboxError):
+    """The worker died while running the task (it has been replaced)."""
+
+
+class SandboxOutOfMemory(SandboxError):
+    """The task exceeded the worker's memory limit (the worker has been replaced)."""
+
+
+class SandboxTaskFailed(SandboxError):
+    """The task raised an exception (its type and message are in the error)."""
+
+
+class SandboxStopped(SandboxError):
+    """The sandbox is stopping."""
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"[:500]
+    except Exception:  # str() of the exception itself failed (e.g. a huge int in its message)
+        return type(exc).__name__
+
+
+def _confine(memory_bytes: int, nice: int, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="orphan-watch", daemon=True).start()
+    if nice:
+        os.nice(nice)
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def serve_tasks(conn: Connection, task: Callable[..., Any], memory_bytes: int, nice: int, parent: int) -> None:
+    """A worker's main loop: confine itself, say ready, then run one task per message until told to
+    stop (None) or the pipe closes. Never raises (nothing to print into the node's log)."""
+    try:
+        _confine(memory_bytes, nice, parent)
+        conn.send(("ready", os.getpid()))
+        while True:
+            args = conn.recv()
+            if args is None:
+                return
+            try:
+                reply: tuple[str, Any] = ("ok", task(*args))
+            except MemoryError:
+                reply = ("memory", "")
+            except Exception as exc:
+                reply = ("error", _describe(exc))
+            conn.send(reply)
+            if reply[0] == "memory":
+                return  # a fresh worker replaces this one
+    except (EOFError, OSError, MemoryError):
+        return
+    except Exception:  # e.g. an unpicklable result: the parent sees the pipe close and replaces us
+        return
+
+
+# ---------------------------------------------------------------------------------------------
+# parent side
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    closed: bool = False
+
+
+class Sandbox:
+    """The pool; `start()` it once, `run(*args)` from any thread, `stop()` once."""
+
+    def __init__(self, task: Callable[..., Any], config: SandboxConfig = SandboxConfig()) -> None:
+        self.task = task
+        self.config = config
+        self._ctx = multiprocessing.get_context("spawn")
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
+        self._admission = threading.BoundedSemaphore(config.workers + config.queue)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._workers: set[_Worker] = set()
+        self._threads: set[threading.Thread] = set()
+        self._spawn_lock = threading.Lock()  # one Process.start() at a time
+        self.replacements = 0  # workers replaced after a timeout, death or memory error
+        self.in_flight = 0  # admitted calls (computing or waiting for a worker)
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        for _ in range(self.config.workers):
+            self._in_background(self._start_worker, "sandbox-start")
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Refuse new tasks, wake every waiting caller, end every worker (idle ones by request)."""
+        self._stopping.set()
+        for _ in range(self.config.workers + self.config.queue):
+            self._idle.put(None)
+        with self._lock:
+            workers, threads = list(self._workers), list(self._threads)
+        for w in workers:
+            self._close(w, graceful=True)
+        deadline = time.monotonic() + timeout_s
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def get_pids(self) -> list[int]:
+        """Process ids of the live workers (busy, idle or starting)."""
+        with self._lock:
+            return sorted(w.process.pid for w in self._workers if w.process.pid is not None)
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def run(self, *args: Any, timeout_s: float | None = None) -> Any:
+        """`task(*args)` in a worker; `timeout_s` (the caller's deadline) shortens the wait only."""
+        if self._stopping.is_set():
+            raise SandboxStopped("the node is stopping")
+        if not self._admission.acquire(blocking=False):
+            raise SandboxBusy(f"all {self.config.workers} what-if workers and {self.config.queue} "
+                              "queue slots are taken")
+        with self._lock:
+            self.in_flight += 1
+        try:
+            return self._run_admitted(args, timeout_s)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+            self._admission.release()
+
+    def _run_admitted(self, args: tuple, timeout_s: float | None) -> Any:
+        started = time.monotonic()
+        hard = started + self.config.timeout_s
+        soft = hard if timeout_s is None else min(hard, started + max(0.0, timeout_s))
+        worker = self._take_worker(soft)
+        try:
+            worker.conn.send(args)
+            finished = worker.conn.poll(max(0.0, soft - time.monotonic()))
+        except (OSError, ValueError) as exc:
+            self._replace(worker, "pipe broken")
+            raise SandboxCrashed(f"the worker died ({_describe(exc)})") from exc
+        if not finished:
+            if soft < hard:
+                self._in_background(lambda: self._finish_later(worker, hard), "sandbox-finish")
+            else:
+                self._replace(worker, f"timed out after {self.config.timeout_s:g} s")
+            raise SandboxTimeout(f"no result within {time.monotonic() - started:.3g} s (what-if limit "
+                                 f"{self.config.timeout_s:g} s)")
+        try:
+            tag, value = worker.conn.recv()
+        except (EOFError, OSError) as exc:
+            code = worker.process.exitcode
+            self._replace(worker, f"died (exit code {code})")
+            raise SandboxCrashed(f"the worker died while computing (exit code {code})") from exc
+        return self._settle(worker, tag, value)
+
+    def _settle(self, worker: _Worker, tag: str, value: Any) -> Any:
+        if tag == "memory":
+            self._replace(worker, "memory limit")
+            raise SandboxOutOfMemory(f"the computation exceeded the worker memory limit ({self.config.memory_mb} MiB)")
+        self._release(worker)
+        if tag == "error":
+            raise SandboxTaskFailed(str(value))
+        return value
+
+    def _take_worker(self, deadline: float) -> _Worker:
+        while True:
+            try:
+                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise SandboxTimeout("no what-if worker became free in time") from None
+            if worker is None:
+                raise SandboxStopped("the node is stopping")
+            if worker.process.is_alive():
+                return worker
+            self._replace(worker, f"found dead (exit code {worker.process.exitcode})")
+
+    def _finish_later(self, worker: _Worker, hard: float) -> None:
+        """The caller gave up early: let the worker finish within the hard timeout, then reuse it."""
+        try:
+            if worker.conn.poll(max(0.0, hard - time.monotonic())):
+                tag, _ = worker.conn.recv()
+                if tag != "memory":
+                    self._release(worker)
+                    return
+        except (EOFError, OSError):
+            pass
+        self._replace(worker, "overran the timeout after its caller left")
+
+    # -- workers ----------------------------------------------------------------------------------
+    def _in_background(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        with self._lock:
+            self._threads = {t for t in self._threads if t.is_alive()}
+            self._threads.add(thread)
+        thread.start()
+
+    def _start_worker(self) -> None:
+        """Start one worker and hand it to the idle queue once ready; retry with a growing delay."""
+        delay = RESPAWN_DELAY_S[0]
+        while not self._stopping.is_set():
+            worker = self._spawn()
+            if worker is not None and self._wait_ready(worker):
+                if self._stopping.is_set():
+                    self._close(worker, graceful=True)
+                else:
+                    self._idle.put(worker)
+                return
+            if worker is not None:
+                self._close(worker, graceful=False)
+            LOG.warning("what-if worker failed to start; retrying", extra={"retry_in_s": delay})
+            self._stopping.wait(delay)
+            delay = min(2 * delay, RESPAWN_DELAY_S[1])
+
+    def _spawn(self) -> _Worker | None:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=serve_tasks, name="clearing-whatif-worker", daemon=True,
+            args=(child_conn, self.task, self.config.memory_mb << 20, self.config.nice, os.getpid()))
+        try:
+            with self._spawn_lock:
+                process.start()
+        except OSError as exc:
+            LOG.warning("cannot start a what-if worker", extra={"error": _describe(exc)})
+            parent_conn.close()
+            return None
+        finally:
+            child_conn.close()
+        worker = _Worker(process, parent_conn)
+        with self._lock:
+            self._workers.add(worker)
+        return worker
+
+    def _wait_ready(self, worker: _Worker) -> bool:
+        deadline = time.monotonic() + self.config.start_timeout_s
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            try:
+                if worker.conn.poll(READY_POLL_S):
+                    return worker.conn.recv()[0] == "ready"
+            except (EOFError, OSError):
+                return False
+        return False
+
+    def _release(self, worker: _Worker) -> None:
+        if self._stopping.is_set():
+            self._close(worker, graceful=True)
+        else:
+            self._idle.put(worker)
+
+    def _replace(self, worker: _Worker, reason: str) -> None:
+        self._close(worker, graceful=False)
+        with self._lock:
+            self.replacements += 1
+        LOG.warning("what-if worker replaced", extra={"reason": reason, "pid": worker.process.pid})
+        if not self._stopping.is_set():
+            self._in_background(self._start_worker, "sandbox-start")
+
+    def _close(self, worker: _Worker, graceful: bool) -> None:
+        with self._lock:
+            if worker.closed:
+                return
+            worker.closed = True
+            self._workers.discard(worker)
+        if graceful:
+            with contextlib.suppress(OSError, ValueError):
+                worker.conn.send(None)
+            worker.process.join(1.0)
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5.0)
+        worker.conn.close()
