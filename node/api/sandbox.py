@@ -3,11 +3,11 @@ of `SimulateMargin`): whatever a request makes a worker do, it does not happen i
 interpreter (trio consensus thread, gRPC threads, store).
 
 Workers are fresh interpreters started with the multiprocessing `spawn` context (never `fork`: the
-serving process runs trio and grpc threads). Before taking work a worker ignores SIGINT, lowers its
-CPU priority (`nice`, so consensus wins the cores), sets its recursion limit to `RECURSION_LIMIT`,
-limits its address space (`RLIMIT_AS` = `memory_mb`) and starts a watchdog that ends it when its
-parent is gone. A worker runs one task at a time: `task(*args)`, a module-level function given at
-construction, whose result is sent back pickled.
+serving process runs trio and grpc threads). A worker first ignores SIGINT, lowers its CPU priority
+(`nice`, so consensus wins the cores, even while the worker imports), starts a watchdog that ends it
+when its parent is gone and sets its recursion limit to `RECURSION_LIMIT`; then it imports its task
+(`"module:function"`, named at construction) and limits its address space (`RLIMIT_AS` =
+`memory_mb`). A worker runs one task at a time, `function(*args)`, and sends the result back pickled.
 
 Bounds: at most `workers + queue` requests are admitted at once (beyond: `SandboxBusy`); a request
 waits for a free worker and for its result at most its timeout (`SandboxTimeout`); a worker that
@@ -20,6 +20,7 @@ dropped), so short client deadlines cannot force respawns. Nothing is persisted.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
@@ -49,7 +50,7 @@ class SandboxConfig:
     workers: int = 2  # worker processes
     queue: int = 2  # requests admitted beyond the busy workers (they wait for one)
     timeout_s: float = 10.0  # wall clock of one task, waiting for a worker included
-    memory_mb: int = 1024  # RLIMIT_AS of a worker (an idle worker maps ~300 MiB)
+    memory_mb: int = 1024  # RLIMIT_AS of a worker (an idle what-if worker maps ~300 MiB)
     nice: int = 10  # added to the worker's CPU niceness
     start_timeout_s: float = 60.0  # a worker that is not ready by then is replaced
 
@@ -100,22 +101,37 @@ def _describe(exc: BaseException) -> str:
         return type(exc).__name__
 
 
-def _confine(memory_bytes: int, nice: int, parent: int) -> None:
+def resolve_task(name: str) -> Callable[..., Any]:
+    """The function named `"module:function"`."""
+    module, sep, attr = name.partition(":")
+    function = getattr(importlib.import_module(module), attr, None) if sep else None
+    if not callable(function):
+        raise SandboxError(f"sandbox task {name!r}: expected 'module:function'")
+    return function
+
+
+def _confine(nice: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="orphan-watch", daemon=True).start()
     if nice:
         os.nice(nice)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="orphan-watch", daemon=True).start()
     sys.setrecursionlimit(RECURSION_LIMIT)
+
+
+def _limit_memory(memory_bytes: int) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def serve_tasks(conn: Connection, task: Callable[..., Any], memory_bytes: int, nice: int, parent: int) -> None:
-    """A worker's main loop: confine itself, say ready, then run one task per message until told to
-    stop (None) or the pipe closes. Never raises (nothing to print into the node's log)."""
+def serve_tasks(conn: Connection, task_name: str, memory_bytes: int, nice: int, parent: int) -> None:
+    """A worker's main loop: confine itself, import the task, say ready, then run one task per
+    message until told to stop (None) or the pipe closes. Never raises (nothing to print into the
+    node's log)."""
     try:
-        _confine(memory_bytes, nice, parent)
+        _confine(nice, parent)
+        task = resolve_task(task_name)
+        _limit_memory(memory_bytes)
         conn.send(("ready", os.getpid()))
         while True:
             args = conn.recv()
@@ -148,9 +164,11 @@ class _Worker:
 
 
 class Sandbox:
-    """The pool; `start()` it once, `run(*args)` from any thread, `stop()` once."""
+    """The pool of `task` (`"module:function"`); `start()` it once, `run(*args)` from any thread,
+    `stop()` once."""
 
-    def __init__(self, task: Callable[..., Any], config: SandboxConfig = SandboxConfig()) -> None:
+    def __init__(self, task: str, config: SandboxConfig = SandboxConfig()) -> None:
+        resolve_task(task)  # a wrong name fails here, not in every worker
         self.task = task
         self.config = config
         self._ctx = multiprocessing.get_context("spawn")

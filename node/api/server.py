@@ -21,7 +21,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from node.api import whatif
 from node.api.errors import ApiError
 from node.api.sandbox import Sandbox, SandboxConfig
 from node.api.service import MarginService, Observer, ServiceLimits, make_guarded_service
@@ -30,6 +29,7 @@ from node.api.sources import NodeSources
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 from node.ports import Store
 
+WHATIF_TASK = "node.api.whatif:simulate_payload"  # what a sandbox worker runs for SimulateMargin
 SERVICE_NAME = api_pb2.DESCRIPTOR.services_by_name["MarginService"].full_name
 
 
@@ -112,7 +112,7 @@ def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources
     # Each open stream holds a worker thread: keep at least half of the workers for unary calls.
     limits = replace(config.limits, max_streams=max(1, min(config.limits.max_streams, config.max_workers // 2)))
     # A what-if call holds a thread while it waits for its worker: the same cap for them.
-    sandbox = Sandbox(whatif.simulate_payload, get_sandbox_config(config))
+    sandbox = Sandbox(WHATIF_TASK, get_sandbox_config(config))
     service = make_guarded_service(MarginService(store, snapshots, sources, sandbox, limits, observe))
     options = [
         ("grpc.max_receive_message_length", config.max_receive_bytes),

@@ -22,6 +22,7 @@ from node.api.sandbox import (
     SandboxBusy,
     SandboxConfig,
     SandboxCrashed,
+    SandboxError,
     SandboxOutOfMemory,
     SandboxStopped,
     SandboxTaskFailed,
@@ -30,6 +31,7 @@ from node.api.sandbox import (
 from tests.api import sandbox_tasks
 
 REPO = Path(__file__).resolve().parents[2]
+TASK = "tests.api.test_sandbox:dispatch"
 STARTUP_S = 120.0  # a spawned worker imports numpy/scipy: slow on a loaded machine
 
 
@@ -79,7 +81,7 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
     made: list[Sandbox] = []
 
     def make(**kw: Any) -> Sandbox:
-        sandbox = Sandbox(dispatch, SandboxConfig(**{"workers": 1, "queue": 0, "timeout_s": 30.0, **kw})).start()
+        sandbox = Sandbox(TASK, SandboxConfig(**{"workers": 1, "queue": 0, "timeout_s": 30.0, **kw})).start()
         made.append(sandbox)
         return sandbox
 
@@ -162,6 +164,12 @@ def test_admission_beyond_workers_and_queue_is_busy(make_sandbox: Callable[..., 
     assert len(results) == 2  # both admitted calls finished
 
 
+def test_invalid_task_name_is_refused_at_construction() -> None:
+    for name in ("tests.api.test_sandbox", "tests.api.test_sandbox:nothing", "no_such_module:f"):
+        with pytest.raises((SandboxError, ImportError)):
+            Sandbox(name)
+
+
 def test_stop_ends_every_worker_and_refuses_new_tasks(make_sandbox: Callable[..., Sandbox]) -> None:
     sandbox = make_sandbox(workers=2)
     run_when_ready(sandbox, "echo", 0)
@@ -176,8 +184,7 @@ def test_stop_ends_every_worker_and_refuses_new_tasks(make_sandbox: Callable[...
 ORPHAN_SCRIPT = """
 import sys, time
 from node.api.sandbox import Sandbox, SandboxConfig
-from tests.api.test_sandbox import dispatch
-sandbox = Sandbox(dispatch, SandboxConfig(workers=2, queue=0, timeout_s=120)).start()
+sandbox = Sandbox("tests.api.test_sandbox:dispatch", SandboxConfig(workers=2, queue=0, timeout_s=120)).start()
 while len(sandbox.get_pids()) < 2:
     time.sleep(0.1)
 sandbox.run("echo", (0,))
