@@ -3,11 +3,10 @@ of `SimulateMargin`): whatever a request makes a worker do, it does not happen i
 interpreter (trio consensus thread, gRPC threads, store).
 
 Workers are fresh interpreters started with the multiprocessing `spawn` context (never `fork`: the
-serving process runs trio and grpc threads). A worker first ignores SIGINT, lowers its CPU priority
-(`nice`, so consensus wins the cores, even while the worker imports), starts a watchdog that ends it
-when its parent is gone and sets its recursion limit to `RECURSION_LIMIT`; then it imports its task
-(`"module:function"`, named at construction) and limits its address space (`RLIMIT_AS` =
-`memory_mb`). A worker runs one task at a time, `function(*args)`, and sends the result back pickled.
+serving process runs trio and grpc threads); what a worker does is `node.api.sandbox_worker`
+(confinement: priority, memory, recursion, SIGINT, parent watch). A worker runs one task at a time,
+`function(*args)` of the `"module:function"` named at construction, and sends the result back
+pickled.
 
 Bounds: at most `workers + queue` requests are admitted at once (beyond: `SandboxBusy`); a request
 waits for a free worker and for its result at most its timeout (`SandboxTimeout`); a worker that
@@ -20,14 +19,10 @@ dropped), so short client deadlines cannot force respawns. Nothing is persisted.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import multiprocessing
 import os
 import queue
-import resource
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,10 +32,9 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from node.api.errors import ApiError
+from node.api.sandbox_worker import describe_error, resolve_task, serve_tasks
 
 LOG = logging.getLogger(__name__)
-RECURSION_LIMIT = 1_000
-PARENT_CHECK_S = 0.5
 RESPAWN_DELAY_S = (0.5, 30.0)  # first and longest wait between failed starts
 READY_POLL_S = 0.1
 
@@ -51,8 +45,9 @@ class SandboxConfig:
     queue: int = 2  # requests admitted beyond the busy workers (they wait for one)
     timeout_s: float = 10.0  # wall clock of one task, waiting for a worker included
     memory_mb: int = 1024  # RLIMIT_AS of a worker (an idle what-if worker maps ~300 MiB)
-    nice: int = 10  # added to the worker's CPU niceness
-    start_timeout_s: float = 60.0  # a worker that is not ready by then is replaced
+    nice: int = 19  # added to the worker's niceness, and its own session's (autogroup) niceness
+    idle: bool = True  # SCHED_IDLE: the worker runs only on CPU time nothing else wants
+    start_timeout_s: float = 300.0  # a worker not ready by then is replaced (idle imports are slow on a busy host)
 
 
 class SandboxError(ApiError):
@@ -84,75 +79,6 @@ class SandboxStopped(SandboxError):
 
 
 # ---------------------------------------------------------------------------------------------
-# worker side
-
-
-def _exit_when_orphaned(parent: int) -> None:
-    while True:
-        time.sleep(PARENT_CHECK_S)
-        if os.getppid() != parent:
-            os._exit(3)
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        return f"{type(exc).__name__}: {exc}"[:500]
-    except Exception:  # str() of the exception itself failed (e.g. a huge int in its message)
-        return type(exc).__name__
-
-
-def resolve_task(name: str) -> Callable[..., Any]:
-    """The function named `"module:function"`."""
-    module, sep, attr = name.partition(":")
-    function = getattr(importlib.import_module(module), attr, None) if sep else None
-    if not callable(function):
-        raise SandboxError(f"sandbox task {name!r}: expected 'module:function'")
-    return function
-
-
-def _confine(nice: int, parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if nice:
-        os.nice(nice)
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="orphan-watch", daemon=True).start()
-    sys.setrecursionlimit(RECURSION_LIMIT)
-
-
-def _limit_memory(memory_bytes: int) -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def serve_tasks(conn: Connection, task_name: str, memory_bytes: int, nice: int, parent: int) -> None:
-    """A worker's main loop: confine itself, import the task, say ready, then run one task per
-    message until told to stop (None) or the pipe closes. Never raises (nothing to print into the
-    node's log)."""
-    try:
-        _confine(nice, parent)
-        task = resolve_task(task_name)
-        _limit_memory(memory_bytes)
-        conn.send(("ready", os.getpid()))
-        while True:
-            args = conn.recv()
-            if args is None:
-                return
-            try:
-                reply: tuple[str, Any] = ("ok", task(*args))
-            except MemoryError:
-                reply = ("memory", "")
-            except Exception as exc:
-                reply = ("error", _describe(exc))
-            conn.send(reply)
-            if reply[0] == "memory":
-                return  # a fresh worker replaces this one
-    except (EOFError, OSError, MemoryError):
-        return
-    except Exception:  # e.g. an unpicklable result: the parent sees the pipe close and replaces us
-        return
-
-
-# ---------------------------------------------------------------------------------------------
 # parent side
 
 
@@ -168,7 +94,10 @@ class Sandbox:
     `stop()` once."""
 
     def __init__(self, task: str, config: SandboxConfig = SandboxConfig()) -> None:
-        resolve_task(task)  # a wrong name fails here, not in every worker
+        try:
+            resolve_task(task)  # a wrong name fails here, not in every worker
+        except (ValueError, ImportError) as exc:
+            raise SandboxError(str(exc)) from exc
         self.task = task
         self.config = config
         self._ctx = multiprocessing.get_context("spawn")
@@ -233,7 +162,7 @@ class Sandbox:
             finished = worker.conn.poll(max(0.0, soft - time.monotonic()))
         except (OSError, ValueError) as exc:
             self._replace(worker, "pipe broken")
-            raise SandboxCrashed(f"the worker died ({_describe(exc)})") from exc
+            raise SandboxCrashed(f"the worker died ({describe_error(exc)})") from exc
         if not finished:
             if soft < hard:
                 self._in_background(lambda: self._finish_later(worker, hard), "sandbox-finish")
@@ -303,6 +232,8 @@ class Sandbox:
                 return
             if worker is not None:
                 self._close(worker, graceful=False)
+            if self._stopping.is_set():
+                return
             LOG.warning("what-if worker failed to start; retrying", extra={"retry_in_s": delay})
             self._stopping.wait(delay)
             delay = min(2 * delay, RESPAWN_DELAY_S[1])
@@ -311,12 +242,13 @@ class Sandbox:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=serve_tasks, name="clearing-whatif-worker", daemon=True,
-            args=(child_conn, self.task, self.config.memory_mb << 20, self.config.nice, os.getpid()))
+            args=(child_conn, self.task, self.config.memory_mb << 20, self.config.nice, self.config.idle,
+                  os.getpid()))
         try:
             with self._spawn_lock:
                 process.start()
         except OSError as exc:
-            LOG.warning("cannot start a what-if worker", extra={"error": _describe(exc)})
+            LOG.warning("cannot start a what-if worker", extra={"error": describe_error(exc)})
             parent_conn.close()
             return None
         finally:

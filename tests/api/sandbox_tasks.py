@@ -1,4 +1,5 @@
-"""Tasks the sandbox tests run in worker processes (module-level: the spawn context imports them)."""
+"""Tasks the sandbox tests run in worker processes (standard library only: a worker imports this module
+at idle priority, so it must be light)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,25 @@ import sys
 import time
 
 
+def dispatch(name: str, args: tuple) -> object:
+    """The sandbox task of the tests: one of this module's functions by name."""
+    return globals()[name](*args)
+
+
 def echo(value: object) -> object:
     return value
 
 
 def get_confinement() -> dict:
+    try:
+        with open("/proc/self/autogroup") as f:
+            autogroup = f.read().strip()
+    except OSError:
+        autogroup = None
     return {"pid": os.getpid(), "ppid": os.getppid(), "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
-            "niceness": os.nice(0), "recursion_limit": sys.getrecursionlimit(),
-            "sigint": signal.getsignal(signal.SIGINT) is signal.SIG_IGN}
+            "niceness": os.nice(0), "recursion_limit": sys.getrecursionlimit(), "session": os.getsid(0),
+            "idle": os.sched_getscheduler(0) == os.SCHED_IDLE,
+            "autogroup": autogroup, "sigint": signal.getsignal(signal.SIGINT) is signal.SIG_IGN}
 
 
 def sleep(seconds: float) -> int:

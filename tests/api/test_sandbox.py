@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from node.api.sandbox import (
-    RECURSION_LIMIT,
     Sandbox,
     SandboxBusy,
     SandboxConfig,
@@ -28,20 +27,15 @@ from node.api.sandbox import (
     SandboxTaskFailed,
     SandboxTimeout,
 )
-from tests.api import sandbox_tasks
+from node.api.sandbox_worker import RECURSION_LIMIT
 
 REPO = Path(__file__).resolve().parents[2]
-TASK = "tests.api.test_sandbox:dispatch"
+TASK = "tests.api.sandbox_tasks:dispatch"
 STARTUP_S = 120.0  # a spawned worker imports numpy/scipy: slow on a loaded machine
 
 
 def call(name: str, *args: Any) -> tuple:
     return (name, args)
-
-
-def dispatch(name: str, args: tuple) -> Any:
-    """The sandbox task of these tests: one of `tests.api.sandbox_tasks` by name."""
-    return getattr(sandbox_tasks, name)(*args)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -80,8 +74,9 @@ def run_when_ready(sandbox: Sandbox, name: str, *args: Any) -> Any:
 def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
     made: list[Sandbox] = []
 
-    def make(**kw: Any) -> Sandbox:
-        sandbox = Sandbox(TASK, SandboxConfig(**{"workers": 1, "queue": 0, "timeout_s": 30.0, **kw})).start()
+    def make(**kw: Any) -> Sandbox:  # normal priority unless asked: a loaded test host starves idle workers
+        config = {"workers": 1, "queue": 0, "timeout_s": 30.0, "nice": 0, "idle": False, **kw}
+        sandbox = Sandbox(TASK, SandboxConfig(**config)).start()
         made.append(sandbox)
         return sandbox
 
@@ -91,11 +86,16 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
 
 
 def test_worker_is_a_confined_child_process(make_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = make_sandbox(memory_mb=768, nice=5)
+    defaults = SandboxConfig()
+    sandbox = make_sandbox(memory_mb=768, nice=defaults.nice, idle=defaults.idle)
     seen = run_when_ready(sandbox, "get_confinement")
     assert seen["pid"] != os.getpid() and seen["ppid"] == os.getpid()
-    assert seen["rlimit_as"] == 768 << 20 and seen["niceness"] >= os.nice(0) + 5
+    assert seen["rlimit_as"] == 768 << 20 and seen["niceness"] == min(19, os.nice(0) + defaults.nice)
     assert seen["recursion_limit"] == RECURSION_LIMIT and seen["sigint"] is True
+    assert seen["idle"] is True  # SCHED_IDLE: only CPU time nothing else wants
+    assert seen["session"] == seen["pid"] != os.getsid(0)  # its own session...
+    if seen["autogroup"] is not None:  # ...whose scheduling weight is lowered too (Linux autogroup)
+        assert seen["autogroup"].endswith(f"nice {defaults.nice}")
     assert sandbox.get_pids() == [seen["pid"]]
 
 
@@ -165,8 +165,8 @@ def test_admission_beyond_workers_and_queue_is_busy(make_sandbox: Callable[..., 
 
 
 def test_invalid_task_name_is_refused_at_construction() -> None:
-    for name in ("tests.api.test_sandbox", "tests.api.test_sandbox:nothing", "no_such_module:f"):
-        with pytest.raises((SandboxError, ImportError)):
+    for name in ("tests.api.sandbox_tasks", "tests.api.sandbox_tasks:nothing", "no_such_module:f"):
+        with pytest.raises(SandboxError):
             Sandbox(name)
 
 
@@ -184,7 +184,7 @@ def test_stop_ends_every_worker_and_refuses_new_tasks(make_sandbox: Callable[...
 ORPHAN_SCRIPT = """
 import sys, time
 from node.api.sandbox import Sandbox, SandboxConfig
-sandbox = Sandbox("tests.api.test_sandbox:dispatch", SandboxConfig(workers=2, queue=0, timeout_s=120)).start()
+sandbox = Sandbox("tests.api.sandbox_tasks:dispatch", SandboxConfig(workers=2, queue=0, timeout_s=120)).start()
 while len(sandbox.get_pids()) < 2:
     time.sleep(0.1)
 sandbox.run("echo", (0,))
@@ -203,4 +203,5 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    wait_for(lambda: not any(is_alive(p) for p in pids), 15, "the orphaned workers to exit")
+    # idle-priority workers on a loaded host: their watchdog may wait a while for a time slice
+    wait_for(lambda: not any(is_alive(p) for p in pids), 60, "the orphaned workers to exit")
