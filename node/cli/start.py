@@ -100,7 +100,8 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
             tls_client_ca_file=str(config.get_path("api", "tls_client_ca_file")) if api_cfg["tls_client_ca_file"] else "",
             limits=ServiceLimits(rate_limit_rps=api_cfg["rate_limit_rps"], rate_limit_burst=api_cfg["rate_limit_burst"]),
             sandbox=SandboxConfig(workers=api_cfg["simulate_workers"], queue=api_cfg["simulate_queue"],
-                                  timeout_s=api_cfg["simulate_timeout_s"], memory_mb=api_cfg["simulate_memory_mb"])),
+                                  timeout_s=api_cfg["simulate_timeout_s"], memory_mb=api_cfg["simulate_memory_mb"],
+                                  nice=api_cfg["simulate_nice"], idle=api_cfg["simulate_idle"])),
             store, sources, observe=metrics.observe_api)
         sources.api_address = f"{api_cfg['listen'].rpartition(':')[0]}:{services['api'].port}"
     if config.get("metrics", "enabled"):
