@@ -8,12 +8,13 @@ serving process runs trio and grpc threads); what a worker does is `node.api.san
 `function(*args)` of the `"module:function"` named at construction, and sends the result back
 pickled.
 
-Bounds: at most `workers + queue` requests are admitted at once (beyond: `SandboxBusy`); a request
-waits for a free worker and for its result at most its timeout (`SandboxTimeout`); a worker that
-overruns `timeout_s`, dies (`SandboxCrashed`) or runs out of memory (`SandboxOutOfMemory`) is killed
-and replaced in the background, with a growing delay while replacements fail. When a caller's own
-deadline is shorter than `timeout_s`, the worker is left to finish within `timeout_s` (result
-dropped), so short client deadlines cannot force respawns. Nothing is persisted.
+Bounds: at most `workers + queue` requests are admitted at once (beyond: `SandboxBusy`); a caller
+waits for a free worker and for its result at most `timeout_s` or its own shorter deadline, queue
+included (`SandboxTimeout`); a worker computes one task at most `timeout_s`: one still computing
+then is killed and replaced in the background (with a growing delay while starts fail), as is one
+that dies (`SandboxCrashed`) or runs out of memory (`SandboxOutOfMemory`). A worker whose caller left
+early finishes within its own limit and is reused, so short client deadlines cannot force respawns.
+Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ READY_POLL_S = 0.1
 class SandboxConfig:
     workers: int = 2  # worker processes
     queue: int = 2  # requests admitted beyond the busy workers (they wait for one)
-    timeout_s: float = 10.0  # wall clock of one task, waiting for a worker included
+    timeout_s: float = 10.0  # a caller waits at most this (queue included); a task computes at most this
     memory_mb: int = 1024  # RLIMIT_AS of a worker (an idle what-if worker maps ~300 MiB)
     nice: int = 19  # added to the worker's niceness, and its own session's (autogroup) niceness
     idle: bool = True  # SCHED_IDLE: the worker runs only on CPU time nothing else wants
@@ -154,20 +155,18 @@ class Sandbox:
 
     def _run_admitted(self, args: tuple, timeout_s: float | None) -> Any:
         started = time.monotonic()
-        hard = started + self.config.timeout_s
-        soft = hard if timeout_s is None else min(hard, started + max(0.0, timeout_s))
-        worker = self._take_worker(soft)
+        limit = self.config.timeout_s if timeout_s is None else min(self.config.timeout_s, max(0.0, timeout_s))
+        deadline = started + limit  # the caller waits at most this long, queue included
+        worker = self._take_worker(deadline)
+        computing_until = time.monotonic() + self.config.timeout_s  # the worker computes at most this long
         try:
             worker.conn.send(args)
-            finished = worker.conn.poll(max(0.0, soft - time.monotonic()))
+            finished = worker.conn.poll(max(0.0, deadline - time.monotonic()))
         except (OSError, ValueError) as exc:
             self._replace(worker, "pipe broken")
             raise SandboxCrashed(f"the worker died ({describe_error(exc)})") from exc
-        if not finished:
-            if soft < hard:
-                self._in_background(lambda: self._finish_later(worker, hard), "sandbox-finish")
-            else:
-                self._replace(worker, f"timed out after {self.config.timeout_s:g} s")
+        if not finished:  # the worker goes on until its own limit, then is killed (or reused if done)
+            self._in_background(lambda: self._finish_later(worker, computing_until), "sandbox-finish")
             raise SandboxTimeout(f"no result within {time.monotonic() - started:.3g} s (what-if limit "
                                  f"{self.config.timeout_s:g} s)")
         try:
@@ -199,17 +198,17 @@ class Sandbox:
                 return worker
             self._replace(worker, f"found dead (exit code {worker.process.exitcode})")
 
-    def _finish_later(self, worker: _Worker, hard: float) -> None:
-        """The caller gave up early: let the worker finish within the hard timeout, then reuse it."""
+    def _finish_later(self, worker: _Worker, computing_until: float) -> None:
+        """The caller left: let the worker finish within its own limit, then reuse it, or kill it."""
         try:
-            if worker.conn.poll(max(0.0, hard - time.monotonic())):
+            if worker.conn.poll(max(0.0, computing_until - time.monotonic())):
                 tag, _ = worker.conn.recv()
                 if tag != "memory":
                     self._release(worker)
                     return
         except (EOFError, OSError):
             pass
-        self._replace(worker, "overran the timeout after its caller left")
+        self._replace(worker, f"computed for more than {self.config.timeout_s:g} s")
 
     # -- workers ----------------------------------------------------------------------------------
     def _in_background(self, target: Callable[[], None], name: str) -> None:
@@ -276,11 +275,12 @@ class Sandbox:
 
     def _replace(self, worker: _Worker, reason: str) -> None:
         self._close(worker, graceful=False)
+        if self._stopping.is_set():
+            return
         with self._lock:
             self.replacements += 1
         LOG.warning("what-if worker replaced", extra={"reason": reason, "pid": worker.process.pid})
-        if not self._stopping.is_set():
-            self._in_background(self._start_worker, "sandbox-start")
+        self._in_background(self._start_worker, "sandbox-start")
 
     def _close(self, worker: _Worker, graceful: bool) -> None:
         with self._lock:
