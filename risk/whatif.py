@@ -40,7 +40,8 @@ from risk.reference import AccountRisk, compute_account_risk
 WHATIF_JSON_LIMITS = JsonLimits(max_bytes=256 * 1024, max_depth=8, max_number_chars=40)
 """Bounds of a what-if document's JSON text (the deepest valid document nests 5 levels)."""
 MAX_POSITIONS = 200
-"""Positions of one document: the LQ-1 plan costs O(n^3) scenario sums (200 liquidatable ~ 5 s)."""
+"""Positions of one document: the LQ-1 plan costs O(n^3) scenario sums (200 liquidatable short options:
+~7 s of CPU with RRA-1; with the largest admissible grid more, which the API's timeout cuts)."""
 MAX_FORWARDS = 256
 MAX_KEYS = 64
 """Entries of `market.spot`, `market.asset_prices` and `collateral`."""
