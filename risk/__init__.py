@@ -11,6 +11,8 @@ Public API (see each module's docstring):
 - `risk.batch`: `BatchInput`, `compute_margin_batch(inp, params, threads=2) -> BatchResult`;
   `risk.batch_tail.compute_tail_batch` (ES-1 on request); `risk.quantize`: `quantize_usd`,
   `quantized(result) -> QuantizedBatch`, `encode_quantized`.
-- `risk.whatif`: `parse_whatif(doc) -> WhatIf`, `simulate_whatif(whatif) -> dict`.
+- `risk.whatif`: `load_whatif_json(text, field) -> dict` (bounded), `parse_whatif(doc) -> WhatIf`,
+  `simulate_whatif(whatif) -> dict`; `risk.bounded_json.load_bounded_json` (size, nesting, numbers
+  checked before parsing).
 - `risk.errors`: `RiskError` and its leaves `InvalidParams`, `InvalidInput`, `QuantizationError`.
 """

@@ -6,7 +6,10 @@ Invariants:
   equal parameter sets compare equal and encode to the same bytes (normalised in `__post_init__`).
 - Every fractional value must be an exact multiple of 1e-9 (`FIXED_SCALE`); `encode_params` refuses
   anything else, so `decode_params(encode_params(p)) == p` holds for every encodable `p`.
-- `validate_params` is the single admission check (governance calls it to reject proposals).
+- `validate_params` is the single admission check (governance calls it to reject proposals, the
+  what-if `params` override goes through it): every field has an explicit range (`INT_BOUNDS`,
+  `FIXED_BOUNDS`, `KEYED_BOUNDS`, `MAX_UNDERLYINGS`, `MAX_ASSETS`, `MAX_NAME_CHARS`), so no admitted
+  set makes the engine's work unbounded (at most 65 scenarios, 10,000 tail samples).
 Nothing is persisted here; governance hashes the bytes of `encode_params`.
 """
 
@@ -124,14 +127,82 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RiskParams))
 # validation
 
 
+@dataclass(frozen=True)
+class Bound:
+    """Admissible range of one numeric parameter: `lo`..`hi`, each end open or closed."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        return f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+    def is_inside(self, x: float) -> bool:
+        above = x > self.lo if self.lo_open else x >= self.lo
+        below = x < self.hi if self.hi_open else x <= self.hi
+        return above and below
+
+
+INT_BOUNDS: dict[str, Bound] = {
+    "version": Bound(1, _INT64_MAX),
+    "price_steps": Bound(1, 10),  # grid of 3 (2n + 1) + 2 scenarios: at most 65
+    "extreme_k": Bound(1, 100),
+    "es_samples": Bound(1, 10_000),  # ES-1 revalues every position N times
+}
+"""Integer fields: closed ranges. Cost bounds: scenarios and tail samples per position."""
+
+FIXED_BOUNDS: dict[str, Bound] = {
+    "vol_up_coefficient": Bound(0.0, 10.0),
+    "vol_down_coefficient": Bound(0.0, 10.0),
+    "w_exponent_short": Bound(0.0, 5.0),
+    "w_exponent_long": Bound(0.0, 5.0),
+    "w_dte_threshold": Bound(0.0, 3650.0, lo_open=True),
+    "look_ahead_days": Bound(0.0, 365.0),
+    "extreme_weight": Bound(0.0, 1.0),
+    "short_option_minimum_rate": Bound(0.0, 1.0),
+    "maintenance_factor": Bound(0.0, 1.0, lo_open=True),
+    "default_haircut": Bound(0.0, 1.0, hi_open=True),
+    "liquidation_penalty_rate": Bound(0.0, 1.0, hi_open=True),
+    "es_horizon_days": Bound(0.0, 365.0),
+    "es_confidence": Bound(0.0, 1.0, lo_open=True, hi_open=True),
+}
+"""Scalar fractional fields."""
+
+KEYED_BOUNDS: dict[str, Bound] = {
+    "price_scan_range": Bound(0.0, 1.0, lo_open=True, hi_open=True),
+    "sigma_ref": Bound(0.0, 10.0, lo_open=True),
+    "haircuts": Bound(0.0, 1.0, hi_open=True),
+    "correlation_groups": Bound(0.0, 1.0),  # the credit of each group
+}
+"""Per-underlying, per-asset and per-group values."""
+
+MAX_UNDERLYINGS = 32
+MAX_ASSETS = 64
+"""Entries of `haircuts`."""
+MAX_NAME_CHARS = 32
+"""Length of an underlying or asset name."""
+
+
 def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _show(x: int | float) -> str:
+    """A number for an error message; a huge integer by its size (str() of it may be refused)."""
+    if isinstance(x, int) and x.bit_length() > 64:
+        return f"an integer of {x.bit_length()} bits"
+    return repr(x)
 
 
 def _check_fixed(field: str, x: object) -> float:
     if not _is_number(x):
         raise InvalidParams(field, f"expected a number, got {type(x).__name__}")
-    value = float(x)  # type: ignore[arg-type]
+    try:
+        value = float(x)  # type: ignore[arg-type]
+    except OverflowError as exc:
+        raise InvalidParams(field, "outside the float64 range") from exc
     if not math.isfinite(value):
         raise InvalidParams(field, "not finite")
     scaled = round(value * FIXED_SCALE)
@@ -140,36 +211,67 @@ def _check_fixed(field: str, x: object) -> float:
     return value
 
 
-def _check_range(field: str, x: object, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
+def _check_bounded(field: str, x: object, bound: Bound) -> None:
+    if _is_number(x) and isinstance(x, int) and not bound.is_inside(x):  # before float(): may be huge
+        raise InvalidParams(field, f"{_show(x)} outside {bound.describe()}")
     value = _check_fixed(field, x)
-    if value < lo or (lo_open and value == lo) or value > hi or (hi_open and value == hi):
-        lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
-        raise InvalidParams(field, f"{value!r} outside {lb}{lo}, {hi}{rb}")
+    if not bound.is_inside(value):
+        raise InvalidParams(field, f"{value!r} outside {bound.describe()}")
 
 
-def _check_int(field: str, x: object, lo: int) -> None:
+def _check_int(field: str, x: object, bound: Bound) -> None:
     if not isinstance(x, int) or isinstance(x, bool):
         raise InvalidParams(field, f"expected an integer, got {type(x).__name__}")
-    if x < lo or x > _INT64_MAX:
-        raise InvalidParams(field, f"{x} outside [{lo}, 2^63)")
+    if not bound.is_inside(x):
+        raise InvalidParams(field, f"{_show(x)} outside {bound.describe()}")
+
+
+def _check_name(field: str, name: object) -> None:
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
+        raise InvalidParams(field, f"invalid name {str(name)[:MAX_NAME_CHARS + 8]!r} (1..{MAX_NAME_CHARS} characters)")
+
+
+def _check_underlyings(p: RiskParams) -> None:
+    if not isinstance(p.underlyings, tuple) or not p.underlyings:
+        raise InvalidParams("underlyings", "empty")
+    if len(p.underlyings) > MAX_UNDERLYINGS:
+        raise InvalidParams("underlyings", f"more than {MAX_UNDERLYINGS} underlyings")
+    for u in p.underlyings:
+        _check_name("underlyings", u)
+    if len(set(p.underlyings)) != len(p.underlyings):
+        raise InvalidParams("underlyings", "duplicate underlying")
 
 
 def _check_per_underlying(p: RiskParams, name: str) -> None:
     pairs = getattr(p, name)
+    if len(pairs) > MAX_UNDERLYINGS:
+        raise InvalidParams(name, f"more than {MAX_UNDERLYINGS} entries")
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
         raise InvalidParams(name, "duplicate underlying")
     for k, v in pairs:
         if k not in p.underlyings:
-            raise InvalidParams(f"{name}.{k}", "unknown underlying")
-        _check_range(f"{name}.{k}", v, 0.0, math.inf, True, True)
+            raise InvalidParams(f"{name}.{k[:MAX_NAME_CHARS + 8]}", "unknown underlying")
+        _check_bounded(f"{name}.{k}", v, KEYED_BOUNDS[name])
     for u in p.underlyings:
         if u not in keys:
             raise InvalidParams(f"{name}.{u}", "missing for a listed underlying")
 
 
+def _check_haircuts(p: RiskParams) -> None:
+    if len(p.haircuts) > MAX_ASSETS:
+        raise InvalidParams("haircuts", f"more than {MAX_ASSETS} assets")
+    for asset, h in p.haircuts:
+        _check_name("haircuts", asset)
+        _check_bounded(f"haircuts.{asset}", h, KEYED_BOUNDS["haircuts"])
+    if len({a for a, _ in p.haircuts}) != len(p.haircuts):
+        raise InvalidParams("haircuts", "duplicate asset")
+
+
 def _check_groups(p: RiskParams) -> None:
     seen: set[str] = set()
+    if len(p.correlation_groups) > MAX_UNDERLYINGS:
+        raise InvalidParams("correlation_groups", f"more than {MAX_UNDERLYINGS} groups")
     for i, group in enumerate(p.correlation_groups):
         if not (isinstance(group, tuple) and len(group) == 2):
             raise InvalidParams(f"correlation_groups[{i}]", "expected (members, credit)")
@@ -178,44 +280,30 @@ def _check_groups(p: RiskParams) -> None:
             raise InvalidParams(f"correlation_groups[{i}].members", "empty group")
         for u in members:
             if u not in p.underlyings:
-                raise InvalidParams(f"correlation_groups[{i}].members", f"unknown underlying {u!r}")
+                raise InvalidParams(f"correlation_groups[{i}].members", f"unknown underlying {str(u)[:40]!r}")
             if u in seen:
                 raise InvalidParams(f"correlation_groups[{i}].members", f"{u!r} is in two groups")
             seen.add(u)
-        _check_range(f"correlation_groups[{i}].credit", credit, 0.0, 1.0, False, False)
+        _check_bounded(f"correlation_groups[{i}].credit", credit, KEYED_BOUNDS["correlation_groups"])
 
 
 def validate_params(p: RiskParams) -> None:
-    """Raise `InvalidParams(field, reason)` unless `p` is admissible and exactly encodable."""
-    for name in INT_FIELDS:
-        _check_int(name, getattr(p, name), 1)
-    if not p.underlyings:
-        raise InvalidParams("underlyings", "empty")
-    if len(set(p.underlyings)) != len(p.underlyings):
-        raise InvalidParams("underlyings", "duplicate underlying")
-    for u in p.underlyings:
-        if not isinstance(u, str) or not u:
-            raise InvalidParams("underlyings", f"invalid name {u!r}")
+    """Raise `InvalidParams(field, reason)` unless `p` is admissible and exactly encodable.
+
+    Every field has an explicit range (`INT_BOUNDS`, `FIXED_BOUNDS`, `KEYED_BOUNDS`, the count and
+    name limits): governance proposals and what-if overrides are admitted by this one check, so no
+    parameter set can make the engine's work (scenarios, tail samples, names) unbounded."""
+    for name, bound in INT_BOUNDS.items():
+        _check_int(name, getattr(p, name), bound)
+    _check_underlyings(p)
     _check_per_underlying(p, "price_scan_range")
     _check_per_underlying(p, "sigma_ref")
     for u, psr in p.price_scan_range:
         if p.extreme_k * psr / p.price_steps >= 1.0:
             raise InvalidParams(f"price_scan_range.{u}", "extreme move of -extreme_k steps reaches a zero price")
-    for name in ("vol_up_coefficient", "vol_down_coefficient", "w_exponent_short", "w_exponent_long",
-                 "look_ahead_days", "short_option_minimum_rate", "es_horizon_days"):
-        _check_range(name, getattr(p, name), 0.0, math.inf, False, True)
-    _check_range("w_dte_threshold", p.w_dte_threshold, 0.0, math.inf, True, True)
-    _check_range("extreme_weight", p.extreme_weight, 0.0, 1.0, False, False)
-    _check_range("maintenance_factor", p.maintenance_factor, 0.0, 1.0, True, False)
-    _check_range("default_haircut", p.default_haircut, 0.0, 1.0, False, True)
-    _check_range("liquidation_penalty_rate", p.liquidation_penalty_rate, 0.0, 1.0, False, True)
-    _check_range("es_confidence", p.es_confidence, 0.0, 1.0, True, True)
-    for asset, h in p.haircuts:
-        if not asset:
-            raise InvalidParams("haircuts", "empty asset name")
-        _check_range(f"haircuts.{asset}", h, 0.0, 1.0, False, True)
-    if len({a for a, _ in p.haircuts}) != len(p.haircuts):
-        raise InvalidParams("haircuts", "duplicate asset")
+    for name, bound in FIXED_BOUNDS.items():
+        _check_bounded(name, getattr(p, name), bound)
+    _check_haircuts(p)
     _check_groups(p)
 
 

@@ -2,8 +2,11 @@
 grpcio thread-pool server, optionally with TLS (certificate files from config).
 
 Bounds: worker threads, concurrent RPCs (excess gets RESOURCE_EXHAUSTED from grpcio), message sizes
-both ways, per-client rate (see `ServiceLimits`). Health reports SERVING for "" and the margin
-service once started, NOT_SERVING after `stop` or `set_serving(False)`. Nothing is persisted.
+both ways, per-client rate (see `ServiceLimits`). `SimulateMargin` runs in a pool of worker processes
+(`node.api.sandbox`, `SandboxConfig`): the server starts it with itself and stops it after the gRPC
+server in `stop`; its admitted requests (workers + queue) are capped at half the gRPC threads, so
+what-if calls never hold every thread. Health reports SERVING for "" and the margin service once
+started, NOT_SERVING after `stop` or `set_serving(False)`. Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from node.api.errors import ApiError
+from node.api.sandbox import Sandbox, SandboxConfig
 from node.api.service import MarginService, Observer, ServiceLimits, make_guarded_service
 from node.api.snapshot import SnapshotCache
 from node.api.sources import NodeSources
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 from node.ports import Store
 
+WHATIF_TASK = "node.api.whatif:simulate_payload"  # what a sandbox worker runs for SimulateMargin
 SERVICE_NAME = api_pb2.DESCRIPTOR.services_by_name["MarginService"].full_name
 
 
@@ -40,6 +45,7 @@ class ApiServerConfig:
     tls_client_ca_file: str = ""  # PEM; when set, clients must present a certificate signed by it
     snapshot_poll_s: float = 0.2
     limits: ServiceLimits = field(default_factory=ServiceLimits)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
 def _server_credentials(config: ApiServerConfig) -> grpc.ServerCredentials | None:
@@ -57,12 +63,13 @@ class ApiServer:
     """A running public API server; `port` is the bound port."""
 
     def __init__(self, server: grpc.Server, port: int, health_servicer: health.HealthServicer,
-                 snapshots: SnapshotCache, service: MarginService) -> None:
+                 snapshots: SnapshotCache, service: MarginService, sandbox: Sandbox) -> None:
         self.server = server
         self.port = port
         self.health = health_servicer
         self.snapshots = snapshots
         self.service = service
+        self.sandbox = sandbox
 
     def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -73,6 +80,7 @@ class ApiServer:
         self.set_serving(False)
         self.snapshots.stop()
         self.server.stop(grace_s).wait(grace_s + 1)
+        self.sandbox.stop()
 
 
 def freeze_startup_objects() -> None:
@@ -86,6 +94,12 @@ def freeze_startup_objects() -> None:
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
+def get_sandbox_config(config: ApiServerConfig) -> SandboxConfig:
+    """The what-if pool's config with its queue cut so that workers + queue <= half the threads."""
+    sb = config.sandbox
+    return replace(sb, queue=max(0, min(sb.queue, config.max_workers // 2 - sb.workers)))
+
+
 def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources,
                      observe: Observer | None = None) -> ApiServer:
     """Build, bind and start the public server (raises `ApiError` when it cannot bind)."""
@@ -97,7 +111,9 @@ def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources
     snapshots.start()
     # Each open stream holds a worker thread: keep at least half of the workers for unary calls.
     limits = replace(config.limits, max_streams=max(1, min(config.limits.max_streams, config.max_workers // 2)))
-    service = make_guarded_service(MarginService(store, snapshots, sources, limits, observe))
+    # A what-if call holds a thread while it waits for its worker: the same cap for them.
+    sandbox = Sandbox(WHATIF_TASK, get_sandbox_config(config))
+    service = make_guarded_service(MarginService(store, snapshots, sources, sandbox, limits, observe))
     options = [
         ("grpc.max_receive_message_length", config.max_receive_bytes),
         ("grpc.max_send_message_length", config.max_send_bytes),
@@ -119,7 +135,8 @@ def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources
     if port == 0:
         snapshots.stop()
         raise ApiError(f"api.listen {config.listen}: cannot bind")
+    sandbox.start()
     server.start()
-    api = ApiServer(server, port, health_servicer, snapshots, service)
+    api = ApiServer(server, port, health_servicer, snapshots, service, sandbox)
     api.set_serving(True)
     return api

@@ -4,7 +4,8 @@ Every RPC goes through `_guard`: per-client token bucket (RESOURCE_EXHAUSTED + R
 check, request metrics, and error mapping (`RpcAbort` -> its status with google.rpc details;
 `OutOfRange` -> OUT_OF_RANGE; anything else -> INTERNAL without internals in the message, logged).
 Reads come from immutable `EpochSnapshot`s plus point reads of leaves from the store; the service
-never writes. Bounded: accounts per stream, concurrent streams, page sizes. Nothing is persisted.
+never writes. Bounded: accounts per stream, concurrent streams, page sizes; `SimulateMargin` runs in
+the sandbox's worker processes (`node.api.whatif.simulate_request`). Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from node.api.errors import (
     resource_exhausted,
 )
 from node.api.ratelimit import ClientRateLimiter, get_client_key
+from node.api.sandbox import Sandbox
 from node.api.snapshot import EpochSnapshot, SnapshotCache
 from node.api.sources import NodeSources
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
@@ -63,9 +65,10 @@ Observer = Callable[[str, str, float], None]  # (method, status code name, secon
 
 
 class MarginService(api_pb2_grpc.MarginServiceServicer):
-    def __init__(self, store: Store, snapshots: SnapshotCache, sources: NodeSources,
+    def __init__(self, store: Store, snapshots: SnapshotCache, sources: NodeSources, sandbox: Sandbox,
                  limits: ServiceLimits = ServiceLimits(), observe: Observer | None = None) -> None:
         self.store = store
+        self.sandbox = sandbox  # what-if computations run in its worker processes
         self.snapshots = snapshots
         self.sources = sources
         self.limits = limits
@@ -185,13 +188,7 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
                 yield api_pb2.StreamMarginUpdatesResponse(report=report)
 
     def SimulateMargin(self, request: api_pb2.SimulateMarginRequest, context: Any) -> api_pb2.SimulateMarginResponse:
-        try:
-            result = whatif.compute_simulation(whatif.parse_request_doc(request))
-        except whatif.WhatIfRejected as exc:
-            raise invalid_argument(exc.violations) from exc
-        except whatif.WhatIfUnavailable as exc:
-            raise RpcAbort(grpc.StatusCode.UNIMPLEMENTED, str(exc)) from exc
-        return whatif.result_to_pb(result)
+        return whatif.simulate_request(self.sandbox, request, context.time_remaining())
 
     def ListValidators(self, request: api_pb2.ListValidatorsRequest, context: Any) -> api_pb2.ListValidatorsResponse:
         vs = self.sources.get_validator_set()

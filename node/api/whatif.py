@@ -1,27 +1,54 @@
 """`SimulateMargin` glue: the what-if document (JSON text or the structured `WhatIf` message) ->
-the risk module's `parse_whatif` -> `simulate_whatif`, exactly what `clearingd margin simulate`
-calls, so both give the same answer.
+the risk module's bounded `load_whatif_json` / `parse_whatif` -> `simulate_whatif`, exactly what
+`clearingd margin simulate` calls, so both give the same answer and the same refusals.
 
-Decimal strings of the structured form become JSON numbers (integers stay integers); an
-unparsable one is a field violation naming its path. Risk `InvalidInput`/`InvalidParams` become
-field violations with the risk module's field path. Bounded: at most `MAX_POSITIONS` positions.
-Nothing is persisted.
+The serving process parses nothing of a document: `simulate_request` checks the request's size
+and hands the text (or the serialized message) to a sandbox worker (`node.api.sandbox`), which runs
+`simulate_payload` and returns a tagged outcome; the sandbox's refusals become gRPC statuses
+(busy: RESOURCE_EXHAUSTED with RetryInfo, timeout: DEADLINE_EXCEEDED, memory: RESOURCE_EXHAUSTED,
+crash: INTERNAL, stopping: UNAVAILABLE).
+
+Bounds (besides those of `risk.whatif`): the structured form has the same counts as the JSON form
+(`MAX_POSITIONS`, `MAX_FORWARDS`, `MAX_KEYS`), decimal strings of at most `max_number_chars`, and its
+`params_json` goes through the same bounded loader. Decimal strings become JSON numbers (integers
+stay integers); a bad one is a field violation naming its path. Risk `InvalidInput`/`InvalidParams`
+become field violations with the risk module's field path. Nothing is persisted.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from node.api.convert import OutOfRange, to_int64
-from node.api.errors import ApiError, FieldViolation
-from node.pb.clearing.api.v1 import api_pb2
-from risk.errors import RiskError
+import grpc
 
-MAX_POSITIONS = 1_000
+from node.api.convert import OutOfRange, to_int64
+from node.api.errors import (
+    ApiError,
+    FieldViolation,
+    RpcAbort,
+    invalid_argument,
+    resource_exhausted,
+)
+from node.api.sandbox import (
+    Sandbox,
+    SandboxBusy,
+    SandboxError,
+    SandboxOutOfMemory,
+    SandboxStopped,
+    SandboxTimeout,
+)
+from node.pb.clearing.api.v1 import api_pb2
+from risk.bounded_json import load_bounded_json
+from risk.errors import RiskError
+from risk.whatif import MAX_FORWARDS, MAX_KEYS, MAX_POSITIONS, WHATIF_JSON_LIMITS
+
+LOG = logging.getLogger(__name__)
 MICRO = Decimal(1_000_000)
+BUSY_RETRY_S = 1.0
 
 
 class WhatIfRejected(ApiError):
@@ -36,8 +63,16 @@ class WhatIfUnavailable(ApiError):
     """The risk module's what-if entry points are missing from this build."""
 
 
+# ---------------------------------------------------------------------------------------------
+# documents (run in the sandbox worker)
+
+
 def _number(text: str, path: str, out: dict[str, Any], key: str, bad: list[FieldViolation]) -> None:
     if text == "":
+        return
+    if len(text) > WHATIF_JSON_LIMITS.max_number_chars:
+        bad.append(FieldViolation(path, f"number of {len(text)} characters "
+                                        f"(at most {WHATIF_JSON_LIMITS.max_number_chars})"))
         return
     try:
         value = Decimal(text.strip())
@@ -55,14 +90,25 @@ def _number(text: str, path: str, out: dict[str, Any], key: str, bad: list[Field
     out[key] = number
 
 
+def _check_counts(msg: api_pb2.WhatIf) -> list[FieldViolation]:
+    counts = [("whatif.positions", len(msg.positions), MAX_POSITIONS),
+              ("whatif.market.forwards", len(msg.market.forwards), MAX_FORWARDS),
+              ("whatif.market.spot", len(msg.market.spot), MAX_KEYS),
+              ("whatif.market.asset_prices", len(msg.market.asset_prices), MAX_KEYS),
+              ("whatif.collateral", len(msg.collateral), MAX_KEYS)]
+    return [FieldViolation(field, f"more than {bound} entries") for field, n, bound in counts if n > bound]
+
+
 def whatif_doc_from_pb(msg: api_pb2.WhatIf) -> dict[str, Any]:
     """The JSON document equivalent to a structured what-if (raises `WhatIfRejected`)."""
-    bad: list[FieldViolation] = []
+    bad = _check_counts(msg)
+    if bad:
+        raise WhatIfRejected(bad)
     market: dict[str, Any] = {"spot": {}, "forwards": [], "asset_prices": {}}
     for u, v in sorted(msg.market.spot.items()):
-        _number(v, f"whatif.market.spot.{u}", market["spot"], u, bad)
+        _number(v, f"whatif.market.spot.{u[:40]}", market["spot"], u, bad)
     for u, v in sorted(msg.market.asset_prices.items()):
-        _number(v, f"whatif.market.asset_prices.{u}", market["asset_prices"], u, bad)
+        _number(v, f"whatif.market.asset_prices.{u[:40]}", market["asset_prices"], u, bad)
     for i, fwd in enumerate(msg.market.forwards):
         item: dict[str, Any] = {"underlying": fwd.underlying}
         _number(fwd.days_to_expiry, f"whatif.market.forwards[{i}].days_to_expiry", item, "days_to_expiry", bad)
@@ -78,40 +124,32 @@ def whatif_doc_from_pb(msg: api_pb2.WhatIf) -> dict[str, Any]:
         positions.append(item)
     collateral: dict[str, Any] = {}
     for a, v in sorted(msg.collateral.items()):
-        _number(v, f"whatif.collateral.{a}", collateral, a, bad)
+        _number(v, f"whatif.collateral.{a[:40]}", collateral, a, bad)
     params = None
     if msg.params_json:
         try:
-            params = json.loads(msg.params_json)
-        except ValueError as exc:
-            bad.append(FieldViolation("whatif.params_json", f"not JSON: {exc}"))
+            params = load_bounded_json(msg.params_json, "whatif.params_json", WHATIF_JSON_LIMITS)
+        except RiskError as exc:
+            bad.append(FieldViolation(exc.field, exc.reason))
     if bad:
         raise WhatIfRejected(bad)
     return {"market": market, "positions": positions, "collateral": collateral, "params": params}
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def parse_request_doc(request: api_pb2.SimulateMarginRequest) -> dict[str, Any]:
-    """The what-if document of a request (raises `WhatIfRejected`)."""
-    which = request.WhichOneof("document")
-    if which is None:
-        raise WhatIfRejected([FieldViolation("document", "set whatif_json or whatif")])
-    if which == "whatif":
-        doc = whatif_doc_from_pb(request.whatif)
-    else:
+def load_payload(kind: str, payload: str | bytes) -> dict[str, Any]:
+    """The document of a request payload (`get_request_payload`), bounded; raises `WhatIfRejected`."""
+    if kind == "whatif":
         try:
-            doc = json.loads(request.whatif_json, parse_constant=_refuse_constant)
-        except ValueError as exc:
-            raise WhatIfRejected([FieldViolation("whatif_json", f"not JSON: {exc}")]) from exc
-        if not isinstance(doc, dict):
-            raise WhatIfRejected([FieldViolation("whatif_json", "must be a JSON object")])
-    positions = doc.get("positions")
-    if isinstance(positions, list) and len(positions) > MAX_POSITIONS:
-        raise WhatIfRejected([FieldViolation("positions", f"at most {MAX_POSITIONS} positions")])
-    return doc
+            msg = api_pb2.WhatIf.FromString(payload)  # type: ignore[arg-type]
+        except Exception as exc:  # protobuf's DecodeError; the bytes come from our own serializer
+            raise WhatIfRejected([FieldViolation("whatif", "not a WhatIf message")]) from exc
+        return whatif_doc_from_pb(msg)
+    from risk.whatif import load_whatif_json
+
+    try:
+        return load_whatif_json(payload, "whatif_json")
+    except RiskError as exc:
+        raise WhatIfRejected([FieldViolation(exc.field, exc.reason)]) from exc
 
 
 def compute_simulation(doc: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +163,83 @@ def compute_simulation(doc: dict[str, Any]) -> dict[str, Any]:
     except RiskError as exc:
         prefix = "params." if type(exc).__name__ == "InvalidParams" and not exc.field.startswith("params") else ""
         raise WhatIfRejected([FieldViolation(prefix + exc.field, exc.reason)]) from exc
+
+
+def simulate_payload(kind: str, payload: str | bytes) -> tuple[str, Any]:
+    """The sandbox task: `("ok", SimulateMarginResponse bytes)`, `("invalid", [(field, description)])`,
+    `("out_of_range", message)` or `("unavailable", message)`."""
+    try:
+        return "ok", result_to_pb(compute_simulation(load_payload(kind, payload))).SerializeToString()
+    except WhatIfRejected as exc:
+        return "invalid", [(v.field, v.description) for v in exc.violations]
+    except OutOfRange as exc:
+        return "out_of_range", str(exc)
+    except ArithmeticError as exc:  # the document's bounds keep the engine in range; a safety net
+        return "out_of_range", f"result: the computation left the float64 range ({type(exc).__name__})"
+    except WhatIfUnavailable as exc:
+        return "unavailable", str(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# the RPC (serving process)
+
+
+def get_request_payload(request: api_pb2.SimulateMarginRequest) -> tuple[str, str | bytes]:
+    """(kind, payload) for the sandbox, after the one check that needs no parsing: the size."""
+    limit = WHATIF_JSON_LIMITS.max_bytes
+    which = request.WhichOneof("document")
+    if which is None:
+        raise WhatIfRejected([FieldViolation("document", "set whatif_json or whatif")])
+    if which == "whatif_json":
+        text = request.whatif_json
+        if len(text) > limit or len(text.encode("utf-8")) > limit:
+            raise WhatIfRejected([FieldViolation("whatif_json", f"larger than {limit} bytes")])
+        return "whatif_json", text
+    if request.whatif.ByteSize() > limit:
+        raise WhatIfRejected([FieldViolation("whatif", f"larger than {limit} bytes")])
+    return "whatif", request.whatif.SerializeToString()
+
+
+def response_of(outcome: tuple[str, Any]) -> api_pb2.SimulateMarginResponse:
+    """The RPC's answer to a sandbox outcome (raises the `RpcAbort` of a refusal)."""
+    tag, value = outcome
+    if tag == "ok":
+        return api_pb2.SimulateMarginResponse.FromString(value)
+    if tag == "invalid":
+        raise invalid_argument([FieldViolation(field, description) for field, description in value])
+    if tag == "out_of_range":
+        raise RpcAbort(grpc.StatusCode.OUT_OF_RANGE, value)
+    if tag == "unavailable":
+        raise RpcAbort(grpc.StatusCode.UNIMPLEMENTED, value)
+    raise RpcAbort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def simulate_request(sandbox: Sandbox, request: api_pb2.SimulateMarginRequest,
+                     timeout_s: float | None) -> api_pb2.SimulateMarginResponse:
+    """`SimulateMargin`: the document computed in a sandbox worker within `timeout_s` (the call's
+    remaining deadline, None: the sandbox's own limit); refusals raise `RpcAbort`."""
+    try:
+        kind, payload = get_request_payload(request)
+    except WhatIfRejected as exc:
+        raise invalid_argument(exc.violations) from exc
+    try:
+        outcome = sandbox.run(kind, payload, timeout_s=timeout_s)
+    except SandboxBusy as exc:
+        raise resource_exhausted(BUSY_RETRY_S, f"what-if: {exc}") from exc
+    except SandboxTimeout as exc:
+        raise RpcAbort(grpc.StatusCode.DEADLINE_EXCEEDED, f"what-if: {exc}") from exc
+    except SandboxOutOfMemory as exc:
+        raise RpcAbort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"what-if: {exc}") from exc
+    except SandboxStopped as exc:
+        raise RpcAbort(grpc.StatusCode.UNAVAILABLE, f"what-if: {exc}") from exc
+    except SandboxError as exc:  # crashed or raised: a bug or a limit we did not foresee
+        LOG.warning("what-if worker failed", extra={"error": str(exc)})
+        raise RpcAbort(grpc.StatusCode.INTERNAL, "what-if: the worker failed") from exc
+    return response_of(outcome)
+
+
+# ---------------------------------------------------------------------------------------------
+# results
 
 
 def to_micro_usd(value: Any, name: str) -> int:

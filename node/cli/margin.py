@@ -3,7 +3,9 @@ document (RISK_SPEC.md section 6) with `risk.whatif` and prints a readable table
 the section 6 output object.
 
 Bad input (unreadable file, invalid JSON, any invalid field) exits 2 with `error: <field>: <reason>` on
-stderr and nothing on stdout. The group is a parser with subparsers: another subcommand (e.g.
+stderr and nothing on stdout. The file goes through the same bounded loader as the gRPC what-if call
+(`risk.whatif.load_whatif_json`: size, nesting, number tokens, counts), with the same messages; the
+JSON-level field is named `document` here, `whatif_json` in the API. The group is a parser with subparsers: another subcommand (e.g.
 `margin get`) is added by writing a `register_<name>(sub)` function and calling it in `register`.
 `margin get ACCOUNT [--epoch E] [--json]` asks a node's gRPC API (`GetMargin`) for an account's
 signed margin, leaf, proof and signed state.
@@ -20,30 +22,25 @@ from typing import Any
 
 from node.cli.common import add_json_option
 from risk.errors import RiskError
-from risk.whatif import parse_whatif, simulate_whatif
-
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+from risk.whatif import WHATIF_JSON_LIMITS, load_whatif_json, parse_whatif, simulate_whatif
 
 
 class DocumentError(Exception):
-    """The what-if file cannot be read or is not JSON."""
+    """The what-if file cannot be read."""
 
 
 def read_document(path: str) -> Any:
+    """The what-if document of a file (or stdin); `DocumentError` or `InvalidInput` (field `document`)."""
+    limit = WHATIF_JSON_LIMITS.max_bytes
     try:
-        raw = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1) if path == "-" else Path(path).read_bytes()
+        if path == "-":
+            raw = sys.stdin.buffer.read(limit + 1)
+        else:
+            with Path(path).open("rb") as f:
+                raw = f.read(limit + 1)
     except OSError as exc:
         raise DocumentError(f"document: cannot read {path}: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        raise DocumentError(f"document: larger than {MAX_DOCUMENT_BYTES} bytes")
-    try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DocumentError(f"document: invalid JSON ({exc})") from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    return load_whatif_json(raw, "document")
 
 
 def _fmt(x: Any) -> str:

@@ -78,6 +78,7 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
     """Metrics, API and admin servers over `store`; returns them by name (for `stop_services`)."""
     from node.api.admin import start_admin_server
     from node.api.live import LiveSources
+    from node.api.sandbox import SandboxConfig
     from node.api.server import ApiServerConfig, start_api_server
     from node.api.service import ServiceLimits
     from node.metrics import MetricsServer, NodeMetrics, get_git_commit, read_status_file
@@ -101,7 +102,10 @@ def start_services(config: NodeConfig, store: Any, validator: Any, version: str)
             tls_cert_file=str(config.get_path("api", "tls_cert_file")) if api_cfg["tls_cert_file"] else "",
             tls_key_file=str(config.get_path("api", "tls_key_file")) if api_cfg["tls_key_file"] else "",
             tls_client_ca_file=str(config.get_path("api", "tls_client_ca_file")) if api_cfg["tls_client_ca_file"] else "",
-            limits=ServiceLimits(rate_limit_rps=api_cfg["rate_limit_rps"], rate_limit_burst=api_cfg["rate_limit_burst"])),
+            limits=ServiceLimits(rate_limit_rps=api_cfg["rate_limit_rps"], rate_limit_burst=api_cfg["rate_limit_burst"]),
+            sandbox=SandboxConfig(workers=api_cfg["simulate_workers"], queue=api_cfg["simulate_queue"],
+                                  timeout_s=api_cfg["simulate_timeout_s"], memory_mb=api_cfg["simulate_memory_mb"],
+                                  nice=api_cfg["simulate_nice"], idle=api_cfg["simulate_idle"])),
             store, sources, observe=metrics.observe_api)
         sources.api_address = f"{api_cfg['listen'].rpartition(':')[0]}:{services['api'].port}"
     if config.get("metrics", "enabled"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from node.api.sandbox import SandboxConfig
 from node.api.server import ApiServer, ApiServerConfig, start_api_server
 from node.api.service import ServiceLimits
 from node.api.sources import ParametersInfo, ProposalInfo, StaticSources, ValidatorInfo, ValidatorSetInfo
@@ -45,11 +46,17 @@ def fill_store(store: SQLiteStore) -> None:
         store.put_signed_state(*make_state(epoch, N_LEAVES))
 
 
+# What-if workers at normal priority: the production default (idle scheduling, test_sandbox checks
+# it) can starve them for minutes on a loaded shared test host.
+TEST_SANDBOX = SandboxConfig(nice=0, idle=False)
+
+
 def start_env(tmp_path: Path, limits: ServiceLimits | None = None, fill: bool = True, **kw: object) -> ApiEnv:
     store = SQLiteStore(tmp_path / "node.sqlite")
     if fill:
         fill_store(store)
     sources = make_sources()
+    kw.setdefault("sandbox", TEST_SANDBOX)
     config = ApiServerConfig(listen="127.0.0.1:0", limits=limits or ServiceLimits(), snapshot_poll_s=0.05, **kw)  # type: ignore[arg-type]
     server = start_api_server(config, store, sources)
     address = f"127.0.0.1:{server.port}"

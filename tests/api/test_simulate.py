@@ -119,3 +119,33 @@ def test_invalid_simulate_requests(api_env: ApiEnv, request_: api_pb2.SimulateMa
         api_env.stub.SimulateMargin(request_, timeout=60)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in get_field_violations(err.value)] == [field]
+
+
+HOSTILE = {
+    "nesting": "[" * 200_000,
+    "huge number": json.dumps(DOC).replace('"USDC": 10000', '"USDC": 1e400'),
+    "long integer": json.dumps(DOC).replace('"USDC": 10000', '"USDC": ' + "9" * 5000),
+    "nan": json.dumps(DOC).replace('"USDC": 10000', '"USDC": NaN'),
+    "unbounded es_samples": json.dumps({**DOC, "params": {"es_samples": 2**62}}),
+    "unbounded price_steps": json.dumps({**DOC, "params": {"price_steps": 10**6}}),
+    "too many positions": json.dumps({**DOC, "positions": DOC["positions"] * 51}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_invalid_hostile_document_gives_the_same_message_in_cli_and_api(
+        api_env: ApiEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    from node.cli.main import main
+
+    path = tmp_path / "whatif.json"
+    path.write_text(HOSTILE[name])
+    assert main(["margin", "simulate", str(path), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ")
+    with pytest.raises(grpc.RpcError) as rpc:
+        api_env.stub.SimulateMargin(api_pb2.SimulateMarginRequest(whatif_json=HOSTILE[name]), timeout=60)
+    assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = get_field_violations(rpc.value)
+    cli_field, cli_reason = err.strip().removeprefix("error: ").split(": ", 1)
+    assert violation.field == ("whatif_json" if cli_field == "document" else cli_field)
+    assert violation.description == cli_reason

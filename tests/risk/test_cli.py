@@ -37,7 +37,7 @@ def test_invalid_document_exits_2_with_field(tmp_path: Path, capsys: pytest.Capt
     doc["positions"][0]["strike"] = -5
     assert main(["margin", "simulate", write(tmp_path, doc), "--json"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.strip() == "error: positions[0].strike: must be > 0"
+    assert out == "" and err.strip() == "error: positions[0].strike: -5 outside [1e-12, 1e+12]"
 
 
 def test_invalid_json_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 
 import pytest
 
 from risk.errors import InvalidParams
 from risk.params import (
+    FIELD_NAMES,
+    FIXED_BOUNDS,
+    FIXED_FIELDS,
+    FIXED_SCALE,
+    INT_BOUNDS,
+    INT_FIELDS,
+    KEYED_BOUNDS,
     MAGIC,
+    MAX_ASSETS,
+    MAX_NAME_CHARS,
+    MAX_UNDERLYINGS,
+    PAIR_FIELDS,
     RRA1,
+    Bound,
     decode_params,
     encode_params,
     params_with_overrides,
@@ -106,3 +119,102 @@ def test_overrides_merge_per_key() -> None:
     assert p.get_psr("BTC") == 0.15 and p.get_psr("ETH") == 0.25
     assert p.correlation_groups == () and p.extreme_k == 5 and isinstance(p.extreme_k, int)
     assert RRA1.get_psr("ETH") == 0.20  # the base is untouched
+
+
+# ---------------------------------------------------------------------------------------------
+# explicit bounds of every field (what-if overrides and governance proposals share them)
+
+# Other fields set so that only the field under test decides (the extreme-move rule couples
+# price_steps, extreme_k and the scan ranges).
+CONTEXT: dict[str, dict] = {
+    "price_steps": {"extreme_k": 1},
+    "extreme_k": {"price_steps": 10, "price_scan_range": {"BTC": 0.05, "ETH": 0.05}},
+    "price_scan_range": {"extreme_k": 1, "price_steps": 1},
+}
+
+
+def override_of(name: str, value: object) -> tuple[dict, str]:
+    """The what-if override setting `name` to `value`, and the field an error must name."""
+    if name in ("price_scan_range", "sigma_ref", "haircuts"):
+        return {name: {"BTC": value}}, f"{name}.BTC"
+    if name == "correlation_groups":
+        return {name: [{"members": ["BTC", "ETH"], "credit": value}]}, "correlation_groups[0].credit"
+    return {name: value}, name
+
+
+def edge_values(name: str, bound: Bound) -> list[tuple[object, bool]]:
+    """(value, admissible) just inside and just outside each end of `bound`."""
+    step = 1 if name in INT_BOUNDS else Fraction(1, FIXED_SCALE)
+
+    def num(x: Fraction | int) -> object:
+        return int(x) if name in INT_BOUNDS else float(x)
+
+    lo, hi = Fraction(bound.lo), Fraction(bound.hi)
+    return [
+        (num(lo + step), True) if bound.lo_open else (num(lo), True),
+        (num(lo), False) if bound.lo_open else (num(lo - step), False),
+        (num(hi - step), True) if bound.hi_open else (num(hi), True),
+        (num(hi), False) if bound.hi_open else (num(hi + step), False),
+    ]
+
+
+ALL_BOUNDS = {**INT_BOUNDS, **FIXED_BOUNDS, **KEYED_BOUNDS}
+EDGES = [(name, value, ok) for name, bound in ALL_BOUNDS.items() for value, ok in edge_values(name, bound)]
+
+
+def test_every_field_has_an_explicit_bound() -> None:
+    assert set(INT_BOUNDS) == set(INT_FIELDS) and set(FIXED_BOUNDS) == set(FIXED_FIELDS)
+    assert set(KEYED_BOUNDS) == {*PAIR_FIELDS, "correlation_groups"}
+    assert set(FIELD_NAMES) == {*INT_FIELDS, *FIXED_FIELDS, *PAIR_FIELDS, "underlyings", "correlation_groups"}
+    for name in FIELD_NAMES:  # RRA-1 itself lies inside every bound
+        if name in INT_BOUNDS or name in FIXED_BOUNDS:
+            assert ALL_BOUNDS[name].is_inside(getattr(RRA1, name)), name
+
+
+@pytest.mark.parametrize(("name", "value", "ok"), EDGES, ids=[f"{n}={v!r}" for n, v, _ in EDGES])
+def test_params_override_bounds(name: str, value: object, ok: bool) -> None:
+    override, field = override_of(name, value)
+    overrides = {**CONTEXT.get(name, {}), **override}
+    if ok:
+        params = params_with_overrides(RRA1, overrides)
+        assert decode_params(encode_params(params)) == params
+        return
+    with pytest.raises(InvalidParams) as info:
+        params_with_overrides(RRA1, overrides)
+    assert info.value.field == field
+    assert "outside" in info.value.reason
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ({"es_samples": 10**10000}, "es_samples"),
+    ({"price_steps": 2**64}, "price_steps"),
+    ({"price_steps": 1e300}, "price_steps"),
+    ({"sigma_ref": {"BTC": 10**400}}, "sigma_ref.BTC"),
+    ({"vol_up_coefficient": -(10**400)}, "vol_up_coefficient"),
+    ({"underlyings": [f"U{i}" for i in range(MAX_UNDERLYINGS + 1)]}, "underlyings"),
+    ({"underlyings": ["BTC", "ETH", "X" * (MAX_NAME_CHARS + 1)]}, "underlyings"),
+    ({"haircuts": {f"A{i}": 0.1 for i in range(MAX_ASSETS + 1)}}, "haircuts"),
+    ({"haircuts": {"A" * (MAX_NAME_CHARS + 1): 0.1}}, "haircuts"),
+    ({"price_scan_range": {f"U{i}": 0.1 for i in range(1000)}}, "price_scan_range"),
+])
+def test_invalid_huge_values_and_counts_are_refused_by_name(override: dict, field: str) -> None:
+    with pytest.raises(InvalidParams) as info:
+        params_with_overrides(RRA1, override)
+    assert info.value.field == field
+
+
+def test_invalid_governance_proposal_beyond_a_bound_is_never_activated() -> None:
+    """A proposer that hand-writes canonical bytes with `es_samples` beyond its bound: every node's
+    tally (the same `validate_params`) declares the proposal INVALID, naming the field."""
+    from governance.lifecycle import ProposalStatus
+    from governance.tally import derive_governance_state
+    from tests.governance.helpers import GENESIS, WIDE_BTC, make_param_proposal, make_votes
+
+    key = b"es_samples"
+    old = len(key).to_bytes(4, "big") + key + b"\x01" + (1000).to_bytes(8, "big", signed=True)
+    new = len(key).to_bytes(4, "big") + key + b"\x01" + (10**9).to_bytes(8, "big", signed=True)
+    payload = encode_params(WIDE_BTC).replace(old, new)
+    assert payload != encode_params(WIDE_BTC)
+    state = derive_governance_state(GENESIS, [make_param_proposal(payload=payload)], make_votes(1, [1, 1, 1, 1]), 11)
+    assert state.proposals[0].status is ProposalStatus.INVALID
+    assert "es_samples" in state.proposals[0].reason and state.proposals[0].params is None

@@ -5,13 +5,26 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from risk.bounded_json import compute_nesting_depth, strip_strings
 from risk.errors import InvalidInput
-from risk.whatif import parse_whatif, simulate_whatif
+from risk.params import MAX_NAME_CHARS
+from risk.whatif import (
+    MAX_FORWARDS,
+    MAX_KEYS,
+    MAX_POSITIONS,
+    WHATIF_JSON_LIMITS,
+    load_whatif_json,
+    parse_whatif,
+    simulate_whatif,
+)
 from tests.risk.helpers import SPEC_DOCUMENT
 
 VECTORS = sorted((Path(__file__).resolve().parents[1] / "vectors" / "risk").glob("*.json"))
@@ -152,3 +165,128 @@ def test_invalid_structure() -> None:
     assert refused(mutate(["positions"], {"a": 1})).field == "positions"
     assert refused(mutate(["positions", 0, "colour"], "red")).field == "positions[0].colour"
     assert refused(mutate(["extra"], 1)).field == "extra"
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded JSON text (the public API's and the CLI's only way from text to a document)
+
+
+def load_refused(text: str | bytes) -> InvalidInput:
+    with pytest.raises(InvalidInput) as info:
+        load_whatif_json(text, "document")
+    assert info.value.field == "document"
+    return info.value
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 200_000,  # the reproduction: 200 KB of [
+    '{"a":' * 40_000,
+    '{"params": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "[" * (WHATIF_JSON_LIMITS.max_depth + 1) + "]" * (WHATIF_JSON_LIMITS.max_depth + 1),
+    '["x", "\\\\"' + ", [" * 50 + "]" * 50 + "]",  # an escaped backslash ends the string before the brackets
+])
+def test_invalid_deep_nesting_is_refused_before_parsing(text: str) -> None:
+    assert "nested deeper than" in load_refused(text).reason
+
+
+def test_nesting_inside_strings_is_not_counted() -> None:
+    max_depth = WHATIF_JSON_LIMITS.max_depth
+    doc = {"positions": [], "market": {"spot": {"[" * 100 + '\\"{{{': 1.0}}, "collateral": {}}
+    assert load_whatif_json(json.dumps(doc), "document") == doc
+    nested: Any = []
+    for _ in range(max_depth - 2):
+        nested = [nested]
+    assert depth_of({"a": nested}) == max_depth  # exactly at the bound
+    assert load_whatif_json(json.dumps({"a": nested}), "document") == {"a": nested}
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.text(max_size=8),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                           max_leaves=30)
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_linear_scan_depth_equals_the_parsed_depth(value: Any) -> None:
+    text = json.dumps(value, ensure_ascii=False)
+    assert compute_nesting_depth(strip_strings(text)) == depth_of(value)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('{"collateral": {"USDC": 1e400}}', "outside the float64 range"),
+    ('{"collateral": {"USDC": -1e400}}', "outside the float64 range"),
+    ('{"collateral": {"USDC": ' + "9" * 10_000 + "}}", "number token of 10000 characters"),
+    ('{"collateral": {"USDC": 1' + "0" * 40 + "}}", "number token of 41 characters"),
+    ('{"collateral": {"USDC": NaN}}', "NaN is not a JSON number"),
+    ('{"collateral": {"USDC": Infinity}}', "Infinity is not a JSON number"),
+    ('{"collateral": {"USDC": -Infinity}}', "-Infinity is not a JSON number"),
+    ("{not json", "invalid JSON"),
+    ("[1]", "must be a JSON object"),
+    (b"\xff\xfe{}", "not UTF-8"),
+    ("{" + " " * (WHATIF_JSON_LIMITS.max_bytes) + "}", "larger than"),
+])
+def test_invalid_json_text_names_the_reason(text: str | bytes, reason: str) -> None:
+    assert reason in load_refused(text).reason
+
+
+def test_negative_zero_and_long_but_bounded_numbers_parse() -> None:
+    doc = load_whatif_json('{"a": -0, "b": -0.0, "c": 1' + "0" * 39 + ', "d": 1e-400}', "document")
+    assert doc == {"a": 0, "b": 0.0, "c": 10**39, "d": 0.0} and math.copysign(1.0, doc["b"]) == -1.0
+
+
+def test_hostile_quotes_and_backslashes_scan_in_linear_time() -> None:
+    """Each unterminated string runs to the end of the text: no rescan per quote (a quadratic scan of
+    these 256 KB would take minutes)."""
+    size = WHATIF_JSON_LIMITS.max_bytes // 2 - 2
+    for text in ('"' + '\\"' * size, '["' + "\\" * (2 * size), '"' * (2 * size)):
+        started = time.monotonic()
+        load_refused(text)
+        assert time.monotonic() - started < 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# counts and magnitudes of the document
+
+
+def many(n: int) -> dict[str, float]:
+    return {f"A{i}": 1.0 for i in range(n)}
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [
+    (["positions"], [SPEC_DOCUMENT["positions"][2]] * (MAX_POSITIONS + 1), "positions"),
+    (["market", "forwards"], [{"underlying": "BTC", "days_to_expiry": d, "price": 1.0} for d in range(MAX_FORWARDS + 1)],
+     "market.forwards"),
+    (["market", "spot"], many(MAX_KEYS + 1), "market.spot"),
+    (["market", "asset_prices"], many(MAX_KEYS + 1), "market.asset_prices"),
+    (["collateral"], many(MAX_KEYS + 1), "collateral"),
+    (["positions", 0, "underlying"], "B" * (MAX_NAME_CHARS + 1), "positions[0].underlying"),
+    (["positions", 0, "vol"], 10.000001, "positions[0].vol"),
+    (["positions", 0, "strike"], 10**400, "positions[0].strike"),
+    (["positions", 0, "strike"], 1.1e12, "positions[0].strike"),
+    (["positions", 0, "days_to_expiry"], 36_501, "positions[0].days_to_expiry"),
+    (["positions", 2, "quantity"], -1.0000001e12, "positions[2].quantity"),
+    (["positions", 2, "quantity"], -(10**40), "positions[2].quantity"),
+    (["market", "spot", "BTC"], 1e-13, "market.spot.BTC"),
+    (["market", "forwards", 0, "price"], 2e12, "market.forwards[0].price"),
+    (["collateral", "USDC"], 1.5e15, "collateral.USDC"),
+])
+def test_invalid_counts_and_magnitudes_name_the_field(path: list[Any], value: Any, field: str) -> None:
+    err = refused(mutate(path, value))
+    assert err.field == field, err
+
+
+def test_documents_at_the_bounds_are_computed() -> None:
+    doc = mutate(["positions"], [SPEC_DOCUMENT["positions"][2]] * MAX_POSITIONS)
+    doc["collateral"] = {"USDC": 1e15}
+    doc["positions"][0] = {**doc["positions"][0], "quantity": 1e12}
+    out = simulate_whatif(parse_whatif(doc))
+    assert len(out["isolated_margins"]) == MAX_POSITIONS and out["initial_margin"] > 0
+    assert simulate_whatif(parse_whatif(mutate(["positions", 0, "vol"], 10.0)))["initial_margin"] > 0

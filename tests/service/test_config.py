@@ -59,7 +59,8 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
 
 def test_every_option_has_an_env_var(tmp_path: Path) -> None:
     special = {("node", "log_format"): ("text", "text"), ("consensus", "inputs"): ("fake", "fake"),
-               ("api", "max_receive_bytes"): ("4096", 4096), ("api", "max_send_bytes"): ("4096", 4096)}
+               ("api", "max_receive_bytes"): ("4096", 4096), ("api", "max_send_bytes"): ("4096", 4096),
+               ("api", "simulate_memory_mb"): ("768", 768), ("api", "simulate_nice"): ("5", 5)}
     for section, options in SCHEMA.items():
         for key, default in options.items():
             if (section, key) in (("api", "tls_cert_file"), ("api", "tls_key_file"), ("governance", "rpc_url"),

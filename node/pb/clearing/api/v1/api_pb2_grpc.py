@@ -98,6 +98,15 @@ class MarginServiceServicer:
 
     def SimulateMargin(self, request, context):
         """What-if margin of a hypothetical portfolio: the same answer as `clearingd margin simulate --json`.
+        Bounded (docs/operations.md, "Public API limits"): at most 256 KiB of JSON nested at most 8
+        levels, number tokens of at most 40 characters, no NaN/Infinity or out-of-float64 numbers, at
+        most 200 positions, 256 forwards and 64 entries per name -> value map, names of at most 32
+        characters; `params` overrides within the governance ranges of every parameter (e.g.
+        `es_samples` 1..10000, `price_steps` 1..10). The structured `WhatIf` has the same bounds.
+        Violations: INVALID_ARGUMENT with a BadRequest naming the field. The computation runs in a
+        worker process: RESOURCE_EXHAUSTED (+ RetryInfo) when every worker and queue slot is taken or
+        the worker's memory limit is hit, DEADLINE_EXCEEDED after the node's what-if timeout (10 s by
+        default) or the call's deadline, OUT_OF_RANGE when a result does not fit int64 micro-USD.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
