@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from risk.accumulation import compute_segment_sums, compute_segments
 from risk.batch_liquidation import LiquidationPlans, compute_batch_liquidation_plans, empty_plans
 from risk.errors import InvalidInput
 from risk.instrument_table import InstrumentTable, compute_instrument_table
@@ -41,6 +42,9 @@ from risk.params import RiskParams, validate_params
 from risk.scenarios import compute_scenario_grid
 
 MAX_THREADS = 8
+BLOCK_ROWS = 4096
+"""Accounts summed together in one pass of `risk.accumulation` (bounds the temporaries; any value gives
+the same bits)."""
 MAX_ERRORS_DETAILED = 100_000
 """Bound on the number of `AccountError` entries built; further bad accounts share one summary entry."""
 
@@ -218,52 +222,63 @@ def _credit_per_account(presence: np.ndarray, params: RiskParams) -> np.ndarray:
     return credit
 
 
-def compute_block_table(table: InstrumentTable) -> np.ndarray:
-    """(instruments, S + 2): the scenario P&L per long unit, then MtM and isolated requirement per long unit
-    (so one product per column block yields the risk array, the MtM and the long part of the isolated sum)."""
-    return np.ascontiguousarray(np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None]]))
+def compute_entry_table(table: InstrumentTable) -> np.ndarray:
+    """(S + 4, instruments) per-unit figures summed over an account's positions: the scenario P&L, the MtM
+    and the isolated requirement of a long unit (all scaled by the signed quantity q), then the extra
+    isolated requirement of a short unit and the SOM rate (both scaled by max(-q, 0))."""
+    return np.ascontiguousarray(np.vstack([
+        table.risk.T, table.mtm, table.isolated_long, table.isolated_long + table.isolated_short, table.som]))
 
 
-def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, block_table: np.ndarray,
+def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
                   out: dict[str, np.ndarray], r0: int, r1: int, params: RiskParams) -> None:
-    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields).
+    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields), `BLOCK_ROWS` rows at a time."""
+    for b0 in range(r0, r1, BLOCK_ROWS):
+        _compute_block(prep, positions, entry_table, out, b0, min(b0 + BLOCK_ROWS, r1), params)
 
-    `positions` holds no explicit zeros, so an underlying is held iff its column block has an entry.
-    Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short = P @ iso_long + P- @ (iso_long + iso_short)`.
+
+def _compute_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
+                   out: dict[str, np.ndarray], r0: int, r1: int, params: RiskParams) -> None:
+    """Rows r0..r1: per (account, underlying) sums of `compute_entry_table` rows in entry order
+    (`risk.accumulation`), then per account the sum over underlyings in index order.
+
+    `positions` holds no explicit zeros and its columns are sorted by underlying, so an underlying is held
+    iff the account has a segment of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short
+    = sum q iso_long + sum max(-q, 0) (iso_long + iso_short)`.
     """
-    s0, s1 = positions.indptr[r0], positions.indptr[r1]
-    sub = sp.csr_matrix((positions.data[s0:s1], positions.indices[s0:s1], positions.indptr[r0:r1 + 1] - s0),
-                        shape=(r1 - r0, positions.shape[1]))
-    t = prep.table
-    size = t.risk.shape[1]
-    separate = np.zeros(r1 - r0)
-    presence = np.zeros((r1 - r0, len(prep.blocks)), dtype=bool)
-    total: np.ndarray | None = None
-    for u, (lo, hi) in enumerate(prep.blocks):
-        block = sub[:, lo:hi]
-        arr = block @ block_table[lo:hi]
-        total = arr if total is None else np.add(total, arr, out=total)
-        loss = np.maximum(0.0, -arr[:, :size].min(axis=1))
+    size = prep.table.risk.shape[1]
+    e0, e1 = int(positions.indptr[r0]), int(positions.indptr[r1])
+    columns, quantity = positions.indices[e0:e1], positions.data[e0:e1]
+    short = np.where(quantity < 0.0, -quantity, 0.0)
+    segments = compute_segments(positions.indptr[r0:r1 + 1] - e0, prep.table.underlying_index[columns])
+    sums = compute_segment_sums(entry_table, columns, ((0, size + 2, quantity), (size + 2, size + 4, short)),
+                                segments)
+    n, n_segments = r1 - r0, len(segments.start)
+    slot = np.full((len(prep.blocks), n), n_segments)  # the row's segment of each underlying, else the zero column
+    slot[segments.key, segments.row] = np.arange(n_segments)
+    presence = (slot < n_segments).T
+    total = np.take(sums, slot[0], axis=1)
+    separate = np.zeros(n)
+    for u in range(len(prep.blocks)):
+        part = total if u == 0 else np.take(sums, slot[u], axis=1)
+        lowest = part[:size].min(axis=0)
+        loss = np.where(lowest < 0.0, -lowest, 0.0)
         out["scan_loss_by_underlying"][r0:r1, u] = loss
         separate += loss
-        presence[:, u] = np.diff(block.indptr) > 0
-    assert total is not None
+        if u:
+            total += part
     joint = out["risk_array"][r0:r1]
-    joint[...] = total[:, :size]
-    linear = total[:, size:]
+    joint[...] = total[:size].T
     worst = joint.argmin(axis=1)
-    joint_loss = np.maximum(0.0, -np.take_along_axis(joint, worst[:, None], axis=1)[:, 0])
+    lowest = np.take_along_axis(joint, worst[:, None], axis=1)[:, 0]
+    joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
     out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
     several = presence.sum(axis=1) > 1
     credit = _credit_per_account(presence, params)
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    short_data = np.negative(sub.data)
-    np.maximum(short_data, 0.0, out=short_data)
-    shorts = sp.csr_matrix((short_data, sub.indices, sub.indptr), shape=sub.shape)
-    short_part = shorts @ np.stack([t.isolated_long + t.isolated_short, t.som], axis=1)
-    som = short_part[:, 1]
-    requirement = np.maximum(correlated, som)
-    isolated = linear[:, 1] + short_part[:, 0]
+    som = total[size + 3]
+    requirement = np.where(correlated >= som, correlated, som)
+    isolated = total[size + 1] + total[size + 2]
     out["separate_scan_loss"][r0:r1] = separate
     out["joint_scan_loss"][r0:r1] = joint_loss
     out["correlated_margin"][r0:r1] = correlated
@@ -273,7 +288,7 @@ def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, block_table
     out["isolated_margin_sum"][r0:r1] = isolated
     with np.errstate(divide="ignore", invalid="ignore"):
         out["capital_efficiency_ratio"][r0:r1] = np.where(requirement > 0.0, isolated / requirement, np.nan)
-    out["positions_mtm"][r0:r1] = linear[:, 0]
+    out["positions_mtm"][r0:r1] = total[size]
 
 
 def _allocate(n_accounts: int, n_scenarios: int, n_underlyings: int) -> dict[str, np.ndarray]:
@@ -325,12 +340,12 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     n_accounts = positions.shape[0]
     out = _allocate(n_accounts, compute_scenario_grid(params).size, len(params.underlyings))
     cuts = np.linspace(0, n_accounts, threads + 1).astype(np.int64)
-    block_table = compute_block_table(prep.table)
+    entry_table = compute_entry_table(prep.table)
     if threads == 1 or n_accounts < 2 * threads:
-        _compute_rows(prep, positions, block_table, out, 0, n_accounts, params)
+        _compute_rows(prep, positions, entry_table, out, 0, n_accounts, params)
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            jobs = [pool.submit(_compute_rows, prep, positions, block_table, out, int(a), int(b), params)
+            jobs = [pool.submit(_compute_rows, prep, positions, entry_table, out, int(a), int(b), params)
                     for a, b in itertools.pairwise(cuts)]
             for job in jobs:
                 job.result()

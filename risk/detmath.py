@@ -207,7 +207,9 @@ def _upper_tail_near(a: np.ndarray, a_lo: np.ndarray) -> np.ndarray:
     """`erfc(a + a_lo) / 2` for `0 <= a < 1.25`, to first order in `a_lo`: the derivative is
     `-exp(-a^2) / sqrt(pi)`."""
     small = a < _ERF_SMALL
-    tail = np.where(small, _upper_tail_small(np.where(small, a, 0.0)), _upper_tail_mid(np.where(small, 1.0, a)))
+    tail = np.empty_like(a)
+    tail[small] = _upper_tail_small(a[small])
+    tail[~small] = _upper_tail_mid(a[~small])
     return tail - a_lo * (exp(-(a * a)) * _INV_SQRT_PI)
 
 
@@ -234,11 +236,10 @@ def norm_cdf(x: np.ndarray | float) -> np.ndarray:
     ax = np.where(finite, ax, 0.0)
     a, a_lo = _scaled_by_inv_sqrt2(ax)
     far = a >= _ERF_MID
-    tail = np.where(far, 0.0, _upper_tail_near(np.where(far, 0.0, a), np.where(far, 0.0, a_lo)))
-    ax_far = np.where(far, ax, 2.0)
-    a_far, lo_far = _scaled_by_inv_sqrt2(ax_far)
-    tail = np.where(far, _upper_tail_far(a_far, lo_far, ax_far), tail)
-    tail = np.where(finite, tail, 0.0)
+    near = finite & ~far
+    tail = np.zeros_like(ax)
+    tail[near] = _upper_tail_near(a[near], a_lo[near])
+    tail[far] = _upper_tail_far(a[far], a_lo[far], ax[far])
     out = np.where(x < 0.0, tail, 1.0 - tail)
     return np.where(np.isnan(x), x, out)
 

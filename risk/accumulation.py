@@ -1,0 +1,81 @@
+"""Deterministic accumulation for the batch engine: sums whose order is fixed by the data alone.
+
+A sum that reaches a signed leaf must not depend on the SIMD width, the thread count or the library
+build. Sparse and dense matrix products (BLAS, scipy's compiled loops, which a build may contract into
+FMA) and `np.sum` / `add.reduce` (pairwise and unrolled orders) give no such guarantee, so the batch
+engine sums with this module only: elementwise products, then a sequential sum in CSR entry order,
+`acc = p0; acc = acc + p1; ...`, each step one numpy ufunc call over many independent sums at once
+(vectorised across sums, never within one sum). IEEE addition and multiplication are correctly rounded
+on every CPU, so each sum is the same bits everywhere.
+
+Layout: the entries of a block of CSR rows are cut into segments, the maximal runs of one key (the
+underlying) inside a row; segments are ordered by length, longest first, so that in step j the segments
+still adding are a prefix and the step is one contiguous slice operation. Temporaries are one
+(figures x segments) array and one step buffer per block, so memory is bounded by the block size.
+Nothing is persisted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Runs of equal key inside the rows of a CSR block, longest first (stable: ties keep entry order)."""
+
+    start: np.ndarray  # int64 first entry of each segment (block-relative)
+    row: np.ndarray  # int64 block-relative row of each segment
+    key: np.ndarray  # key (underlying index) of each segment
+    active: tuple[int, ...]  # active[j]: number of segments with more than j entries
+
+
+def compute_segments(indptr: np.ndarray, keys: np.ndarray) -> Segments:
+    """Segments of a CSR block with row pointers `indptr` (starting at 0) and one key per entry."""
+    n = len(keys)
+    indptr = np.asarray(indptr, dtype=np.int64)
+    is_start = np.zeros(n, dtype=bool)
+    row_starts = indptr[:-1]
+    is_start[row_starts[row_starts < n]] = True
+    is_start[1:] |= keys[1:] != keys[:-1]
+    start = np.flatnonzero(is_start)
+    length = np.diff(start, append=n)
+    order = np.argsort(-length, kind="stable")
+    start = start[order]
+    longer = len(start) - np.cumsum(np.bincount(length, minlength=1))  # longer[j]: segments longer than j
+    max_length = int(length.max()) if len(length) else 0
+    return Segments(start=start, row=np.searchsorted(indptr, start, side="right") - 1, key=keys[start],
+                    active=tuple(int(v) for v in longer[:max_length]))
+
+
+def compute_segment_sums(
+    table_t: np.ndarray, columns: np.ndarray, factors: Sequence[tuple[int, int, np.ndarray]], segments: Segments
+) -> np.ndarray:
+    """(figures, segments + 1): per segment, the sum in entry order of `factor[e] * table_t[:, columns[e]]`,
+    where `table_t` is (figures, instruments) and `factors` lists `(lo, hi, factor)`: figures lo:hi are
+    scaled by that per-entry factor. The last column is zero (the sum of no entry). Figure-major, so every
+    step runs over contiguous runs of segments."""
+    width, n = table_t.shape[0], len(segments.start)
+    acc = np.empty((width, n + 1))
+    acc[:, n] = 0.0
+    step = np.empty(width * (segments.active[1] if len(segments.active) > 1 else 0))
+    for j, count in enumerate(segments.active):
+        entries = segments.start[:count] + j
+        products = acc[:, :n] if j == 0 else step[:width * count].reshape(width, count)
+        np.take(table_t, columns[entries], axis=1, out=products, mode="clip")
+        for lo, hi, factor in factors:
+            np.multiply(products[lo:hi], factor[entries], out=products[lo:hi])
+        if j:
+            np.add(acc[:, :count], products, out=acc[:, :count])
+    return acc
+
+
+def compute_ordered_sum(terms: Sequence[np.ndarray]) -> np.ndarray:
+    """`((t0 + t1) + t2) + ...` elementwise over same-shaped arrays, in the order given (a new array)."""
+    acc = np.array(terms[0], dtype=np.float64, copy=True)
+    for t in terms[1:]:
+        np.add(acc, t, out=acc)
+    return acc
