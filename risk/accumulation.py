@@ -17,7 +17,7 @@ Nothing is persisted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,9 +73,10 @@ def compute_segment_sums(
     return acc
 
 
-def compute_ordered_sum(terms: Sequence[np.ndarray]) -> np.ndarray:
-    """`((t0 + t1) + t2) + ...` elementwise over same-shaped arrays, in the order given (a new array)."""
-    acc = np.array(terms[0], dtype=np.float64, copy=True)
-    for t in terms[1:]:
+def compute_ordered_sum(terms: Iterable[np.ndarray]) -> np.ndarray:
+    """`((t0 + t1) + t2) + ...` elementwise over same-shaped float64 arrays, in the order given (new array)."""
+    items = iter(terms)
+    acc = np.array(next(items), dtype=np.float64, copy=True)
+    for t in items:
         np.add(acc, t, out=acc)
     return acc
