@@ -9,13 +9,19 @@ Construct a `BatchInput`:
         assets=["USDC", "BTC", ...],              # the columns of `collateral`
     )
 and call `compute_margin_batch(inp, params) -> BatchResult`; `risk.quantize.quantized(result)` gives the
-integer consensus view. Each instrument is priced once per scenario (`risk.instrument_table`); the
-positions matrix (instruments sorted by underlying so that every underlying is a column block) is
-multiplied by the instrument risk arrays block by block, so cost grows with the number of positions.
-Isolated margins, the SOM and presence per underlying come from the positive and negative parts of the
-matrix times per-instrument vectors. Rows are split into contiguous chunks computed in threads (scipy
-and numpy release the GIL); every row is computed by exactly one chunk with the same operations, so the
-result is bit-identical whatever the thread count.
+integer consensus view. Each instrument is priced once per scenario (`risk.instrument_table`, on
+`risk.detmath`); instruments are sorted by underlying so that an account's positions in one underlying
+are one run of its CSR row. Per (account, underlying) run, the per-unit figures (scenario P&L, MtM,
+isolated requirement, SOM) scaled by the quantity are summed in entry order (`risk.accumulation`), then
+per account over the underlyings in index order, so cost grows with the number of positions. Rows are
+split into contiguous chunks computed in threads (numpy releases the GIL), each in blocks of
+`BLOCK_ROWS`; every row is computed by one chunk with the same operations in the same order.
+
+Numeric determinism (docs/determinism.md): everything that reaches a signed leaf (equity, IM, MM, the
+liquidatable flag, the risk array and worst scenario) uses only IEEE basic operations, exact operations
+and `risk.detmath`, each a separate numpy ufunc call; no BLAS, no sparse product, no `np.sum`, no libm.
+The result is the same bits for any thread count, block size, SIMD width or library build;
+`detmath.check_environment` refuses a process whose FPU mode was changed.
 
 Invariants: duplicate (account, instrument) entries are summed first (a position is the net quantity of
 an account in an instrument); a bad account (non-finite quantity, position in an invalid instrument,
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from risk import detmath
 from risk.accumulation import compute_segment_sums, compute_segments
 from risk.batch_liquidation import LiquidationPlans, compute_batch_liquidation_plans, empty_plans
 from risk.errors import InvalidInput
@@ -273,7 +280,7 @@ def _compute_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_tabl
     lowest = np.take_along_axis(joint, worst[:, None], axis=1)[:, 0]
     joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
     out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
-    several = presence.sum(axis=1) > 1
+    several = np.count_nonzero(presence, axis=1) > 1
     credit = _credit_per_account(presence, params)
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
     som = total[size + 3]
@@ -328,6 +335,7 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     `liquidation`); the engine itself keeps no clock.
     """
     hook = phase_hook or (lambda _name: None)
+    detmath.check_environment()
     validate_params(params)
     threads = min(max(1, threads), MAX_THREADS)
     prep = prepare_positions(inp, params)

@@ -47,7 +47,7 @@ def _build_book(prep: PreparedPositions, positions: sp.csr_matrix, rows: np.ndar
     counts = ends - starts
     width = max(1, int(counts.max()))
     owner = np.repeat(np.arange(len(rows)), counts)
-    slot = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
     entries = np.repeat(starts, counts) + slot
     cols, q = positions.indices[entries], positions.data[entries]
     original = prep.original_column[cols]
@@ -81,14 +81,14 @@ def _candidate_requirements(book: _Book, is_open: np.ndarray, params: RiskParams
         joint += arr
         lowest = arr.min(axis=2)
         separate += np.where(lowest < 0.0, -lowest, 0.0)
-        presence[:, :, u] = (member.sum(axis=1)[:, None] - member) > 0
+        presence[:, :, u] = (np.count_nonzero(member, axis=1)[:, None] - member) > 0
     lowest = joint.min(axis=2)
     joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
     credit = np.zeros((n_accounts, width))
     for members, c in params.correlation_groups:
         outside = [i for i, u in enumerate(params.underlyings) if u not in members]
         credit = np.where(~presence[:, :, outside].any(axis=2), c, credit)
-    several = presence.sum(axis=2) > 1
+    several = np.count_nonzero(presence, axis=2) > 1
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
     som = np.where(is_open, book.som, 0.0)
     som_without = compute_ordered_sum(som[:, p] for p in range(width))[:, None] - som
