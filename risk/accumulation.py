@@ -10,14 +10,14 @@ on every CPU, so each sum is the same bits everywhere.
 
 Layout: the entries of a block of CSR rows are cut into segments, the maximal runs of one key (the
 underlying) inside a row; segments are ordered by length, longest first, so that in step j the segments
-still adding are a prefix and the step is one contiguous slice operation. Temporaries are one
-(figures x segments) array and one step buffer per block, so memory is bounded by the block size.
+still adding are a prefix and the step is one contiguous slice operation. Temporaries are the products
+of one block (entries x figures) and its sums, so memory is bounded by the block size.
 Nothing is persisted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +43,7 @@ def compute_segments(indptr: np.ndarray, keys: np.ndarray) -> Segments:
     is_start[1:] |= keys[1:] != keys[:-1]
     start = np.flatnonzero(is_start)
     length = np.diff(start, append=n)
-    order = np.argsort(-length, kind="stable")
+    order = np.argsort(-length.astype(np.int16) if n < 2**15 else -length, kind="stable")  # radix sort
     start = start[order]
     longer = len(start) - np.cumsum(np.bincount(length, minlength=1))  # longer[j]: segments longer than j
     max_length = int(length.max()) if len(length) else 0
@@ -51,25 +51,24 @@ def compute_segments(indptr: np.ndarray, keys: np.ndarray) -> Segments:
                     active=tuple(int(v) for v in longer[:max_length]))
 
 
-def compute_segment_sums(
-    table_t: np.ndarray, columns: np.ndarray, factors: Sequence[tuple[int, int, np.ndarray]], segments: Segments
-) -> np.ndarray:
-    """(figures, segments + 1): per segment, the sum in entry order of `factor[e] * table_t[:, columns[e]]`,
-    where `table_t` is (figures, instruments) and `factors` lists `(lo, hi, factor)`: figures lo:hi are
-    scaled by that per-entry factor. The last column is zero (the sum of no entry). Figure-major, so every
-    step runs over contiguous runs of segments."""
-    width, n = table_t.shape[0], len(segments.start)
-    acc = np.empty((width, n + 1))
-    acc[:, n] = 0.0
-    step = np.empty(width * (segments.active[1] if len(segments.active) > 1 else 0))
-    for j, count in enumerate(segments.active):
-        entries = segments.start[:count] + j
-        products = acc[:, :n] if j == 0 else step[:width * count].reshape(width, count)
-        np.take(table_t, columns[entries], axis=1, out=products, mode="clip")
-        for lo, hi, factor in factors:
-            np.multiply(products[lo:hi], factor[entries], out=products[lo:hi])
-        if j:
-            np.add(acc[:, :count], products, out=acc[:, :count])
+def compute_segment_sums(table: np.ndarray, rows: np.ndarray, factor: np.ndarray, segments: Segments) -> np.ndarray:
+    """(segments + 1, figures): per segment, the sum in entry order of `factor[e] * table[rows[e]]`; the last
+    row is zero (the sum of no entry). The products are formed at once in step-major order (all first
+    entries, the zero row, then all second entries, ...), so step j adds one contiguous block to a prefix
+    of the sums, which are the first rows of the products themselves."""
+    n = len(segments.start)
+    if n == 0:
+        return np.zeros((1, table.shape[1]))
+    order = np.concatenate([segments.start, np.zeros(1, dtype=np.int64)]
+                           + [segments.start[:count] + j for j, count in enumerate(segments.active) if j])
+    products = np.take(table, rows[order], axis=0)
+    np.multiply(products, factor[order, None], out=products)
+    products[n] = 0.0
+    acc = products[:n + 1]
+    offset = n + 1
+    for count in segments.active[1:]:
+        np.add(acc[:count], products[offset:offset + count], out=acc[:count])
+        offset += count
     return acc
 
 

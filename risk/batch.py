@@ -230,11 +230,14 @@ def _credit_per_account(presence: np.ndarray, params: RiskParams) -> np.ndarray:
 
 
 def compute_entry_table(table: InstrumentTable) -> np.ndarray:
-    """(S + 4, instruments) per-unit figures summed over an account's positions: the scenario P&L, the MtM
-    and the isolated requirement of a long unit (all scaled by the signed quantity q), then the extra
-    isolated requirement of a short unit and the SOM rate (both scaled by max(-q, 0))."""
-    return np.ascontiguousarray(np.vstack([
-        table.risk.T, table.mtm, table.isolated_long, table.isolated_long + table.isolated_short, table.som]))
+    """(2 x instruments, S + 4) per-unit figures to scale by a position's signed quantity q and sum over an
+    account's positions: row i for q >= 0 in instrument i, row n + i for q < 0. Columns: the scenario P&L,
+    the MtM and the isolated requirement of a long unit, then (short rows only, negated so that
+    `q * -x = |q| x`) the extra isolated requirement of a short unit and the SOM rate."""
+    long_part = np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None]])
+    short_part = np.stack([-(table.isolated_long + table.isolated_short), -table.som], axis=1)
+    return np.ascontiguousarray(np.vstack([np.hstack([long_part, np.zeros_like(short_part)]),
+                                           np.hstack([long_part, short_part])]))
 
 
 def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
@@ -256,26 +259,25 @@ def _compute_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_tabl
     size = prep.table.risk.shape[1]
     e0, e1 = int(positions.indptr[r0]), int(positions.indptr[r1])
     columns, quantity = positions.indices[e0:e1], positions.data[e0:e1]
-    short = np.where(quantity < 0.0, -quantity, 0.0)
+    table_rows = np.where(quantity < 0.0, columns + len(prep.table.risk), columns)
     segments = compute_segments(positions.indptr[r0:r1 + 1] - e0, prep.table.underlying_index[columns])
-    sums = compute_segment_sums(entry_table, columns, ((0, size + 2, quantity), (size + 2, size + 4, short)),
-                                segments)
+    sums = compute_segment_sums(entry_table, table_rows, quantity, segments)
     n, n_segments = r1 - r0, len(segments.start)
-    slot = np.full((len(prep.blocks), n), n_segments)  # the row's segment of each underlying, else the zero column
+    slot = np.full((len(prep.blocks), n), n_segments)  # the row's segment of each underlying, else the zero row
     slot[segments.key, segments.row] = np.arange(n_segments)
     presence = (slot < n_segments).T
-    total = np.take(sums, slot[0], axis=1)
+    lowest = sums[:, :size].min(axis=1)
+    segment_loss = np.where(lowest < 0.0, -lowest, 0.0)
+    total = sums[slot[0]]
     separate = np.zeros(n)
     for u in range(len(prep.blocks)):
-        part = total if u == 0 else np.take(sums, slot[u], axis=1)
-        lowest = part[:size].min(axis=0)
-        loss = np.where(lowest < 0.0, -lowest, 0.0)
+        loss = segment_loss[slot[u]]
         out["scan_loss_by_underlying"][r0:r1, u] = loss
         separate += loss
         if u:
-            total += part
-    joint = out["risk_array"][r0:r1]
-    joint[...] = total[:size].T
+            total += sums[slot[u]]
+    joint = total[:, :size]
+    out["risk_array"][r0:r1] = joint
     worst = joint.argmin(axis=1)
     lowest = np.take_along_axis(joint, worst[:, None], axis=1)[:, 0]
     joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
@@ -283,9 +285,9 @@ def _compute_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_tabl
     several = np.count_nonzero(presence, axis=1) > 1
     credit = _credit_per_account(presence, params)
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    som = total[size + 3]
+    som = total[:, size + 3]
     requirement = np.where(correlated >= som, correlated, som)
-    isolated = total[size + 1] + total[size + 2]
+    isolated = total[:, size + 1] + total[:, size + 2]
     out["separate_scan_loss"][r0:r1] = separate
     out["joint_scan_loss"][r0:r1] = joint_loss
     out["correlated_margin"][r0:r1] = correlated
@@ -295,7 +297,7 @@ def _compute_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_tabl
     out["isolated_margin_sum"][r0:r1] = isolated
     with np.errstate(divide="ignore", invalid="ignore"):
         out["capital_efficiency_ratio"][r0:r1] = np.where(requirement > 0.0, isolated / requirement, np.nan)
-    out["positions_mtm"][r0:r1] = total[size]
+    out["positions_mtm"][r0:r1] = total[:, size]
 
 
 def _allocate(n_accounts: int, n_scenarios: int, n_underlyings: int) -> dict[str, np.ndarray]:
