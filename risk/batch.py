@@ -23,8 +23,8 @@ and `risk.detmath`, each a separate numpy ufunc call; no BLAS, no sparse product
 The result is the same bits for any thread count, block size, SIMD width or library build;
 `detmath.check_environment` refuses a process whose FPU mode was changed.
 
-Invariants: duplicate (account, instrument) entries are summed first (a position is the net quantity of
-an account in an instrument); a bad account (non-finite quantity, position in an invalid instrument,
+Invariants: duplicate (account, instrument) entries are summed first, left to right in input order (a
+position is the net quantity of an account in an instrument); a bad account (non-finite quantity, position in an invalid instrument,
 negative or non-finite balance, balance in an asset without a valid price) gets an `AccountError`, NaN
 amounts and no flags, and the other accounts are unaffected. Nothing is persisted.
 """
@@ -136,9 +136,21 @@ def _canonical_positions(positions: sp.csr_matrix, n_instruments: int) -> sp.csr
     if p.dtype != np.float64:
         p = p.astype(np.float64)
     if not p.has_canonical_format:
-        p = p.copy()
-        p.sum_duplicates()
+        p = _net_duplicates(p)
     return p
+
+
+def _net_duplicates(p: sp.csr_matrix) -> sp.csr_matrix:
+    """Sort each row by column and net duplicate entries left to right in input order (scipy's
+    `sum_duplicates` sorts with an unstable sort, so its order of addition depends on the C++ library)."""
+    rows = np.repeat(np.arange(p.shape[0]), np.diff(p.indptr))
+    order = np.lexsort((p.indices, rows))  # stable: duplicates keep their input order
+    columns, quantity = p.indices[order], p.data[order]
+    runs = compute_segments(p.indptr, columns)  # one run per (row, column)
+    net = compute_segment_sums(np.ones((1, 1)), np.zeros(len(quantity), dtype=np.int64), quantity, runs)[:-1, 0]
+    by_start = np.argsort(runs.start, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(runs.row, minlength=p.shape[0]))])
+    return sp.csr_matrix((net[by_start], columns[runs.start[by_start]], indptr), shape=p.shape)
 
 
 def prepare_positions(inp: BatchInput, params: RiskParams) -> PreparedPositions:

@@ -1,10 +1,11 @@
-"""risk.accumulation: segment sums equal a plain left-to-right Python sum bit for bit; the batch result does
-not depend on the block size."""
+"""risk.accumulation: segment sums equal a plain left-to-right Python sum bit for bit; duplicates are netted
+in input order; the batch result does not depend on the block size."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import risk.batch
 from risk.accumulation import compute_ordered_sum, compute_segment_sums, compute_segments
@@ -66,3 +67,22 @@ def test_batch_bits_do_not_depend_on_block_size(monkeypatch: pytest.MonkeyPatch)
                      "short_option_minimum", "worst_scenario"):
             assert getattr(result, name).tobytes() == getattr(reference, name).tobytes(), (block, name)
         assert result.liquidation.equity_after.tobytes() == reference.liquidation.equity_after.tobytes()
+
+
+def test_duplicates_are_netted_left_to_right_in_input_order() -> None:
+    rng = np.random.default_rng(13)
+    rows, cols = rng.integers(0, 40, 2000), rng.integers(0, 20, 2000)
+    values = rng.normal(size=2000) * 10.0 ** rng.integers(-8, 8, 2000)
+    order = np.argsort(rows, kind="stable")  # rows grouped, columns unsorted, many duplicates
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=40))])
+    matrix = sp.csr_matrix((values[order], cols[order], indptr), shape=(40, 20))
+    assert not matrix.has_canonical_format
+    netted = risk.batch._net_duplicates(matrix)
+    expected: dict[tuple[int, int], float] = {}
+    for r, c, v in zip(rows[order].tolist(), cols[order].tolist(), values[order].tolist(), strict=True):
+        expected[(r, c)] = v if (r, c) not in expected else expected[(r, c)] + v
+    assert netted.has_canonical_format
+    got = {(r, int(c)): float(v) for r in range(40)
+           for c, v in zip(netted.indices[netted.indptr[r]:netted.indptr[r + 1]],
+                           netted.data[netted.indptr[r]:netted.indptr[r + 1]], strict=True)}
+    assert got == expected
