@@ -37,17 +37,18 @@ def compute_segments(indptr: np.ndarray, keys: np.ndarray) -> Segments:
     """Segments of a CSR block with row pointers `indptr` (starting at 0) and one key per entry."""
     n = len(keys)
     indptr = np.asarray(indptr, dtype=np.int64)
-    is_start = np.zeros(n, dtype=bool)
-    row_starts = indptr[:-1]
-    is_start[row_starts[row_starts < n]] = True
-    is_start[1:] |= keys[1:] != keys[:-1]
+    entry_row = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    is_start = np.empty(n, dtype=bool)
+    is_start[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=is_start[1:])
+    is_start[1:] |= entry_row[1:] != entry_row[:-1]
     start = np.flatnonzero(is_start)
     length = np.diff(start, append=n)
     order = np.argsort(-length.astype(np.int16) if n < 2**15 else -length, kind="stable")  # radix sort
     start = start[order]
     longer = len(start) - np.cumsum(np.bincount(length, minlength=1))  # longer[j]: segments longer than j
     max_length = int(length.max()) if len(length) else 0
-    return Segments(start=start, row=np.searchsorted(indptr, start, side="right") - 1, key=keys[start],
+    return Segments(start=start, row=entry_row[start], key=keys[start],
                     active=tuple(int(v) for v in longer[:max_length]))
 
 

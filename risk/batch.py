@@ -49,7 +49,7 @@ from risk.params import RiskParams, validate_params
 from risk.scenarios import compute_scenario_grid
 
 MAX_THREADS = 8
-BLOCK_ROWS = 4096
+BLOCK_ROWS = 2048
 """Accounts summed together in one pass of `risk.accumulation` (bounds the temporaries; any value gives
 the same bits)."""
 MAX_ERRORS_DETAILED = 100_000
