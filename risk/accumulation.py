@@ -10,8 +10,8 @@ on every CPU, so each sum is the same bits everywhere.
 
 Layout: the entries of a block of CSR rows are cut into segments, the maximal runs of one key (the
 underlying) inside a row; segments are ordered by length, longest first, so that in step j the segments
-still adding are a prefix and the step is one contiguous slice operation. Temporaries are the products
-of one block (entries x figures) and its sums, so memory is bounded by the block size.
+still adding are a prefix and the step is one contiguous slice operation. Temporaries are the sums of
+one block and the products of one step, so memory is bounded by the block size (and stays in cache).
 Nothing is persisted.
 """
 
@@ -54,22 +54,19 @@ def compute_segments(indptr: np.ndarray, keys: np.ndarray) -> Segments:
 
 def compute_segment_sums(table: np.ndarray, rows: np.ndarray, factor: np.ndarray, segments: Segments) -> np.ndarray:
     """(segments + 1, figures): per segment, the sum in entry order of `factor[e] * table[rows[e]]`; the last
-    row is zero (the sum of no entry). The products are formed at once in step-major order (all first
-    entries, the zero row, then all second entries, ...), so step j adds one contiguous block to a prefix
-    of the sums, which are the first rows of the products themselves."""
+    row is zero (the sum of no entry). Step j forms the products of the j-th entries of the segments still
+    adding (a prefix) and adds them to that prefix of the sums."""
     n = len(segments.start)
-    if n == 0:
-        return np.zeros((1, table.shape[1]))
-    order = np.concatenate([segments.start, np.zeros(1, dtype=np.int64)]
-                           + [segments.start[:count] + j for j, count in enumerate(segments.active) if j])
-    products = np.take(table, rows[order], axis=0)
-    np.multiply(products, factor[order, None], out=products)
-    products[n] = 0.0
-    acc = products[:n + 1]
-    offset = n + 1
-    for count in segments.active[1:]:
-        np.add(acc[:count], products[offset:offset + count], out=acc[:count])
-        offset += count
+    acc = np.empty((n + 1, table.shape[1]))
+    acc[n] = 0.0
+    step = np.empty((segments.active[1] if len(segments.active) > 1 else 0, table.shape[1]))
+    for j, count in enumerate(segments.active):
+        entries = segments.start[:count] + j if j else segments.start
+        products = acc[:count] if j == 0 else step[:count]
+        np.take(table, rows[entries], axis=0, out=products, mode="clip")
+        np.multiply(products, factor[entries, None], out=products)
+        if j:
+            np.add(acc[:count], products, out=acc[:count])
     return acc
 
 
