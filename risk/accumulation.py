@@ -56,17 +56,22 @@ def compute_segment_sums(table: np.ndarray, rows: np.ndarray, factor: np.ndarray
     """(segments + 1, figures): per segment, the sum in entry order of `factor[e] * table[rows[e]]`; the last
     row is zero (the sum of no entry). Step j forms the products of the j-th entries of the segments still
     adding (a prefix) and adds them to that prefix of the sums."""
-    n = len(segments.start)
-    acc = np.empty((n + 1, table.shape[1]))
+    n, width = len(segments.start), table.shape[1]
+    acc = np.empty((n + 1, width))
     acc[n] = 0.0
-    step = np.empty((segments.active[1] if len(segments.active) > 1 else 0, table.shape[1]))
+    if n == 0:
+        return acc
+    step_major = np.concatenate([segments.start[:count] + j for j, count in enumerate(segments.active)])
+    step_rows, step_factor = rows[step_major], factor[step_major, None]
+    step = np.empty((segments.active[1] if len(segments.active) > 1 else 0, width))
+    offset = 0
     for j, count in enumerate(segments.active):
-        entries = segments.start[:count] + j if j else segments.start
         products = acc[:count] if j == 0 else step[:count]
-        np.take(table, rows[entries], axis=0, out=products, mode="clip")
-        np.multiply(products, factor[entries, None], out=products)
+        np.take(table, step_rows[offset:offset + count], axis=0, out=products, mode="clip")
+        np.multiply(products, step_factor[offset:offset + count], out=products)
         if j:
             np.add(acc[:count], products, out=acc[:count])
+        offset += count
     return acc
 
 

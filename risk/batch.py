@@ -254,15 +254,20 @@ def compute_entry_table(table: InstrumentTable) -> np.ndarray:
 
 def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
                   out: dict[str, np.ndarray], r0: int, r1: int, params: RiskParams) -> None:
-    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields), `BLOCK_ROWS` rows at a time."""
+    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields): the sums `BLOCK_ROWS` rows at
+    a time, then the per-account requirement over the whole range."""
+    presence = np.zeros((r1 - r0, len(prep.blocks)), dtype=bool)
     for b0 in range(r0, r1, BLOCK_ROWS):
-        _compute_block(prep, positions, entry_table, out, b0, min(b0 + BLOCK_ROWS, r1), params)
+        b1 = min(b0 + BLOCK_ROWS, r1)
+        _sum_block(prep, positions, entry_table, out, presence[b0 - r0:b1 - r0], b0, b1)
+    _compute_requirements(out, presence, r0, r1, params)
 
 
-def _compute_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
-                   out: dict[str, np.ndarray], r0: int, r1: int, params: RiskParams) -> None:
+def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
+               out: dict[str, np.ndarray], presence: np.ndarray, r0: int, r1: int) -> None:
     """Rows r0..r1: per (account, underlying) sums of `compute_entry_table` rows in entry order
-    (`risk.accumulation`), then per account the sum over underlyings in index order.
+    (`risk.accumulation`), then per account the sum over underlyings in index order; fills the risk array,
+    the scan losses, MtM, SOM, isolated sum and `presence` (underlyings held).
 
     `positions` holds no explicit zeros and its columns are sorted by underlying, so an underlying is held
     iff the account has a segment of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short
@@ -277,39 +282,46 @@ def _compute_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_tabl
     n, n_segments = r1 - r0, len(segments.start)
     slot = np.full((len(prep.blocks), n), n_segments)  # the row's segment of each underlying, else the zero row
     slot[segments.key, segments.row] = np.arange(n_segments)
-    presence = (slot < n_segments).T
+    np.less(slot.T, n_segments, out=presence)
     lowest = sums[:, :size].min(axis=1)
     segment_loss = np.where(lowest < 0.0, -lowest, 0.0)
     total = sums[slot[0]]
-    separate = np.zeros(n)
+    separate = out["separate_scan_loss"][r0:r1]
+    separate[...] = 0.0
     for u in range(len(prep.blocks)):
         loss = segment_loss[slot[u]]
         out["scan_loss_by_underlying"][r0:r1, u] = loss
         separate += loss
         if u:
             total += sums[slot[u]]
-    joint = total[:, :size]
-    out["risk_array"][r0:r1] = joint
+    out["risk_array"][r0:r1] = total[:, :size]
+    out["positions_mtm"][r0:r1] = total[:, size]
+    np.add(total[:, size + 1], total[:, size + 2], out=out["isolated_margin_sum"][r0:r1])
+    out["short_option_minimum"][r0:r1] = total[:, size + 3]
+
+
+def _compute_requirements(out: dict[str, np.ndarray], presence: np.ndarray, r0: int, r1: int,
+                          params: RiskParams) -> None:
+    """Rows r0..r1: worst scenario, joint and correlated scan loss, IM, MM and the capital-efficiency ratio
+    from the sums of `_sum_block`."""
+    joint = out["risk_array"][r0:r1]
     worst = joint.argmin(axis=1)
     lowest = np.take_along_axis(joint, worst[:, None], axis=1)[:, 0]
     joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
     out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
     several = np.count_nonzero(presence, axis=1) > 1
     credit = _credit_per_account(presence, params)
+    separate = out["separate_scan_loss"][r0:r1]
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    som = total[:, size + 3]
+    som = out["short_option_minimum"][r0:r1]
     requirement = np.where(correlated >= som, correlated, som)
-    isolated = total[:, size + 1] + total[:, size + 2]
-    out["separate_scan_loss"][r0:r1] = separate
+    isolated = out["isolated_margin_sum"][r0:r1]
     out["joint_scan_loss"][r0:r1] = joint_loss
     out["correlated_margin"][r0:r1] = correlated
-    out["short_option_minimum"][r0:r1] = som
     out["initial_margin"][r0:r1] = requirement
     out["maintenance_margin"][r0:r1] = params.maintenance_factor * requirement
-    out["isolated_margin_sum"][r0:r1] = isolated
     with np.errstate(divide="ignore", invalid="ignore"):
         out["capital_efficiency_ratio"][r0:r1] = np.where(requirement > 0.0, isolated / requirement, np.nan)
-    out["positions_mtm"][r0:r1] = total[:, size]
 
 
 def _allocate(n_accounts: int, n_scenarios: int, n_underlyings: int) -> dict[str, np.ndarray]:
