@@ -44,10 +44,10 @@ def compute_segments(indptr: np.ndarray, keys: np.ndarray) -> Segments:
     is_start[1:] |= entry_row[1:] != entry_row[:-1]
     start = np.flatnonzero(is_start)
     length = np.diff(start, append=n)
-    order = np.argsort(-length.astype(np.int16) if n < 2**15 else -length, kind="stable")  # radix sort
-    start = start[order]
-    longer = len(start) - np.cumsum(np.bincount(length, minlength=1))  # longer[j]: segments longer than j
     max_length = int(length.max()) if len(length) else 0
+    descending = -length.astype(np.int16) if max_length < 2**15 else -length  # int16: numpy radix-sorts it
+    start = start[np.argsort(descending, kind="stable")]
+    longer = len(start) - np.cumsum(np.bincount(length, minlength=1))  # longer[j]: segments longer than j
     return Segments(start=start, row=entry_row[start], key=keys[start],
                     active=tuple(int(v) for v in longer[:max_length]))
 
