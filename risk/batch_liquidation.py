@@ -76,8 +76,9 @@ def _candidate_requirements(book: _Book, is_open: np.ndarray, params: RiskParams
         member = is_open & (book.uid == u)
         if not member.any():
             continue
-        total = compute_ordered_sum(np.where(member[:, p, None], book.pnl[:, p], 0.0) for p in range(width))
-        arr = total[:, None, :] - np.where(member[:, :, None], book.pnl, 0.0)
+        mine = np.where(member[:, :, None], book.pnl, 0.0)
+        total = compute_ordered_sum(mine[:, p] for p in range(width))
+        arr = total[:, None, :] - mine
         joint += arr
         lowest = arr.min(axis=2)
         separate += np.where(lowest < 0.0, -lowest, 0.0)
