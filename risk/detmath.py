@@ -74,6 +74,8 @@ _INV_SQRT2 = _H("0x1.6a09e667f3bcdp-1")
 _INV_SQRT2_HEAD, _INV_SQRT2_TAIL = _H("0x1.6a09e60000000p-1"), _H("0x1.9fcef32422cbfp-27")  # 25-bit head + rest
 _VELTKAMP = _H("0x1.0000002p+27")  # 2^27 + 1
 _INV_SQRT_PI = _H("0x1.20dd750429b6dp-1")
+_LN_SQRT_PI_MINUS_9_16 = _H("0x1.4341239e86f43p-7")
+_ONE_MINUS_EXP_NEG = (1.0, -1 / 2, 1 / 6, -1 / 24, 1 / 120, -1 / 720)  # (1 - exp(-d)) / d, Taylor
 _ERX = _H("0x1.b0ac160000000p-1")
 _PP = tuple(map(_H, ("0x1.06eba8214db68p-3", "-0x1.4cd7d691cb913p-2", "-0x1.d2a51dbd7194fp-6",
                      "-0x1.7a291236668e4p-8", "-0x1.8ead6120016acp-16")))
@@ -216,12 +218,14 @@ def _upper_tail_near(a: np.ndarray, a_lo: np.ndarray) -> np.ndarray:
 def _upper_tail_far(a: np.ndarray, a_lo: np.ndarray, ax: np.ndarray) -> np.ndarray:
     """`erfc(a + a_lo) / 2` for `1.25 <= a < 28`, `a + a_lo = ax / sqrt 2`: `exp(-ax^2/2 - 9/16 + R/S) / a / 2`
     with `R/S` rational in `1/a^2`. The Gaussian factor is split at `z` (ax, low 32 bits cleared) so that
-    it is exact in `ax`; the rest depends on `a` with `d ln / da = 2a (1 - exp(9/16 - R/S) / sqrt(pi))`,
-    which takes `a_lo` into the exponent to first order."""
+    it is exact in `ax`; the rest depends on `a` with `d ln / da = 2a (1 - exp(-d))`, `d = R/S - 9/16 +
+    ln(sqrt(pi))` (|d| < 0.21: a short series is exact far beyond what the first-order term needs), which
+    takes `a_lo` into the exponent."""
     s = 1.0 / (a * a)
     near = a < _ERFC_SPLIT
     ratio = np.where(near, _horner(s, _RA) / _horner(s, _SA), _horner(s, _RB) / _horner(s, _SB))
-    slope = (a + a) * (1.0 - exp(0.5625 - ratio) * _INV_SQRT_PI)
+    d = ratio + _LN_SQRT_PI_MINUS_9_16
+    slope = (a + a) * (d * _horner(d, _ONE_MINUS_EXP_NEG))  # 1 - exp(-d) = d (1 - d/2 + d^2/6 - ...)
     z = (ax.view(np.int64) & _HIGH_WORD_MASK).view(np.float64)
     head = exp(-(z * z * 0.5) - 0.5625)  # exact argument: z has 21 significant bits
     body = exp(((z - ax) * (z + ax) * 0.5 + ratio) + a_lo * slope)
