@@ -46,9 +46,9 @@ def compute_segments(indptr: np.ndarray, keys: np.ndarray) -> Segments:
     length = np.diff(start, append=n)
     max_length = int(length.max()) if len(length) else 0
     descending = -length.astype(np.int16) if max_length < 2**15 else -length  # int16: numpy radix-sorts it
-    start = start[np.argsort(descending, kind="stable")]
+    start = np.take(start, np.argsort(descending, kind="stable"))
     longer = len(start) - np.cumsum(np.bincount(length, minlength=1))  # longer[j]: segments longer than j
-    return Segments(start=start, row=entry_row[start], key=keys[start],
+    return Segments(start=start, row=np.take(entry_row, start), key=np.take(keys, start),
                     active=tuple(int(v) for v in longer[:max_length]))
 
 
@@ -62,7 +62,7 @@ def compute_segment_sums(table: np.ndarray, rows: np.ndarray, factor: np.ndarray
     if n == 0:
         return acc
     step_major = np.concatenate([segments.start[:count] + j for j, count in enumerate(segments.active)])
-    step_rows, step_factor = rows[step_major], factor[step_major, None]
+    step_rows, step_factor = np.take(rows, step_major), np.take(factor, step_major)[:, None]
     step = np.empty((segments.active[1] if len(segments.active) > 1 else 0, width))
     offset = 0
     for j, count in enumerate(segments.active):

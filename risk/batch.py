@@ -285,15 +285,15 @@ def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: n
     np.less(slot.T, n_segments, out=presence)
     lowest = sums[:, :size].min(axis=1)
     segment_loss = np.where(lowest < 0.0, -lowest, 0.0)
-    total = sums[slot[0]]
+    total = np.take(sums, slot[0], axis=0)
     separate = out["separate_scan_loss"][r0:r1]
     separate[...] = 0.0
     for u in range(len(prep.blocks)):
-        loss = segment_loss[slot[u]]
+        loss = np.take(segment_loss, slot[u])
         out["scan_loss_by_underlying"][r0:r1, u] = loss
         separate += loss
         if u:
-            total += sums[slot[u]]
+            total += np.take(sums, slot[u], axis=0)
     out["risk_array"][r0:r1] = total[:, :size]
     out["positions_mtm"][r0:r1] = total[:, size]
     np.add(total[:, size + 1], total[:, size + 2], out=out["isolated_margin_sum"][r0:r1])
@@ -306,7 +306,7 @@ def _compute_requirements(out: dict[str, np.ndarray], presence: np.ndarray, r0: 
     from the sums of `_sum_block`."""
     joint = out["risk_array"][r0:r1]
     worst = joint.argmin(axis=1)
-    lowest = np.take_along_axis(joint, worst[:, None], axis=1)[:, 0]
+    lowest = joint.min(axis=1)  # the value at `worst` (a zero's sign does not survive the next line)
     joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
     out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
     several = np.count_nonzero(presence, axis=1) > 1
