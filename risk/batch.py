@@ -257,17 +257,19 @@ def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, entry_table
     """Fill rows r0..r1 of `out` (everything but collateral-dependent fields): the sums `BLOCK_ROWS` rows at
     a time, then the per-account requirement over the whole range."""
     presence = np.zeros((r1 - r0, len(prep.blocks)), dtype=bool)
+    lowest = np.zeros(r1 - r0)
     for b0 in range(r0, r1, BLOCK_ROWS):
         b1 = min(b0 + BLOCK_ROWS, r1)
-        _sum_block(prep, positions, entry_table, out, presence[b0 - r0:b1 - r0], b0, b1)
-    _compute_requirements(out, presence, r0, r1, params)
+        _sum_block(prep, positions, entry_table, out, presence[b0 - r0:b1 - r0], lowest[b0 - r0:b1 - r0], b0, b1)
+    _compute_requirements(out, presence, lowest, r0, r1, params)
 
 
 def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
-               out: dict[str, np.ndarray], presence: np.ndarray, r0: int, r1: int) -> None:
+               out: dict[str, np.ndarray], presence: np.ndarray, lowest: np.ndarray, r0: int, r1: int) -> None:
     """Rows r0..r1: per (account, underlying) sums of `compute_entry_table` rows in entry order
     (`risk.accumulation`), then per account the sum over underlyings in index order; fills the risk array,
-    the scan losses, MtM, SOM, isolated sum and `presence` (underlyings held).
+    its first minimum (`worst_scenario`, then `lowest`: the value), the scan losses, MtM, SOM, isolated
+    sum and `presence` (underlyings held).
 
     `positions` holds no explicit zeros and its columns are sorted by underlying, so an underlying is held
     iff the account has a segment of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short
@@ -283,8 +285,8 @@ def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: n
     slot = np.full((len(prep.blocks), n), n_segments)  # the row's segment of each underlying, else the zero row
     slot[segments.key, segments.row] = np.arange(n_segments)
     np.less(slot.T, n_segments, out=presence)
-    lowest = sums[:, :size].min(axis=1)
-    segment_loss = np.where(lowest < 0.0, -lowest, 0.0)
+    segment_lowest = sums[:, :size].min(axis=1)
+    segment_loss = np.where(segment_lowest < 0.0, -segment_lowest, 0.0)
     total = np.take(sums, slot[0], axis=0)
     separate = out["separate_scan_loss"][r0:r1]
     separate[...] = 0.0
@@ -294,21 +296,22 @@ def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: n
         separate += loss
         if u:
             total += np.take(sums, slot[u], axis=0)
-    out["risk_array"][r0:r1] = total[:, :size]
+    joint = total[:, :size]
+    out["risk_array"][r0:r1] = joint
+    out["worst_scenario"][r0:r1] = joint.argmin(axis=1)
+    joint.min(axis=1, out=lowest)  # the value at the argmin (a zero's sign does not matter downstream)
     out["positions_mtm"][r0:r1] = total[:, size]
     np.add(total[:, size + 1], total[:, size + 2], out=out["isolated_margin_sum"][r0:r1])
     out["short_option_minimum"][r0:r1] = total[:, size + 3]
 
 
-def _compute_requirements(out: dict[str, np.ndarray], presence: np.ndarray, r0: int, r1: int,
-                          params: RiskParams) -> None:
+def _compute_requirements(out: dict[str, np.ndarray], presence: np.ndarray, lowest: np.ndarray, r0: int,
+                          r1: int, params: RiskParams) -> None:
     """Rows r0..r1: worst scenario, joint and correlated scan loss, IM, MM and the capital-efficiency ratio
-    from the sums of `_sum_block`."""
-    joint = out["risk_array"][r0:r1]
-    worst = joint.argmin(axis=1)
-    lowest = joint.min(axis=1)  # the value at `worst` (a zero's sign does not survive the next line)
+    from the sums of `_sum_block` (`lowest`: the risk array's minimum, at `worst_scenario`)."""
     joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
-    out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
+    worst = out["worst_scenario"][r0:r1]
+    worst[...] = np.where(joint_loss > 0.0, worst, -1)
     several = np.count_nonzero(presence, axis=1) > 1
     credit = _credit_per_account(presence, params)
     separate = out["separate_scan_loss"][r0:r1]
