@@ -24,9 +24,10 @@ The result is the same bits for any thread count, block size, SIMD width or libr
 `detmath.check_environment` refuses a process whose FPU mode was changed.
 
 Invariants: duplicate (account, instrument) entries are summed first, left to right in input order (a
-position is the net quantity of an account in an instrument); a bad account (non-finite quantity, position in an invalid instrument,
-negative or non-finite balance, balance in an asset without a valid price) gets an `AccountError`, NaN
-amounts and no flags, and the other accounts are unaffected. Nothing is persisted.
+position is the net quantity of an account in an instrument); a bad account (non-finite quantity,
+position in an invalid instrument, negative or non-finite balance, balance in an asset without a valid
+price) gets an `AccountError`, NaN amounts and no flags, and the other accounts are unaffected. Nothing
+is persisted.
 """
 
 from __future__ import annotations
