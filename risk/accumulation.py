@@ -10,8 +10,9 @@ on every CPU, so each sum is the same bits everywhere.
 
 Layout: the entries of a block of CSR rows are cut into segments, the maximal runs of one key (the
 underlying) inside a row; segments are ordered by length, longest first, so that in step j the segments
-still adding are a prefix and the step is one contiguous slice operation. Temporaries are the sums of
-one block and the products of one step, so memory is bounded by the block size (and stays in cache).
+still adding are a prefix and the step is one contiguous slice operation; segments are taken a few
+thousand at a time so that a step's products and sums stay in cache. Temporaries are the sums of one
+block and the products of one step, so memory is bounded by the block size.
 Nothing is persisted.
 """
 
@@ -21,6 +22,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+SEGMENTS_PER_PASS = 2048
+"""Segments summed together step by step (keeps the step's products and sums in cache; any value gives the
+same bits)."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,9 @@ def compute_segments(indptr: np.ndarray, keys: np.ndarray) -> Segments:
 
 def compute_segment_sums(table: np.ndarray, rows: np.ndarray, factor: np.ndarray, segments: Segments) -> np.ndarray:
     """(segments + 1, figures): per segment, the sum in entry order of `factor[e] * table[rows[e]]`; the last
-    row is zero (the sum of no entry). Step j forms the products of the j-th entries of the segments still
-    adding (a prefix) and adds them to that prefix of the sums."""
+    row is zero (the sum of no entry). Segments are taken `SEGMENTS_PER_PASS` at a time; in step j, the
+    products of the j-th entries of the segments still adding (a prefix of the pass) are formed and added
+    to that prefix of the sums."""
     n, width = len(segments.start), table.shape[1]
     acc = np.empty((n + 1, width))
     acc[n] = 0.0
@@ -63,15 +69,19 @@ def compute_segment_sums(table: np.ndarray, rows: np.ndarray, factor: np.ndarray
         return acc
     step_major = np.concatenate([segments.start[:count] + j for j, count in enumerate(segments.active)])
     step_rows, step_factor = np.take(rows, step_major), np.take(factor, step_major)[:, None]
-    step = np.empty((segments.active[1] if len(segments.active) > 1 else 0, width))
-    offset = 0
-    for j, count in enumerate(segments.active):
-        products = acc[:count] if j == 0 else step[:count]
-        np.take(table, step_rows[offset:offset + count], axis=0, out=products, mode="clip")
-        np.multiply(products, step_factor[offset:offset + count], out=products)
-        if j:
-            np.add(acc[:count], products, out=acc[:count])
-        offset += count
+    offsets = np.concatenate([[0], np.cumsum(segments.active)]).tolist()
+    step = np.empty((min(n, SEGMENTS_PER_PASS), width))
+    for lo in range(0, n, SEGMENTS_PER_PASS):
+        for j, count in enumerate(segments.active):
+            hi = min(count, lo + SEGMENTS_PER_PASS)
+            if hi <= lo:
+                break
+            products = acc[lo:hi] if j == 0 else step[:hi - lo]
+            first = offsets[j] + lo
+            np.take(table, step_rows[first:first + hi - lo], axis=0, out=products, mode="clip")
+            np.multiply(products, step_factor[first:first + hi - lo], out=products)
+            if j:
+                np.add(acc[lo:hi], products, out=acc[lo:hi])
     return acc
 
 

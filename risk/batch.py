@@ -50,7 +50,7 @@ from risk.params import RiskParams, validate_params
 from risk.scenarios import compute_scenario_grid
 
 MAX_THREADS = 8
-BLOCK_ROWS = 2048
+BLOCK_ROWS = 16384
 """Accounts summed together in one pass of `risk.accumulation` (bounds the temporaries; any value gives
 the same bits)."""
 MAX_ERRORS_DETAILED = 100_000
@@ -297,10 +297,11 @@ def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: n
         separate += loss
         if u:
             total += np.take(sums, slot[u], axis=0)
-    joint = total[:, :size]
-    out["risk_array"][r0:r1] = joint
-    out["worst_scenario"][r0:r1] = joint.argmin(axis=1)
-    joint.min(axis=1, out=lowest)  # the value at the argmin (a zero's sign does not matter downstream)
+    joint = out["risk_array"][r0:r1]
+    joint[...] = total[:, :size]
+    worst = joint.argmin(axis=1)
+    out["worst_scenario"][r0:r1] = worst
+    np.take(joint.ravel(), np.arange(0, n * size, size) + worst, out=lowest)  # the minimum itself
     out["positions_mtm"][r0:r1] = total[:, size]
     np.add(total[:, size + 1], total[:, size + 2], out=out["isolated_margin_sum"][r0:r1])
     out["short_option_minimum"][r0:r1] = total[:, size + 3]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import risk.accumulation
 import risk.batch
 from risk.accumulation import compute_ordered_sum, compute_segment_sums, compute_segments
 from risk.batch import compute_margin_batch
@@ -56,11 +57,12 @@ def test_ordered_sum_is_left_to_right() -> None:
     assert compute_ordered_sum([np.array([1.0]), np.array([1e16]), np.array([-1e16]), np.array([1.0])]).tolist() == [1.0]
 
 
-def test_batch_bits_do_not_depend_on_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_bits_do_not_depend_on_block_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
     inp = make_input(300, seed=12)
     reference = compute_margin_batch(inp, RRA1, threads=1)
-    for block, threads in ((1, 1), (7, 2), (64, 3)):
+    for block, per_pass, threads in ((1, 1, 1), (7, 3, 2), (64, 5, 3), (300, 2048, 2)):
         monkeypatch.setattr(risk.batch, "BLOCK_ROWS", block)
+        monkeypatch.setattr(risk.accumulation, "SEGMENTS_PER_PASS", per_pass)
         result = compute_margin_batch(inp, RRA1, threads=threads)
         assert encode_quantized(quantized(result)) == encode_quantized(quantized(reference))
         for name in ("risk_array", "scan_loss_by_underlying", "isolated_margin_sum", "positions_mtm",
