@@ -243,14 +243,15 @@ def _credit_per_account(presence: np.ndarray, params: RiskParams) -> np.ndarray:
 
 
 def compute_entry_table(table: InstrumentTable) -> np.ndarray:
-    """(2 x instruments, S + 4) per-unit figures to scale by a position's signed quantity q and sum over an
-    account's positions: row i for q >= 0 in instrument i, row n + i for q < 0. Columns: the scenario P&L,
-    the MtM and the isolated requirement of a long unit, then (short rows only, negated so that
-    `q * -x = |q| x`) the extra isolated requirement of a short unit and the SOM rate."""
-    long_part = np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None]])
-    short_part = np.stack([-(table.isolated_long + table.isolated_short), -table.som], axis=1)
-    return np.ascontiguousarray(np.vstack([np.hstack([long_part, np.zeros_like(short_part)]),
-                                           np.hstack([long_part, short_part])]))
+    """(2 x instruments, S + 3) per-unit figures to scale by a position's signed quantity q and sum over an
+    account's positions: row i for q >= 0 in instrument i, row n + i for q < 0. Columns: the scenario P&L
+    and the MtM of a long unit, then the isolated requirement (of a long unit; of a short unit negated,
+    so that `q * -x = |q| x`) and the SOM rate (short rows only, negated)."""
+    long_rows = np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None],
+                           np.zeros((len(table.risk), 1))])
+    short_rows = np.hstack([table.risk, table.mtm[:, None], -table.isolated_short[:, None],
+                            -table.som[:, None]])
+    return np.ascontiguousarray(np.vstack([long_rows, short_rows]))
 
 
 def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
@@ -273,8 +274,7 @@ def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: n
     sum and `presence` (underlyings held).
 
     `positions` holds no explicit zeros and its columns are sorted by underlying, so an underlying is held
-    iff the account has a segment of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short
-    = sum q iso_long + sum max(-q, 0) (iso_long + iso_short)`.
+    iff the account has a segment of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short`.
     """
     size = prep.table.risk.shape[1]
     e0, e1 = int(positions.indptr[r0]), int(positions.indptr[r1])
@@ -303,8 +303,8 @@ def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: n
     out["worst_scenario"][r0:r1] = worst
     np.take(joint.ravel(), np.arange(0, n * size, size) + worst, out=lowest)  # the minimum itself
     out["positions_mtm"][r0:r1] = total[:, size]
-    np.add(total[:, size + 1], total[:, size + 2], out=out["isolated_margin_sum"][r0:r1])
-    out["short_option_minimum"][r0:r1] = total[:, size + 3]
+    out["isolated_margin_sum"][r0:r1] = total[:, size + 1]
+    out["short_option_minimum"][r0:r1] = total[:, size + 2]
 
 
 def _compute_requirements(out: dict[str, np.ndarray], presence: np.ndarray, lowest: np.ndarray, r0: int,
