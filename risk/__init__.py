@@ -15,4 +15,8 @@ Public API (see each module's docstring):
   `simulate_whatif(whatif) -> dict`; `risk.bounded_json.load_bounded_json` (size, nesting, numbers
   checked before parsing).
 - `risk.errors`: `RiskError` and its leaves `InvalidParams`, `InvalidInput`, `QuantizationError`.
+- `risk.detmath`: `exp`, `log`, `power`, `norm_cdf`, `sqrt` on float64 arrays from IEEE basic operations only
+  (the same bits on every CPU; the batch engine's only transcendentals), `check_environment`.
+- `risk.accumulation`: fixed-order segment sums of the batch engine (`compute_segments`,
+  `compute_segment_sums`, `compute_ordered_sum`). Numeric determinism rules: `docs/determinism.md`.
 """

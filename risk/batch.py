@@ -9,18 +9,25 @@ Construct a `BatchInput`:
         assets=["USDC", "BTC", ...],              # the columns of `collateral`
     )
 and call `compute_margin_batch(inp, params) -> BatchResult`; `risk.quantize.quantized(result)` gives the
-integer consensus view. Each instrument is priced once per scenario (`risk.instrument_table`); the
-positions matrix (instruments sorted by underlying so that every underlying is a column block) is
-multiplied by the instrument risk arrays block by block, so cost grows with the number of positions.
-Isolated margins, the SOM and presence per underlying come from the positive and negative parts of the
-matrix times per-instrument vectors. Rows are split into contiguous chunks computed in threads (scipy
-and numpy release the GIL); every row is computed by exactly one chunk with the same operations, so the
-result is bit-identical whatever the thread count.
+integer consensus view. Each instrument is priced once per scenario (`risk.instrument_table`, on
+`risk.detmath`); instruments are sorted by underlying so that an account's positions in one underlying
+are one run of its CSR row. Per (account, underlying) run, the per-unit figures (scenario P&L, MtM,
+isolated requirement, SOM) scaled by the quantity are summed in entry order (`risk.accumulation`), then
+per account over the underlyings in index order, so cost grows with the number of positions. Rows are
+split into contiguous chunks computed in threads (numpy releases the GIL), each in blocks of
+`BLOCK_ROWS`; every row is computed by one chunk with the same operations in the same order.
 
-Invariants: duplicate (account, instrument) entries are summed first (a position is the net quantity of
-an account in an instrument); a bad account (non-finite quantity, position in an invalid instrument,
-negative or non-finite balance, balance in an asset without a valid price) gets an `AccountError`, NaN
-amounts and no flags, and the other accounts are unaffected. Nothing is persisted.
+Numeric determinism (docs/determinism.md): everything that reaches a signed leaf (equity, IM, MM, the
+liquidatable flag, the risk array and worst scenario) uses only IEEE basic operations, exact operations
+and `risk.detmath`, each a separate numpy ufunc call; no BLAS, no sparse product, no `np.sum`, no libm.
+The result is the same bits for any thread count, block size, SIMD width or library build;
+`detmath.check_environment` refuses a process whose FPU mode was changed.
+
+Invariants: duplicate (account, instrument) entries are summed first, left to right in input order (a
+position is the net quantity of an account in an instrument); a bad account (non-finite quantity,
+position in an invalid instrument, negative or non-finite balance, balance in an asset without a valid
+price) gets an `AccountError`, NaN amounts and no flags, and the other accounts are unaffected. Nothing
+is persisted.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from risk import detmath
+from risk.accumulation import compute_segment_sums, compute_segments
 from risk.batch_liquidation import LiquidationPlans, compute_batch_liquidation_plans, empty_plans
 from risk.errors import InvalidInput
 from risk.instrument_table import InstrumentTable, compute_instrument_table
@@ -41,6 +50,9 @@ from risk.params import RiskParams, validate_params
 from risk.scenarios import compute_scenario_grid
 
 MAX_THREADS = 8
+BLOCK_ROWS = 16384
+"""Accounts summed together in one pass of `risk.accumulation` (bounds the temporaries; any value gives
+the same bits)."""
 MAX_ERRORS_DETAILED = 100_000
 """Bound on the number of `AccountError` entries built; further bad accounts share one summary entry."""
 
@@ -125,9 +137,21 @@ def _canonical_positions(positions: sp.csr_matrix, n_instruments: int) -> sp.csr
     if p.dtype != np.float64:
         p = p.astype(np.float64)
     if not p.has_canonical_format:
-        p = p.copy()
-        p.sum_duplicates()
+        p = _net_duplicates(p)
     return p
+
+
+def _net_duplicates(p: sp.csr_matrix) -> sp.csr_matrix:
+    """Sort each row by column and net duplicate entries left to right in input order (scipy's
+    `sum_duplicates` sorts with an unstable sort, so its order of addition depends on the C++ library)."""
+    rows = np.repeat(np.arange(p.shape[0]), np.diff(p.indptr))
+    order = np.lexsort((p.indices, rows))  # stable: duplicates keep their input order
+    columns, quantity = p.indices[order], p.data[order]
+    runs = compute_segments(p.indptr, columns)  # one run per (row, column)
+    net = compute_segment_sums(np.ones((1, 1)), np.zeros(len(quantity), dtype=np.int64), quantity, runs)[:-1, 0]
+    by_start = np.argsort(runs.start, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(runs.row, minlength=p.shape[0]))])
+    return sp.csr_matrix((net[by_start], columns[runs.start[by_start]], indptr), shape=p.shape)
 
 
 def prepare_positions(inp: BatchInput, params: RiskParams) -> PreparedPositions:
@@ -218,62 +242,91 @@ def _credit_per_account(presence: np.ndarray, params: RiskParams) -> np.ndarray:
     return credit
 
 
-def compute_block_table(table: InstrumentTable) -> np.ndarray:
-    """(instruments, S + 2): the scenario P&L per long unit, then MtM and isolated requirement per long unit
-    (so one product per column block yields the risk array, the MtM and the long part of the isolated sum)."""
-    return np.ascontiguousarray(np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None]]))
+def compute_entry_table(table: InstrumentTable) -> np.ndarray:
+    """(2 x instruments, S + 3) per-unit figures to scale by a position's signed quantity q and sum over an
+    account's positions: row i for q >= 0 in instrument i, row n + i for q < 0. Columns: the scenario P&L
+    and the MtM of a long unit, then the isolated requirement (of a long unit; of a short unit negated,
+    so that `q * -x = |q| x`) and the SOM rate (short rows only, negated)."""
+    long_rows = np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None],
+                           np.zeros((len(table.risk), 1))])
+    short_rows = np.hstack([table.risk, table.mtm[:, None], -table.isolated_short[:, None],
+                            -table.som[:, None]])
+    return np.ascontiguousarray(np.vstack([long_rows, short_rows]))
 
 
-def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, block_table: np.ndarray,
+def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
                   out: dict[str, np.ndarray], r0: int, r1: int, params: RiskParams) -> None:
-    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields).
-
-    `positions` holds no explicit zeros, so an underlying is held iff its column block has an entry.
-    Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short = P @ iso_long + P- @ (iso_long + iso_short)`.
-    """
-    s0, s1 = positions.indptr[r0], positions.indptr[r1]
-    sub = sp.csr_matrix((positions.data[s0:s1], positions.indices[s0:s1], positions.indptr[r0:r1 + 1] - s0),
-                        shape=(r1 - r0, positions.shape[1]))
-    t = prep.table
-    size = t.risk.shape[1]
-    separate = np.zeros(r1 - r0)
+    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields): the sums `BLOCK_ROWS` rows at
+    a time, then the per-account requirement over the whole range."""
     presence = np.zeros((r1 - r0, len(prep.blocks)), dtype=bool)
-    total: np.ndarray | None = None
-    for u, (lo, hi) in enumerate(prep.blocks):
-        block = sub[:, lo:hi]
-        arr = block @ block_table[lo:hi]
-        total = arr if total is None else np.add(total, arr, out=total)
-        loss = np.maximum(0.0, -arr[:, :size].min(axis=1))
+    lowest = np.zeros(r1 - r0)
+    for b0 in range(r0, r1, BLOCK_ROWS):
+        b1 = min(b0 + BLOCK_ROWS, r1)
+        _sum_block(prep, positions, entry_table, out, presence[b0 - r0:b1 - r0], lowest[b0 - r0:b1 - r0], b0, b1)
+    _compute_requirements(out, presence, lowest, r0, r1, params)
+
+
+def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
+               out: dict[str, np.ndarray], presence: np.ndarray, lowest: np.ndarray, r0: int, r1: int) -> None:
+    """Rows r0..r1: per (account, underlying) sums of `compute_entry_table` rows in entry order
+    (`risk.accumulation`), then per account the sum over underlyings in index order; fills the risk array,
+    its first minimum (`worst_scenario`, then `lowest`: the value), the scan losses, MtM, SOM, isolated
+    sum and `presence` (underlyings held).
+
+    `positions` holds no explicit zeros and its columns are sorted by underlying, so an underlying is held
+    iff the account has a segment of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short`.
+    """
+    size = prep.table.risk.shape[1]
+    e0, e1 = int(positions.indptr[r0]), int(positions.indptr[r1])
+    columns, quantity = positions.indices[e0:e1], positions.data[e0:e1]
+    table_rows = np.where(quantity < 0.0, columns + len(prep.table.risk), columns)
+    segments = compute_segments(positions.indptr[r0:r1 + 1] - e0, prep.table.underlying_index[columns])
+    sums = compute_segment_sums(entry_table, table_rows, quantity, segments)
+    n, n_segments = r1 - r0, len(segments.start)
+    slot = np.full((len(prep.blocks), n), n_segments)  # the row's segment of each underlying, else the zero row
+    slot[segments.key, segments.row] = np.arange(n_segments)
+    np.less(slot.T, n_segments, out=presence)
+    segment_lowest = sums[:, :size].min(axis=1)
+    segment_loss = np.where(segment_lowest < 0.0, -segment_lowest, 0.0)
+    total = np.take(sums, slot[0], axis=0)
+    separate = out["separate_scan_loss"][r0:r1]
+    separate[...] = 0.0
+    for u in range(len(prep.blocks)):
+        loss = np.take(segment_loss, slot[u])
         out["scan_loss_by_underlying"][r0:r1, u] = loss
         separate += loss
-        presence[:, u] = np.diff(block.indptr) > 0
-    assert total is not None
+        if u:
+            total += np.take(sums, slot[u], axis=0)
     joint = out["risk_array"][r0:r1]
     joint[...] = total[:, :size]
-    linear = total[:, size:]
     worst = joint.argmin(axis=1)
-    joint_loss = np.maximum(0.0, -np.take_along_axis(joint, worst[:, None], axis=1)[:, 0])
-    out["worst_scenario"][r0:r1] = np.where(joint_loss > 0.0, worst, -1)
-    several = presence.sum(axis=1) > 1
+    out["worst_scenario"][r0:r1] = worst
+    np.take(joint.ravel(), np.arange(0, n * size, size) + worst, out=lowest)  # the minimum itself
+    out["positions_mtm"][r0:r1] = total[:, size]
+    out["isolated_margin_sum"][r0:r1] = total[:, size + 1]
+    out["short_option_minimum"][r0:r1] = total[:, size + 2]
+
+
+def _compute_requirements(out: dict[str, np.ndarray], presence: np.ndarray, lowest: np.ndarray, r0: int,
+                          r1: int, params: RiskParams) -> None:
+    """Rows r0..r1: worst scenario, joint and correlated scan loss, IM, MM and the capital-efficiency ratio
+    from the sums of `_sum_block` (`lowest`: the risk array's minimum, at `worst_scenario`)."""
+    joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
+    worst = out["worst_scenario"][r0:r1]
+    worst[...] = np.where(joint_loss > 0.0, worst, -1)
+    several = np.count_nonzero(presence, axis=1) > 1
     credit = _credit_per_account(presence, params)
+    separate = out["separate_scan_loss"][r0:r1]
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    short_data = np.negative(sub.data)
-    np.maximum(short_data, 0.0, out=short_data)
-    shorts = sp.csr_matrix((short_data, sub.indices, sub.indptr), shape=sub.shape)
-    short_part = shorts @ np.stack([t.isolated_long + t.isolated_short, t.som], axis=1)
-    som = short_part[:, 1]
-    requirement = np.maximum(correlated, som)
-    isolated = linear[:, 1] + short_part[:, 0]
-    out["separate_scan_loss"][r0:r1] = separate
+    som = out["short_option_minimum"][r0:r1]
+    requirement = np.where(correlated >= som, correlated, som)
+    isolated = out["isolated_margin_sum"][r0:r1]
     out["joint_scan_loss"][r0:r1] = joint_loss
     out["correlated_margin"][r0:r1] = correlated
-    out["short_option_minimum"][r0:r1] = som
     out["initial_margin"][r0:r1] = requirement
     out["maintenance_margin"][r0:r1] = params.maintenance_factor * requirement
-    out["isolated_margin_sum"][r0:r1] = isolated
     with np.errstate(divide="ignore", invalid="ignore"):
         out["capital_efficiency_ratio"][r0:r1] = np.where(requirement > 0.0, isolated / requirement, np.nan)
-    out["positions_mtm"][r0:r1] = linear[:, 0]
 
 
 def _allocate(n_accounts: int, n_scenarios: int, n_underlyings: int) -> dict[str, np.ndarray]:
@@ -313,6 +366,7 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     `liquidation`); the engine itself keeps no clock.
     """
     hook = phase_hook or (lambda _name: None)
+    detmath.check_environment()
     validate_params(params)
     threads = min(max(1, threads), MAX_THREADS)
     prep = prepare_positions(inp, params)
@@ -325,12 +379,12 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     n_accounts = positions.shape[0]
     out = _allocate(n_accounts, compute_scenario_grid(params).size, len(params.underlyings))
     cuts = np.linspace(0, n_accounts, threads + 1).astype(np.int64)
-    block_table = compute_block_table(prep.table)
+    entry_table = compute_entry_table(prep.table)
     if threads == 1 or n_accounts < 2 * threads:
-        _compute_rows(prep, positions, block_table, out, 0, n_accounts, params)
+        _compute_rows(prep, positions, entry_table, out, 0, n_accounts, params)
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            jobs = [pool.submit(_compute_rows, prep, positions, block_table, out, int(a), int(b), params)
+            jobs = [pool.submit(_compute_rows, prep, positions, entry_table, out, int(a), int(b), params)
                     for a, b in itertools.pairwise(cuts)]
             for job in jobs:
                 job.result()

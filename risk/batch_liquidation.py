@@ -6,7 +6,8 @@ lowest original position index, stop at `E >= IM`). Accounts are processed in ch
 account at once: the per-underlying sums of the open book are recomputed from scratch each step and a
 candidate's book is that sum minus the candidate's own P&L array. A batch position is an (account,
 instrument) entry with a non-zero net quantity; its index in a plan is the instrument's original column.
-Nothing is persisted.
+Sums over positions run in slot order (`risk.accumulation.compute_ordered_sum`), never through einsum,
+BLAS or `np.sum`, so a plan is the same bits on every CPU. Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from risk.accumulation import compute_ordered_sum
 from risk.liquidation import TIE_TOLERANCE, LiquidationStep
 from risk.params import RiskParams
 
@@ -45,7 +47,7 @@ def _build_book(prep: PreparedPositions, positions: sp.csr_matrix, rows: np.ndar
     counts = ends - starts
     width = max(1, int(counts.max()))
     owner = np.repeat(np.arange(len(rows)), counts)
-    slot = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
     entries = np.repeat(starts, counts) + slot
     cols, q = positions.indices[entries], positions.data[entries]
     original = prep.original_column[cols]
@@ -74,20 +76,24 @@ def _candidate_requirements(book: _Book, is_open: np.ndarray, params: RiskParams
         member = is_open & (book.uid == u)
         if not member.any():
             continue
-        total = np.einsum("lp,lps->ls", member.astype(np.float64), book.pnl)
-        arr = total[:, None, :] - member[:, :, None] * book.pnl
+        mine = np.where(member[:, :, None], book.pnl, 0.0)
+        total = compute_ordered_sum(mine[:, p] for p in range(width))
+        arr = total[:, None, :] - mine
         joint += arr
-        separate += np.maximum(0.0, -arr.min(axis=2))
-        presence[:, :, u] = (member.sum(axis=1)[:, None] - member) > 0
-    joint_loss = np.maximum(0.0, -joint.min(axis=2))
+        lowest = arr.min(axis=2)
+        separate += np.where(lowest < 0.0, -lowest, 0.0)
+        presence[:, :, u] = (np.count_nonzero(member, axis=1)[:, None] - member) > 0
+    lowest = joint.min(axis=2)
+    joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
     credit = np.zeros((n_accounts, width))
     for members, c in params.correlation_groups:
         outside = [i for i, u in enumerate(params.underlyings) if u not in members]
         credit = np.where(~presence[:, :, outside].any(axis=2), c, credit)
-    several = presence.sum(axis=2) > 1
+    several = np.count_nonzero(presence, axis=2) > 1
     correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    som_open = (book.som * is_open).sum(axis=1)
-    return np.maximum(correlated, som_open[:, None] - book.som * is_open)
+    som = np.where(is_open, book.som, 0.0)
+    som_without = compute_ordered_sum(som[:, p] for p in range(width))[:, None] - som
+    return np.where(correlated >= som_without, correlated, som_without)
 
 
 def _choose(scores: np.ndarray, is_open: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 Each instrument is revalued once under the N lognormal shocks of its underlying (instruments x N, per
 long unit); an account's losses are a row block of `-(positions @ that)` computed in chunks of
 `CHUNK_ROWS` rows (N columns each), and only accounts holding exactly one underlying get values (NaN
-otherwise, and for accounts in error). Same definitions as `risk.tail`. Nothing is persisted.
+otherwise, and for accounts in error). Same definitions as `risk.tail`. Not part of consensus (nothing
+of it is signed), so it keeps scipy's `ndtri` and sparse products; its pricing is the batch's
+(`risk.detmath`). Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtri
 
+from risk import detmath
 from risk.batch import BatchInput, flag_positions, prepare_positions
 from risk.instrument_table import InstrumentTable
 from risk.params import RiskParams, validate_params
@@ -37,7 +40,7 @@ def compute_linear_tail(t: InstrumentTable, params: RiskParams) -> np.ndarray:
     z = ndtri((np.arange(1, n + 1) - 0.5) / n)
     sigma = np.array([params.get_sigma_ref(u) for u in params.underlyings])
     s = sigma * np.sqrt(params.es_horizon_days / 365.0)
-    factors = np.exp(s[:, None] * z[None, :] - 0.5 * s[:, None] ** 2)  # (U, N)
+    factors = detmath.exp(s[:, None] * z[None, :] - 0.5 * s[:, None] * s[:, None])  # (U, N)
     uid = t.underlying_index
     f = t.reference_price
     out = np.zeros((len(uid), n))

@@ -3,6 +3,8 @@
 `compute_instrument_table` turns the market's instruments into dense float64 arrays (numpy, vectorised
 Black-76): the weighted scenario P&L per long unit (instruments x S), the MtM per unit, the isolated
 requirement per long and per short unit, the short-option-minimum and liquidation-penalty rates per unit.
+Every transcendental (prices, vol weights) comes from `risk.detmath` and every other operation is an
+IEEE basic or exact one, so the table is the same bits on every CPU.
 Invariants: an instrument that fails validation keeps all-zero arrays, `underlying_index == -1` and an
 entry in `errors`; the formulas are those of `risk.scenarios` / `risk.reference`. Nothing is persisted.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from risk import detmath
 from risk.errors import InvalidInput
 from risk.instruments import Instrument, Market, get_reference_price, validate_instrument
 from risk.params import RiskParams
@@ -59,6 +62,13 @@ def _validate_all(
     return valid, errors
 
 
+def compute_vol_weight_array(days: np.ndarray, params: RiskParams) -> np.ndarray:
+    """`risk.scenarios.compute_vol_weight` over an array of current DTEs: `(T / max(DTE, 1)) ^ p`."""
+    threshold = params.w_dte_threshold
+    exponent = np.where(days <= threshold, params.w_exponent_short, params.w_exponent_long)
+    return detmath.power(threshold / np.where(days > 1.0, days, 1.0), exponent)
+
+
 def compute_option_risk(
     forward: np.ndarray, strike: np.ndarray, days: np.ndarray, vol: np.ndarray, is_call: np.ndarray,
     psr: np.ndarray, params: RiskParams,
@@ -69,14 +79,14 @@ def compute_option_risk(
     states = np.asarray(grid.vol_states, dtype=np.int64)
     weights = np.asarray(grid.weights, dtype=np.float64)
     base = compute_black76_price_array(forward, strike, days / DAYS_PER_YEAR, vol, is_call)
-    threshold = params.w_dte_threshold
-    exponent = np.where(days <= threshold, params.w_exponent_short, params.w_exponent_long)
-    w = (threshold / np.maximum(days, 1.0)) ** exponent
-    mults = np.stack([np.maximum(0.0, 1.0 - params.vol_down_coefficient * w), np.ones_like(w),
-                      1.0 + params.vol_up_coefficient * w], axis=1)
+    w = compute_vol_weight_array(days, params)
+    down = 1.0 - params.vol_down_coefficient * w
+    mults = np.stack([np.where(down > 0.0, down, 0.0), np.ones_like(w), 1.0 + params.vol_up_coefficient * w],
+                     axis=1)
     move = steps[None, :] * psr[:, None] / params.price_steps
     shocked = forward[:, None] * (1.0 + move)
-    tau_after = np.maximum(days - params.look_ahead_days, 0.0) / DAYS_PER_YEAR
+    aged = days - params.look_ahead_days
+    tau_after = np.where(aged > 0.0, aged, 0.0) / DAYS_PER_YEAR
     value = compute_black76_price_array(shocked, strike[:, None], tau_after[:, None],
                                         vol[:, None] * mults[:, states], is_call[:, None])
     return weights[None, :] * (value - base[:, None]), base
@@ -122,8 +132,9 @@ def compute_instrument_table(
     is_spot = np.array([x.kind == "spot" for x in instruments], dtype=bool) & valid
     mtm[is_spot] = spot[is_spot]
     som = np.where(option, params.short_option_minimum_rate * spot, 0.0)
-    isolated_long = np.maximum(0.0, -risk.min(axis=1, initial=0.0))
-    isolated_short = np.maximum(np.maximum(0.0, risk.max(axis=1, initial=0.0)), som)
+    lowest, highest = risk.min(axis=1, initial=0.0), risk.max(axis=1, initial=0.0)
+    isolated_long = np.where(lowest < 0.0, -lowest, 0.0)
+    isolated_short = np.where(highest > som, highest, som)
     return InstrumentTable(
         underlying_index=uid, is_option=option, reference_price=ref, spot=spot, risk=risk, mtm=mtm,
         isolated_long=isolated_long, isolated_short=isolated_short, som=som,

@@ -2,7 +2,9 @@
 
 Two forms of the same formulas: scalar functions on Python floats (`math`, used by the reference
 engine and the what-if path) and `compute_black76_price_array` on numpy arrays (used by the batch
-engine to price every instrument once per scenario).
+engine to price every instrument once per scenario). The array form reaches signed leaves, so it uses
+only `risk.detmath` (exp, log, Phi built from IEEE basic operations: the same bits on every CPU) and
+basic arithmetic; never numpy's transcendental ufuncs or scipy.special.
 
 Invariants: `tau = days / 365`; when `tau <= 0` or `sigma <= 0` the value is the discounted intrinsic
 value and every Greek except delta is zero (delta is that of the intrinsic payoff, 0 at the money);
@@ -15,7 +17,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
+
+from risk import detmath
 
 DAYS_PER_YEAR = 365.0
 _SQRT2 = math.sqrt(2.0)
@@ -95,19 +98,21 @@ def compute_black76_price_array(
     forward: np.ndarray, strike: np.ndarray, tau: np.ndarray, sigma: np.ndarray, is_call: np.ndarray,
     rate: float = 0.0,
 ) -> np.ndarray:
-    """Vectorised `compute_black76_price` over broadcastable float64 arrays (same definitions)."""
+    """Vectorised `compute_black76_price` over broadcastable float64 arrays (same definitions), with
+    `risk.detmath` for every transcendental: bit-identical on every CPU."""
     f, k, t, s, c = np.broadcast_arrays(
         np.asarray(forward, np.float64), np.asarray(strike, np.float64), np.asarray(tau, np.float64),
         np.asarray(sigma, np.float64), np.asarray(is_call, bool),
     )
     degenerate = (t <= 0.0) | (s <= 0.0)
-    discount = np.where(t > 0.0, np.exp(-rate * np.where(t > 0.0, t, 0.0)), 1.0)
+    discount = np.where(t > 0.0, detmath.exp(-rate * np.where(t > 0.0, t, 0.0)), 1.0)
     safe_t = np.where(degenerate, 1.0, t)
     safe_s = np.where(degenerate, 1.0, s)
-    vol_sqrt = safe_s * np.sqrt(safe_t)
-    d1 = (np.log(f / k) + 0.5 * safe_s * safe_s * safe_t) / vol_sqrt
+    vol_sqrt = safe_s * detmath.sqrt(safe_t)
+    d1 = (detmath.log(f / k) + 0.5 * safe_s * safe_s * safe_t) / vol_sqrt
     d2 = d1 - vol_sqrt
-    call = f * ndtr(d1) - k * ndtr(d2)
-    put = k * ndtr(-d2) - f * ndtr(-d1)
-    intrinsic = np.maximum(np.where(c, f - k, k - f), 0.0)
-    return discount * np.where(degenerate, intrinsic, np.where(c, call, put))
+    sign = np.where(c, 1.0, -1.0)  # put = -(F N(-d1) - K N(-d2)), the same bits as K N(-d2) - F N(-d1)
+    value = sign * (f * detmath.norm_cdf(sign * d1) - k * detmath.norm_cdf(sign * d2))
+    payoff = sign * (f - k)
+    intrinsic = np.where(payoff > 0.0, payoff, 0.0)
+    return discount * np.where(degenerate, intrinsic, value)

@@ -58,3 +58,14 @@ def linear_pnl(f: float, psr: float, q: float) -> list[float]:
 
 def close(a: float, b: float, rel: float = 1e-9) -> bool:
     return abs(a - b) <= rel * max(abs(b), 1.0)
+
+
+def make_bench_book(accounts: int, seed: int = 11):  # -> risk.batch.BatchInput
+    """A realistic book: the benchmark's market (2,068 instruments, BTC and ETH) and `accounts` accounts of
+    10 positions each (half on one underlying, half on both), some of them liquidatable."""
+    from bench.risk_bench import ASSETS, build_accounts, build_market
+    from risk.batch import BatchInput
+
+    market, instruments = build_market()
+    positions, collateral = build_accounts(accounts, instruments, seed=seed)
+    return BatchInput(instruments, market, positions, collateral, list(ASSETS))
