@@ -218,6 +218,7 @@ class BookSync:
         self.book = book
         self.history = history
         self.stats = SyncStats()
+        self._reported_keys: set[str] = set()
 
     def cold_read(self, pin: Pin) -> ChainBook:
         stats = SyncStats(cold=True)
@@ -241,7 +242,15 @@ class BookSync:
                 log.warning("chain %d: %s; rebuilding the book from the views", self.client.chain_id, exc)
                 self.book = self.cold_read(pin)
         self.stats.seconds = time.perf_counter() - started
+        self._report_ignored(self.book)
         return self.book
+
+    def _report_ignored(self, book: ChainBook) -> None:
+        """Log each oracle key the book leaves out (not printable ASCII: no instrument can use it) once."""
+        for key in sorted(book.ignored_keys - self._reported_keys):
+            log.warning("oracle value under a key that is not printable ASCII ignored",
+                        extra={"chain_id": book.chain_id, "key": key})
+        self._reported_keys |= book.ignored_keys
 
     # --- incremental path -------------------------------------------------------------------------
 
