@@ -454,18 +454,19 @@ class ChainBook:
 
     def balance_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, assets) float64 balances in asset units (amount / 10**decimals, correctly rounded) and
-        (rows, assets, 2) uint64 exact base units as (high, low) 64-bit words."""
+        (rows, assets, 2) uint64 exact base units as (high, low) 64-bit words. Kept in step with the
+        balances through a dirty set; rebuilt in bulk when most of it changed (a cold read, a restore)."""
         rows, n_assets = len(self.addresses), len(self.assets)
-        if self._units.shape[0] < rows or self._units.shape[1] != n_assets:
+        if self._units.shape[1] != n_assets or len(self._dirty_units) > max(1024, len(self.balances) // 4):
+            self._units, self._base = self._bulk_units(max(rows, 1024))
+            self._dirty_units = set()
+        elif self._units.shape[0] < rows:
             size = max(rows, 2 * self._units.shape[0])
             units = np.zeros((size, n_assets), dtype=np.float64)
             base = np.zeros((size, n_assets, 2), dtype=np.uint64)
-            k = min(self._units.shape[1], n_assets)
-            units[:self._units.shape[0], :k] = self._units[:, :k]
-            base[:self._units.shape[0], :k] = self._base[:, :k]
+            units[:self._units.shape[0]] = self._units
+            base[:self._units.shape[0]] = self._base
             self._units, self._base = units, base
-            if k < n_assets:
-                self._dirty_units |= {key for key in self.balances if key[1] >= k}
         mask = 2**64 - 1
         for r, a in self._dirty_units:
             if r < rows and a < n_assets:
@@ -475,10 +476,39 @@ class ChainBook:
         self._dirty_units = set()
         return self._units[:rows], self._base[:rows]
 
+    def _bulk_units(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        n, n_assets = len(self.balances), len(self.assets)
+        units = np.zeros((size, n_assets), dtype=np.float64)
+        base = np.zeros((size, n_assets, 2), dtype=np.uint64)
+        if not n:
+            return units, base
+        rows = np.fromiter((k[0] for k in self.balances), dtype=np.int64, count=n)
+        cols = np.fromiter((k[1] for k in self.balances), dtype=np.int64, count=n)
+        small = [v if v < 2**53 else -1 for v in self.balances.values()]
+        amounts = np.array(small, dtype=np.int64)
+        scale = np.array([10.0 ** a.decimals for a in self.assets])  # exact for decimals <= 22
+        exact = (amounts >= 0) & (scale[cols] < 2.0**73)
+        # both operands exact in float64, so the one IEEE division is the correctly rounded quotient
+        units[rows[exact], cols[exact]] = amounts[exact].astype(np.float64) / scale[cols[exact]]
+        base[rows[exact], cols[exact], 1] = amounts[exact].astype(np.uint64)
+        mask = 2**64 - 1
+        for i in np.flatnonzero(~exact).tolist():  # the rare huge amounts: Python's exact division
+            r, a = int(rows[i]), int(cols[i])
+            value = self.balances[(r, a)]
+            units[r, a] = value / 10 ** self.assets[a].decimals
+            base[r, a, 0], base[r, a, 1] = value >> 64, value & mask
+        return units, base
+
     def cash_array(self) -> np.ndarray:
-        """(rows,) int64 settlement cash in micro-USD."""
+        """(rows,) int64 settlement cash in micro-USD (kept in step like `balance_columns`)."""
         rows = len(self.addresses)
-        if self._cash.shape[0] < rows:
+        if len(self._dirty_cash) > max(1024, len(self.cash) // 4):
+            self._cash = np.zeros(max(rows, 1024), dtype=np.int64)
+            if self.cash:
+                keys = np.fromiter(self.cash.keys(), dtype=np.int64, count=len(self.cash))
+                self._cash[keys] = np.fromiter(self.cash.values(), dtype=np.int64, count=len(self.cash))
+            self._dirty_cash = set()
+        elif self._cash.shape[0] < rows:
             grown = np.zeros(max(rows, 2 * self._cash.shape[0]), dtype=np.int64)
             grown[:self._cash.shape[0]] = self._cash
             self._cash = grown

@@ -43,13 +43,14 @@ SECONDS_PER_DAY = 86_400
 
 
 class AccountIndex:
-    """Global account ids (append-only) and their address order, maintained incrementally."""
+    """Global account ids (append-only) and their address order, maintained incrementally with sorted
+    numpy keys (no Python object per account)."""
 
     def __init__(self) -> None:
-        self.gid_of: dict[bytes, int] = {}
         self._addresses = np.zeros((0, 20), dtype=np.uint8)
         self._count = 0
-        self.order = np.zeros(0, dtype=np.int64)  # gids in address order
+        self._keys = np.zeros(0, dtype="S20")  # addresses in ascending order
+        self.order = np.zeros(0, dtype=np.int64)  # gids in address order (parallel to _keys)
         self._local: dict[int, tuple[ChainBook, int, np.ndarray]] = {}  # chain id -> (book, rows_removed, gids)
 
     def __len__(self) -> int:
@@ -59,24 +60,35 @@ class AccountIndex:
     def addresses(self) -> np.ndarray:
         return self._addresses[:self._count]
 
-    def _add(self, new: list[bytes]) -> None:
-        if not new:
-            return
-        if self._count + len(new) > len(self._addresses):
-            grown = np.zeros((max(self._count + len(new), 2 * len(self._addresses)), 20), dtype=np.uint8)
+    def lookup(self, addresses: np.ndarray) -> np.ndarray:
+        """gid of each (k, 20) address, new ones added (in the given order, duplicates once)."""
+        keys = np.ascontiguousarray(addresses).view("S20").ravel()
+        at = np.searchsorted(self._keys, keys)
+        found = np.zeros(len(keys), dtype=bool)
+        inside = at < len(self._keys)
+        found[inside] = self._keys[at[inside]] == keys[inside]
+        out = np.empty(len(keys), dtype=np.int64)
+        out[found] = self.order[at[found]]
+        if not found.all():
+            missing = np.flatnonzero(~found)
+            new_keys, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)
+            by_arrival = np.argsort(first, kind="stable")  # ids in first-seen order
+            gid_of_unique = np.empty(len(new_keys), dtype=np.int64)
+            gid_of_unique[by_arrival] = self._count + np.arange(len(new_keys), dtype=np.int64)
+            self._append(np.ascontiguousarray(addresses)[missing[first[by_arrival]]])
+            where = np.searchsorted(self._keys, new_keys)
+            self._keys = np.insert(self._keys, where, new_keys)
+            self.order = np.insert(self.order, where, gid_of_unique)
+            out[missing] = gid_of_unique[inverse.ravel()]
+        return out
+
+    def _append(self, block: np.ndarray) -> None:
+        if self._count + len(block) > len(self._addresses):
+            grown = np.zeros((max(self._count + len(block), 2 * len(self._addresses)), 20), dtype=np.uint8)
             grown[:self._count] = self._addresses[:self._count]
             self._addresses = grown
-        block = np.frombuffer(b"".join(new), dtype=np.uint8).reshape(-1, 20)
-        first = self._count
-        self._addresses[first:first + len(new)] = block
-        for i, a in enumerate(new):
-            self.gid_of[a] = first + i
-        self._count += len(new)
-        keys = self.addresses.view("S20").ravel()
-        new_gids = np.arange(first, self._count, dtype=np.int64)
-        new_gids = new_gids[np.argsort(keys[new_gids], kind="stable")]
-        where = np.searchsorted(keys[self.order], keys[new_gids]) if len(self.order) else np.zeros(len(new), int)
-        self.order = np.insert(self.order, where, new_gids)
+        self._addresses[self._count:self._count + len(block)] = block
+        self._count += len(block)
 
     def map_book(self, book: ChainBook) -> np.ndarray:
         """local row -> gid for `book` (new addresses get ids); cached per chain while the book object is the
@@ -88,8 +100,8 @@ class AccountIndex:
         n = len(book.addresses)
         if len(cached) < n:
             tail = book.addresses[len(cached):n]
-            self._add([a for a in dict.fromkeys(tail) if a not in self.gid_of])
-            cached = np.concatenate([cached, np.fromiter((self.gid_of[a] for a in tail), np.int64, len(tail))])
+            block = np.frombuffer(b"".join(tail), dtype=np.uint8).reshape(-1, 20)
+            cached = np.concatenate([cached, self.lookup(block)])
         self._local[book.chain_id] = (book, book.rows_removed, cached)
         return cached
 
@@ -135,7 +147,8 @@ class WithdrawalColumns:
 
 @dataclass(frozen=True)
 class CollateralDetail:
-    """Per (row, chain, asset) non-zero balances in exact base units (high, low 64-bit words)."""
+    """Per (row, chain, asset) non-zero balances in exact base units (high, low 64-bit words), in blocks of
+    one (chain, asset) each, ordered by chain id then asset symbol."""
 
     row: np.ndarray
     chain_id: np.ndarray
@@ -305,11 +318,12 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
         coo_rows.append(rows[good])
         coo_cols.append(global_col[cols[good]])
         coo_vals.append(qty[good].astype(np.float64) / float(QTY_SCALE))
-        value = _settle(kind[cols[good]], qty[good], mark[cols[good]], funding[cols[good]], entry[good],
+        linear = np.flatnonzero(good & (kind[cols] != 0))  # futures and perps settle at the mark
+        value = _settle(kind[cols[linear]], qty[linear], mark[cols[linear]], funding[cols[linear]], entry[linear],
                         f"chain {book.chain_id} settlement")
-        np.add.at(settlement, rows[good], value)
+        np.add.at(settlement, rows[linear], value)
         cash = book.cash_array()
-        np.add.at(settlement, rank[to_gid[: len(cash)]], cash)
+        settlement[rank[to_gid[: len(cash)]]] += cash  # one row per account of this book: no repeats
         present[rank[to_gid[np.flatnonzero(cash)]]] = True
     positions = sp.csr_matrix((np.concatenate(coo_vals) if coo_vals else np.zeros(0),
                                (np.concatenate(coo_rows) if coo_rows else np.zeros(0, np.int64),
@@ -322,7 +336,7 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
     detail_rows, detail_chain, detail_asset, detail_base = [], [], [], []
     for book, to_gid in zip(ordered, local, strict=True):  # float sums in chain-id order
         units, base = book.balance_columns()
-        for a, info in enumerate(book.assets):
+        for a, info in sorted(enumerate(book.assets), key=lambda x: x[1].symbol):  # detail: (chain, symbol)
             held = np.flatnonzero(units[:, a] != 0)
             rows = rank[to_gid[held]]
             collateral[rows, asset_idx[info.symbol]] += units[held, a]

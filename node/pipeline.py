@@ -80,17 +80,17 @@ def compute_epoch_state(inputs: ColumnarInputs, params: RiskParams, network_id: 
 
 
 def _collateral_rows(c: CollateralDetail, leaf_of: np.ndarray, n: int, assets: tuple[str, ...]) -> CollateralRows:
-    """Per-leaf (chain, asset, exact base units) rows in CSR form, ordered by (leaf, chain, asset)."""
+    """Per-leaf (chain, asset, exact base units) rows in CSR form, ordered by (leaf, chain, asset symbol): the
+    detail comes in (chain, symbol) blocks, so a stable sort by leaf keeps that order within each leaf."""
     leaf = leaf_of[c.row] if len(c.row) else np.zeros(0, dtype=np.int64)
-    keep = leaf >= 0
-    leaf, chain, asset, base = leaf[keep], c.chain_id[keep], c.asset[keep], c.base[keep]
-    order = np.lexsort((asset, chain, leaf))
-    leaf, chain, asset, base = leaf[order], chain[order], asset[order], base[order]
+    keep = np.flatnonzero(leaf >= 0)
+    order = keep[np.argsort(leaf[keep], kind="stable")]
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(leaf, minlength=n), out=offsets[1:])
-    return CollateralRows(offsets=offsets, chain_id=chain.astype(np.int64), asset=asset.astype(np.int32),
-                          units_lo=base[:, 1].astype(np.uint64), units_hi=base[:, 0].astype(np.uint64),
-                          assets=tuple(assets))
+    np.cumsum(np.bincount(leaf[order], minlength=n), out=offsets[1:])
+    return CollateralRows(offsets=offsets, chain_id=c.chain_id[order].astype(np.int64),
+                          asset=c.asset[order].astype(np.int32), units_lo=c.base[order, 1].astype(np.uint64),
+                          units_hi=c.base[order, 0].astype(np.uint64), assets=tuple(assets))
+
 
 
 def _masked(result: object, keep: np.ndarray) -> object:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bridges.book import BookRollbackTooDeep, ChainBook, Event, EventSequenceGap, PositionTable
 from bridges.errors import InvalidChainValue
-from tests.bridges.book_factory import CONTRACTS, DECIMALS, USDC, EventFactory, address
+from tests.bridges.book_factory import CONTRACTS, DECIMALS, USDC, WETH, EventFactory, address
 
 CHAIN = 31337
 
@@ -197,3 +197,37 @@ def _copy(f: EventFactory) -> EventFactory:
     g.instruments, g.perps, g.funding = list(f.instruments), list(f.perps), dict(f.funding)
     g._entries = dict(f._entry)
     return g
+
+
+def test_balance_columns_bulk_and_incremental_paths_agree_exactly():
+    """Units are the correctly rounded amount / 10**decimals on both paths, huge 18-decimal amounts included."""
+    f = EventFactory(seed=9)
+    book = new_book()
+    book.apply_block(1, block_hash(1), f.setup(), DECIMALS)
+    amounts = [1, 10**6 + 1, 2**53 - 1, 2**53 + 1, 3 * 10**18 + 7, 2**70 + 12345, 2**127 - 1]
+    events = [f.deposit(address(i), token, v) for i, v in enumerate(amounts) for token in (USDC, WETH)]
+    book.apply_block(2, block_hash(2), events, DECIMALS)
+    incremental = book.balance_columns()
+    bulk = ChainBook.from_bytes(book.to_bytes()).balance_columns()  # every balance dirty: the bulk path
+    for units, base in (incremental, bulk):
+        for i, v in enumerate(amounts):
+            row = book.row_of[bytes.fromhex(address(i)[2:])]
+            assert units[row].tolist() == [v / 10**6, v / 10**18]
+            assert [(int(h) << 64) | int(lo) for h, lo in base[row]] == [v, v]
+
+
+def test_account_index_orders_by_address_and_keeps_ids():
+    from bridges.book_merge import AccountIndex
+
+    index = AccountIndex()
+    rng = np.random.default_rng(3)
+    first = rng.integers(0, 256, size=(500, 20), dtype=np.uint8)
+    gids = index.lookup(first)
+    assert gids.tolist() == list(range(500))
+    second = np.concatenate([first[::7], rng.integers(0, 256, size=(300, 20), dtype=np.uint8), first[:3]])
+    again = index.lookup(second)
+    assert again[:len(first[::7])].tolist() == list(range(0, 500, 7))
+    assert again[-3:].tolist() == [0, 1, 2] and len(index) == 800
+    keys = index.addresses[index.order].view("S20").ravel()
+    assert (keys[1:] > keys[:-1]).all()
+    assert (index.ranks()[index.order] == np.arange(800)).all()
