@@ -286,12 +286,16 @@ class BookSync:
     def _advance(self, book: ChainBook, pin: Pin) -> None:
         self._rewind(book)
         assert book.block_number is not None and book.block_hash is not None
-        if pin.number < book.block_number:  # an older epoch again (a re-read): back to its recorded pin
-            if (pin.number, pin.hash) not in book.applied_blocks():
-                raise BookRollbackTooDeep(f"chain {pin.chain_id}: pin {pin.number} is behind the book and not recorded")
-            book.rollback_to(pin.number)
-            self.stats.rolled_back_to = pin.number
-            return
+        if pin.number < book.block_number:  # an older epoch again (a retry or a re-read): roll back, then forward
+            recorded = [n for n, _h in book.applied_blocks() if n <= pin.number]
+            if not recorded:
+                raise BookRollbackTooDeep(f"chain {pin.chain_id}: pin {pin.number} is behind the book's history")
+            book.rollback_to(recorded[-1])
+            self.stats.rolled_back_to = recorded[-1]
+            if book.block_number == pin.number:
+                if book.block_hash != pin.hash:
+                    raise ReorgDetected(pin.chain_id, pin.number, pin.hash_hex, "0x" + book.block_hash.hex())
+                return
         if pin.number == book.block_number:
             if pin.hash != book.block_hash:
                 raise ReorgDetected(pin.chain_id, pin.number, pin.hash_hex, "0x" + book.block_hash.hex())

@@ -7,9 +7,12 @@ books into columnar inputs (`bridges.book_merge`), takes the risk parameters act
 parameter schedule, and computes leaves, root and digest (`node.pipeline`). Any chain failure (unavailable
 RPC, pin not ready, reorg, a sequence gap, an invalid value) raises `InputsUnavailable`, so the node does not
 sign that epoch.
-Checks: every `full_check_every` epochs, and whenever the same epoch is computed again (the engine re-reads
-after a digest split), every book is compared with a cold read at the same pin; a difference is an alert
-(`book_mismatches` counter, ERROR log) and the cold read wins.
+Checks: whenever the same epoch is computed again (the engine re-reads after a digest split), every book is
+compared with a cold read at the same pin inline; a difference is an alert (`book_mismatches` counter, ERROR
+log) and the cold read wins. Every `full_check_every` epochs the same comparison runs in a background thread
+(a cold read of a large book takes minutes; the epochs go on): the book's hash at the pin is taken in the
+computation, the cold read at that pin is compared when it is done, and a mismatch makes the next computation
+rebuild that chain's book cold (the full read wins). At most one background check runs at a time.
 The schedule is the governance genesis schedule unless a `governance_for(home_pin)` reader is given
 (`node.governance_source.GovernanceScheduleSource.get_state`); from that same governance state come the key
 set that signs the epoch and the next pending reshare, so every node agrees on both at the same pin.
@@ -69,6 +72,8 @@ class MarginInputSource:
         self._since_check = 0
         self._since_persist = 0
         self._lock = threading.Lock()  # the books are moved by one computation at a time
+        self._checker: threading.Thread | None = None
+        self._suspect: set[int] = set()
 
     def compute_epoch(self, epoch: int, target_time: int) -> ComputedState:
         """Thread-safe: calls are serialised (the books are moved by one computation at a time)."""
@@ -92,8 +97,9 @@ class MarginInputSource:
             books = self._advance(pins)
             stages["read_apply"] = time.perf_counter() - t0 - stages["pin"]
             self._since_check += 1
-            if again or self._since_check >= self.full_check_every:
+            if again:
                 books = self._check_books(pins, books)
+            elif self._since_check >= self.full_check_every and self._start_background_check(pins, books):
                 self._since_check = 0
         except BridgeError as exc:
             raise InputsUnavailable(f"epoch {epoch}: {exc}") from exc
@@ -146,9 +152,39 @@ class MarginInputSource:
     def _advance(self, pins: Mapping[int, object]) -> list[object]:
         books = []
         for cid, sync in self.syncs.items():
+            if cid in self._suspect:  # a background check found the book wrong: the full read wins
+                sync.book = None
+                self._suspect.discard(cid)
             books.append(sync.advance(pins[cid]))  # type: ignore[arg-type]
             self.counters["cold_reads"] += int(sync.stats.cold)
         return books
+
+    def _start_background_check(self, pins: Mapping[int, object], books: list[object]) -> bool:
+        """Compare each book with a cold read at its pin in a thread; False when one is still running."""
+        if self._checker is not None and self._checker.is_alive():
+            return False
+        from bridges.book_reader import BookSync
+
+        expected = [(cid, sync, pins[cid], book.content_hash())  # type: ignore[attr-defined]
+                    for (cid, sync), book in zip(self.syncs.items(), books, strict=True) if not sync.stats.cold]
+
+        def check() -> None:
+            for cid, sync, pin, digest in expected:
+                try:
+                    fresh = BookSync(sync.client, sync.contracts).cold_read(pin)  # type: ignore[arg-type]
+                except Exception as exc:  # a failed check is retried at the next due epoch
+                    log.warning("book check failed", extra={"chain_id": cid, "reason": str(exc)[:300]})
+                    continue
+                self.counters["book_checks"] += 1
+                if fresh.content_hash() != digest:
+                    self.counters["book_mismatches"] += 1
+                    log.error("ALERT the incremental book differs from a full read; rebuilding it",
+                              extra={"chain_id": cid, "block": fresh.block_number})
+                    self._suspect.add(cid)
+
+        self._checker = threading.Thread(target=check, name="book-check", daemon=True)
+        self._checker.start()
+        return True
 
     def _check_books(self, pins: Mapping[int, object], books: list[object]) -> list[object]:
         """Compare every book with a cold read at its pin; the cold read wins a difference."""
@@ -161,8 +197,8 @@ class MarginInputSource:
             self.counters["book_checks"] += 1
             if fresh.content_hash() != book.content_hash():  # type: ignore[attr-defined]
                 self.counters["book_mismatches"] += 1
-                log.error("ALERT chain %d: the incremental book differs from a full read at block %d; "
-                          "using the full read", cid, fresh.block_number)
+                log.error("ALERT the incremental book differs from a full read; using the full read",
+                          extra={"chain_id": cid, "block": fresh.block_number})
                 sync.book = fresh
                 book = fresh
             out.append(book)

@@ -261,3 +261,30 @@ def test_gap_in_the_logs_stalls_with_a_named_error() -> None:
         client.get_logs = real  # type: ignore[method-assign]
         assert sync.advance(pin2).block_number == pin2.number
         assert np.isclose(sync.book.balance_columns()[0].sum(), 11.0)
+
+
+def test_an_older_pin_after_a_newer_one_rolls_back_and_moves_forward_by_logs() -> None:
+    """A retried older epoch computed after a newer one: its pin lies between two recorded blocks; the book
+    rolls back to the older recorded block and applies the logs up to that pin (no cold read)."""
+    rng = random.Random(5)
+    with running_chains(31337) as (chain,):
+        (d,), _expiry = build_chains([chain])
+        actor = Actor(chain, d, rng)
+        actor.fund()
+        client = make_client(chain)
+        sync = BookSync(client, contracts_of(d))
+        _t, (first,) = pin_all([chain], [client])
+        sync.advance(first)
+        middle = None
+        for i in range(6):
+            actor.act()
+            if i == 2:
+                _t, (middle,) = pin_all([chain], [client])
+        _t, (last,) = pin_all([chain], [client])
+        sync.advance(last)
+        assert middle is not None and first.number < middle.number < last.number
+        book = sync.advance(middle)
+        assert not sync.stats.cold and sync.stats.rolled_back_to is not None
+        assert book.block_number == middle.number
+        assert book.content_hash() == BookSync(client, contracts_of(d)).cold_read(middle).content_hash()
+        assert sync.advance(last).content_hash() == BookSync(client, contracts_of(d)).cold_read(last).content_hash()
