@@ -11,6 +11,12 @@ and starts them like the others: they follow the epochs until governance adds th
 account falls under MM. It prints a live line per epoch, or with `--json` one summary at the end:
 epochs signed, states published per chain, publish gas, the demo accounts' margin read over gRPC,
 and whether each `GetMargin` proof verifies against every chain's registry.
+With `accounts` > 0 (`--accounts N`) the chains start with a larger block gas limit, N more accounts are
+seeded with real transactions before the validators start (`node.devnet.load`), and a background thread
+makes ~1% of them trade and moves every mark on every chain in each epoch period.
+Latency: each validator's `status.json` `signed_at` (when it came to hold each epoch's signed state) is
+collected while watching; the summary's `epoch_latency_ms` is, per epoch, the time from the epoch's start
+(genesis + e * period) to the state held at EVERY member, with its p50 and p90.
 
 The watch loop records an epoch once every MEMBER of the set signing it (default: the genesis
 set; a demo passes the governance-derived set per epoch) holds a signed state for it; an epoch no
@@ -25,8 +31,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +77,7 @@ class DevnetOptions:
     crash_epoch: int | None = 3  # the mark change; None: no crash
     json_output: bool = False
     joining: int = 0  # joining homes (no share; outside the genesis set) started with the others
+    accounts: int = 0  # load accounts seeded before the validators start, trading every epoch (node.devnet.load)
 
 
 @dataclass
@@ -81,6 +90,10 @@ class DevnetRun:
     governance: str = ""
     genesis_time: float = 0.0
     market_time: int = 0  # the time the demo expiries are counted from
+    market_lock: threading.Lock = field(default_factory=threading.Lock)  # mark changes: demo crash vs load
+    load: Any = None  # node.devnet.load.LoadDriver while --accounts traffic runs
+    load_summary: dict[str, Any] = field(default_factory=dict)
+    status_paths: dict[int, Path] = field(default_factory=dict)  # node index -> status.json
 
     @property
     def genesis_homes(self) -> list[NodeHome]:
@@ -88,6 +101,8 @@ class DevnetRun:
         return self.homes[: self.options.validators]
 
     def stop(self) -> None:
+        if self.load is not None:
+            self.load.stop()
         for p in self.processes:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -119,7 +134,12 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
 
     opts = run.options
     opts.home.mkdir(parents=True, exist_ok=True)
-    run.chains = start_chains(list(opts.chain_ids))
+    if opts.accounts:
+        from node.devnet.load import start_load_chains
+
+        run.chains = start_load_chains(list(opts.chain_ids))
+    else:
+        run.chains = start_chains(list(opts.chain_ids))
     say(f"chains: {', '.join(f'{c.chain_id}@{c.rpc_url}' for c in run.chains)}")
     homes, group_key = create_homes(opts.home, opts.validators, opts.threshold, opts.network_id)
     say(f"dkg: {opts.validators} validators, threshold {opts.threshold}, group key 0x{group_key.hex()[:16]}...")
@@ -130,6 +150,10 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
     run.market_time = int(time.time())
     run.seeded = [seed_chain(c, i, opts.network_id, 1, g2_to_eip2537(group_key), run.market_time)
                   for i, c in enumerate(run.chains)]
+    if opts.accounts:
+        from node.devnet.load import seed_load
+
+        run.load_summary = seed_load(run.seeded, opts.accounts, run.market_time, say)
     home_client = ChainClient(ChainConfig(run.chains[0].chain_id, run.chains[0].rpc_url))
     run.governance = deploy_governance(home_client, bytes.fromhex(get_dev_key(0)[2:]), load_governance_abi(),
                                        get_bytecode("Governance"), [h.address for h in homes], opts.threshold)
@@ -328,6 +352,7 @@ class WatchState:
     first_epoch: int | None = None
     last_seen: int = -1
     crashed_at: int | None = None
+    signed_at: dict[int, dict[int, float]] = field(default_factory=dict)  # epoch -> node index -> unix time
 
     @property
     def done(self) -> int:
@@ -370,7 +395,8 @@ def process_new_epochs(run: DevnetRun, ws: WatchState, say: Callable[[str], None
 
 def apply_crash_when_due(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
     if run.options.crash_epoch is not None and ws.crashed_at is None and ws.done >= run.options.crash_epoch:
-        apply_crash(run.seeded, run.market_time)
+        with run.market_lock:
+            apply_crash(run.seeded, run.market_time)
         ws.crashed_at = ws.last_seen
         say(f"mark change after epoch {ws.last_seen}: BTC 100,000 -> 90,000 on every chain")
 
@@ -395,6 +421,7 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
             raise DevnetError(f"validator(s) {dead} exited; see {opts.home / 'logs'}")
         before = ws.last_seen
         process_new_epochs(run, ws, say, members)
+        collect_signed_times(run, ws)
         if ws.last_seen != before:
             progressed = time.monotonic()
         elif ws.first_epoch is not None and time.monotonic() - progressed > STALL_EPOCHS * opts.epoch_period_s:
@@ -407,6 +434,52 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
     raise DevnetError(f"only {ws.done} epochs signed within {budget:.0f}s")
 
 
+def collect_signed_times(run: DevnetRun, ws: WatchState) -> None:
+    """Merge each validator's `status.json` `signed_at` (the unix time it came to hold each recent epoch's
+    signed state, `node.validator.get_signed_times`) into `ws.signed_at`; the first value seen is kept."""
+    from node.config import load_config
+    from node.metrics import read_status_file
+
+    for h in run.homes:
+        if h.index not in run.status_paths:
+            run.status_paths[h.index] = load_config(h.path, env={}).get_path("node", "data_dir") / "status.json"
+        status = read_status_file(run.status_paths[h.index]) or {}
+        for epoch, at in (status.get("signed_at") or {}).items():
+            ws.signed_at.setdefault(int(epoch), {}).setdefault(h.index, float(at))
+
+
+def get_epoch_latencies(run: DevnetRun, ws: WatchState) -> dict[int, int | None]:
+    """Per recorded epoch: milliseconds from its start (genesis + e * period) to its signed state held at EVERY
+    member (the latest of the members' own times); None where a member's time is unknown."""
+    out: dict[int, int | None] = {}
+    for epoch, h in sorted(ws.history.items()):
+        times = ws.signed_at.get(epoch, {})
+        start = run.genesis_time + epoch * run.options.epoch_period_s
+        out[epoch] = round((max(times[m] for m in h["members"]) - start) * 1000) \
+            if all(m in times for m in h["members"]) else None
+    return out
+
+
+def wait_for_latencies(run: DevnetRun, ws: WatchState, timeout_s: float = 5.0) -> dict[int, int | None]:
+    """The epoch latencies once every member's time of every recorded epoch is known (status.json trails the
+    gRPC view by up to its rewrite interval), or what is known after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        collect_signed_times(run, ws)
+        latencies = get_epoch_latencies(run, ws)
+        if all(v is not None for v in latencies.values()) or time.monotonic() > deadline:
+            return latencies
+        time.sleep(POLL_S)
+
+
+def summarize_latencies(latencies: dict[int, int | None]) -> dict[str, Any]:
+    known = sorted(v for v in latencies.values() if v is not None)
+    return {"epoch_latency_ms": {str(e): v for e, v in latencies.items()},
+            "epoch_latency_p50_ms": round(statistics.median(known)) if known else None,
+            "epoch_latency_p90_ms": known[max(0, -(-9 * len(known) // 10) - 1)] if known else None,
+            "epoch_latency_unknown": [e for e, v in latencies.items() if v is None]}
+
+
 def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
     """The JSON summary: epochs, publications and gas per chain, demo accounts checked on chain."""
     opts, history = run.options, ws.history
@@ -415,6 +488,7 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
     while time.monotonic() < deadline and not all(ws.last_seen in v for v in published.values()):
         time.sleep(POLL_S)
         published, gas = get_publications(run)
+    latencies = wait_for_latencies(run, ws)
     common = [e for e in published[str(run.seeded[0].chain_id)] if all(e in v for v in published.values())]
     check_epoch = max(common) if common else ws.last_seen
     accounts = check_accounts(run, check_epoch)
@@ -442,6 +516,8 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
         "im_by_epoch": {str(e): h["im"] for e, h in by_epoch},
         "signers_by_epoch": {str(e): h["signers"] for e, h in by_epoch},
         "keyset_by_epoch": {str(e): h["keyset_id"] for e, h in by_epoch},
+        **summarize_latencies(latencies),
+        **({"load": run.load_summary | {"traffic": dict(run.load.stats)}} if run.load is not None else {}),
         "home": str(opts.home),
     }
 
@@ -464,6 +540,12 @@ def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print, *,
         run.processes = [start_validator(h, log_dir) for h in run.homes]
         say(f"validators: {len(run.processes)} processes; logs in {log_dir}; genesis in "
             f"{max(0.0, run.genesis_time - time.time()):.1f}s, epoch {options.epoch_period_s}s")
+        if options.accounts:
+            from node.devnet.load import LoadDriver, get_load_addresses
+
+            run.load = LoadDriver(run.seeded, get_load_addresses(options.accounts), run.market_time,
+                                  run.genesis_time, options.epoch_period_s, run.market_lock)
+            run.load.start()
         ws = watch(run, say, hook, is_finished, budget_epochs, members)
         summary = summarize(run, ws)
         if extend is not None:

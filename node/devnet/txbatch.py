@@ -4,8 +4,8 @@
 least one mined block: too slow for a devnet that seeds thousands of accounts or moves every mark each
 epoch on chains that mine once a second. `TxBatch` signs locally with explicit nonces, gas (estimated
 against the latest block, +20%, capped at `MAX_GAS_PER_TX`) and fees (EIP-1559 from the latest base fee),
-`wait()` sends them all in JSON-RPC batches and collects every receipt (batched too); a refused send, a
-revert or a missing receipt raises `DeploymentError` naming the step. One `TxBatch` per key and thread at a time (the nonces are its own).
+`send()` sends the queued ones in JSON-RPC batches, `wait()` sends what is left and collects every receipt
+(batched too); a refused send, a revert or a missing receipt raises `DeploymentError` naming the step. One `TxBatch` per key and thread at a time (the nonces are its own).
 Persists nothing.
 """
 
@@ -45,7 +45,8 @@ class TxBatch:
         self.nonce = int(sender.w3.eth.get_transaction_count(sender.address, "pending"))
         base_fee = int(sender.w3.eth.get_block("latest").get("baseFeePerGas", 0))
         self.max_fee = 2 * base_fee + PRIORITY_FEE_WEI
-        self.queued: list[tuple[str, str]] = []  # (step, raw transaction hex)
+        self.queued: list[tuple[str, str]] = []  # (step, raw transaction hex), signed, not sent
+        self.sent: list[tuple[str, str]] = []  # (step, transaction hash), sent, receipt not seen
         self._encoders: dict[tuple[str, str], tuple[bytes, list[str]]] = {}
 
     def __len__(self) -> int:
@@ -88,33 +89,37 @@ class TxBatch:
             raise DeploymentError(f"{calls[0][0]}: {len(calls)} calls, {len(out)} replies")
         return out
 
-    def wait(self, mine: Callable[[], None] | None = None, timeout_s: float = RECEIPT_TIMEOUT_S) -> list[dict[str, Any]]:
-        """Send the queued transactions (JSON-RPC batches), `mine()` if the chain mines on demand, then
-        every receipt; raises DeploymentError on a refused send, a revert or a timeout."""
+    def send(self) -> None:
+        """Send the queued transactions (JSON-RPC batches); raises DeploymentError on a refused one."""
         queued, self.queued = self.queued, []
-        hashes: list[str] = []
         for k in range(0, len(queued), RPC_BATCH):
             chunk = queued[k:k + RPC_BATCH]
             for (step, _raw), r in zip(chunk, self._batch([("eth_sendRawTransaction", [raw]) for _s, raw in chunk]),
                                        strict=True):
                 if "error" in r:
                     raise DeploymentError(f"{step}: send failed: {r['error']}")
-                hashes.append(str(r["result"]))
-        if mine is not None and hashes:
+                self.sent.append((step, str(r["result"])))
+
+    def wait(self, mine: Callable[[], None] | None = None, timeout_s: float = RECEIPT_TIMEOUT_S) -> list[dict[str, Any]]:
+        """`send()` what is queued, `mine()` if the chain mines on demand, then every receipt of the sent
+        transactions in send order; raises DeploymentError on a revert or a timeout."""
+        self.send()
+        sent, self.sent = self.sent, []
+        if mine is not None and sent:
             mine()
         receipts: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + timeout_s
-        while len(receipts) < len(hashes):
-            missing = [h for h in hashes if h not in receipts][:RPC_BATCH]
+        while len(receipts) < len(sent):
+            missing = [h for _s, h in sent if h not in receipts][:RPC_BATCH]
             for h, r in zip(missing, self._batch([("eth_getTransactionReceipt", [h]) for h in missing]), strict=True):
                 if r.get("result"):
                     receipts[h] = r["result"]
-            if len(receipts) < len(hashes):
+            if len(receipts) < len(sent):
                 if time.monotonic() > deadline:
-                    raise DeploymentError(f"{len(hashes) - len(receipts)} transactions without a receipt "
+                    raise DeploymentError(f"{len(sent) - len(receipts)} transactions without a receipt "
                                           f"within {timeout_s}s")
                 time.sleep(POLL_S)
-        for (step, _raw), h in zip(queued, hashes, strict=True):
+        for step, h in sent:
             if int(str(receipts[h]["status"]), 16) != 1:
                 raise DeploymentError(f"{step}: transaction {h} reverted")
-        return [receipts[h] for h in hashes]
+        return [receipts[h] for _s, h in sent]
