@@ -279,7 +279,7 @@ class LoadDriver:
             for batch in batches:
                 batch.send()
             for batch in batches:
-                batch.wait(timeout_s=max(10.0, 4 * self.period_s))
+                batch.wait(timeout_s=max(30.0, 4 * self.period_s))
 
     @staticmethod
     def _spot(sender: ChainSender, chain: SeededChain, underlying: str) -> float:

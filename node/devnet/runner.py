@@ -340,7 +340,8 @@ def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None], members
     return {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
             "keyset_id": int(st.keyset_id), "members": list(members),
             "params_hash_at_validators": [None if x is None else "0x" + bytes(x.params_hash).hex() for x in states],
-            "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable}
+            "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable,
+            "leaf_count": int(st.leaf_count)}
 
 
 @dataclass
@@ -516,6 +517,7 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
         "im_by_epoch": {str(e): h["im"] for e, h in by_epoch},
         "signers_by_epoch": {str(e): h["signers"] for e, h in by_epoch},
         "keyset_by_epoch": {str(e): h["keyset_id"] for e, h in by_epoch},
+        "leaf_count_by_epoch": {str(e): h["leaf_count"] for e, h in by_epoch},
         **summarize_latencies(latencies),
         **({"load": run.load_summary | {"traffic": dict(run.load.stats)}} if run.load is not None else {}),
         "home": str(opts.home),
