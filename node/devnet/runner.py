@@ -63,6 +63,10 @@ MAX_RUN_S_PER_EPOCH = 20.0
 POLL_S = 0.5
 UNSIGNED_AFTER_EPOCHS = 3  # members this far past an epoch they lack: no catch-up will bring it
 STALL_EPOCHS = 10  # no epoch recorded for this many periods after the first: the network stalled
+# With --accounts the pins lag the epoch start by 3 s: with 1 s blocks and one confirmation the pin for T_e
+# is then final AT T_e, so the first computation of an epoch succeeds (no retries, see the report on
+# MarginInputSource re-checking the books on every retry of an epoch).
+LOAD_PIN_LAG_S = 3
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,9 @@ def write_run_configs(run: DevnetRun, homes: list[NodeHome], governance: dict[st
                       ) -> list[NodeHome]:
     """Every home's config for this run: its chains and contracts, fresh loopback ports, `governance`;
     `operators` and `joining_set` as in `node.devnet.homes.write_configs`."""
-    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "registry": s.deployment.registry,
+    lag_s = LOAD_PIN_LAG_S if run.options.accounts else 0
+    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "lag_s": lag_s,
+               "registry": s.deployment.registry,
                "vault": s.deployment.vault, "ledger": s.deployment.ledger, "oracle": s.deployment.oracle}
               for s in run.seeded]
     n = len(homes)
