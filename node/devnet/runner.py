@@ -167,6 +167,12 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
         rpc_call(c.rpc_url, "evm_setIntervalMining", [1])
     say(f"contracts deployed and seeded on {len(run.chains)} chains; governance at {run.governance}")
     run.genesis_time = float(int(time.time() + STARTUP_GRACE_S))
+    if opts.accounts:  # trades and mark moves from the middle of epoch 1 on, once the validators run
+        from node.devnet.load import LoadDriver, get_load_addresses
+
+        run.load = LoadDriver(run.seeded, get_load_addresses(opts.accounts), run.market_time, run.genesis_time,
+                              opts.epoch_period_s, run.market_lock)
+        run.load.start()
     joining_set = get_public_set_values(homes[0].path / "keys" / "share.json", opts.home / "passphrase")
     run.homes = write_run_configs(run, homes + joining, {"rpc_url": run.chains[0].rpc_url, "address": run.governance},
                                   operators=[h.address for h in homes], joining_set=joining_set)
@@ -343,11 +349,10 @@ def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None], members
         f"root 0x{bytes(st.root).hex()[:12]}..., same state at all {len(members)} members: {identical}, "
         f"IM {', '.join(f'{k} {v:,.0f}' for k, v in ims.items())}"
         + (f", liquidatable: {', '.join(liquidatable)}" if liquidatable else ""))
-    return {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
+    return {"leaf_count": int(st.leaf_count), "params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
             "keyset_id": int(st.keyset_id), "members": list(members),
             "params_hash_at_validators": [None if x is None else "0x" + bytes(x.params_hash).hex() for x in states],
-            "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable,
-            "leaf_count": int(st.leaf_count)}
+            "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable}
 
 
 @dataclass
@@ -356,10 +361,10 @@ class WatchState:
 
     history: dict[int, dict[str, Any]] = field(default_factory=dict)
     unsigned: list[int] = field(default_factory=list)  # epochs no member holds (gaps)
+    signed_at: dict[int, dict[int, float]] = field(default_factory=dict)  # epoch -> node index -> unix time
     first_epoch: int | None = None
     last_seen: int = -1
     crashed_at: int | None = None
-    signed_at: dict[int, dict[int, float]] = field(default_factory=dict)  # epoch -> node index -> unix time
 
     @property
     def done(self) -> int:
@@ -402,8 +407,7 @@ def process_new_epochs(run: DevnetRun, ws: WatchState, say: Callable[[str], None
 
 def apply_crash_when_due(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
     if run.options.crash_epoch is not None and ws.crashed_at is None and ws.done >= run.options.crash_epoch:
-        with run.market_lock:
-            apply_crash(run.seeded, run.market_time)
+        apply_crash(run.seeded, run.market_time)
         ws.crashed_at = ws.last_seen
         say(f"mark change after epoch {ws.last_seen}: BTC 100,000 -> 90,000 on every chain")
 
@@ -434,7 +438,8 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
         elif ws.first_epoch is not None and time.monotonic() - progressed > STALL_EPOCHS * opts.epoch_period_s:
             raise DevnetError(f"epoch {ws.last_seen + 1} not held by all of its members {members(run, ws.last_seen + 1)} "
                               f"within {STALL_EPOCHS} epochs; see {opts.home / 'logs'}")
-        hook(run, ws, say)
+        with run.market_lock:  # the load's mark moves never interleave with a hook's (the demo crash)
+            hook(run, ws, say)
         if is_finished(run, ws):
             return ws
         time.sleep(POLL_S)
@@ -548,12 +553,6 @@ def run_devnet(options: DevnetOptions, say: Callable[[str], None] = print, *,
         run.processes = [start_validator(h, log_dir) for h in run.homes]
         say(f"validators: {len(run.processes)} processes; logs in {log_dir}; genesis in "
             f"{max(0.0, run.genesis_time - time.time()):.1f}s, epoch {options.epoch_period_s}s")
-        if options.accounts:
-            from node.devnet.load import LoadDriver, get_load_addresses
-
-            run.load = LoadDriver(run.seeded, get_load_addresses(options.accounts), run.market_time,
-                                  run.genesis_time, options.epoch_period_s, run.market_lock)
-            run.load.start()
         ws = watch(run, say, hook, is_finished, budget_epochs, members)
         summary = summarize(run, ws)
         if extend is not None:
