@@ -67,6 +67,8 @@ STALL_EPOCHS = 10  # no epoch recorded for this many periods after the first: th
 # is then final AT T_e, so the first computation of an epoch succeeds (no retries, see the report on
 # MarginInputSource re-checking the books on every retry of an epoch).
 LOAD_PIN_LAG_S = 3
+# Each validator reads every account's positions (one view call per account and chain) at its first epoch.
+COLD_READ_S_PER_ACCOUNT = 0.03
 
 
 @dataclass(frozen=True)
@@ -424,7 +426,8 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
     opts = run.options
     ws = WatchState()
     budget_epochs = budget_epochs if budget_epochs is not None else opts.epochs
-    budget = None if budget_epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (budget_epochs + 2)
+    budget = None if budget_epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (budget_epochs + 2) \
+        + COLD_READ_S_PER_ACCOUNT * opts.accounts
     started = progressed = time.monotonic()
     while budget is None or time.monotonic() - started < budget:
         dead = [i for i, p in enumerate(run.processes) if p.poll() is not None]
