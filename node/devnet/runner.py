@@ -409,7 +409,8 @@ def process_new_epochs(run: DevnetRun, ws: WatchState, say: Callable[[str], None
 
 def apply_crash_when_due(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
     if run.options.crash_epoch is not None and ws.crashed_at is None and ws.done >= run.options.crash_epoch:
-        apply_crash(run.seeded, run.market_time)
+        with run.market_lock:  # never between a load step's reading and writing of the spots
+            apply_crash(run.seeded, run.market_time)
         ws.crashed_at = ws.last_seen
         say(f"mark change after epoch {ws.last_seen}: BTC 100,000 -> 90,000 on every chain")
 
@@ -441,8 +442,7 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
         elif ws.first_epoch is not None and time.monotonic() - progressed > STALL_EPOCHS * opts.epoch_period_s:
             raise DevnetError(f"epoch {ws.last_seen + 1} not held by all of its members {members(run, ws.last_seen + 1)} "
                               f"within {STALL_EPOCHS} epochs; see {opts.home / 'logs'}")
-        with run.market_lock:  # the load's mark moves never interleave with a hook's (the demo crash)
-            hook(run, ws, say)
+        hook(run, ws, say)
         if is_finished(run, ws):
             return ws
         time.sleep(POLL_S)
