@@ -8,9 +8,10 @@ A validator whose operator is not in the configured set (`index` None, no share)
 validator: it follows the epochs and adopts states, and signs once a reshare voted by governance has
 given it a share (`node.consensus.keychange`).
 Persists: everything through the given `Store`; a `status.json` snapshot (metrics, phases, latencies,
-peer scores, traffic, key sets, reshares) in `data_dir`, rewritten atomically every
-`status_interval_s`; new shares from reshares as encrypted keystores `keys_dir/share-<id>.json`;
-erases the keystore of a share whose key set a newer one replaced (`make_share_eraser`).
+the unix time each recent epoch's signed state was held (`signed_at`), peer scores, traffic, key sets,
+reshares) in `data_dir`, rewritten atomically every `status_interval_s`; new shares from reshares as
+encrypted keystores `keys_dir/share-<id>.json`; erases the keystore of a share whose key set a newer one
+replaced (`make_share_eraser`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -250,10 +252,16 @@ def make_share_eraser(config: ValidatorConfig) -> Callable[[int, int], None] | N
                  retired_by)
 
     return erase
+def get_signed_times(engine: EpochEngine) -> dict[str, float]:
+    """Unix time at which this node came to hold each recent epoch's signed state (its own aggregation or an
+    adoption), from the rounds' monotonic marks; epochs held without a round here (catch-up) are absent."""
+    offset = time.time() - trio.current_time()
+    return {str(e): round(r.signed_at + offset, 3) for e, r in list(engine.rounds.items()) if r.signed_at is not None}
 
 
 def get_status(engine: EpochEngine, host: GossipHost) -> dict[str, Any]:
     status = engine.get_status()
+    status["signed_at"] = get_signed_times(engine)
     status["peer_id"] = str(host.peer_id)
     status["scores"] = host.scores.get_snapshot()
     status["rejections"] = dict(host.scores.rejections)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from node.cli.common import env_default
 
+MAX_ACCOUNTS = 1_000_000
+
 
 def handle_devnet(args: argparse.Namespace) -> int:
     from node.devnet.homes import DevnetError
@@ -18,7 +20,8 @@ def handle_devnet(args: argparse.Namespace) -> int:
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="clearing-devnet-"))
     options = DevnetOptions(home=home, validators=args.validators, threshold=args.threshold or
                             (2 * args.validators) // 3 + 1, epochs=args.epochs, epoch_period_s=args.epoch_period,
-                            crash_epoch=None if args.no_crash else args.crash_epoch, json_output=args.json)
+                            crash_epoch=None if args.no_crash else args.crash_epoch, json_output=args.json,
+                            accounts=args.accounts)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     try:
         if args.governance_demo:
@@ -40,7 +43,12 @@ def handle_devnet(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(f"signed {summary['epochs_signed']} epochs; published {summary['published']}; "
-              f"publish gas {summary['publish_gas']}")
+              f"publish gas {summary['publish_gas']}; epoch latency p50 {summary['epoch_latency_p50_ms']} ms, "
+              f"p90 {summary['epoch_latency_p90_ms']} ms")
+        if "load" in summary:
+            load = summary["load"]
+            print(f"load: {load['accounts']} accounts, {load['trades']} seeding trades in {load['seed_seconds']}s; "
+                  f"traffic {load['traffic']}")
         for name, a in summary["accounts"].items():
             print(f"  {name:9} IM {a['initial_margin']:>12,.2f}  MM {a['maintenance_margin']:>12,.2f}  "
                   f"equity {a['equity']:>12,.2f}  liquidatable {a['liquidatable']}  "
@@ -62,6 +70,16 @@ def handle_devnet(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _accounts(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if not 0 <= n <= MAX_ACCOUNTS:
+        raise argparse.ArgumentTypeError(f"{n} outside 0..{MAX_ACCOUNTS}")
+    return n
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("devnet", help="run a local devnet: 2 anvil chains, validators, demo book, epochs")
     p.add_argument("--home", default=env_default("CLEARING_DEVNET_HOME", ""),
@@ -73,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epoch-period", type=float, default=float(env_default("CLEARING_DEVNET_EPOCH_PERIOD", 3.0)))
     p.add_argument("--crash-epoch", type=int, default=3, help="apply the BTC mark change after this many epochs")
     p.add_argument("--no-crash", action="store_true", help="no mark change")
+    p.add_argument("--accounts", type=_accounts, default=env_default("CLEARING_DEVNET_ACCOUNTS", "0"),
+                   help="seed N more accounts (~10 positions each, collateral on both chains) before the validators "
+                        "start; ~1%% of them trade and every mark moves each epoch (env CLEARING_DEVNET_ACCOUNTS)")
     p.add_argument("--json", action="store_true", help="print one JSON summary (progress goes to stderr)")
     p.add_argument("--governance-demo", action="store_true",
                    help="no mark change; vote wider scan ranges on chain and run until two epochs after activation")

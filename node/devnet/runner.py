@@ -11,6 +11,12 @@ and starts them like the others: they follow the epochs until governance adds th
 account falls under MM. It prints a live line per epoch, or with `--json` one summary at the end:
 epochs signed, states published per chain, publish gas, the demo accounts' margin read over gRPC,
 and whether each `GetMargin` proof verifies against every chain's registry.
+With `accounts` > 0 (`--accounts N`) the chains start with a larger block gas limit, N more accounts are
+seeded with real transactions before the validators start (`node.devnet.load`), and a background thread
+makes ~1% of them trade and moves every mark on every chain in each epoch period.
+Latency: each validator's `status.json` `signed_at` (when it came to hold each epoch's signed state) is
+collected while watching; the summary's `epoch_latency_ms` is, per epoch, the time from the epoch's start
+(genesis + e * period) to the state held at EVERY member, with its p50 and p90.
 
 The watch loop records an epoch once every MEMBER of the set signing it (default: the genesis
 set; a demo passes the governance-derived set per epoch) holds a signed state for it; an epoch no
@@ -25,8 +31,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +63,12 @@ MAX_RUN_S_PER_EPOCH = 20.0
 POLL_S = 0.5
 UNSIGNED_AFTER_EPOCHS = 3  # members this far past an epoch they lack: no catch-up will bring it
 STALL_EPOCHS = 10  # no epoch recorded for this many periods after the first: the network stalled
+# With --accounts the pins lag the epoch start by 3 s: with 1 s blocks and one confirmation the pin for T_e
+# is then final AT T_e, so an epoch's first computation succeeds instead of retrying until the pinned
+# block's successor is confirmed (~2 s after T_e, which alone would miss a 1.5 s latency target).
+LOAD_PIN_LAG_S = 3
+# Each validator reads every account's positions (one view call per account and chain) at its first epoch.
+COLD_READ_S_PER_ACCOUNT = 0.03
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class DevnetOptions:
     crash_epoch: int | None = 3  # the mark change; None: no crash
     json_output: bool = False
     joining: int = 0  # joining homes (no share; outside the genesis set) started with the others
+    accounts: int = 0  # load accounts seeded before the validators start, trading every epoch (node.devnet.load)
 
 
 @dataclass
@@ -82,6 +97,10 @@ class DevnetRun:
     web: list[str] = field(default_factory=list)  # each validator's web view (host:port), `[web]` turned on
     genesis_time: float = 0.0
     market_time: int = 0  # the time the demo expiries are counted from
+    market_lock: threading.Lock = field(default_factory=threading.Lock)  # mark changes: demo crash vs load
+    load: Any = None  # node.devnet.load.LoadDriver while --accounts traffic runs
+    load_summary: dict[str, Any] = field(default_factory=dict)
+    status_paths: dict[int, Path] = field(default_factory=dict)  # node index -> status.json
 
     @property
     def genesis_homes(self) -> list[NodeHome]:
@@ -89,6 +108,8 @@ class DevnetRun:
         return self.homes[: self.options.validators]
 
     def stop(self) -> None:
+        if self.load is not None:
+            self.load.stop()
         for p in self.processes:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -122,7 +143,12 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
 
     opts = run.options
     opts.home.mkdir(parents=True, exist_ok=True)
-    run.chains = start_chains(list(opts.chain_ids))
+    if opts.accounts:
+        from node.devnet.load import start_load_chains
+
+        run.chains = start_load_chains(list(opts.chain_ids))
+    else:
+        run.chains = start_chains(list(opts.chain_ids))
     say(f"chains: {', '.join(f'{c.chain_id}@{c.rpc_url}' for c in run.chains)}")
     homes, group_key = create_homes(opts.home, opts.validators, opts.threshold, opts.network_id)
     say(f"dkg: {opts.validators} validators, threshold {opts.threshold}, group key 0x{group_key.hex()[:16]}...")
@@ -133,6 +159,10 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
     run.market_time = int(time.time())
     run.seeded = [seed_chain(c, i, opts.network_id, 1, g2_to_eip2537(group_key), run.market_time)
                   for i, c in enumerate(run.chains)]
+    if opts.accounts:
+        from node.devnet.load import seed_load
+
+        run.load_summary = seed_load(run.seeded, opts.accounts, run.market_time, say)
     home_client = ChainClient(ChainConfig(run.chains[0].chain_id, run.chains[0].rpc_url))
     run.governance = deploy_governance(home_client, bytes.fromhex(get_dev_key(0)[2:]), load_governance_abi(),
                                        get_bytecode("Governance"), [h.address for h in homes], opts.threshold)
@@ -142,6 +172,12 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
         rpc_call(c.rpc_url, "evm_setIntervalMining", [1])
     say(f"contracts deployed and seeded on {len(run.chains)} chains; governance at {run.governance}")
     run.genesis_time = float(int(time.time() + STARTUP_GRACE_S))
+    if opts.accounts:  # trades and mark moves from the middle of epoch 1 on, once the validators run
+        from node.devnet.load import LoadDriver, get_load_addresses
+
+        run.load = LoadDriver(run.seeded, get_load_addresses(opts.accounts), run.market_time, run.genesis_time,
+                              opts.epoch_period_s, run.market_lock)
+        run.load.start()
     joining_set = get_public_set_values(homes[0].path / "keys" / "share.json", opts.home / "passphrase")
     run.homes = write_run_configs(run, homes + joining, {"rpc_url": run.chains[0].rpc_url, "address": run.governance},
                                   operators=[h.address for h in homes], joining_set=joining_set)
@@ -159,7 +195,9 @@ def write_run_configs(run: DevnetRun, homes: list[NodeHome], governance: dict[st
                       ) -> list[NodeHome]:
     """Every home's config for this run: its chains and contracts, fresh loopback ports, `governance`;
     `operators` and `joining_set` as in `node.devnet.homes.write_configs`."""
-    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "registry": s.deployment.registry,
+    lag_s = LOAD_PIN_LAG_S if run.options.accounts else 0
+    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "lag_s": lag_s,
+               "registry": s.deployment.registry,
                "vault": s.deployment.vault, "ledger": s.deployment.ledger, "oracle": s.deployment.oracle}
               for s in run.seeded]
     n = len(homes)
@@ -317,7 +355,7 @@ def record_epoch(run: DevnetRun, epoch: int, say: Callable[[str], None], members
         f"root 0x{bytes(st.root).hex()[:12]}..., same state at all {len(members)} members: {identical}, "
         f"IM {', '.join(f'{k} {v:,.0f}' for k, v in ims.items())}"
         + (f", liquidatable: {', '.join(liquidatable)}" if liquidatable else ""))
-    return {"params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
+    return {"leaf_count": int(st.leaf_count), "params_hash": "0x" + bytes(st.params_hash).hex(), "signers": list(st.signers),
             "keyset_id": int(st.keyset_id), "members": list(members),
             "params_hash_at_validators": [None if x is None else "0x" + bytes(x.params_hash).hex() for x in states],
             "identical_at_all_validators": identical, "im": ims, "liquidatable": liquidatable,
@@ -330,6 +368,7 @@ class WatchState:
 
     history: dict[int, dict[str, Any]] = field(default_factory=dict)
     unsigned: list[int] = field(default_factory=list)  # epochs no member holds (gaps)
+    signed_at: dict[int, dict[int, float]] = field(default_factory=dict)  # epoch -> node index -> unix time
     first_epoch: int | None = None
     last_seen: int = -1
     crashed_at: int | None = None
@@ -376,7 +415,8 @@ def process_new_epochs(run: DevnetRun, ws: WatchState, say: Callable[[str], None
 
 def apply_crash_when_due(run: DevnetRun, ws: WatchState, say: Callable[[str], None]) -> None:
     if run.options.crash_epoch is not None and ws.crashed_at is None and ws.done >= run.options.crash_epoch:
-        ws.crash_blocks = apply_crash(run.seeded, run.market_time)
+        with run.market_lock:  # never between a load step's reading and writing of the spots
+            ws.crash_blocks = apply_crash(run.seeded, run.market_time)
         ws.crashed_at = ws.last_seen
         say(f"mark change after epoch {ws.last_seen}: BTC 100,000 -> 90,000 on every chain")
 
@@ -393,7 +433,8 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
     opts = run.options
     ws = WatchState()
     budget_epochs = budget_epochs if budget_epochs is not None else opts.epochs
-    budget = None if budget_epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (budget_epochs + 2)
+    budget = None if budget_epochs is None else STARTUP_GRACE_S + MAX_RUN_S_PER_EPOCH * (budget_epochs + 2) \
+        + COLD_READ_S_PER_ACCOUNT * opts.accounts
     started = progressed = time.monotonic()
     while budget is None or time.monotonic() - started < budget:
         dead = [i for i, p in enumerate(run.processes) if p.poll() is not None]
@@ -401,6 +442,7 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
             raise DevnetError(f"validator(s) {dead} exited; see {opts.home / 'logs'}")
         before = ws.last_seen
         process_new_epochs(run, ws, say, members)
+        collect_signed_times(run, ws)
         if ws.last_seen != before:
             progressed = time.monotonic()
         elif ws.first_epoch is not None and time.monotonic() - progressed > STALL_EPOCHS * opts.epoch_period_s:
@@ -413,6 +455,52 @@ def watch(run: DevnetRun, say: Callable[[str], None], hook: WatchHook = apply_cr
     raise DevnetError(f"only {ws.done} epochs signed within {budget:.0f}s")
 
 
+def collect_signed_times(run: DevnetRun, ws: WatchState) -> None:
+    """Merge each validator's `status.json` `signed_at` (the unix time it came to hold each recent epoch's
+    signed state, `node.validator.get_signed_times`) into `ws.signed_at`; the first value seen is kept."""
+    from node.config import load_config
+    from node.metrics import read_status_file
+
+    for h in run.homes:
+        if h.index not in run.status_paths:
+            run.status_paths[h.index] = load_config(h.path, env={}).get_path("node", "data_dir") / "status.json"
+        status = read_status_file(run.status_paths[h.index]) or {}
+        for epoch, at in (status.get("signed_at") or {}).items():
+            ws.signed_at.setdefault(int(epoch), {}).setdefault(h.index, float(at))
+
+
+def get_epoch_latencies(run: DevnetRun, ws: WatchState) -> dict[int, int | None]:
+    """Per recorded epoch: milliseconds from its start (genesis + e * period) to its signed state held at EVERY
+    member (the latest of the members' own times); None where a member's time is unknown."""
+    out: dict[int, int | None] = {}
+    for epoch, h in sorted(ws.history.items()):
+        times = ws.signed_at.get(epoch, {})
+        start = run.genesis_time + epoch * run.options.epoch_period_s
+        out[epoch] = round((max(times[m] for m in h["members"]) - start) * 1000) \
+            if all(m in times for m in h["members"]) else None
+    return out
+
+
+def wait_for_latencies(run: DevnetRun, ws: WatchState, timeout_s: float = 5.0) -> dict[int, int | None]:
+    """The epoch latencies once every member's time of every recorded epoch is known (status.json trails the
+    gRPC view by up to its rewrite interval), or what is known after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        collect_signed_times(run, ws)
+        latencies = get_epoch_latencies(run, ws)
+        if all(v is not None for v in latencies.values()) or time.monotonic() > deadline:
+            return latencies
+        time.sleep(POLL_S)
+
+
+def summarize_latencies(latencies: dict[int, int | None]) -> dict[str, Any]:
+    known = sorted(v for v in latencies.values() if v is not None)
+    return {"epoch_latency_ms": {str(e): v for e, v in latencies.items()},
+            "epoch_latency_p50_ms": round(statistics.median(known)) if known else None,
+            "epoch_latency_p90_ms": known[max(0, -(-9 * len(known) // 10) - 1)] if known else None,
+            "epoch_latency_unknown": [e for e, v in latencies.items() if v is None]}
+
+
 def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
     """The JSON summary: epochs, publications and gas per chain, demo accounts checked on chain."""
     opts, history = run.options, ws.history
@@ -421,6 +509,7 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
     while time.monotonic() < deadline and not all(ws.last_seen in v for v in published.values()):
         time.sleep(POLL_S)
         published, gas = get_publications(run)
+    latencies = wait_for_latencies(run, ws)
     common = [e for e in published[str(run.seeded[0].chain_id)] if all(e in v for v in published.values())]
     check_epoch = max(common) if common else ws.last_seen
     accounts = check_accounts(run, check_epoch)
@@ -453,6 +542,9 @@ def summarize(run: DevnetRun, ws: WatchState) -> dict[str, Any]:
         "im_by_epoch": {str(e): h["im"] for e, h in by_epoch},
         "signers_by_epoch": {str(e): h["signers"] for e, h in by_epoch},
         "keyset_by_epoch": {str(e): h["keyset_id"] for e, h in by_epoch},
+        "leaf_count_by_epoch": {str(e): h["leaf_count"] for e, h in by_epoch},
+        **summarize_latencies(latencies),
+        **({"load": run.load_summary | {"traffic": dict(run.load.stats)}} if run.load is not None else {}),
         "home": str(opts.home),
     }
 
