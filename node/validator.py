@@ -252,6 +252,8 @@ def make_share_eraser(config: ValidatorConfig) -> Callable[[int, int], None] | N
                  retired_by)
 
     return erase
+
+
 def get_signed_times(engine: EpochEngine) -> dict[str, float]:
     """Unix time at which this node came to hold each recent epoch's signed state (its own aggregation or an
     adoption), from the rounds' monotonic marks; epochs held without a round here (catch-up) are absent."""
