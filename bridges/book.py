@@ -269,6 +269,30 @@ class ChainBook:
         self._record(("position", key, self.positions.get(key)))
         self.positions.set(key, value)
 
+    def load_positions(self, rows: np.ndarray, instrument_ids: np.ndarray, quantity: np.ndarray,
+                       entry: np.ndarray) -> None:
+        """Bulk load of a cold read (a book with no positions yet and no undo history): int64 columns."""
+        if len(self.positions) or self._undo is not None:
+            raise InvalidChainValue(f"chain {self.chain_id}: bulk position load into a book that has positions")
+        col_of = np.full(max(self.instrument_ids, default=0) + 1, -1, dtype=np.int64) if self.instrument_ids \
+            else np.zeros(1, dtype=np.int64) - 1
+        for iid, col in self.col_of.items():
+            col_of[iid] = col
+        ids = np.asarray(instrument_ids, dtype=np.int64)
+        known = (ids >= 0) & (ids < len(col_of))
+        cols = np.where(known, col_of[np.where(known, ids, 0)], -1)
+        if (cols < 0).any():
+            bad = int(ids[np.flatnonzero(cols < 0)[0]])
+            raise InvalidChainValue(f"chain {self.chain_id} ledger.position: unknown instrument {bad}")
+        keys = (np.asarray(rows, dtype=np.int64) << COL_BITS) | cols
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+            raise InvalidChainValue(f"chain {self.chain_id} ledger.positions: an instrument listed twice for an account")
+        self.positions.keys = keys
+        self.positions.qty = np.asarray(quantity, dtype=np.int64)[order]
+        self.positions.entry = np.asarray(entry, dtype=np.int64)[order]
+
     def set_cash(self, row: int, cash: int) -> None:
         cash = check_int64(cash, f"chain {self.chain_id} ledger.cash[{self.addresses[row].hex()}]")
         self._record(("cash", row, self.cash.get(row)))

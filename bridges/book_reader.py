@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from eth_utils import to_checksum_address
 
 from bridges.artifacts import get_abi
@@ -46,6 +47,8 @@ from bridges.events import CONTRACT_NAMES, EventDecoder
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # the contracts' MAX_PAGE
+PACKED_ACCOUNTS = 200  # PositionLedger.MAX_PACKED_ACCOUNTS
+_PACKED_POSITION = np.dtype([("id", ">u8"), ("qty", ">i8"), ("entry", ">i8")])
 MAX_ENTRIES = 10_000_000  # per paginated view
 MAX_LOG_RANGE = 2_000  # blocks per eth_getLogs request
 MAX_ADVANCE_BLOCKS = 50_000  # a longer gap is closed with the cold path
@@ -115,26 +118,54 @@ def _read_ledger(book: ChainBook, ledger: _Views) -> None:
         for iid, index in zip(*page, strict=True):
             if index:
                 book.set_funding(int(iid), int(index))
-    held: list[tuple[int, str, int]] = []
-    for accounts, cash, counts in ledger.pages(int(ledger.call("accountCount")[0]), "getAccountsInfo"):
-        for account, c, n in zip(accounts, cash, counts, strict=True):
-            row = book.get_row(bytes.fromhex(account[2:]))
-            if c:
-                book.set_cash(row, int(c))
-            if n:
-                held.append((row, account, int(n)))
-    first = ledger.call_many("getPositions", [(a, 0, PAGE_SIZE) for _r, a, _n in held])
-    for (row, account, count), page in zip(held, first, strict=True):
-        rows = list(page[0])
-        if len(rows) != min(count, PAGE_SIZE):
-            raise InvalidChainValue(f"chain {cid} ledger.getPositions({account}): {len(rows)} rows, "
-                                    f"expected {min(count, PAGE_SIZE)}")
-        for offset in range(PAGE_SIZE, count, PAGE_SIZE):
-            rows += ledger.call("getPositions", account, offset, PAGE_SIZE)[0]
-        for iid, qty, entry in rows:
-            if qty != 0:
-                book.set_position(row, int(iid), int(qty), int(entry))
+    count = int(ledger.call("accountCount")[0])
+    if count > MAX_ENTRIES:
+        raise SnapshotTooLarge(f"chain {cid} PositionLedger.accounts: {count} > {MAX_ENTRIES}")
+    offsets = list(range(0, count, PACKED_ACCOUNTS))
+    pages = [blob for (blob,) in ledger.call_many("getPositionsPacked", [(o, PACKED_ACCOUNTS) for o in offsets])]
+    rows, ids, qty, entry = [], [], [], []
+    for offset, blob in zip(offsets, pages, strict=True):
+        expected = min(PACKED_ACCOUNTS, count - offset)
+        parsed = _parse_packed(blob, f"chain {cid} ledger.getPositionsPacked({offset})")
+        while len(parsed) < expected:  # a page cut short by the position bound: ask from where it stopped
+            more = ledger.call("getPositionsPacked", offset + len(parsed), expected - len(parsed))[0]
+            part = _parse_packed(more, f"chain {cid} ledger.getPositionsPacked({offset + len(parsed)})")
+            if not part:
+                raise InvalidChainValue(f"chain {cid} ledger.getPositionsPacked({offset + len(parsed)}): empty page")
+            parsed += part
+        if len(parsed) != expected:
+            raise InvalidChainValue(f"chain {cid} ledger.getPositionsPacked({offset}): {len(parsed)} accounts, "
+                                    f"expected {expected}")
+        for account, cash, (pid, pq, pe) in parsed:
+            row = book.get_row(account)
+            if cash:
+                book.set_cash(row, cash)
+            live = pq != 0
+            rows.append(np.full(int(live.sum()), row, dtype=np.int64))
+            ids.append(pid[live].astype(np.int64))
+            qty.append(pq[live])
+            entry.append(pe[live])
+    if rows:
+        book.load_positions(np.concatenate(rows), np.concatenate(ids), np.concatenate(qty), np.concatenate(entry))
     book.sequences["ledger"] = int(ledger.call("eventSequence")[0])
+
+
+def _parse_packed(blob: bytes, where: str) -> list[tuple[bytes, int, tuple[np.ndarray, ...]]]:
+    """`getPositionsPacked` -> [(account, cash, (ids, quantities, entries))]; refuses a malformed blob."""
+    out, pos = [], 0
+    while pos < len(blob):
+        if pos + 32 > len(blob):
+            raise InvalidChainValue(f"{where}: truncated at byte {pos}")
+        account = bytes(blob[pos:pos + 20])
+        cash = int.from_bytes(blob[pos + 20:pos + 28], "big", signed=True)
+        n = int.from_bytes(blob[pos + 28:pos + 32], "big")
+        pos += 32
+        if pos + 24 * n > len(blob):
+            raise InvalidChainValue(f"{where}: truncated positions of 0x{account.hex()}")
+        packed = np.frombuffer(blob, dtype=_PACKED_POSITION, count=n, offset=pos)
+        out.append((account, cash, (packed["id"], packed["qty"].astype(np.int64), packed["entry"].astype(np.int64))))
+        pos += 24 * n
+    return out
 
 
 def _read_vault(book: ChainBook, client: ChainClient, pin: Pin, vault: _Views) -> None:

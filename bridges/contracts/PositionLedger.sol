@@ -85,6 +85,8 @@ contract PositionLedger is Owned {
 
     uint256 public constant MAX_PAGE = 500;
     uint256 public constant MAX_BATCH = 200;
+    uint256 public constant MAX_PACKED_ACCOUNTS = 200;
+    uint256 public constant MAX_PACKED_POSITIONS = 2000;
     int256 public constant QTY_SCALE = 1e8;
     int256 private constant MAX_INT64 = type(int64).max;
 
@@ -279,7 +281,58 @@ contract PositionLedger is Owned {
         }
     }
 
+    /// @notice The positions of a page of accounts in one packed blob, for a reader that takes the whole book
+    /// (the cold path of the validators' chain book): per account in list order
+    /// `account (20 bytes) | cash (int64, 8) | count (uint32, 4)` followed by `count` positions
+    /// `instrumentId (uint64, 8) | quantity (int64, 8) | fundingEntry (int64, 8)`, all big-endian, closed
+    /// positions included. At most MAX_PACKED_ACCOUNTS accounts per call, fewer once MAX_PACKED_POSITIONS
+    /// positions are reached (at least one account), which bounds the call's gas. The same values as
+    /// `getAccountsInfo` and `getPositions`, without the ABI's 32-byte words and offsets.
+    function getPositionsPacked(uint256 offset, uint256 limit) external view returns (bytes memory out) {
+        if (limit > MAX_PACKED_ACCOUNTS) limit = MAX_PACKED_ACCOUNTS;
+        uint256 n = pageLength(accountList.length, offset, limit);
+        uint256 size = 0;
+        uint256 positions = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 count = accountStates[accountList[offset + i]].positionCount;
+            if (i > 0 && positions + count > MAX_PACKED_POSITIONS) {
+                n = i; // the page ends early; the reader asks again from offset + n
+                break;
+            }
+            positions += count;
+            size += 32 + 24 * count;
+        }
+        out = new bytes(size);
+        uint256 pos = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            address account = accountList[offset + i];
+            AccountState storage state = accountStates[account];
+            uint256 count = state.positionCount;
+            pos = putWord(out, pos, uint256(uint160(account)), 20);
+            pos = putWord(out, pos, uint256(uint64(state.cash)), 8);
+            pos = putWord(out, pos, count, 4);
+            for (uint256 j = 0; j < count; ++j) {
+                uint64 id = instrumentAt(account, j);
+                Holding storage h = holdings[account][id];
+                pos = putWord(out, pos, id, 8);
+                pos = putWord(out, pos, uint256(uint64(h.quantity)), 8);
+                pos = putWord(out, pos, uint256(uint64(h.fundingEntry)), 8);
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- internals
+
+    /// @dev Writes the low `width` bytes of `value` big-endian at `out[pos]`; returns the next offset.
+    function putWord(bytes memory out, uint256 pos, uint256 value, uint256 width) private pure returns (uint256) {
+        assembly ("memory-safe") {
+            let p := add(add(out, 0x20), pos)
+            let shifted := shl(mul(sub(32, width), 8), value)
+            let keep := not(shr(mul(width, 8), not(0)))
+            mstore(p, or(shifted, and(mload(p), not(keep))))
+        }
+        return pos + width;
+    }
 
     function processTrade(Trade memory trade) private {
         if (trade.maker == address(0)) revert ZeroAddress("maker");

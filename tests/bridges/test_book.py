@@ -231,3 +231,48 @@ def test_account_index_orders_by_address_and_keeps_ids():
     keys = index.addresses[index.order].view("S20").ravel()
     assert (keys[1:] > keys[:-1]).all()
     assert (index.ranks()[index.order] == np.arange(800)).all()
+
+
+def test_cold_path_packed_pages_cut_short_are_completed():
+    """`getPositionsPacked` may end a page early (its position bound): the reader asks again from where it
+    stopped and gets every account exactly once."""
+    from bridges.book_reader import _read_ledger
+
+    accounts = [bytes([i + 1]) * 20 for i in range(5)]
+    holdings = {a: [(1, (i + 1) * 10**8, 0), (2, -(i + 1), 7)] for i, a in enumerate(accounts)}
+
+    def packed(offset: int, limit: int, cap: int = 3) -> bytes:  # at most `cap` positions per page
+        out, n = b"", 0
+        for a in accounts[offset:offset + limit]:
+            if out and n + len(holdings[a]) > cap:
+                break
+            n += len(holdings[a])
+            out += a + (5).to_bytes(8, "big", signed=True) + len(holdings[a]).to_bytes(4, "big")
+            out += b"".join(i.to_bytes(8, "big") + q.to_bytes(8, "big", signed=True) + e.to_bytes(8, "big", signed=True)
+                            for i, q, e in holdings[a])
+        return out
+
+    class Ledger:
+        def call(self, name, *args):
+            if name == "instrumentCount":
+                return (2,)
+            if name == "accountCount":
+                return (len(accounts),)
+            if name == "eventSequence":
+                return (9,)
+            if name == "getPositionsPacked":
+                return (packed(*args),)
+            raise AssertionError(name)
+
+        def call_many(self, name, args_list):
+            return [(packed(*a),) for a in args_list]
+
+        def pages(self, count, name):
+            if name == "getInstruments":
+                return [([(1, b"BTC".ljust(32, b"\0"), 3, 0, 0, 0), (2, b"BTC".ljust(32, b"\0"), 2, 0, 10**10, 0)],)]
+            return [([1, 2], [0, 0])]
+
+    book = ChainBook(CHAIN, CONTRACTS)
+    _read_ledger(book, Ledger())
+    assert model_positions(book) == {("0x" + a.hex(), iid): q for a, h in holdings.items() for iid, q, _e in h}
+    assert book.cash == dict.fromkeys(range(5), 5) and book.sequences["ledger"] == 9
