@@ -1,9 +1,10 @@
 """Deploy and wire the clearing contracts on one EVM chain through web3.py, plus setup helpers.
 
-`deploy_all` deploys MarginStateRegistry (network id, key-set id, group key), CollateralVault (wired
-to the registry, with its approval window), PositionLedger, MarketOracle and demo ERC-20 TestTokens,
-and registers the tokens as vault assets with their minimum withdrawal; it returns a frozen
-`Deployment` (addresses, JSON round trip). Helpers register instruments, venues and publishers,
+`deploy_contracts` deploys the production contracts: MarginStateRegistry (network id, key-set id,
+group key), CollateralVault (wired to the registry, with its approval window), PositionLedger and
+MarketOracle; `deploy_all` adds demo ERC-20 TestTokens registered as vault assets with their minimum
+withdrawal (tests, benchmarks). Both return a frozen `Deployment` (addresses, JSON round trip); the
+resumable, confirmation-waiting deployment of `clearingd deploy` is `bridges.deployer`. Helpers register instruments, venues and publishers,
 record matched trades (maker, taker) and perp funding indices, set market data, mint, deposit (one
 account, or many in batches paid by one sender) and request withdrawals. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
 for its receipt within a bounded time and a revert raises `DeploymentError` naming the step and the
@@ -36,8 +37,9 @@ MAX_POLL_INTERVAL_S = 0.2
 GAS_MARGIN_PCT = 20
 MAX_GAS_PER_TX = 29_000_000
 
-# (symbol, name, decimals) of the demo collateral tokens.
+# (symbol, name, decimals) of the test collateral tokens (tests, benchmarks) and of the devnet's demo book.
 DEFAULT_TOKENS: tuple[tuple[str, str, int], ...] = (("USDC", "Test USD Coin", 6), ("WETH", "Test Wrapped Ether", 18))
+DEMO_TOKENS: tuple[tuple[str, str, int], ...] = (("USDC", "Test USD Coin", 6), ("ETH", "Test Ether", 18))
 
 # Smallest withdrawal request per demo token (token units): 1 USDC, 0.001 ETH.
 DEFAULT_MIN_WITHDRAWAL: Mapping[str, int] = {"USDC": 10**6, "WETH": 10**15, "ETH": 10**15}
@@ -147,6 +149,16 @@ class ChainSender:
         return self.send(f"{name}.{function}", call, get_abi(name))
 
     def send(self, step: str, call: Any, abi: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        tx_hash, raw, _nonce = self.sign(step, call, abi)
+        self.broadcast(step, raw)
+        receipt = self.wait_for_receipt(step, tx_hash)
+        if receipt["status"] != 1:
+            raise DeploymentError(f"{step}: transaction {tx_hash.hex()} reverted")
+        return receipt
+
+    def sign(self, step: str, call: Any, abi: Sequence[Mapping[str, Any]]) -> tuple[bytes, bytes, int]:
+        """Estimate (decoding a revert), fill and sign one transaction at the pending nonce; returns
+        (hash, raw signed bytes, nonce) without sending it."""
         try:
             gas = int(call.estimate_gas({"from": self.address}))
             nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
@@ -159,14 +171,16 @@ class ChainSender:
         except (ContractLogicError, Web3RPCError, ValueError) as exc:
             raise DeploymentError(f"{step}: {exc}") from exc
         signed = self.account.sign_transaction(tx)
+        return bytes(signed.hash), bytes(signed.raw_transaction), nonce
+
+    def broadcast(self, step: str, raw: bytes, resend: bool = False) -> None:
+        """Send a signed transaction; with `resend`, a node that already knows it (or mined it) is fine."""
         try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            self.w3.eth.send_raw_transaction(raw)
         except (Web3RPCError, ValueError) as exc:
-            raise DeploymentError(f"{step}: send failed: {exc}") from exc
-        receipt = self.wait_for_receipt(step, tx_hash)
-        if receipt["status"] != 1:
-            raise DeploymentError(f"{step}: transaction {tx_hash.hex()} reverted")
-        return receipt
+            known = any(s in str(exc).lower() for s in ("already known", "nonce too low", "already imported"))
+            if not (resend and known):
+                raise DeploymentError(f"{step}: send failed: {exc}") from exc
 
     def wait_for_receipt(self, step: str, tx_hash: bytes) -> dict[str, Any]:
         deadline = time.monotonic() + self.receipt_timeout_s
@@ -190,26 +204,32 @@ def _revert_bytes(exc: ContractCustomError) -> bytes:
         return b""
 
 
+def deploy_contracts(rpc_url: str, deployer_key: str, network_id: int, keyset_id: int, group_key: bytes,
+                     approval_window: int = DEFAULT_APPROVAL_WINDOW) -> Deployment:
+    """Deploy and wire the production contracts on one chain (no tokens); `group_key` is the EIP-2537 G2
+    group key (256 bytes); the deployer owns the vault, the ledger and the oracle."""
+    sender = ChainSender(rpc_url, deployer_key)
+    registry, receipt = sender.deploy("MarginStateRegistry", network_id, keyset_id, group_key)
+    vault, _ = sender.deploy("CollateralVault", registry, approval_window, sender.address)
+    ledger, _ = sender.deploy("PositionLedger", sender.address)
+    oracle, _ = sender.deploy("MarketOracle", sender.address)
+    return Deployment(chain_id=sender.chain_id, network_id=network_id, keyset_id=keyset_id, registry=registry,
+                      vault=vault, ledger=ledger, oracle=oracle, tokens=(), deployer=sender.address,
+                      start_block=int(receipt["blockNumber"]))
+
+
 def deploy_all(rpc_url: str, deployer_key: str, network_id: int, keyset_id: int, group_key: bytes,
                tokens: Sequence[tuple[str, str, int]] = DEFAULT_TOKENS,
                approval_window: int = DEFAULT_APPROVAL_WINDOW,
                min_withdrawal: Mapping[str, int] = DEFAULT_MIN_WITHDRAWAL) -> Deployment:
-    """Deploy and wire every contract on one chain; `group_key` is the EIP-2537 G2 group key (256 bytes).
+    """`deploy_contracts` plus demo TestTokens registered as collateral (tests, benchmarks).
 
     `min_withdrawal` maps each token symbol of `tokens` to its smallest withdrawal (token units)."""
     missing = [symbol for symbol, _name, _decimals in tokens if symbol not in min_withdrawal]
     if missing:
         raise DeploymentError(f"min_withdrawal: no minimum for token(s) {', '.join(missing)}")
+    deployment = deploy_contracts(rpc_url, deployer_key, network_id, keyset_id, group_key, approval_window)
     sender = ChainSender(rpc_url, deployer_key)
-    registry, receipt = sender.deploy("MarginStateRegistry", network_id, keyset_id, group_key)
-    start_block = int(receipt["blockNumber"])
-    vault, _ = sender.deploy("CollateralVault", registry, approval_window, sender.address)
-    ledger, _ = sender.deploy("PositionLedger", sender.address)
-    oracle, _ = sender.deploy("MarketOracle", sender.address)
-    deployment = Deployment(
-        chain_id=sender.chain_id, network_id=network_id, keyset_id=keyset_id, registry=registry, vault=vault,
-        ledger=ledger, oracle=oracle, tokens=(), deployer=sender.address, start_block=start_block,
-    )
     for symbol, name, decimals in tokens:
         deployment = deploy_test_token(sender, deployment, symbol, name, decimals, min_withdrawal[symbol])
     return deployment

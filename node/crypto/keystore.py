@@ -256,3 +256,29 @@ def load_passphrase(file: Path | str | None = None, env: str = PASSPHRASE_ENV) -
     if not raw:
         raise KeystoreError(f"passphrase: ${env} is empty")
     return Secret(raw.encode())
+
+
+def load_private_key(path: Path | str, passphrase: Secret) -> bytes:
+    """A 32-byte secp256k1 private key from a keystore file: this node's format (`clearingd init`'s
+    `keys/operator.json`) or an Ethereum V3 keystore (geth, `eth_account`), told apart by its version.
+    Both must be mode 0600; a wrong passphrase raises KeystoreError."""
+    path = Path(path)
+    validate_private_mode(path)
+    if path.stat().st_size > MAX_FILE_SIZE:
+        raise KeystoreError(f"keystore {path.name}: larger than {MAX_FILE_SIZE} bytes")
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeystoreError(f"keystore {path.name}: not readable JSON ({exc})") from exc
+    if isinstance(document, dict) and document.get("version") == 3:
+        from eth_account import Account
+
+        try:
+            key = bytes(Account.decrypt(document, passphrase.reveal().decode()))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise KeystoreError(f"keystore {path.name}: wrong passphrase or malformed V3 keystore ({exc})") from exc
+    else:
+        key = load_keystore(path, passphrase).secret.reveal()
+    if len(key) != 32:
+        raise KeystoreError(f"keystore {path.name}: holds {len(key)} bytes, not a 32-byte private key")
+    return key

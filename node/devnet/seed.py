@@ -1,5 +1,6 @@
-"""Devnet chain setup: deploy and wire the contracts on every chain and seed demo market data,
-instruments, collateral and portfolios (hedged across chains, unhedged, fragile).
+"""Devnet chain setup: seed demo market data, instruments, collateral and portfolios (hedged across
+chains, unhedged, fragile) on chains deployed with the demo tokens (`clearingd deploy --demo`, or
+`seed_chain`, which deploys too).
 
 Every demo position comes from a matched trade at the market against the house: the deployer, which
 is the ledger's venue and trades its own book as maker, with 10,000,000 USDC of collateral on each
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 from bridges.anvil import AnvilChain
 from bridges.deploy import (
+    DEMO_TOKENS,
     KIND_FUTURE,
     KIND_OPTION,
     KIND_PERP,
@@ -49,7 +51,7 @@ from risk.pricing import compute_black76_price, compute_tau
 
 DEPLOYER_KEY_INDEX = 0
 DEMO_ACCOUNT_KEY_INDEX = {"hedged": 10, "unhedged": 11, "fragile": 12}
-DEVNET_TOKENS: tuple[tuple[str, str, int], ...] = (("USDC", "Test USD Coin", 6), ("ETH", "Test Ether", 18))
+DEVNET_TOKENS = DEMO_TOKENS
 DAY = 86_400
 HOUSE_USDC = 10_000_000.0  # the house's (deployer's) collateral on each chain
 
@@ -116,13 +118,22 @@ def get_trade_price(instrument_id: int, spots: dict[str, float]) -> int:
 
 def seed_chain(chain: AnvilChain, position: int, network_id: int, keyset_id: int, group_key_eip2537: bytes,
                genesis_time: int) -> SeededChain:
-    """Deploy, wire and seed one chain; `position` 0 is chain A (home), 1 is chain B."""
+    """Deploy (`deploy_all` with the demo tokens), wire the deployer as venue and publisher, and seed one
+    chain's demo book (what `clearingd deploy --demo` then `seed_book` do); `position` 0 is chain A."""
     deployer_key = get_dev_key(DEPLOYER_KEY_INDEX)
     deployment = deploy_all(chain.rpc_url, deployer_key, network_id, keyset_id, group_key_eip2537,
-                            tokens=DEVNET_TOKENS)
+                            tokens=DEMO_TOKENS)
     house = ChainSender(chain.rpc_url, deployer_key)
     set_venue(house, deployment, house.address)
     set_publisher(house, deployment, house.address)
+    return seed_book(chain.rpc_url, position, deployment, genesis_time)
+
+
+def seed_book(rpc_url: str, position: int, deployment: Deployment, genesis_time: int) -> SeededChain:
+    """Seed the demo book on a chain deployed with the demo tokens, whose deployer (anvil dev key
+    `DEPLOYER_KEY_INDEX`) is the ledger's venue and the oracle's publisher: instruments, market data,
+    the house's and the demo accounts' collateral and their trades."""
+    house = ChainSender(rpc_url, get_dev_key(DEPLOYER_KEY_INDEX))
     for iid, (underlying, kind, strike, days, right) in INSTRUMENTS.items():
         register_instrument(house, deployment, iid, underlying, kind, round(strike * PRICE_SCALE),
                             get_expiry(genesis_time, days), right)
@@ -139,7 +150,7 @@ def seed_chain(chain: AnvilChain, position: int, network_id: int, keyset_id: int
     mint(house, deployment, "USDC", house.address, sum(deposits.values()))
     deposit_for_many(house, deployment, "USDC", deposits)
     record_trades(house, deployment, trades)
-    return SeededChain(chain.chain_id, chain.rpc_url, deployment)
+    return SeededChain(deployment.chain_id, rpc_url, deployment)
 
 
 def apply_crash(chains: Sequence[SeededChain], genesis_time: int) -> tuple[int, int]:
