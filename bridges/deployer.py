@@ -30,7 +30,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from bridges.artifacts import get_abi, load_artifact
 from bridges.deploy import (
@@ -46,7 +46,7 @@ from bridges.statecodec import symbol_to_bytes32
 FILE_VERSION = 1
 DEFAULT_TX_TIMEOUT_S = 300.0
 POLL_S = 0.2
-G1ADD, PAIRING, MAP_FP_TO_G1 = (f"0x{n:040x}" for n in (0x0B, 0x0F, 0x10))
+G1ADD, PAIRING, MAP_FP_TO_G1 = (to_checksum_address(f"0x{n:040x}") for n in (0x0B, 0x0F, 0x10))
 MAX_VOTING_PERIOD_BLOCKS = 21_600  # Governance: 3 days of 12-second blocks (also the execution window)
 
 
@@ -122,7 +122,7 @@ def check_chain(sender: ChainSender, expected_chain_id: int) -> None:
     for address, data, expected in probes:
         try:
             out = bytes(sender.w3.eth.call({"to": address, "data": "0x" + data.hex(), "gas": 1_000_000}))
-        except Exception as exc:  # a node that rejects the call: no usable precompile either
+        except (Web3RPCError, ContractLogicError) as exc:  # the call fails: no usable precompile either
             out = b""
             reason = str(exc)[:120]
         else:

@@ -1,6 +1,7 @@
-"""Shared pieces of the node's operator commands (`init`, `keys`, `start`, `status`, `version`):
-the `--home` option (env `CLEARING_HOME`, default `~/.clearingd`), `--json`, environment defaults
-for every option (`CLEARING_<OPTION>`), output, and the error -> exit code wrapper.
+"""Shared pieces of the node's operator commands (`init`, `keys`, `start`, `status`, `version`, `dkg`,
+`deploy`, `network`, `gov`): the `--home` option (env `CLEARING_HOME`, default `~/.clearingd`), `--json`,
+`--passphrase-file`, environment defaults for every option (`CLEARING_<OPTION>`), output, and the
+error -> exit code wrapper (with `--json`, errors are a JSON object on stdout too).
 
 Exit codes: 0 success, 1 the node or a remote call failed, 2 usage/configuration/key problems.
 Nothing is persisted here.
@@ -46,10 +47,37 @@ def emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
     print(json.dumps(doc, sort_keys=True, indent=2) if getattr(args, "json", False) else text)
 
 
+def add_passphrase_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--passphrase-file", default=env_default("CLEARING_KEYS_PASSPHRASE_FILE", ""),
+                        help="keystore passphrase file, mode 0600 (env CLEARING_KEYS_PASSPHRASE_FILE; "
+                             "else CLEARING_KEYSTORE_PASSPHRASE)")
+
+
+def require_home(args: argparse.Namespace) -> Path:
+    """The home folder, which must hold a config (never created here): else a next step to take."""
+    from node.config import CONFIG_FILE
+
+    home = get_home(args)
+    if not (home / CONFIG_FILE).is_file():
+        raise CliError(f"no node home at {home} (no {CONFIG_FILE}): create it with "
+                       f"`clearingd init --home {home} --passphrase-file FILE`")
+    return home
+
+
+def fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """Report an error: `error: ...` on stderr and, with `--json`, `{"error", "exit_code"}` on stdout."""
+    print(f"error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "exit_code": code}, sort_keys=True))
+    return code
+
+
 def run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Wrap a handler: operator-readable errors on stderr and an exit code instead of a traceback."""
+    """Wrap a handler: operator-readable errors (stderr, and JSON on stdout with `--json`) and an exit
+    code instead of a traceback."""
     import grpc
 
+    from bridges.errors import BridgeError
     from node.config import ConfigError
     from node.crypto.errors import CryptoError
     from node.ports import NodeError
@@ -58,16 +86,13 @@ def run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         try:
             return int(handler(args))
         except (CliError, ConfigError, CryptoError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return fail(args, str(exc), 2)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             detail = exc.details() if hasattr(exc, "details") else str(exc)
-            print(f"error: {code.name if code else 'RPC'}: {detail}", file=sys.stderr)
-            return 1
-        except (NodeError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            return fail(args, f"{code.name if code else 'RPC'}: {detail}", 1)
+        except (NodeError, BridgeError, OSError) as exc:
+            return fail(args, str(exc), 1)
 
     wrapped.__name__ = getattr(handler, "__name__", "handler")
     return wrapped

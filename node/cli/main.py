@@ -16,6 +16,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.gov",
     "node.cli.params",
     "node.cli.init",
+    "node.cli.network",
+    "node.cli.dkg",
+    "node.cli.deploy",
     "node.cli.keys",
     "node.cli.start",
     "node.cli.status",
@@ -26,7 +29,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from node.cli.version import get_version
+
     parser = argparse.ArgumentParser(prog="clearingd", description="Validator node of the clearing layer.")
+    parser.add_argument("--version", action="version", version=f"clearingd {get_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
