@@ -1,17 +1,24 @@
 """`clearingd gov propose|vote|execute|list|show`: governance on the home chain from the command line.
 
-Options come from flags, else `CLEARING_*` environment variables (named in each option's help), else
-defaults. Transactions are signed by the operator key: `--key-file` (an Ethereum keystore JSON with
-`--password-file` or CLEARING_KEY_PASSWORD) or, on the devnet only, `--dev-key N` (anvil's public test
-mnemonic). Read commands take `--json` and derive the state with the pure `governance.tally` at the
-home-chain head minus `--confirmations`; the genesis set is the contract's set version 0 read there,
-as the node derives it. `execute` first derives the tally and refuses a change every node declares
-INVALID, or whose execution NOW would put its activation epoch too close (the nodes take an executed
-change only when its activation epoch lies beyond the epoch of the execution block plus the margin):
-the contract knows no epochs and would apply to its voting set a change the nodes never activate;
-`--force` skips that check. Validator-set changes may be proposed while others are open; the
-contract applies them at `execute`, against the set current then, in approval order (see
-`Governance.sol`). Exit codes: 0 ok, 1 refused (revert, tally, invalid input), 2 usage.
+Where the network is: flags, else the node home (`--home`, env CLEARING_HOME; its `config.toml` and
+the `CLEARING_<SECTION>_<KEY>` environment, as for `clearingd start`): `[governance].rpc_url` and
+`address`, `[consensus].genesis_time` and `epoch_period_s`, `[governance].confirmations`, or a network
+file (`--network-file`: governance address, genesis time, epoch period; the RPC URL still comes from
+the home or `--rpc-url`). Without a known genesis time and epoch period the command refuses (an epoch
+number computed from a guess would make a voter pick a wrong activation epoch). The home chain is
+reached through web3 (`bridges.chain.ChainClient`). Transactions are signed by the operator key: the
+home's `keys/operator.json` (or `--key-file`: a keystore `clearingd init` wrote, or an Ethereum V3
+keystore) with the home's passphrase file or `--passphrase-file` (or CLEARING_KEYSTORE_PASSPHRASE), or,
+on the devnet only, `--dev-key N` (anvil's public test mnemonic). Read commands take `--json` (errors
+too) and derive the state with the pure `governance.tally` at the home-chain head minus
+`--confirmations`; the genesis set is the contract's set version 0 read there, as the node derives
+it; `list` shows the epoch of the head block. `execute` first derives the tally and refuses a change
+every node declares INVALID, or whose execution NOW would put its activation epoch too close (the
+nodes take an executed change only when its activation epoch lies beyond the epoch of the execution
+block plus the margin): the contract knows no epochs and would apply to its voting set a change the
+nodes never activate; `--force` skips that check. Validator-set changes may be proposed while others
+are open; the contract applies them at `execute`, against the set current then, in approval order
+(see `Governance.sol`). Exit codes: 0 ok, 1 refused (revert, tally, invalid input), 2 usage.
 Persists nothing.
 """
 
@@ -20,12 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridges.anvil import rpc_call
 from bridges.chain import ChainClient, ChainConfig
 from bridges.errors import BridgeError
 from bridges.governance_chain import GovernanceChain, GovernanceTxReverted, get_dev_key, load_governance_abi
@@ -39,66 +44,106 @@ from governance.proposals import (
     encode_validator_set_change,
 )
 from governance.tally import GovernanceState, derive_governance_state, get_earliest_activation
+from node.cli.common import CliError, add_home_option, add_passphrase_option, env_default, fail, get_home
+from node.config import CONFIG_FILE, ConfigError, get_env_name, load_config
 from node.consensus.errors import InputsUnavailable
+from node.crypto.errors import CryptoError
 from node.governance_source import GENESIS_KEYSET_ID, build_genesis_spec, get_genesis_at
 from risk.errors import RiskError
 from risk.params import RRA1, RiskParams, encode_params, params_with_overrides
 
 CHOICES = {"yes": 1, "no": 2, "abstain": 3}
-DEFAULT_EPOCH_SECONDS = 60
 MAX_PARAMS_FILE_BYTES = 1 << 20
 
-
-def env_default(name: str, default: Any = None) -> Any:
-    return os.environ.get(name, default)
+__all__ = ["CliError", "add_chain_options", "derive_from_chain", "emit", "get_operator_key", "params_to_dict", "run"]
 
 
 def add_chain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rpc-url", default=env_default("CLEARING_HOME_RPC_URL"),
-                   help="home-chain JSON-RPC URL (env CLEARING_HOME_RPC_URL)")
-    p.add_argument("--governance-address", default=env_default("CLEARING_GOVERNANCE_ADDRESS"),
-                   help="Governance contract address (env CLEARING_GOVERNANCE_ADDRESS)")
-    p.add_argument("--confirmations", type=int, default=int(env_default("CLEARING_HOME_CONFIRMATIONS", 0)),
-                   help="read this many blocks below the head (env CLEARING_HOME_CONFIRMATIONS)")
-    p.add_argument("--genesis-time", type=int, default=env_default("CLEARING_GENESIS_TIME"),
-                   help="network genesis unix time (env CLEARING_GENESIS_TIME; default: home block 0)")
-    p.add_argument("--epoch-seconds", type=int,
-                   default=int(env_default("CLEARING_EPOCH_SECONDS", DEFAULT_EPOCH_SECONDS)),
-                   help="epoch period E in seconds (env CLEARING_EPOCH_SECONDS)")
+    add_home_option(p)
+    p.add_argument("--network-file", default=env_default("CLEARING_NETWORK_FILE"),
+                   help="take the governance address, genesis time and epoch period from this network file")
+    p.add_argument("--rpc-url", default=None, help="home-chain JSON-RPC URL (default: the home's [governance].rpc_url)")
+    p.add_argument("--governance-address", default=None,
+                   help="Governance contract address (default: the network file's, or [governance].address)")
+    p.add_argument("--confirmations", type=int, default=None,
+                   help="read this many blocks below the head (default: [governance].confirmations)")
+    p.add_argument("--genesis-time", type=int, default=None,
+                   help="network genesis unix time (default: the network file's, or [consensus].genesis_time)")
+    p.add_argument("--epoch-period", type=int, default=None,
+                   help="epoch period in seconds (default: the network file's, or [consensus].epoch_period_s)")
 
 
 def add_key_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-file", default=env_default("CLEARING_KEY_FILE"),
-                   help="operator keystore JSON (env CLEARING_KEY_FILE)")
-    p.add_argument("--password-file", default=env_default("CLEARING_PASSWORD_FILE"),
-                   help="keystore password file (env CLEARING_PASSWORD_FILE, or CLEARING_KEY_PASSWORD)")
+                   help="operator keystore (default: the home's keys/operator.json; env CLEARING_KEY_FILE)")
+    add_passphrase_option(p)
     p.add_argument("--dev-key", type=int, default=env_default("CLEARING_DEV_KEY"),
                    help="devnet only: index of anvil's public test account (env CLEARING_DEV_KEY)")
 
 
-class CliError(Exception):
-    """A usage or input problem reported to the operator (exit code 2)."""
+def resolve_chain_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill `rpc_url`, `governance_address`, `confirmations`, `genesis_time`, `epoch_period` of `args` from
+    the flags, else the network file, else the home's config (and environment); refuse unknown ones."""
+    if getattr(args, "resolved", False):
+        return args
+    home = get_home(args)
+    config = load_config(home)
+    has_home = (home / CONFIG_FILE).is_file()
+    net = None
+    if getattr(args, "network_file", None):
+        from node.network_file import load_network_file
+
+        net = load_network_file(args.network_file)
+    gov, cons = config.values["governance"], config.values["consensus"]
+    known_clock = has_home or get_env_name("consensus", "genesis_time") in os.environ
+    args.rpc_url = args.rpc_url or gov["rpc_url"]
+    args.governance_address = args.governance_address or (
+        net.governance.address if net is not None and net.governance is not None else gov["address"])
+    args.confirmations = gov["confirmations"] if args.confirmations is None else args.confirmations
+    if args.genesis_time is None:
+        args.genesis_time = net.genesis_time if net is not None else (int(cons["genesis_time"]) if known_clock else None)
+    if args.epoch_period is None:
+        args.epoch_period = net.epoch_period_s if net is not None else (
+            int(cons["epoch_period_s"]) if known_clock else None)
+    if not args.rpc_url or not args.governance_address:
+        raise CliError(f"no home chain: --rpc-url and --governance-address are needed (or --home with a configured "
+                       f"[governance]; {home} has " + ("none)" if not has_home else "no [governance])"))
+    if not args.genesis_time or not args.epoch_period:
+        raise CliError("the network's genesis time and epoch period are unknown: pass --home (a configured node "
+                       "home), --network-file, or --genesis-time and --epoch-period")
+    args.resolved = True
+    return args
+
+
+def has_chain_options(args: argparse.Namespace) -> bool:
+    """Whether a home chain is named at all (flags, network file, or the home's [governance])."""
+    return bool(args.rpc_url or args.governance_address or getattr(args, "network_file", None)
+                or load_config(get_home(args)).values["governance"]["rpc_url"])
 
 
 def get_operator_key(args: argparse.Namespace) -> bytes:
-    from eth_account import Account
+    """The signing key: `--key-file` (or the home's operator keystore) with its passphrase, or `--dev-key`."""
+    from node.crypto.keystore import load_passphrase, load_private_key
 
-    if args.key_file:
-        if args.password_file:
-            password = Path(args.password_file).read_text().rstrip("\n")
-        else:
-            password = os.environ.get("CLEARING_KEY_PASSWORD", "")
-        return bytes(Account.decrypt(json.loads(Path(args.key_file).read_text()), password))
-    if args.dev_key is not None:
+    if getattr(args, "dev_key", None) is not None and not args.key_file:
         return get_dev_key(int(args.dev_key))
-    raise CliError("--key-file or --dev-key is required to send a transaction")
+    key_file, passphrase_file = args.key_file, getattr(args, "passphrase_file", "") or ""
+    home = Path(getattr(args, "home", None) or "~/.clearingd").expanduser()
+    if (home / CONFIG_FILE).is_file():
+        config = load_config(home)
+        key_file = key_file or str(config.get_path("keys", "operator_file"))
+        if not passphrase_file and config.get("keys", "passphrase_file"):
+            passphrase_file = str(config.get_path("keys", "passphrase_file"))
+    if not key_file:
+        raise CliError("--key-file or --dev-key is required to send a transaction (or --home with an operator key)")
+    return load_private_key(key_file, load_passphrase(passphrase_file or None))
 
 
 def get_governance(args: argparse.Namespace) -> GovernanceChain:
-    if not args.rpc_url or not args.governance_address:
-        raise CliError("--rpc-url and --governance-address are required (or CLEARING_HOME_RPC_URL, "
-                       "CLEARING_GOVERNANCE_ADDRESS)")
-    chain_id = int(str(rpc_call(args.rpc_url, "eth_chainId")), 16)
+    from web3 import HTTPProvider, Web3
+
+    resolve_chain_options(args)
+    chain_id = int(Web3(HTTPProvider(args.rpc_url, request_kwargs={"timeout": 10})).eth.chain_id)
     client = ChainClient(ChainConfig(chain_id=chain_id, rpc_url=args.rpc_url))
     return GovernanceChain(client, args.governance_address, load_governance_abi())
 
@@ -109,14 +154,19 @@ class Derived:
     genesis: GovernanceGenesis
     head_timestamp: int
 
+    @property
+    def epoch(self) -> int:
+        """The network's epoch at the head block's time."""
+        return self.genesis.clock.get_epoch_at(self.head_timestamp)
+
 
 def derive_from_chain(args: argparse.Namespace, gov: GovernanceChain | None = None) -> Derived:
     """Snapshot at head - confirmations, then the tally; the genesis set is the contract's version 0 read
     at that pin, exactly as the node derives it (`node.governance_source.get_genesis_at`)."""
+    resolve_chain_options(args)
     gov = gov or get_governance(args)
     pin = gov.get_pin_at_head(args.confirmations)
-    genesis_time = args.genesis_time if args.genesis_time is not None else gov.client.get_block(0).timestamp
-    spec = build_genesis_spec(genesis_time, args.epoch_seconds, getattr(args, "genesis_keyset_id", GENESIS_KEYSET_ID))
+    spec = build_genesis_spec(args.genesis_time, args.epoch_period, getattr(args, "genesis_keyset_id", GENESIS_KEYSET_ID))
     genesis = get_genesis_at(gov, pin, spec)
     snap = gov.read_snapshot(pin)
     return Derived(derive_governance_state(genesis, snap.proposals, snap.votes, pin.number), genesis, pin.timestamp)
@@ -214,7 +264,8 @@ def handle_execute(args: argparse.Namespace) -> int:
 def handle_list(args: argparse.Namespace) -> int:
     d = derive_from_chain(args)
     doc = state_to_dict(d.state)
-    lines = [f"head block {d.state.head_block}, epoch {d.genesis.clock.get_epoch_at(d.head_timestamp)}"]
+    doc["epoch"] = d.epoch
+    lines = [f"head block {d.state.head_block}, epoch {d.epoch}"]
     for o in d.state.proposals:
         r, c = o.record, o.count
         lines.append(f"#{r.proposal_id} {ProposalKind(r.kind).name if r.kind in (1, 2) else r.kind} "
@@ -252,23 +303,28 @@ def handle_show(args: argparse.Namespace) -> int:
 
 
 def run(handler):  # type: ignore[no-untyped-def]
-    """Wrap a handler: operator-readable errors on stderr and an exit code instead of a traceback."""
+    """Wrap a handler: operator-readable errors (and a JSON object with `--json`) and an exit code."""
     def wrapped(args: argparse.Namespace) -> int:
         try:
             return int(handler(args))
-        except CliError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        except (CliError, ConfigError, CryptoError) as exc:
+            return fail(args, str(exc), 2)
         except GovernanceTxReverted as exc:
-            print(f"refused: {exc.error}{exc.args_decoded if exc.args_decoded else ''}", file=sys.stderr)
-            return 1
+            return refuse(args, f"{exc.error}{exc.args_decoded if exc.args_decoded else ''}")
         except TallyRefused as exc:
-            print(f"refused: {exc}", file=sys.stderr)
-            return 1
+            return refuse(args, str(exc))
         except (BridgeError, GovernanceError, InputsUnavailable, RiskError, OSError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            return fail(args, str(exc), 1)
     return wrapped
+
+
+def refuse(args: argparse.Namespace, message: str) -> int:
+    import sys
+
+    print(f"refused: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": f"refused: {message}", "exit_code": 1}, sort_keys=True))
+    return 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -294,7 +350,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     x = sub.add_parser("execute", help="apply an approved validator-set change after its voting period")
     x.add_argument("--id", type=int, required=True)
     x.add_argument("--force", action="store_true",
-                   help="send even when the tally (at --genesis-time/--epoch-seconds) declares it invalid")
+                   help="send even when the tally declares it invalid")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=run(handle_execute))
     ls = sub.add_parser("list", help="all proposals with status, reason and tally")

@@ -1,8 +1,9 @@
 """`clearingd params show [--epoch E]`: the active risk parameter set and its hash at an epoch.
 
-Without a chain (no `--rpc-url`/`--governance-address` nor their CLEARING_* env vars) the answer is the
-genesis set RRA1. With a chain, the parameter schedule is derived from the Governance contract at the
-home-chain head (minus `--confirmations`); `--epoch` defaults to the epoch of that head block.
+Without a chain (no `--rpc-url`/`--governance-address`/`--network-file`, no `[governance]` in the home or
+its CLEARING_GOVERNANCE_* env vars) the answer is the genesis set RRA1. With a chain (found as by `clearingd
+gov`), the parameter schedule is derived from the Governance contract at the home-chain head (minus
+`--confirmations`); `--epoch` defaults to the epoch of that head block.
 `--json` prints one object. Persists nothing.
 """
 
@@ -13,14 +14,22 @@ from typing import Any
 
 from governance.encoding import schedule_to_list
 from governance.params import get_genesis_schedule
-from node.cli.gov import CliError, add_chain_options, derive_from_chain, emit, params_to_dict, run
+from node.cli.gov import (
+    CliError,
+    add_chain_options,
+    derive_from_chain,
+    emit,
+    has_chain_options,
+    params_to_dict,
+    run,
+)
 
 
 def handle_show(args: argparse.Namespace) -> int:
-    if args.rpc_url or args.governance_address:
+    if has_chain_options(args):
         d = derive_from_chain(args)
         schedule, source = d.state.schedule, f"home chain block {d.state.head_block}"
-        epoch = args.epoch if args.epoch is not None else d.genesis.clock.get_epoch_at(d.head_timestamp)
+        epoch = args.epoch if args.epoch is not None else d.epoch
     else:
         schedule, source, epoch = get_genesis_schedule(), "genesis (no chain configured)", args.epoch or 0
     if epoch < 0:

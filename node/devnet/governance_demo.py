@@ -139,7 +139,7 @@ def get_governance_report(run: DevnetRun, progress: DemoProgress) -> dict[str, A
     node_state = GovernanceScheduleSource(gov, genesis).get_state(pin)
     cli_args = argparse.Namespace(rpc_url=run.chains[0].rpc_url, governance_address=run.governance,
                                   confirmations=1, genesis_time=int(run.genesis_time),
-                                  epoch_seconds=int(run.options.epoch_period_s))
+                                  epoch_period=int(run.options.epoch_period_s), resolved=True)
     cli_state = derive_from_chain(cli_args, gov).state
     outcome = node_state.get_proposal(progress.proposal_id)
     cli_outcome = cli_state.get_proposal(progress.proposal_id)
@@ -161,7 +161,7 @@ def get_governance_report(run: DevnetRun, progress: DemoProgress) -> dict[str, A
                        and cli_state.schedule.versions == node_state.schedule.versions),
         "cli_hint": f"clearingd gov show --id {progress.proposal_id} --rpc-url {run.chains[0].rpc_url} "
                     f"--governance-address {run.governance} --genesis-time {int(run.genesis_time)} "
-                    f"--epoch-seconds {int(run.options.epoch_period_s)} --confirmations 1",
+                    f"--epoch-period {int(run.options.epoch_period_s)} --confirmations 1",
     }
 
 
