@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import CliError, add_home_option, env_default, get_home, run
+from node.cli.common import CliError, add_home_option, env_default, require_home, run
 from node.config import NodeConfig, build_validator_config, load_config, load_validator_secrets
 
 LOG = logging.getLogger("node.start")
@@ -180,7 +180,7 @@ def handle_start(args: argparse.Namespace) -> int:
     from node.logs import setup_logging
     from node.store import SQLiteStore
 
-    config = load_config(get_home(args), overrides=parse_overrides(args))
+    config = load_config(require_home(args), overrides=parse_overrides(args))
     setup_logging(config.get("node", "log_level"), config.get("node", "log_format"))
     data_dir = config.get_path("node", "data_dir")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

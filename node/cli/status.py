@@ -1,23 +1,49 @@
 """`clearingd status [--peers] [--evidence] [--json]`: the node's status read from its admin
-socket (`[admin].socket` in the home folder's config, or `--socket`). Exit code 1 when the node
-does not answer. Persists nothing."""
+socket (`[admin].socket` in the home folder's config, or `--socket`). A missing home, or a node
+that is not running (no socket, or nobody listening on it), is reported at once with the next step
+(exit code 2 and 1), as JSON too with `--json`. Exit code 1 when the node does not answer.
+Persists nothing."""
 
 from __future__ import annotations
 
 import argparse
+import socket
+from pathlib import Path
 from typing import Any
 
-from node.cli.common import add_home_option, add_json_option, emit, env_default, get_home, run
+from node.cli.common import add_home_option, add_json_option, emit, env_default, get_home, require_home, run
 from node.config import load_config
+from node.ports import NodeError
 
 TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 1.0
+
+
+class NodeNotRunning(NodeError):
+    """Nobody serves the admin socket."""
+
+
+def check_listening(path: Path, home: Path) -> None:
+    """Raise NodeNotRunning (with the next step) unless a process accepts connections on the socket."""
+    start = f"start it with `clearingd start --home {home}`"
+    if not path.exists():
+        raise NodeNotRunning(f"the node is not running (no admin socket at {path}); {start}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(CONNECT_TIMEOUT_S)
+        try:
+            probe.connect(str(path))
+        except OSError as exc:
+            raise NodeNotRunning(f"the node is not running (nobody listens on {path}: {exc.strerror or exc}); "
+                                 f"{start}") from None
 
 
 def handle_status(args: argparse.Namespace) -> int:
     from node.api.client import message_to_dict, open_admin_channel
     from node.pb.clearing.admin.v1 import admin_pb2, admin_pb2_grpc
 
-    path = args.socket or load_config(get_home(args)).get_path("admin", "socket")
+    home = get_home(args)
+    path = Path(args.socket) if args.socket else load_config(require_home(args)).get_path("admin", "socket")
+    check_listening(path, home)
     with open_admin_channel(path) as channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)
         status = stub.GetStatus(admin_pb2.GetStatusRequest(), timeout=TIMEOUT_S)
