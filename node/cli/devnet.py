@@ -1,9 +1,11 @@
-"""`clearingd devnet`: two local chains, four validators, demo book, epochs, publications (the main job)."""
+"""`clearingd devnet`: two local chains, four validators, demo book, epochs, publications (the main job).
+SIGTERM and SIGINT both stop it: validators, ceremony processes and chains are stopped before it exits."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +25,7 @@ def handle_devnet(args: argparse.Namespace) -> int:
                             crash_epoch=None if args.no_crash else args.crash_epoch, json_output=args.json,
                             accounts=args.accounts)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+    signal.signal(signal.SIGTERM, stop_on_signal)  # SIGTERM stops every child like Ctrl-C (KeyboardInterrupt)
     try:
         if args.governance_demo:
             from node.devnet.governance_demo import run_governance_demo
@@ -68,6 +71,10 @@ def handle_devnet(args: argparse.Namespace) -> int:
                   f"{c['group_key_unchanged']}, unsigned epochs {c['unsigned_epochs']}")
     ok = summary["proof_verified_on_chain"] and all(summary["published"].values())
     return 0 if ok else 1
+
+
+def stop_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _accounts(value: str) -> int:

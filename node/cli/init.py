@@ -264,8 +264,10 @@ def build_network_values(home: Path, net: Any, identity: dict[str, Any], rpc_url
     values["validator_set"].update(keyset_id=1, threshold=net.threshold,
                                    operators=[o.address for o in net.operators], **public)
     own = net.operators[index].multiaddr if index is not None else values["p2p"]["listen"]
+    peers = {o.peer_id for o in net.operators}
+    added = [b for b in values["p2p"]["bootstrap"] if b.rsplit("/p2p/", 1)[-1] not in peers]  # the operator's own
     values["p2p"].update(listen=p2p_listen or own,
-                         bootstrap=[o.get_bootstrap() for j, o in enumerate(net.operators) if j != index])
+                         bootstrap=[o.get_bootstrap() for j, o in enumerate(net.operators) if j != index] + added)
     home_rpc = next((c.rpc_url for c in chains if c.chain_id == net.home_chain_id), "")
     governance = net.governance.address if net.governance is not None and home_rpc else ""
     values["governance"].update(address=governance, rpc_url=home_rpc if governance else "")

@@ -1,12 +1,15 @@
 """`clearingd devnet`: the project's main job on one machine.
 
-Starts two (or more) real anvil chains, runs the dealerless DKG among the validators, creates one
-node home per validator (`clearingd init`: encrypted keystores, mode 0600), deploys and wires the
-contracts on every chain with the DKG group key, deploys `Governance` on the home chain, seeds the
-demo book (`node.devnet.seed`), switches the chains to 1 s interval mining (so pins confirm), then
-starts every validator as its own OS process (`clearingd start`: libp2p, consensus, publisher,
-gRPC, metrics) and watches the epochs. With `joining` > 0 it also creates that many JOINING homes
-(operators outside the genesis set, no share keystore; `node.devnet.homes`), funds their operators
+Starts two (or more) real anvil chains and runs the operators' path (`node.devnet.homes`): one node
+home per validator (`clearingd init`: encrypted keystores, mode 0600), the network file (`clearingd
+network operator`, `network new`, `init --network-file`), the genesis key ceremony between the
+validator processes (`clearingd dkg`, one OS process each, over loopback libp2p), `clearingd deploy
+--demo` on every chain (production contracts with the ceremony's group key, `Governance` on the home
+chain, demo tokens; anvil's dev key 0 as deployer), the demo book (`node.devnet.seed.seed_book`),
+1 s interval mining (so pins confirm), `init --network-file` with the deployed file, then every
+validator as its own OS process (`clearingd start`: libp2p, consensus, publisher, gRPC, metrics)
+and watches the epochs. With `joining` > 0 it also creates that many JOINING homes (operators
+outside the genesis set, configured from the network file without a share), funds their operators
 and starts them like the others: they follow the epochs until governance adds them. At `crash_epoch` it moves BTC to 90,000 so the `fragile`
 account falls under MM. It prints a live line per epoch, or with `--json` one summary at the end:
 epochs signed, states published per chain, publish gas, the demo accounts' margin read over gRPC,
@@ -44,18 +47,21 @@ from typing import Any
 from bridges.anvil import AnvilChain, get_free_port, rpc_call, start_chains
 from node.devnet.homes import (
     DevnetError,
+    NetworkPlan,
     NodeHome,
-    create_homes,
-    get_public_set_values,
-    init_home,
-    write_configs,
+    add_bootstrap,
+    configure_homes,
+    create_network,
+    deploy_chains,
+    join_home,
+    write_deployer_keystore,
+    write_passphrase,
 )
 from node.devnet.seed import (
     SeededChain,
     apply_crash,
     compute_isolated_leg_margins,
     get_demo_accounts,
-    seed_chain,
 )
 
 STARTUP_GRACE_S = 8.0  # validator processes import libp2p, web3, numpy before genesis
@@ -134,14 +140,14 @@ def start_validator(home: NodeHome, log_dir: Path, web_listen: str = "") -> subp
 
 
 def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
-    """Chains, DKG, homes, contracts, demo book, configs; no validator started yet."""
-    from bridges.artifacts import get_bytecode
-    from bridges.chain import ChainClient, ChainConfig
-    from bridges.deploy import get_dev_key
-    from bridges.governance_chain import deploy_governance, load_governance_abi
-    from node.crypto.bls import g2_to_eip2537
+    """Chains, homes and the key ceremony, contracts, demo book, configs; no validator started yet."""
+    from bridges.deploy import Deployment, get_dev_key
+    from node.devnet.seed import seed_book
 
     opts = run.options
+    if opts.epoch_period_s != int(opts.epoch_period_s) or opts.epoch_period_s < 1:
+        raise DevnetError(f"--epoch-period: {opts.epoch_period_s} is not a whole number of seconds >= 1 (the network "
+                          "file and governance count whole seconds)")
     opts.home.mkdir(parents=True, exist_ok=True)
     if opts.accounts:
         from node.devnet.load import start_load_chains
@@ -150,63 +156,53 @@ def setup(run: DevnetRun, say: Callable[[str], None]) -> None:
     else:
         run.chains = start_chains(list(opts.chain_ids))
     say(f"chains: {', '.join(f'{c.chain_id}@{c.rpc_url}' for c in run.chains)}")
-    homes, group_key = create_homes(opts.home, opts.validators, opts.threshold, opts.network_id)
-    say(f"dkg: {opts.validators} validators, threshold {opts.threshold}, group key 0x{group_key.hex()[:16]}...")
-    joining = [init_home(opts.home / f"v{i}", i, opts.home / "passphrase", opts.network_id)
+    pass_file = write_passphrase(opts.home)
+    run.genesis_time = float(int(time.time() + STARTUP_GRACE_S))
+    lag_s = LOAD_PIN_LAG_S if opts.accounts else 0
+    plan = NetworkPlan(opts.network_id, int(run.genesis_time), int(opts.epoch_period_s), opts.threshold,
+                       tuple((c.chain_id, 1, lag_s) for c in run.chains))
+    genesis, network_file = create_network(opts.home, plan, [("127.0.0.1", get_free_port()) for _ in
+                                                             range(opts.validators)], pass_file, say)
+    joining = [join_home(opts.home / f"v{i}", i, pass_file, opts.network_id, ("127.0.0.1", get_free_port()))
                for i in range(opts.validators, opts.validators + opts.joining)]
     if joining:
         say(f"joining: {', '.join(f'v{h.index} {h.address}' for h in joining)} (no share; not in the genesis set)")
+    deployed = deploy_chains(network_file, [c.rpc_url for c in run.chains],
+                             write_deployer_keystore(opts.home, bytes.fromhex(get_dev_key(0)[2:]), pass_file), pass_file)
+    run.governance = str(deployed[0]["governance"])
     run.market_time = int(time.time())
-    run.seeded = [seed_chain(c, i, opts.network_id, 1, g2_to_eip2537(group_key), run.market_time)
-                  for i, c in enumerate(run.chains)]
+    run.seeded = [seed_book(c.rpc_url, i, Deployment.from_json(json.dumps(d["deployment"])), run.market_time)
+                  for i, (c, d) in enumerate(zip(run.chains, deployed, strict=True))]
     if opts.accounts:
         from node.devnet.load import seed_load
 
         run.load_summary = seed_load(run.seeded, opts.accounts, run.market_time, say)
-    home_client = ChainClient(ChainConfig(run.chains[0].chain_id, run.chains[0].rpc_url))
-    run.governance = deploy_governance(home_client, bytes.fromhex(get_dev_key(0)[2:]), load_governance_abi(),
-                                       get_bytecode("Governance"), [h.address for h in homes], opts.threshold)
     for c in run.chains:
-        for h in homes + joining:  # operators pay for publishing
+        for h in genesis + joining:  # operators pay for publishing
             rpc_call(c.rpc_url, "anvil_setBalance", [h.address, hex(10**21)])
         rpc_call(c.rpc_url, "evm_setIntervalMining", [1])
-    say(f"contracts deployed and seeded on {len(run.chains)} chains; governance at {run.governance}")
-    run.genesis_time = float(int(time.time() + STARTUP_GRACE_S))
+    say(f"contracts deployed (clearingd deploy) and seeded on {len(run.chains)} chains; governance at {run.governance}; "
+        f"network hash {deployed[-1]['network_hash'][:18]}...")
     if opts.accounts:  # trades and mark moves from the middle of epoch 1 on, once the validators run
         from node.devnet.load import LoadDriver, get_load_addresses
 
         run.load = LoadDriver(run.seeded, get_load_addresses(opts.accounts), run.market_time, run.genesis_time,
                               opts.epoch_period_s, run.market_lock)
         run.load.start()
-    joining_set = get_public_set_values(homes[0].path / "keys" / "share.json", opts.home / "passphrase")
-    run.homes = write_run_configs(run, homes + joining, {"rpc_url": run.chains[0].rpc_url, "address": run.governance},
-                                  operators=[h.address for h in homes], joining_set=joining_set)
+    homes = genesis + joining
+    run.homes = configure_homes(homes, network_file, {c.chain_id: c.rpc_url for c in run.chains},
+                                [f"127.0.0.1:{get_free_port()}" for _ in homes],
+                                [f"127.0.0.1:{get_free_port()}" for _ in homes])
+    if joining:
+        add_bootstrap(run.homes[: opts.validators], run.homes[opts.validators:])
     run.web = [f"127.0.0.1:{get_free_port()}" for _ in run.homes]
     (opts.home / "devnet.json").write_text(json.dumps({
+        "network_file": str(network_file),
         "chains": [json.loads(s.deployment.to_json()) | {"rpc_url": s.rpc_url} for s in run.seeded],
         "governance": run.governance, "genesis_time": run.genesis_time,
         "validators": [{"home": str(h.path), "address": h.address, "api": h.api_address,
                         "metrics": h.metrics_address, "web": f"http://{w}/"} for h, w in zip(run.homes, run.web, strict=True)],
         "demo_accounts": get_demo_accounts()}, indent=2))
-
-
-def write_run_configs(run: DevnetRun, homes: list[NodeHome], governance: dict[str, Any], *,
-                      operators: list[str] | None = None, joining_set: dict[str, Any] | None = None,
-                      ) -> list[NodeHome]:
-    """Every home's config for this run: its chains and contracts, fresh loopback ports, `governance`;
-    `operators` and `joining_set` as in `node.devnet.homes.write_configs`."""
-    lag_s = LOAD_PIN_LAG_S if run.options.accounts else 0
-    chains = [{"chain_id": s.chain_id, "rpc_url": s.rpc_url, "confirmations": 1, "lag_s": lag_s,
-               "registry": s.deployment.registry,
-               "vault": s.deployment.vault, "ledger": s.deployment.ledger, "oracle": s.deployment.oracle}
-              for s in run.seeded]
-    n = len(homes)
-    return write_configs(
-        homes, chains, run.genesis_time, run.options.epoch_period_s,
-        p2p_addrs=[("127.0.0.1", get_free_port()) for _ in range(n)],
-        api_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
-        metrics_listen=[f"127.0.0.1:{get_free_port()}" for _ in range(n)],
-        governance=governance, operators=operators, joining_set=joining_set)
 
 
 def get_latest_states(run: DevnetRun) -> list[Any]:

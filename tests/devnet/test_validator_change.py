@@ -12,11 +12,12 @@ in process.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
 
-from node.config import load_config
+from node.config import ConfigError, build_validator_config, load_config, load_validator_secrets
 from node.crypto.dkg import KeySet
 from node.crypto.dkg_bus import run_dkg_in_process
 from node.crypto.keyshare import write_share_keystore
@@ -25,10 +26,8 @@ from node.crypto.reshare import get_new_holders, run_reshare_in_process
 from node.devnet.homes import (
     DEVNET_SCRYPT_N,
     DevnetError,
-    create_homes,
-    get_public_set_values,
+    clearingd,
     init_home,
-    write_configs,
     write_passphrase,
 )
 from node.devnet.runner import DevnetOptions
@@ -38,6 +37,7 @@ from node.devnet.validator_change import (
     compute_removed_probe,
     run_validator_change_demo,
 )
+from node.network_file import make_operator_entry, operator_to_dict, parse_network, write_network_file
 from node.pb.clearing.dkg.v1.dkg_pb2 import KeySetRecord
 
 
@@ -51,20 +51,30 @@ def test_invalid_fractional_epoch_period_refused(tmp_path: Path) -> None:
         run_validator_change_demo(DevnetOptions(home=tmp_path, epoch_period_s=2.5), lambda _: None)
 
 
-def write_test_configs(homes: list, operators: list[str], joining_set: dict | None) -> list:
-    n = len(homes)
-    return write_configs(homes, [], 1_000.0, 3.0, p2p_addrs=[("127.0.0.1", 5000 + i) for i in range(n)],
-                         api_listen=[f"127.0.0.1:{6000 + i}" for i in range(n)],
-                         metrics_listen=[f"127.0.0.1:{7000 + i}" for i in range(n)],
-                         operators=operators, joining_set=joining_set)
+def write_network(path: Path, with_keyset: bool) -> tuple[list[str], bytes]:
+    """A network file of four (key-less) operators and, with `with_keyset`, an in-process key set of threshold 3."""
+    from node.p2p.host import get_peer_id
+
+    entries = [make_operator_entry(secrets.token_bytes(32), str(get_peer_id(secrets.token_bytes(32))),
+                                   f"/ip4/127.0.0.1/tcp/{5000 + i}") for i in range(4)]
+    net = parse_network({"version": 1, "network_id": 1, "genesis_time": 1_000, "epoch_period_s": 3, "threshold": 3,
+                         "chains": [{"chain_id": 31337, "confirmations": 1, "lag_s": 0, "contracts": None}],
+                         "governance": None, "operators": [operator_to_dict(e) for e in entries],
+                         "keyset": None})
+    keyset = run_dkg_in_process(4, 3).results["1"].keyset
+    write_network_file(path, net.with_keyset(keyset) if with_keyset else net)
+    return [e.address for e in entries], keyset.group_public_key
 
 
 def test_joining_home_config_carries_the_genesis_key_set(tmp_path: Path) -> None:
-    homes, group_key = create_homes(tmp_path, 4, 3)
-    joining = init_home(tmp_path / "v4", 4, tmp_path / "passphrase", 1)
-    genesis = [h.address for h in homes]
-    public = get_public_set_values(homes[0].path / "keys" / "share.json", tmp_path / "passphrase")
-    write_test_configs([*homes, joining], genesis, public)
+    """`init --network-file` on a home whose operator is not in the file: a joining home, configured with the
+    key set's public data (it holds no share keystore to read it from) and bootstrapped to every operator."""
+    pass_file = write_passphrase(tmp_path)
+    genesis, group_key = write_network(tmp_path / "network.json", with_keyset=True)
+    joining = init_home(tmp_path / "v4", 4, pass_file, 1)
+    doc = clearingd(["init", "--home", str(joining.path), "--network-file", str(tmp_path / "network.json"),
+                     "--p2p-listen", "/ip4/127.0.0.1/tcp/5004", "--json"], "init")
+    assert doc["joining"] is True and doc["operator_index"] is None
     vs = load_config(joining.path, env={}).values["validator_set"]
     assert not (joining.path / "keys" / "share.json").exists()
     assert vs["operators"] == genesis and joining.address not in vs["operators"]
@@ -74,18 +84,20 @@ def test_joining_home_config_carries_the_genesis_key_set(tmp_path: Path) -> None
     record = KeySet.from_record(KeySetRecord.FromString(bytes.fromhex(vs["keyset_record"])))
     assert record.group_public_key == group_key and record.keyset_id == 1 and record.threshold == 3
     assert ["0x" + record.get_public_share(i + 1).hex() for i in range(4)] == vs["public_shares"]
-    for h in homes:  # members take the key set from their keystore; the joining one is bootstrapped to them
-        member_vs = load_config(h.path, env={}).values["validator_set"]
-        assert member_vs["operators"] == genesis and member_vs["public_shares"] == []
     bootstrap = load_config(joining.path, env={}).values["p2p"]["bootstrap"]
-    assert sorted(b.rsplit("/", 1)[1] for b in bootstrap) == sorted(h.peer_id for h in homes)
+    assert len(bootstrap) == 4 and all(b.startswith("/ip4/127.0.0.1/tcp/50") for b in bootstrap)
 
 
-def test_invalid_joining_home_without_public_set_refused(tmp_path: Path) -> None:
+def test_invalid_joining_home_before_the_ceremony_cannot_start(tmp_path: Path) -> None:
     pass_file = write_passphrase(tmp_path)
+    write_network(tmp_path / "network.json", with_keyset=False)
     joining = init_home(tmp_path / "v0", 0, pass_file, 1)
-    with pytest.raises(DevnetError, match="validator 0: no share keystore"):
-        write_test_configs([joining], [joining.address], None)
+    doc = clearingd(["init", "--home", str(joining.path), "--network-file", str(tmp_path / "network.json"), "--json"],
+                    "init")
+    assert doc["stage"] == "genesis" and doc["joining"] is True
+    config = load_config(joining.path, env={})
+    with pytest.raises(ConfigError, match="no threshold share"):
+        build_validator_config(config, load_validator_secrets(config))
 
 
 def test_invalid_removed_share_useless_against_the_next_key_set(tmp_path: Path) -> None:
