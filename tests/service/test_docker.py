@@ -1,7 +1,10 @@
 """docker/: the compose file and Dockerfile are checked structurally (no Docker engine runs on this
-machine, so the image is never built here), and the devnet setup script the compose file runs is
-executed for real: its homes load, decrypt and produce a consistent validator set, and (slow) four
-validators started from them sign threshold states together over libp2p on loopback."""
+machine, so the image is never built here), and the setup path the compose file runs
+(`docker/devnet_setup.py`: four `node` roles, each with its own home, and the one-shot `genesis`) is
+executed for real on loopback (slow): the validators make their keys, meet for the key ceremony over
+libp2p, the genesis role deploys with `clearingd deploy --demo` and seeds the demo book, the validators
+start from the deployed network file, and a validator serves a demo account's margin over gRPC whose
+proof verifies against the registry."""
 
 from __future__ import annotations
 
@@ -13,44 +16,53 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
 import yaml
 
-from node.config import build_validator_config, load_config, load_validator_secrets
-from node.crypto import threshold
-from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
+from bridges.anvil import start_chains
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 VALIDATORS = ("v0", "v1", "v2", "v3")
 MONITORING = ("prometheus", "grafana")  # upstream images, checked in test_monitoring.py
+HOME = "/home/clearing/.clearingd"
 
 
 def load_compose() -> dict:
     return yaml.safe_load((DOCKER / "compose.yaml").read_text())
 
 
+def get_arg(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
 def test_compose_structure() -> None:
     doc = load_compose()
     services = doc["services"]
-    assert set(services) == {"chain-a", "chain-b", "setup", *VALIDATORS, *MONITORING}
+    assert set(services) == {"chain-a", "chain-b", "genesis", *VALIDATORS, *MONITORING}
     subnet = ipaddress.ip_network(doc["networks"]["devnet"]["ipam"]["config"][0]["subnet"])
     ips = {name: ipaddress.ip_address(s["networks"]["devnet"]["ipv4_address"]) for name, s in services.items()}
     assert len(set(ips.values())) == len(ips) and all(ip in subnet for ip in ips.values())
-    setup_args = services["setup"]["command"]
-    prefix = setup_args[setup_args.index("--ip-prefix") + 1]
-    chains = setup_args[setup_args.index("--chains") + 1]
+    genesis = services["genesis"]
+    chains = get_arg(genesis["command"], "--chains")
+    assert genesis["command"][0] == "genesis" and genesis["restart"] == "no"
+    assert genesis["volumes"] == ["network:/network"]  # public files only: no validator home
+    assert int(get_arg(genesis["command"], "--validators")) == len(VALIDATORS)
     for i, name in enumerate(VALIDATORS):
         svc = services[name]
-        assert svc["command"] == ["start", "--home", f"/devnet/{name}"]
-        assert str(ips[name]) == f"{prefix}{i}"  # the bootstrap addresses the setup writes
-        assert svc["depends_on"]["setup"] == {"condition": "service_completed_successfully"}
+        argv = svc["command"]
+        assert svc["entrypoint"] == ["python", "/opt/clearing/devnet_setup.py"] and argv[0] == "node"
+        assert get_arg(argv, "--index") == str(i) and get_arg(argv, "--ip") == str(ips[name])
+        assert get_arg(argv, "--chains") == chains and get_arg(argv, "--home") == HOME
+        assert sorted(svc["volumes"]) == sorted(["network:/network", f"{name}:{HOME}"])  # its own home volume
+        assert "genesis" not in svc["depends_on"]  # the ceremony runs before genesis ends: they meet by files
+        assert svc["environment"]["CLEARING_API_LISTEN"] == "0.0.0.0:50051"
         assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
-        assert "devnet:/devnet" in svc["volumes"]
+    homes = [v.split(":")[0] for n in VALIDATORS for v in services[n]["volumes"] if v.endswith(HOME)]
+    assert len(set(homes)) == len(VALIDATORS) and set(homes) <= set(doc["volumes"])
     for name, svc in services.items():
         if name in MONITORING:
             continue
@@ -79,92 +91,84 @@ def test_dockerfile_structure() -> None:
     user = re.findall(r"^USER\s+(\S+)", final, re.MULTILINE)
     assert user and user[-1].split(":")[0] not in ("0", "root")
     assert "HEALTHCHECK" in final and 'ENTRYPOINT ["clearingd"]' in final
+    assert f"CLEARING_HOME={HOME}" in final and "mkdir -p /network " + HOME in final  # volume mount points
     assert not re.search(r"^ADD\s+https?://", text, re.MULTILINE)
     for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.MULTILINE):
         for src in line.split()[:-1]:
             assert (REPO / src).exists(), f"COPY source {src} missing"
 
 
-def run_setup(out: Path, *extra: str) -> dict:
-    result = subprocess.run([sys.executable, str(DOCKER / "devnet_setup.py"), "--out", str(out), "--scrypt-n", "1024",
-                             *extra], cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def test_devnet_setup_homes_form_one_validator_set(tmp_path: Path) -> None:
-    summary = run_setup(tmp_path / "devnet")
-    assert [v["home"] for v in summary["validators"]] == [str(tmp_path / "devnet" / n) for n in VALIDATORS]
-    assert oct((tmp_path / "devnet" / "passphrase").stat().st_mode & 0o777) == "0o600"
-    configs = []
-    for i, name in enumerate(VALIDATORS):
-        config = load_config(tmp_path / "devnet" / name, env={})
-        vc = build_validator_config(config, load_validator_secrets(config))
-        configs.append(vc)
-        assert vc.index == i and vc.validator_set.n == 4 and vc.validator_set.threshold == 3
-        assert len(vc.bootstrap) == 3 and all(f"/ip4/172.28.0.1{i}/" not in b for b in vc.bootstrap)
-        assert [c.chain_id for c in vc.chains] == [31337, 31338]
-    assert len({c.validator_set for c in configs}) == 1  # identical set, group key and shares everywhere
-    vs = configs[0].validator_set
-    partials = {c.index + 1: threshold.partial_sign(c.share_sk, b"devnet") for c in configs[:3]}
-    assert threshold.group_verify(vs.group_key, b"devnet", threshold.combine(partials, 3))
-    again = subprocess.run([sys.executable, str(DOCKER / "devnet_setup.py"), "--out", str(tmp_path / "devnet")],
-                           cwd=REPO, capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert again.returncode == 0 and "already set up" in again.stdout
-
-
-def wait_for_metric(url: str, line: str, timeout: float) -> bool:
-    """Poll `url` until its text contains `line`; False after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if line in resp.read().decode():
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.25)
-    return False
+def setup_role(*args: str, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(DOCKER / "devnet_setup.py"), *args], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=log.open("w"), text=True)
 
 
 @pytest.mark.slow
-def test_devnet_homes_sign_threshold_states_on_loopback(tmp_path: Path) -> None:
-    out = tmp_path / "devnet"
-    run_setup(out, "--inputs", "fake", "--epoch-period", "2", "--genesis-delay", "0", "--ip-prefix", "127.0.0.1",
-              "--chains", "31337=http://127.0.0.1:1")
-    procs = []
+def test_compose_setup_path_serves_a_margin_on_loopback(tmp_path: Path) -> None:
+    """The compose file's roles as processes: four `node`s (validator i at 127.0.0.1<i>, its own home) and
+    `genesis`; a validator then serves the hedged demo account's margin, its proof verified on chain."""
+    from bridges.anvil import get_free_port
+    from node.api.client import get_margin, open_api_channel
+    from node.devnet.runner import decode_leaf
+    from node.devnet.seed import get_demo_accounts
+
+    chains = start_chains([31337, 31338])
+    shared = tmp_path / "network"
+    spec = ",".join(f"{c.chain_id}={c.rpc_url}" for c in chains)
+    apis = [f"127.0.0.1{i}:{get_free_port()}" for i in range(len(VALIDATORS))]
+    procs: list[subprocess.Popen] = []
     try:
         for i, name in enumerate(VALIDATORS):
-            env = {**os.environ, "CLEARING_P2P_LISTEN": f"/ip4/127.0.0.1{i}/tcp/4001",
-                   "CLEARING_API_LISTEN": f"127.0.0.1{i}:50051", "CLEARING_METRICS_LISTEN": f"127.0.0.1{i}:9100"}
-            procs.append(subprocess.Popen([sys.executable, "-m", "node.cli.main", "start", "--home", str(out / name)],
-                                          cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                          stderr=(tmp_path / f"{name}.log").open("w")))
-        deadline, state = time.monotonic() + 150, None
-        while time.monotonic() < deadline:
+            procs.append(setup_role(
+                "node", "--index", str(i), "--shared", str(shared), "--home", str(tmp_path / name), "--ip",
+                f"127.0.0.1{i}", "--p2p-port", str(get_free_port()), "--chains", spec, "--scrypt-n", "1024",
+                "--phase-timeout", "5", log=tmp_path / f"{name}.log",
+                env={"CLEARING_API_LISTEN": apis[i], "CLEARING_METRICS_LISTEN": f"127.0.0.1{i}:{get_free_port()}"}))
+        genesis = setup_role("genesis", "--shared", str(shared), "--chains", spec, "--epoch-period", "3",
+                             "--genesis-delay", "0", log=tmp_path / "genesis.log")
+        out, _ = genesis.communicate(timeout=300)
+        assert genesis.returncode == 0, (tmp_path / "genesis.log").read_text()[-3000:]
+        summary = json.loads(out.strip().splitlines()[-1])
+        hedged = get_demo_accounts()["hedged"]
+        report = None
+        deadline = time.monotonic() + 180
+        while report is None and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), "a validator exited"
+            channel = open_api_channel(apis[0])
             try:
-                with grpc.insecure_channel("127.0.0.13:50051") as channel:
-                    state = api_pb2_grpc.MarginServiceStub(channel).GetSignedState(
-                        api_pb2.GetSignedStateRequest(), timeout=2).state
-                if len(state.signers) >= 3:
-                    break
+                report = get_margin(channel, hedged).report
             except grpc.RpcError:
-                pass
+                time.sleep(1)
+            finally:
+                channel.close()
+        assert report is not None, "no margin served within the deadline"
+        assert report.margin.initial_margin_micro_usd > 0
+        from web3 import Web3
+
+        from bridges.artifacts import get_abi
+
+        registry = Web3(Web3.HTTPProvider(chains[0].rpc_url)).eth.contract(
+            address=summary["chains"]["31337"], abi=get_abi("MarginStateRegistry"))
+        epoch = report.state.epoch
+        leaf, proof = decode_leaf(report.leaf), [bytes(p) for p in report.proof]
+        deadline = time.monotonic() + 60
+        while not registry.functions.isStateRoot(epoch, bytes(report.state.root)).call():
+            assert time.monotonic() < deadline, f"epoch {epoch} never published on chain 31337"
             time.sleep(1)
-        assert state is not None and len(state.signers) >= 3, "no threshold-signed state within the deadline"
-        group = load_config(out / "v0", env={})
-        secrets = load_validator_secrets(group)
-        assert threshold.group_verify(secrets.keyset.group_public_key, state.digest, state.signature)
-        # /metrics reads the peers from status.json, rewritten every second: it trails, so poll for it
-        assert wait_for_metric("http://127.0.0.10:9100/metrics", "clearing_peers 3.0", 30), \
-            "v0 never reported 3 peers on /metrics"
+        assert registry.functions.verifyLeaf(epoch, leaf, proof).call()
+        for name in VALIDATORS:  # each home holds only its own secrets
+            keys = sorted(p.name for p in (tmp_path / name / "keys").iterdir())
+            assert keys == ["operator.json", "p2p.json", "share.json"]
+        assert not any(shared.rglob("share*.json")) and not any(shared.rglob("operator.json"))
     finally:
         for p in procs:
-            p.send_signal(signal.SIGTERM)
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        for c in chains:
+            c.stop()
