@@ -1,7 +1,7 @@
 """Local EVM chains: real `anvil` processes from the pinned npm package `@foundry-rs/anvil`.
 
 Each chain listens on loopback only, with its own chain id and `--hardfork prague` (EIP-2537
-precompiles). Processes are owned by the caller: `AnvilChain.stop()` (or the context manager)
+precompiles) unless told another hardfork. Processes are owned by the caller: `AnvilChain.stop()` (or the context manager)
 terminates them. Nothing is persisted; state lives in the anvil process.
 """
 
@@ -61,6 +61,7 @@ class AnvilChain:
     port: int
     block_time: float | None = None
     extra_args: tuple[str, ...] = ()
+    hardfork: str = "prague"  # an older one (e.g. "cancun") lacks the EIP-2537 precompiles
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -69,7 +70,7 @@ class AnvilChain:
 
     def start(self) -> AnvilChain:
         args = [str(get_anvil_binary()), "--host", "127.0.0.1", "--port", str(self.port),
-                "--chain-id", str(self.chain_id), "--hardfork", "prague", "--silent",
+                "--chain-id", str(self.chain_id), "--hardfork", self.hardfork, "--silent",
                 "--mnemonic", DEV_MNEMONIC, "--accounts", "20", "--balance", "1000000"]
         if self.block_time:
             args += ["--block-time", str(self.block_time)]
