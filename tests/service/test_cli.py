@@ -265,3 +265,64 @@ def test_invalid_start_without_a_share_names_the_fix(tmp_path: Path) -> None:
     assert result.returncode == 2 and "keys import-share" in result.stderr and "--no-validator" in result.stderr
     bad = run_cli(["start", "--home", str(home), "--set", "api.max_workers=lots"])
     assert bad.returncode == 2 and "api.max_workers: expected an integer" in bad.stderr
+
+
+def test_version_flag() -> None:
+    out = run_cli(["--version"])
+    assert out.returncode == 0 and out.stdout.startswith("clearingd ")
+
+
+def test_invalid_status_of_a_stopped_node_is_quick_and_says_what_to_do(tmp_path: Path) -> None:
+    home, _ = make_home(tmp_path)
+    started = time.monotonic()
+    out = run_cli(["status", "--home", str(home), "--json"])
+    assert out.returncode == 1 and time.monotonic() - started < 6  # no gRPC wait: the socket is missing
+    doc = json.loads(out.stdout)
+    assert "not running" in doc["error"] and f"clearingd start --home {home}" in doc["error"]
+    import socket
+
+    stale = home / "run" / "admin.sock"  # a socket file left behind, nobody listening
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(stale))
+    out = run_cli(["status", "--home", str(home), "--json"])
+    assert out.returncode == 1 and "nobody listens" in json.loads(out.stdout)["error"]
+    text = run_cli(["status", "--home", str(home)])
+    assert text.stdout == "" and text.stderr.startswith("error: the node is not running")
+
+
+def test_invalid_missing_home_is_named_and_never_created(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    for argv in (["start", "--home", str(missing)], ["status", "--home", str(missing), "--json"],
+                 ["dkg", "--home", str(missing), "--json"]):
+        out = run_cli(argv)
+        assert out.returncode == 2, argv
+        assert f"no node home at {missing}" in out.stderr and "clearingd init" in out.stderr, argv
+        assert not missing.exists(), argv
+    assert "clearingd init" in json.loads(run_cli(["status", "--home", str(missing), "--json"]).stdout)["error"]
+
+
+def test_init_leaves_the_mode_of_an_existing_folder(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o750)
+    pass_file = tmp_path / "pass"
+    pass_file.write_text(PASS + "\n")
+    os.chmod(pass_file, 0o600)
+    assert main(["init", "--home", str(home), "--passphrase-file", str(pass_file), "--scrypt-n", "1024"]) == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o750  # not created here: left alone
+    assert stat.S_IMODE((home / "keys").stat().st_mode) == 0o700  # created here
+
+
+def test_gov_signs_with_the_keystore_init_wrote(tmp_path: Path) -> None:
+    """`gov` reads the operator keystore of the home (init's format) with the home's passphrase file."""
+    from node.cli.gov import get_operator_key
+    from node.cli.keys import describe_keystore
+
+    home, _ = make_home(tmp_path, with_share=False)
+    import argparse
+
+    from eth_account import Account
+
+    args = argparse.Namespace(key_file=None, passphrase_file="", dev_key=None, home=str(home))
+    key = get_operator_key(args)
+    assert Account.from_key(key).address == describe_keystore(home / "keys" / "operator.json")["address"]
