@@ -1,4 +1,4 @@
-"""`clearingd network operator|new|show`: the network file (`node.network_file`) before the ceremony.
+"""`clearingd network operator|new|show|add-peer`: the network file (`node.network_file`) before the ceremony.
 
 - `network operator --home H --multiaddr /ip4/IP/tcp/PORT`: this operator's entry (address, peer id,
   multiaddr, ceremony key), printed as JSON for the coordinator (decrypts the operator key to derive
@@ -8,7 +8,9 @@
   operators' entries (in the order given: operator i holds share i); default threshold floor(2n/3)+1.
 - `network show [--network-file F | --home H]`: stage, hash and summary; `--json` prints the document
   with its hash.
-Persists only `--out` (mode 0644, public).
+- `network add-peer --home H /ip4/HOST/tcp/PORT/p2p/PEER_ID`: a member adds a joining validator to its
+  bootstrap peers (of each pair of peers only one dials the other, so both must know each other).
+Persists `--out` (mode 0644, public) and, for `add-peer`, the home's config.toml.
 """
 
 from __future__ import annotations
@@ -105,6 +107,28 @@ def handle_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def handle_add_peer(args: argparse.Namespace) -> int:
+    """Add a peer (a joining validator) to the home's bootstrap peers; `init --network-file` keeps it."""
+    import re
+
+    from node.cli.init import write_config
+    from node.config import CONFIG_FILE, load_config
+
+    home = require_home(args)
+    if not re.fullmatch(r"/(ip4|ip6|dns|dns4|dns6)/[^/]+/tcp/\d{1,5}/p2p/[1-9A-HJ-NP-Za-km-z]{40,80}", args.peer):
+        raise CliError(f"peer {args.peer!r}: expected /ip4/HOST/tcp/PORT/p2p/PEER_ID")
+    config = load_config(home, env={})
+    values = {s: dict(v) for s, v in config.values.items()}
+    bootstrap = list(values["p2p"]["bootstrap"])
+    added = args.peer not in bootstrap
+    if added:
+        values["p2p"]["bootstrap"] = [*bootstrap, args.peer]
+        write_config(home / CONFIG_FILE, values, config.chains)
+    emit(args, {"added": added, "bootstrap": values["p2p"]["bootstrap"]},
+         f"{'added' if added else 'already listed'}: {args.peer} (takes effect at the node's next start)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     network = subparsers.add_parser("network", help="the network file: operator entries, a new network, show")
     sub = network.add_subparsers(dest="network_command", metavar="SUBCOMMAND")
@@ -131,3 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--network-file", default=env_default("CLEARING_NETWORK_FILE", ""),
                       help="default: the home's network.json")
     show.set_defaults(func=run(handle_show))
+    peer = sub.add_parser("add-peer", help="add a peer (a joining validator) to this home's bootstrap peers")
+    add_home_option(peer)
+    add_json_option(peer)
+    peer.add_argument("peer", help="/ip4/HOST/tcp/PORT/p2p/PEER_ID")
+    peer.set_defaults(func=run(handle_add_peer))

@@ -15,8 +15,7 @@ import pytest
 
 from bridges.anvil import get_free_port
 from node.network_file import load_network_file
-from tests.network.operators import Operator, make_operators
-from tests.network.test_network import each, genesis_ceremony, run_dkg
+from tests.network.operators import Operator, each, genesis_ceremony, make_operators, run_dkg
 
 CHEATER, OFFLINE = 3, 4
 
@@ -45,7 +44,7 @@ def run_faulty(ops: list[Operator], attempt: int = 1) -> list[dict]:
 @pytest.mark.slow
 def test_honest_operators_finish_with_a_working_key_and_name_the_excluded(operators: list[Operator]) -> None:
     ops = operators
-    genesis_ceremony(ops[0].root.parent, ops, [get_free_port() for _ in ops], threshold_=2)
+    genesis_ceremony(ops, [get_free_port() for _ in ops], threshold=2)
     reports = run_faulty(ops)
     assert [r["exit_code"] for r in reports] == [0, 0, 0], reports
     honest = reports[:2]
@@ -69,7 +68,7 @@ def test_honest_operators_finish_with_a_working_key_and_name_the_excluded(operat
 @pytest.mark.slow
 def test_invalid_ceremony_with_too_few_qualified_dealers_fails_and_is_rerun(operators: list[Operator]) -> None:
     ops = operators
-    genesis_ceremony(ops[0].root.parent, ops, [get_free_port() for _ in ops], threshold_=3)
+    genesis_ceremony(ops, [get_free_port() for _ in ops], threshold=3)
     reports = run_faulty(ops)
     assert [r["exit_code"] for r in reports] == [1, 1, 1], reports
     for r in reports[:2]:

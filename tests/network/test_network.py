@@ -1,24 +1,32 @@
-"""A network started by four operators from nothing but a network file and their own keys.
+"""The operator walkthroughs of docs/operations.md ("Start a new network", "Join a network"), run as
+written by four genesis operators and one joining operator, each a separate OS process tree in its
+own home and, as root, its own uid (`tests/network/operators.py`), on two anvil chains mining a block
+a second.
 
-Four operators, each a separate OS process tree in its own home (and, as root, its own uid: see
-`tests/network/operators.py`), on two anvil chains mining a block a second:
-`clearingd init` (keys), `network operator` (entries) -> the coordinator's `network new` ->
-`init --network-file` -> `clearingd dkg` (all four at once, over loopback libp2p) -> operator 1 runs
-`clearingd deploy` on both chains with its own keystore -> `init --network-file` with the deployed
-file and RPC URLs -> `clearingd start`. The nodes sign and publish epochs on both chains; `gov
-propose` and `vote` with each node's own keystore change a risk parameter, which the signed states
-then carry; `gov list` shows the network's epoch. No process opened a file of another operator's home.
+Every `<!-- walkthrough: ROLE -->` shell block of the manual runs verbatim through bash with the
+variables its table names; between blocks the test does what operators do out of band: pass the
+public files (entries, network file) around, fund the operators' addresses, restart nodes. So the
+network is started from nothing but a network file and each operator's own keys: keys and entries,
+the coordinator's file, `clearingd dkg` by all four at once over loopback libp2p, `clearingd deploy`
+to both chains by one operator with its own keystore, `init` with the deployed file, `clearingd
+start`. Checked: one key set and network hash everywhere, epochs signed and published on both chains
+under the ceremony's key, `gov propose`/`vote` with the operators' own keystores changing a risk
+parameter the signed states then carry, `gov list` at the network's epoch, the joining node following
+the network and its addition voted and executed; and that no process of any operator opened a file
+of another operator's home (open audit logs; as root also the kernel's refusal).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,126 +41,104 @@ from node.crypto import threshold
 from node.network_file import Network, compute_network_hash, load_network_file
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 from tests.network.operators import (
+    REPO,
     SEPARATE_UIDS,
     Operator,
     assert_barrier,
+    each,
     find_foreign_opens,
     get_opened,
     make_operators,
-    publish,
+    wait_for,
 )
 
+DOC = REPO / "docs" / "operations.md"
+NAMES = ("alice", "bob", "carol", "dave", "erin")  # erin joins later
 CHAIN_IDS = (31337, 31338)
 EPOCH_S = 3
-NETWORK_ID = 7
+ROLES = ["each operator", "coordinator", "each operator, together", "deployer", "each operator, background",
+         "each operator", "alice", "alice bob carol", "joiner", "joiner, background", "each operator", "alice",
+         "alice bob carol", "alice"]
+
+
+def load_walkthrough() -> list[tuple[str, str]]:
+    """(role, shell block) of every walkthrough block of the manual, in order."""
+    return re.findall(r"<!-- walkthrough: ([^>]+?) -->\n```sh\n(.*?)```", DOC.read_text(), re.S)
 
 
 @dataclass
-class Running:
+class Walkthrough:
     base: Path
-    operators: list[Operator]
+    ops: list[Operator]  # alice, bob, carol, dave, erin
     chains: list[AnvilChain]
-    net: Network
-    init: list[dict[str, Any]] = field(default_factory=list)
-    dkg: list[dict[str, Any]] = field(default_factory=list)
-    deploy: list[dict[str, Any]] = field(default_factory=list)
-    api: list[str] = field(default_factory=list)
-    procs: list[subprocess.Popen] = field(default_factory=list)
+    blocks: list[tuple[str, str]]
+    ports: dict[int, dict[str, int]] = field(default_factory=dict)
+    procs: dict[int, subprocess.Popen] = field(default_factory=dict)
+    outputs: dict[int, list[str]] = field(default_factory=dict)  # block number -> stdout per operator
+    net: Network | None = None
+    proposal_epochs: dict[int, int] = field(default_factory=dict)
 
+    @property
+    def members(self) -> list[Operator]:
+        return self.ops[:4]
 
-def each(operators: list[Operator], fn: Any) -> list[Any]:
-    with ThreadPoolExecutor(len(operators)) as pool:
-        return list(pool.map(fn, operators))
+    def get_vars(self, op: Operator, extra: dict[str, str]) -> dict[str, str]:
+        return {"CLEARING_HOME": str(op.home), "PASS_FILE": str(op.pass_file), "NAME": NAMES[op.index - 1],
+                "MY_MULTIADDR": f"/ip4/127.0.0.1/tcp/{self.ports[op.index]['p2p']}",
+                "CHAIN_A": str(self.chains[0].chain_id), "CHAIN_B": str(self.chains[1].chain_id),
+                "RPC_A": self.chains[0].rpc_url, "RPC_B": self.chains[1].rpc_url,
+                "CLEARING_API_LISTEN": f"127.0.0.1:{self.ports[op.index]['api']}",
+                "CLEARING_METRICS_LISTEN": f"127.0.0.1:{self.ports[op.index]['metrics']}", **extra}
 
+    def run(self, number: int, ops: list[Operator], extra: dict[str, str] | None = None) -> list[str]:
+        role, block = self.blocks[number]
+        assert role == ROLES[number] and "background" not in role
 
-def wait_for(condition: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(0.5)
+        def one(op: Operator) -> str:
+            out = subprocess.run(op.wrap(["bash", "-euo", "pipefail", "-c", block]), cwd=op.root, capture_output=True,
+                                 text=True, timeout=300, env=op.env(self.get_vars(op, extra or {})))
+            assert out.returncode == 0, f"{NAMES[op.index - 1]}: block {number} ({role}):\n{block}\n{out.stderr}"
+            return out.stdout
 
+        self.outputs[number] = each(ops, one)
+        return self.outputs[number]
 
-def genesis_ceremony(base: Path, ops: list[Operator], p2p_ports: list[int], threshold_: int = 3,
-                     chains: tuple[int, ...] = CHAIN_IDS) -> tuple[list[dict[str, Any]], Path]:
-    """Keys, entries, the coordinator's network file, and each home configured from it."""
-    public = base / "public"
-    init = each(ops, lambda op: op.run_json("init", "--home", str(op.home), "--passphrase-file", str(op.pass_file),
-                                            "--scrypt-n", "1024", "--json"))
-    entries = each(ops, lambda op: op.run_json("network", "operator", "--home", str(op.home), "--multiaddr",
-                                               f"/ip4/127.0.0.1/tcp/{p2p_ports[op.index - 1]}"))
-    for op, entry in zip(ops, entries, strict=True):
-        (public / f"op{op.index}.json").write_text(json.dumps(entry))
-    coordinator = ops[0]  # any operator may coordinate: it only writes public data
-    out = coordinator.run_json(
-        "network", "new", "--out", str(coordinator.root / "network.json"), "--network-id", str(NETWORK_ID), "--genesis-time",
-        str(int(time.time())), "--epoch-period", str(EPOCH_S), "--threshold", str(threshold_),
-        *[a for c in chains for a in ("--chain", f"{c}:1")],
-        *[a for op in ops for a in ("--operator", str(public / f"op{op.index}.json"))], "--json")
-    assert out["stage"] == "genesis"
-    publish(coordinator.root / "network.json", public / "network.json")
-    each(ops, lambda op: op.run_json("init", "--home", str(op.home), "--network-file", str(public / "network.json"),
-                                     "--json"))
-    return init, public / "network.json"
+    def start(self, number: int, ops: list[Operator]) -> None:
+        role, block = self.blocks[number]
+        assert role == ROLES[number] and role.endswith("background")
+        for op in ops:  # its own process group: bash and the node it starts
+            self.procs[op.index] = subprocess.Popen(
+                op.wrap(["bash", "-euo", "pipefail", "-c", block]), cwd=op.root, env=op.env(self.get_vars(op, {})),
+                stdout=(op.root / "node.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
-
-def run_dkg(ops: list[Operator], *extra: str) -> list[subprocess.CompletedProcess]:
-    return each(ops, lambda op: op.run("dkg", "--home", str(op.home), "--json", "--phase-timeout", "4", *extra,
-                                       timeout=240))
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[Running]:
-    base, ops = make_operators(4)
-    chains = start_chains(list(CHAIN_IDS), block_time=1)
-    r = Running(base, ops, chains, None)  # type: ignore[arg-type]
-    try:
-        r.init, _ = genesis_ceremony(base, ops, [get_free_port() for _ in ops])
-        outs = run_dkg(ops)
-        assert all(o.returncode == 0 for o in outs), "\n".join(o.stderr + o.stdout for o in outs)
-        r.dkg = [json.loads(o.stdout) for o in outs]
-        for c in chains:  # every operator pays for its own transactions (deploying, publishing, voting)
-            for doc in r.init:
-                rpc_call(c.rpc_url, "anvil_setBalance", [doc["operator_address"], hex(10**21)])
-        deployer = ops[0]  # deploys from a copy of its network file, with its own operator keystore
-        work = deployer.root / "deploy"
-        work.mkdir()
-        deployer.give(work)
-        shutil.copyfile(deployer.home / "network.json", work / "network.json")
-        deployer.give(work / "network.json")
-        for chain, home in zip(chains, (True, False), strict=True):
-            r.deploy.append(deployer.run_json(
-                "deploy", "--network-file", str(work / "network.json"), "--rpc-url", chain.rpc_url, "--key-file",
-                str(deployer.home / "keys" / "operator.json"), "--passphrase-file", str(deployer.pass_file), "--json",
-                *(["--home-chain"] if home else []), timeout=300))
-        final = publish(work / "network.json", base / "public" / "network-final.json")
-        r.net = load_network_file(final)
-        rpc = [a for c in chains for a in ("--rpc-url", f"{c.chain_id}={c.rpc_url}")]
-        each(ops, lambda op: op.run_json("init", "--home", str(op.home), "--network-file", str(final), *rpc, "--json"))
-        r.api = [f"127.0.0.1:{get_free_port()}" for _ in ops]
-        r.procs = [op.popen("start", "--home", str(op.home), log=op.root / "node.log",
-                            env={"CLEARING_API_LISTEN": r.api[i], "CLEARING_METRICS_LISTEN": f"127.0.0.1:{get_free_port()}"})
-                   for i, op in enumerate(ops)]
-        yield r
-    finally:
-        for p in r.procs:
-            p.send_signal(signal.SIGTERM)
-        for p in r.procs:
+    def stop(self, ops: list[Operator]) -> None:
+        for op in ops:
+            proc = self.procs.pop(op.index, None)
+            if proc is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)  # the group this test started: bash and `clearingd start`
             try:
-                p.wait(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                p.kill()
-        for c in chains:
-            c.stop()
-        shutil.rmtree(base, ignore_errors=True)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def hand_out(self, sender: Operator, name: str, receivers: list[Operator]) -> None:
+        """Out of band: `sender` gives a public file to `receivers` (into their working folders)."""
+        for op in receivers:
+            if op is not sender:
+                shutil.copyfile(sender.root / name, op.root / name)
+                op.give(op.root / name)
+
+    def get_epoch(self) -> int:
+        assert self.net is not None
+        return int((time.time() - self.net.genesis_time) // self.net.epoch_period_s)
 
 
-def get_state(api: str, epoch: int = 0) -> Any:
+def get_state(port: int, epoch: int = 0) -> Any:
     try:
-        with grpc.insecure_channel(api) as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             request = api_pb2.GetSignedStateRequest(epoch=epoch) if epoch else api_pb2.GetSignedStateRequest()
             return api_pb2_grpc.MarginServiceStub(channel).GetSignedState(request, timeout=3).state
     except grpc.RpcError:
@@ -160,109 +146,161 @@ def get_state(api: str, epoch: int = 0) -> Any:
 
 
 def get_published(chain: AnvilChain, registry: str) -> list[int]:
-    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
-    contract = w3.eth.contract(address=registry, abi=get_abi("MarginStateRegistry"))
+    contract = Web3(Web3.HTTPProvider(chain.rpc_url)).eth.contract(address=registry, abi=get_abi("MarginStateRegistry"))
     return sorted(int(log["args"]["epoch"]) for log in contract.events.StatePublished().get_logs(from_block=0))
 
 
+def gov_list(op: Operator) -> dict[str, Any]:
+    return op.run_json("gov", "list", "--home", str(op.home), "--json")
+
+
+def start_network(w: Walkthrough) -> None:
+    """Blocks 0-5: keys, the file, the ceremony, the deployment, the start."""
+    ops, alice = w.members, w.members[0]
+    w.run(0, ops)
+    for op in ops:
+        w.hand_out(op, f"operator-{NAMES[op.index - 1]}.json", [alice])
+    w.run(1, [alice], {"GENESIS_TIME": str(int(time.time())), "EPOCH_PERIOD": str(EPOCH_S)})
+    w.hand_out(alice, "network.json", ops)
+    w.run(2, ops)
+    entries = [json.loads((op.root / f"operator-{NAMES[op.index - 1]}.json").read_text()) for op in ops]
+    for chain in w.chains:  # out of band: every operator funds its address (deploying, publishing, voting)
+        for entry in entries:
+            rpc_call(chain.rpc_url, "anvil_setBalance", [entry["address"], hex(10**21)])
+    w.run(3, [alice])
+    w.hand_out(alice, "network.json", ops)
+    w.net = load_network_file(alice.root / "network.json")
+    w.start(4, ops)
+
+
+@pytest.fixture(scope="module")
+def walk() -> Iterator[Walkthrough]:
+    blocks = load_walkthrough()
+    assert [role for role, _ in blocks] == ROLES, "the walkthrough blocks of docs/operations.md changed"
+    base, ops = make_operators(5)
+    chains = start_chains(list(CHAIN_IDS), block_time=1)
+    w = Walkthrough(base, ops, chains, blocks)
+    w.ports = {op.index: {"p2p": get_free_port(), "api": get_free_port(), "metrics": get_free_port()} for op in ops}
+    try:
+        start_network(w)
+        yield w
+    finally:
+        w.stop(ops)
+        for c in chains:
+            c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_ceremony_gives_every_operator_the_same_key_set_and_network_hash(running: Running) -> None:
-    reports = running.dkg
+def test_ceremony_gives_every_operator_the_same_key_set_and_network_hash(walk: Walkthrough) -> None:
+    reports = [json.loads((op.home / "ceremony-1.json").read_text()) for op in walk.members]
     assert {r["status"] for r in reports} == {"ok"}
     assert len({r["network_hash"] for r in reports}) == 1 and len({r["group_key"] for r in reports}) == 1
     assert all(r["qualified"] == [1, 2, 3, 4] and r["excluded"] == [] for r in reports)
     assert all(r["key_check"]["group_signature_verified"] for r in reports)
-    homes = [load_network_file(op.home / "network.json") for op in running.operators]  # since updated by deploy
-    before_deploy = {compute_network_hash(replace(h, governance=None, chains=tuple(
-        replace(c, contracts=None) for c in h.chains))) for h in homes}
-    assert before_deploy == {reports[0]["network_hash"]}
-    for op, report in zip(running.operators, reports, strict=True):
+    printed = {h for out in walk.outputs[2] for h in re.findall(r"network hash (0x[0-9a-f]{64})", out)}
+    assert printed == {reports[0]["network_hash"]}  # what each operator reads out to the others
+    assert walk.net is not None
+    before_deploy = replace(walk.net, governance=None, chains=tuple(replace(c, contracts=None) for c in walk.net.chains))
+    assert compute_network_hash(before_deploy) == reports[0]["network_hash"]
+    for op, report in zip(walk.members, reports, strict=True):
         share = op.home / "keys" / "share.json"
         assert share.stat().st_mode & 0o777 == 0o600 and report["share_file"] == str(share)
         if SEPARATE_UIDS:
-            assert share.stat().st_uid == op.uid and op.home.stat().st_mode & 0o777 == 0o700
+            assert share.stat().st_uid == op.uid and op.root.stat().st_mode & 0o777 == 0o700
 
 
 @pytest.mark.slow
-def test_deploy_writes_the_contracts_into_the_network_file(running: Running) -> None:
-    net = running.net
-    assert net.get_stage() == "deployed" and net.governance is not None and net.governance.chain_id == CHAIN_IDS[0]
-    assert [d["chain_id"] for d in running.deploy] == list(CHAIN_IDS)
-    assert running.deploy[0]["governance"] == net.governance.address and running.deploy[1]["governance"] is None
-    assert running.deploy[0]["tokens"] == {} and all(d["confirmations"] == 1 for d in running.deploy)
-    assert running.deploy[-1]["network_hash"] == compute_network_hash(net)
-    for chain, spec in zip(running.chains, net.chains, strict=True):
+def test_deploy_writes_the_contracts_into_the_network_file(walk: Walkthrough) -> None:
+    net = walk.net
+    assert net is not None and net.get_stage() == "deployed"
+    assert net.governance is not None and net.governance.chain_id == CHAIN_IDS[0]
+    assert all(c.confirmations == 2 for c in net.chains)
+    assert f"network hash {compute_network_hash(net)}" in walk.outputs[3][0]
+    for chain, spec in zip(walk.chains, net.chains, strict=True):
         registry = Web3(Web3.HTTPProvider(chain.rpc_url)).eth.contract(
             address=spec.contracts.registry, abi=get_abi("MarginStateRegistry"))
-        assert registry.functions.groupPublicKey().call()  # built with the ceremony's key
-        assert registry.functions.networkId().call() == NETWORK_ID
+        assert registry.functions.networkId().call() == 7 and registry.functions.keysetId().call() == 1
 
 
 @pytest.mark.slow
-def test_nodes_sign_and_publish_epochs_on_both_chains(running: Running) -> None:
-    net = running.net
-    group_key = bytes.fromhex(net.keyset.group_key[2:])
+def test_nodes_sign_and_publish_epochs_on_both_chains(walk: Walkthrough) -> None:
+    net = walk.net
+    assert net is not None and net.keyset is not None
     registries = [c.contracts.registry for c in net.chains]
 
-    def published() -> bool:
-        return all(len(get_published(c, reg)) >= 3 for c, reg in zip(running.chains, registries, strict=True))
+    def published() -> list[list[int]] | None:
+        epochs = [get_published(c, reg) for c, reg in zip(walk.chains, registries, strict=True)]
+        return epochs if all(len(e) >= 3 for e in epochs) else None
 
-    wait_for(published, 150, "three epochs published on both chains")
-    epochs = [get_published(c, reg) for c, reg in zip(running.chains, registries, strict=True)]
+    epochs = wait_for(published, 180, "three epochs published on both chains")
     common = sorted(set(epochs[0]) & set(epochs[1]))
     assert common, epochs
-    states = [get_state(api, common[-1]) for api in running.api]
-    signed = [s for s in states if s is not None and s.epoch == common[-1]]
-    assert signed and len({bytes(s.digest) for s in signed}) == 1
-    assert len(signed[0].signers) >= net.threshold
-    assert threshold.group_verify(group_key, bytes(signed[0].digest), bytes(signed[0].signature))
+    states = [get_state(walk.ports[op.index]["api"], common[-1]) for op in walk.members]
+    signed = [s for s in states if s is not None]
+    assert signed and len({bytes(s.digest) for s in signed}) == 1 and len(signed[0].signers) >= net.threshold
+    assert threshold.group_verify(bytes.fromhex(net.keyset.group_key[2:]), bytes(signed[0].digest),
+                                  bytes(signed[0].signature))
+    walk.run(5, walk.members)  # `clearingd status` on every node
+    assert all("latest signed state:" in out for out in walk.outputs[5])
 
 
 @pytest.mark.slow
-def test_gov_with_each_operators_own_keystore_changes_a_parameter(running: Running) -> None:
+def test_gov_with_each_operators_own_keystore_changes_a_parameter(walk: Walkthrough) -> None:
     from governance.params import compute_params_hash
     from risk.params import RRA1, params_with_overrides
 
-    ops = running.operators
-    wait_for(lambda: get_state(running.api[0]), 120, "a first signed state")
-    listed = ops[1].run_json("gov", "list", "--home", str(ops[1].home), "--json")
-    now_epoch = (int(time.time()) - running.net.genesis_time) // EPOCH_S
-    assert abs(listed["epoch"] - now_epoch) <= 1 and listed["proposals"] == []
-    overrides = {"price_scan_range": {"BTC": 0.25}}
-    params = ops[0].root / "wide.json"
-    params.write_text(json.dumps(overrides))
-    ops[0].give(params)
-    activation = listed["epoch"] + 10  # after the voting period (12 blocks of 1 s) and the margin
-    proposal = ops[0].run_json("gov", "propose", "--home", str(ops[0].home), "--kind", "params", "--params-file",
-                               str(params), "--voting-period-blocks", "12", "--activation-epoch", str(activation),
-                               "--json")
-    pid = proposal["proposal_id"]
-    votes = each(ops[:3], lambda op: op.run_json("gov", "vote", "--home", str(op.home), "--id", str(pid), "--choice",
-                                                 "yes", "--json"))
-    assert [v["proposal_id"] for v in votes] == [pid] * 3
-
-    def approved() -> bool:
-        doc = ops[2].run_json("gov", "list", "--home", str(ops[2].home), "--json")
-        return [(p["id"], p["status"]) for p in doc["proposals"]] == [(pid, "approved")]
-
-    wait_for(approved, 60, "the proposal approved")
-    new_hash = "0x" + compute_params_hash(params_with_overrides(RRA1, overrides)).hex()
-    state = wait_for(lambda: get_state(running.api[3], activation), (activation - now_epoch + 6) * EPOCH_S,
-                     f"the signed state of activation epoch {activation}")
+    alice = walk.members[0]
+    wait_for(lambda: get_state(walk.ports[4]["api"]), 120, "a first signed state")
+    activation = walk.get_epoch() + 10  # beyond the 12-block voting period (1 s blocks, 3 s epochs) and the margin
+    out = walk.run(6, [alice], {"ACTIVATION_EPOCH": str(activation)})[0]
+    listed_epoch = int(re.search(r"head block \d+, epoch (\d+)", out).group(1))  # type: ignore[union-attr]
+    assert abs(listed_epoch - (activation - 10)) <= 1  # `gov list` shows the network's real epoch
+    walk.run(7, walk.members[:3])
+    wait_for(lambda: [(p["id"], p["status"]) for p in gov_list(alice)["proposals"]] == [(1, "approved")], 60,
+             "proposal 1 approved")
+    new_hash = "0x" + compute_params_hash(params_with_overrides(RRA1, {"price_scan_range": {"BTC": 0.25}})).hex()
+    state = wait_for(lambda: get_state(walk.ports[4]["api"], activation), 90, f"epoch {activation}'s state")
     assert "0x" + bytes(state.params_hash).hex() == new_hash
-    before = get_state(running.api[3], activation - 1)
-    assert before is None or "0x" + bytes(before.params_hash).hex() == "0x" + compute_params_hash(RRA1).hex()
 
 
 @pytest.mark.slow
-def test_no_operator_process_opened_another_operators_files(running: Running) -> None:
-    """The open logs of every operator process (ceremony, deployment, node) hold no path of another
-    operator's folder; each node did open its own share. As root the uid barrier is shown too."""
-    wait_for(lambda: all(get_state(api) for api in running.api), 120, "every node holding a signed state")
-    ops = running.operators
-    assert find_foreign_opens(ops) == {op.index: [] for op in ops}
-    for op in ops:
+def test_joining_operator_follows_and_its_addition_is_voted_and_executed(walk: Walkthrough) -> None:
+    alice, erin = walk.members[0], walk.ops[4]
+    walk.hand_out(alice, "network.json", [erin])
+    walk.run(8, [erin])
+    entry = load_network_file(erin.home / "network.json")
+    assert entry.find_operator(json.loads(erin.run("keys", "show", "operator", "--home", str(erin.home),
+                                                   "--json").stdout)["address"]) is None
+    walk.start(9, [erin])
+    keys = json.loads(erin.run("keys", "show", "p2p", "--home", str(erin.home), "--json").stdout)
+    address = json.loads(erin.run("keys", "show", "operator", "--home", str(erin.home), "--json").stdout)["address"]
+    joiner = {"JOINER": address, "JOINER_PEER": f"/ip4/127.0.0.1/tcp/{walk.ports[5]['p2p']}/p2p/{keys['peer_id']}"}
+    for chain in walk.chains:
+        rpc_call(chain.rpc_url, "anvil_setBalance", [address, hex(10**21)])
+    walk.run(10, walk.members, joiner)
+    walk.stop(walk.members)  # out of band: each member restarts its node (the new bootstrap peer)
+    walk.start(4, walk.members)
+    wait_for(lambda: get_state(walk.ports[5]["api"]), 120, "the joining node holding a signed state")
+    activation = walk.get_epoch() + 16
+    walk.run(11, [alice], joiner | {"ACTIVATION_EPOCH": str(activation)})
+    walk.run(12, walk.members[:3])
+    wait_for(lambda: any(p["id"] == 2 and p["status"] == "approved" for p in gov_list(alice)["proposals"]), 60,
+             "proposal 2 approved")
+    walk.run(13, [alice])
+    proposal = next(p for p in gov_list(walk.members[1])["proposals"] if p["id"] == 2)
+    assert proposal["executed"] is True and proposal["status"] == "approved", proposal
+
+
+@pytest.mark.slow
+def test_no_operator_process_opened_another_operators_files(walk: Walkthrough) -> None:
+    """The open logs of every operator process (ceremony, deployment, nodes, gov) hold no path of another
+    operator's folder; each node did open its own share. As root, the kernel refuses them too."""
+    wait_for(lambda: all(get_state(walk.ports[op.index]["api"]) for op in walk.members), 120,
+             "every node holding a signed state")
+    assert find_foreign_opens(walk.ops) == {op.index: [] for op in walk.ops}
+    for op in walk.members:
         assert str(op.home / "keys" / "share.json") in get_opened(op)
     if SEPARATE_UIDS:
-        for reader, target in ((ops[1], ops[0]), (ops[0], ops[3])):
+        for reader, target in ((walk.members[1], walk.members[0]), (walk.ops[4], walk.members[3])):
             assert_barrier(reader, target.home / "keys" / "share.json")
