@@ -377,6 +377,18 @@ def write_network_file(path: Path | str, net: Network) -> str:
     return compute_network_hash(net)
 
 
+def is_successor(old: Network, new: Network) -> bool:
+    """True when `new` is `old` or a later step of it: the same parameters and operators, and only parts
+    that `old` lacked added (the key set, chains' contracts, governance), never one changed."""
+    def same_or_added(a: Any, b: Any) -> bool:
+        return a is None or a == b
+
+    return (replace(old, keyset=None, governance=None, chains=tuple(replace(c, contracts=None) for c in old.chains))
+            == replace(new, keyset=None, governance=None, chains=tuple(replace(c, contracts=None) for c in new.chains))
+            and same_or_added(old.keyset, new.keyset) and same_or_added(old.governance, new.governance)
+            and all(same_or_added(a.contracts, b.contracts) for a, b in zip(old.chains, new.chains, strict=True)))
+
+
 # --- the ceremony key ------------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """`clearingd gov propose|vote|execute|list|show`: governance on the home chain from the command line.
 
-Where the network is: flags, else the node home (`--home`, env CLEARING_HOME; its `config.toml` and
-the `CLEARING_<SECTION>_<KEY>` environment, as for `clearingd start`): `[governance].rpc_url` and
+Where the network is: flags (each with its CLEARING_* variable, named in its help), else the node
+home (`--home`, env CLEARING_HOME; its `config.toml` and the `CLEARING_<SECTION>_<KEY>` environment,
+as for `clearingd start`): `[governance].rpc_url` and
 `address`, `[consensus].genesis_time` and `epoch_period_s`, `[governance].confirmations`, or a network
 file (`--network-file`: governance address, genesis time, epoch period; the RPC URL still comes from
 the home or `--rpc-url`). Without a known genesis time and epoch period the command refuses (an epoch
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from governance.proposals import (
 )
 from governance.tally import GovernanceState, derive_governance_state, get_earliest_activation
 from node.cli.common import CliError, add_home_option, add_passphrase_option, env_default, fail, get_home
-from node.config import CONFIG_FILE, ConfigError, get_env_name, load_config
+from node.config import CONFIG_FILE, ConfigError, load_config
 from node.consensus.errors import InputsUnavailable
 from node.crypto.errors import CryptoError
 from node.governance_source import GENESIS_KEYSET_ID, build_genesis_spec, get_genesis_at
@@ -62,15 +62,20 @@ def add_chain_options(p: argparse.ArgumentParser) -> None:
     add_home_option(p)
     p.add_argument("--network-file", default=env_default("CLEARING_NETWORK_FILE"),
                    help="take the governance address, genesis time and epoch period from this network file")
-    p.add_argument("--rpc-url", default=None, help="home-chain JSON-RPC URL (default: the home's [governance].rpc_url)")
-    p.add_argument("--governance-address", default=None,
-                   help="Governance contract address (default: the network file's, or [governance].address)")
-    p.add_argument("--confirmations", type=int, default=None,
-                   help="read this many blocks below the head (default: [governance].confirmations)")
-    p.add_argument("--genesis-time", type=int, default=None,
-                   help="network genesis unix time (default: the network file's, or [consensus].genesis_time)")
-    p.add_argument("--epoch-period", type=int, default=None,
-                   help="epoch period in seconds (default: the network file's, or [consensus].epoch_period_s)")
+    p.add_argument("--rpc-url", default=env_default("CLEARING_HOME_RPC_URL"),
+                   help="home-chain JSON-RPC URL (env CLEARING_HOME_RPC_URL; default: the home's [governance].rpc_url)")
+    p.add_argument("--governance-address", default=env_default("CLEARING_GOVERNANCE_ADDRESS"),
+                   help="Governance contract address (env CLEARING_GOVERNANCE_ADDRESS; default: the network file's, "
+                        "or [governance].address)")
+    p.add_argument("--confirmations", type=int, default=env_default("CLEARING_HOME_CONFIRMATIONS"),
+                   help="read this many blocks below the head (env CLEARING_HOME_CONFIRMATIONS; default: "
+                        "[governance].confirmations)")
+    p.add_argument("--genesis-time", type=int, default=env_default("CLEARING_GENESIS_TIME"),
+                   help="network genesis unix time (env CLEARING_GENESIS_TIME; default: the network file's, or "
+                        "[consensus].genesis_time)")
+    p.add_argument("--epoch-period", type=int, default=env_default("CLEARING_EPOCH_SECONDS"),
+                   help="epoch period in seconds (env CLEARING_EPOCH_SECONDS; default: the network file's, or "
+                        "[consensus].epoch_period_s)")
 
 
 def add_key_options(p: argparse.ArgumentParser) -> None:
@@ -86,25 +91,30 @@ def resolve_chain_options(args: argparse.Namespace) -> argparse.Namespace:
     the flags, else the network file, else the home's config (and environment); refuse unknown ones."""
     if getattr(args, "resolved", False):
         return args
+    if not hasattr(args, "home"):  # a caller's explicit settings (node.api.governance.GovernanceReader)
+        if getattr(args, "epoch_period", None) is None:
+            args.epoch_period = getattr(args, "epoch_seconds", None)
+        return args
     home = get_home(args)
-    config = load_config(home)
     has_home = (home / CONFIG_FILE).is_file()
+    config = load_config(home) if has_home else load_config(home, env={})  # without a home: flags (and their env)
     net = None
     if getattr(args, "network_file", None):
         from node.network_file import load_network_file
 
         net = load_network_file(args.network_file)
     gov, cons = config.values["governance"], config.values["consensus"]
-    known_clock = has_home or get_env_name("consensus", "genesis_time") in os.environ
+    known_clock = has_home
     args.rpc_url = args.rpc_url or gov["rpc_url"]
     args.governance_address = args.governance_address or (
         net.governance.address if net is not None and net.governance is not None else gov["address"])
-    args.confirmations = gov["confirmations"] if args.confirmations is None else args.confirmations
+    args.confirmations = gov["confirmations"] if args.confirmations is None else int(args.confirmations)
     if args.genesis_time is None:
         args.genesis_time = net.genesis_time if net is not None else (int(cons["genesis_time"]) if known_clock else None)
     if args.epoch_period is None:
         args.epoch_period = net.epoch_period_s if net is not None else (
             int(cons["epoch_period_s"]) if known_clock else None)
+    args.genesis_time, args.epoch_period = (None if v is None else int(v) for v in (args.genesis_time, args.epoch_period))
     if not args.rpc_url or not args.governance_address:
         raise CliError(f"no home chain: --rpc-url and --governance-address are needed (or --home with a configured "
                        f"[governance]; {home} has " + ("none)" if not has_home else "no [governance])"))
@@ -117,8 +127,9 @@ def resolve_chain_options(args: argparse.Namespace) -> argparse.Namespace:
 
 def has_chain_options(args: argparse.Namespace) -> bool:
     """Whether a home chain is named at all (flags, network file, or the home's [governance])."""
+    home = get_home(args)
     return bool(args.rpc_url or args.governance_address or getattr(args, "network_file", None)
-                or load_config(get_home(args)).values["governance"]["rpc_url"])
+                or ((home / CONFIG_FILE).is_file() and load_config(home).values["governance"]["rpc_url"]))
 
 
 def get_operator_key(args: argparse.Namespace) -> bytes:

@@ -62,3 +62,60 @@ def test_mark_change_flags_fragile_account_liquidatable_on_both_chains(summary: 
     assert fragile["liquidatable"] is True
     assert fragile["liquidatable_on_chain"] == {"31337": True, "31338": True}
     assert summary["accounts"]["hedged"]["liquidatable_on_chain"] == {"31337": False, "31338": False}
+
+
+def get_children(pid: int) -> set[int]:
+    """Pids whose parent is `pid` (from /proc)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_validator_and_chain(tmp_path: Path) -> None:
+    """`clearingd devnet` (no --epochs) stopped by SIGTERM once its validators run: it exits, and none
+    of its children (two anvil chains, four validators) survives it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "devnet"
+    log = (tmp_path / "devnet.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "node.cli.main", "devnet", "--home", str(home), "--no-crash"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        children: set[int] = set()
+        while time.monotonic() < deadline and len(children) < 6:  # 2 chains + 4 validators
+            assert proc.poll() is None, (tmp_path / "devnet.log").read_text()[-2000:]
+            if "validators: 4 processes" in (tmp_path / "devnet.log").read_text():
+                children = get_children(proc.pid)
+            time.sleep(0.5)
+        assert len(children) == 6, (children, (tmp_path / "devnet.log").read_text()[-2000:])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) in (0, 130)
+        deadline = time.monotonic() + 10
+        while any(is_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [c for c in children if is_alive(c)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 def clearingd(d: Deployed | None, *argv: str, dev_key: int | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARING_")}
     if d is not None:
-        env |= {"CLEARING_GOVERNANCE_RPC_URL": d.chain.rpc_url, "CLEARING_GOVERNANCE_ADDRESS": d.gov.address,
-                "CLEARING_CONSENSUS_GENESIS_TIME": str(d.genesis.clock.genesis_time),
-                "CLEARING_CONSENSUS_EPOCH_PERIOD_S": str(EPOCH_SECONDS)}
+        env |= {"CLEARING_HOME_RPC_URL": d.chain.rpc_url, "CLEARING_GOVERNANCE_ADDRESS": d.gov.address,
+                "CLEARING_GENESIS_TIME": str(d.genesis.clock.genesis_time),
+                "CLEARING_EPOCH_SECONDS": str(EPOCH_SECONDS)}
     if dev_key is not None:
         env["CLEARING_DEV_KEY"] = str(dev_key)
     return subprocess.run([sys.executable, "-m", "node.cli.main", *argv], cwd=REPO, env=env,
@@ -110,7 +110,7 @@ def test_gov_list_agrees_with_the_node_after_a_set_change(deployed: Deployed) ->
     assert listed.returncode == 0, listed.stderr
     doc = json.loads(listed.stdout)
     pin = d.gov.get_pin_at_head(0)
-    assert doc.pop("epoch") == d.genesis.clock.get_epoch_at(pin.timestamp)
+    assert doc.pop("epoch") == d.genesis.clock.get_epoch_at(pin.timestamp)  # the network's epoch at the head
     assert doc["head_block"] == pin.number  # nothing mined since: the node reads the same pin
     new_set = (*d.validators[:3], joiner)
     node = build_governance_source(d.gov.client, d.gov.address, new_set, 3, float(d.genesis.clock.genesis_time),

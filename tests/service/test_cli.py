@@ -101,9 +101,9 @@ def test_version_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["store_schema"] == 2 and "clearing.api.v1" in doc["api"] and doc["libraries"]["grpcio"]
 
 
-def test_invalid_status_without_a_running_node(tmp_path: Path) -> None:
+def test_invalid_status_without_a_node_home(tmp_path: Path) -> None:
     result = run_cli(["status", "--home", str(tmp_path), "--json"])
-    assert result.returncode == 1 and "UNAVAILABLE" in result.stderr and result.stdout == ""
+    assert result.returncode == 2 and json.loads(result.stdout)["error"].startswith(f"no node home at {tmp_path}")
 
 
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
