@@ -30,4 +30,6 @@ devnet: setup  ## the main job: two chains, four validators, K epochs, JSON summ
 
 bench: setup  ## the benchmarks (each prints JSON)
 	$(VENV)/python bench/risk_bench.py --accounts 1000000
+	$(VENV)/python bench/epoch_pipeline_bench.py --synthetic --accounts 1000000
+	$(VENV)/python bench/epoch_pipeline_bench.py --accounts 100000
 	$(VENV)/python bench/reshare_bench.py
