@@ -5,8 +5,9 @@
   above it, refuses a forged leaf, flags a liquidatable account and refuses to flag a healthy one;
 - the signing format recomputed from docs/integration/verify-margin-state.md alone (keccak from
   eth-hash, BLS from py_ecc; no function of the project) on a state published on chain;
-- under CPU load (a burner process per core), 200 `GetMargin` calls without an epoch, spread over the
-  validators with no failover, never answer NOT_FOUND;
+- under CPU load (burner processes), 200 or more `GetMargin` calls without an epoch, spread over the
+  validators with no failover, never answer NOT_FOUND, while validators store peers' states before
+  their own leaves (the case that used to answer NOT_FOUND; the engine's counter shows it happened);
 - with one validator stopped, the client keeps answering through the others.
 """
 
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from eth_hash.auto import keccak
 from web3 import Web3
 from web3.exceptions import ContractCustomError
 
-from clearing_client import ClearingClient, MarginReport, Registry
+from clearing_client import ClearingClient, MarginReport, PublicationError, Registry
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 from tests.integration.conftest import Devnet, wait_for
 
@@ -166,10 +169,9 @@ def test_signing_format_recomputes_from_the_guide(devnet: Devnet) -> None:
     assert node == state.root
     account, equity, im, mm, flags, _ids = decode(["address", "int256", "uint256", "uint256", "uint256", "bytes32[]"],
                                                   bytes(report.leaf))
-    assert (account, equity, im, mm) == (report.margin.account, report.margin.equity_micro_usd,
-                                         report.margin.initial_margin_micro_usd,
-                                         report.margin.maintenance_margin_micro_usd)
-    assert account == Web3.to_checksum_address(account)  # EIP-55 as served
+    assert (Web3.to_checksum_address(account), equity, im, mm) == (
+        report.margin.account, report.margin.equity_micro_usd, report.margin.initial_margin_micro_usd,
+        report.margin.maintenance_margin_micro_usd)  # the served account is EIP-55
     assert bool(flags & 1) == report.margin.liquidatable
     # 5. BLS min-sig: e(sig, g2) == e(H(digest), pk), H with the documented DST
     dst = b"CLEARING-V1-BLS-SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_"
@@ -204,20 +206,41 @@ def test_signing_format_recomputes_from_the_guide(devnet: Devnet) -> None:
 # -------------------------------------------------------------------- every validator serves the newest epoch
 
 BURNER = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n    pass\n"
+BURNERS_PER_CORE = 2
+MAX_LOAD_S = 150.0  # calls go on past LOAD_CALLS until a validator adopted a state before its leaves
+EVENT = re.compile(r'^clearing_consensus_events_total\{event="adopted_leaves_completed"\} (\S+)$', re.M)
+
+
+def count_leaf_completions(devnet: Devnet) -> int:
+    """Sum over the validators of states stored from a peer before their own leaves (engine counter)."""
+    total = 0
+    for h in devnet.run.homes:
+        try:
+            text = urllib.request.urlopen(f"http://{h.metrics_address}/metrics", timeout=5).read().decode()
+        except OSError:
+            continue
+        match = EVENT.search(text)
+        total += int(float(match.group(1))) if match else 0
+    return total
 
 
 def test_get_margin_latest_under_load_never_not_found(devnet: Devnet) -> None:
-    """A CPU burner per core (machine load well above the cores), then 200 GetMargin calls without an
-    epoch, round-robin over the validators, each on its own validator only (no failover)."""
-    burners = [subprocess.Popen([sys.executable, "-c", BURNER.format(s=120)]) for _ in range(os.cpu_count() or 2)]
+    """CPU burners (two per core: machine load well above the cores), then at least 200 GetMargin calls
+    without an epoch, round-robin over the validators, each on its own validator only (no failover),
+    going on (bounded) until some validator has stored a peer's state before its own leaves (the case
+    that answered NOT_FOUND): no call answers NOT_FOUND."""
+    burners = [subprocess.Popen([sys.executable, "-c", BURNER.format(s=MAX_LOAD_S + 60)])
+               for _ in range(BURNERS_PER_CORE * (os.cpu_count() or 2))]
     channels = [grpc.insecure_channel(e) for e in devnet.endpoints]
     stubs = [api_pb2_grpc.MarginServiceStub(c) for c in channels]
     names = sorted(devnet.accounts)
     codes: Counter = Counter()
     epochs: dict[int, set[int]] = {i: set() for i in range(len(stubs))}
     not_found: list[str] = []
+    completions_before = count_leaf_completions(devnet)
+    completions, call, started = completions_before, 0, time.monotonic()
     try:
-        for call in range(LOAD_CALLS):
+        while call < LOAD_CALLS or (completions == completions_before and time.monotonic() - started < MAX_LOAD_S):
             i = call % len(stubs)
             request = api_pb2.GetMarginRequest(account=devnet.accounts[names[call % len(names)]])
             try:
@@ -229,6 +252,9 @@ def test_get_margin_latest_under_load_never_not_found(devnet: Devnet) -> None:
                 codes[err.code().name] += 1
                 if err.code() == grpc.StatusCode.NOT_FOUND:
                     not_found.append(f"v{i}: {err.details()}")
+            call += 1
+            if call % 20 == 0:
+                completions = count_leaf_completions(devnet)
             time.sleep(0.05)  # spread over several epochs: the calls cross epoch boundaries
     finally:
         for p in burners:
@@ -236,10 +262,13 @@ def test_get_margin_latest_under_load_never_not_found(devnet: Devnet) -> None:
             p.wait()
         for c in channels:
             c.close()
-    print(f"under load: {dict(codes)}; epochs served per validator: {epochs}")
+    completions = count_leaf_completions(devnet)
+    print(f"under load: {call} calls {dict(codes)} in {time.monotonic() - started:.0f} s; states adopted before "
+          f"their leaves meanwhile: {completions - completions_before}; epochs served per validator: {epochs}")
     assert not not_found, not_found
-    assert codes["OK"] >= LOAD_CALLS * 0.95, codes
+    assert codes["OK"] >= call * 0.95, codes
     assert len(set().union(*epochs.values())) >= 2, epochs  # the newest epoch changed during the calls
+    assert completions > completions_before, "no validator adopted a state before its own leaves: load too low"
 
 
 # -------------------------------------------------------------------- failover (stops a validator: runs last)
@@ -252,6 +281,20 @@ def test_client_fails_over_when_a_validator_stops(devnet: Devnet) -> None:
         assert stopped.wait(timeout=30) is not None
         reports = [client.get_margin(devnet.accounts["hedged"]) for _ in range(30)]
         assert all(r.endpoint != devnet.endpoints[0] for r in reports) and client.failovers >= 1
-        # the three others (threshold 3) keep signing; the client follows the newest epoch
-        wait_for(lambda: client.get_margin(devnet.accounts["hedged"]).state.epoch > before + 1, 120,
-                 "an epoch signed after the stop")
+        # the three others (threshold 3) keep signing and publishing; the client follows the newest epoch
+        after = wait_for(lambda: (r := client.get_margin(devnet.accounts["hedged"])).state.epoch > before + 1 and r,
+                         120, "an epoch signed after the stop")
+        for registry in get_registries(devnet):  # and it reaches every chain
+            epoch = wait_for_published_from(registry, after.state.epoch)
+            assert registry.is_state_root(epoch, client.get_signed_state(epoch).root)
+
+
+def wait_for_published_from(registry: Registry, epoch: int) -> int:
+    """The first epoch >= `epoch` published on the registry's chain (a publisher may supersede one)."""
+    for candidate in range(epoch, epoch + 10):
+        try:
+            registry.wait_for_epoch(candidate, timeout_s=120)
+            return candidate
+        except PublicationError:
+            continue
+    raise AssertionError(f"no epoch of {epoch}..{epoch + 9} published at {registry.rpc_url}")
