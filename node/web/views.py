@@ -126,7 +126,7 @@ class WebViews:
         if leaf is None:
             raise WebError(404, f"account: no leaf for {format_account(account)} in epoch {snap.state.epoch}")
         m = leaf_to_margin(leaf)
-        proof = snap.get_proof(account)
+        proof = snap.get_proof(leaf)
         return {
             "account": m.account, "epoch": snap.state.epoch, "equity": m.equity_micro_usd,
             "initial_margin": m.initial_margin_micro_usd, "maintenance_margin": m.maintenance_margin_micro_usd,
