@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from clearing_client.formats import (
@@ -70,12 +71,15 @@ def open_channel(address: str, ca_file: str = "") -> grpc.Channel:
 
 def get_not_found_resource(err: grpc.RpcError) -> str:
     """The `ResourceInfo.resource_type` of a NOT_FOUND (e.g. "account", "epoch"), or ""."""
-    for key, value in (err.trailing_metadata() or ()):  # type: ignore[attr-defined]
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                info = error_details_pb2.ResourceInfo()
-                if detail.Unpack(info):
-                    return info.resource_type
+    try:
+        for key, value in (err.trailing_metadata() or ()):  # type: ignore[attr-defined]
+            if key == "grpc-status-details-bin":
+                for detail in status_pb2.Status.FromString(value).details:
+                    info = error_details_pb2.ResourceInfo()
+                    if detail.Unpack(info):
+                        return info.resource_type
+    except (AttributeError, DecodeError):  # no rich status attached
+        pass
     return ""
 
 
@@ -112,6 +116,10 @@ class ClearingClient:
             start = self._preferred
         return self.endpoints[start:] + self.endpoints[:start]
 
+    def _count_failover(self) -> None:
+        with self._lock:
+            self.failovers += 1
+
     def _call(self, method: str, request: Any, convert: Callable[[Any, str], T]) -> T:
         last: Exception | None = None
         backoff = self.backoff_s
@@ -131,11 +139,11 @@ class ClearingClient:
                     if code == grpc.StatusCode.NOT_FOUND and get_not_found_resource(err) != "epoch":
                         accounts_missing += 1
                     last = ApiError(f"{endpoint}: {code.name}: {err.details()}", code)  # type: ignore[attr-defined]
-                    self.failovers += 1
+                    self._count_failover()
                     continue
                 except VerificationError as exc:
                     last = VerificationError(f"{endpoint}: {exc}")
-                    self.failovers += 1
+                    self._count_failover()
                     continue
                 with self._lock:
                     self._preferred = self.endpoints.index(endpoint)
