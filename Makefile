@@ -20,7 +20,7 @@ lint: setup  ## ruff and the import-boundary check
 	$(VENV)/python -m pytest -q tests/test_import_boundaries.py
 
 typecheck: setup  ## mypy over the packages
-	$(VENV)/mypy risk node bridges governance
+	$(VENV)/mypy risk node bridges governance clearing_client
 
 proto: setup  ## regenerate node/pb from proto/
 	$(VENV)/python scripts/gen_proto.py

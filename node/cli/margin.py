@@ -91,18 +91,25 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def handle_get(args: argparse.Namespace) -> int:
-    """`margin get ACCOUNT`: an account's signed margin, leaf and proof from a node's gRPC API."""
-    from node.api.client import get_margin as rpc_get_margin
-    from node.api.client import open_api_channel, report_to_dict
-    from node.cli.common import get_home
+    """`margin get ACCOUNT`: an account's signed margin, leaf and proof from the nodes' gRPC API
+    (`clearing_client.ClearingClient`: the addresses in turn, failover on unavailable ones)."""
+    from clearing_client import ApiError, ClearingClient, to_json_dict
+    from node.cli.common import CliError, get_home
     from node.config import load_config
 
     address = args.address or load_config(get_home(args)).get("api", "listen")
-    with open_api_channel(address, ca_file=args.ca_file) as channel:
-        report = rpc_get_margin(channel, args.account, args.epoch, timeout_s=args.timeout).report
-    doc = report_to_dict(report)
+    endpoints = [a.strip() for a in address.split(",") if a.strip()]
+    try:
+        with ClearingClient(endpoints, ca_file=args.ca_file, timeout_s=args.timeout, passes=1) as client:
+            report = client.get_margin(args.account, args.epoch)
+    except ApiError as exc:
+        print(f"error: {exc.code.name if exc.code else 'RPC'}: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        raise CliError(f"--address: {exc}") from exc
+    doc = to_json_dict(report)
     m = doc["margin"]
-    lines = [f"{m['account']} at epoch {m['epoch']} (root {doc['state']['root']})"]
+    lines = [f"{m['account']} at epoch {m['epoch']} (root {doc['state']['root']}, from {report.endpoint})"]
     lines += [f"  {k}: {v}" for k, v in m.items() if k.endswith(("_micro_usd", "_bps")) and not isinstance(v, list)]
     lines += [f"  liquidatable: {m['liquidatable']}  worst scenario: {m['worst_scenario']}",
               f"  leaf index {doc['leaf_index']}, proof of {len(doc['proof'])} hashes, "
@@ -118,7 +125,8 @@ def register_get(sub: argparse._SubParsersAction) -> None:
     get.add_argument("account", metavar="ACCOUNT", help="0x-prefixed 20-byte address")
     get.add_argument("--epoch", type=int, default=None, help="epoch (default: the latest signed state)")
     get.add_argument("--address", default=env_default("CLEARING_API_ADDRESS", ""),
-                     help="node API host:port (env CLEARING_API_ADDRESS; default api.listen of --home)")
+                     help="node API host:port, or several separated by commas (failover); env CLEARING_API_ADDRESS; "
+                          "default api.listen of --home")
     get.add_argument("--ca-file", default=env_default("CLEARING_API_CA_FILE", ""),
                      help="PEM CA of a TLS API (env CLEARING_API_CA_FILE)")
     get.add_argument("--timeout", type=float, default=float(env_default("CLEARING_API_TIMEOUT_S", 5.0)),

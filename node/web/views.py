@@ -126,7 +126,7 @@ class WebViews:
         if leaf is None:
             raise WebError(404, f"account: no leaf for {format_account(account)} in epoch {snap.state.epoch}")
         m = leaf_to_margin(leaf)
-        proof = snap.get_proof(account)
+        proof = snap.get_proof(leaf)
         return {
             "account": m.account, "epoch": snap.state.epoch, "equity": m.equity_micro_usd,
             "initial_margin": m.initial_margin_micro_usd, "maintenance_margin": m.maintenance_margin_micro_usd,
@@ -134,8 +134,7 @@ class WebViews:
             "health_unbounded": m.health_unbounded, "liquidatable": m.liquidatable,
             "risk_array": list(m.risk_array_micro_usd), "risk_array_kind": RISK_ARRAY_KIND,
             "worst_scenario": None if m.worst_scenario < 0 else m.worst_scenario, "scenarios": get_scenarios(),
-            "collateral": [{"chain_id": c.chain_id, "asset": c.asset, "amount": c.amount,
-                            "value": c.value_micro_usd} for c in m.collateral],
+            "collateral": [{"chain_id": c.chain_id, "asset": c.asset, "amount": c.amount} for c in m.collateral],
             "leaf_index": leaf.index, "proof_length": len(proof),
             "proof_on_chain": self._check_proof(snap.state.epoch, leaf.encoded, proof),
         }

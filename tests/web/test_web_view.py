@@ -149,7 +149,7 @@ def test_fragile_account_liquidatable_after_the_mark_change(devnet: LiveDevnet, 
     browser.screenshot(shots / "account-fragile-liquidatable.png")
     browser.open(devnet.web[0] + "#/")
     first = browser.wait_for("document.querySelector('#at-risk tbody tr')?.dataset.account")
-    assert first == account.lower()
+    assert first == account  # EIP-55, as get_demo_accounts gives it
     assert browser.evaluate("document.querySelector('#at-risk tbody tr .badge.liquidatable') !== null")
 
 

@@ -61,16 +61,14 @@ class SignedState(_message.Message):
     def __init__(self, network_id: _Optional[int] = ..., keyset_id: _Optional[int] = ..., epoch: _Optional[int] = ..., pins: _Optional[_Iterable[_Union[ChainPin, _Mapping]]] = ..., inputs_digest: _Optional[bytes] = ..., params_hash: _Optional[bytes] = ..., root: _Optional[bytes] = ..., leaf_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ChainCollateral(_message.Message):
-    __slots__ = ("chain_id", "value_micro_usd", "asset", "amount")
+    __slots__ = ("chain_id", "asset", "amount")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
-    VALUE_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
-    value_micro_usd: int
     asset: str
     amount: str
-    def __init__(self, chain_id: _Optional[int] = ..., value_micro_usd: _Optional[int] = ..., asset: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+    def __init__(self, chain_id: _Optional[int] = ..., asset: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class AccountMargin(_message.Message):
     __slots__ = ("account", "epoch", "equity_micro_usd", "initial_margin_micro_usd", "maintenance_margin_micro_usd", "free_collateral_micro_usd", "health_bps", "health_unbounded", "liquidatable", "risk_array_micro_usd", "worst_scenario", "collateral", "approved_withdrawals")
