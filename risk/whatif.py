@@ -184,6 +184,7 @@ def parse_whatif(doc: Any) -> WhatIf:
 
 def render_result(r: AccountRisk) -> dict[str, Any]:
     """The section 6 output object of an `AccountRisk`."""
+    req = r.requirement
     return {
         "initial_margin": r.initial_margin,
         "maintenance_margin": r.maintenance_margin,
@@ -191,13 +192,13 @@ def render_result(r: AccountRisk) -> dict[str, Any]:
         "free_collateral": r.free_collateral,
         "health": r.health,
         "liquidatable": r.liquidatable,
-        "scan_loss_by_underlying": dict(r.scan_loss_by_underlying),
-        "separate_scan_loss": r.separate_scan_loss,
-        "joint_scan_loss": r.joint_scan_loss,
-        "correlated_margin": r.correlated_margin,
-        "short_option_minimum": r.short_option_minimum,
-        "risk_array": list(r.risk_array),
-        "worst_scenario": r.worst_scenario,
+        "scan_loss_by_underlying": dict(req.scan_loss_by_underlying),
+        "separate_scan_loss": req.separate_scan_loss,
+        "joint_scan_loss": req.joint_scan_loss,
+        "correlated_margin": req.correlated_margin,
+        "short_option_minimum": req.short_option_minimum,
+        "risk_array": list(req.risk_array),
+        "worst_scenario": req.worst_scenario,
         "isolated_margins": list(r.isolated_margins),
         "capital_efficiency_ratio": r.capital_efficiency_ratio,
         "collateral_value": r.collateral_value,
