@@ -396,7 +396,8 @@ def _override_value(name: str, base_value: Any, value: Any) -> Any:
     if name in PAIR_FIELDS or name == "risk_cancelling":
         if not isinstance(value, Mapping):
             raise InvalidParams(name, "expected an object of per-key values")
-        return tuple({**dict(base_value), **dict(value)}.items())
+        merged = {**dict(base_value), **dict(value)}
+        return tuple((k, v) for k, v in merged.items() if v is not None)
     if name == "scenarios":
         return _override_scenarios(value)
     if name == "underlyings":
@@ -437,8 +438,10 @@ def _grid_from_keys(base: RiskParams, overrides: Mapping[str, Any]) -> dict[str,
 
 
 def params_with_overrides(base: RiskParams, overrides: Mapping[str, Any]) -> RiskParams:
-    """`base` with the named fields replaced (per-key merge for per-underlying/per-asset maps; the
-    scenario list is replaced whole; `GRID_KEYS` regenerate the RRA-1 grid).
+    """`base` with the named fields replaced (per-key merge for per-underlying/per-asset maps, where a null
+    value removes the key; when `underlyings` changes, the base's entries of removed underlyings are
+    dropped from the per-underlying maps and `risk_cancelling`; the scenario list is replaced whole;
+    `GRID_KEYS` regenerate the RRA-1 grid).
 
     Raises `InvalidParams` naming an unknown key or the first invalid field of the result.
     """
@@ -456,6 +459,12 @@ def params_with_overrides(base: RiskParams, overrides: Mapping[str, Any]) -> Ris
             raise InvalidParams(str(name)[:MAX_NAME_CHARS + 8], "unknown parameter")
         if name not in changes:
             changes[name] = _override_value(name, getattr(base, name), value)
+    if "underlyings" in changes:
+        kept = set(changes["underlyings"])
+        for name in (*PER_UNDERLYING, "risk_cancelling"):
+            pairs = changes.get(name, getattr(base, name))
+            changes[name] = tuple((k, v) for k, v in pairs if (v if name == "risk_cancelling" else k) in kept
+                                  or (k, v) in dict(overrides.get(name) or {}).items())
     try:
         params = dataclasses.replace(base, **changes)
     except TypeError as exc:
