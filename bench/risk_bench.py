@@ -105,7 +105,7 @@ def build_book(accounts: int, params: RiskParams, seed: int = 11) -> BatchInput:
     v2 = params.has_expiry_terms()
     market, instruments = build_market(v2=v2)
     positions, collateral = build_accounts(accounts, instruments, seed=seed)
-    cash = np.random.default_rng(seed + 1).normal(scale=25_000.0, size=accounts) if v2 else None
+    cash = np.random.default_rng(seed + 1).normal(scale=10_000.0, size=accounts) if v2 else None
     return BatchInput(instruments, market, positions, collateral, list(ASSETS), cash)
 
 

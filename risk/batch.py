@@ -43,15 +43,8 @@ import scipy.sparse as sp
 
 from risk import detmath
 from risk.accumulation import compute_segment_sums, compute_segments
-from risk.batch_accounts import (
-    BLOCK_ROWS,
-    FLOAT_FIELDS,
-    AccountContext,
-    allocate,
-    compute_entry_table,
-    compute_rows,
-    make_layout,
-)
+from risk.batch_accounts import BLOCK_ROWS, FLOAT_FIELDS, AccountContext, allocate, compute_rows
+from risk.batch_accounts import make_context as make_account_context
 from risk.batch_liquidation import LiquidationPlans, compute_batch_liquidation_plans, empty_plans
 from risk.contingencies import compute_im_factor
 from risk.errors import InvalidInput
@@ -189,8 +182,7 @@ def prepare_positions(inp: BatchInput, params: RiskParams, collateral: Collatera
     extra, columns = _collateral_columns(inp, params, collateral.values if collateral else {})
     instruments = [*inp.instruments, *extra]
     if columns is not None:
-        p = sp.hstack([p, columns], format="csr")
-        p.sort_indices()
+        p = sp.hstack([p, columns], format="csr")  # each row: its positions, then its collateral columns
     table = compute_instrument_table(instruments, inp.market, params)
     n_groups = len(table.groups.underlying)
     key = np.where(table.group < 0, n_groups, table.group)
@@ -200,7 +192,7 @@ def prepare_positions(inp: BatchInput, params: RiskParams, collateral: Collatera
         order = np.lexsort((is_put, strike, key))
     else:
         order = np.argsort(key, kind="stable")
-    if not np.array_equal(order, np.arange(len(order))):
+    if not np.array_equal(order, np.arange(len(order))) or columns is not None:
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         p = sp.csr_matrix((p.data.copy(), inverse[p.indices].astype(p.indices.dtype), p.indptr.copy()),
@@ -313,9 +305,7 @@ def _check_cash(inp: BatchInput, bad: dict[int, tuple[str, str]]) -> np.ndarray 
 
 
 def make_context(prep: PreparedPositions, coll: CollateralTerms, market: Market, params: RiskParams) -> AccountContext:
-    layout = make_layout(prep.table, params)
-    return AccountContext(prep.table, compute_entry_table(prep.table, layout), layout, params,
-                          compute_im_factor(market, params), coll.mm, coll.im)
+    return make_account_context(prep.table, params, compute_im_factor(market, params), coll.mm, coll.im)
 
 
 def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
@@ -354,7 +344,7 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     ok = _finish_accounts(out, coll, cash, bad)
     liquidatable = ok & (out["equity"] < out["maintenance_margin"])
     hook("accounts")
-    plans = compute_batch_liquidation_plans(ctx, prep, positions, out, np.flatnonzero(liquidatable))
+    plans = compute_batch_liquidation_plans(ctx, prep, positions, out, np.flatnonzero(liquidatable), threads)
     hook("liquidation")
     errors = [AccountError(r, f, why) for r, (f, why) in sorted(bad.items())[:MAX_ERRORS_DETAILED]]
     if len(bad) > MAX_ERRORS_DETAILED:

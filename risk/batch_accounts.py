@@ -1,13 +1,16 @@
 """The accounts phase of the batch engine: per-account sums of per-unit figures and the requirements.
 
 Per block of CSR rows (`compute_rows`): each entry's row of figures (`compute_entry_table`) scaled by its
-signed quantity is summed per segment (an account's run of one group: an underlying in the per-position
-model, an (underlying, expiry) or an underlying's linear instruments in the expiry model) in entry order
-(`risk.accumulation`). In the expiry model each expiry segment is then transformed (static discounting,
-skew sign, basis contingency: `risk.instrument_table.transform_expiry_values`, `compute_basis_array`), the
-naked shorts are netted per strike, and the segments of one underlying are summed in group order. Per
-account the underlyings are summed in index order; the scan losses, the correlated requirement, the
-contingencies and the margins follow (docs/determinism.md lists every order).
+signed quantity is summed per (account, underlying) run in entry order (`risk.accumulation`; columns are
+sorted by group, so a run is contiguous). In the expiry model an entry's row is the figure of the
+position alone in its group (`InstrumentTable.single_long/short`), except for positions that share an
+expiry group with another position of the account: their scenario, basis and naked columns are zero in
+the run, and a second pass sums their raw values per (account, expiry) (`compute_shared_expiries`), applies
+the per-expiry transform (static discounting, skew sign, basis contingency:
+`risk.instrument_table.transform_expiry_values`, `compute_basis_array`) and nets their naked shorts per
+strike; each such expiry is then added to its run in group order. Per account the underlyings are summed
+in index order; the scan losses, the correlated requirement, the contingencies and the margins follow
+(docs/determinism.md lists every order).
 
 Every operation is an IEEE basic or exact one, each its own numpy ufunc call, so the result is the same
 bits on every CPU; with a per-position parameter set (RRA-1) the operations are those of the RRA-1 engine
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from risk.accumulation import Segments, compute_segment_sums, compute_segments
+from risk.accumulation import compute_segment_sums, compute_segments
 from risk.instrument_table import (
     CONTINGENCY_COLUMNS,
     InstrumentTable,
@@ -33,41 +36,42 @@ from risk.params import RiskParams
 BLOCK_ROWS = 16384
 """Accounts summed together in one pass of `risk.accumulation` (bounds the temporaries; any value gives
 the same bits)."""
+TRANSFORM_ROWS = 2048
+"""Segments transformed together (cache-sized; any value gives the same bits)."""
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Columns of an entry row: S scenario figures, MtM, isolated, SOM, then (expiry model) basis up and
-    down (the basis contingency after the transform) and the naked-short notional, then (when charged)
-    the contingency figures of `CONTINGENCY_COLUMNS`."""
+    """Columns of an entry row: S scenario figures, (expiry model) the basis contingency and the naked-short
+    notional, then MtM, isolated, SOM, then (when charged) the contingency figures of `CONTINGENCY_COLUMNS`."""
 
     size: int
     expiry: bool
     contingency: bool
 
     @property
-    def mtm(self) -> int:
+    def basis(self) -> int:
         return self.size
 
     @property
-    def isolated(self) -> int:
+    def naked(self) -> int:
         return self.size + 1
 
     @property
+    def mtm(self) -> int:
+        return self.size + (2 if self.expiry else 0)
+
+    @property
+    def isolated(self) -> int:
+        return self.mtm + 1
+
+    @property
     def som(self) -> int:
-        return self.size + 2
-
-    @property
-    def basis(self) -> int:
-        return self.size + 3
-
-    @property
-    def naked(self) -> int:
-        return self.size + 5
+        return self.mtm + 2
 
     @property
     def cont(self) -> int:
-        return self.size + (6 if self.expiry else 3)
+        return self.mtm + 3
 
     @property
     def width(self) -> int:
@@ -76,11 +80,12 @@ class Layout:
 
 @dataclass(frozen=True)
 class AccountContext:
-    """What the accounts phase needs besides the positions: the sorted table, its entry rows and the
-    per-account terms computed from the collateral (zeros when none)."""
+    """What the accounts phase needs besides the positions: the sorted table, its entry rows (and raw rows
+    of the expiry model) and the per-account terms computed from the collateral (None when nothing)."""
 
     table: InstrumentTable
     entry_table: np.ndarray
+    raw_table: np.ndarray  # expiry model: per unit V' (or F' - F) in each scenario, V, the basis values
     layout: Layout
     params: RiskParams
     im_factor: float
@@ -88,21 +93,36 @@ class AccountContext:
     collateral_im: np.ndarray | None  # IM haircut charge plus the collateral oracle charge
 
 
-def make_layout(table: InstrumentTable, params: RiskParams) -> Layout:
-    return Layout(len(params.scenarios), params.has_expiry_terms(), table.contingency.shape[1] > 0)
+def make_context(table: InstrumentTable, params: RiskParams, im_factor: float, collateral_mm: np.ndarray | None,
+                 collateral_im: np.ndarray | None) -> AccountContext:
+    layout = Layout(len(params.scenarios), params.has_expiry_terms(), table.contingency.shape[1] > 0)
+    entry = compute_entry_table(table, layout)
+    raw = np.zeros((0, 0))
+    if layout.expiry:  # rows as the entry table's, with V' (or F' - F), V and the basis values in front
+        n = len(table.risk)
+        base = np.where(table.is_option, table.mtm, 0.0)[:, None]
+        front = np.hstack([table.risk, base, table.basis])
+        raw = np.ascontiguousarray(np.hstack([np.vstack([front, front]), entry[:, layout.size + 2:]]))
+        assert raw.shape[0] == 2 * n
+    return AccountContext(table, entry, raw, layout, params, im_factor, collateral_mm, collateral_im)
 
 
 def compute_entry_table(table: InstrumentTable, layout: Layout) -> np.ndarray:
-    """(2 x instruments, width) per-unit figures to scale by a position's signed quantity q and sum over an
-    account's positions: row i for q >= 0 in instrument i, row n + i for q < 0. The isolated requirement
-    and the SOM, naked and contingency figures of a short row are negated, so that `q * -x = |q| x`."""
+    """Per-unit figures to scale by a position's signed quantity q and sum over an account's positions:
+    row i for q >= 0 in instrument i, row n + i for q < 0; in the expiry model the scenario and basis
+    columns are those of the position alone in its group (`InstrumentTable.single_long/short`). The
+    isolated requirement and the SOM, naked and contingency figures of a short row are negated, so that
+    `q * -x = |q| x`."""
     n = len(table.risk)
     zero = np.zeros((n, 1))
-    long_parts = [table.risk, table.mtm[:, None], table.isolated_long[:, None], zero]
-    short_parts = [table.risk, table.mtm[:, None], -table.isolated_short[:, None], -table.som[:, None]]
     if layout.expiry:
-        long_parts += [table.basis, zero]
-        short_parts += [table.basis, zero]
+        naked = np.where(table.is_option, table.spot, 0.0)[:, None]  # alone at its strike: |q| S when short
+        long_parts = [table.single_long, zero]  # the scenario P&L and the basis contingency
+        short_parts = [table.single_short, -naked]
+    else:
+        long_parts, short_parts = [table.risk], [table.risk]
+    long_parts += [table.mtm[:, None], table.isolated_long[:, None], zero]
+    short_parts += [table.mtm[:, None], -table.isolated_short[:, None], -table.som[:, None]]
     if layout.contingency:
         long_parts.append(table.contingency)
         short_parts.append(-table.contingency)
@@ -110,7 +130,7 @@ def compute_entry_table(table: InstrumentTable, layout: Layout) -> np.ndarray:
 
 
 def _naked_notional(ctx: AccountContext, columns: np.ndarray, quantity: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Per entry, `max(0, -net) S` of its (group, strike), net = the call and put quantities at that strike
+    """Per entry, `max(0, -net)` of its (group, strike), net = the call and put quantities at that strike
     (adjacent entries of one row); the second entry of a pair counts 0."""
     key = ctx.table.strike_key[columns]
     pair_next = np.zeros(len(key), dtype=bool)
@@ -120,42 +140,83 @@ def _naked_notional(ctx: AccountContext, columns: np.ndarray, quantity: np.ndarr
     following = np.zeros(len(key))
     following[:-1] = quantity[1:]
     net = np.where(pair_next, quantity + following, quantity)
-    naked = np.where((net < 0.0) & (key >= 0) & ~pair_prev, -net, 0.0)
-    return naked
+    return np.where((net < 0.0) & (key >= 0) & ~pair_prev, -net, 0.0)
 
 
-def _transform_segments(ctx: AccountContext, sums: np.ndarray, segments: Segments) -> None:
-    """In place: each expiry segment's scenario columns become its P&L, its basis column its contingency."""
-    lay, groups = ctx.layout, ctx.table.groups
-    expiry = np.flatnonzero(groups.is_expiry[segments.key])
-    g = segments.key[expiry]
-    mtm = sums[expiry, lay.mtm]
-    sums[expiry, :lay.size] = transform_expiry_values(sums[expiry, :lay.size], mtm, groups.discount_positive[g],
-                                                      groups.discount_negative[g], ctx.params)
-    basis = np.zeros(len(sums))
-    basis[expiry] = compute_basis_array(sums[expiry, lay.basis], sums[expiry, lay.basis + 1], mtm,
-                                        groups.basis_factor[g])
-    sums[:, lay.basis] = basis
-    sums[:, lay.basis + 1] = 0.0
+def _in_shared_expiry(ctx: AccountContext, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per entry: it shares its expiry group with another entry of its row."""
+    same = (keys[1:] == keys[:-1]) & (rows[1:] == rows[:-1])
+    shared = np.zeros(len(keys), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    return shared & ctx.table.groups.is_expiry[keys]
 
 
-def _sum_per_underlying(ctx: AccountContext, sums: np.ndarray, segments: Segments,
-                        n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sums per (row, underlying) run with a zero last row, their row, their underlying): the transformed
-    segments of one underlying added in group order."""
-    under = ctx.table.groups.underlying[segments.key]
-    order = np.lexsort((segments.key, segments.row))
-    rows = segments.row[order]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
-    runs = compute_segments(indptr, under[order])
-    usums = compute_segment_sums(sums, order, np.ones(len(order)), runs)
-    return usums, runs.row, runs.key
+@dataclass(frozen=True)
+class SharedExpiries:
+    """The (account, expiry) books of several positions: row, underlying and group of each, and their
+    figures in the entry table's columns (transformed scenario P&L, basis contingency, naked notional,
+    then the sums of the other columns)."""
+
+    row: np.ndarray
+    underlying: np.ndarray
+    group: np.ndarray
+    figures: np.ndarray
+
+
+def compute_shared_expiries(ctx: AccountContext, columns: np.ndarray, quantity: np.ndarray, rows: np.ndarray,
+                            shared: np.ndarray, n_rows: int) -> SharedExpiries:
+    """Sum the raw rows of the shared entries per (row, expiry) in entry order, transform each book
+    (`transform_expiry_values`, `compute_basis_array`, in cache-sized passes) and sum its naked notional."""
+    lay, table, groups = ctx.layout, ctx.table, ctx.table.groups
+    entries = np.flatnonzero(shared)
+    sub_rows, sub_cols, sub_q = rows[entries], columns[entries], quantity[entries]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(sub_rows, minlength=n_rows))])
+    segments = compute_segments(indptr, table.group[sub_cols])
+    sub_table_rows = np.where(sub_q < 0.0, sub_cols + len(table.risk), sub_cols)
+    raw = compute_segment_sums(ctx.raw_table, sub_table_rows, sub_q, segments)[:-1]
+    size = lay.size
+    figures = np.empty((len(raw), lay.width))
+    figures[:, size + 2:] = raw[:, size + 3:]
+    for lo in range(0, len(raw), TRANSFORM_ROWS):
+        part, g = raw[lo:lo + TRANSFORM_ROWS], segments.key[lo:lo + TRANSFORM_ROWS]
+        base = part[:, size]
+        transform_expiry_values(part[:, :size], base, groups.discount_positive[g], groups.discount_negative[g],
+                                ctx.params, out=figures[lo:lo + TRANSFORM_ROWS, :size])
+        figures[lo:lo + TRANSFORM_ROWS, size] = compute_basis_array(part[:, size + 1], part[:, size + 2], base,
+                                                                    groups.basis_factor[g])
+    naked = _naked_notional(ctx, sub_cols, sub_q, sub_rows)
+    figures[:, size + 1] = compute_segment_sums(table.spot[:, None], sub_cols, naked, segments)[:-1, 0]
+    return SharedExpiries(segments.row, groups.underlying[segments.key], segments.key, figures)
+
+
+def _merge_shared(sums: np.ndarray, slot: np.ndarray, n_runs: int,
+                  shared: SharedExpiries) -> tuple[np.ndarray, np.ndarray, int]:
+    """The (row, underlying) sums with the shared expiry books added: per (row, underlying), its run of
+    positions alone in their group, then its books in group order, summed in that order
+    (`risk.accumulation`); a pair held only through books gets a run of its own. Returns (sums with a
+    zero last row, the new slot array, the number of runs)."""
+    n_u, n_rows = slot.shape
+    run_target = slot.T.ravel()  # targets are (row, underlying) pairs, row-major
+    has_run = np.flatnonzero(run_target < n_runs)
+    book_target = shared.row * n_u + shared.underlying
+    entry_target = np.concatenate([has_run, book_target])
+    entry_table_row = np.concatenate([run_target[has_run], n_runs + np.arange(len(book_target))])
+    rank = np.concatenate([np.full(len(has_run), -1), shared.group])  # the run first, then group order
+    order = np.lexsort((rank, entry_target))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(entry_target, minlength=n_rows * n_u))])
+    runs = compute_segments(indptr, np.zeros(len(order), dtype=np.int64))
+    table = np.vstack([sums[:n_runs], shared.figures])
+    merged = compute_segment_sums(table, entry_table_row[order], np.ones(len(order)), runs)
+    new_slot = np.full(n_rows * n_u, len(runs.start))
+    new_slot[runs.row] = np.arange(len(runs.start))
+    return merged, np.ascontiguousarray(new_slot.reshape(n_rows, n_u).T), len(runs.start)
 
 
 def _choose_oracle(ctx: AccountContext, usums: np.ndarray) -> None:
     """Per (account, underlying): the oracle charge with the perp's confidence when a perp is held."""
     c = ctx.layout.cont
-    alone, with_perp, held = c + 2, c + 3, c + 4
+    held, alone, with_perp = c, c + 1, c + 2
     usums[:, alone] = np.where(usums[:, held] > 0.0, usums[:, with_perp], usums[:, alone])
     usums[:, with_perp] = 0.0
 
@@ -167,37 +228,38 @@ def sum_block(ctx: AccountContext, positions: sp.csr_matrix, out: dict[str, np.n
     contingency sums and `presence` (underlyings held).
 
     `positions` holds no explicit zeros and its columns are sorted by group, so an underlying is held
-    iff the account has a segment of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short`.
+    iff the account has a run of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short`.
     """
     lay, table = ctx.layout, ctx.table
-    size, n_u = lay.size, len(ctx.params.underlyings)
+    size, n_u, n = lay.size, len(ctx.params.underlyings), r1 - r0
     e0, e1 = int(positions.indptr[r0]), int(positions.indptr[r1])
     columns, quantity = positions.indices[e0:e1], positions.data[e0:e1]
     table_rows = np.where(quantity < 0.0, columns + len(table.risk), columns)
     indptr = positions.indptr[r0:r1 + 1] - e0
-    segments = compute_segments(indptr, table.group[columns])
+    shared = None
+    if lay.expiry:
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        in_shared = _in_shared_expiry(ctx, table.group[columns], rows)
+        if in_shared.any():
+            shared = compute_shared_expiries(ctx, columns, quantity, rows, in_shared, n)
+            alone = np.flatnonzero(~in_shared)
+            columns, quantity, table_rows = columns[alone], quantity[alone], table_rows[alone]
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[alone], minlength=n))])
+    segments = compute_segments(indptr, table.underlying_index[columns])
     sums = compute_segment_sums(ctx.entry_table, table_rows, quantity, segments)
-    n = r1 - r0
-    if lay.expiry:
-        _transform_segments(ctx, sums, segments)
-        if ctx.params.naked_option_mm_rate or ctx.params.naked_option_im_rate:
-            rows = np.repeat(np.arange(n), np.diff(indptr))
-            naked = _naked_notional(ctx, columns, quantity, rows)
-            sums[:, lay.naked] = compute_segment_sums(table.spot[:, None], columns, naked, segments)[:, 0]
-        usums, urow, ukey = _sum_per_underlying(ctx, sums, segments, n)
-    else:
-        usums, urow, ukey = sums, segments.row, segments.key
-    if lay.contingency:
-        _choose_oracle(ctx, usums)
-    n_runs = len(urow)
+    n_runs = len(segments.start)
     slot = np.full((n_u, n), n_runs)  # the row's run of each underlying, else the zero row
-    slot[ukey, urow] = np.arange(n_runs)
+    slot[segments.key, segments.row] = np.arange(n_runs)
+    if shared is not None:
+        sums, slot, n_runs = _merge_shared(sums, slot, n_runs, shared)
+    if lay.contingency:
+        _choose_oracle(ctx, sums)
     np.less(slot.T, n_runs, out=presence)
-    run_lowest = usums[:, :size].min(axis=1)
+    run_lowest = sums[:, :size].min(axis=1)
     if lay.expiry:
-        run_lowest = np.where(run_lowest <= usums[:, lay.basis], run_lowest, usums[:, lay.basis])
+        run_lowest = np.where(run_lowest <= sums[:, lay.basis], run_lowest, sums[:, lay.basis])
     run_loss = np.where(run_lowest < 0.0, -run_lowest, 0.0)
-    total = np.take(usums, slot[0], axis=0)
+    total = np.take(sums, slot[0], axis=0)
     separate = out["separate_scan_loss"][r0:r1]
     separate[...] = 0.0
     for u in range(n_u):
@@ -205,7 +267,7 @@ def sum_block(ctx: AccountContext, positions: sp.csr_matrix, out: dict[str, np.n
         out["scan_loss_by_underlying"][r0:r1, u] = loss
         separate += loss
         if u:
-            total += np.take(usums, slot[u], axis=0)
+            total += np.take(sums, slot[u], axis=0)
     joint = out["risk_array"][r0:r1]
     joint[...] = total[:, :size]
     worst = joint.argmin(axis=1)
@@ -219,9 +281,8 @@ def sum_block(ctx: AccountContext, positions: sp.csr_matrix, out: dict[str, np.n
         out["naked_notional"][r0:r1] = total[:, lay.naked]
     if lay.contingency:
         c = lay.cont
-        out["perp_mm"][r0:r1] = total[:, c]
-        out["perp_im"][r0:r1] = total[:, c + 1]
-        out["oracle"][r0:r1] = total[:, c + 2]
+        out["perp_notional"][r0:r1] = total[:, c]
+        out["oracle"][r0:r1] = total[:, c + 1]
 
 
 def compute_requirements(ctx: AccountContext, out: dict[str, np.ndarray], presence: np.ndarray,
@@ -247,7 +308,7 @@ def compute_requirements(ctx: AccountContext, out: dict[str, np.ndarray], presen
     out["joint_scan_loss"][r0:r1] = joint_loss
     out["correlated_margin"][r0:r1] = correlated
     out["requirement"][r0:r1] = requirement
-    initial = ctx.im_factor * requirement
+    initial = requirement if ctx.im_factor == 1.0 else ctx.im_factor * requirement  # the same bits when 1
     maintenance = params.maintenance_factor * requirement
     c_mm, c_im = _contingencies(ctx, out, r0, r1)
     if c_mm is not None:
@@ -271,8 +332,9 @@ def _contingencies(ctx: AccountContext, out: dict[str, np.ndarray], r0: int,
     c_mm = np.zeros(r1 - r0)
     c_im = np.zeros(r1 - r0)
     if lay.contingency:
-        c_mm = c_mm + out["perp_mm"][r0:r1]
-        c_im = c_im + out["perp_im"][r0:r1]
+        notional = out["perp_notional"][r0:r1]
+        c_mm = c_mm + notional * params.perp_mm_rate
+        c_im = c_im + notional * params.perp_im_rate
     if naked:
         notional = out["naked_notional"][r0:r1]
         c_mm = c_mm + notional * params.naked_option_mm_rate
@@ -314,7 +376,7 @@ FLOAT_FIELDS = (
     "capital_efficiency_ratio", "positions_mtm", "collateral_value", "collateral_value_after_haircut",
     "basis_loss", "maintenance_contingency", "initial_contingency",
 )
-_WORK_FIELDS = ("naked_notional", "perp_mm", "perp_im", "oracle")
+_WORK_FIELDS = ("naked_notional", "perp_notional", "oracle")
 
 
 def allocate(n_accounts: int, n_scenarios: int, n_underlyings: int) -> dict[str, np.ndarray]:

@@ -15,6 +15,8 @@ every CPU. Nothing is persisted.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,38 +85,53 @@ def _has_open(chunk: _Chunk) -> np.ndarray:
 def _virtual_book(chunk: _Chunk, lanes: np.ndarray, n_columns: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """CSR of every (lane, open candidate) book without that candidate, the lane and the candidate entry of
     each virtual row (rows ordered by lane, then candidate entry)."""
-    rows_entries, lane_of, removed = [], [], []
-    for lane in lanes.tolist():
-        entries = np.arange(chunk.indptr[lane], chunk.indptr[lane + 1])
-        entries = entries[chunk.is_open[entries]]
-        for c in entries[chunk.candidate[entries]].tolist():
-            rows_entries.append(entries[entries != c])
-            lane_of.append(lane)
-            removed.append(c)
-    counts = np.array([len(e) for e in rows_entries], dtype=np.int64)
-    flat = np.concatenate(rows_entries) if rows_entries else np.zeros(0, dtype=np.int64)
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    book = sp.csr_matrix((chunk.quantity[flat], chunk.columns[flat], indptr), shape=(len(rows_entries), n_columns))
-    return book, np.array(lane_of, dtype=np.int64), np.array(removed, dtype=np.int64)
+    owner = np.repeat(np.arange(len(chunk.equity)), np.diff(chunk.indptr))
+    active = np.zeros(len(chunk.equity), dtype=bool)
+    active[lanes] = True
+    open_entries = np.flatnonzero(chunk.is_open & active[owner])  # grouped by lane, in entry order
+    lane_of_open = owner[open_entries]
+    n_open = np.bincount(lane_of_open, minlength=len(chunk.equity))
+    first_open = np.concatenate([[0], np.cumsum(n_open)])[:-1]
+    removed = open_entries[chunk.candidate[open_entries]]  # one virtual row per open candidate
+    lane_of = owner[removed]
+    width = n_open[lane_of]  # entries of the book before the removal
+    row_start = np.concatenate([[0], np.cumsum(width)])
+    flat = np.repeat(first_open[lane_of] - row_start[:-1], width) + np.arange(row_start[-1])
+    entries = open_entries[flat]
+    keep = entries != np.repeat(removed, width)
+    indptr = np.concatenate([[0], np.cumsum(width - 1)])
+    kept = entries[keep]
+    book = sp.csr_matrix((chunk.quantity[kept], chunk.columns[kept], indptr), shape=(len(removed), n_columns))
+    return book, lane_of, removed
 
 
-def _margins(ctx: AccountContext, book: sp.csr_matrix, lane_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(IM, MM) of the virtual accounts; `lane_rows` maps each to its account row (collateral charges)."""
-    out = allocate(book.shape[0], ctx.layout.size, len(ctx.params.underlyings))
+def _margins(ctx: AccountContext, book: sp.csr_matrix, lane_rows: np.ndarray,
+             threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """(IM, MM) of the virtual accounts, in `threads` contiguous ranges (each row is computed alone, so
+    the bits do not depend on the split); `lane_rows` maps each to its account row (collateral charges)."""
+    n = book.shape[0]
+    out = allocate(n, ctx.layout.size, len(ctx.params.underlyings))
     virtual = dataclasses.replace(
         ctx, collateral_mm=None if ctx.collateral_mm is None else ctx.collateral_mm[lane_rows],
         collateral_im=None if ctx.collateral_im is None else ctx.collateral_im[lane_rows])
-    compute_rows(virtual, book, out, 0, book.shape[0])
+    cuts = np.linspace(0, n, threads + 1).astype(np.int64)
+    if threads == 1 or n < 2 * threads:
+        compute_rows(virtual, book, out, 0, n)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for job in [pool.submit(compute_rows, virtual, book, out, int(a), int(b)) for a, b in itertools.pairwise(cuts)]:
+                job.result()
     return out["initial_margin"], out["maintenance_margin"]
 
 
-def _plan_chunk(ctx: AccountContext, chunk: _Chunk, rows: np.ndarray, n_columns: int) -> list[np.ndarray]:
+def _plan_chunk(ctx: AccountContext, chunk: _Chunk, rows: np.ndarray, n_columns: int,
+                threads: int) -> list[np.ndarray]:
     """Greedy steps of a chunk as columns (lane, original position, penalty, equity_after, im_after, mm_after)."""
     records: list[tuple[np.ndarray, ...]] = []
     lanes = np.flatnonzero(_has_open(chunk) & (chunk.equity < chunk.im))
     while len(lanes):
         book, lane_of, removed = _virtual_book(chunk, lanes, n_columns)
-        im_after, mm_after = _margins(ctx, book, rows[lane_of])
+        im_after, mm_after = _margins(ctx, book, rows[lane_of], threads)
         scores = (chunk.equity[lane_of] - chunk.penalty[removed]) - im_after
         best = np.full(len(chunk.equity), -np.inf)
         np.maximum.at(best, lane_of, scores)
@@ -153,13 +170,13 @@ def _make_chunk(prep: PreparedPositions, positions: sp.csr_matrix, out: dict[str
 
 
 def compute_batch_liquidation_plans(ctx: AccountContext, prep: PreparedPositions, positions: sp.csr_matrix,
-                                    out: dict[str, np.ndarray], rows: np.ndarray) -> LiquidationPlans:
+                                    out: dict[str, np.ndarray], rows: np.ndarray, threads: int = 1) -> LiquidationPlans:
     """LQ-1 plans of the liquidatable account rows (sorted ascending)."""
     columns: list[list[np.ndarray]] = [[] for _ in range(6)]
     for c0 in range(0, len(rows), CHUNK_ACCOUNTS):
         chunk_rows = rows[c0:c0 + CHUNK_ACCOUNTS]
         chunk = _make_chunk(prep, positions, out, chunk_rows)
-        lane, position, penalty, equity, im, mm = _plan_chunk(ctx, chunk, chunk_rows, positions.shape[1])
+        lane, position, penalty, equity, im, mm = _plan_chunk(ctx, chunk, chunk_rows, positions.shape[1], threads)
         for acc, values in zip(columns, (chunk_rows[lane], position, penalty, equity, im, mm), strict=True):
             acc.append(values)
     if not columns[0]:

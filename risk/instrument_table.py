@@ -7,8 +7,11 @@ Black-76). Two layouts, chosen by the parameter set (`RiskParams.has_expiry_term
 - expiry model (static discounting, skew, basis or naked-short terms): options carry their unweighted
   shocked values `V'` in `risk` (the per-expiry transform of docs/risk_v2.md section 4 needs the sums
   `W_e,s` first) and their values after the basis moves in `basis`; futures, perps, spot and
-  risk-cancelling collateral keep `weight (F' - F)`. Groups are (underlying, expiry) for options and one
-  linear group per underlying (`GroupTable`).
+  risk-cancelling collateral carry their unweighted `F' - F` (one transform, with both discount factors 1
+  and no base value, weights every group). Groups are (underlying, expiry) for options and one linear
+  group per underlying (`GroupTable`). `single_long`/`single_short` hold the figures of a position alone
+  in its group (the transform of a one-position book is linear in q on each side), which the accounts
+  phase uses for every position that is alone in its group and for linear instruments.
 Every transcendental (prices, vol weights, skew, discount factors) comes from `risk.detmath` and every
 other operation is an IEEE basic or exact one, so the table is the same bits on every CPU.
 Invariants: an instrument that fails validation keeps all-zero arrays, `underlying_index == -1` and an
@@ -39,9 +42,10 @@ from risk.pricing import DAYS_PER_YEAR, compute_black76_price_array
 
 COLLATERAL_KIND = "collateral"
 """Kind of the pseudo-instrument of a risk-cancelling collateral asset (`Instrument.strike` unused)."""
-CONTINGENCY_COLUMNS = ("perp_mm", "perp_im", "oracle_alone", "oracle_with_perp", "perp_held")
-"""Per-unit contingency figures (scaled by |q|): the perp charges, the oracle charge of the position when
-the account holds no perp of its underlying and when it does, and |q| of perps (held flag)."""
+CONTINGENCY_COLUMNS = ("perp_notional", "oracle_alone", "oracle_with_perp")
+"""Per-unit contingency figures (scaled by |q|): `S` of a perp (its notional, charged at the perp rates;
+> 0 marks a perp held), the oracle charge of the position when the account holds no perp of its
+underlying and when it does."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class InstrumentTable:
     group: np.ndarray  # int32 group id (underlying index in the per-position model), -1 when invalid
     strike_key: np.ndarray  # int64 (group, strike) id of options (naked shorts pair call and put), -1 others
     basis: np.ndarray  # (instruments, 2) option values after the basis moves up, down (expiry model)
+    single_long: np.ndarray  # (instruments, S + 1) expiry model: P&L and basis of a long unit alone in its group
+    single_short: np.ndarray  # of a short unit, negated (`q * row`); linear instruments: their weighted P&L
     contingency: np.ndarray  # (instruments, len(CONTINGENCY_COLUMNS)) or (instruments, 0) when unused
     groups: GroupTable
     errors: tuple[InstrumentError, ...]
@@ -87,7 +93,8 @@ class InstrumentTable:
         """The table with its rows in `order` (groups and errors unchanged)."""
         fields = {name: getattr(self, name)[order] for name in (
             "underlying_index", "is_option", "reference_price", "spot", "risk", "mtm", "isolated_long",
-            "isolated_short", "som", "penalty", "group", "strike_key", "basis", "contingency")}
+            "isolated_short", "som", "penalty", "group", "strike_key", "basis", "single_long", "single_short",
+            "contingency")}
         return InstrumentTable(**fields, groups=self.groups, errors=self.errors)
 
 
@@ -206,10 +213,13 @@ def compute_basis_values(o: _Options, params: RiskParams) -> np.ndarray:
                                        o.vol[:, None], o.is_call[:, None], o.rate[:, None])
 
 
-def compute_linear_risk(price: np.ndarray, fixed: np.ndarray, psr: np.ndarray, params: RiskParams) -> np.ndarray:
-    """Weighted scenario P&L `w_s (F' - F)` per long unit of futures, perps, spot and collateral."""
-    weights = np.array([s.weight for s in params.scenarios], dtype=np.float64)
+def compute_linear_risk(price: np.ndarray, fixed: np.ndarray, psr: np.ndarray, params: RiskParams,
+                        weighted: bool = True) -> np.ndarray:
+    """Scenario P&L `w_s (F' - F)` (unweighted: `F' - F`) per long unit of futures, perps, spot and collateral."""
     shocked = compute_shocked_prices(price[:, None], fixed[:, None], compute_moves(psr, params))
+    if not weighted:
+        return shocked - price[:, None]
+    weights = np.array([s.weight for s in params.scenarios], dtype=np.float64)
     return weights[None, :] * (shocked - price[:, None])
 
 
@@ -224,15 +234,19 @@ def compute_discount_arrays(days: np.ndarray, rate: np.ndarray, params: RiskPara
 
 
 def transform_expiry_values(shocked: np.ndarray, mtm: np.ndarray, positive: np.ndarray, negative: np.ndarray,
-                            params: RiskParams) -> np.ndarray:
+                            params: RiskParams, out: np.ndarray | None = None) -> np.ndarray:
     """(m, S) scenario P&L `g_s(weight_s (W D(W) - mtm))` of m expiry books from their summed shocked
-    values W (m, S), MtM (m,) and discount factors (m,) (`risk.expiry_terms.compute_expiry_pnl`)."""
+    values W (m, S), MtM (m,) and discount factors (m,) (`risk.expiry_terms.compute_expiry_pnl`); into `out`
+    (may be `shocked` itself) when given. A linear book (its F' - F summed, mtm 0, both factors 1) comes
+    out as `weight_s W` (its skew columns are 0)."""
     weights = np.array([s.weight for s in params.scenarios], dtype=np.float64)
-    factor = np.where(shocked >= 0.0, positive[:, None], negative[:, None])
-    y = weights[None, :] * (shocked * factor - mtm[:, None])
-    skew = np.array([s.vol in SKEW_MODES for s in params.scenarios], dtype=bool)
-    if skew.any():
-        y[:, skew] = -np.abs(y[:, skew])
+    factor = np.where(shocked < 0.0, negative[:, None], positive[:, None])
+    y = np.multiply(shocked, factor, out=out)
+    np.subtract(y, mtm[:, None], out=y)
+    np.multiply(y, weights[None, :], out=y)
+    skew = [i for i, s in enumerate(params.scenarios) if s.vol in SKEW_MODES]
+    for i in skew:
+        y[:, i] = -np.abs(y[:, i])
     return y
 
 
@@ -288,14 +302,12 @@ def compute_contingency_rates(kind: np.ndarray, uid: np.ndarray, spot: np.ndarra
     c_expiry = np.array([market.get_expiry_confidence((names[u], float(x.days_to_expiry))) if o and u >= 0 else 1.0
                          for x, u, o in zip(instruments, uid.tolist(), option.tolist(), strict=True)])
     with_perp = _where_min(c_spot, c_perp)
-    out[:, 0] = np.where(perp, params.perp_mm_rate * spot, 0.0)
-    out[:, 1] = np.where(perp, params.perp_im_rate * spot, 0.0)
+    out[:, 0] = np.where(perp, spot, 0.0)
     alone = compute_oracle_rate(_where_min(c_spot, c_expiry), params) * spot
     held = compute_oracle_rate(_where_min(with_perp, c_expiry), params) * spot
     perp_rate = compute_oracle_rate(with_perp, params) * spot
-    out[:, 2] = np.where(option, alone, np.where(perp, perp_rate, 0.0))
-    out[:, 3] = np.where(option, held, np.where(perp, perp_rate, 0.0))
-    out[:, 4] = np.where(perp, 1.0, 0.0)
+    out[:, 1] = np.where(option, alone, np.where(perp, perp_rate, 0.0))
+    out[:, 2] = np.where(option, held, np.where(perp, perp_rate, 0.0))
     return out
 
 
@@ -304,15 +316,25 @@ def _isolated_linear(risk: np.ndarray, som: np.ndarray) -> tuple[np.ndarray, np.
     return np.where(lowest < 0.0, -lowest, 0.0), np.where(highest > som, highest, som)
 
 
-def _isolated_options(values: np.ndarray, base: np.ndarray, basis: np.ndarray, group: np.ndarray,
-                      groups: GroupTable, som: np.ndarray, params: RiskParams) -> tuple[np.ndarray, np.ndarray]:
-    """R of one long and one short option unit alone in the expiry model."""
+def compute_single_rows(values: np.ndarray, base: np.ndarray, basis: np.ndarray, group: np.ndarray,
+                        groups: GroupTable, params: RiskParams) -> tuple[np.ndarray, np.ndarray]:
+    """(n, S + 1) per-unit figures of options alone in their expiry: the transformed scenario P&L and the
+    basis contingency, for a long row and a short row scaled so that `q * row` is the position's own figure
+    (`transform_expiry_values` and `compute_basis_array` of the one-position book `q V'`)."""
     out = []
     for sign in (1.0, -1.0):
         pnl = transform_expiry_values(sign * values, sign * base, groups.discount_positive[group],
                                       groups.discount_negative[group], params)
         worst = compute_basis_array(sign * basis[:, 0], sign * basis[:, 1], sign * base, groups.basis_factor[group])
-        lowest = _where_min(pnl.min(axis=1, initial=0.0), worst)
+        out.append(sign * np.hstack([pnl, worst[:, None]]))  # a short row: q * (-x) = |q| x
+    return out[0], out[1]
+
+
+def _isolated_options(single_long: np.ndarray, single_short: np.ndarray, som: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R of one long and one short option unit alone (their P&L and basis are the single rows)."""
+    out = []
+    for figures in (single_long, -single_short):
+        lowest = figures.min(axis=1, initial=0.0)
         out.append(np.where(lowest < 0.0, -lowest, 0.0))
     return out[0], np.where(out[1] >= som, out[1], som)
 
@@ -355,14 +377,22 @@ def compute_instrument_table(
             weights = np.array([s.weight for s in params.scenarios], dtype=np.float64)
             risk[option] = weights[None, :] * (values - mtm[option][:, None])
     if linear.any():
-        risk[linear] = compute_linear_risk(ref[linear], fixed[linear], psr[linear], params)
+        risk[linear] = compute_linear_risk(ref[linear], fixed[linear], psr[linear], params, weighted=not expiry_model)
     is_spot = (kind == "spot") & valid
     mtm[is_spot] = spot[is_spot]
     som = np.where(option, params.short_option_minimum_rate * spot, 0.0)
-    isolated_long, isolated_short = _isolated_linear(np.where(option[:, None] & expiry_model, 0.0, risk), som)
+    weighted = risk
+    if expiry_model:  # linear rows are unweighted there (the per-expiry transform weights every book)
+        weights = np.array([s.weight for s in params.scenarios], dtype=np.float64)
+        weighted = np.where(option[:, None], 0.0, weights[None, :] * risk)
+    isolated_long, isolated_short = _isolated_linear(weighted, som)
+    single_long = np.hstack([weighted, np.zeros((n, 1))]) if expiry_model else np.zeros((n, 0))
+    single_short = single_long.copy()
     if expiry_model and option.any():
+        single_long[option], single_short[option] = compute_single_rows(
+            risk[option], mtm[option], basis[option], group[option], groups, params)
         isolated_long[option], isolated_short[option] = _isolated_options(
-            risk[option], mtm[option], basis[option], group[option], groups, som[option], params)
+            single_long[option], single_short[option], som[option])
     isolated_long[collateral] = isolated_short[collateral] = 0.0  # not positions: no isolated margin
     strike_key = np.full(n, -1, dtype=np.int64)
     if expiry_model and option.any():
@@ -376,5 +406,6 @@ def compute_instrument_table(
         underlying_index=uid, is_option=option, reference_price=ref, spot=spot, risk=risk, mtm=mtm,
         isolated_long=isolated_long, isolated_short=isolated_short, som=som,
         penalty=params.liquidation_penalty_rate * spot, group=group, strike_key=strike_key, basis=basis,
-        contingency=contingency, groups=groups, errors=tuple(errors),
+        single_long=single_long, single_short=single_short, contingency=contingency, groups=groups,
+        errors=tuple(errors),
     )
