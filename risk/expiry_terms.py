@@ -49,6 +49,8 @@ def compute_expiry_pnl(shocked: Sequence[float], mtm: float, factors: DiscountFa
 
 
 def compute_basis_loss(up: float, down: float, mtm: float, days_to_expiry: float, params: RiskParams) -> float:
-    """`B_e = min(U - mtm, D - mtm, 0) (add + mult tau)` (<= 0)."""
+    """`B_e = min(U - mtm, D - mtm, 0) (add + mult tau)` (<= 0; 0 when both factors are 0)."""
+    if (params.basis_add_factor, params.basis_mult_factor) == (0.0, 0.0):
+        return 0.0
     worst = min(up - mtm, down - mtm, 0.0)
     return worst * (params.basis_add_factor + params.basis_mult_factor * compute_tau(days_to_expiry))

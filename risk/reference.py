@@ -163,8 +163,8 @@ def compute_figures(pos: Position, market: Market, params: RiskParams) -> Figure
     inst = pos.instrument
     base = compute_base_value(inst, market)
     shocked = tuple(compute_shocked_values(inst, market, params))
-    if not is_option(inst):
-        return Figures(base, shocked)
+    if not is_option(inst) or (params.basis_add_factor, params.basis_mult_factor) == (0.0, 0.0):
+        return Figures(base, shocked)  # no basis contingency: its values are not needed
     forward, fixed = get_reference_price(market, inst), get_fixed_part(market, inst)
     up, down = (compute_option_value(inst, market, compute_shocked_price(forward, fixed, m))
                 for m in compute_basis_moves(params, inst.underlying))

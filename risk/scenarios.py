@@ -72,12 +72,15 @@ def compute_skew_multiplier(mode: str, strike: float, forward: float, days_to_ex
     return max(0.0, 1.0 + max(-cap, min(cap, k * cap / k_star)))
 
 
-def compute_scenario_vol(instrument: Instrument, scenario: Scenario, forward: float, params: RiskParams) -> float:
+def compute_scenario_vol(instrument: Instrument, scenario: Scenario, forward: float, params: RiskParams,
+                         multipliers: tuple[float, float] | None = None) -> float:
+    """The option's vol in the scenario; `multipliers` = `compute_vol_multipliers` of its DTE (computed
+    when not given)."""
     sigma, days = instrument.vol, instrument.days_to_expiry
     if scenario.vol == "none":
         return sigma
     if scenario.vol in ("up", "down"):
-        down, up = compute_vol_multipliers(days, params)
+        down, up = multipliers or compute_vol_multipliers(days, params)
         return max(params.vol_up_floor, sigma * up) if scenario.vol == "up" else sigma * down
     return sigma * compute_skew_multiplier(scenario.vol, instrument.strike, forward, days, params)
 
@@ -100,13 +103,14 @@ def compute_shocked_values(instrument: Instrument, market: Market, params: RiskP
     shocked reference price for futures, perps and spot."""
     forward = get_reference_price(market, instrument)
     fixed = get_fixed_part(market, instrument)
+    multipliers = compute_vol_multipliers(instrument.days_to_expiry, params) if is_option(instrument) else None
     out: list[float] = []
     for scenario in params.scenarios:
         shocked = compute_shocked_price(forward, fixed, compute_move(params, instrument.underlying, scenario))
         if not is_option(instrument):
             out.append(shocked)
             continue
-        sigma = compute_scenario_vol(instrument, scenario, forward, params)
+        sigma = compute_scenario_vol(instrument, scenario, forward, params, multipliers)
         out.append(compute_option_value(instrument, market, shocked,
                                         compute_look_ahead_days(instrument.days_to_expiry, params), sigma))
     return out
