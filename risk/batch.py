@@ -12,9 +12,10 @@ Construct a `BatchInput`:
 and call `compute_margin_batch(inp, params) -> BatchResult`; `risk.quantize.quantized(result)` gives the
 integer consensus view. Each instrument is priced once per scenario (`risk.instrument_table`, on
 `risk.detmath`); instruments are sorted by group (underlying; in the expiry model (underlying, expiry)
-then strike) so that an account's positions in one group are one run of its CSR row. A risk-cancelling
-collateral asset enters as a pseudo-instrument column (its value, in the grid of its underlying). The
-per-account sums and requirements are `risk.batch_accounts`, so cost grows with the number of positions.
+then strike, calls before puts) so that an account's positions in one group are one run of its CSR row
+(columns already in such an order are kept). A risk-cancelling collateral asset enters the grid of its
+underlying as a book of its own (its value times a unit's P&L). The per-account sums and requirements are
+`risk.batch_accounts`, so cost grows with the number of positions.
 Rows are split into contiguous chunks computed in threads (numpy releases the GIL), each in blocks of
 `BLOCK_ROWS`; every row is computed by one chunk with the same operations in the same order.
 
@@ -48,12 +49,7 @@ from risk.batch_accounts import make_context as make_account_context
 from risk.batch_liquidation import LiquidationPlans, compute_batch_liquidation_plans, empty_plans
 from risk.contingencies import compute_im_factor
 from risk.errors import InvalidInput
-from risk.instrument_table import (
-    COLLATERAL_KIND,
-    InstrumentTable,
-    compute_instrument_table,
-    compute_oracle_rate,
-)
+from risk.instrument_table import InstrumentTable, compute_instrument_table, compute_oracle_rate
 from risk.instruments import Instrument, Market, is_finite_number
 from risk.params import RiskParams, validate_params
 
@@ -116,13 +112,11 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class PreparedPositions:
-    """Positions (with the risk-cancelling collateral columns appended) with columns sorted by group, and
-    the matching instrument table."""
+    """Positions with columns sorted by group, and the matching instrument table."""
 
     positions: sp.csr_matrix  # canonical, columns in sorted order, bad entries zeroed
     table: InstrumentTable  # in sorted column order
-    original_column: np.ndarray  # sorted column -> original instrument index (>= n_instruments: collateral)
-    n_instruments: int  # columns of the input (the others are collateral columns)
+    original_column: np.ndarray  # sorted column -> original instrument index
 
 
 @dataclass(frozen=True)
@@ -164,42 +158,51 @@ def _net_duplicates(p: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix((net[by_start], columns[runs.start[by_start]], indptr), shape=p.shape)
 
 
-def _collateral_columns(inp: BatchInput, params: RiskParams,
-                        values: dict[int, np.ndarray]) -> tuple[list[Instrument], sp.csr_matrix | None]:
-    """Pseudo-instruments and columns (each account's value) of the risk-cancelling collateral assets."""
-    chosen = [(a, params.get_risk_cancelling(name)) for a, name in enumerate(inp.assets)
-              if params.get_risk_cancelling(name) is not None and a in values]
-    if not chosen:
-        return [], None
-    dense = np.stack([values[a] for a, _ in chosen], axis=1)
-    return [Instrument(u, COLLATERAL_KIND) for _, u in chosen], sp.csr_matrix(dense)  # type: ignore[arg-type]
-
-
-def prepare_positions(inp: BatchInput, params: RiskParams, collateral: CollateralTerms | None = None) -> PreparedPositions:
-    """Append the risk-cancelling collateral columns, sort instrument columns by group (invalid instruments
-    last; in the expiry model then by strike, calls before puts) and build the table."""
-    p = _canonical_positions(inp.positions, len(inp.instruments))
-    extra, columns = _collateral_columns(inp, params, collateral.values if collateral else {})
-    instruments = [*inp.instruments, *extra]
-    if columns is not None:
-        p = sp.hstack([p, columns], format="csr")  # each row: its positions, then its collateral columns
-    table = compute_instrument_table(instruments, inp.market, params)
+def _column_order(table: InstrumentTable, instruments: Sequence[Instrument], params: RiskParams) -> np.ndarray:
+    """Columns by group (invalid instruments last); in the expiry model the options of one group by strike,
+    a call before the put of its strike. In the expiry model, the identity when the valid columns already
+    have such an order (underlyings in index order, each option group contiguous and ordered)."""
     n_groups = len(table.groups.underlying)
     key = np.where(table.group < 0, n_groups, table.group)
-    if params.has_expiry_terms():
-        strike = np.array([x.strike for x in instruments], dtype=np.float64)
-        is_put = np.array([x.right == "put" for x in instruments], dtype=bool)
-        order = np.lexsort((is_put, strike, key))
-    else:
-        order = np.argsort(key, kind="stable")
-    if not np.array_equal(order, np.arange(len(order))) or columns is not None:
+    if not params.has_expiry_terms():
+        return np.argsort(key, kind="stable")
+    strike = np.array([x.strike for x in instruments], dtype=np.float64)
+    is_put = np.array([x.right == "put" for x in instruments], dtype=bool)
+    valid = table.group >= 0
+    option_group = np.where(table.is_option, table.group, -1)[valid]
+    if (not (np.diff(table.underlying_index[valid]) < 0).any() and _runs_are_contiguous(option_group)
+            and _strike_pairs_adjacent(option_group, strike[valid], is_put[valid])):
+        return np.arange(len(key))
+    return np.lexsort((is_put, strike, key))
+
+
+def _runs_are_contiguous(keys: np.ndarray) -> bool:
+    """Every value of `keys` other than -1 occupies one contiguous run."""
+    starts = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    starts = starts[starts >= 0]
+    return len(np.unique(starts)) == len(starts)
+
+
+def _strike_pairs_adjacent(group: np.ndarray, strike: np.ndarray, is_put: np.ndarray) -> bool:
+    """Inside each option group, strikes ascend and a call comes right before the put of its strike."""
+    inside = (group[1:] == group[:-1]) & (group[1:] >= 0)
+    ascending = (strike[1:] > strike[:-1]) | ((strike[1:] == strike[:-1]) & ~is_put[:-1] & is_put[1:])
+    return bool((ascending | ~inside).all())
+
+
+def prepare_positions(inp: BatchInput, params: RiskParams) -> PreparedPositions:
+    """Sort instrument columns by group (`_column_order`) and build the table."""
+    table = compute_instrument_table(inp.instruments, inp.market, params)
+    p = _canonical_positions(inp.positions, len(inp.instruments))
+    order = _column_order(table, inp.instruments, params)
+    if not np.array_equal(order, np.arange(len(order))):
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         p = sp.csr_matrix((p.data.copy(), inverse[p.indices].astype(p.indices.dtype), p.indptr.copy()),
                           shape=p.shape)
         p.sort_indices()
         table = table.take(order)
-    return PreparedPositions(p, table, order, len(inp.instruments))
+    return PreparedPositions(p, table, order)
 
 
 def _row_of(indptr: np.ndarray, entries: np.ndarray) -> np.ndarray:
@@ -304,8 +307,12 @@ def _check_cash(inp: BatchInput, bad: dict[int, tuple[str, str]]) -> np.ndarray 
     return np.where(np.isfinite(cash), cash, 0.0)
 
 
-def make_context(prep: PreparedPositions, coll: CollateralTerms, market: Market, params: RiskParams) -> AccountContext:
-    return make_account_context(prep.table, params, compute_im_factor(market, params), coll.mm, coll.im)
+def make_context(prep: PreparedPositions, coll: CollateralTerms, assets: Sequence[str], market: Market,
+                 params: RiskParams) -> AccountContext:
+    index_of = {u: i for i, u in enumerate(params.underlyings)}
+    books = tuple((index_of[params.get_risk_cancelling(assets[a])], values) for a, values in sorted(coll.values.items())
+                  if params.get_risk_cancelling(assets[a]) is not None)
+    return make_account_context(prep.table, params, compute_im_factor(market, params), coll.mm, coll.im, books)
 
 
 def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
@@ -323,7 +330,7 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     validate_params(params)
     threads = min(max(1, threads), MAX_THREADS)
     coll = compute_collateral_batch(inp, params)
-    prep = prepare_positions(inp, params, coll)
+    prep = prepare_positions(inp, params)
     positions, bad = flag_positions(prep)
     hook("prepare")
     for row, err in coll.bad.items():
@@ -332,7 +339,7 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     hook("collateral")
     n_accounts = positions.shape[0]
     out = allocate(n_accounts, len(params.scenarios), len(params.underlyings))
-    ctx = make_context(prep, coll, inp.market, params)
+    ctx = make_context(prep, coll, inp.assets, inp.market, params)
     cuts = np.linspace(0, n_accounts, threads + 1).astype(np.int64)
     if threads == 1 or n_accounts < 2 * threads:
         compute_rows(ctx, positions, out, 0, n_accounts)

@@ -8,8 +8,10 @@ expiry group with another position of the account: their scenario, basis and nak
 the run, and a second pass sums their raw values per (account, expiry) (`compute_shared_expiries`), applies
 the per-expiry transform (static discounting, skew sign, basis contingency:
 `risk.instrument_table.transform_expiry_values`, `compute_basis_array`) and nets their naked shorts per
-strike; each such expiry is then added to its run in group order. Per account the underlyings are summed
-in index order; the scan losses, the correlated requirement, the contingencies and the margins follow
+strike. Each such expiry, and each risk-cancelling collateral holding (its value times the weighted P&L of
+one unit of value moving with its underlying), is a book added to its (account, underlying) run, in group
+order (collateral first, then expiries; collateral assets in column order). Per account the underlyings are
+summed in index order; the scan losses, the correlated requirement, the contingencies and the margins follow
 (docs/determinism.md lists every order).
 
 Every operation is an IEEE basic or exact one, each its own numpy ufunc call, so the result is the same
@@ -19,7 +21,8 @@ one for one. Nothing is persisted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +32,7 @@ from risk.instrument_table import (
     CONTINGENCY_COLUMNS,
     InstrumentTable,
     compute_basis_array,
+    compute_linear_risk,
     transform_expiry_values,
 )
 from risk.params import RiskParams
@@ -91,10 +95,31 @@ class AccountContext:
     im_factor: float
     collateral_mm: np.ndarray | None  # per account row, or None when nothing is charged
     collateral_im: np.ndarray | None  # IM haircut charge plus the collateral oracle charge
+    collateral_books: tuple[tuple[int, np.ndarray], ...] = ()  # (underlying, value per account row) per asset
+    collateral_units: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # per underlying: one unit's row
+    linear_group: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per underlying
+
+    def for_rows(self, rows: np.ndarray) -> AccountContext:
+        """The context of accounts that are copies of the given account rows (LQ-1's virtual accounts)."""
+        return dataclasses.replace(
+            self, collateral_mm=None if self.collateral_mm is None else self.collateral_mm[rows],
+            collateral_im=None if self.collateral_im is None else self.collateral_im[rows],
+            collateral_books=tuple((u, values[rows]) for u, values in self.collateral_books))
+
+
+def compute_collateral_units(table: InstrumentTable, params: RiskParams, layout: Layout) -> np.ndarray:
+    """(underlyings, width) the row of one unit of value of a risk-cancelling collateral asset of each
+    underlying: its weighted scenario P&L `w_s ((1 + m_s) - 1)`, nothing else."""
+    psr = np.array([params.get_psr(u) for u in params.underlyings], dtype=np.float64)
+    ones = np.ones(len(psr))
+    units = np.zeros((len(psr), layout.width))
+    units[:, :layout.size] = compute_linear_risk(ones, np.zeros(len(psr)), psr, params)
+    return units
 
 
 def make_context(table: InstrumentTable, params: RiskParams, im_factor: float, collateral_mm: np.ndarray | None,
-                 collateral_im: np.ndarray | None) -> AccountContext:
+                 collateral_im: np.ndarray | None,
+                 collateral_books: tuple[tuple[int, np.ndarray], ...] = ()) -> AccountContext:
     layout = Layout(len(params.scenarios), params.has_expiry_terms(), table.contingency.shape[1] > 0)
     entry = compute_entry_table(table, layout)
     raw = np.zeros((0, 0))
@@ -104,7 +129,11 @@ def make_context(table: InstrumentTable, params: RiskParams, im_factor: float, c
         front = np.hstack([table.risk, base, table.basis])
         raw = np.ascontiguousarray(np.hstack([np.vstack([front, front]), entry[:, layout.size + 2:]]))
         assert raw.shape[0] == 2 * n
-    return AccountContext(table, entry, raw, layout, params, im_factor, collateral_mm, collateral_im)
+    groups = table.groups
+    linear_group = np.array([int(np.flatnonzero((groups.underlying == u) & ~groups.is_expiry)[0])
+                             for u in range(len(params.underlyings))], dtype=np.int64)
+    return AccountContext(table, entry, raw, layout, params, im_factor, collateral_mm, collateral_im,
+                          collateral_books, compute_collateral_units(table, params, layout), linear_group)
 
 
 def compute_entry_table(table: InstrumentTable, layout: Layout) -> np.ndarray:
@@ -153,19 +182,21 @@ def _in_shared_expiry(ctx: AccountContext, keys: np.ndarray, rows: np.ndarray) -
 
 
 @dataclass(frozen=True)
-class SharedExpiries:
-    """The (account, expiry) books of several positions: row, underlying and group of each, and their
-    figures in the entry table's columns (transformed scenario P&L, basis contingency, naked notional,
-    then the sums of the other columns)."""
+class Books:
+    """Books added to the (account, underlying) runs: the (account, expiry) books of several positions and
+    the risk-cancelling collateral holdings. Per book: row, underlying, group and a tie-breaking sequence
+    (the order inside a run), and its figures in the entry table's columns (transformed scenario P&L,
+    basis contingency, naked notional, then the sums of the other columns)."""
 
     row: np.ndarray
     underlying: np.ndarray
     group: np.ndarray
+    sequence: np.ndarray
     figures: np.ndarray
 
 
 def compute_shared_expiries(ctx: AccountContext, columns: np.ndarray, quantity: np.ndarray, rows: np.ndarray,
-                            shared: np.ndarray, n_rows: int) -> SharedExpiries:
+                            shared: np.ndarray, n_rows: int) -> Books:
     """Sum the raw rows of the shared entries per (row, expiry) in entry order, transform each book
     (`transform_expiry_values`, `compute_basis_array`, in cache-sized passes) and sum its naked notional."""
     lay, table, groups = ctx.layout, ctx.table, ctx.table.groups
@@ -187,15 +218,38 @@ def compute_shared_expiries(ctx: AccountContext, columns: np.ndarray, quantity: 
                                                                     groups.basis_factor[g])
     naked = _naked_notional(ctx, sub_cols, sub_q, sub_rows)
     figures[:, size + 1] = compute_segment_sums(table.spot[:, None], sub_cols, naked, segments)[:-1, 0]
-    return SharedExpiries(segments.row, groups.underlying[segments.key], segments.key, figures)
+    return Books(segments.row, groups.underlying[segments.key], segments.key, np.zeros(len(figures), dtype=np.int64),
+                 figures)
 
 
-def _merge_shared(sums: np.ndarray, slot: np.ndarray, n_runs: int,
-                  shared: SharedExpiries) -> tuple[np.ndarray, np.ndarray, int]:
-    """The (row, underlying) sums with the shared expiry books added: per (row, underlying), its run of
-    positions alone in their group, then its books in group order, summed in that order
-    (`risk.accumulation`); a pair held only through books gets a run of its own. Returns (sums with a
-    zero last row, the new slot array, the number of runs)."""
+def compute_collateral_books(ctx: AccountContext, r0: int, r1: int) -> Books | None:
+    """The risk-cancelling collateral books of rows r0..r1 (accounts holding a non-zero value)."""
+    parts = []
+    for sequence, (u, values) in enumerate(ctx.collateral_books):
+        rows = np.flatnonzero(values[r0:r1] != 0.0)
+        if len(rows):
+            figures = values[r0 + rows][:, None] * ctx.collateral_units[u][None, :]
+            parts.append((rows, np.full(len(rows), u), np.full(len(rows), ctx.linear_group[u]),
+                          np.full(len(rows), sequence), figures))
+    if not parts:
+        return None
+    return Books(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
+def _join_books(first: Books | None, second: Books | None) -> Books | None:
+    if first is None or second is None:
+        return first or second
+    return Books(*(np.concatenate([a, b]) for a, b in zip(
+        (first.row, first.underlying, first.group, first.sequence, first.figures),
+        (second.row, second.underlying, second.group, second.sequence, second.figures), strict=True)))
+
+
+def _merge_books(sums: np.ndarray, slot: np.ndarray, n_runs: int,
+                 shared: Books) -> tuple[np.ndarray, np.ndarray, int]:
+    """The (row, underlying) sums with the books added: per (row, underlying), its run of positions alone
+    in their group, then its books in (group, sequence) order, summed in that order (`risk.accumulation`);
+    a pair held only through books gets a run of its own. Returns (sums with a zero last row, the new slot
+    array, the number of runs)."""
     n_u, n_rows = slot.shape
     run_target = slot.T.ravel()  # targets are (row, underlying) pairs, row-major
     has_run = np.flatnonzero(run_target < n_runs)
@@ -203,7 +257,8 @@ def _merge_shared(sums: np.ndarray, slot: np.ndarray, n_runs: int,
     entry_target = np.concatenate([has_run, book_target])
     entry_table_row = np.concatenate([run_target[has_run], n_runs + np.arange(len(book_target))])
     rank = np.concatenate([np.full(len(has_run), -1), shared.group])  # the run first, then group order
-    order = np.lexsort((rank, entry_target))
+    sequence = np.concatenate([np.zeros(len(has_run), dtype=np.int64), shared.sequence])
+    order = np.lexsort((sequence, rank, entry_target))
     indptr = np.concatenate([[0], np.cumsum(np.bincount(entry_target, minlength=n_rows * n_u))])
     runs = compute_segments(indptr, np.zeros(len(order), dtype=np.int64))
     table = np.vstack([sums[:n_runs], shared.figures])
@@ -236,7 +291,7 @@ def sum_block(ctx: AccountContext, positions: sp.csr_matrix, out: dict[str, np.n
     columns, quantity = positions.indices[e0:e1], positions.data[e0:e1]
     table_rows = np.where(quantity < 0.0, columns + len(table.risk), columns)
     indptr = positions.indptr[r0:r1 + 1] - e0
-    shared = None
+    shared: Books | None = None
     if lay.expiry:
         rows = np.repeat(np.arange(n), np.diff(indptr))
         in_shared = _in_shared_expiry(ctx, table.group[columns], rows)
@@ -250,8 +305,9 @@ def sum_block(ctx: AccountContext, positions: sp.csr_matrix, out: dict[str, np.n
     n_runs = len(segments.start)
     slot = np.full((n_u, n), n_runs)  # the row's run of each underlying, else the zero row
     slot[segments.key, segments.row] = np.arange(n_runs)
-    if shared is not None:
-        sums, slot, n_runs = _merge_shared(sums, slot, n_runs, shared)
+    books = _join_books(shared, compute_collateral_books(ctx, r0, r1))
+    if books is not None:
+        sums, slot, n_runs = _merge_books(sums, slot, n_runs, books)
     if lay.contingency:
         _choose_oracle(ctx, sums)
     np.less(slot.T, n_runs, out=presence)

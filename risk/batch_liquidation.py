@@ -3,18 +3,17 @@
 Same rule as `risk.liquidation` (greedy close maximising `E' - IM'`, ties within tolerance to the
 lowest original position index, stop at `E >= IM`). Accounts are processed in chunks of
 `CHUNK_ACCOUNTS`. In one greedy step every candidate of every account still liquidating becomes a
-virtual account: the account's open book without that position (its risk-cancelling collateral columns
-stay, and so do its collateral charges); the virtual accounts go through the accounts phase itself
-(`risk.batch_accounts.compute_rows`), so `IM'` and `MM'` are computed exactly as an account's margins
-are, with every term of the parameter set. A batch position is an (account, instrument) entry with a
-non-zero net quantity; its index in a plan is the instrument's original column (collateral columns are
-never closed). Every sum runs in a fixed order (`risk.accumulation`), so a plan is the same bits on
-every CPU. Nothing is persisted.
+virtual account: the account's open book without that position (its collateral charges and its
+risk-cancelling collateral stay); the virtual accounts go through the accounts phase itself
+(`risk.batch_accounts.compute_rows`, in `threads` ranges), so `IM'` and `MM'` are computed exactly as an
+account's margins are, with every term of the parameter set. A batch position is an (account,
+instrument) entry with a non-zero net quantity; its index in a plan is the instrument's original column.
+Every sum runs in a fixed order (`risk.accumulation`), so a plan is the same bits on every CPU. Nothing is
+persisted.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,7 +66,6 @@ class _Chunk:
     indptr: np.ndarray  # chunk-relative
     columns: np.ndarray  # sorted columns of each account's entries
     quantity: np.ndarray
-    candidate: np.ndarray  # bool per entry: a position (not a collateral column)
     original: np.ndarray  # original instrument index per entry
     penalty: np.ndarray  # per entry
     is_open: np.ndarray  # bool per entry
@@ -79,7 +77,7 @@ class _Chunk:
 def _has_open(chunk: _Chunk) -> np.ndarray:
     """Per account of the chunk: an open position remains."""
     owner = np.repeat(np.arange(len(chunk.equity)), np.diff(chunk.indptr))
-    return np.bincount(owner[chunk.candidate & chunk.is_open], minlength=len(chunk.equity)) > 0
+    return np.bincount(owner[chunk.is_open], minlength=len(chunk.equity)) > 0
 
 
 def _virtual_book(chunk: _Chunk, lanes: np.ndarray, n_columns: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -92,7 +90,7 @@ def _virtual_book(chunk: _Chunk, lanes: np.ndarray, n_columns: int) -> tuple[sp.
     lane_of_open = owner[open_entries]
     n_open = np.bincount(lane_of_open, minlength=len(chunk.equity))
     first_open = np.concatenate([[0], np.cumsum(n_open)])[:-1]
-    removed = open_entries[chunk.candidate[open_entries]]  # one virtual row per open candidate
+    removed = open_entries  # one virtual row per open position
     lane_of = owner[removed]
     width = n_open[lane_of]  # entries of the book before the removal
     row_start = np.concatenate([[0], np.cumsum(width)])
@@ -111,9 +109,7 @@ def _margins(ctx: AccountContext, book: sp.csr_matrix, lane_rows: np.ndarray,
     the bits do not depend on the split); `lane_rows` maps each to its account row (collateral charges)."""
     n = book.shape[0]
     out = allocate(n, ctx.layout.size, len(ctx.params.underlyings))
-    virtual = dataclasses.replace(
-        ctx, collateral_mm=None if ctx.collateral_mm is None else ctx.collateral_mm[lane_rows],
-        collateral_im=None if ctx.collateral_im is None else ctx.collateral_im[lane_rows])
+    virtual = ctx.for_rows(lane_rows)
     cuts = np.linspace(0, n, threads + 1).astype(np.int64)
     if threads == 1 or n < 2 * threads:
         compute_rows(virtual, book, out, 0, n)
@@ -163,7 +159,7 @@ def _make_chunk(prep: PreparedPositions, positions: sp.csr_matrix, out: dict[str
     columns, quantity = positions.indices[entries].astype(np.int64), positions.data[entries]
     original = prep.original_column[columns]
     return _Chunk(indptr=np.concatenate([[0], np.cumsum(counts)]), columns=columns, quantity=quantity,
-                  candidate=original < prep.n_instruments, original=original,
+                  original=original,
                   penalty=np.abs(quantity) * prep.table.penalty[columns], is_open=np.ones(len(columns), dtype=bool),
                   equity=out["equity"][rows].copy(), im=out["initial_margin"][rows].copy(),
                   mm=out["maintenance_margin"][rows].copy())

@@ -6,9 +6,8 @@ Black-76). Two layouts, chosen by the parameter set (`RiskParams.has_expiry_term
   `weight (F' - F)`, and an instrument's group is its underlying;
 - expiry model (static discounting, skew, basis or naked-short terms): options carry their unweighted
   shocked values `V'` in `risk` (the per-expiry transform of docs/risk_v2.md section 4 needs the sums
-  `W_e,s` first) and their values after the basis moves in `basis`; futures, perps, spot and
-  risk-cancelling collateral carry their unweighted `F' - F` (one transform, with both discount factors 1
-  and no base value, weights every group). Groups are (underlying, expiry) for options and one linear
+  `W_e,s` first) and their values after the basis moves in `basis`; futures, perps and spot carry their
+  unweighted `F' - F`. Groups are (underlying, expiry) for options and one linear
   group per underlying (`GroupTable`). `single_long`/`single_short` hold the figures of a position alone
   in its group (the transform of a one-position book is linear in q on each side), which the accounts
   phase uses for every position that is alone in its group and for linear instruments.
@@ -40,8 +39,6 @@ from risk.instruments import (
 from risk.params import SKEW_MODES, RiskParams
 from risk.pricing import DAYS_PER_YEAR, compute_black76_price_array
 
-COLLATERAL_KIND = "collateral"
-"""Kind of the pseudo-instrument of a risk-cancelling collateral asset (`Instrument.strike` unused)."""
 CONTINGENCY_COLUMNS = ("perp_notional", "oracle_alone", "oracle_with_perp")
 """Per-unit contingency figures (scaled by |q|): `S` of a perp (its notional, charged at the perp rates;
 > 0 marks a perp held), the oracle charge of the position when the account holds no perp of its
@@ -72,14 +69,14 @@ class InstrumentTable:
 
     underlying_index: np.ndarray  # int32 index into params.underlyings, -1 when invalid
     is_option: np.ndarray  # bool
-    reference_price: np.ndarray  # F: forward (options, futures), perp mark (perps), spot, 1 (collateral)
+    reference_price: np.ndarray  # F: forward (options, futures), perp mark (perps) or spot
     spot: np.ndarray  # S of the underlying
     risk: np.ndarray  # (instruments, S) see the module docstring
-    mtm: np.ndarray  # MtM of one long unit: V for options, S for spot, 0 for futures, perps and collateral
+    mtm: np.ndarray  # MtM of one long unit: V for options, S for spot, 0 for futures and perps
     isolated_long: np.ndarray  # R_i of one long unit
     isolated_short: np.ndarray  # R_i of one short unit
     som: np.ndarray  # SOM per short unit: rate * S for options, else 0
-    penalty: np.ndarray  # LQ-1 penalty per unit: rate * S (0 for collateral)
+    penalty: np.ndarray  # LQ-1 penalty per unit: rate * S
     group: np.ndarray  # int32 group id (underlying index in the per-position model), -1 when invalid
     strike_key: np.ndarray  # int64 (group, strike) id of options (naked shorts pair call and put), -1 others
     basis: np.ndarray  # (instruments, 2) option values after the basis moves up, down (expiry model)
@@ -109,8 +106,6 @@ def _validate_all(
     valid = np.ones(len(instruments), dtype=bool)
     errors: list[InstrumentError] = []
     for i, inst in enumerate(instruments):
-        if inst.kind == COLLATERAL_KIND:
-            continue
         try:
             validate_instrument(inst, market, params, f"instruments[{i}]")
         except InvalidInput as exc:
@@ -215,7 +210,8 @@ def compute_basis_values(o: _Options, params: RiskParams) -> np.ndarray:
 
 def compute_linear_risk(price: np.ndarray, fixed: np.ndarray, psr: np.ndarray, params: RiskParams,
                         weighted: bool = True) -> np.ndarray:
-    """Scenario P&L `w_s (F' - F)` (unweighted: `F' - F`) per long unit of futures, perps, spot and collateral."""
+    """Scenario P&L `w_s (F' - F)` (unweighted: `F' - F`) per long unit of futures, perps and spot (and of one
+    unit of value of a risk-cancelling collateral asset: F = 1)."""
     shocked = compute_shocked_prices(price[:, None], fixed[:, None], compute_moves(psr, params))
     if not weighted:
         return shocked - price[:, None]
@@ -347,13 +343,10 @@ def compute_instrument_table(
     valid, errors = _validate_all(instruments, market, params)
     index_of = {u: i for i, u in enumerate(params.underlyings)}
     kind = np.array([x.kind for x in instruments], dtype=object)
-    collateral = (kind == COLLATERAL_KIND) & np.array([x.underlying in index_of for x in instruments], dtype=bool)
-    valid &= (kind != COLLATERAL_KIND) | collateral
     pairs = list(zip(instruments, valid.tolist(), strict=True))
     uid = np.array([index_of[x.underlying] if ok else -1 for x, ok in pairs], dtype=np.int32)
-    spot = np.array([market.spot[x.underlying] if ok and x.kind != COLLATERAL_KIND else 0.0 for x, ok in pairs])
-    ref = np.array([(1.0 if x.kind == COLLATERAL_KIND else get_reference_price(market, x)) if ok else 0.0
-                    for x, ok in pairs], dtype=np.float64)
+    spot = np.array([market.spot[x.underlying] if ok else 0.0 for x, ok in pairs], dtype=np.float64)
+    ref = np.array([get_reference_price(market, x) if ok else 0.0 for x, ok in pairs], dtype=np.float64)
     fixed = np.array([get_fixed_part(market, x) if ok and is_dated(x) else 0.0 for x, ok in pairs])
     rate = np.array([get_rate(market, x) if ok and is_dated(x) else 0.0 for x, ok in pairs])
     days = np.array([x.days_to_expiry if ok and is_dated(x) else 0.0 for x, ok in pairs], dtype=np.float64)
@@ -393,7 +386,6 @@ def compute_instrument_table(
             risk[option], mtm[option], basis[option], group[option], groups, params)
         isolated_long[option], isolated_short[option] = _isolated_options(
             single_long[option], single_short[option], som[option])
-    isolated_long[collateral] = isolated_short[collateral] = 0.0  # not positions: no isolated margin
     strike_key = np.full(n, -1, dtype=np.int64)
     if expiry_model and option.any():
         strikes = np.array([x.strike for x in instruments], dtype=np.float64)
