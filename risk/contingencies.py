@@ -51,6 +51,13 @@ class Contingencies:
         return self.oracle_perp + self.oracle_options + self.oracle_collateral
 
 
+def has_contingencies(params: RiskParams) -> bool:
+    """False when every rate, haircut and the oracle threshold are 0 (RRA-1): every charge is 0."""
+    rates = (params.perp_mm_rate, params.perp_im_rate, params.naked_option_mm_rate, params.naked_option_im_rate,
+             params.oracle_confidence_threshold)
+    return any(rates) or any(v for _, v in params.mm_haircuts) or any(v for _, v in params.im_haircuts)
+
+
 def compute_collateral_value(asset: str, balance: float, market: Market) -> float:
     """`v_a = b_a p_a / stable_price` (the stable's own units)."""
     return balance * market.asset_prices[asset] / market.stable_price
@@ -63,12 +70,10 @@ def compute_oracle_charge(confidence: float, notional: float, params: RiskParams
     return 0.0
 
 
-def compute_portfolio_confidence(positions: Sequence[Position], market: Market, underlying: str) -> float:
+def compute_portfolio_confidence(held_perps: set[str], market: Market, underlying: str) -> float:
     """`c_port(u)`: spot confidence, lowered to the perp's when a perp of u is held."""
-    held_perp = any(p.instrument.kind == "perp" and p.instrument.underlying == underlying and p.quantity != 0.0
-                    for p in positions)
     spot = market.get_spot_confidence(underlying)
-    return min(spot, market.get_perp_confidence(underlying)) if held_perp else spot
+    return min(spot, market.get_perp_confidence(underlying)) if underlying in held_perps else spot
 
 
 def compute_naked_shorts(positions: Sequence[Position]) -> dict[str, float]:
@@ -88,13 +93,14 @@ def _position_terms(positions: Sequence[Position], market: Market, params: RiskP
     terms = {"perp_mm": 0.0, "perp_im": 0.0, "naked_option_mm": 0.0, "naked_option_im": 0.0,
              "oracle_perp": 0.0, "oracle_options": 0.0}
     expiry_notional: dict[tuple[str, float], float] = {}
+    held_perps = {p.instrument.underlying for p in positions if p.instrument.kind == "perp" and p.quantity != 0.0}
     for p in positions:
         inst, spot = p.instrument, market.spot[p.instrument.underlying]
         if inst.kind == "perp":
             notional = abs(p.quantity) * spot
             terms["perp_mm"] += notional * params.perp_mm_rate
             terms["perp_im"] += notional * params.perp_im_rate
-            c_port = compute_portfolio_confidence(positions, market, inst.underlying)
+            c_port = compute_portfolio_confidence(held_perps, market, inst.underlying)
             terms["oracle_perp"] += compute_oracle_charge(c_port, notional, params)
         elif is_option(inst):
             key = get_expiry(inst)
@@ -103,7 +109,7 @@ def _position_terms(positions: Sequence[Position], market: Market, params: RiskP
         terms["naked_option_mm"] += naked * market.spot[u] * params.naked_option_mm_rate
         terms["naked_option_im"] += naked * market.spot[u] * params.naked_option_im_rate
     for key, notional in sorted(expiry_notional.items()):
-        c_port = compute_portfolio_confidence(positions, market, key[0])
+        c_port = compute_portfolio_confidence(held_perps, market, key[0])
         confidence = min(c_port, market.get_expiry_confidence(key))
         terms["oracle_options"] += compute_oracle_charge(confidence, notional, params)
     return terms
@@ -112,6 +118,8 @@ def _position_terms(positions: Sequence[Position], market: Market, params: RiskP
 def compute_contingencies(positions: Sequence[Position], collateral: Mapping[str, float], market: Market,
                           params: RiskParams) -> Contingencies:
     """Every contingency of the positions and the collateral (pass `{}` for positions alone)."""
+    if not has_contingencies(params):
+        return Contingencies()
     terms = _position_terms(positions, market, params)
     spot_confidence = min(market.get_spot_confidence(u) for u in params.underlyings)
     mm = im = oracle = 0.0

@@ -54,11 +54,13 @@ from risk.tail import compute_tail_metrics
 
 @dataclass(frozen=True)
 class Figures:
-    """One long unit of a position: its base value (V, or F for linear instruments), its unweighted value
-    in every scenario and, for options, after the basis moves (up, down)."""
+    """A position: per long unit its base value (V, or F for linear instruments), its unweighted value in
+    every scenario and, for options, its values after the basis moves (up, down); and the position's own
+    weighted P&L `q weight_s (V'_s - V)`."""
 
     base: float
     shocked: tuple[float, ...]
+    pnl: tuple[float, ...]
     basis: tuple[float, float] = (0.0, 0.0)
 
 
@@ -163,12 +165,13 @@ def compute_figures(pos: Position, market: Market, params: RiskParams) -> Figure
     inst = pos.instrument
     base = compute_base_value(inst, market)
     shocked = tuple(compute_shocked_values(inst, market, params))
+    pnl = tuple(pos.quantity * (s.weight * (v - base)) for s, v in zip(params.scenarios, shocked, strict=True))
     if not is_option(inst) or (params.basis_add_factor, params.basis_mult_factor) == (0.0, 0.0):
-        return Figures(base, shocked)  # no basis contingency: its values are not needed
+        return Figures(base, shocked, pnl)  # no basis contingency: its values are not needed
     forward, fixed = get_reference_price(market, inst), get_fixed_part(market, inst)
     up, down = (compute_option_value(inst, market, compute_shocked_price(forward, fixed, m))
                 for m in compute_basis_moves(params, inst.underlying))
-    return Figures(base, shocked, (up, down))
+    return Figures(base, shocked, pnl, (up, down))
 
 
 def _add(acc: list[float], values: Sequence[float]) -> None:
@@ -180,8 +183,11 @@ def compute_underlying_arrays(
     positions: Sequence[Position], figures: Sequence[Figures], collateral: Mapping[str, float], market: Market,
     params: RiskParams,
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """Per underlying: the risk array and the basis contingency B_u (section 4)."""
+    """Per underlying: the risk array and the basis contingency B_u (section 4). Without expiry terms
+    (RRA-1: no discounting, skew, basis or naked rates) an option's P&L is its own `q weight (V' - V)`,
+    as for linear instruments (RISK_SPEC.md section 2)."""
     size = len(params.scenarios)
+    per_expiry = params.has_expiry_terms()
     arrays: dict[str, list[float]] = {}
     basis: dict[str, float] = {}
     expiries: dict[tuple[str, float], list[tuple[float, Figures]]] = {}
@@ -189,11 +195,10 @@ def compute_underlying_arrays(
         u = pos.instrument.underlying
         arrays.setdefault(u, [0.0] * size)
         basis.setdefault(u, 0.0)
-        if is_option(pos.instrument):
+        if per_expiry and is_option(pos.instrument):
             expiries.setdefault((u, pos.instrument.days_to_expiry), []).append((pos.quantity, fig))
             continue
-        _add(arrays[u], [pos.quantity * (s.weight * (v - fig.base))
-                         for s, v in zip(params.scenarios, fig.shocked, strict=True)])
+        _add(arrays[u], fig.pnl)
     for (u, days), members in sorted(expiries.items()):
         shocked = [sum(q * f.shocked[s] for q, f in members) for s in range(size)]
         mtm = sum(q * f.base for q, f in members)

@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from statistics import NormalDist
 
-from risk.instruments import Market, Position, get_reference_price, is_option
+from risk.instruments import Market, Position, get_rate, get_reference_price, is_option
 from risk.params import FIXED_SCALE, RiskParams
-from risk.scenarios import compute_option_value
+from risk.pricing import compute_black76_price, compute_tau
 
 
 def compute_tail_count(params: RiskParams) -> int:
@@ -55,9 +55,10 @@ def compute_tail_metrics(
             for i, f in enumerate(factors):
                 losses[i] -= pos.quantity * (forward * f - forward)
             continue
-        base = compute_option_value(inst, market)
-        days_after = max(inst.days_to_expiry - params.es_horizon_days, 0.0)
+        is_call, rate = inst.right == "call", get_rate(market, inst)
+        base = compute_black76_price(forward, inst.strike, compute_tau(inst.days_to_expiry), inst.vol, is_call, rate)
+        tau_after = compute_tau(max(inst.days_to_expiry - params.es_horizon_days, 0.0))
         for i, f in enumerate(factors):
-            value = compute_option_value(inst, market, forward * f, days_after)
+            value = compute_black76_price(forward * f, inst.strike, tau_after, inst.vol, is_call, rate)
             losses[i] -= pos.quantity * (value - base)
     return compute_tail_from_losses(losses, params)
