@@ -89,7 +89,7 @@ class AccountContext:
 
     table: InstrumentTable
     entry_table: np.ndarray
-    raw_table: np.ndarray  # expiry model: per unit V' (or F' - F) in each scenario, V, the basis values
+    raw_table: np.ndarray  # expiry model: per unit V' (or F' - F), the basis values, the other columns, V
     layout: Layout
     params: RiskParams
     im_factor: float
@@ -123,12 +123,11 @@ def make_context(table: InstrumentTable, params: RiskParams, im_factor: float, c
     layout = Layout(len(params.scenarios), params.has_expiry_terms(), table.contingency.shape[1] > 0)
     entry = compute_entry_table(table, layout)
     raw = np.zeros((0, 0))
-    if layout.expiry:  # rows as the entry table's, with V' (or F' - F), V and the basis values in front
-        n = len(table.risk)
+    if layout.expiry:  # the entry table's rows with V' (or F' - F) and the basis values in front, V last
         base = np.where(table.is_option, table.mtm, 0.0)[:, None]
-        front = np.hstack([table.risk, base, table.basis])
-        raw = np.ascontiguousarray(np.hstack([np.vstack([front, front]), entry[:, layout.size + 2:]]))
-        assert raw.shape[0] == 2 * n
+        front = np.hstack([table.risk, table.basis])
+        raw = np.ascontiguousarray(np.hstack([np.vstack([front, front]), entry[:, layout.size + 2:],
+                                              np.vstack([base, base])]))
     groups = table.groups
     linear_group = np.array([int(np.flatnonzero((groups.underlying == u) & ~groups.is_expiry)[0])
                              for u in range(len(params.underlyings))], dtype=np.int64)
@@ -185,14 +184,16 @@ def _in_shared_expiry(ctx: AccountContext, keys: np.ndarray, rows: np.ndarray) -
 class Books:
     """Books added to the (account, underlying) runs: the (account, expiry) books of several positions and
     the risk-cancelling collateral holdings. Per book: row, underlying, group and a tie-breaking sequence
-    (the order inside a run), and its figures in the entry table's columns (transformed scenario P&L,
-    basis contingency, naked notional, then the sums of the other columns)."""
+    (the order inside a run), and its figures as `factor * table[table_row]` in the entry table's columns
+    (transformed scenario P&L, basis contingency, naked notional, then the sums of the other columns)."""
 
     row: np.ndarray
     underlying: np.ndarray
     group: np.ndarray
     sequence: np.ndarray
-    figures: np.ndarray
+    table_row: np.ndarray
+    factor: np.ndarray
+    table: np.ndarray
 
 
 def compute_shared_expiries(ctx: AccountContext, columns: np.ndarray, quantity: np.ndarray, rows: np.ndarray,
@@ -206,46 +207,37 @@ def compute_shared_expiries(ctx: AccountContext, columns: np.ndarray, quantity: 
     segments = compute_segments(indptr, table.group[sub_cols])
     sub_table_rows = np.where(sub_q < 0.0, sub_cols + len(table.risk), sub_cols)
     raw = compute_segment_sums(ctx.raw_table, sub_table_rows, sub_q, segments)[:-1]
-    size = lay.size
-    figures = np.empty((len(raw), lay.width))
-    figures[:, size + 2:] = raw[:, size + 3:]
-    for lo in range(0, len(raw), TRANSFORM_ROWS):
+    size, base_column = lay.size, lay.width
+    for lo in range(0, len(raw), TRANSFORM_ROWS):  # in place: the figures are raw[:, :width]
         part, g = raw[lo:lo + TRANSFORM_ROWS], segments.key[lo:lo + TRANSFORM_ROWS]
-        base = part[:, size]
+        base = part[:, base_column]
+        part[:, size] = compute_basis_array(part[:, size], part[:, size + 1], base, groups.basis_factor[g])
         transform_expiry_values(part[:, :size], base, groups.discount_positive[g], groups.discount_negative[g],
-                                ctx.params, out=figures[lo:lo + TRANSFORM_ROWS, :size])
-        figures[lo:lo + TRANSFORM_ROWS, size] = compute_basis_array(part[:, size + 1], part[:, size + 2], base,
-                                                                    groups.basis_factor[g])
+                                ctx.params, out=part[:, :size])
     naked = _naked_notional(ctx, sub_cols, sub_q, sub_rows)
-    figures[:, size + 1] = compute_segment_sums(table.spot[:, None], sub_cols, naked, segments)[:-1, 0]
-    return Books(segments.row, groups.underlying[segments.key], segments.key, np.zeros(len(figures), dtype=np.int64),
-                 figures)
+    raw[:, size + 1] = compute_segment_sums(table.spot[:, None], sub_cols, naked, segments)[:-1, 0]
+    figures = raw[:, :base_column]
+    n = len(figures)
+    return Books(segments.row, groups.underlying[segments.key], segments.key, np.zeros(n, dtype=np.int64),
+                 np.arange(n), np.ones(n), figures)
 
 
 def compute_collateral_books(ctx: AccountContext, r0: int, r1: int) -> Books | None:
-    """The risk-cancelling collateral books of rows r0..r1 (accounts holding a non-zero value)."""
+    """The risk-cancelling collateral books of rows r0..r1 (accounts holding a non-zero value): the value
+    times its underlying's unit row (`AccountContext.collateral_units`)."""
     parts = []
     for sequence, (u, values) in enumerate(ctx.collateral_books):
         rows = np.flatnonzero(values[r0:r1] != 0.0)
         if len(rows):
-            figures = values[r0 + rows][:, None] * ctx.collateral_units[u][None, :]
             parts.append((rows, np.full(len(rows), u), np.full(len(rows), ctx.linear_group[u]),
-                          np.full(len(rows), sequence), figures))
+                          np.full(len(rows), sequence), np.full(len(rows), u), values[r0 + rows]))
     if not parts:
         return None
-    return Books(*(np.concatenate(column) for column in zip(*parts, strict=True)))
-
-
-def _join_books(first: Books | None, second: Books | None) -> Books | None:
-    if first is None or second is None:
-        return first or second
-    return Books(*(np.concatenate([a, b]) for a, b in zip(
-        (first.row, first.underlying, first.group, first.sequence, first.figures),
-        (second.row, second.underlying, second.group, second.sequence, second.figures), strict=True)))
+    return Books(*(np.concatenate(column) for column in zip(*parts, strict=True)), ctx.collateral_units)
 
 
 def _merge_books(sums: np.ndarray, slot: np.ndarray, n_runs: int,
-                 shared: Books) -> tuple[np.ndarray, np.ndarray, int]:
+                 books: list[Books]) -> tuple[np.ndarray, np.ndarray, int]:
     """The (row, underlying) sums with the books added: per (row, underlying), its run of positions alone
     in their group, then its books in (group, sequence) order, summed in that order (`risk.accumulation`);
     a pair held only through books gets a run of its own. Returns (sums with a zero last row, the new slot
@@ -253,16 +245,23 @@ def _merge_books(sums: np.ndarray, slot: np.ndarray, n_runs: int,
     n_u, n_rows = slot.shape
     run_target = slot.T.ravel()  # targets are (row, underlying) pairs, row-major
     has_run = np.flatnonzero(run_target < n_runs)
-    book_target = shared.row * n_u + shared.underlying
-    entry_target = np.concatenate([has_run, book_target])
-    entry_table_row = np.concatenate([run_target[has_run], n_runs + np.arange(len(book_target))])
-    rank = np.concatenate([np.full(len(has_run), -1), shared.group])  # the run first, then group order
-    sequence = np.concatenate([np.zeros(len(has_run), dtype=np.int64), shared.sequence])
-    order = np.lexsort((sequence, rank, entry_target))
+    targets, table_rows, factors = [has_run], [run_target[has_run]], [np.ones(len(has_run))]
+    ranks, sequences = [np.full(len(has_run), -1)], [np.zeros(len(has_run), dtype=np.int64)]
+    tables, offset = [sums[:n_runs]], n_runs
+    for b in books:
+        targets.append(b.row * n_u + b.underlying)
+        table_rows.append(offset + b.table_row)
+        factors.append(b.factor)
+        ranks.append(b.group)  # the run first, then group order
+        sequences.append(b.sequence)
+        tables.append(b.table)
+        offset += len(b.table)
+    entry_target = np.concatenate(targets)
+    order = np.lexsort((np.concatenate(sequences), np.concatenate(ranks), entry_target))
     indptr = np.concatenate([[0], np.cumsum(np.bincount(entry_target, minlength=n_rows * n_u))])
     runs = compute_segments(indptr, np.zeros(len(order), dtype=np.int64))
-    table = np.vstack([sums[:n_runs], shared.figures])
-    merged = compute_segment_sums(table, entry_table_row[order], np.ones(len(order)), runs)
+    merged = compute_segment_sums(np.vstack(tables), np.concatenate(table_rows)[order],
+                                  np.concatenate(factors)[order], runs)
     new_slot = np.full(n_rows * n_u, len(runs.start))
     new_slot[runs.row] = np.arange(len(runs.start))
     return merged, np.ascontiguousarray(new_slot.reshape(n_rows, n_u).T), len(runs.start)
@@ -305,8 +304,8 @@ def sum_block(ctx: AccountContext, positions: sp.csr_matrix, out: dict[str, np.n
     n_runs = len(segments.start)
     slot = np.full((n_u, n), n_runs)  # the row's run of each underlying, else the zero row
     slot[segments.key, segments.row] = np.arange(n_runs)
-    books = _join_books(shared, compute_collateral_books(ctx, r0, r1))
-    if books is not None:
+    books = [b for b in (shared, compute_collateral_books(ctx, r0, r1)) if b is not None]
+    if books:
         sums, slot, n_runs = _merge_books(sums, slot, n_runs, books)
     if lay.contingency:
         _choose_oracle(ctx, sums)
