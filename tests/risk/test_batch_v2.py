@@ -136,3 +136,22 @@ def test_quantized_v2_identical_across_threads_and_processes() -> None:
     there = {subprocess.run([sys.executable, "-c", script.format(root=str(ROOT), threads=t)], capture_output=True,
                             text=True, check=True, timeout=120).stdout.strip() for t in (1, 2)}
     assert len(here) == 1 and there == here
+
+
+def test_batch_tail_equals_reference_on_the_v2_market() -> None:
+    """ES-1 on request: options priced with their expiry's rate, perps on their mark, as the reference."""
+    from risk.batch_tail import compute_tail_batch
+    from risk.tail import compute_tail_metrics
+
+    inp = make_input_v2(60, seed=3)
+    tail = compute_tail_batch(inp, PM2)
+    singles = 0
+    for a in range(60):
+        positions, _ = account_positions(inp, a)
+        var, es = compute_tail_metrics(positions, inp.market, PM2)
+        if var is None:
+            assert np.isnan(tail.var99[a]) and np.isnan(tail.es99[a])
+            continue
+        singles += 1
+        assert close(float(tail.var99[a]), var) and close(float(tail.es99[a]), es), a
+    assert singles > 20
