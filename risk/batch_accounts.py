@@ -4,8 +4,8 @@ Per block of CSR rows (`compute_rows`): each entry's row of figures (`compute_en
 signed quantity is summed per (account, underlying) run in entry order (`risk.accumulation`; columns are
 sorted by group, so a run is contiguous). In the expiry model an entry's row is the figure of the
 position alone in its group (`InstrumentTable.single_long/short`), except for positions that share an
-expiry group with another position of the account: their scenario, basis and naked columns are zero in
-the run, and a second pass sums their raw values per (account, expiry) (`compute_shared_expiries`), applies
+expiry group with another position of the account: they leave the run, and a second pass sums their raw
+rows per (account, expiry) (`compute_shared_expiries`), applies
 the per-expiry transform (static discounting, skew sign, basis contingency:
 `risk.instrument_table.transform_expiry_values`, `compute_basis_array`) and nets their naked shorts per
 strike. Each such expiry, and each risk-cancelling collateral holding (its value times the weighted P&L of
