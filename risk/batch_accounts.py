@@ -252,12 +252,17 @@ def _merge_books(sums: np.ndarray, slot: np.ndarray, n_runs: int,
         targets.append(b.row * n_u + b.underlying)
         table_rows.append(offset + b.table_row)
         factors.append(b.factor)
-        ranks.append(b.group)  # the run first, then group order
+        ranks.append(b.group)  # after the run, in group order
         sequences.append(b.sequence)
         tables.append(b.table)
         offset += len(b.table)
     entry_target = np.concatenate(targets)
-    order = np.lexsort((np.concatenate(sequences), np.concatenate(ranks), entry_target))
+    sequence = np.concatenate(sequences)
+    rank = np.concatenate(ranks) + 1  # 0 for the run
+    n_sequences = int(sequence.max(initial=0)) + 1
+    n_ranks = int(rank.max(initial=0)) + 1
+    key = (entry_target * n_ranks + rank) * n_sequences + sequence  # unique: one entry per (target, rank, seq)
+    order = np.argsort(key)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(entry_target, minlength=n_rows * n_u))])
     runs = compute_segments(indptr, np.zeros(len(order), dtype=np.int64))
     merged = compute_segment_sums(np.vstack(tables), np.concatenate(table_rows)[order],
