@@ -20,7 +20,7 @@ lint: setup  ## ruff and the import-boundary check
 	$(VENV)/python -m pytest -q tests/test_import_boundaries.py
 
 typecheck: setup  ## mypy over the packages
-	$(VENV)/mypy risk node bridges governance
+	$(VENV)/mypy risk node bridges governance clearing_client
 
 proto: setup  ## regenerate node/pb from proto/
 	$(VENV)/python scripts/gen_proto.py
@@ -30,4 +30,6 @@ devnet: setup  ## the main job: two chains, four validators, K epochs, JSON summ
 
 bench: setup  ## the benchmarks (each prints JSON)
 	$(VENV)/python bench/risk_bench.py --accounts 1000000
+	$(VENV)/python bench/epoch_pipeline_bench.py --synthetic --accounts 1000000
+	$(VENV)/python bench/epoch_pipeline_bench.py --accounts 100000
 	$(VENV)/python bench/reshare_bench.py

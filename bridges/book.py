@@ -274,16 +274,17 @@ class ChainBook:
         """Bulk load of a cold read (a book with no positions yet and no undo history): int64 columns."""
         if len(self.positions) or self._undo is not None:
             raise InvalidChainValue(f"chain {self.chain_id}: bulk position load into a book that has positions")
-        col_of = np.full(max(self.instrument_ids, default=0) + 1, -1, dtype=np.int64) if self.instrument_ids \
-            else np.zeros(1, dtype=np.int64) - 1
-        for iid, col in self.col_of.items():
-            col_of[iid] = col
-        ids = np.asarray(instrument_ids, dtype=np.int64)
-        known = (ids >= 0) & (ids < len(col_of))
-        cols = np.where(known, col_of[np.where(known, ids, 0)], -1)
-        if (cols < 0).any():
-            bad = int(ids[np.flatnonzero(cols < 0)[0]])
+        known_ids = np.array(sorted(self.col_of), dtype=np.uint64)
+        known_cols = np.array([self.col_of[i] for i in sorted(self.col_of)], dtype=np.int64)
+        ids = np.asarray(instrument_ids, dtype=np.uint64)
+        at = np.searchsorted(known_ids, ids)
+        hit = np.zeros(len(ids), dtype=bool)
+        inside = at < len(known_ids)
+        hit[inside] = known_ids[at[inside]] == ids[inside]
+        if not hit.all():
+            bad = int(ids[np.flatnonzero(~hit)[0]])
             raise InvalidChainValue(f"chain {self.chain_id} ledger.position: unknown instrument {bad}")
+        cols = known_cols[at]
         keys = (np.asarray(rows, dtype=np.int64) << COL_BITS) | cols
         order = np.argsort(keys, kind="stable")
         keys = keys[order]

@@ -142,7 +142,7 @@ def _read_ledger(book: ChainBook, ledger: _Views) -> None:
                 book.set_cash(row, cash)
             live = pq != 0
             rows.append(np.full(int(live.sum()), row, dtype=np.int64))
-            ids.append(pid[live].astype(np.int64))
+            ids.append(pid[live])
             qty.append(pq[live])
             entry.append(pe[live])
     if rows:

@@ -1,4 +1,4 @@
-"""Batch RRA-1 engine for the network: every account of a market in one pass (numpy/scipy).
+"""Batch engine for the network: every account of a market in one pass (numpy/scipy), any parameter set.
 
 Construct a `BatchInput`:
     BatchInput(
@@ -7,14 +7,16 @@ Construct a `BatchInput`:
         positions=scipy.sparse.csr_matrix(...),   # accounts x instruments, signed float quantities
         collateral=np.ndarray,                    # accounts x assets, float balances (>= 0)
         assets=["USDC", "BTC", ...],              # the columns of `collateral`
+        cash=None,                                # optional per-account cash (stable units, may be < 0)
     )
 and call `compute_margin_batch(inp, params) -> BatchResult`; `risk.quantize.quantized(result)` gives the
 integer consensus view. Each instrument is priced once per scenario (`risk.instrument_table`, on
-`risk.detmath`); instruments are sorted by underlying so that an account's positions in one underlying
-are one run of its CSR row. Per (account, underlying) run, the per-unit figures (scenario P&L, MtM,
-isolated requirement, SOM) scaled by the quantity are summed in entry order (`risk.accumulation`), then
-per account over the underlyings in index order, so cost grows with the number of positions. Rows are
-split into contiguous chunks computed in threads (numpy releases the GIL), each in blocks of
+`risk.detmath`); instruments are sorted by group (underlying; in the expiry model (underlying, expiry)
+then strike, calls before puts) so that an account's positions in one group are one run of its CSR row
+(columns already in such an order are kept). A risk-cancelling collateral asset enters the grid of its
+underlying as a book of its own (its value times a unit's P&L). The per-account sums and requirements are
+`risk.batch_accounts`, so cost grows with the number of positions.
+Rows are split into contiguous chunks computed in threads (numpy releases the GIL), each in blocks of
 `BLOCK_ROWS`; every row is computed by one chunk with the same operations in the same order.
 
 Numeric determinism (docs/determinism.md): everything that reaches a signed leaf (equity, IM, MM, the
@@ -42,17 +44,19 @@ import scipy.sparse as sp
 
 from risk import detmath
 from risk.accumulation import compute_segment_sums, compute_segments
+from risk.batch_accounts import BLOCK_ROWS, FLOAT_FIELDS, AccountContext, allocate, compute_rows
+from risk.batch_accounts import make_context as make_account_context
 from risk.batch_liquidation import LiquidationPlans, compute_batch_liquidation_plans, empty_plans
+from risk.contingencies import compute_im_factor
 from risk.errors import InvalidInput
-from risk.instrument_table import InstrumentTable, compute_instrument_table
+from risk.instrument_table import InstrumentTable, compute_instrument_table, compute_oracle_rate
 from risk.instruments import Instrument, Market, is_finite_number
 from risk.params import RiskParams, validate_params
-from risk.scenarios import compute_scenario_grid
+
+__all__ = ["BLOCK_ROWS", "AccountError", "BatchInput", "BatchResult", "compute_margin_batch", "flag_positions",
+           "prepare_positions"]
 
 MAX_THREADS = 8
-BLOCK_ROWS = 16384
-"""Accounts summed together in one pass of `risk.accumulation` (bounds the temporaries; any value gives
-the same bits)."""
 MAX_ERRORS_DETAILED = 100_000
 """Bound on the number of `AccountError` entries built; further bad accounts share one summary entry."""
 
@@ -64,6 +68,7 @@ class BatchInput:
     positions: sp.csr_matrix
     collateral: np.ndarray
     assets: Sequence[str]
+    cash: np.ndarray | None = None  # per account, in the stable (cash, perp unrealised P&L and funding)
 
 
 @dataclass(frozen=True)
@@ -86,46 +91,45 @@ class BatchResult:
     health: np.ndarray  # E / MM, NaN when MM = 0
     liquidatable: np.ndarray  # bool, E < MM
     risk_array: np.ndarray  # (accounts, S) joint P&L
-    worst_scenario: np.ndarray  # int32, -1 when the joint scan loss is 0
+    worst_scenario: np.ndarray  # int32, -1 when the joint scan loss is 0, S when the basis term binds
     scan_loss_by_underlying: np.ndarray  # (accounts, U)
     separate_scan_loss: np.ndarray
     joint_scan_loss: np.ndarray
     correlated_margin: np.ndarray
     short_option_minimum: np.ndarray
+    requirement: np.ndarray  # R = max(M_corr, SOM)
     isolated_margin_sum: np.ndarray
     capital_efficiency_ratio: np.ndarray  # NaN when R = 0
     positions_mtm: np.ndarray
     collateral_value: np.ndarray
     collateral_value_after_haircut: np.ndarray
+    basis_loss: np.ndarray  # -B of the joint book (0 without a basis contingency)
+    maintenance_contingency: np.ndarray  # C_MM
+    initial_contingency: np.ndarray  # C_IM
     liquidation: LiquidationPlans = field(default_factory=empty_plans)  # LQ-1 steps of liquidatable accounts
     errors: tuple[AccountError, ...] = ()
 
 
 @dataclass(frozen=True)
 class PreparedPositions:
-    """Positions with columns sorted by underlying and the matching instrument table."""
+    """Positions with columns sorted by group, and the matching instrument table."""
 
     positions: sp.csr_matrix  # canonical, columns in sorted order, bad entries zeroed
     table: InstrumentTable  # in sorted column order
     original_column: np.ndarray  # sorted column -> original instrument index
-    blocks: tuple[tuple[int, int], ...]  # column range per underlying index
 
 
-_FLOAT_FIELDS = (
-    "equity", "initial_margin", "maintenance_margin", "free_collateral", "health", "separate_scan_loss",
-    "joint_scan_loss", "correlated_margin", "short_option_minimum", "isolated_margin_sum",
-    "capital_efficiency_ratio", "positions_mtm", "collateral_value", "collateral_value_after_haircut",
-)
+@dataclass(frozen=True)
+class CollateralTerms:
+    """Per account: collateral value, value after the valuation haircut, the MM and IM charges (None when
+    the parameter set charges nothing on collateral), and the accounts with a bad balance."""
 
-
-def _take_table(table: InstrumentTable, order: np.ndarray) -> InstrumentTable:
-    return InstrumentTable(
-        underlying_index=table.underlying_index[order], is_option=table.is_option[order],
-        reference_price=table.reference_price[order], spot=table.spot[order], risk=table.risk[order],
-        mtm=table.mtm[order], isolated_long=table.isolated_long[order],
-        isolated_short=table.isolated_short[order], som=table.som[order], penalty=table.penalty[order],
-        errors=table.errors,
-    )
+    gross: np.ndarray
+    net: np.ndarray
+    mm: np.ndarray | None
+    im: np.ndarray | None
+    bad: dict[int, tuple[str, str]]
+    values: dict[int, np.ndarray]  # asset column -> b p / stable (balances 0 where invalid)
 
 
 def _canonical_positions(positions: sp.csr_matrix, n_instruments: int) -> sp.csr_matrix:
@@ -154,23 +158,51 @@ def _net_duplicates(p: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix((net[by_start], columns[runs.start[by_start]], indptr), shape=p.shape)
 
 
+def _column_order(table: InstrumentTable, instruments: Sequence[Instrument], params: RiskParams) -> np.ndarray:
+    """Columns by group (invalid instruments last); in the expiry model the options of one group by strike,
+    a call before the put of its strike. In the expiry model, the identity when the valid columns already
+    have such an order (underlyings in index order, each option group contiguous and ordered)."""
+    n_groups = len(table.groups.underlying)
+    key = np.where(table.group < 0, n_groups, table.group)
+    if not params.has_expiry_terms():
+        return np.argsort(key, kind="stable")
+    strike = np.array([x.strike for x in instruments], dtype=np.float64)
+    is_put = np.array([x.right == "put" for x in instruments], dtype=bool)
+    valid = table.group >= 0
+    option_group = np.where(table.is_option, table.group, -1)[valid]
+    if (not (np.diff(table.underlying_index[valid]) < 0).any() and _runs_are_contiguous(option_group)
+            and _strike_pairs_adjacent(option_group, strike[valid], is_put[valid])):
+        return np.arange(len(key))
+    return np.lexsort((is_put, strike, key))
+
+
+def _runs_are_contiguous(keys: np.ndarray) -> bool:
+    """Every value of `keys` other than -1 occupies one contiguous run."""
+    starts = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    starts = starts[starts >= 0]
+    return len(np.unique(starts)) == len(starts)
+
+
+def _strike_pairs_adjacent(group: np.ndarray, strike: np.ndarray, is_put: np.ndarray) -> bool:
+    """Inside each option group, strikes ascend and a call comes right before the put of its strike."""
+    inside = (group[1:] == group[:-1]) & (group[1:] >= 0)
+    ascending = (strike[1:] > strike[:-1]) | ((strike[1:] == strike[:-1]) & ~is_put[:-1] & is_put[1:])
+    return bool((ascending | ~inside).all())
+
+
 def prepare_positions(inp: BatchInput, params: RiskParams) -> PreparedPositions:
-    """Sort instrument columns by underlying (invalid instruments last) and build the table."""
+    """Sort instrument columns by group (`_column_order`) and build the table."""
     table = compute_instrument_table(inp.instruments, inp.market, params)
     p = _canonical_positions(inp.positions, len(inp.instruments))
-    n_u = len(params.underlyings)
-    key = np.where(table.underlying_index < 0, n_u, table.underlying_index)
-    order = np.argsort(key, kind="stable")
+    order = _column_order(table, inp.instruments, params)
     if not np.array_equal(order, np.arange(len(order))):
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         p = sp.csr_matrix((p.data.copy(), inverse[p.indices].astype(p.indices.dtype), p.indptr.copy()),
                           shape=p.shape)
         p.sort_indices()
-        table = _take_table(table, order)
-    bounds = np.searchsorted(key[order], np.arange(n_u + 1), side="left")
-    blocks = tuple((int(bounds[u]), int(bounds[u + 1])) for u in range(n_u))
-    return PreparedPositions(p, table, order, blocks)
+        table = table.take(order)
+    return PreparedPositions(p, table, order)
 
 
 def _row_of(indptr: np.ndarray, entries: np.ndarray) -> np.ndarray:
@@ -201,19 +233,23 @@ def flag_positions(prep: PreparedPositions) -> tuple[sp.csr_matrix, dict[int, tu
     return clean, bad_rows
 
 
-def compute_collateral_batch(
-    inp: BatchInput, params: RiskParams
-) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
-    """(gross value, value after haircut, bad rows) of the accounts x assets balances."""
+def _charges_collateral(params: RiskParams) -> bool:
+    return bool(params.mm_haircuts or params.im_haircuts or params.oracle_confidence_threshold > 0.0)
+
+
+def compute_collateral_batch(inp: BatchInput, params: RiskParams) -> CollateralTerms:
+    """Per account the collateral terms of docs/risk_v2.md section 5: value `b p / stable_price`, after
+    the valuation haircut, MM and IM (haircut plus oracle) charges; sums in asset-name order."""
     c = np.asarray(inp.collateral, dtype=np.float64)
     n_accounts = inp.positions.shape[0]
     if c.shape != (n_accounts, len(inp.assets)):
         raise InvalidInput("collateral", f"shape {c.shape} != ({n_accounts}, {len(inp.assets)})")
+    market = inp.market
     bad: dict[int, tuple[str, str]] = {}
     usable: dict[int, float] = {}
     for a, name in enumerate(inp.assets):  # errors in column order: the first bad column names the field
         col = c[:, a]
-        price = inp.market.asset_prices.get(name)
+        price = market.asset_prices.get(name)
         for row in np.flatnonzero(~np.isfinite(col) | (col < 0)):
             bad.setdefault(int(row), (f"collateral.{name}", "balance must be finite and >= 0"))
         if price is not None and is_finite_number(price) and price > 0:
@@ -221,127 +257,31 @@ def compute_collateral_batch(
             continue
         for row in np.flatnonzero(col != 0):
             bad.setdefault(int(row), (f"collateral.{name}", "unknown asset (no valid price)"))
-    gross = np.zeros(n_accounts)
-    net = np.zeros(n_accounts)
+    gross, net = np.zeros(n_accounts), np.zeros(n_accounts)
+    charged = _charges_collateral(params)
+    mm, im = (np.zeros(n_accounts), np.zeros(n_accounts)) if charged else (None, None)
+    spot_confidence = min(market.get_spot_confidence(u) for u in params.underlyings)
+    values: dict[int, np.ndarray] = {}
     for a in sorted(usable, key=lambda j: inp.assets[j]):  # sums in asset-name order, like the reference
-        col = c[:, a]
-        value = np.where(np.isfinite(col) & (col >= 0), col, 0.0) * usable[a]
+        col, name = c[:, a], inp.assets[a]
+        value = np.where(np.isfinite(col) & (col >= 0), col, 0.0) * usable[a] / market.stable_price
+        values[a] = value
         gross += value
-        net += value * (1.0 - params.get_haircut(inp.assets[a]))
-    return gross, net, bad
+        net += value * (1.0 - params.get_haircut(name))
+        if mm is not None and im is not None:
+            confidence = min(market.get_asset_confidence(name), spot_confidence)
+            mm += value * params.get_mm_haircut(name)
+            im += value * params.get_im_haircut(name) + value * float(compute_oracle_rate(confidence, params))
+    return CollateralTerms(gross, net, mm, im, bad, values)
 
 
-def _credit_per_account(presence: np.ndarray, params: RiskParams) -> np.ndarray:
-    """Credit of the correlation group containing every held underlying (0 when none does)."""
-    credit = np.zeros(presence.shape[0])
-    index_of = {u: i for i, u in enumerate(params.underlyings)}
-    for members, c in params.correlation_groups:
-        outside = [index_of[u] for u in params.underlyings if u not in members]
-        inside = ~presence[:, outside].any(axis=1) if outside else np.ones(presence.shape[0], dtype=bool)
-        credit = np.where(inside, c, credit)
-    return credit
-
-
-def compute_entry_table(table: InstrumentTable) -> np.ndarray:
-    """(2 x instruments, S + 3) per-unit figures to scale by a position's signed quantity q and sum over an
-    account's positions: row i for q >= 0 in instrument i, row n + i for q < 0. Columns: the scenario P&L
-    and the MtM of a long unit, then the isolated requirement (of a long unit; of a short unit negated,
-    so that `q * -x = |q| x`) and the SOM rate (short rows only, negated)."""
-    long_rows = np.hstack([table.risk, table.mtm[:, None], table.isolated_long[:, None],
-                           np.zeros((len(table.risk), 1))])
-    short_rows = np.hstack([table.risk, table.mtm[:, None], -table.isolated_short[:, None],
-                            -table.som[:, None]])
-    return np.ascontiguousarray(np.vstack([long_rows, short_rows]))
-
-
-def _compute_rows(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
-                  out: dict[str, np.ndarray], r0: int, r1: int, params: RiskParams) -> None:
-    """Fill rows r0..r1 of `out` (everything but collateral-dependent fields): the sums `BLOCK_ROWS` rows at
-    a time, then the per-account requirement over the whole range."""
-    presence = np.zeros((r1 - r0, len(prep.blocks)), dtype=bool)
-    lowest = np.zeros(r1 - r0)
-    for b0 in range(r0, r1, BLOCK_ROWS):
-        b1 = min(b0 + BLOCK_ROWS, r1)
-        _sum_block(prep, positions, entry_table, out, presence[b0 - r0:b1 - r0], lowest[b0 - r0:b1 - r0], b0, b1)
-    _compute_requirements(out, presence, lowest, r0, r1, params)
-
-
-def _sum_block(prep: PreparedPositions, positions: sp.csr_matrix, entry_table: np.ndarray,
-               out: dict[str, np.ndarray], presence: np.ndarray, lowest: np.ndarray, r0: int, r1: int) -> None:
-    """Rows r0..r1: per (account, underlying) sums of `compute_entry_table` rows in entry order
-    (`risk.accumulation`), then per account the sum over underlyings in index order; fills the risk array,
-    its first minimum (`worst_scenario`, then `lowest`: the value), the scan losses, MtM, SOM, isolated
-    sum and `presence` (underlyings held).
-
-    `positions` holds no explicit zeros and its columns are sorted by underlying, so an underlying is held
-    iff the account has a segment of it. Isolated sum: `sum_q>0 q iso_long + sum_q<0 |q| iso_short`.
-    """
-    size = prep.table.risk.shape[1]
-    e0, e1 = int(positions.indptr[r0]), int(positions.indptr[r1])
-    columns, quantity = positions.indices[e0:e1], positions.data[e0:e1]
-    table_rows = np.where(quantity < 0.0, columns + len(prep.table.risk), columns)
-    segments = compute_segments(positions.indptr[r0:r1 + 1] - e0, prep.table.underlying_index[columns])
-    sums = compute_segment_sums(entry_table, table_rows, quantity, segments)
-    n, n_segments = r1 - r0, len(segments.start)
-    slot = np.full((len(prep.blocks), n), n_segments)  # the row's segment of each underlying, else the zero row
-    slot[segments.key, segments.row] = np.arange(n_segments)
-    np.less(slot.T, n_segments, out=presence)
-    segment_lowest = sums[:, :size].min(axis=1)
-    segment_loss = np.where(segment_lowest < 0.0, -segment_lowest, 0.0)
-    total = np.take(sums, slot[0], axis=0)
-    separate = out["separate_scan_loss"][r0:r1]
-    separate[...] = 0.0
-    for u in range(len(prep.blocks)):
-        loss = np.take(segment_loss, slot[u])
-        out["scan_loss_by_underlying"][r0:r1, u] = loss
-        separate += loss
-        if u:
-            total += np.take(sums, slot[u], axis=0)
-    joint = out["risk_array"][r0:r1]
-    joint[...] = total[:, :size]
-    worst = joint.argmin(axis=1)
-    out["worst_scenario"][r0:r1] = worst
-    np.take(joint.ravel(), np.arange(0, n * size, size) + worst, out=lowest)  # the minimum itself
-    out["positions_mtm"][r0:r1] = total[:, size]
-    out["isolated_margin_sum"][r0:r1] = total[:, size + 1]
-    out["short_option_minimum"][r0:r1] = total[:, size + 2]
-
-
-def _compute_requirements(out: dict[str, np.ndarray], presence: np.ndarray, lowest: np.ndarray, r0: int,
-                          r1: int, params: RiskParams) -> None:
-    """Rows r0..r1: worst scenario, joint and correlated scan loss, IM, MM and the capital-efficiency ratio
-    from the sums of `_sum_block` (`lowest`: the risk array's minimum, at `worst_scenario`)."""
-    joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
-    worst = out["worst_scenario"][r0:r1]
-    worst[...] = np.where(joint_loss > 0.0, worst, -1)
-    several = np.count_nonzero(presence, axis=1) > 1
-    credit = _credit_per_account(presence, params)
-    separate = out["separate_scan_loss"][r0:r1]
-    correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    som = out["short_option_minimum"][r0:r1]
-    requirement = np.where(correlated >= som, correlated, som)
-    isolated = out["isolated_margin_sum"][r0:r1]
-    out["joint_scan_loss"][r0:r1] = joint_loss
-    out["correlated_margin"][r0:r1] = correlated
-    out["initial_margin"][r0:r1] = requirement
-    out["maintenance_margin"][r0:r1] = params.maintenance_factor * requirement
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["capital_efficiency_ratio"][r0:r1] = np.where(requirement > 0.0, isolated / requirement, np.nan)
-
-
-def _allocate(n_accounts: int, n_scenarios: int, n_underlyings: int) -> dict[str, np.ndarray]:
-    out = {name: np.zeros(n_accounts) for name in _FLOAT_FIELDS}
-    out["risk_array"] = np.zeros((n_accounts, n_scenarios))
-    out["scan_loss_by_underlying"] = np.zeros((n_accounts, n_underlyings))
-    out["worst_scenario"] = np.zeros(n_accounts, dtype=np.int32)
-    return out
-
-
-def _finish_accounts(out: dict[str, np.ndarray], gross: np.ndarray, net: np.ndarray,
+def _finish_accounts(out: dict[str, np.ndarray], coll: CollateralTerms, cash: np.ndarray | None,
                      bad: dict[int, tuple[str, str]]) -> np.ndarray:
-    out["collateral_value"][:] = gross
-    out["collateral_value_after_haircut"][:] = net
-    equity = net + out["positions_mtm"]
+    out["collateral_value"][:] = coll.gross
+    out["collateral_value_after_haircut"][:] = coll.net
+    equity = coll.net + out["positions_mtm"]
+    if cash is not None:
+        equity = equity + cash
     out["equity"][:] = equity
     out["free_collateral"][:] = equity - out["initial_margin"]
     mm = out["maintenance_margin"]
@@ -350,15 +290,35 @@ def _finish_accounts(out: dict[str, np.ndarray], gross: np.ndarray, net: np.ndar
     ok = np.ones(len(equity), dtype=bool)
     rows = np.fromiter(bad.keys(), dtype=np.int64, count=len(bad))
     ok[rows] = False
-    for name in (*_FLOAT_FIELDS, "risk_array", "scan_loss_by_underlying"):
+    for name in (*FLOAT_FIELDS, "risk_array", "scan_loss_by_underlying"):
         out[name][rows] = np.nan
     out["worst_scenario"][rows] = -1
     return ok
 
 
+def _check_cash(inp: BatchInput, bad: dict[int, tuple[str, str]]) -> np.ndarray | None:
+    if inp.cash is None:
+        return None
+    cash = np.asarray(inp.cash, dtype=np.float64)
+    if cash.shape != (inp.positions.shape[0],):
+        raise InvalidInput("cash", f"shape {cash.shape} != ({inp.positions.shape[0]},)")
+    for row in np.flatnonzero(~np.isfinite(cash)):
+        bad.setdefault(int(row), ("cash", "must be finite"))
+    return np.where(np.isfinite(cash), cash, 0.0)
+
+
+def make_context(prep: PreparedPositions, coll: CollateralTerms, assets: Sequence[str], market: Market,
+                 params: RiskParams) -> AccountContext:
+    index_of = {u: i for i, u in enumerate(params.underlyings)}
+    books = tuple((index_of[params.get_risk_cancelling(assets[a])], values) for a, values in sorted(coll.values.items())
+                  if params.get_risk_cancelling(assets[a]) is not None)
+    return make_account_context(prep.table, params, compute_im_factor(market, params), coll.mm, coll.im, books)
+
+
 def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
                          phase_hook: Callable[[str], None] | None = None) -> BatchResult:
-    """Margin of every account (RISK_SPEC.md sections 2-4) plus LQ-1 plans of liquidatable accounts.
+    """Margin of every account (RISK_SPEC.md sections 2-4, docs/risk_v2.md) plus LQ-1 plans of
+    liquidatable accounts.
 
     Raises `InvalidParams` for a bad parameter set and `InvalidInput` only for structural mistakes
     (matrix shapes, wrong matrix type); bad accounts become `AccountError` entries. `phase_hook`, when
@@ -369,32 +329,33 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     detmath.check_environment()
     validate_params(params)
     threads = min(max(1, threads), MAX_THREADS)
+    coll = compute_collateral_batch(inp, params)
     prep = prepare_positions(inp, params)
     positions, bad = flag_positions(prep)
     hook("prepare")
-    gross, net, bad_collateral = compute_collateral_batch(inp, params)
-    for row, err in bad_collateral.items():
+    for row, err in coll.bad.items():
         bad.setdefault(row, err)
+    cash = _check_cash(inp, bad)
     hook("collateral")
     n_accounts = positions.shape[0]
-    out = _allocate(n_accounts, compute_scenario_grid(params).size, len(params.underlyings))
+    out = allocate(n_accounts, len(params.scenarios), len(params.underlyings))
+    ctx = make_context(prep, coll, inp.assets, inp.market, params)
     cuts = np.linspace(0, n_accounts, threads + 1).astype(np.int64)
-    entry_table = compute_entry_table(prep.table)
     if threads == 1 or n_accounts < 2 * threads:
-        _compute_rows(prep, positions, entry_table, out, 0, n_accounts, params)
+        compute_rows(ctx, positions, out, 0, n_accounts)
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            jobs = [pool.submit(_compute_rows, prep, positions, entry_table, out, int(a), int(b), params)
-                    for a, b in itertools.pairwise(cuts)]
+            jobs = [pool.submit(compute_rows, ctx, positions, out, int(a), int(b)) for a, b in itertools.pairwise(cuts)]
             for job in jobs:
                 job.result()
-    ok = _finish_accounts(out, gross, net, bad)
+    ok = _finish_accounts(out, coll, cash, bad)
     liquidatable = ok & (out["equity"] < out["maintenance_margin"])
     hook("accounts")
-    plans = compute_batch_liquidation_plans(prep, positions, out, np.flatnonzero(liquidatable), params)
+    plans = compute_batch_liquidation_plans(ctx, prep, positions, out, np.flatnonzero(liquidatable), threads)
     hook("liquidation")
     errors = [AccountError(r, f, why) for r, (f, why) in sorted(bad.items())[:MAX_ERRORS_DETAILED]]
     if len(bad) > MAX_ERRORS_DETAILED:
         errors.append(AccountError(-1, "accounts", f"{len(bad) - MAX_ERRORS_DETAILED} more accounts in error"))
+    fields = {name: out[name] for name in (*FLOAT_FIELDS, "risk_array", "scan_loss_by_underlying", "worst_scenario")}
     return BatchResult(underlyings=params.underlyings, ok=ok, liquidatable=liquidatable, liquidation=plans,
-                       errors=tuple(errors), **out)
+                       errors=tuple(errors), **fields)

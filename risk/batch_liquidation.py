@@ -2,106 +2,33 @@
 
 Same rule as `risk.liquidation` (greedy close maximising `E' - IM'`, ties within tolerance to the
 lowest original position index, stop at `E >= IM`). Accounts are processed in chunks of
-`CHUNK_ACCOUNTS`, each padded to its widest account; one greedy step evaluates every candidate of every
-account at once: the per-underlying sums of the open book are recomputed from scratch each step and a
-candidate's book is that sum minus the candidate's own P&L array. A batch position is an (account,
+`CHUNK_ACCOUNTS`. In one greedy step every candidate of every account still liquidating becomes a
+virtual account: the account's open book without that position (its collateral charges and its
+risk-cancelling collateral stay); the virtual accounts go through the accounts phase itself
+(`risk.batch_accounts.compute_rows`, in `threads` ranges), so `IM'` and `MM'` are computed exactly as an
+account's margins are, with every term of the parameter set. A batch position is an (account,
 instrument) entry with a non-zero net quantity; its index in a plan is the instrument's original column.
-Sums over positions run in slot order (`risk.accumulation.compute_ordered_sum`), never through einsum,
-BLAS or `np.sum`, so a plan is the same bits on every CPU. Nothing is persisted.
+Every sum runs in a fixed order (`risk.accumulation`), so a plan is the same bits on every CPU. Nothing is
+persisted.
 """
 
 from __future__ import annotations
 
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 
-from risk.accumulation import compute_ordered_sum
+from risk.batch_accounts import AccountContext, allocate, compute_rows
 from risk.liquidation import TIE_TOLERANCE, LiquidationStep
-from risk.params import RiskParams
 
 if TYPE_CHECKING:
-    import scipy.sparse as sp
-
     from risk.batch import PreparedPositions
 
 CHUNK_ACCOUNTS = 4096
-_PAD_INDEX = np.iinfo(np.int64).max
-
-
-@dataclass(frozen=True)
-class _Book:
-    """Padded per-position arrays of a chunk of accounts (L accounts x n positions)."""
-
-    pnl: np.ndarray  # (L, n, S)
-    uid: np.ndarray  # (L, n), -1 for padding
-    som: np.ndarray  # (L, n)
-    penalty: np.ndarray  # (L, n)
-    original: np.ndarray  # (L, n) original instrument index, _PAD_INDEX for padding
-
-
-def _build_book(prep: PreparedPositions, positions: sp.csr_matrix, rows: np.ndarray) -> _Book:
-    t = prep.table
-    starts, ends = positions.indptr[rows].astype(np.int64), positions.indptr[rows + 1].astype(np.int64)
-    counts = ends - starts
-    width = max(1, int(counts.max()))
-    owner = np.repeat(np.arange(len(rows)), counts)
-    slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
-    entries = np.repeat(starts, counts) + slot
-    cols, q = positions.indices[entries], positions.data[entries]
-    original = prep.original_column[cols]
-    order = np.lexsort((original, q == 0.0, owner))  # per account: open positions by original index
-    cols, q, original = cols[order], q[order], original[order]
-    closed = q == 0.0
-    size = t.risk.shape[1]
-    book = _Book(np.zeros((len(rows), width, size)), np.full((len(rows), width), -1, dtype=np.int64),
-                 np.zeros((len(rows), width)), np.zeros((len(rows), width)),
-                 np.full((len(rows), width), _PAD_INDEX, dtype=np.int64))
-    book.pnl[owner, slot] = q[:, None] * t.risk[cols]
-    book.uid[owner, slot] = np.where(closed, -1, t.underlying_index[cols])
-    book.som[owner, slot] = np.where(q < 0.0, -q * t.som[cols], 0.0)
-    book.penalty[owner, slot] = np.abs(q) * t.penalty[cols]
-    book.original[owner, slot] = np.where(closed, _PAD_INDEX, original)
-    return book
-
-
-def _candidate_requirements(book: _Book, is_open: np.ndarray, params: RiskParams) -> np.ndarray:
-    """(L, n): R of each account's open book without candidate c."""
-    n_accounts, width, size = book.pnl.shape
-    joint = np.zeros((n_accounts, width, size))
-    separate = np.zeros((n_accounts, width))
-    presence = np.zeros((n_accounts, width, len(params.underlyings)), dtype=bool)
-    for u in range(len(params.underlyings)):
-        member = is_open & (book.uid == u)
-        if not member.any():
-            continue
-        mine = np.where(member[:, :, None], book.pnl, 0.0)
-        total = compute_ordered_sum(mine[:, p] for p in range(width))
-        arr = total[:, None, :] - mine
-        joint += arr
-        lowest = arr.min(axis=2)
-        separate += np.where(lowest < 0.0, -lowest, 0.0)
-        presence[:, :, u] = (np.count_nonzero(member, axis=1)[:, None] - member) > 0
-    lowest = joint.min(axis=2)
-    joint_loss = np.where(lowest < 0.0, -lowest, 0.0)
-    credit = np.zeros((n_accounts, width))
-    for members, c in params.correlation_groups:
-        outside = [i for i, u in enumerate(params.underlyings) if u not in members]
-        credit = np.where(~presence[:, :, outside].any(axis=2), c, credit)
-    several = np.count_nonzero(presence, axis=2) > 1
-    correlated = np.where(several, joint_loss + (1.0 - credit) * (separate - joint_loss), joint_loss)
-    som = np.where(is_open, book.som, 0.0)
-    som_without = compute_ordered_sum(som[:, p] for p in range(width))[:, None] - som
-    return np.where(correlated >= som_without, correlated, som_without)
-
-
-def _choose(scores: np.ndarray, is_open: np.ndarray) -> np.ndarray:
-    """Per account: the first open candidate within tolerance of the best score."""
-    masked = np.where(is_open, scores, -np.inf)
-    best = masked.max(axis=1)
-    floor = best - TIE_TOLERANCE * np.maximum(np.abs(best), 1.0)
-    return np.argmax(is_open & (masked >= floor[:, None]), axis=1)
 
 
 @dataclass(frozen=True)
@@ -132,46 +59,125 @@ def empty_plans() -> LiquidationPlans:
     return LiquidationPlans(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), z, z, z, z)
 
 
-def _plan_chunk(book: _Book, equity: np.ndarray, im: np.ndarray, params: RiskParams) -> list[np.ndarray]:
-    """Greedy steps of a chunk as columns (lane, position, penalty, equity_after, im_after)."""
-    is_open = book.uid >= 0
-    equity, im = equity.copy(), im.copy()
+@dataclass
+class _Chunk:
+    """The entries of a chunk of accounts (CSR of the chunk) and the greedy state."""
+
+    indptr: np.ndarray  # chunk-relative
+    columns: np.ndarray  # sorted columns of each account's entries
+    quantity: np.ndarray
+    original: np.ndarray  # original instrument index per entry
+    penalty: np.ndarray  # per entry
+    is_open: np.ndarray  # bool per entry
+    equity: np.ndarray  # per account
+    im: np.ndarray
+    mm: np.ndarray
+
+
+def _has_open(chunk: _Chunk) -> np.ndarray:
+    """Per account of the chunk: an open position remains."""
+    owner = np.repeat(np.arange(len(chunk.equity)), np.diff(chunk.indptr))
+    return np.bincount(owner[chunk.is_open], minlength=len(chunk.equity)) > 0
+
+
+def _virtual_book(chunk: _Chunk, lanes: np.ndarray, n_columns: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """CSR of every (lane, open candidate) book without that candidate, the lane and the candidate entry of
+    each virtual row (rows ordered by lane, then candidate entry)."""
+    owner = np.repeat(np.arange(len(chunk.equity)), np.diff(chunk.indptr))
+    active = np.zeros(len(chunk.equity), dtype=bool)
+    active[lanes] = True
+    open_entries = np.flatnonzero(chunk.is_open & active[owner])  # grouped by lane, in entry order
+    lane_of_open = owner[open_entries]
+    n_open = np.bincount(lane_of_open, minlength=len(chunk.equity))
+    first_open = np.concatenate([[0], np.cumsum(n_open)])[:-1]
+    removed = open_entries  # one virtual row per open position
+    lane_of = owner[removed]
+    width = n_open[lane_of]  # entries of the book before the removal
+    row_start = np.concatenate([[0], np.cumsum(width)])
+    flat = np.repeat(first_open[lane_of] - row_start[:-1], width) + np.arange(row_start[-1])
+    entries = open_entries[flat]
+    keep = entries != np.repeat(removed, width)
+    indptr = np.concatenate([[0], np.cumsum(width - 1)])
+    kept = entries[keep]
+    book = sp.csr_matrix((chunk.quantity[kept], chunk.columns[kept], indptr), shape=(len(removed), n_columns))
+    return book, lane_of, removed
+
+
+def _margins(ctx: AccountContext, book: sp.csr_matrix, lane_rows: np.ndarray,
+             threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """(IM, MM) of the virtual accounts, in `threads` contiguous ranges (each row is computed alone, so
+    the bits do not depend on the split); `lane_rows` maps each to its account row (collateral charges)."""
+    n = book.shape[0]
+    out = allocate(n, ctx.layout.size, len(ctx.params.underlyings))
+    virtual = ctx.for_rows(lane_rows)
+    cuts = np.linspace(0, n, threads + 1).astype(np.int64)
+    if threads == 1 or n < 2 * threads:
+        compute_rows(virtual, book, out, 0, n)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for job in [pool.submit(compute_rows, virtual, book, out, int(a), int(b)) for a, b in itertools.pairwise(cuts)]:
+                job.result()
+    return out["initial_margin"], out["maintenance_margin"]
+
+
+def _plan_chunk(ctx: AccountContext, chunk: _Chunk, rows: np.ndarray, n_columns: int,
+                threads: int) -> list[np.ndarray]:
+    """Greedy steps of a chunk as columns (lane, original position, penalty, equity_after, im_after, mm_after)."""
     records: list[tuple[np.ndarray, ...]] = []
-    lanes = np.flatnonzero(is_open.any(axis=1) & (equity < im))
+    lanes = np.flatnonzero(_has_open(chunk) & (chunk.equity < chunk.im))
     while len(lanes):
-        sub = _Book(book.pnl[lanes], book.uid[lanes], book.som[lanes], book.penalty[lanes], book.original[lanes])
-        after = _candidate_requirements(sub, is_open[lanes], params)
-        scores = (equity[lanes, None] - sub.penalty) - after
-        chosen = _choose(scores, is_open[lanes])
-        pick = np.arange(len(lanes))
-        penalty = sub.penalty[pick, chosen]
-        equity[lanes] -= penalty
-        im[lanes] = after[pick, chosen]
-        is_open[lanes, chosen] = False
-        records.append((lanes, sub.original[pick, chosen], penalty, equity[lanes], im[lanes]))
-        lanes = lanes[is_open[lanes].any(axis=1) & (equity[lanes] < im[lanes])]
+        book, lane_of, removed = _virtual_book(chunk, lanes, n_columns)
+        im_after, mm_after = _margins(ctx, book, rows[lane_of], threads)
+        scores = (chunk.equity[lane_of] - chunk.penalty[removed]) - im_after
+        best = np.full(len(chunk.equity), -np.inf)
+        np.maximum.at(best, lane_of, scores)
+        floor = best - TIE_TOLERANCE * np.maximum(np.abs(best), 1.0)
+        within = scores >= floor[lane_of]
+        rank = np.where(within, chunk.original[removed], np.iinfo(np.int64).max)
+        first = np.full(len(chunk.equity), np.iinfo(np.int64).max)
+        np.minimum.at(first, lane_of, rank)
+        chosen = np.flatnonzero(within & (rank == first[lane_of]))  # one virtual row per lane (originals unique)
+        lane, entry = lane_of[chosen], removed[chosen]
+        chunk.equity[lane] -= chunk.penalty[entry]
+        chunk.im[lane] = im_after[chosen]
+        chunk.mm[lane] = mm_after[chosen]
+        chunk.is_open[entry] = False
+        records.append((lane, chunk.original[entry], chunk.penalty[entry], chunk.equity[lane], chunk.im[lane],
+                        chunk.mm[lane]))
+        lanes = lanes[_has_open(chunk)[lanes] & (chunk.equity[lanes] < chunk.im[lanes])]
     if not records:
-        return [np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)] + [np.zeros(0)] * 3
+        return [np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)] + [np.zeros(0)] * 4
     return [np.concatenate(col) for col in zip(*records, strict=True)]
 
 
-def compute_batch_liquidation_plans(
-    prep: PreparedPositions, positions: sp.csr_matrix, out: dict[str, np.ndarray], rows: np.ndarray,
-    params: RiskParams,
-) -> LiquidationPlans:
+def _make_chunk(prep: PreparedPositions, positions: sp.csr_matrix, out: dict[str, np.ndarray],
+                rows: np.ndarray) -> _Chunk:
+    starts, ends = positions.indptr[rows].astype(np.int64), positions.indptr[rows + 1].astype(np.int64)
+    counts = ends - starts
+    owner_start = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    entries = np.arange(len(owner_start)) + owner_start
+    columns, quantity = positions.indices[entries].astype(np.int64), positions.data[entries]
+    original = prep.original_column[columns]
+    return _Chunk(indptr=np.concatenate([[0], np.cumsum(counts)]), columns=columns, quantity=quantity,
+                  original=original,
+                  penalty=np.abs(quantity) * prep.table.penalty[columns], is_open=np.ones(len(columns), dtype=bool),
+                  equity=out["equity"][rows].copy(), im=out["initial_margin"][rows].copy(),
+                  mm=out["maintenance_margin"][rows].copy())
+
+
+def compute_batch_liquidation_plans(ctx: AccountContext, prep: PreparedPositions, positions: sp.csr_matrix,
+                                    out: dict[str, np.ndarray], rows: np.ndarray, threads: int = 1) -> LiquidationPlans:
     """LQ-1 plans of the liquidatable account rows (sorted ascending)."""
-    columns: list[list[np.ndarray]] = [[] for _ in range(5)]
+    columns: list[list[np.ndarray]] = [[] for _ in range(6)]
     for c0 in range(0, len(rows), CHUNK_ACCOUNTS):
-        chunk = rows[c0:c0 + CHUNK_ACCOUNTS]
-        book = _build_book(prep, positions, chunk)
-        lane, position, penalty, equity, im = _plan_chunk(
-            book, out["equity"][chunk], out["initial_margin"][chunk], params)
-        for acc, values in zip(columns, (chunk[lane], position, penalty, equity, im), strict=True):
+        chunk_rows = rows[c0:c0 + CHUNK_ACCOUNTS]
+        chunk = _make_chunk(prep, positions, out, chunk_rows)
+        lane, position, penalty, equity, im, mm = _plan_chunk(ctx, chunk, chunk_rows, positions.shape[1], threads)
+        for acc, values in zip(columns, (chunk_rows[lane], position, penalty, equity, im, mm), strict=True):
             acc.append(values)
     if not columns[0]:
         return empty_plans()
-    account, position, penalty, equity, im = (np.concatenate(c) for c in columns)
+    account, position, penalty, equity, im, mm = (np.concatenate(c) for c in columns)
     order = np.argsort(account, kind="stable")  # steps of one account keep their order
-    im = im[order]
     return LiquidationPlans(account[order].astype(np.int64), position[order].astype(np.int64), penalty[order],
-                            equity[order], im, params.maintenance_factor * im)
+                            equity[order], im[order], mm[order])

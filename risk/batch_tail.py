@@ -3,7 +3,8 @@
 Each instrument is revalued once under the N lognormal shocks of its underlying (instruments x N, per
 long unit); an account's losses are a row block of `-(positions @ that)` computed in chunks of
 `CHUNK_ROWS` rows (N columns each), and only accounts holding exactly one underlying get values (NaN
-otherwise, and for accounts in error). Same definitions as `risk.tail`. Not part of consensus (nothing
+otherwise, and for accounts in error). Same definitions as `risk.tail` (options priced with their
+expiry's rate). Not part of consensus (nothing
 of it is signed), so it keeps scipy's `ndtri` and sparse products; its pricing is the batch's
 (`risk.detmath`). Nothing is persisted.
 """
@@ -19,6 +20,7 @@ from scipy.special import ndtri
 from risk import detmath
 from risk.batch import BatchInput, flag_positions, prepare_positions
 from risk.instrument_table import InstrumentTable
+from risk.instruments import get_rate
 from risk.params import RiskParams, validate_params
 from risk.pricing import DAYS_PER_YEAR, compute_black76_price_array
 from risk.tail import compute_tail_count
@@ -64,12 +66,13 @@ def compute_tail_batch(inp: BatchInput, params: RiskParams, accounts: np.ndarray
         vol = np.array([x.vol for x in opt])
         days = np.array([x.days_to_expiry for x in opt])
         is_call = np.array([x.right == "call" for x in opt])
+        rate = np.array([get_rate(inp.market, x) for x in opt])
         f = prep.table.reference_price[options]
-        base = compute_black76_price_array(f, strike, days / DAYS_PER_YEAR, vol, is_call)
+        base = compute_black76_price_array(f, strike, days / DAYS_PER_YEAR, vol, is_call, rate)
         shocked = f[:, None] + table[options]  # F * factor
         after = np.maximum(days - params.es_horizon_days, 0.0) / DAYS_PER_YEAR
         value = compute_black76_price_array(shocked, strike[:, None], after[:, None], vol[:, None],
-                                            is_call[:, None])
+                                            is_call[:, None], rate[:, None])
         table[options] = value - base[:, None]
     m = compute_tail_count(params)
     var = np.full(len(rows), np.nan)

@@ -2,7 +2,8 @@
 
 Only when `E < MM`: repeatedly close the whole open position that maximises `E' - IM'` after the close,
 where closing turns the position's MtM into cash (equity unchanged) and costs `rate * |q| * S_u`; stop
-as soon as `E >= IM` or no position is open. Positions with quantity 0 are not open.
+as soon as `E >= IM` or no position is open. `IM'` and `MM'` are the margins of the open book after the
+close (with the account's collateral: its contingencies and risk-cancelling terms stay). Positions with quantity 0 are not open.
 Ties: scores within `TIE_TOLERANCE * max(|score|, 1)` of the best count as equal and the lowest original
 index wins (the spec's own 1e-9 tolerance, so that the reference and the batch engine, which sum in
 different orders, choose the same position). Nothing is persisted.
@@ -38,24 +39,23 @@ def compute_liquidation_plan(
     maintenance_margin: float,
     quantities: Sequence[float],
     penalties: Sequence[float],
-    requirement_of: Callable[[list[int]], float],
-    maintenance_factor: float,
+    margins_of: Callable[[list[int]], tuple[float, float]],
 ) -> tuple[LiquidationStep, ...]:
-    """LQ-1 steps; `requirement_of(open_indices)` returns R of that subset of positions."""
+    """LQ-1 steps; `margins_of(open_indices)` returns (IM, MM) of that subset of positions."""
     if not equity < maintenance_margin:
         return ()
     open_positions = [i for i, q in enumerate(quantities) if q != 0.0]
     steps: list[LiquidationStep] = []
     im = initial_margin
     while open_positions and equity < im:
-        after: dict[int, float] = {}
+        after: dict[int, tuple[float, float]] = {}
         scores: list[float] = []
         for i in open_positions:
-            after[i] = requirement_of([j for j in open_positions if j != i])
-            scores.append((equity - penalties[i]) - after[i])
+            after[i] = margins_of([j for j in open_positions if j != i])
+            scores.append((equity - penalties[i]) - after[i][0])
         chosen = get_best_candidate(open_positions, scores)
         equity -= penalties[chosen]
-        im = after[chosen]
+        im, mm = after[chosen]
         open_positions.remove(chosen)
-        steps.append(LiquidationStep(chosen, penalties[chosen], equity, im, maintenance_factor * im))
+        steps.append(LiquidationStep(chosen, penalties[chosen], equity, im, mm))
     return tuple(steps)

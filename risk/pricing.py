@@ -96,10 +96,11 @@ def compute_black76_greeks(
 
 def compute_black76_price_array(
     forward: np.ndarray, strike: np.ndarray, tau: np.ndarray, sigma: np.ndarray, is_call: np.ndarray,
-    rate: float = 0.0,
+    rate: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """Vectorised `compute_black76_price` over broadcastable float64 arrays (same definitions), with
-    `risk.detmath` for every transcendental: bit-identical on every CPU."""
+    """Vectorised `compute_black76_price` over broadcastable float64 arrays (same definitions; `rate` a
+    scalar or an array broadcastable with the others), with `risk.detmath` for every transcendental:
+    bit-identical on every CPU."""
     f, k, t, s, c = np.broadcast_arrays(
         np.asarray(forward, np.float64), np.asarray(strike, np.float64), np.asarray(tau, np.float64),
         np.asarray(sigma, np.float64), np.asarray(is_call, bool),

@@ -2,7 +2,7 @@
 portfolio over N equiprobable lognormal shocks of horizon h days; None for any other portfolio.
 
 Invariants: `z_i = Phi^-1((i - 0.5) / N)`; `s = sigma_ref sqrt(h / 365)`; `F'_i = F exp(s z_i - s^2/2)`
-for every forward and spot; vol unchanged; options aged h days; `m = ceil(N (1 - confidence))` computed
+for every forward, perp mark and spot; vol unchanged; options aged h days (priced with their expiry's rate); `m = ceil(N (1 - confidence))` computed
 in exact integer arithmetic on the 1e-9 fixed-point confidence. Nothing is persisted.
 """
 
@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from statistics import NormalDist
 
-from risk.instruments import Market, Position, get_reference_price, is_option
+from risk.instruments import Market, Position, get_rate, get_reference_price, is_option
 from risk.params import FIXED_SCALE, RiskParams
 from risk.pricing import compute_black76_price, compute_tau
 
@@ -55,10 +55,10 @@ def compute_tail_metrics(
             for i, f in enumerate(factors):
                 losses[i] -= pos.quantity * (forward * f - forward)
             continue
-        is_call = inst.right == "call"
-        base = compute_black76_price(forward, inst.strike, compute_tau(inst.days_to_expiry), inst.vol, is_call)
+        is_call, rate = inst.right == "call", get_rate(market, inst)
+        base = compute_black76_price(forward, inst.strike, compute_tau(inst.days_to_expiry), inst.vol, is_call, rate)
         tau_after = compute_tau(max(inst.days_to_expiry - params.es_horizon_days, 0.0))
         for i, f in enumerate(factors):
-            value = compute_black76_price(forward * f, inst.strike, tau_after, inst.vol, is_call)
+            value = compute_black76_price(forward * f, inst.strike, tau_after, inst.vol, is_call, rate)
             losses[i] -= pos.quantity * (value - base)
     return compute_tail_from_losses(losses, params)

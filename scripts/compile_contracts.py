@@ -1,4 +1,4 @@
-"""Compile `bridges/contracts/*.sol` offline with the pinned solcjs into `bridges/artifacts/`.
+"""Compile `bridges/contracts/*.sol` and `bridges/contracts/interfaces/*.sol` offline with the pinned solcjs into `bridges/artifacts/`.
 
 One JSON per contract (`<Name>.json`: contractName, sourceName, abi, bytecode, deployedBytecode,
 sourceHash = sha256 over every source file, solcVersion). Settings are fixed (evmVersion prague,
@@ -39,7 +39,9 @@ process.stdin.on('end', () => {
 
 
 def get_sources() -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(CONTRACTS_DIR.glob("*.sol"))}
+    """Source name (path under bridges/contracts, e.g. "interfaces/IMarginRegistry.sol") -> text."""
+    paths = [*CONTRACTS_DIR.glob("*.sol"), *CONTRACTS_DIR.glob("interfaces/*.sol")]
+    return {p.relative_to(CONTRACTS_DIR).as_posix(): p.read_text() for p in sorted(paths)}
 
 
 def compute_source_hash(sources: dict[str, str]) -> str:

@@ -1,5 +1,6 @@
 """The package import boundaries of DESIGN.md: risk imports nothing of the node, governance only
-risk, bridges only risk and governance."""
+risk, bridges only risk and governance; the published client (`clearing_client`) only the generated
+protos (`node.pb`) and third-party libraries."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = {"risk", "node", "bridges", "governance"}
+FIRST_PARTY = {"risk", "node", "bridges", "governance", "clearing_client"}
 ALLOWED = {
     "risk": {"risk"},
     "governance": {"governance", "risk"},
@@ -35,6 +36,31 @@ def test_package_imports_stay_inside_boundary(package: str) -> None:
         for root in imported_roots(path) & FIRST_PARTY - ALLOWED[package]:
             bad.append(f"{path.relative_to(ROOT)} imports {root}")
     assert not bad, bad
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                names.add("<relative>")
+            elif node.module:
+                names.add(node.module)
+    return names
+
+
+def test_client_imports_only_generated_protos_and_third_party() -> None:
+    bad = []
+    for path in sorted((ROOT / "clearing_client").rglob("*.py")):
+        for name in imported_modules(path):
+            root = name.split(".")[0]
+            allowed = name.startswith("node.pb.") or root == "clearing_client" or root not in FIRST_PARTY
+            if name == "<relative>" or not allowed:
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, bad
+    assert any((ROOT / "clearing_client").rglob("*.py"))
 
 
 def test_risk_uses_only_stdlib_numpy_scipy() -> None:

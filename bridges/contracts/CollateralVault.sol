@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Owned} from "./Owned.sol";
 import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
-import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
+import {MarginLeaf, MarginLeafLib} from "./interfaces/MarginLeaf.sol";
 import {MarginStateRegistry} from "./MarginStateRegistry.sol";
 
 interface IERC20 {

@@ -2,7 +2,8 @@
 pragma solidity ^0.8.24;
 
 import {BLS12381} from "./BLS12381.sol";
-import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
+import {IMarginRegistry} from "./interfaces/IMarginRegistry.sol";
+import {MarginLeaf, MarginLeafLib} from "./interfaces/MarginLeaf.sol";
 
 /// @title Registry of threshold-signed margin states.
 /// @notice Accepts a state (epoch, key-set id, inputs digest, parameters hash, Merkle root, leaf count)
@@ -44,7 +45,8 @@ import {MarginLeaf, MarginLeafLib} from "./MarginLeaf.sol";
 /// published, or whose ring slot a later epoch took: every published epoch of the last RING_SIZE is
 /// retained, an older one until its slot is reused) and only then judge the proof; `isStateRoot` and
 /// `isRetained` answer false instead.
-contract MarginStateRegistry {
+/// Implements `interfaces/IMarginRegistry.sol` (events, errors and NatSpec of the public surface are there).
+contract MarginStateRegistry is IMarginRegistry {
     using MarginLeafLib for MarginLeaf;
 
     /// @notice Domain tag of state digests (must match bridges/statecodec.py DST_STATE).
@@ -68,22 +70,7 @@ contract MarginStateRegistry {
     uint64 public adminNonce;
     bytes32[RING_SIZE] private stateCommitments;
 
-    event StatePublished(uint64 indexed epoch, uint32 indexed keysetId, bytes32 digest, bytes32 root, uint64 leafCount);
-    /// @notice Also emitted at construction (oldKeysetId 0) for the initial key, and by publishState when a
-    /// state advances the key-set id under the same key (nonce 0, groupKey unchanged).
-    event GroupKeyRotated(uint32 indexed oldKeysetId, uint32 indexed newKeysetId, uint64 nonce, bytes groupKey);
-
-    error EpochNotIncreasing(uint64 epoch, uint64 latestEpoch);
-    error WrongKeyset(uint32 keysetId, uint32 current);
-    error InvalidSignature(bytes32 digest);
-    error InvalidGroupKey(string field);
-    error KeysetNotIncreasing(uint32 newKeysetId, uint32 current);
-    /// The key-set id would move up by more than MAX_KEYSET_STEP.
-    error KeysetStepTooLarge(uint32 newKeysetId, uint32 current);
-    /// The epoch is 0, newer than the latest published one, left the ring, or was never published.
-    error EpochNotRetained(uint64 epoch);
-    error InvalidProof(address account, uint64 epoch);
-    error AccountMismatch(address account, address leafAccount);
+    // events and errors: IMarginRegistry
 
     constructor(uint64 networkId_, uint32 keysetId_, bytes memory groupKey) {
         if (!BLS12381.isValidG2(groupKey)) revert InvalidGroupKey("groupKey");

@@ -1,8 +1,8 @@
-"""Client helpers for the CLI, the benchmark and tests: channels to the public API (TCP, optional
-TLS) and to the admin socket, and conversions of responses to plain JSON-ready dicts.
+"""Client helpers of the node's own tools (CLI, benchmark, devnet, tests), on top of the public
+`clearing_client` package (one way to open an API channel and render a response): the admin socket
+channel, which is node-internal, and thin wrappers kept for their callers.
 
-Bounded: every call takes a deadline (`timeout_s`); channels use the same message size limits as the
-server. Bytes are rendered as 0x-hex, amounts stay integers (micro-USD). Nothing is persisted.
+Bounded: every call takes a deadline (`timeout_s`). Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -12,20 +12,12 @@ from typing import Any
 
 import grpc
 
+from clearing_client import ClearingClient, message_to_dict
+from clearing_client import open_channel as open_api_channel
 from node.pb.clearing.admin.v1 import admin_pb2, admin_pb2_grpc
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 5.0
-MAX_MESSAGE_BYTES = 8 << 20
-
-
-def open_api_channel(address: str, ca_file: str = "") -> grpc.Channel:
-    """A channel to the public API; TLS when `ca_file` (PEM of the server's CA) is given."""
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-    if ca_file:
-        creds = grpc.ssl_channel_credentials(root_certificates=Path(ca_file).read_bytes())
-        return grpc.secure_channel(address, creds, options=options)
-    return grpc.insecure_channel(address, options=options)
 
 
 def open_admin_channel(socket_path: str | Path) -> grpc.Channel:
@@ -34,6 +26,7 @@ def open_admin_channel(socket_path: str | Path) -> grpc.Channel:
 
 def get_margin(channel: grpc.Channel, account: str, epoch: int | None = None,
                timeout_s: float = DEFAULT_TIMEOUT_S) -> api_pb2.GetMarginResponse:
+    """One `GetMargin` on one channel, the raw response (no failover: `ClearingClient` has it)."""
     request = api_pb2.GetMarginRequest(account=account)
     if epoch is not None:
         request.epoch = epoch
@@ -49,33 +42,8 @@ def report_to_dict(report: api_pb2.MarginReport) -> dict[str, Any]:
     return message_to_dict(report)
 
 
-def message_to_dict(message: Any) -> dict[str, Any]:
-    """Proto message -> dict with snake_case names, integers as integers, bytes as 0x-hex."""
-    out: dict[str, Any] = {}
-    for fd in message.DESCRIPTOR.fields:
-        value = getattr(message, fd.name)
-        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-            out[fd.name] = dict(value)
-        elif fd.is_repeated:
-            out[fd.name] = [_convert_field(fd, v) for v in value]
-        elif fd.message_type is not None:
-            out[fd.name] = message_to_dict(value) if message.HasField(fd.name) else None
-        else:
-            out[fd.name] = _convert_field(fd, value)
-    return out
-
-
-def _convert_field(fd: Any, value: Any) -> Any:
-    if fd.message_type is not None:
-        return message_to_dict(value)
-    if fd.type == fd.TYPE_BYTES:
-        return "0x" + bytes(value).hex()
-    if fd.enum_type is not None:
-        return fd.enum_type.values_by_number[value].name if value in fd.enum_type.values_by_number else value
-    return value
-
-
 __all__ = [
+    "ClearingClient",
     "get_admin_status",
     "get_margin",
     "message_to_dict",

@@ -4,14 +4,17 @@ and request fields -> validated domain values (parse, don't verify).
 Amounts leave as int64 micro-USD; a value outside int64 is refused (`OutOfRange`), never wrapped.
 `AccountLeaf.detail` is canonical JSON written by the state module; the keys read here are
 `risk_array` (23 integers, micro-USD), `worst_scenario` (int or null) and `collateral_by_chain`
-(the state module's list of [chain id, asset, token base units], or {chain id: micro-USD});
-missing or malformed keys give empty fields. Nothing is persisted.
+(the state module's list of [chain id, asset, token base units]); missing or malformed keys give
+empty fields. Every address leaves EIP-55 checksummed (`format_account`, `format_address`).
+Nothing is persisted.
 """
 
 from __future__ import annotations
 
 import json
 import re
+
+from eth_utils import to_checksum_address
 
 from node.api.errors import ApiError
 from node.pb.clearing.admin.v1 import admin_pb2
@@ -34,7 +37,13 @@ def parse_account(text: str) -> bytes | None:
 
 
 def format_account(account: bytes) -> str:
-    return "0x" + account.hex()
+    """EIP-55 checksummed text of a 20-byte address."""
+    return to_checksum_address(account)
+
+
+def format_address(text: str) -> str:
+    """EIP-55 checksummed form of a 0x-hex address string; any other text (e.g. empty) unchanged."""
+    return to_checksum_address(text) if ACCOUNT_RE.match(text) else text
 
 
 def to_int64(value: int, name: str) -> int:
@@ -74,7 +83,7 @@ def leaf_to_margin(leaf: AccountLeaf) -> api_pb2.AccountMargin:
     detail = _read_detail(leaf.detail)
     health, unbounded = compute_health_bps(leaf.equity, leaf.mm)
     worst = detail.get("worst_scenario")
-    collateral = detail.get("collateral_by_chain") or {}
+    collateral = detail.get("collateral_by_chain") or []
     return api_pb2.AccountMargin(
         account=format_account(leaf.account), epoch=leaf.epoch,
         equity_micro_usd=to_int64(leaf.equity, "equity"),
@@ -91,15 +100,12 @@ def leaf_to_margin(leaf: AccountLeaf) -> api_pb2.AccountMargin:
 
 
 def get_collateral(raw: object) -> list[api_pb2.ChainCollateral]:
-    """Per-chain collateral rows from either detail format (see the module docstring)."""
+    """Per-chain collateral rows (chain id, asset, base units) of the detail's list; others are skipped."""
     rows: list[api_pb2.ChainCollateral] = []
     if isinstance(raw, list):
         for item in raw:
             if isinstance(item, list) and len(item) == 3 and isinstance(item[0], int) and isinstance(item[2], int):
                 rows.append(api_pb2.ChainCollateral(chain_id=item[0], asset=str(item[1]), amount=str(item[2])))
-    elif isinstance(raw, dict):
-        for chain, value in sorted(raw.items(), key=lambda kv: int(kv[0])):
-            rows.append(api_pb2.ChainCollateral(chain_id=int(chain), value_micro_usd=to_int64(int(value), "collateral")))
     return rows
 
 

@@ -6,7 +6,11 @@ both ways, per-client rate (see `ServiceLimits`). `SimulateMargin` runs in a poo
 (`node.api.sandbox`, `SandboxConfig`): the server starts it with itself and stops it after the gRPC
 server in `stop`; its admitted requests (workers + queue) are capped at half the gRPC threads, so
 what-if calls never hold every thread. Health reports SERVING for "" and the margin service once
-started, NOT_SERVING after `stop` or `set_serving(False)`. Nothing is persisted.
+started, NOT_SERVING after `stop` or `set_serving(False)`. Reflection is served under both
+`grpc.reflection.v1alpha` (grpcio-reflection's servicer) and `grpc.reflection.v1` (grpcurl's and
+most current tools' first choice): the two protocols are wire-identical but for the package name, so
+the v1 service is the same servicer behind a v1 method path, with a v1 copy of the descriptor in the
+default pool so that v1 itself can be described. Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from node.api.errors import ApiError
 from node.api.sandbox import Sandbox, SandboxConfig
@@ -31,6 +36,8 @@ from node.ports import Store
 
 WHATIF_TASK = "node.api.whatif:simulate_payload"  # what a sandbox worker runs for SimulateMargin
 SERVICE_NAME = api_pb2.DESCRIPTOR.services_by_name["MarginService"].full_name
+REFLECTION_V1_PACKAGE = "grpc.reflection.v1"
+REFLECTION_V1_NAME = f"{REFLECTION_V1_PACKAGE}.ServerReflection"
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,47 @@ def get_sandbox_config(config: ApiServerConfig) -> SandboxConfig:
     return replace(sb, queue=max(0, min(sb.queue, config.max_workers // 2 - sb.workers)))
 
 
+def _register_reflection_v1_descriptor() -> None:
+    """Add `grpc/reflection/v1/reflection.proto` (v1alpha's file renamed) to the default pool, once."""
+    pool = descriptor_pool.Default()
+    name = "grpc/reflection/v1/reflection.proto"
+    try:
+        pool.FindFileByName(name)
+        return
+    except KeyError:
+        pass
+    fdp = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(fdp)
+    old = "." + fdp.package + "."
+    fdp.name, fdp.package = name, REFLECTION_V1_PACKAGE
+    for message in fdp.message_type:
+        for fd in message.field:
+            if fd.type_name.startswith(old):  # descriptor.proto is proto2: assigning "" would set it
+                fd.type_name = fd.type_name.replace(old, f".{REFLECTION_V1_PACKAGE}.")
+    for method in fdp.service[0].method:
+        method.input_type = method.input_type.replace(old, f".{REFLECTION_V1_PACKAGE}.")
+        method.output_type = method.output_type.replace(old, f".{REFLECTION_V1_PACKAGE}.")
+    pool.AddSerializedFile(fdp.SerializeToString())
+
+
+def enable_reflection(server: grpc.Server, service_names: tuple[str, ...]) -> None:
+    """Server reflection under v1alpha and v1 (see the module docstring)."""
+    _register_reflection_v1_descriptor()
+    names = (*service_names, reflection.SERVICE_NAME, REFLECTION_V1_NAME)
+    servicer = reflection.ReflectionServicer(names)
+    v1alpha = grpc.method_handlers_generic_handler(reflection.SERVICE_NAME, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)})
+    v1 = grpc.method_handlers_generic_handler(REFLECTION_V1_NAME, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)})
+    server.add_generic_rpc_handlers((v1alpha, v1))
+
+
 def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources,
                      observe: Observer | None = None) -> ApiServer:
     """Build, bind and start the public server (raises `ApiError` when it cannot bind)."""
@@ -126,7 +174,7 @@ def start_api_server(config: ApiServerConfig, store: Store, sources: NodeSources
     api_pb2_grpc.add_MarginServiceServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     try:
         port = server.add_secure_port(config.listen, creds) if creds else server.add_insecure_port(config.listen)
     except RuntimeError as exc:

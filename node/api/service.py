@@ -25,6 +25,7 @@ from node.api.convert import (
     PROPOSAL_STATUS,
     OutOfRange,
     format_account,
+    format_address,
     leaf_to_margin,
     parse_account,
 )
@@ -195,7 +196,7 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
         return api_pb2.ListValidatorsResponse(
             keyset_id=vs.keyset_id, threshold=vs.threshold, group_public_key=vs.group_public_key,
             validators=[api_pb2.Validator(index=v.index, peer_id=v.peer_id, public_key_share=v.public_key_share,
-                                          address=v.address, is_self=v.index == vs.self_index)
+                                          address=format_address(v.address), is_self=v.index == vs.self_index)
                         for v in vs.validators])
 
     def GetParameters(self, request: api_pb2.GetParametersRequest, context: Any) -> api_pb2.GetParametersResponse:
@@ -219,7 +220,7 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
         return api_pb2.ListProposalsResponse(
             proposals=[api_pb2.Proposal(
                 id=p.id, status=PROPOSAL_STATUS.get(p.status, api_pb2.PROPOSAL_STATUS_UNSPECIFIED),
-                proposer=p.proposer, activation_epoch=p.activation_epoch, params_hash=p.params_hash,
+                proposer=format_address(p.proposer), activation_epoch=p.activation_epoch, params_hash=p.params_hash,
                 votes_for=p.votes_for, votes_against=p.votes_against, description=p.description) for p in page],
             next_from_id=more[0].id if more else 0)
 

@@ -3,11 +3,21 @@
 leaf))) as the store keeps it (flat node array, no rehashing), loaded once per epoch and then only
 read. A proof is served only for a leaf whose hash is the tree's leaf at its index.
 
-`SnapshotCache` keeps the latest snapshot (swapped atomically when a newer signed state appears in
-the store, by a polling thread) plus a bounded LRU of older epochs loaded on demand, and wakes
-streams waiting for a newer epoch. Invariant: a snapshot never changes after it is published; a
-snapshot whose rebuilt root differs from `state.root` serves no proofs (`proofs_valid` False).
-Nothing is persisted; the store is only read.
+`SnapshotCache` keeps the latest snapshot (swapped atomically by a polling thread) plus a bounded LRU
+of older epochs loaded on demand, and wakes streams waiting for a newer epoch.
+
+Which epoch is "latest": the newest signed state this node can SERVE, i.e. whose leaves it holds (or
+that has no leaves). A node may store a peer's signed state before its own computation of the epoch
+finishes (adoption, `node.consensus.engine`); the engine adds the node's own leaves once computed
+(`_complete_leaves`, same digest hence same root). Until then that epoch is not served as latest:
+`GetMargin` without an epoch answers from the newest epoch with leaves and says which
+(`report.state.epoch`), instead of NOT_FOUND. The search goes down from the newest stored state to
+the current latest, at most `MAX_LOOKBACK` epochs; when none of them has leaves and nothing is served
+yet (a fresh node catching up old epochs), the newest state is served without leaves.
+
+Invariants: a snapshot never changes after it is published; a snapshot whose rebuilt root differs
+from `state.root` serves no proofs (`proofs_valid` False); a snapshot without leaves is never cached
+(the leaves may arrive later). Nothing is persisted; the store is only read.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from node.records import AccountLeaf, SignedState
 LOG = logging.getLogger(__name__)
 DEFAULT_POLL_S = 0.2
 MAX_CACHED_EPOCHS = 4
+MAX_LOOKBACK = 64  # epochs below the newest stored state searched for one with leaves
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,11 @@ class EpochSnapshot:
     @property
     def has_leaves(self) -> bool:
         return self.tree is not None
+
+    @property
+    def is_servable(self) -> bool:
+        """Every account of the state can be answered: its leaves are here, or it has none."""
+        return self.tree is not None or self.state.leaf_count == 0
 
     def get_proof(self, leaf: AccountLeaf) -> list[bytes]:
         """The proof of `leaf` (a record of this epoch), or [] when it is not the tree's leaf there."""
@@ -93,17 +109,36 @@ class SnapshotCache:
                 LOG.exception("snapshot refresh failed")
 
     def refresh(self) -> EpochSnapshot | None:
-        """Load the store's latest signed state if it is newer than the current snapshot."""
+        """Serve the newest stored signed state whose leaves this node holds, if newer than the current."""
         state = self.store.get_latest_signed_state()
         current = self._latest
-        if state is None or (current is not None and current.state.epoch >= state.epoch):
+        if state is None or (current is not None and current.is_servable and current.state.epoch >= state.epoch):
             return current
-        snap = self.get_epoch(state.epoch)
+        # a served fallback without leaves is looked at again: its leaves may have arrived since
+        above = -1 if current is None else current.state.epoch - (0 if current.is_servable else 1)
+        snap = self._find_servable(state, above)
+        if snap is None and current is None:
+            snap = build_snapshot(self.store, state)  # nothing servable yet: the newest state, no leaves
         with self._cond:
-            if snap is not None and (self._latest is None or snap.state.epoch > self._latest.state.epoch):
+            latest = self._latest
+            if snap is not None and (latest is None or snap.state.epoch > latest.state.epoch or (
+                    snap.state.epoch == latest.state.epoch and snap.is_servable and not latest.is_servable)):
                 self._latest = snap
                 self._cond.notify_all()
             return self._latest
+
+    def _find_servable(self, newest: SignedState, above: int) -> EpochSnapshot | None:
+        """The snapshot of the newest epoch in (above, newest.epoch] with leaves (or none to hold), looking
+        at most MAX_LOOKBACK epochs down; None when there is none."""
+        low = max(above, newest.epoch - MAX_LOOKBACK)
+        for epoch in range(newest.epoch, low, -1):
+            state = newest if epoch == newest.epoch else self.store.get_signed_state(epoch)
+            if state is None or (state.leaf_count > 0 and not self.store.has_leaves(epoch)):
+                continue
+            snap = self.get_epoch(epoch)
+            if snap is not None and snap.is_servable:
+                return snap
+        return None
 
     def get_latest(self) -> EpochSnapshot | None:
         return self._latest
@@ -119,6 +154,8 @@ class SnapshotCache:
         if state is None:
             return None
         snap = build_snapshot(self.store, state)
+        if not snap.is_servable:
+            return snap  # not cached: this node may store its own leaves of the epoch later
         with self._load_lock:
             snap = self._cache.setdefault(epoch, snap)
             while len(self._cache) > self.max_cached:

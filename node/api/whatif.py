@@ -10,7 +10,9 @@ crash: INTERNAL, stopping: UNAVAILABLE).
 
 Bounds (besides those of `risk.whatif`): the structured form has the same counts as the JSON form
 (`MAX_POSITIONS`, `MAX_FORWARDS`, `MAX_KEYS`), decimal strings of at most `max_number_chars`, and its
-`params_json` goes through the same bounded loader. Decimal strings become JSON numbers (integers
+`params_json` goes through the same bounded loader. A structured message with `version` 2 carries the
+version-2 inputs (docs/risk_v2.md section 7); empty strings are absent keys. The response of a version-2
+document adds each scenario's P&L and the contingencies by name (micro-USD). Decimal strings become JSON numbers (integers
 stay integers); a bad one is a field violation naming its path. Risk `InvalidInput`/`InvalidParams`
 become field violations with the risk module's field path. Nothing is persisted.
 """
@@ -91,12 +93,52 @@ def _number(text: str, path: str, out: dict[str, Any], key: str, bad: list[Field
 
 
 def _check_counts(msg: api_pb2.WhatIf) -> list[FieldViolation]:
+    m = msg.market
     counts = [("whatif.positions", len(msg.positions), MAX_POSITIONS),
-              ("whatif.market.forwards", len(msg.market.forwards), MAX_FORWARDS),
-              ("whatif.market.spot", len(msg.market.spot), MAX_KEYS),
-              ("whatif.market.asset_prices", len(msg.market.asset_prices), MAX_KEYS),
+              ("whatif.market.forwards", len(m.forwards), MAX_FORWARDS),
+              ("whatif.market.spot", len(m.spot), MAX_KEYS),
+              ("whatif.market.asset_prices", len(m.asset_prices), MAX_KEYS),
+              ("whatif.market.spot_confidence", len(m.spot_confidence), MAX_KEYS),
+              ("whatif.market.perps", len(m.perps), MAX_KEYS),
+              ("whatif.market.asset_confidence", len(m.asset_confidence), MAX_KEYS),
               ("whatif.collateral", len(msg.collateral), MAX_KEYS)]
     return [FieldViolation(field, f"more than {bound} entries") for field, n, bound in counts if n > bound]
+
+
+def _numbers(values: Any, where: str, bad: list[FieldViolation]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in sorted(values.items()):
+        _number(v, f"{where}.{k[:40]}", out, k, bad)
+    return out
+
+
+def _forward_doc(i: int, fwd: api_pb2.WhatIfForward, bad: list[FieldViolation]) -> dict[str, Any]:
+    where = f"whatif.market.forwards[{i}]"
+    item: dict[str, Any] = {"underlying": fwd.underlying}
+    for key in ("days_to_expiry", "price", "fixed", "rate", "confidence"):
+        _number(getattr(fwd, key), f"{where}.{key}", item, key, bad)
+    if fwd.HasField("svi"):
+        item["svi"] = {}
+        for key in ("a", "b", "rho", "m", "sigma", "forward", "tau"):
+            _number(getattr(fwd.svi, key), f"{where}.svi.{key}", item["svi"], key, bad)
+    return item
+
+
+def _market_doc(m: api_pb2.WhatIfMarket, bad: list[FieldViolation]) -> dict[str, Any]:
+    market: dict[str, Any] = {"spot": _numbers(m.spot, "whatif.market.spot", bad),
+                              "forwards": [_forward_doc(i, f, bad) for i, f in enumerate(m.forwards)],
+                              "asset_prices": _numbers(m.asset_prices, "whatif.market.asset_prices", bad)}
+    for key in ("spot_confidence", "asset_confidence"):
+        if getattr(m, key):
+            market[key] = _numbers(getattr(m, key), f"whatif.market.{key}", bad)
+    if m.perps:
+        market["perps"] = {}
+        for u, perp in sorted(m.perps.items()):
+            market["perps"][u] = {}
+            for key in ("mark", "confidence"):
+                _number(getattr(perp, key), f"whatif.market.perps.{u[:40]}.{key}", market["perps"][u], key, bad)
+    _number(m.stable_price, "whatif.market.stable_price", market, "stable_price", bad)
+    return market
 
 
 def whatif_doc_from_pb(msg: api_pb2.WhatIf) -> dict[str, Any]:
@@ -104,27 +146,16 @@ def whatif_doc_from_pb(msg: api_pb2.WhatIf) -> dict[str, Any]:
     bad = _check_counts(msg)
     if bad:
         raise WhatIfRejected(bad)
-    market: dict[str, Any] = {"spot": {}, "forwards": [], "asset_prices": {}}
-    for u, v in sorted(msg.market.spot.items()):
-        _number(v, f"whatif.market.spot.{u[:40]}", market["spot"], u, bad)
-    for u, v in sorted(msg.market.asset_prices.items()):
-        _number(v, f"whatif.market.asset_prices.{u[:40]}", market["asset_prices"], u, bad)
-    for i, fwd in enumerate(msg.market.forwards):
-        item: dict[str, Any] = {"underlying": fwd.underlying}
-        _number(fwd.days_to_expiry, f"whatif.market.forwards[{i}].days_to_expiry", item, "days_to_expiry", bad)
-        _number(fwd.price, f"whatif.market.forwards[{i}].price", item, "price", bad)
-        market["forwards"].append(item)
+    market = _market_doc(msg.market, bad)
     positions = []
     for i, pos in enumerate(msg.positions):
         item = {"kind": pos.kind, "underlying": pos.underlying}
         if pos.right:
             item["right"] = pos.right
-        for key in ("days_to_expiry", "strike", "vol", "quantity"):
+        for key in ("days_to_expiry", "strike", "vol", "quantity", "unrealised_pnl", "funding"):
             _number(getattr(pos, key), f"whatif.positions[{i}].{key}", item, key, bad)
         positions.append(item)
-    collateral: dict[str, Any] = {}
-    for a, v in sorted(msg.collateral.items()):
-        _number(v, f"whatif.collateral.{a[:40]}", collateral, a, bad)
+    collateral = _numbers(msg.collateral, "whatif.collateral", bad)
     params = None
     if msg.params_json:
         try:
@@ -133,7 +164,13 @@ def whatif_doc_from_pb(msg: api_pb2.WhatIf) -> dict[str, Any]:
             bad.append(FieldViolation(exc.field, exc.reason))
     if bad:
         raise WhatIfRejected(bad)
-    return {"market": market, "positions": positions, "collateral": collateral, "params": params}
+    doc = {"market": market, "positions": positions, "collateral": collateral, "params": params}
+    if msg.version:
+        doc["version"] = msg.version
+    _number(msg.cash, "whatif.cash", doc, "cash", bad)
+    if bad:
+        raise WhatIfRejected(bad)
+    return doc
 
 
 def load_payload(kind: str, payload: str | bytes) -> dict[str, Any]:
@@ -260,9 +297,16 @@ def format_result_json(result: dict[str, Any]) -> str:
         raise OutOfRange(f"result: not finite ({exc})") from exc
 
 
+def _amounts(values: dict[str, Any], name: str) -> list[api_pb2.WhatIfAmount]:
+    return [api_pb2.WhatIfAmount(name=k, amount_micro_usd=to_micro_usd(v, f"{name}.{k}")) for k, v in values.items()]
+
+
 def result_to_pb(result: dict[str, Any]) -> api_pb2.SimulateMarginResponse:
     worst = result.get("worst_scenario")
+    contingencies = {"basis_loss": result["basis_loss"], **result["contingencies"]} if "contingencies" in result else {}
     return api_pb2.SimulateMarginResponse(
+        scenario_pnl=_amounts(result.get("scenario_pnl", {}), "scenario_pnl"),
+        contingencies=_amounts(contingencies, "contingencies"),
         result_json=format_result_json(result),
         initial_margin_micro_usd=to_micro_usd(result.get("initial_margin"), "initial_margin"),
         maintenance_margin_micro_usd=to_micro_usd(result.get("maintenance_margin"), "maintenance_margin"),

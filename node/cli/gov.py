@@ -184,18 +184,8 @@ def derive_from_chain(args: argparse.Namespace, gov: GovernanceChain | None = No
 
 
 def params_to_dict(p: RiskParams) -> dict[str, Any]:
-    """Readable form of a parameter set (per-key fields as objects)."""
-    out: dict[str, Any] = {}
-    for name, value in vars(p).items():
-        if name in ("price_scan_range", "sigma_ref", "haircuts"):
-            out[name] = dict(value)
-        elif name == "correlation_groups":
-            out[name] = [{"members": list(m), "credit": c} for m, c in value]
-        elif isinstance(value, tuple):
-            out[name] = list(value)
-        else:
-            out[name] = value
-    return out
+    """Readable form of a parameter set (per-key fields as objects, scenarios as a list of objects)."""
+    return p.to_dict()
 
 
 def build_payload(args: argparse.Namespace) -> tuple[int, bytes]:

@@ -1,6 +1,8 @@
 """`clearingd margin ...`: the margin command group. `margin simulate FILE [--json]` evaluates a what-if
-document (RISK_SPEC.md section 6) with `risk.whatif` and prints a readable table or, with `--json`,
-the section 6 output object.
+document (RISK_SPEC.md section 6; version 2: docs/risk_v2.md) with `risk.whatif` and prints a readable
+table or, with `--json`, the output object. `margin import-derive CASE.json [--underlying U]` prints the
+version-2 what-if document of a Derive PM2 portfolio case (`risk.derive_cases`: the PM2 parameter set
+built from the case's `Parameters`; a `Result` in the file is ignored), ready for `margin simulate`.
 
 Bad input (unreadable file, invalid JSON, any invalid field) exits 2 with `error: <field>: <reason>` on
 stderr and nothing on stdout. The file goes through the same bounded loader as the gRPC what-if call
@@ -21,26 +23,33 @@ from pathlib import Path
 from typing import Any
 
 from node.cli.common import add_json_option
+from risk.bounded_json import JsonLimits, load_bounded_json
+from risk.derive_cases import case_to_whatif
 from risk.errors import RiskError
 from risk.whatif import WHATIF_JSON_LIMITS, load_whatif_json, parse_whatif, simulate_whatif
+
+CASE_JSON_LIMITS = JsonLimits(max_bytes=1024 * 1024, max_depth=8, max_number_chars=64)
+"""Bounds of a Derive case file (the public ones are about 11 KB, 5 levels deep)."""
 
 
 class DocumentError(Exception):
     """The what-if file cannot be read."""
 
 
-def read_document(path: str) -> Any:
-    """The what-if document of a file (or stdin); `DocumentError` or `InvalidInput` (field `document`)."""
-    limit = WHATIF_JSON_LIMITS.max_bytes
+def read_bytes(path: str, limit: int, field: str) -> bytes:
+    """At most `limit + 1` bytes of a file (or stdin); `DocumentError` naming `field`."""
     try:
         if path == "-":
-            raw = sys.stdin.buffer.read(limit + 1)
-        else:
-            with Path(path).open("rb") as f:
-                raw = f.read(limit + 1)
+            return sys.stdin.buffer.read(limit + 1)
+        with Path(path).open("rb") as f:
+            return f.read(limit + 1)
     except OSError as exc:
-        raise DocumentError(f"document: cannot read {path}: {exc.strerror or exc}") from exc
-    return load_whatif_json(raw, "document")
+        raise DocumentError(f"{field}: cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def read_document(path: str) -> Any:
+    """The what-if document of a file (or stdin); `DocumentError` or `InvalidInput` (field `document`)."""
+    return load_whatif_json(read_bytes(path, WHATIF_JSON_LIMITS.max_bytes, "document"), "document")
 
 
 def _fmt(x: Any) -> str:
@@ -63,6 +72,10 @@ def render_table(out: dict[str, Any]) -> str:
     rows += [(f"delta[{u}]", v) for u, v in out["greeks"]["delta_by_underlying"].items()]
     rows += [(f"greeks.{k}", out["greeks"][k]) for k in ("dollar_delta", "gamma", "vega", "theta")]
     rows += [(f"isolated_margin[{i}]", v) for i, v in enumerate(out["isolated_margins"])]
+    if "contingencies" in out:  # a version-2 document
+        rows += [(k, out[k]) for k in ("requirement", "im_factor", "basis_loss", "cash", "worst_scenario_name")]
+        rows += [(f"contingency.{k}", v) for k, v in out["contingencies"].items()]
+        rows += [(f"pnl[{name}]", v) for name, v in out["scenario_pnl"].items()]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {_fmt(v):>20}" for k, v in rows]
     lines.append("risk_array: " + " ".join(f"{x:,.0f}" for x in out["risk_array"]))
@@ -90,19 +103,45 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
     simulate.set_defaults(func=handle_simulate)
 
 
+def handle_import_derive(args: argparse.Namespace) -> int:
+    try:
+        case = load_bounded_json(read_bytes(args.file, CASE_JSON_LIMITS.max_bytes, "case"), "case", CASE_JSON_LIMITS)
+        doc = case_to_whatif(case, args.underlying or None)
+        parse_whatif(doc)  # the printed document is one `margin simulate` accepts
+    except (DocumentError, RiskError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(doc, indent=2, allow_nan=False))
+    return 0
+
+
+def register_import_derive(sub: argparse._SubParsersAction) -> None:
+    imp = sub.add_parser("import-derive", help="what-if document (v2, PM2 parameters) of a Derive PM2 case file")
+    imp.add_argument("file", metavar="CASE", help="Derive portfolio case JSON (its Result is ignored), or - for stdin")
+    imp.add_argument("--underlying", default="", help="underlying name (default: inferred from the case)")
+    imp.set_defaults(func=handle_import_derive)
+
+
 def handle_get(args: argparse.Namespace) -> int:
-    """`margin get ACCOUNT`: an account's signed margin, leaf and proof from a node's gRPC API."""
-    from node.api.client import get_margin as rpc_get_margin
-    from node.api.client import open_api_channel, report_to_dict
-    from node.cli.common import get_home
+    """`margin get ACCOUNT`: an account's signed margin, leaf and proof from the nodes' gRPC API
+    (`clearing_client.ClearingClient`: the addresses in turn, failover on unavailable ones)."""
+    from clearing_client import ApiError, ClearingClient, to_json_dict
+    from node.cli.common import CliError, get_home
     from node.config import load_config
 
     address = args.address or load_config(get_home(args)).get("api", "listen")
-    with open_api_channel(address, ca_file=args.ca_file) as channel:
-        report = rpc_get_margin(channel, args.account, args.epoch, timeout_s=args.timeout).report
-    doc = report_to_dict(report)
+    endpoints = [a.strip() for a in address.split(",") if a.strip()]
+    try:
+        with ClearingClient(endpoints, ca_file=args.ca_file, timeout_s=args.timeout, passes=1) as client:
+            report = client.get_margin(args.account, args.epoch)
+    except ApiError as exc:
+        print(f"error: {exc.code.name if exc.code else 'RPC'}: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        raise CliError(f"--address: {exc}") from exc
+    doc = to_json_dict(report)
     m = doc["margin"]
-    lines = [f"{m['account']} at epoch {m['epoch']} (root {doc['state']['root']})"]
+    lines = [f"{m['account']} at epoch {m['epoch']} (root {doc['state']['root']}, from {report.endpoint})"]
     lines += [f"  {k}: {v}" for k, v in m.items() if k.endswith(("_micro_usd", "_bps")) and not isinstance(v, list)]
     lines += [f"  liquidatable: {m['liquidatable']}  worst scenario: {m['worst_scenario']}",
               f"  leaf index {doc['leaf_index']}, proof of {len(doc['proof'])} hashes, "
@@ -118,7 +157,8 @@ def register_get(sub: argparse._SubParsersAction) -> None:
     get.add_argument("account", metavar="ACCOUNT", help="0x-prefixed 20-byte address")
     get.add_argument("--epoch", type=int, default=None, help="epoch (default: the latest signed state)")
     get.add_argument("--address", default=env_default("CLEARING_API_ADDRESS", ""),
-                     help="node API host:port (env CLEARING_API_ADDRESS; default api.listen of --home)")
+                     help="node API host:port, or several separated by commas (failover); env CLEARING_API_ADDRESS; "
+                          "default api.listen of --home")
     get.add_argument("--ca-file", default=env_default("CLEARING_API_CA_FILE", ""),
                      help="PEM CA of a TLS API (env CLEARING_API_CA_FILE)")
     get.add_argument("--timeout", type=float, default=float(env_default("CLEARING_API_TIMEOUT_S", 5.0)),
@@ -133,4 +173,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = margin.add_subparsers(dest="margin_command", metavar="SUBCOMMAND")
     sub.required = True
     register_simulate(sub)
+    register_import_derive(sub)
     register_get(sub)

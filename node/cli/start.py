@@ -157,7 +157,8 @@ def start_chain_views(config: NodeConfig, store: Any, validator: Any, sources: A
         if snapshots is None:
             snapshots = services["snapshots"] = SnapshotCache(store)
             snapshots.start()
-        views = WebViews(store, snapshots, sources, services["publications"], get_epoch_clock(config))
+        sandbox = services["api"].sandbox if services["api"] is not None else None
+        views = WebViews(store, snapshots, sources, services["publications"], get_epoch_clock(config), sandbox)
         services["web"] = WebServer(config.get("web", "listen"), views).start()
 
 

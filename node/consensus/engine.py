@@ -294,9 +294,12 @@ class EpochEngine:
                 extra={"epoch": epoch, "reason": reason[:300]})
 
     def _on_late_inputs(self, computed: ComputedState) -> None:
-        """A computation that finished after its round's deadline: never signed; its key sets still count."""
+        """A computation that finished after its round's deadline: never signed; its key sets still count,
+        and its leaves complete a state adopted meanwhile with the same digest (so the API serves it)."""
         self.count("inputs_late")
         self.keys.process_computed(computed)
+        if computed.leaves and self._nursery is not None:
+            self._spawn(self._complete_leaves, computed.epoch, computed, self.compute_digest(computed))
         log.info("inputs computed after the round deadline: not signed", extra={"epoch": computed.epoch})
 
     def _check_adopted(self, rnd: Round, digest: bytes, computed: ComputedState | None = None) -> None:
@@ -306,18 +309,19 @@ class EpochEngine:
         if rnd.adopted_digest == digest:
             self.count("adopted_matches_own")
             if computed is not None and computed.leaves and self._nursery is not None:
-                self._spawn(self._complete_leaves, rnd.epoch, computed)
+                self._spawn(self._complete_leaves, rnd.epoch, computed, digest)
         else:
             self.count("adopted_differs_own")
             log.error("ALERT adopted signed state differs from our computation", extra={
                       "epoch": rnd.epoch, "adopted_digest": rnd.adopted_digest, "digest": digest})
 
-    async def _complete_leaves(self, epoch: int, computed: ComputedState) -> None:
+    async def _complete_leaves(self, epoch: int, computed: ComputedState, digest: bytes) -> None:
         """A state adopted before this node computed it was stored without leaves: add ours (same digest,
         hence the same root), so this node serves proofs for the epoch too."""
         def complete() -> bool:
             stored = self.store.get_signed_state(epoch)
-            if stored is None or stored.leaf_count != len(computed.leaves) or self.store.has_leaves(epoch):
+            if stored is None or stored.digest != digest or stored.leaf_count != len(computed.leaves) \
+                    or self.store.has_leaves(epoch):
                 return False
             self.store.put_signed_state(stored, computed.leaves)
             return True

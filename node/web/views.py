@@ -57,12 +57,17 @@ def _hex(value: bytes) -> str:
     return "0x" + value.hex()
 
 
+WHATIF_TIMEOUT_S = 10.0
+
+
 class WebViews:
     """Builds every JSON document of the web view (thread-safe: reads only, one small cache)."""
 
     def __init__(self, store: Store, snapshots: SnapshotCache, sources: NodeSources,
-                 watcher: PublicationWatcher | None = None, clock: EpochClock | None = None) -> None:
+                 watcher: PublicationWatcher | None = None, clock: EpochClock | None = None,
+                 sandbox: Any = None) -> None:
         self.store, self.snapshots, self.sources, self.watcher, self.clock = store, snapshots, sources, watcher, clock
+        self.sandbox = sandbox  # the public API's what-if worker pool (node.api.sandbox.Sandbox); None: no what-if
         self._ranked: tuple[int, list[dict[str, Any]]] | None = None
         self._rank_lock = threading.Lock()
 
@@ -126,7 +131,7 @@ class WebViews:
         if leaf is None:
             raise WebError(404, f"account: no leaf for {format_account(account)} in epoch {snap.state.epoch}")
         m = leaf_to_margin(leaf)
-        proof = snap.get_proof(account)
+        proof = snap.get_proof(leaf)
         return {
             "account": m.account, "epoch": snap.state.epoch, "equity": m.equity_micro_usd,
             "initial_margin": m.initial_margin_micro_usd, "maintenance_margin": m.maintenance_margin_micro_usd,
@@ -134,8 +139,7 @@ class WebViews:
             "health_unbounded": m.health_unbounded, "liquidatable": m.liquidatable,
             "risk_array": list(m.risk_array_micro_usd), "risk_array_kind": RISK_ARRAY_KIND,
             "worst_scenario": None if m.worst_scenario < 0 else m.worst_scenario, "scenarios": get_scenarios(),
-            "collateral": [{"chain_id": c.chain_id, "asset": c.asset, "amount": c.amount,
-                            "value": c.value_micro_usd} for c in m.collateral],
+            "collateral": [{"chain_id": c.chain_id, "asset": c.asset, "amount": c.amount} for c in m.collateral],
             "leaf_index": leaf.index, "proof_length": len(proof),
             "proof_on_chain": self._check_proof(snap.state.epoch, leaf.encoded, proof),
         }
@@ -186,20 +190,29 @@ class WebViews:
 
     # --- what-if --------------------------------------------------------------------------------
     def simulate(self, body: bytes) -> dict[str, Any]:
-        """The what-if document (JSON) -> `SimulateMargin`'s result object (RISK_SPEC section 6, USD)."""
+        """The what-if document (JSON) -> `SimulateMargin`'s result object (RISK_SPEC section 6, USD), computed
+        by the public API's sandboxed worker pool exactly as the gRPC call is (never in this process)."""
+        import grpc
+
         from node.api import whatif
+        from node.api.errors import RpcAbort
         from node.pb.clearing.api.v1 import api_pb2
 
+        if self.sandbox is None:
+            raise WebError(503, "what-if: the node serves no public API ([api] enabled) and so no what-if workers")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise WebError(400, "body: not UTF-8 text") from exc
         try:
-            result = whatif.compute_simulation(whatif.parse_request_doc(api_pb2.SimulateMarginRequest(whatif_json=text)))
-        except whatif.WhatIfRejected as exc:
-            raise WebError(400, str(exc), [{"field": v.field, "description": v.description}
-                                           for v in exc.violations]) from exc
-        except whatif.WhatIfUnavailable as exc:
-            raise WebError(501, str(exc)) from exc
-        return {"result": json.loads(whatif.format_result_json(result)), "scenarios": get_scenarios(),
+            response = whatif.simulate_request(self.sandbox, api_pb2.SimulateMarginRequest(whatif_json=text),
+                                               timeout_s=WHATIF_TIMEOUT_S)
+        except RpcAbort as exc:
+            violations = [{"field": v.field, "description": v.description}
+                          for d in exc.details for v in getattr(d, "field_violations", ())]
+            status = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
+                      grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+                      grpc.StatusCode.UNIMPLEMENTED: 501}.get(exc.code, 503)
+            raise WebError(status, exc.message, violations) from exc
+        return {"result": json.loads(response.result_json), "scenarios": get_scenarios(),
                 "risk_array_kind": WHATIF_ARRAY_KIND}

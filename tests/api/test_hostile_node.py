@@ -25,7 +25,7 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from node.api.errors import get_field_violations
+from node.api.errors import get_field_violations, get_retry_delay
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
 from tests.api.test_simulate import DOC
 from tests.service.test_cli import REPO, make_home, node_env, wait_for
@@ -52,6 +52,21 @@ def get_latest_epoch(stub: api_pb2_grpc.MarginServiceStub) -> int:
 def is_live(metrics: str) -> bool:
     with urllib.request.urlopen(f"http://{metrics}/livez", timeout=5) as resp:
         return resp.status == 200
+
+
+def simulate_honouring_retry(stub: api_pb2_grpc.MarginServiceStub, request: api_pb2.SimulateMarginRequest,
+                             deadline_s: float) -> api_pb2.SimulateMarginResponse:
+    """What a well-behaved client does after the flood drained its rate-limit bucket: wait the
+    RetryInfo delay the server names and ask again (only RESOURCE_EXHAUSTED with a delay is retried)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return stub.SimulateMargin(request, timeout=max(deadline - time.monotonic(), 1))
+        except grpc.RpcError as err:
+            delay = get_retry_delay(err)
+            if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or delay is None or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
 
 
 def flood(stub: api_pb2_grpc.MarginServiceStub, stop: threading.Event, codes: list[grpc.StatusCode]) -> None:
@@ -94,7 +109,7 @@ def test_nested_document_does_not_kill_validator(tmp_path: Path) -> None:
         assert proc.poll() is None and is_live(env["CLEARING_METRICS_LISTEN"])
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
-        answer = stub.SimulateMargin(api_pb2.SimulateMarginRequest(whatif_json=json.dumps(DOC)), timeout=60)
+        answer = simulate_honouring_retry(stub, api_pb2.SimulateMarginRequest(whatif_json=json.dumps(DOC)), 60)
         assert answer.initial_margin_micro_usd > 0
         after = get_latest_epoch(stub)
         wait_for(lambda: get_latest_epoch(stub) > after, 60, "a signature after the attack")

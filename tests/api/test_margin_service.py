@@ -11,6 +11,7 @@ import grpc
 import pytest
 from Crypto.Hash import keccak
 from eth_abi import decode
+from eth_utils import to_checksum_address
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -47,7 +48,8 @@ def is_signed_by_group(state: api_pb2.SignedState) -> bool:
 
 
 def acct(i: int) -> str:
-    return "0x" + make_account(i).hex()
+    """The account as the API returns it (EIP-55); requests accept any case."""
+    return to_checksum_address(make_account(i))
 
 
 def test_get_margin_latest_matches_stored_leaf_and_proof_verifies(api_env: ApiEnv) -> None:
@@ -70,7 +72,7 @@ def test_get_margin_latest_matches_stored_leaf_and_proof_verifies(api_env: ApiEn
             (31337, "USDC", str(5_000_000 * leaf.index)), (31338, "ETH", str(3 * 10**18 + leaf.index))]
         assert rep.leaf == leaf.encoded and rep.leaf_index == leaf.index
         decoded = decode(["address", "int256", "uint256", "uint256", "uint256", "bytes32[]"], rep.leaf)
-        assert decoded[0].lower() == acct(i) and decoded[1] == m.equity_micro_usd
+        assert decoded[0] == acct(i) and decoded[1] == m.equity_micro_usd
         assert rep.state.epoch == EPOCHS[-1] and rep.state.leaf_count == N_LEAVES
         assert oz_verify(rep.state.root, rep.leaf, list(rep.proof))
         assert is_signed_by_group(rep.state)
@@ -269,7 +271,7 @@ def test_report_to_dict_for_the_cli(api_env: ApiEnv) -> None:
     assert doc["margin"]["liquidatable"] is rep.margin.liquidatable
     assert doc["leaf"] == "0x" + rep.leaf.hex() and doc["proof"] == ["0x" + p.hex() for p in rep.proof]
     assert doc["state"]["pins"][0]["chain_id"] == 31337 and doc["state"]["signers"] == [0, 1, 3]
-    assert doc["margin"]["collateral"][1] == {"chain_id": 31338, "value_micro_usd": 0, "asset": "ETH",
+    assert doc["margin"]["collateral"][1] == {"chain_id": 31338, "asset": "ETH",
                                               "amount": str(3 * 10**18 + 5 - 1)}
 
 
@@ -322,3 +324,37 @@ def test_reflection_alone_is_enough_to_call_the_api(api_env: ApiEnv) -> None:
     assert response.report.margin.account == acct(4) and response.report.state.epoch == EPOCHS[-1]
     assert {m.name for m in service.methods} == {"GetMargin", "GetSignedState", "StreamMarginUpdates",
                                                 "SimulateMargin", "ListValidators", "GetParameters", "ListProposals"}
+
+
+def test_reflection_v1_is_served_like_v1alpha(api_env: ApiEnv) -> None:
+    """grpcurl and current tools ask `grpc.reflection.v1` first: same answers as v1alpha, and v1 describes
+    itself (its own descriptor is served, under package grpc.reflection.v1)."""
+    from google.protobuf import descriptor_pb2
+
+    call = api_env.channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    responses = list(call(iter([
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="clearing.api.v1.MarginService"),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+    ]), timeout=5))
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {"clearing.api.v1.MarginService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection"} <= names
+    files = [descriptor_pb2.FileDescriptorProto.FromString(b)
+             for b in responses[1].file_descriptor_response.file_descriptor_proto]
+    assert any(f.package == "clearing.api.v1" and f.service[0].name == "MarginService" for f in files)
+    own = [descriptor_pb2.FileDescriptorProto.FromString(b)
+           for b in responses[2].file_descriptor_response.file_descriptor_proto]
+    assert own[0].package == "grpc.reflection.v1"
+    assert own[0].service[0].method[0].input_type == ".grpc.reflection.v1.ServerReflectionRequest"
+
+
+def test_every_address_served_is_checksummed(api_env: ApiEnv) -> None:
+    validators = api_env.stub.ListValidators(api_pb2.ListValidatorsRequest(), timeout=5).validators
+    proposals = api_env.stub.ListProposals(api_pb2.ListProposalsRequest(), timeout=5).proposals
+    margin = api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(3).lower()), timeout=5).report.margin
+    for text in [v.address for v in validators] + [p.proposer for p in proposals] + [margin.account]:
+        assert text == to_checksum_address(text)

@@ -295,7 +295,8 @@ def test_four_nodes_sign_and_publish_real_margin_states(tmp_path: Path) -> None:
         finally:
             stop_cluster(nodes)
         check_states(nodes, epochs, running, group_key)
-        assert all(s.leaf_count == 3 for s in states) and len(leaves) == 3
+        # the three demo accounts and the house (the venue on the other side of every demo trade)
+        assert all(s.leaf_count == 4 for s in states) and len(leaves) == 4
         assert {leaf.flags for leaf in leaves} == {0}  # the demo book is healthy before the crash
         for s in seeded:
             for state in states:

@@ -276,3 +276,41 @@ def test_state_adopted_before_computing_gets_this_nodes_leaves() -> None:
     trio.run(scenario)
     assert engine.store.get_leaves(epoch) == [leaf]
     assert engine.store.get_signed_state(epoch) == state and engine.metrics["adopted_leaves_completed"] == 1
+
+
+def test_late_computation_completes_the_leaves_of_an_adopted_state_with_its_digest() -> None:
+    """A computation finished after its round's deadline is never signed, but its leaves complete a state
+    adopted meanwhile when the digests match (the API serves an epoch only once its leaves are here);
+    a late computation with another digest adds nothing."""
+    from dataclasses import replace
+
+    from node.records import AccountLeaf, SignedState
+
+    keys, window = make_keys(4), make_window(PERIOD_S)
+    engine = make_engine(keys, 0, window)
+    epoch = window.get_current_epoch(time.time()) + 50
+    leaf = AccountLeaf(epoch=epoch, index=0, account=b"\x01" * 20, equity=5, im=1, mm=1, flags=0,
+                       approved_withdrawals=(), encoded=b"leaf")
+    computed = replace(FakeInputSource().compute_epoch(epoch, 0), leaf_count=1, leaves=(leaf,))
+    digest = engine.compute_digest(computed)
+    signature = threshold.combine({i: threshold.partial_sign(keys.shares[i], digest) for i in (1, 2, 3)}, 3)
+    state = SignedState(NETWORK_ID, KEYSET_ID, epoch, computed.pins, computed.inputs_digest, computed.params_hash,
+                        computed.root, 1, digest, signature, (0, 1, 2))
+    other = replace(computed, root=b"\x07" * 32)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            engine._nursery = nursery
+            engine.transport = MemoryTransport(Bus(), 0)
+            assert await engine.adopt_state(state)
+            engine._on_late_inputs(other)
+            await trio.sleep(0.3)
+            assert engine.store.get_leaves(epoch) == []
+            engine._on_late_inputs(computed)
+            with trio.move_on_after(5):
+                while not engine.store.get_leaves(epoch):
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    assert engine.store.get_leaves(epoch) == [leaf] and engine.metrics["adopted_leaves_completed"] == 1

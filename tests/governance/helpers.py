@@ -14,7 +14,7 @@ from governance.proposals import (
     VoteRecord,
     encode_validator_set_change,
 )
-from risk.params import RRA1, encode_params, params_with_overrides
+from risk.params import FIXED_SCALE, RRA1, encode_params, params_with_overrides
 
 VALIDATORS = tuple(f"0x{i:040x}" for i in range(1, 5))
 OUTSIDER = "0x" + "ee" * 20
@@ -56,7 +56,7 @@ def patch_fixed(payload: bytes, key: str, old: float, new: float) -> bytes:
     the invalid-but-well-formed payloads a faulty or malicious proposer could send)."""
     raw = key.encode()
     def enc(x: float) -> bytes:
-        return len(raw).to_bytes(4, "big") + raw + b"\x02" + round(x * 10**9).to_bytes(8, "big", signed=True)
+        return len(raw).to_bytes(4, "big") + raw + b"\x02" + round(x * FIXED_SCALE).to_bytes(8, "big", signed=True)
     assert payload.count(enc(old)) == 1, f"{key}={old} not found exactly once"
     return payload.replace(enc(old), enc(new))
 

@@ -60,12 +60,12 @@ def close(a: float, b: float, rel: float = 1e-9) -> bool:
     return abs(a - b) <= rel * max(abs(b), 1.0)
 
 
-def make_bench_book(accounts: int, seed: int = 11):  # -> risk.batch.BatchInput
+def make_bench_book(accounts: int, seed: int = 11, params=None):  # -> risk.batch.BatchInput
     """A realistic book: the benchmark's market (2,068 instruments, BTC and ETH) and `accounts` accounts of
-    10 positions each (half on one underlying, half on both), some of them liquidatable."""
-    from bench.risk_bench import ASSETS, build_accounts, build_market
-    from risk.batch import BatchInput
+    10 positions each (half on one underlying, half on both), some of them liquidatable. With a parameter
+    set that has expiry terms (PM2), the benchmark's v2 market (rates, a settling expiry, confidences, perp
+    marks, a depegged stable) and cash."""
+    from bench.risk_bench import build_book
+    from risk.params import RRA1
 
-    market, instruments = build_market()
-    positions, collateral = build_accounts(accounts, instruments, seed=seed)
-    return BatchInput(instruments, market, positions, collateral, list(ASSETS))
+    return build_book(accounts, params or RRA1, seed=seed)

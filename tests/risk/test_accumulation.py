@@ -9,11 +9,13 @@ import scipy.sparse as sp
 
 import risk.accumulation
 import risk.batch
+import risk.batch_accounts
 from risk.accumulation import compute_ordered_sum, compute_segment_sums, compute_segments
 from risk.batch import compute_margin_batch
-from risk.params import RRA1
+from risk.params import PM2, RRA1, RiskParams
 from risk.quantize import encode_quantized, quantized
 from tests.risk.test_batch import make_input
+from tests.risk.test_batch_v2 import make_input_v2
 
 
 def random_block(seed: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,16 +59,18 @@ def test_ordered_sum_is_left_to_right() -> None:
     assert compute_ordered_sum([np.array([1.0]), np.array([1e16]), np.array([-1e16]), np.array([1.0])]).tolist() == [1.0]
 
 
-def test_batch_bits_do_not_depend_on_block_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
-    inp = make_input(300, seed=12)
-    reference = compute_margin_batch(inp, RRA1, threads=1)
+@pytest.mark.parametrize("params", [RRA1, PM2], ids=["rra1", "pm2"])
+def test_batch_bits_do_not_depend_on_block_sizes(monkeypatch: pytest.MonkeyPatch, params: RiskParams) -> None:
+    inp = make_input(300, seed=12) if params is RRA1 else make_input_v2(300, seed=12)
+    reference = compute_margin_batch(inp, params, threads=1)
+    assert reference.liquidatable.any()
     for block, per_pass, threads in ((1, 1, 1), (7, 3, 2), (64, 5, 3), (300, 2048, 2)):
-        monkeypatch.setattr(risk.batch, "BLOCK_ROWS", block)
+        monkeypatch.setattr(risk.batch_accounts, "BLOCK_ROWS", block)
         monkeypatch.setattr(risk.accumulation, "SEGMENTS_PER_PASS", per_pass)
-        result = compute_margin_batch(inp, RRA1, threads=threads)
+        result = compute_margin_batch(inp, params, threads=threads)
         assert encode_quantized(quantized(result)) == encode_quantized(quantized(reference))
         for name in ("risk_array", "scan_loss_by_underlying", "isolated_margin_sum", "positions_mtm",
-                     "short_option_minimum", "worst_scenario"):
+                     "short_option_minimum", "worst_scenario", "basis_loss", "initial_contingency"):
             assert getattr(result, name).tobytes() == getattr(reference, name).tobytes(), (block, name)
         assert result.liquidation.equity_after.tobytes() == reference.liquidation.equity_after.tobytes()
 

@@ -48,3 +48,14 @@ def test_invalid_json_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["margin", "simulate", str(tmp_path / "absent.json")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "error: document: cannot read" in err
+
+
+def test_simulate_table_of_a_version_2_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from risk.derive_cases import case_to_whatif
+
+    case = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "pm2" / "test_32_perps_perp_hedging.json")
+                      .read_text())
+    assert main(["margin", "simulate", write(tmp_path, case_to_whatif(case))]) == 0
+    out = capsys.readouterr().out
+    assert "contingency.oracle_perp" in out and "90,000.00" in out and "pnl[1.18 up]" in out
+    assert "worst_scenario_name" in out and "free_collateral" in out and "-76,506.39" in out

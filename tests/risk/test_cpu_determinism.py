@@ -1,5 +1,6 @@
-"""The signed view of a 20,000-account book is the same bits under every SIMD dispatch this CPU allows and
-for 1 or 2 threads: each setting runs in its own process with `NPY_DISABLE_CPU_FEATURES`, the settings
+"""The signed view of a 20,000-account book, under RRA-1 and under PM2 (the benchmark's v2 market: rates,
+a settling expiry, skew, discounting, basis, contingencies, risk-cancelling collateral), is the same bits
+under every SIMD dispatch this CPU allows and for 1 or 2 threads: each setting runs in its own process with `NPY_DISABLE_CPU_FEATURES`, the settings
 derived at run time from the dispatch targets numpy found (AVX2 hosts: default and X86_V3 disabled;
 AVX-512 hosts also every AVX-512 level disabled in turn)."""
 
@@ -21,17 +22,19 @@ import numpy as np
 from numpy._core._multiarray_umath import __cpu_features__
 from risk import detmath
 from risk.batch import compute_margin_batch
-from risk.params import RRA1
+from risk.params import PM2, RRA1
 from risk.quantize import encode_quantized, quantized
 from tests.risk.helpers import make_bench_book
 
-book = make_bench_book({accounts})
 out = {{"features": {{k: bool(v) for k, v in __cpu_features__.items()}}}}
-for threads in (1, 2):
-    result = compute_margin_batch(book, RRA1, threads=threads)
-    out[f"leaves_{{threads}}"] = hashlib.sha256(encode_quantized(quantized(result))).hexdigest()
-    out[f"risk_{{threads}}"] = hashlib.sha256(result.risk_array.tobytes() + result.worst_scenario.tobytes()).hexdigest()
-    out["liquidatable"] = int(result.liquidatable.sum())
+for name, params in (("rra1", RRA1), ("pm2", PM2)):
+    book = make_bench_book({accounts}, params=params)
+    for threads in (1, 2):
+        result = compute_margin_batch(book, params, threads=threads)
+        out[f"leaves_{{name}}_{{threads}}"] = hashlib.sha256(encode_quantized(quantized(result))).hexdigest()
+        out[f"risk_{{name}}_{{threads}}"] = hashlib.sha256(result.risk_array.tobytes() + result.worst_scenario.tobytes()
+                                                         + result.liquidation.equity_after.tobytes()).hexdigest()
+        out[f"liquidatable_{{name}}"] = int(result.liquidatable.sum())
 x = np.linspace(-40.0, 40.0, 100_001)
 parts = (detmath.exp(x), detmath.log(np.abs(x) + 1e-300), detmath.norm_cdf(x), detmath.power(np.abs(x) + 0.5, 0.3))
 out["detmath"] = hashlib.sha256(b"".join(p.tobytes() for p in parts)).hexdigest()
@@ -64,7 +67,9 @@ def test_signed_view_identical_under_every_dispatch_and_thread_count() -> None:
     for disabled, out in runs.items():
         for feature in disabled.split():
             assert out["features"][feature] is False, (disabled, feature)  # the restriction took effect
-        assert out["leaves_1"] == out["leaves_2"] and out["risk_1"] == out["risk_2"], disabled
-        assert out["liquidatable"] > 0
-    for key in ("leaves_1", "risk_1", "detmath"):
+        for name in ("rra1", "pm2"):
+            assert out[f"leaves_{name}_1"] == out[f"leaves_{name}_2"], (disabled, name)
+            assert out[f"risk_{name}_1"] == out[f"risk_{name}_2"], (disabled, name)
+            assert out[f"liquidatable_{name}"] > 0
+    for key in ("leaves_rra1_1", "risk_rra1_1", "leaves_pm2_1", "risk_pm2_1", "detmath"):
         assert len({out[key] for out in runs.values()}) == 1, {s: out[key] for s, out in runs.items()}

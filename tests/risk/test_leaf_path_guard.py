@@ -16,10 +16,10 @@ import pytest
 import scipy.sparse as sp
 import scipy.special
 
+import risk.contingencies
 import risk.pricing
-import risk.scenarios
 from risk.batch import compute_margin_batch
-from risk.params import RRA1
+from risk.params import PM2, RRA1, RiskParams
 from risk.quantize import encode_quantized, quantized
 from tests.risk.helpers import make_bench_book
 
@@ -31,8 +31,9 @@ SPECIAL_BANNED = ("ndtr", "ndtri", "erf", "erfc", "log_ndtr")
 SPARSE_PRODUCTS = ((sp._base._spbase, ("_matmul_dispatch", "_rmatmul_dispatch", "dot")),
                    (sp._compressed._cs_matrix, ("_matmul_vector", "_matmul_multivector", "_matmul_sparse")))
 
-LEAF_MODULES = ("detmath", "accumulation", "batch", "batch_liquidation", "instrument_table", "quantize")
-LEAF_FUNCTIONS = (risk.pricing.compute_black76_price_array, risk.scenarios.compute_scenario_grid)
+LEAF_MODULES = ("detmath", "accumulation", "batch", "batch_accounts", "batch_liquidation", "instrument_table",
+                "quantize")
+LEAF_FUNCTIONS = (risk.pricing.compute_black76_price_array, risk.contingencies.compute_im_factor)
 BANNED_CALLS = frozenset({*NUMPY_BANNED, *MATH_BANNED, *SPECIAL_BANNED, "sinh", "cosh", "tanh", "sum", "nansum",
                           "mean", "average", "prod", "std", "var", "fsum"})
 
@@ -59,15 +60,16 @@ def _ban_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.setattr(cls, name, _raiser(f"scipy.sparse {name}"))
 
 
-def test_leaf_path_runs_with_platform_numerics_banned(monkeypatch: pytest.MonkeyPatch) -> None:
-    book = make_bench_book(3000)
-    before = compute_margin_batch(book, RRA1)
+@pytest.mark.parametrize("params", [RRA1, PM2], ids=["rra1", "pm2"])
+def test_leaf_path_runs_with_platform_numerics_banned(monkeypatch: pytest.MonkeyPatch, params: RiskParams) -> None:
+    book = make_bench_book(3000, params=params)
+    before = compute_margin_batch(book, params)
     _ban_everywhere(monkeypatch)
     with pytest.raises(AssertionError, match=r"numpy\.exp"):
         np.exp(np.ones(3))  # the ban is in force
     with pytest.raises(AssertionError, match=r"scipy\.sparse"):
         _ = book.positions @ np.ones(book.positions.shape[1])
-    result = compute_margin_batch(book, RRA1, threads=2)
+    result = compute_margin_batch(book, params, threads=2)
     assert result.liquidatable.any() and len(result.liquidation.account) > 0
     assert encode_quantized(quantized(result)) == encode_quantized(quantized(before))
     assert result.risk_array.tobytes() == before.risk_array.tobytes()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from risk.instruments import Instrument, Market, Position
 from risk.params import RRA1
 from risk.reference import compute_account_risk
-from risk.scenarios import compute_scenario_grid, compute_unit_pnl
+from risk.scenarios import compute_unit_pnl
 from risk.whatif import parse_whatif, simulate_whatif
 from tests.risk.helpers import SPEC_DOCUMENT, black, close, grid, linear_pnl, ncdf, option_pnl
 
@@ -23,10 +23,11 @@ FUT = Instrument("BTC", "future", 30.0)
 
 
 def test_grid_order_matches_spec() -> None:
-    g = compute_scenario_grid(RRA1)
-    assert g.size == 23
-    assert list(zip(g.steps, g.vol_states, g.weights, strict=True)) == grid()
-    assert g.steps[3 * (1 + 3) + 2] == 1 and g.vol_states[3 * (1 + 3) + 2] == 2
+    g = RRA1.scenarios
+    states = {"down": 0, "none": 1, "up": 2}
+    assert len(g) == 23
+    assert [(s.shock, states[s.vol], s.weight) for s in g] == grid()
+    assert g[3 * (1 + 3) + 2].shock == 1 and g[3 * (1 + 3) + 2].vol == "up"
 
 
 def test_long_future_scenario_table_by_hand() -> None:

@@ -1,4 +1,5 @@
-"""What-if documents: the vectors under tests/vectors/risk, and one refusal test per bad-input class."""
+"""What-if documents: the vectors under tests/vectors/risk, one refusal test per bad-input class, and the
+version-2 inputs and outputs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from risk.whatif import (
     MAX_FORWARDS,
     MAX_KEYS,
     MAX_POSITIONS,
+    V2_OUTPUT_KEYS,
     WHATIF_JSON_LIMITS,
     load_whatif_json,
     parse_whatif,
@@ -290,3 +292,114 @@ def test_documents_at_the_bounds_are_computed() -> None:
     out = simulate_whatif(parse_whatif(doc))
     assert len(out["isolated_margins"]) == MAX_POSITIONS and out["initial_margin"] > 0
     assert simulate_whatif(parse_whatif(mutate(["positions", 0, "vol"], 10.0)))["initial_margin"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# version 2 (docs/risk_v2.md section 7)
+
+V2_DOCUMENT: dict[str, Any] = {
+    "version": 2,
+    "market": {
+        "spot": {"BTC": 100000.0, "ETH": 3000.0},
+        "spot_confidence": {"BTC": 0.98},
+        "stable_price": 0.97,
+        "forwards": [
+            {"underlying": "BTC", "days_to_expiry": 30, "price": 100400.0, "rate": 0.05, "confidence": 0.9,
+             "svi": {"a": 0.02, "b": 0.05, "rho": -0.3, "m": 0.0, "sigma": 0.1, "forward": 100400.0, "tau": 30 / 365}},
+            {"underlying": "BTC", "days_to_expiry": 0.01, "price": 100010.0, "fixed": 50000.0},
+        ],
+        "perps": {"BTC": {"mark": 100050.0, "confidence": 0.9}},
+        "asset_prices": {"USDC": 1.0, "BTC": 100000.0},
+        "asset_confidence": {"BTC": 0.99},
+    },
+    "positions": [
+        {"kind": "option", "underlying": "BTC", "days_to_expiry": 30, "strike": 110000, "right": "call",
+         "quantity": -1},
+        {"kind": "option", "underlying": "BTC", "days_to_expiry": 30, "strike": 90000, "right": "put", "vol": 0.6,
+         "quantity": 1},
+        {"kind": "perp", "underlying": "BTC", "quantity": 0.5, "unrealised_pnl": 120.0, "funding": -3.5},
+    ],
+    "collateral": {"USDC": 10000, "BTC": 0.2},
+    "cash": -2500.0,
+    "params": {"base": "PM2"},
+}
+
+
+def v2(path: list[Any], value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(V2_DOCUMENT)
+    target: Any = doc
+    for key in path[:-1]:
+        target = target[key]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+def test_v2_output_adds_the_v2_keys_and_reads_every_input() -> None:
+    from risk.params import PM2
+    from risk.svi import SviSlice, compute_svi_vol
+
+    w = parse_whatif(V2_DOCUMENT)
+    assert w.params == PM2 and w.version == 2 and w.cash == -2500.0 + 120.0 - 3.5
+    m = w.market
+    assert (m.get_rate(("BTC", 30.0)), m.get_expiry_confidence(("BTC", 30.0)), m.stable_price) == (0.05, 0.9, 0.97)
+    assert m.get_forward_fixed(("BTC", 0.01)) == 50000.0 and m.perp_marks == {"BTC": 100050.0}
+    svi = SviSlice(0.02, 0.05, -0.3, 0.0, 0.1, 100400.0, 30 / 365)
+    assert w.positions[0].instrument.vol == compute_svi_vol(110000.0, svi) and w.positions[1].instrument.vol == 0.6
+    out = simulate_whatif(w)
+    assert list(out) == [*OUTPUT_KEYS, *V2_OUTPUT_KEYS]
+    assert list(out["scenario_pnl"]) == [s.name for s in PM2.scenarios]
+    assert list(out["scenario_pnl"].values()) == out["risk_array"]
+    assert out["free_collateral"] == out["equity"] - out["initial_margin"]
+    c = out["contingencies"]
+    assert out["maintenance_margin"] == 0.8 * out["requirement"] + c["maintenance"]
+    assert c["perp_mm"] == 0.5 * 100000.0 * 0.03 and c["naked_option_mm"] == 100000.0 * 0.003
+    assert out["im_factor"] == 1.0 + (0.99 - 0.97) * 4.0  # PM2's stable-depeg IM factor
+    assert out["collateral_value"] == 10000.0 / 0.97 + 0.2 * 100000.0 / 0.97
+    json.dumps(out, allow_nan=False)
+
+
+def test_version_1_documents_are_unchanged_and_refuse_v2_keys() -> None:
+    assert list(simulate_whatif(parse_whatif({**SPEC_DOCUMENT, "version": 1}))) == OUTPUT_KEYS
+    assert refused({**SPEC_DOCUMENT, "cash": 5.0}).field == "cash"
+    assert refused(mutate(["market", "stable_price"], 1.0)).field == "market.stable_price"
+    assert refused(mutate(["market", "forwards", 0, "rate"], 0.01)).field == "market.forwards[0].rate"
+    assert refused(mutate(["positions", 2, "funding"], 1.0)).field == "positions[2].funding"
+    assert refused(mutate(["params"], {"base": "PM2"})).field == "params.base"
+    assert refused({**SPEC_DOCUMENT, "version": 3}).field == "version"
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [
+    (["market", "forwards", 0, "rate"], math.nan, "market.forwards[0].rate"),
+    (["market", "forwards", 0, "rate"], -0.01, "market.forwards[0].rate"),
+    (["market", "forwards", 0, "rate"], 2.5, "market.forwards[0].rate"),
+    (["market", "forwards", 0, "confidence"], 1.01, "market.forwards[0].confidence"),
+    (["market", "forwards", 0, "confidence"], -0.1, "market.forwards[0].confidence"),
+    (["market", "spot_confidence", "BTC"], 1.5, "market.spot_confidence.BTC"),
+    (["market", "asset_confidence", "BTC"], math.inf, "market.asset_confidence.BTC"),
+    (["market", "perps", "BTC", "confidence"], 2, "market.perps.BTC.confidence"),
+    (["market", "perps", "BTC", "mark"], 0, "market.perps.BTC.mark"),
+    (["market", "perps", "BTC", "colour"], 1, "market.perps.BTC.colour"),
+    (["market", "stable_price"], 0.0, "market.stable_price"),
+    (["market", "forwards", 1, "fixed"], 100011.0, "market.forwards[1].fixed"),
+    (["market", "forwards", 1, "fixed"], -1.0, "market.forwards[1].fixed"),
+    (["market", "forwards", 0, "svi", "a"], -0.05, "market.forwards[0].svi"),
+    (["market", "forwards", 0, "svi", "rho"], 1.0, "market.forwards[0].svi.rho"),
+    (["market", "forwards", 0, "svi", "b"], -0.1, "market.forwards[0].svi.b"),
+    (["market", "forwards", 0, "svi", "tau"], 0, "market.forwards[0].svi.tau"),
+    (["market", "forwards", 0, "svi", "sigma"], math.nan, "market.forwards[0].svi.sigma"),
+    (["market", "forwards", 0, "svi"], _DELETE, "positions[0].vol"),
+    (["positions", 2, "unrealised_pnl"], math.nan, "positions[2].unrealised_pnl"),
+    (["positions", 0, "funding"], 1.0, "positions[0].funding"),
+    (["cash"], "-5", "cash"),
+    (["params", "base"], "PM3", "params.base"),
+    (["params", "scenarios"], [], "params.scenarios"),
+    (["params", "scenarios"], [{"name": "x", "shock": math.nan, "vol": "up"}], "params.scenarios[0].shock"),
+    (["params", "scenarios"], [{"name": "l", "shock": 0, "vol": "linear"}, {"name": "l2", "shock": 0, "vol": "linear"}],
+     "params.scenarios[1].vol"),
+])
+def test_invalid_v2_inputs_name_the_field(path: list[Any], value: Any, field: str) -> None:
+    err = refused(v2(path, value))
+    assert err.field == field, err

@@ -224,6 +224,8 @@ def test_node_killed_with_sigkill_restarts_and_goes_on_signing(tmp_path: Path) -
 
 def test_margin_get_from_a_read_replica(tmp_path: Path) -> None:
     """`start --no-validator` serves an existing store; `margin get --json` returns a verifiable proof."""
+    from eth_utils import to_checksum_address
+
     from bridges.merkle import verify_proof
     from node.store import SQLiteStore
     from tests.store.factories import get_test_keyset, make_account, make_state
@@ -240,7 +242,8 @@ def test_margin_get_from_a_read_replica(tmp_path: Path) -> None:
         result = wait_for(lambda: (r := run_cli(["margin", "get", account, "--home", str(home), "--json"], env=env))
                           .returncode == 0 and r, 60, "margin get")
         doc = json.loads(result.stdout)
-        assert doc["margin"]["account"] == account and doc["margin"]["epoch"] == 4 and doc["leaf_index"] == 6
+        assert doc["margin"]["account"] == to_checksum_address(account) and doc["margin"]["epoch"] == 4
+        assert doc["leaf_index"] == 6 and doc["leaf_values"]["account"] == to_checksum_address(account)
         leaf, root = bytes.fromhex(doc["leaf"][2:]), bytes.fromhex(doc["state"]["root"][2:])
         from bridges.merkle import make_keccak
 
@@ -249,7 +252,7 @@ def test_margin_get_from_a_read_replica(tmp_path: Path) -> None:
         assert threshold.group_verify(get_test_keyset()[0], bytes.fromhex(doc["state"]["digest"][2:]),
                                       bytes.fromhex(doc["state"]["signature"][2:]))
         text = run_cli(["margin", "get", account, "--home", str(home)], env=env)
-        assert text.returncode == 0 and f"{account} at epoch 4" in text.stdout
+        assert text.returncode == 0 and f"{to_checksum_address(account)} at epoch 4" in text.stdout
         bad = run_cli(["margin", "get", "0x123", "--home", str(home)], env=env)
         assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "account" in bad.stderr
         status = get_status(home)

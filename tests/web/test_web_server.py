@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from node.api.convert import leaf_to_margin
+from node.api.sandbox import Sandbox, SandboxConfig
+from node.api.server import WHATIF_TASK
 from node.api.snapshot import SnapshotCache
 from node.metrics import EpochClock
 from node.store import SQLiteStore
@@ -38,9 +40,11 @@ def web(tmp_path: Path) -> Iterator[tuple[str, SQLiteStore]]:
     snapshots = SnapshotCache(store)
     snapshots.start()
     clock = EpochClock(genesis_time=1000.0, period_s=10.0, now=lambda: 1000.0 + 8 * 10.0 + 1)  # wall-clock epoch 8
-    server = WebServer("127.0.0.1:0", WebViews(store, snapshots, make_sources(), None, clock)).start()
+    sandbox = Sandbox(WHATIF_TASK, SandboxConfig(workers=1, nice=0, idle=False)).start()
+    server = WebServer("127.0.0.1:0", WebViews(store, snapshots, make_sources(), None, clock, sandbox)).start()
     yield f"http://127.0.0.1:{server.port}", store
     server.stop()
+    sandbox.stop()
     snapshots.stop()
     store.close()
 
@@ -108,7 +112,8 @@ def test_whatif_posts_to_the_simulate_path(web: tuple[str, SQLiteStore]) -> None
     base, _ = web
     code, doc, _ = call(base + "/api/whatif", json.dumps(WHATIF).encode())
     assert code == 200
-    expected = json.loads(whatif.format_result_json(whatif.compute_simulation(json.loads(json.dumps(WHATIF)))))
+    expected = json.loads(whatif.format_result_json(whatif.compute_simulation(whatif.load_payload(
+        "whatif_json", json.dumps(WHATIF)))))
     assert doc["result"] == expected and doc["result"]["initial_margin"] > 0
     bad = dict(WHATIF, positions=[dict(WHATIF["positions"][0], vol=-1)])
     code, doc, _ = call(base + "/api/whatif", json.dumps(bad).encode())

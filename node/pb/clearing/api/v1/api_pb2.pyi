@@ -61,16 +61,14 @@ class SignedState(_message.Message):
     def __init__(self, network_id: _Optional[int] = ..., keyset_id: _Optional[int] = ..., epoch: _Optional[int] = ..., pins: _Optional[_Iterable[_Union[ChainPin, _Mapping]]] = ..., inputs_digest: _Optional[bytes] = ..., params_hash: _Optional[bytes] = ..., root: _Optional[bytes] = ..., leaf_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ChainCollateral(_message.Message):
-    __slots__ = ("chain_id", "value_micro_usd", "asset", "amount")
+    __slots__ = ("chain_id", "asset", "amount")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
-    VALUE_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
-    value_micro_usd: int
     asset: str
     amount: str
-    def __init__(self, chain_id: _Optional[int] = ..., value_micro_usd: _Optional[int] = ..., asset: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+    def __init__(self, chain_id: _Optional[int] = ..., asset: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class AccountMargin(_message.Message):
     __slots__ = ("account", "epoch", "equity_micro_usd", "initial_margin_micro_usd", "maintenance_margin_micro_usd", "free_collateral_micro_usd", "health_bps", "health_unbounded", "liquidatable", "risk_array_micro_usd", "worst_scenario", "collateral", "approved_withdrawals")
@@ -157,7 +155,7 @@ class StreamMarginUpdatesResponse(_message.Message):
     def __init__(self, report: _Optional[_Union[MarginReport, _Mapping]] = ...) -> None: ...
 
 class WhatIfPosition(_message.Message):
-    __slots__ = ("kind", "underlying", "days_to_expiry", "strike", "right", "vol", "quantity")
+    __slots__ = ("kind", "underlying", "days_to_expiry", "strike", "right", "vol", "quantity", "unrealised_pnl", "funding")
     KIND_FIELD_NUMBER: _ClassVar[int]
     UNDERLYING_FIELD_NUMBER: _ClassVar[int]
     DAYS_TO_EXPIRY_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +163,8 @@ class WhatIfPosition(_message.Message):
     RIGHT_FIELD_NUMBER: _ClassVar[int]
     VOL_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    UNREALISED_PNL_FIELD_NUMBER: _ClassVar[int]
+    FUNDING_FIELD_NUMBER: _ClassVar[int]
     kind: str
     underlying: str
     days_to_expiry: str
@@ -172,20 +172,56 @@ class WhatIfPosition(_message.Message):
     right: str
     vol: str
     quantity: str
-    def __init__(self, kind: _Optional[str] = ..., underlying: _Optional[str] = ..., days_to_expiry: _Optional[str] = ..., strike: _Optional[str] = ..., right: _Optional[str] = ..., vol: _Optional[str] = ..., quantity: _Optional[str] = ...) -> None: ...
+    unrealised_pnl: str
+    funding: str
+    def __init__(self, kind: _Optional[str] = ..., underlying: _Optional[str] = ..., days_to_expiry: _Optional[str] = ..., strike: _Optional[str] = ..., right: _Optional[str] = ..., vol: _Optional[str] = ..., quantity: _Optional[str] = ..., unrealised_pnl: _Optional[str] = ..., funding: _Optional[str] = ...) -> None: ...
+
+class WhatIfSvi(_message.Message):
+    __slots__ = ("a", "b", "rho", "m", "sigma", "forward", "tau")
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    RHO_FIELD_NUMBER: _ClassVar[int]
+    M_FIELD_NUMBER: _ClassVar[int]
+    SIGMA_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_FIELD_NUMBER: _ClassVar[int]
+    TAU_FIELD_NUMBER: _ClassVar[int]
+    a: str
+    b: str
+    rho: str
+    m: str
+    sigma: str
+    forward: str
+    tau: str
+    def __init__(self, a: _Optional[str] = ..., b: _Optional[str] = ..., rho: _Optional[str] = ..., m: _Optional[str] = ..., sigma: _Optional[str] = ..., forward: _Optional[str] = ..., tau: _Optional[str] = ...) -> None: ...
 
 class WhatIfForward(_message.Message):
-    __slots__ = ("underlying", "days_to_expiry", "price")
+    __slots__ = ("underlying", "days_to_expiry", "price", "fixed", "rate", "confidence", "svi")
     UNDERLYING_FIELD_NUMBER: _ClassVar[int]
     DAYS_TO_EXPIRY_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
+    FIXED_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SVI_FIELD_NUMBER: _ClassVar[int]
     underlying: str
     days_to_expiry: str
     price: str
-    def __init__(self, underlying: _Optional[str] = ..., days_to_expiry: _Optional[str] = ..., price: _Optional[str] = ...) -> None: ...
+    fixed: str
+    rate: str
+    confidence: str
+    svi: WhatIfSvi
+    def __init__(self, underlying: _Optional[str] = ..., days_to_expiry: _Optional[str] = ..., price: _Optional[str] = ..., fixed: _Optional[str] = ..., rate: _Optional[str] = ..., confidence: _Optional[str] = ..., svi: _Optional[_Union[WhatIfSvi, _Mapping]] = ...) -> None: ...
+
+class WhatIfPerp(_message.Message):
+    __slots__ = ("mark", "confidence")
+    MARK_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    mark: str
+    confidence: str
+    def __init__(self, mark: _Optional[str] = ..., confidence: _Optional[str] = ...) -> None: ...
 
 class WhatIfMarket(_message.Message):
-    __slots__ = ("spot", "forwards", "asset_prices")
+    __slots__ = ("spot", "forwards", "asset_prices", "spot_confidence", "perps", "asset_confidence", "stable_price")
     class SpotEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -200,16 +236,45 @@ class WhatIfMarket(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SpotConfidenceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class PerpsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: WhatIfPerp
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[WhatIfPerp, _Mapping]] = ...) -> None: ...
+    class AssetConfidenceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SPOT_FIELD_NUMBER: _ClassVar[int]
     FORWARDS_FIELD_NUMBER: _ClassVar[int]
     ASSET_PRICES_FIELD_NUMBER: _ClassVar[int]
+    SPOT_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PERPS_FIELD_NUMBER: _ClassVar[int]
+    ASSET_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    STABLE_PRICE_FIELD_NUMBER: _ClassVar[int]
     spot: _containers.ScalarMap[str, str]
     forwards: _containers.RepeatedCompositeFieldContainer[WhatIfForward]
     asset_prices: _containers.ScalarMap[str, str]
-    def __init__(self, spot: _Optional[_Mapping[str, str]] = ..., forwards: _Optional[_Iterable[_Union[WhatIfForward, _Mapping]]] = ..., asset_prices: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    spot_confidence: _containers.ScalarMap[str, str]
+    perps: _containers.MessageMap[str, WhatIfPerp]
+    asset_confidence: _containers.ScalarMap[str, str]
+    stable_price: str
+    def __init__(self, spot: _Optional[_Mapping[str, str]] = ..., forwards: _Optional[_Iterable[_Union[WhatIfForward, _Mapping]]] = ..., asset_prices: _Optional[_Mapping[str, str]] = ..., spot_confidence: _Optional[_Mapping[str, str]] = ..., perps: _Optional[_Mapping[str, WhatIfPerp]] = ..., asset_confidence: _Optional[_Mapping[str, str]] = ..., stable_price: _Optional[str] = ...) -> None: ...
 
 class WhatIf(_message.Message):
-    __slots__ = ("market", "positions", "collateral", "params_json")
+    __slots__ = ("market", "positions", "collateral", "params_json", "version", "cash")
     class CollateralEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -221,11 +286,15 @@ class WhatIf(_message.Message):
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     COLLATERAL_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CASH_FIELD_NUMBER: _ClassVar[int]
     market: WhatIfMarket
     positions: _containers.RepeatedCompositeFieldContainer[WhatIfPosition]
     collateral: _containers.ScalarMap[str, str]
     params_json: str
-    def __init__(self, market: _Optional[_Union[WhatIfMarket, _Mapping]] = ..., positions: _Optional[_Iterable[_Union[WhatIfPosition, _Mapping]]] = ..., collateral: _Optional[_Mapping[str, str]] = ..., params_json: _Optional[str] = ...) -> None: ...
+    version: int
+    cash: str
+    def __init__(self, market: _Optional[_Union[WhatIfMarket, _Mapping]] = ..., positions: _Optional[_Iterable[_Union[WhatIfPosition, _Mapping]]] = ..., collateral: _Optional[_Mapping[str, str]] = ..., params_json: _Optional[str] = ..., version: _Optional[int] = ..., cash: _Optional[str] = ...) -> None: ...
 
 class SimulateMarginRequest(_message.Message):
     __slots__ = ("whatif_json", "whatif")
@@ -236,7 +305,7 @@ class SimulateMarginRequest(_message.Message):
     def __init__(self, whatif_json: _Optional[str] = ..., whatif: _Optional[_Union[WhatIf, _Mapping]] = ...) -> None: ...
 
 class SimulateMarginResponse(_message.Message):
-    __slots__ = ("result_json", "initial_margin_micro_usd", "maintenance_margin_micro_usd", "equity_micro_usd", "free_collateral_micro_usd", "liquidatable", "worst_scenario")
+    __slots__ = ("result_json", "initial_margin_micro_usd", "maintenance_margin_micro_usd", "equity_micro_usd", "free_collateral_micro_usd", "liquidatable", "worst_scenario", "scenario_pnl", "contingencies")
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     INITIAL_MARGIN_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_MARGIN_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +313,8 @@ class SimulateMarginResponse(_message.Message):
     FREE_COLLATERAL_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     LIQUIDATABLE_FIELD_NUMBER: _ClassVar[int]
     WORST_SCENARIO_FIELD_NUMBER: _ClassVar[int]
+    SCENARIO_PNL_FIELD_NUMBER: _ClassVar[int]
+    CONTINGENCIES_FIELD_NUMBER: _ClassVar[int]
     result_json: str
     initial_margin_micro_usd: int
     maintenance_margin_micro_usd: int
@@ -251,7 +322,17 @@ class SimulateMarginResponse(_message.Message):
     free_collateral_micro_usd: int
     liquidatable: bool
     worst_scenario: int
-    def __init__(self, result_json: _Optional[str] = ..., initial_margin_micro_usd: _Optional[int] = ..., maintenance_margin_micro_usd: _Optional[int] = ..., equity_micro_usd: _Optional[int] = ..., free_collateral_micro_usd: _Optional[int] = ..., liquidatable: _Optional[bool] = ..., worst_scenario: _Optional[int] = ...) -> None: ...
+    scenario_pnl: _containers.RepeatedCompositeFieldContainer[WhatIfAmount]
+    contingencies: _containers.RepeatedCompositeFieldContainer[WhatIfAmount]
+    def __init__(self, result_json: _Optional[str] = ..., initial_margin_micro_usd: _Optional[int] = ..., maintenance_margin_micro_usd: _Optional[int] = ..., equity_micro_usd: _Optional[int] = ..., free_collateral_micro_usd: _Optional[int] = ..., liquidatable: _Optional[bool] = ..., worst_scenario: _Optional[int] = ..., scenario_pnl: _Optional[_Iterable[_Union[WhatIfAmount, _Mapping]]] = ..., contingencies: _Optional[_Iterable[_Union[WhatIfAmount, _Mapping]]] = ...) -> None: ...
+
+class WhatIfAmount(_message.Message):
+    __slots__ = ("name", "amount_micro_usd")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    amount_micro_usd: int
+    def __init__(self, name: _Optional[str] = ..., amount_micro_usd: _Optional[int] = ...) -> None: ...
 
 class Validator(_message.Message):
     __slots__ = ("index", "peer_id", "public_key_share", "address", "is_self")

@@ -75,14 +75,17 @@ class MarginServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetMargin(self, request, context):
-        """An account's margin in a signed state, with its Merkle leaf, proof and the signed state.
+        """An account's margin in a signed state, with its Merkle leaf, proof and the signed state. Without an
+        epoch: the newest signed state this node holds the leaves of (a state adopted from a peer is
+        served once the node has stored its own, identical leaves); `report.state.epoch` says which.
+        NOT_FOUND for an explicit epoch whose leaves this node does not hold (ask another validator).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSignedState(self, request, context):
-        """One signed state (an epoch, or the latest).
+        """One signed state (an epoch, or the latest: the same epoch `GetMargin` without an epoch serves).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
