@@ -19,7 +19,14 @@ forward of the future's expiry, S the spot, I the perp's funding index and E the
 entry (products in float64 basic operations, rounded once per position, then summed exactly as int64).
 A position whose mark is missing fails its account (below), so no account is settled on a guess.
 
-Failures: an instrument column that cannot be valued (unknown underlying spot, expired, missing forward,
+Expiry: an option or future whose expiry is at or before the epoch time is settled, not margined: the
+home oracle's forward for (underlying, expiry) updated at or after the expiry is its settlement price P,
+and the position adds `rint(q P)` (future) or `rint(q max(P - K, 0))` / `rint(q max(K - P, 0))` (call /
+put) to the settlement vector, with no risk column. Until that price is published the position fails its
+account (the holder is not margined on a guess; the publisher's final mark unblocks it).
+
+Failures: an instrument column that cannot be valued (unknown underlying spot, expired without a
+settlement price, missing forward,
 missing/stale/zero vol) fails every account holding a non-zero position in it; a balance in an asset
 without a valid home price fails its account; each failure names chain and field. Failed accounts keep
 their row (arrays stay aligned) and get `ok = False`.
@@ -34,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook
+from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook, InstrumentInfo
 from bridges.errors import InvalidChainValue
 from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE, withdrawal_id
 from risk.instruments import Instrument, Market
@@ -179,8 +186,9 @@ class ColumnarInputs:
 class _Column:
     instrument: Instrument | None
     reason: str  # why the column cannot be valued ("" when it can)
-    mark: int  # micro-USD forward (futures) or spot (perps); 0 otherwise
+    mark: int  # micro-USD forward (futures), spot (perps), settlement value per unit (settled); 0 otherwise
     funding: int  # perp funding index
+    settled: bool = False  # expired and settled: valued at `mark` per unit, no risk column
 
 
 def _quote_ok(at: int, epoch_time: int, max_age_s: int | None) -> bool:
@@ -226,17 +234,38 @@ def build_market(home: ChainBook, epoch_time: int, max_age_s: int | None
     return Market(spot=spot, forwards=forwards, asset_prices=prices), issues, fwd_raw, spot_raw
 
 
+def get_settlement_prices(home: ChainBook) -> dict[tuple[str, int], int]:
+    """Expiry settlement prices in micro-USD: the home oracle's forward for (underlying, expiry) when it
+    was updated at or after the expiry (the publisher's final mark; a correction is a later update)."""
+    return {key: price for key, (price, at) in home.forwards.items() if at >= key[1] and price > 0}
+
+
+def _settled_column(inst: InstrumentInfo, where: str, epoch_time: int, settle_raw: Mapping[tuple[str, int], int]) -> _Column:
+    """An expired option or future: valued at its settlement price (no risk column), or failing its
+    holders until the settlement price is published."""
+    price = settle_raw.get((inst.underlying, inst.expiry))
+    if price is None:
+        return _Column(None, f"{where}.expiry: {inst.expiry} is not after the epoch time {epoch_time} and no "
+                             f"settlement price (forward.{inst.underlying}.{inst.expiry} updated at or after "
+                             f"the expiry) is published", 0, 0)
+    if inst.kind == "future":
+        return _Column(None, "", price, 0, settled=True)
+    payoff = max(price - inst.strike, 0) if inst.right == "call" else max(inst.strike - price, 0)
+    return _Column(None, "", payoff, 0, settled=True)
+
+
 def _column(book: ChainBook, iid: int, epoch_time: int, market: Market, issues: Mapping[str, str],
-            fwd_raw: Mapping[tuple[str, int], int], spot_raw: Mapping[str, int], max_age_s: int | None) -> _Column:
+            fwd_raw: Mapping[tuple[str, int], int], spot_raw: Mapping[str, int], max_age_s: int | None,
+            settle_raw: Mapping[tuple[str, int], int]) -> _Column:
     inst = book.instruments[iid]
     where = f"chain {book.chain_id} ledger.instrument[{iid}]"
+    if inst.kind in ("option", "future") and inst.expiry <= epoch_time:
+        return _settled_column(inst, where, epoch_time, settle_raw)
     if inst.underlying not in market.spot:
         reason = issues.get(f"spot.{inst.underlying}", f"{where}.underlying: no spot for {inst.underlying}")
         return _Column(None, reason, 0, 0)
     days, mark = 0.0, spot_raw[inst.underlying]
     if inst.kind in ("option", "future"):
-        if inst.expiry <= epoch_time:
-            return _Column(None, f"{where}.expiry: {inst.expiry} is not after the epoch time {epoch_time}", 0, 0)
         days = (inst.expiry - epoch_time) / SECONDS_PER_DAY
         if (inst.underlying, inst.expiry) not in fwd_raw:
             reason = issues.get(f"forward.{inst.underlying}.{inst.expiry}",
@@ -278,6 +307,7 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
         raise InvalidChainValue(f"home_chain_id: no book of home chain {home_chain_id}")
     ordered = [by_chain[c] for c in sorted(by_chain)]
     market, issues, fwd_raw, spot_raw = build_market(by_chain[home_chain_id], epoch_time, max_quote_age_s)
+    settle_raw = get_settlement_prices(by_chain[home_chain_id])
     local = [index.map_book(b) for b in ordered]
     rank = index.ranks()
     n = len(index)
@@ -290,14 +320,19 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
     for book, to_gid in zip(ordered, local, strict=True):
         book.positions.flush()
         ids = sorted(book.instrument_ids)
-        info = [_column(book, iid, epoch_time, market, issues, fwd_raw, spot_raw, max_quote_age_s) for iid in ids]
+        info = [_column(book, iid, epoch_time, market, issues, fwd_raw, spot_raw, max_quote_age_s, settle_raw)
+                for iid in ids]
         local_col = np.array([book.col_of[i] for i in ids], dtype=np.int64)
         global_col = np.full(max(len(book.instrument_ids), 1), -1, dtype=np.int64)
         kind = np.zeros(max(len(book.instrument_ids), 1), dtype=np.int8)  # 1 future, 2 perp
         mark = np.zeros(len(kind), dtype=np.int64)
         funding = np.zeros(len(kind), dtype=np.int64)
         bad_reason: dict[int, str] = {}
+        settled = np.zeros(len(kind), dtype=bool)
         for lc, col in zip(local_col.tolist(), info, strict=True):
+            if col.settled:
+                settled[lc], kind[lc], mark[lc] = True, 1, col.mark  # valued like a future at `mark`
+                continue
             if col.instrument is None:
                 bad_reason[lc] = col.reason
                 continue
@@ -310,15 +345,15 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
         rows = rank[to_gid[keys >> COL_BITS]]
         cols = (keys & (MAX_COLUMNS - 1)).astype(np.int64)
         present[rows] = True
-        bad = global_col[cols] < 0
+        bad = (global_col[cols] < 0) & ~settled[cols]
         for r, c in zip(rows[bad].tolist(), cols[bad].tolist(), strict=True):
             iid = book.instrument_ids[c]
             fail_rows.setdefault(r, (f"positions[{book.chain_id}:{iid}]", bad_reason[c]))
-        good = ~bad
+        good = global_col[cols] >= 0
         coo_rows.append(rows[good])
         coo_cols.append(global_col[cols[good]])
         coo_vals.append(qty[good].astype(np.float64) / float(QTY_SCALE))
-        linear = np.flatnonzero(good & (kind[cols] != 0))  # futures and perps settle at the mark
+        linear = np.flatnonzero(~bad & (kind[cols] != 0))  # futures, perps and settled expiries at the mark
         value = _settle(kind[cols[linear]], qty[linear], mark[cols[linear]], funding[cols[linear]], entry[linear],
                         f"chain {book.chain_id} settlement")
         np.add.at(settlement, rows[linear], value)

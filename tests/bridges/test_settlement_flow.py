@@ -24,6 +24,7 @@ from tests.bridges.test_chain_support import (
     INSTR_PERP,
     USER_INDEX,
     get_sender,
+    mine_at,
     make_client,
     running_chains,
     setup_clearing,
@@ -119,3 +120,43 @@ def test_open_move_close_settles_every_kind_on_both_chains() -> None:
         assert leaf.equity == 200_000 * M + cash_of(trades)
         assert abs(cash_of(trades) - realised) <= 12 and realised < 0
 
+
+
+def test_expired_option_and_future_settle_at_the_published_price() -> None:
+    """Positions past their expiry are not margined on a guess: until the home oracle publishes the
+    settlement price (the forward of that expiry updated at or after it) the holder has no leaf; then
+    the leaf carries collateral + cash + q max(P - K, 0) for the calls and q P for the future, exactly,
+    with no margin for them, and a withdrawal of the freed value is approved."""
+    with running_chains(31337, 31338) as chains:
+        expiry = int(time.time()) + 30 * DAY
+        deployments = [setup_clearing(c, bls.g2_to_eip2537(GROUP_PK), expiry, home=(i == 0))
+                       for i, c in enumerate(chains)]
+        owners = [deploy.ChainSender(c.rpc_url, deploy.get_dev_key(0)) for c in chains]
+        users = [get_sender(c, USER_INDEX) for c in chains]
+        publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
+                      for c, d in zip(chains, deployments, strict=True)]
+        user = users[0].address
+        for owner, d, u in zip(owners, deployments, users, strict=True):
+            deploy.mint_and_deposit(owner, d, owner, "USDC", 10**8 * M)
+            deploy.mint_and_deposit(owner, d, u, "USDC", 100_000 * M)
+        # chain A: the user buys 2 calls at 1,500.000017; chain B: the user sells 1 future at 100,400
+        deploy.record_trade(owners[0], deployments[0], owners[0].address, user, INSTR_CALL, 2 * QTY, 1_500 * M + 17)
+        deploy.record_trade(owners[1], deployments[1], user, owners[1].address, INSTR_FUTURE, QTY, 100_400 * M)
+        trades = [(2 * QTY, 1_500 * M + 17), (-QTY, 100_400 * M)]
+        state = build_and_publish(chains, deployments, publishers, epoch=1)
+        assert get_leaf(state, user).im > 0
+        for c in chains:  # past the expiry; the last forward was published before it
+            mine_at(c, expiry + 60)
+        state = build_and_publish(chains, deployments, publishers, epoch=2)
+        failures = {f.account.lower(): f"{f.field}: {f.reason}" for f in state.failures}
+        assert "no settlement price" in failures[user.lower()], failures
+        assert user.lower() not in [leaf.account.lower() for leaf in state.leaves]
+        settle = 123_456 * M + 789
+        deploy.set_market(owners[0], deployments[0], forwards={("BTC", expiry): settle})
+        state = build_and_publish(chains, deployments, publishers, epoch=3)
+        leaf = get_leaf(state, user)
+        expected = 200_000 * M + cash_of(trades) + 2 * (settle - STRIKE * M) - settle
+        assert leaf.equity == expected and leaf.im == 0 and leaf.mm == 0
+        request = deploy.request_withdrawal(users[1], deployments[1], "USDC", 100_000 * M)
+        state = build_and_publish(chains, deployments, publishers, epoch=4)
+        assert get_leaf(state, user).approved_withdrawals == (withdrawal_id(31338, deployments[1].vault, request),)
