@@ -8,9 +8,10 @@ timestamps of the proposals' end blocks (ancestors of the pin), and the pin is r
 the reads. Reverts are decoded into the contract's custom error name and arguments
 (`GovernanceTxReverted`). An executed validator-set change is read with the timestamp of its
 execution block (an ancestor of the pin too): the tally takes its activation epoch only beyond the
-epoch of that block. Bounds: at most MAX_PROPOSALS_READ proposals per snapshot, receipts awaited at
-most RECEIPT_TIMEOUT_S; deployments choose the contract's maximum voting period (default
-DEFAULT_MAX_VOTING_PERIOD_BLOCKS, at most VOTING_PERIOD_CAP_BLOCKS as the contract). Persists nothing.
+epoch of that block. Bounds: at most MAX_PROPOSALS_READ live proposals per snapshot (settled ones are
+read once and cached in memory, see `read_snapshot`), receipts awaited at most RECEIPT_TIMEOUT_S;
+deployments choose the contract's maximum voting period (default DEFAULT_MAX_VOTING_PERIOD_BLOCKS, at
+most VOTING_PERIOD_CAP_BLOCKS as the contract). Persists nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from governance.proposals import GovernanceGenesis, ProposalRecord, VoteRecord, 
 from governance.tally import GovernanceState, derive_governance_state
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "Governance.json"
-MAX_PROPOSALS_READ = 10_000
+MAX_PROPOSALS_READ = 10_000  # live (not yet settled) proposals read per snapshot
+SETTLED_DEPTH_BLOCKS = 256  # a proposal settled this many blocks below the pin is cached (reorg margin)
 RECEIPT_TIMEOUT_S = 30.0
 RECEIPT_POLL_S = 0.05
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 12, 10  # 20 % above the estimate
@@ -97,10 +99,15 @@ def parse_proposal(raw: tuple[Any, ...], end_timestamp: int | None,
 class GovernanceChain:
     """Reads and transactions against one deployed Governance contract."""
 
-    def __init__(self, client: ChainClient, address: str, abi: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, client: ChainClient, address: str, abi: Sequence[dict[str, Any]],
+                 settled_depth: int = SETTLED_DEPTH_BLOCKS) -> None:
         self.client = client
         self.address = normalize_address(address, "governance_address")
         self.abi = list(abi)
+        self.settled_depth = settled_depth
+        self._window: int | None = None  # maxVotingPeriodBlocks (immutable), read once
+        self._settled: dict[int, tuple[ProposalRecord, tuple[VoteRecord, ...]]] = {}
+        self.proposal_reads = 0  # proposals read from the chain (cache misses), for tests
 
     def _call(self, pin: Pin, name: str, *args: object) -> tuple[Any, ...]:
         fn = find_function_abi(self.abi, name)
@@ -114,21 +121,50 @@ class GovernanceChain:
         return Pin(self.client.chain_id, header.number, header.hash, header.timestamp)
 
     def read_snapshot(self, pin: Pin) -> GovernanceSnapshot:
-        """Proposals (with end-block timestamps when ended) and votes, all at `pin`."""
+        """Proposals (with end-block timestamps when ended) and votes, all at `pin`.
+
+        A proposal whose execution window closed more than `settled_depth` blocks below the pin can no
+        longer change (no vote, no execution), so it is read once and kept; each snapshot re-reads only
+        the live ones and the new ids. The contract caps live proposals per member
+        (MAX_LIVE_PROPOSALS_PER_MEMBER), so a spamming member cannot make an epoch's read unbounded;
+        more than MAX_PROPOSALS_READ live proposals stall the epoch with a named error."""
         count = int(self._call(pin, "proposalCount")[0])
-        if count > MAX_PROPOSALS_READ:
-            raise InvalidChainResponse(f"proposalCount: {count} > bound {MAX_PROPOSALS_READ}")
+        if self._window is None:
+            self._window = self.get_max_voting_period(pin)
         proposals, votes = [], []
+        live_reads = 0
         for pid in range(1, count + 1):
-            raw = self._call(pin, "getProposal", pid)[0]
-            end_block, executed_block = int(raw[5]), int(raw[14])
-            end_ts = self.client.get_block(end_block).timestamp if end_block <= pin.number else None
-            executed_ts = self.client.get_block(executed_block).timestamp if raw[12] else None
-            proposals.append(parse_proposal(raw, end_ts, executed_ts))
-            for voter, choice, block_number in self._call(pin, "getVotes", pid)[0]:
-                votes.append(VoteRecord(pid, normalize_address(voter, "voter"), int(choice), int(block_number)))
+            settled = self._settled.get(pid)
+            if settled is not None and self._is_settled(settled[0], pin):
+                proposals.append(settled[0])
+                votes.extend(settled[1])
+                continue
+            record, record_votes = self._read_proposal(pin, pid)
+            proposals.append(record)
+            votes.extend(record_votes)
+            if self._is_settled(record, pin):
+                self._settled[pid] = (record, record_votes)
+            else:
+                live_reads += 1
+                if live_reads > MAX_PROPOSALS_READ:
+                    raise InvalidChainResponse(f"proposalCount: more than {MAX_PROPOSALS_READ} live proposals "
+                                               f"at block {pin.number}")
         self.client.validate_pin(pin)  # the end and execution headers were read by number: same chain?
         return GovernanceSnapshot(pin, tuple(proposals), tuple(votes))
+
+    def _is_settled(self, record: ProposalRecord, pin: Pin) -> bool:
+        assert self._window is not None
+        return record.end_block + self._window + self.settled_depth < pin.number
+
+    def _read_proposal(self, pin: Pin, pid: int) -> tuple[ProposalRecord, tuple[VoteRecord, ...]]:
+        self.proposal_reads += 1
+        raw = self._call(pin, "getProposal", pid)[0]
+        end_block, executed_block = int(raw[5]), int(raw[14])
+        end_ts = self.client.get_block(end_block).timestamp if end_block <= pin.number else None
+        executed_ts = self.client.get_block(executed_block).timestamp if raw[12] else None
+        votes = tuple(VoteRecord(pid, normalize_address(voter, "voter"), int(choice), int(block_number))
+                      for voter, choice, block_number in self._call(pin, "getVotes", pid)[0])
+        return parse_proposal(raw, end_ts, executed_ts), votes
 
     def get_validators(self, pin: Pin, version: int | None = None) -> tuple[int, tuple[str, ...], int]:
         """(set version, members, threshold) of the contract's voting set `version` (default: current)."""

@@ -39,6 +39,10 @@ contract Governance {
     /// @notice Largest `maxVotingPeriodBlocks` a deployment may choose (two weeks of 12-second blocks).
     uint256 public constant VOTING_PERIOD_CAP_BLOCKS = 100_800;
     uint256 public constant MAX_VALIDATORS = 128;
+    /// @notice Proposals one member may have live at once: a proposal is live until its execution window
+    /// closes (`endBlock + maxVotingPeriodBlocks`). Bounds what the nodes re-read each epoch, so one
+    /// member cannot stall the network with proposal spam.
+    uint256 public constant MAX_LIVE_PROPOSALS_PER_MEMBER = 8;
 
     struct Proposal {
         uint64 id;
@@ -89,6 +93,8 @@ contract Governance {
     error AlreadyExecuted(uint256 id);
     /// Only validator-set proposals are executed on chain.
     error NotValidatorSetProposal(uint256 id);
+    /// The proposer already has MAX_LIVE_PROPOSALS_PER_MEMBER proposals whose execution window is open.
+    error TooManyLiveProposals(address proposer, uint256 limit);
     /// The execution window (maxVotingPeriodBlocks blocks after the end block) is over.
     error ExecutionWindowClosed(uint256 id, uint256 lastBlock);
     /// A change approved later (by end block, then id) was already executed.
@@ -121,6 +127,8 @@ contract Governance {
     Proposal[] private _proposals;
     mapping(uint256 => Vote[]) private _votes;
     mapping(uint256 => mapping(address => bool)) private _hasVoted;
+    /// Per proposer, the last block of each of its live proposals' execution windows (pruned on propose).
+    mapping(address => uint64[]) private _liveUntil;
 
     constructor(address[] memory genesisValidators, uint32 genesisThreshold, uint64 maxVotingPeriodBlocks_) {
         if (maxVotingPeriodBlocks_ == 0 || maxVotingPeriodBlocks_ > VOTING_PERIOD_CAP_BLOCKS) {
@@ -160,6 +168,7 @@ contract Governance {
         id = _proposals.length + 1;
         if (kind == KIND_VALIDATOR_SET) _computeNewSet(payload); // fail fast; re-checked at execution
         uint64 endBlock = uint64(block.number) + votingPeriodBlocks;
+        _admitLiveProposal(msg.sender, endBlock + maxVotingPeriodBlocks);
         _proposals.push(
             Proposal({
                 id: uint64(id),
@@ -180,6 +189,31 @@ contract Governance {
             })
         );
         emit ProposalCreated(id, kind, msg.sender, endBlock, activationEpoch);
+    }
+
+    /// @notice How many proposals of `proposer` are live at this block (see MAX_LIVE_PROPOSALS_PER_MEMBER).
+    function liveProposalsOf(address proposer) external view returns (uint256 live) {
+        uint64[] storage until = _liveUntil[proposer];
+        for (uint256 i = 0; i < until.length; i++) {
+            if (until[i] >= block.number) live += 1;
+        }
+    }
+
+    function _admitLiveProposal(address proposer, uint64 liveUntil) private {
+        uint64[] storage until = _liveUntil[proposer];
+        uint256 i = 0;
+        while (i < until.length) {
+            if (until[i] < block.number) {
+                until[i] = until[until.length - 1];
+                until.pop();
+            } else {
+                i++;
+            }
+        }
+        if (until.length >= MAX_LIVE_PROPOSALS_PER_MEMBER) {
+            revert TooManyLiveProposals(proposer, MAX_LIVE_PROPOSALS_PER_MEMBER);
+        }
+        until.push(liveUntil);
     }
 
     function vote(uint256 id, uint8 choice) external {
