@@ -6,6 +6,8 @@ gRPC API answers. Screenshots are saved in the test's temp folder."""
 
 from __future__ import annotations
 
+import os
+
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,12 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDevnet]:
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: CLEARING_SCREENSHOT_DIR when set (docs/screenshots holds a committed
+    set made that way), else a temporary folder."""
+    keep = os.environ.get("CLEARING_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return Path(keep)
     return tmp_path_factory.mktemp("screenshots")
 
 
