@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook
+from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook, InstrumentInfo
 from bridges.errors import InvalidChainValue
 from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE, withdrawal_id
 from risk.instruments import MAX_RATE, Instrument, Market
@@ -245,28 +245,25 @@ def _v2_inputs(home: ChainBook, epoch_time: int, max_age_s: int | None, issues: 
     one is recorded in `issues` under `confidence.<kind>.<symbol>[.<expiry>]` or `rate.<u>.<expiry>`."""
     out: dict[str, dict[Any, float]] = {"spot_confidence": {}, "perp_confidence": {}, "expiry_confidence": {},
                                         "asset_confidence": {}, "rates": {}}
-    quotes = [(("confidence", kind, sym, expiry), v, at, CONFIDENCE_SCALE, f"{kind}_confidence"
-               if kind != "expiry" else "expiry_confidence") for (kind, sym, expiry), (v, at) in home.confidences.items()]
-    quotes += [(("rate", sym, expiry), v, at, MAX_RATE_RAW, "rates") for (sym, expiry), (v, at) in home.rates.items()]
-    for parts, value, at, limit, target in sorted(quotes):
-        expiry = parts[-1]
-        key = ".".join(str(p) for p in (parts[:-1] if target in ("spot_confidence", "perp_confidence",
-                                                                 "asset_confidence") else parts))
-        if target in ("expiry_confidence", "rates") and expiry <= epoch_time:
+    quotes = [(f"{kind}_confidence", f"confidence.{kind}.{sym}", sym, expiry, v, at, CONFIDENCE_SCALE)
+              for (kind, sym, expiry), (v, at) in home.confidences.items()]
+    quotes += [("rates", "rate." + sym, sym, expiry, v, at, MAX_RATE_RAW) for (sym, expiry), (v, at) in home.rates.items()]
+    for target, name, sym, expiry, value, at, limit in sorted(quotes):
+        dated = target in ("expiry_confidence", "rates")
+        key = f"{name}.{expiry}" if dated else name
+        if dated and expiry <= epoch_time:
             continue  # an expired expiry is not a market input
         if not _quote_ok(at, epoch_time, max_age_s):
             issues[key] = f"chain {home.chain_id} oracle.{key}: updated at {at}, older than {max_age_s}s"
         elif not 0 <= value <= limit:
             issues[key] = f"chain {home.chain_id} oracle.{key}: {value} outside [0, {limit}] (1e9 fixed point)"
-        elif target in ("expiry_confidence", "rates"):
-            scale = RATE_SCALE if target == "rates" else CONFIDENCE_SCALE
-            out[target][(parts[-2], (expiry - epoch_time) / SECONDS_PER_DAY)] = value / scale
         else:
-            out[target][parts[-2]] = value / CONFIDENCE_SCALE
+            scale = RATE_SCALE if target == "rates" else CONFIDENCE_SCALE
+            out[target][(sym, (expiry - epoch_time) / SECONDS_PER_DAY) if dated else sym] = value / scale
     return out
 
 
-def _v2_issue(issues: Mapping[str, str], inst: Any) -> str:
+def _v2_issue(issues: Mapping[str, str], inst: InstrumentInfo) -> str:
     """The reason a v2 input the instrument's margin needs was left out, or ""."""
     u = inst.underlying
     needed = []
