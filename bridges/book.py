@@ -2,7 +2,9 @@
 
 Purpose: a `ChainBook` holds everything the margin computation reads from one chain at one block:
 accounts, collateral balances, open withdrawal requests, instruments, positions with their perp funding
-entries, settlement cash, funding indices and oracle quotes. It is built once from the contracts'
+entries, settlement cash, funding indices and oracle quotes (spots, forwards, vols, asset prices and the
+risk model v2 inputs: confidences per (kind, symbol, expiry), kinds spot/perp/expiry/asset, 1e9 fixed point,
+and per-expiry rates, 1e9 fixed point). It is built once from the contracts'
 paginated views at a pinned block (`bridges.book_reader.read_chain_book`, the cold path) and then moved
 forward block by block with the contracts' events (`apply_block`), so each epoch costs what changed.
 
@@ -24,7 +26,8 @@ Invariants:
   instrument can use never halts the epoch.
 - `content_hash()` covers every field the margin computation reads plus the event sequences and is
   independent of row order, so an incremental book and a cold read at the same block compare equal.
-Persists nothing itself (`to_bytes`/`from_bytes` give the blob the node stores).
+Persists nothing itself (`to_bytes`/`from_bytes` give the blob the node stores; blob version 2, a version 1
+blob predates the confidence and rate tables and is refused with `BookFormatOutdated` so the node re-reads).
 """
 
 from __future__ import annotations
@@ -48,10 +51,16 @@ DEFAULT_HISTORY = 256  # applied blocks that can be rolled back
 KIND_NAMES = {1: "option", 2: "future", 3: "perp", 4: "spot"}
 RIGHT_NAMES = {0: "", 1: "call", 2: "put"}
 CONTRACTS = ("vault", "ledger", "oracle")
+CONFIDENCE_KINDS = {1: "spot", 2: "perp", 3: "expiry", 4: "asset"}
+BLOB_VERSION = 2
 
 
 class EventSequenceGap(BridgeError):
     """A contract's event sequence jumped or went back: a log is missing or duplicated."""
+
+
+class BookFormatOutdated(InvalidChainValue):
+    """A stored blob of an older format (the chain must be read again)."""
 
 
 class BookRollbackTooDeep(BridgeError):
@@ -212,6 +221,8 @@ class ChainBook:
         self.forwards: dict[tuple[str, int], tuple[int, int]] = {}
         self.vols: dict[int, tuple[int, int]] = {}
         self.asset_prices: dict[str, tuple[int, int]] = {}
+        self.confidences: dict[tuple[str, str, int], tuple[int, int]] = {}  # (kind, symbol, expiry)
+        self.rates: dict[tuple[str, int], tuple[int, int]] = {}  # (underlying, expiry)
         self.ignored_keys: set[str] = set()
         # cached columns for the merge, kept in step with the dicts above through dirty sets
         self._units = np.zeros((0, 0), dtype=np.float64)
@@ -559,6 +570,8 @@ class ChainBook:
             "assets": sorted([a.symbol, a.token.lower(), a.decimals, a.min_withdrawal] for a in self.assets),
             "spots": sorted(self.spots.items()), "forwards": sorted([list(k), v] for k, v in self.forwards.items()),
             "vols": sorted(self.vols.items()), "asset_prices": sorted(self.asset_prices.items()),
+            "confidences": sorted([list(k), v] for k, v in self.confidences.items()),
+            "rates": sorted([list(k), v] for k, v in self.rates.items()),
         }, sort_keys=True).encode())
         addr = self.address_array()
         cash = sorted((self.addresses[r], c) for r, c in self.cash.items())
@@ -584,7 +597,7 @@ class ChainBook:
         """A self-contained blob of the book (no undo history): JSON header + numpy arrays."""
         self.positions.flush()
         header = {
-            "version": 1, "chain": self.chain_id, "contracts": self.contracts,
+            "version": BLOB_VERSION, "chain": self.chain_id, "contracts": self.contracts,
             "block": [self.block_number, None if self.block_hash is None else self.block_hash.hex()],
             "sequences": self.sequences,
             "instruments": [[i.id, i.underlying, i.kind, i.strike, i.expiry, i.right]
@@ -599,6 +612,8 @@ class ChainBook:
             "forwards": [[k[0], k[1], *v] for k, v in self.forwards.items()],
             "vols": [[k, *v] for k, v in self.vols.items()],
             "asset_prices": [[k, *v] for k, v in self.asset_prices.items()],
+            "confidences": [[*k, *v] for k, v in self.confidences.items()],
+            "rates": [[*k, *v] for k, v in self.rates.items()],
             "ignored_keys": sorted(self.ignored_keys),
         }
         buf = io.BytesIO()
@@ -611,7 +626,9 @@ class ChainBook:
     def from_bytes(cls, blob: bytes, history: int = DEFAULT_HISTORY) -> ChainBook:
         n = int.from_bytes(blob[:8], "big")
         header = json.loads(blob[8:8 + n])
-        if header.get("version") != 1:
+        if header.get("version") == 1:
+            raise BookFormatOutdated("book blob: version 1 has no confidence and rate tables; read the chain again")
+        if header.get("version") != BLOB_VERSION:
             raise InvalidChainValue(f"book blob: version {header.get('version')} unknown")
         arrays = np.load(io.BytesIO(blob[8 + n:]), allow_pickle=False)
         book = cls(int(header["chain"]), header["contracts"], history)
@@ -636,6 +653,8 @@ class ChainBook:
         book.forwards = {(u, e): (p, t) for u, e, p, t in header["forwards"]}
         book.vols = {int(k): (p, t) for k, p, t in header["vols"]}
         book.asset_prices = {k: (p, t) for k, p, t in header["asset_prices"]}
+        book.confidences = {(kind, k, int(e)): (c, t) for kind, k, e, c, t in header["confidences"]}
+        book.rates = {(u, int(e)): (r, t) for u, e, r, t in header["rates"]}
         book.ignored_keys = set(header["ignored_keys"])
         book.positions.keys = arrays["keys"].astype(np.int64)
         book.positions.qty = arrays["qty"].astype(np.int64)
@@ -705,19 +724,27 @@ def _on_cancelled(book: ChainBook, a: Mapping[str, Any], _d: Mapping[str, int]) 
     book.close_request(int(a["requestId"]))
 
 
-def _quote(table: str, key_of: Any) -> Any:
+def _quote(table: str, key_of: Any, value: str = "price") -> Any:
     def handler(book: ChainBook, a: Mapping[str, Any], _d: Mapping[str, int]) -> None:
         try:
             key = key_of(a)
         except InvalidChainValue:
             book.ignored_keys.add(f"{table}:{_raw_key(a)}")
             return
-        book.set_quote(table, key, int(a["price"] if "price" in a else a["vol"]), int(a["updatedAt"]))
+        book.set_quote(table, key, int(a[value]), int(a["updatedAt"]))
     return handler
 
 
+def confidence_key(kind: int, raw: bytes | str, expiry: int) -> tuple[str, str, int]:
+    """(kind name, symbol, expiry) of a confidence, or InvalidChainValue (unknown kind, bad key)."""
+    name = CONFIDENCE_KINDS.get(int(kind))
+    if name is None:
+        raise InvalidChainValue(f"oracle.confidence: kind {kind} unknown")
+    return name, parse_symbol(raw, f"oracle.confidence.{name}"), int(expiry)
+
+
 def _raw_key(a: Mapping[str, Any]) -> str:
-    for name in ("underlying", "asset"):
+    for name in ("underlying", "asset", "key"):
         if name in a:
             value = a[name]
             return value.hex() if isinstance(value, bytes) else str(value)
@@ -737,6 +764,10 @@ _HANDLERS = {
     ("oracle", "SpotSet"): _quote("spots", lambda a: parse_symbol(a["underlying"], "oracle.spot")),
     ("oracle", "ForwardSet"): _quote("forwards", lambda a: (parse_symbol(a["underlying"], "oracle.forward"),
                                                             int(a["expiry"]))),
-    ("oracle", "VolSet"): _quote("vols", lambda a: int(a["instrumentId"])),
+    ("oracle", "VolSet"): _quote("vols", lambda a: int(a["instrumentId"]), "vol"),
     ("oracle", "AssetPriceSet"): _quote("asset_prices", lambda a: parse_symbol(a["asset"], "oracle.asset")),
+    ("oracle", "ConfidenceSet"): _quote("confidences", lambda a: confidence_key(a["kind"], a["key"], a["expiry"]),
+                                        "confidence"),
+    ("oracle", "RateSet"): _quote("rates", lambda a: (parse_symbol(a["underlying"], "oracle.rate"), int(a["expiry"])),
+                                  "rate"),
 }

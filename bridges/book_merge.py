@@ -9,7 +9,14 @@ in chain-id order, the settlement vector, the open withdrawal requests as arrays
 failures. No Python object is made per account or position.
 
 Marks (documented choice, unchanged): spot, forwards and collateral asset prices come from the HOME
-chain's oracle; each option's implied vol from the oracle of the chain whose ledger defines it.
+chain's oracle; each option's implied vol from the oracle of the chain whose ledger defines it. The risk
+model v2 inputs come from the home oracle too: confidences (spot, perp, expiry, asset; 1e9 fixed point in
+[0, 1e9]) and per-expiry rates (1e9 fixed point in [0, MAX_RATE]); a missing one takes the Market's neutral
+value (confidence 1, rate 0), a stale or out-of-range one is left out with its reason and fails every
+account that needs it (perps and options of its underlying for a spot confidence, perps for a perp
+confidence, the expiry's options and futures for an expiry confidence or rate, holders of the asset for an
+asset confidence, and every collateral holder for a spot confidence, which the collateral charge takes
+the lowest of), so the neutral value never stands in for a stale one.
 
 Settlement (RISK_SPEC section 4, equity): realised cash lives in each chain's `PositionLedger` (premiums,
 futures and perp entry prices, realised funding: `cash`). The risk engine values options (q V) and spot
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,9 +52,12 @@ import scipy.sparse as sp
 from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook, InstrumentInfo
 from bridges.errors import InvalidChainValue
 from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE, withdrawal_id
-from risk.instruments import Instrument, Market
+from risk.instruments import MAX_RATE, Instrument, Market
 
 SECONDS_PER_DAY = 86_400
+CONFIDENCE_SCALE = 10**9
+RATE_SCALE = 10**9
+MAX_RATE_RAW = int(MAX_RATE) * RATE_SCALE
 
 
 class AccountIndex:
@@ -231,7 +242,46 @@ def build_market(home: ChainBook, epoch_time: int, max_age_s: int | None
             issues[f"asset.{sym}"] = f"chain {cid} oracle.asset.{sym}: price {price} <= 0"
         else:
             prices[sym] = price / PRICE_SCALE
-    return Market(spot=spot, forwards=forwards, asset_prices=prices), issues, fwd_raw, spot_raw
+    market = Market(spot=spot, forwards=forwards, asset_prices=prices,
+                    **_v2_inputs(home, epoch_time, max_age_s, issues))
+    return market, issues, fwd_raw, spot_raw
+
+
+def _v2_inputs(home: ChainBook, epoch_time: int, max_age_s: int | None, issues: dict[str, str]
+               ) -> dict[str, dict[Any, float]]:
+    """Confidences and rates of the home oracle as Market fields (see the module docstring); each invalid
+    one is recorded in `issues` under `confidence.<kind>.<symbol>[.<expiry>]` or `rate.<u>.<expiry>`."""
+    out: dict[str, dict[Any, float]] = {"spot_confidence": {}, "perp_confidence": {}, "expiry_confidence": {},
+                                        "asset_confidence": {}, "rates": {}}
+    quotes = [(f"{kind}_confidence", f"confidence.{kind}.{sym}", sym, expiry, v, at, CONFIDENCE_SCALE)
+              for (kind, sym, expiry), (v, at) in home.confidences.items()]
+    quotes += [("rates", "rate." + sym, sym, expiry, v, at, MAX_RATE_RAW) for (sym, expiry), (v, at) in home.rates.items()]
+    for target, name, sym, expiry, value, at, limit in sorted(quotes):
+        dated = target in ("expiry_confidence", "rates")
+        key = f"{name}.{expiry}" if dated else name
+        if dated and expiry <= epoch_time:
+            continue  # an expired expiry is not a market input
+        if not _quote_ok(at, epoch_time, max_age_s):
+            issues[key] = f"chain {home.chain_id} oracle.{key}: updated at {at}, older than {max_age_s}s"
+        elif not 0 <= value <= limit:
+            issues[key] = f"chain {home.chain_id} oracle.{key}: {value} outside [0, {limit}] (1e9 fixed point)"
+        else:
+            scale = RATE_SCALE if target == "rates" else CONFIDENCE_SCALE
+            out[target][(sym, (expiry - epoch_time) / SECONDS_PER_DAY) if dated else sym] = value / scale
+    return out
+
+
+def _v2_issue(issues: Mapping[str, str], inst: InstrumentInfo) -> str:
+    """The reason a v2 input the instrument's margin needs was left out, or ""."""
+    u = inst.underlying
+    needed = []
+    if inst.kind in ("perp", "option"):
+        needed.append(f"confidence.spot.{u}")
+    if inst.kind == "perp":
+        needed.append(f"confidence.perp.{u}")
+    if inst.kind in ("option", "future"):
+        needed += [f"confidence.expiry.{u}.{inst.expiry}", f"rate.{u}.{inst.expiry}"]
+    return next((issues[k] for k in needed if k in issues), "")
 
 
 def get_settlement_prices(home: ChainBook) -> dict[tuple[str, int], int]:
@@ -272,6 +322,9 @@ def _column(book: ChainBook, iid: int, epoch_time: int, market: Market, issues: 
                                 f"{where}: no forward for {inst.underlying} at expiry {inst.expiry}")
             return _Column(None, reason, 0, 0)
         mark = fwd_raw[(inst.underlying, inst.expiry)]
+    reason = _v2_issue(issues, inst)
+    if reason:
+        return _Column(None, reason, 0, 0)
     vol = 0.0
     if inst.kind == "option":
         raw_vol, at = book.vols.get(iid, (0, 0))
@@ -284,6 +337,16 @@ def _column(book: ChainBook, iid: int, epoch_time: int, market: Market, issues: 
     instrument = Instrument(underlying=inst.underlying, kind=inst.kind, days_to_expiry=days,
                             strike=inst.strike / PRICE_SCALE, right=inst.right, vol=vol)
     return _Column(instrument, "", mark if inst.kind in ("future", "perp") else 0, book.funding.get(iid, 0))
+
+
+def _collateral_issue(symbol: str, market: Market, issues: Mapping[str, str]) -> str:
+    """Why a balance in `symbol` cannot be valued and charged (no price, or a v2 input left out), or ""."""
+    if symbol not in market.asset_prices:
+        return issues.get(f"asset.{symbol}", f"home oracle.asset.{symbol}: no price")
+    if f"confidence.asset.{symbol}" in issues:
+        return issues[f"confidence.asset.{symbol}"]
+    spot = sorted(k for k in issues if k.startswith("confidence.spot."))
+    return issues[spot[0]] if spot else ""
 
 
 def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarray, entry: np.ndarray,
@@ -376,8 +439,8 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
             rows = rank[to_gid[held]]
             collateral[rows, asset_idx[info.symbol]] += units[held, a]
             present[rows] = True
-            if info.symbol not in market.asset_prices:
-                reason = issues.get(f"asset.{info.symbol}", f"home oracle.asset.{info.symbol}: no price")
+            reason = _collateral_issue(info.symbol, market, issues)
+            if reason:
                 for r in rows.tolist():
                     fail_rows.setdefault(r, (f"collateral.{info.symbol}", reason))
             detail_rows.append(rows)

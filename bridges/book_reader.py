@@ -37,6 +37,7 @@ from bridges.book import (
     Event,
     InstrumentInfo,
     OpenRequest,
+    confidence_key,
     is_printable_key,
     parse_symbol,
 )
@@ -212,7 +213,25 @@ def _read_oracle(book: ChainBook, oracle: _Views) -> None:
                     continue
                 symbol = raw.rstrip(b"\0").decode("ascii")
                 book.set_quote(table, (symbol, int(key[1])) if table == "forwards" else symbol, value, at)
+    _read_inputs(book, oracle)
     book.sequences["oracle"] = int(oracle.call("eventSequence")[0])
+
+
+def _read_inputs(book: ChainBook, oracle: _Views) -> None:
+    """The risk model v2 tables: confidences ((kind, key, expiry) keys) and per-expiry rates."""
+    n_conf, n_rate = (int(x) for x in oracle.call("inputCounts"))
+    for keys, quotes in oracle.pages(n_conf, "getConfidences"):
+        for (kind, raw, expiry), (value, at) in zip(keys, quotes, strict=True):
+            try:
+                book.set_quote("confidences", confidence_key(kind, raw, expiry), value, at)
+            except InvalidChainValue:
+                book.ignored_keys.add(f"confidences:{raw.hex()}")
+    for keys, quotes in oracle.pages(n_rate, "getRates"):
+        for (raw, expiry), (value, at) in zip(keys, quotes, strict=True):
+            if not is_printable_key(raw):
+                book.ignored_keys.add(f"rates:{raw.hex()}")
+                continue
+            book.set_quote("rates", (raw.rstrip(b"\0").decode("ascii"), int(expiry)), value, at)
 
 
 def read_chain_book(client: ChainClient, contracts: Mapping[str, str], pin: Pin, history: int = 256,

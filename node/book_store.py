@@ -2,18 +2,21 @@
 
 A restarted node loads each chain's book and moves it forward with the logs since its block instead of
 reading every view again (`bridges.book_reader.BookSync`); a book whose block is no longer canonical is
-rebuilt by the cold path. The blob is `ChainBook.to_bytes()` (no undo history). Writes replace the row
+rebuilt by the cold path, and so is a blob of an older format (`BookFormatOutdated`, logged). The blob is `ChainBook.to_bytes()` (no undo history). Writes replace the row
 of the chain in one transaction; the file is created with mode 0600. Thread-safe (one connection per call).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
 from pathlib import Path
 
-from bridges.book import ChainBook
+from bridges.book import BookFormatOutdated, ChainBook
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS books (
     chain_id INTEGER PRIMARY KEY, block_number INTEGER NOT NULL, block_hash BLOB NOT NULL,
@@ -47,7 +50,11 @@ class BookStore:
             row = db.execute("SELECT blob, content_hash FROM books WHERE chain_id = ?", (chain_id,)).fetchone()
         if row is None:
             return None
-        book = ChainBook.from_bytes(row[0])
+        try:
+            book = ChainBook.from_bytes(row[0])
+        except BookFormatOutdated as exc:
+            log.warning("stored book refused, the chain is read again", extra={"chain_id": chain_id, "reason": str(exc)})
+            return None
         if book.content_hash() != row[1]:
             return None  # a damaged blob: the cold path rebuilds the book
         return book

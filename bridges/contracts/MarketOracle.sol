@@ -4,14 +4,20 @@ pragma solidity ^0.8.24;
 import {Owned} from "./Owned.sol";
 import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
 
-/// @title Market oracle: spots, forwards, implied vols and collateral asset prices.
+/// @title Market oracle: spots, forwards, implied vols, collateral asset prices, oracle confidences and
+/// per-expiry rates (risk model v2 inputs).
 /// @notice Writer authority: the owner (governance) authorises publishers; authorised publishers set
 /// values in batches; nobody else writes. Every value carries the block timestamp of its last update.
 /// Prices are integer micro-USD (1e6), vols integer 1e6; underlyings and assets are bytes32 printable
 /// ASCII symbols (`AsciiKeyLib`: a malformed key is refused with InvalidKey naming the field, since
 /// validators decode every key); expiries unix seconds (non-zero). Keys are enumerable (paginated) so
 /// validators can read the whole book at a pinned block. Values are never deleted.
-/// Events (chain book): every SpotSet, ForwardSet, VolSet and AssetPriceSet increments `eventSequence`
+/// Confidences are 1e9 fixed point in [0, 1e9], one per (kind, key, expiry): kind 1 spot and 2 perp of an
+/// underlying (expiry 0), 3 an expiry of an underlying (expiry non-zero: min of its forward, rate and vol
+/// feeds), 4 a collateral asset (expiry 0). Rates are per (underlying, expiry), unsigned 1e9 fixed point
+/// in [0, MAX_RATE] (the risk model floors rates at 0). Out-of-range values revert with ValueOutOfRange.
+/// Events (chain book): every SpotSet, ForwardSet, VolSet, AssetPriceSet, ConfidenceSet and RateSet
+/// increments `eventSequence`
 /// and carries the new value as its first non-indexed field `sequence`, with the absolute new value,
 /// so a reader detects a missing log by a gap. PublisherSet and OwnershipTransferred carry no sequence.
 contract MarketOracle is Owned {
@@ -25,8 +31,20 @@ contract MarketOracle is Owned {
         uint64 expiry;
     }
 
+    struct ConfidenceKey {
+        uint8 kind;
+        bytes32 key;
+        uint64 expiry;
+    }
+
     uint256 public constant MAX_PAGE = 500;
     uint256 public constant MAX_BATCH = 200;
+    uint256 public constant CONFIDENCE_ONE = 1e9;
+    uint256 public constant MAX_RATE = 2e9; // 2.0 per year, the risk model's bound
+    uint8 public constant CONFIDENCE_SPOT = 1;
+    uint8 public constant CONFIDENCE_PERP = 2;
+    uint8 public constant CONFIDENCE_EXPIRY = 3;
+    uint8 public constant CONFIDENCE_ASSET = 4;
 
     /// @notice Sequence number of the last value event (0 before the first).
     uint64 public eventSequence;
@@ -41,6 +59,10 @@ contract MarketOracle is Owned {
     uint64[] private volKeys;
     mapping(bytes32 => Quote) private assetPrices;
     bytes32[] private assetKeys;
+    mapping(bytes32 => Quote) private confidences; // keccak256(kind, key, expiry)
+    ConfidenceKey[] private confidenceKeys;
+    mapping(bytes32 => mapping(uint64 => Quote)) private rates;
+    ForwardKey[] private rateKeys;
 
     event PublisherSet(address indexed publisher, bool authorised);
     event SpotSet(bytes32 indexed underlying, uint64 sequence, uint256 price, uint64 updatedAt);
@@ -48,12 +70,19 @@ contract MarketOracle is Owned {
         uint64 updatedAt);
     event VolSet(uint64 indexed instrumentId, uint64 sequence, uint256 vol, uint64 updatedAt);
     event AssetPriceSet(bytes32 indexed asset, uint64 sequence, uint256 price, uint64 updatedAt);
+    event ConfidenceSet(uint8 indexed kind, bytes32 indexed key, uint64 indexed expiry, uint64 sequence,
+        uint256 confidence, uint64 updatedAt);
+    event RateSet(bytes32 indexed underlying, uint64 indexed expiry, uint64 sequence, uint256 rate,
+        uint64 updatedAt);
 
     error NotPublisher(address caller);
     error LengthMismatch(string field, uint256 length, uint256 expected);
     error BatchTooLarge(uint256 size, uint256 max);
     error ValueTooLarge(string field, uint256 value);
     error ZeroKey(string field);
+    error ValueOutOfRange(string field, uint256 value, uint256 max);
+    error InvalidConfidenceKind(uint8 kind);
+    error InvalidExpiry(uint8 kind, uint64 expiry);
 
     constructor(address initialOwner) Owned(initialOwner) {}
 
@@ -117,6 +146,44 @@ contract MarketOracle is Owned {
         }
     }
 
+    /// @notice Confidences of spots, perps, expiries and collateral assets (see the contract notice).
+    function setConfidences(
+        uint8[] calldata kinds,
+        bytes32[] calldata keys,
+        uint64[] calldata expiries,
+        uint256[] calldata values
+    ) external onlyPublisher {
+        validateBatch(kinds.length, keys.length, "keys");
+        validateBatch(kinds.length, expiries.length, "expiries");
+        validateBatch(kinds.length, values.length, "confidences");
+        for (uint256 i = 0; i < kinds.length; ++i) {
+            ConfidenceKey memory k = ConfidenceKey(kinds[i], keys[i], expiries[i]);
+            validateConfidenceKey(k);
+            if (values[i] > CONFIDENCE_ONE) revert ValueOutOfRange("confidence", values[i], CONFIDENCE_ONE);
+            bytes32 slot = keccak256(abi.encode(k.kind, k.key, k.expiry));
+            if (confidences[slot].updatedAt == 0) confidenceKeys.push(k);
+            confidences[slot] = Quote(uint192(values[i]), uint64(block.timestamp));
+            emit ConfidenceSet(k.kind, k.key, k.expiry, ++eventSequence, values[i], uint64(block.timestamp));
+        }
+    }
+
+    /// @notice Per-expiry rates (unsigned 1e9 fixed point, at most MAX_RATE).
+    function setRates(bytes32[] calldata underlyings, uint64[] calldata expiries, uint256[] calldata values)
+        external
+        onlyPublisher
+    {
+        validateBatch(underlyings.length, expiries.length, "expiries");
+        validateBatch(underlyings.length, values.length, "rates");
+        for (uint256 i = 0; i < underlyings.length; ++i) {
+            if (!AsciiKeyLib.isValid(underlyings[i])) revert InvalidKey("underlying", underlyings[i]);
+            if (expiries[i] == 0) revert ZeroKey("expiry");
+            if (values[i] > MAX_RATE) revert ValueOutOfRange("rate", values[i], MAX_RATE);
+            if (rates[underlyings[i]][expiries[i]].updatedAt == 0) rateKeys.push(ForwardKey(underlyings[i], expiries[i]));
+            rates[underlyings[i]][expiries[i]] = Quote(uint192(values[i]), uint64(block.timestamp));
+            emit RateSet(underlyings[i], expiries[i], ++eventSequence, values[i], uint64(block.timestamp));
+        }
+    }
+
     // ---------------------------------------------------------------- single reads
 
     function spotOf(bytes32 underlying) external view returns (Quote memory) {
@@ -135,7 +202,48 @@ contract MarketOracle is Owned {
         return assetPrices[asset];
     }
 
+    function confidenceOf(uint8 kind, bytes32 key, uint64 expiry) external view returns (Quote memory) {
+        return confidences[keccak256(abi.encode(kind, key, expiry))];
+    }
+
+    function rateOf(bytes32 underlying, uint64 expiry) external view returns (Quote memory) {
+        return rates[underlying][expiry];
+    }
+
     // ---------------------------------------------------------------- enumerable reads
+
+    /// @notice Counts of the risk model v2 tables (`counts` covers the others).
+    function inputCounts() external view returns (uint256 confidenceCount, uint256 rateCount) {
+        return (confidenceKeys.length, rateKeys.length);
+    }
+
+    function getConfidences(uint256 offset, uint256 limit)
+        external
+        view
+        returns (ConfidenceKey[] memory keys, Quote[] memory quotes)
+    {
+        uint256 n = pageLength(confidenceKeys.length, offset, limit);
+        keys = new ConfidenceKey[](n);
+        quotes = new Quote[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            keys[i] = confidenceKeys[offset + i];
+            quotes[i] = confidences[keccak256(abi.encode(keys[i].kind, keys[i].key, keys[i].expiry))];
+        }
+    }
+
+    function getRates(uint256 offset, uint256 limit)
+        external
+        view
+        returns (ForwardKey[] memory keys, Quote[] memory quotes)
+    {
+        uint256 n = pageLength(rateKeys.length, offset, limit);
+        keys = new ForwardKey[](n);
+        quotes = new Quote[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            keys[i] = rateKeys[offset + i];
+            quotes[i] = rates[keys[i].underlying][keys[i].expiry];
+        }
+    }
 
     function counts() external view returns (uint256 spotCount, uint256 forwardCount, uint256 volCount,
         uint256 assetCount)
@@ -204,6 +312,12 @@ contract MarketOracle is Owned {
     function toQuote(uint256 value, string memory field) private view returns (Quote memory) {
         if (value > type(uint192).max) revert ValueTooLarge(field, value);
         return Quote(uint192(value), uint64(block.timestamp));
+    }
+
+    function validateConfidenceKey(ConfidenceKey memory k) private pure {
+        if (k.kind < CONFIDENCE_SPOT || k.kind > CONFIDENCE_ASSET) revert InvalidConfidenceKind(k.kind);
+        if (!AsciiKeyLib.isValid(k.key)) revert InvalidKey(k.kind == CONFIDENCE_ASSET ? "asset" : "underlying", k.key);
+        if ((k.kind == CONFIDENCE_EXPIRY) != (k.expiry != 0)) revert InvalidExpiry(k.kind, k.expiry);
     }
 
     function validateBatch(uint256 length, uint256 otherLength, string memory field) private pure {
