@@ -12,11 +12,12 @@ Marks (documented choice, unchanged): spot, forwards and collateral asset prices
 chain's oracle; each option's implied vol from the oracle of the chain whose ledger defines it. The risk
 model v2 inputs come from the home oracle too: confidences (spot, perp, expiry, asset; 1e9 fixed point in
 [0, 1e9]) and per-expiry rates (1e9 fixed point in [0, MAX_RATE]); a missing one takes the Market's neutral
-value (confidence 1, rate 0), a stale or out-of-range one is left out with its reason and fails every
-account that needs it (perps and options of its underlying for a spot confidence, perps for a perp
-confidence, the expiry's options and futures for an expiry confidence or rate, holders of the asset for an
-asset confidence, and every collateral holder for a spot confidence, which the collateral charge takes
-the lowest of), so the neutral value never stands in for a stale one.
+value (confidence 1, rate 0). A stale or out-of-range RATE is left out with its reason and fails the
+accounts holding options or futures of its expiry (the neutral rate never stands in for a stale one). A
+stale or out-of-range CONFIDENCE is taken as 0, the most conservative value (the full oracle charge
+where the parameter set has one; nothing under RRA-1), and noted under `degraded.<key>` in the issues:
+failing accounts instead would let one stale value (a spot confidence enters every collateral charge)
+stop the margin of nearly every account, even on a network whose model never charges confidences.
 
 Settlement (RISK_SPEC section 4, equity): realised cash lives in each chain's `PositionLedger` (premiums,
 futures and perp entry prices, realised funding: `cash`). The risk engine values options (q V) and spot
@@ -261,27 +262,27 @@ def _v2_inputs(home: ChainBook, epoch_time: int, max_age_s: int | None, issues: 
         key = f"{name}.{expiry}" if dated else name
         if dated and expiry <= epoch_time:
             continue  # an expired expiry is not a market input
+        where = (sym, (expiry - epoch_time) / SECONDS_PER_DAY) if dated else sym
         if not _quote_ok(at, epoch_time, max_age_s):
-            issues[key] = f"chain {home.chain_id} oracle.{key}: updated at {at}, older than {max_age_s}s"
+            issue = f"chain {home.chain_id} oracle.{key}: updated at {at}, older than {max_age_s}s"
         elif not 0 <= value <= limit:
-            issues[key] = f"chain {home.chain_id} oracle.{key}: {value} outside [0, {limit}] (1e9 fixed point)"
+            issue = f"chain {home.chain_id} oracle.{key}: {value} outside [0, {limit}] (1e9 fixed point)"
         else:
-            scale = RATE_SCALE if target == "rates" else CONFIDENCE_SCALE
-            out[target][(sym, (expiry - epoch_time) / SECONDS_PER_DAY) if dated else sym] = value / scale
+            out[target][where] = value / (RATE_SCALE if target == "rates" else CONFIDENCE_SCALE)
+            continue
+        if target == "rates":
+            issues[key] = issue  # fails the accounts that need the rate
+        else:
+            out[target][where] = 0.0  # the most conservative confidence: full oracle charge, no failure
+            issues["degraded." + key] = issue
     return out
 
 
 def _v2_issue(issues: Mapping[str, str], inst: InstrumentInfo) -> str:
     """The reason a v2 input the instrument's margin needs was left out, or ""."""
-    u = inst.underlying
-    needed = []
-    if inst.kind in ("perp", "option"):
-        needed.append(f"confidence.spot.{u}")
-    if inst.kind == "perp":
-        needed.append(f"confidence.perp.{u}")
     if inst.kind in ("option", "future"):
-        needed += [f"confidence.expiry.{u}.{inst.expiry}", f"rate.{u}.{inst.expiry}"]
-    return next((issues[k] for k in needed if k in issues), "")
+        return issues.get(f"rate.{inst.underlying}.{inst.expiry}", "")
+    return ""
 
 
 def get_settlement_prices(home: ChainBook) -> dict[tuple[str, int], int]:
@@ -343,10 +344,7 @@ def _collateral_issue(symbol: str, market: Market, issues: Mapping[str, str]) ->
     """Why a balance in `symbol` cannot be valued and charged (no price, or a v2 input left out), or ""."""
     if symbol not in market.asset_prices:
         return issues.get(f"asset.{symbol}", f"home oracle.asset.{symbol}: no price")
-    if f"confidence.asset.{symbol}" in issues:
-        return issues[f"confidence.asset.{symbol}"]
-    spot = sorted(k for k in issues if k.startswith("confidence.spot."))
-    return issues[spot[0]] if spot else ""
+    return ""
 
 
 def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarray, entry: np.ndarray,

@@ -203,7 +203,10 @@ def failures(book: ChainBook, t: int, **kw: Any) -> dict[str, str]:
             zip(inputs.failures.rows.tolist(), inputs.failures.fields, inputs.failures.reasons, strict=True)}
 
 
-def test_stale_or_out_of_range_inputs_fail_the_accounts_that_need_them(confidence_chain: Any) -> None:
+def test_stale_or_out_of_range_rates_fail_and_confidences_count_as_zero(confidence_chain: Any) -> None:
+    """A rate the account needs that is stale or out of range fails it with the field named; a stale or
+    out-of-range confidence is taken as 0 (the most conservative value: the full oracle charge under
+    PM2, nothing under RRA-1), so one stale confidence cannot stop every collateral holder's margin."""
     user, expiry = confidence_chain["user"], confidence_chain["expiry"]
     book, t = confidence_chain["after"]
     later = t + 1_000
@@ -219,20 +222,27 @@ def test_stale_or_out_of_range_inputs_fail_the_accounts_that_need_them(confidenc
         return copy
 
     assert failures(fresh_except("spots", "BTC"), later, max_quote_age_s=10**6 // 2).get(user) is not None
-    cases = {
-        ("confidences", ("spot", "BTC", 0)): "oracle.confidence.spot.BTC: updated at",
-        ("confidences", ("perp", "BTC", 0)): "oracle.confidence.perp.BTC: updated at",
-        ("confidences", ("expiry", "BTC", expiry)): f"oracle.confidence.expiry.BTC.{expiry}: updated at",
-        ("confidences", ("asset", "USDC", 0)): "oracle.confidence.asset.USDC: updated at",
-        ("rates", ("BTC", expiry)): f"oracle.rate.BTC.{expiry}: updated at",
-    }
-    for (table, key), expected in cases.items():
-        assert expected in failures(fresh_except(table, key), later, max_quote_age_s=500)[user], key
-    assert failures(fresh_except("spots", "ETH"), later, max_quote_age_s=10**9) == {}
-    over = failures(fresh_except("confidences", ("spot", "BTC", 0), ONE + 1), later)
-    assert "oracle.confidence.spot.BTC: 1000000001 outside [0, 1000000000]" in over[user]
+    assert f"oracle.rate.BTC.{expiry}: updated at" in failures(fresh_except("rates", ("BTC", expiry)), later,
+                                                               max_quote_age_s=500)[user]
     over = failures(fresh_except("rates", ("BTC", expiry), 2 * ONE + 1), later)
     assert f"oracle.rate.BTC.{expiry}: 2000000001 outside" in over[user]
+    assert failures(fresh_except("spots", "ETH"), later, max_quote_age_s=10**9) == {}
+    fresh = merge_books([fresh_except("spots", "ETH")], AccountIndex(), 31337, later, max_quote_age_s=500)
+    days = (expiry - later) / DAY
+    cases = {("spot", "BTC", 0): ("spot_confidence", "BTC"), ("perp", "BTC", 0): ("perp_confidence", "BTC"),
+             ("expiry", "BTC", expiry): ("expiry_confidence", ("BTC", days)),
+             ("asset", "USDC", 0): ("asset_confidence", "USDC")}
+    for key, (field, market_key) in cases.items():
+        for bad in (None, ONE + 1):  # stale, then out of range
+            degraded = fresh_except("confidences", key, bad)
+            inputs = merge_books([degraded], AccountIndex(), 31337, later, max_quote_age_s=500)
+            assert failures(degraded, later, max_quote_age_s=500) == {}, key
+            assert getattr(inputs.market, field)[market_key] == 0.0, key
+            assert im_of(inputs, user) >= im_of(fresh, user), key  # PM2: at least the charge of the fresh value
+            assert im_of(inputs, user, RRA1) == im_of(fresh, user, RRA1), key
+    spot = merge_books([fresh_except("confidences", ("spot", "BTC", 0))], AccountIndex(), 31337, later,
+                       max_quote_age_s=500)
+    assert im_of(spot, user) > im_of(fresh, user)  # 0.4 -> 0: a strictly larger oracle charge
 
 
 def test_an_old_format_blob_is_refused_and_read_again(confidence_chain: Any, tmp_path: Any) -> None:
