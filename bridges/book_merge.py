@@ -243,8 +243,10 @@ def build_market(home: ChainBook, epoch_time: int, max_age_s: int | None
             issues[f"asset.{sym}"] = f"chain {cid} oracle.asset.{sym}: price {price} <= 0"
         else:
             prices[sym] = price / PRICE_SCALE
-    market = Market(spot=spot, forwards=forwards, asset_prices=prices,
-                    **_v2_inputs(home, epoch_time, max_age_s, issues))
+    v2 = _v2_inputs(home, epoch_time, max_age_s, issues)
+    market = Market(spot=spot, forwards=forwards, asset_prices=prices, rates=v2["rates"],
+                    expiry_confidence=v2["expiry_confidence"], spot_confidence=v2["spot_confidence"],
+                    perp_confidence=v2["perp_confidence"], asset_confidence=v2["asset_confidence"])
     return market, issues, fwd_raw, spot_raw
 
 
@@ -429,24 +431,30 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
     assets = tuple(sorted({a.symbol for b in ordered for a in b.assets}))
     asset_idx = {a: i for i, a in enumerate(assets)}
     collateral = np.zeros((n, len(assets)), dtype=np.float64)
-    detail_rows, detail_chain, detail_asset, detail_base = [], [], [], []
+    detail_rows: list[np.ndarray] = []
+    detail_chain: list[np.ndarray] = []
+    detail_asset: list[np.ndarray] = []
+    detail_base: list[np.ndarray] = []
     for book, to_gid in zip(ordered, local, strict=True):  # float sums in chain-id order
         units, base = book.balance_columns()
-        for a, info in sorted(enumerate(book.assets), key=lambda x: x[1].symbol):  # detail: (chain, symbol)
+        for a, asset in sorted(enumerate(book.assets), key=lambda x: x[1].symbol):  # detail: (chain, symbol)
             held = np.flatnonzero(units[:, a] != 0)
             rows = rank[to_gid[held]]
-            collateral[rows, asset_idx[info.symbol]] += units[held, a]
+            collateral[rows, asset_idx[asset.symbol]] += units[held, a]
             present[rows] = True
-            reason = _collateral_issue(info.symbol, market, issues)
+            reason = _collateral_issue(asset.symbol, market, issues)
             if reason:
                 for r in rows.tolist():
-                    fail_rows.setdefault(r, (f"collateral.{info.symbol}", reason))
+                    fail_rows.setdefault(r, (f"collateral.{asset.symbol}", reason))
             detail_rows.append(rows)
             detail_chain.append(np.full(len(rows), book.chain_id, dtype=np.int64))
-            detail_asset.append(np.full(len(rows), asset_idx[info.symbol], dtype=np.int64))
+            detail_asset.append(np.full(len(rows), asset_idx[asset.symbol], dtype=np.int64))
             detail_base.append(base[held, a])
-    detail = CollateralDetail(*(np.concatenate(x) if x else np.zeros(0, np.int64)
-                                for x in (detail_rows, detail_chain, detail_asset)),
+
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    detail = CollateralDetail(joined(detail_rows), joined(detail_chain), joined(detail_asset),
                               np.concatenate(detail_base) if detail_base else np.zeros((0, 2), np.uint64))
     withdrawals = _withdrawals(ordered, local, rank)
     ok = np.ones(n, dtype=bool)

@@ -131,7 +131,8 @@ class GovernanceChain:
         count = int(self._call(pin, "proposalCount")[0])
         if self._window is None:
             self._window = self.get_max_voting_period(pin)
-        proposals, votes = [], []
+        proposals: list[ProposalRecord] = []
+        votes: list[VoteRecord] = []
         live_reads = 0
         for pid in range(1, count + 1):
             settled = self._settled.get(pid)

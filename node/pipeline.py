@@ -23,7 +23,7 @@ from bridges.statecodec import FLAG_LIQUIDATABLE
 from node.leaves import CollateralRows, EpochLeaves, LeafDetail
 from node.state import MarginState, WithdrawalDecision, build_margin_state
 from node.withdrawals import compute_deductions, decide_withdrawals
-from risk.batch import BatchInput, compute_margin_batch
+from risk.batch import BatchInput, BatchResult, compute_margin_batch
 from risk.params import RiskParams
 from risk.quantize import quantize_usd, quantized
 
@@ -93,16 +93,16 @@ def _collateral_rows(c: CollateralDetail, leaf_of: np.ndarray, n: int, assets: t
 
 
 
-def _masked(result: object, keep: np.ndarray) -> object:
+def _masked(result: BatchResult, keep: np.ndarray) -> BatchResult:
     """The batch result with rows outside `keep` zeroed and marked not ok (so quantization cannot fail)."""
     import dataclasses
 
     fields = {}
     for name in ("equity", "initial_margin", "maintenance_margin"):
         fields[name] = np.where(keep, getattr(result, name), 0.0)
-    fields["risk_array"] = np.where(keep[:, None], result.risk_array, 0.0)  # type: ignore[attr-defined]
+    fields["risk_array"] = np.where(keep[:, None], result.risk_array, 0.0)
     fields["ok"] = keep
-    return dataclasses.replace(result, **fields)  # type: ignore[type-var]
+    return dataclasses.replace(result, **fields)  # type: ignore[arg-type]
 
 
 def _failures(inputs: ColumnarInputs, result: object, ok: np.ndarray) -> tuple[AccountFailure, ...]:

@@ -310,8 +310,9 @@ def _check_cash(inp: BatchInput, bad: dict[int, tuple[str, str]]) -> np.ndarray 
 def make_context(prep: PreparedPositions, coll: CollateralTerms, assets: Sequence[str], market: Market,
                  params: RiskParams) -> AccountContext:
     index_of = {u: i for i, u in enumerate(params.underlyings)}
-    books = tuple((index_of[params.get_risk_cancelling(assets[a])], values) for a, values in sorted(coll.values.items())
-                  if params.get_risk_cancelling(assets[a]) is not None)
+    cancels = {a: params.get_risk_cancelling(assets[a]) for a in coll.values}
+    books = tuple((index_of[u], values) for a, values in sorted(coll.values.items())
+                  if (u := cancels[a]) is not None)
     return make_account_context(prep.table, params, compute_im_factor(market, params), coll.mm, coll.im, books)
 
 

@@ -233,7 +233,9 @@ def compute_collateral_books(ctx: AccountContext, r0: int, r1: int) -> Books | N
                           np.full(len(rows), sequence), np.full(len(rows), u), values[r0 + rows]))
     if not parts:
         return None
-    return Books(*(np.concatenate(column) for column in zip(*parts, strict=True)), ctx.collateral_units)
+    rows_, underlying_, group_, sequence_, table_row_, factor_ = (np.concatenate(column)
+                                                                  for column in zip(*parts, strict=True))
+    return Books(rows_, underlying_, group_, sequence_, table_row_, factor_, ctx.collateral_units)
 
 
 def _merge_books(sums: np.ndarray, slot: np.ndarray, n_runs: int,

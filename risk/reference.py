@@ -207,14 +207,14 @@ def compute_underlying_arrays(
         up, down = (sum(q * f.basis[i] for q, f in members) for i in (0, 1))
         basis[u] += compute_basis_loss(up, down, mtm, days, params)
     for asset, balance in sorted(collateral.items()):
-        u = params.get_risk_cancelling(asset)
-        if u is None or balance == 0.0:
+        cancels = params.get_risk_cancelling(asset)
+        if cancels is None or balance == 0.0:
             continue
         value = compute_collateral_value(asset, balance, market)
-        arrays.setdefault(u, [0.0] * size)
-        basis.setdefault(u, 0.0)
-        _add(arrays[u], [s.weight * (compute_shocked_price(value, 0.0, compute_move(params, u, s)) - value)
-                         for s in params.scenarios])
+        arrays.setdefault(cancels, [0.0] * size)
+        basis.setdefault(cancels, 0.0)
+        _add(arrays[cancels], [s.weight * (compute_shocked_price(value, 0.0, compute_move(params, cancels, s)) - value)
+                               for s in params.scenarios])
     return arrays, basis
 
 

@@ -140,7 +140,7 @@ def render_result(r: AccountRisk, params: RiskParams | None = None) -> dict[str,
     """The output object of an `AccountRisk`: RISK_SPEC.md section 6's keys, and with `params` (a
     version-2 document) the `V2_OUTPUT_KEYS`."""
     req = r.requirement
-    out = {
+    out: dict[str, object] = {
         "initial_margin": r.initial_margin,
         "maintenance_margin": r.maintenance_margin,
         "equity": r.equity,
