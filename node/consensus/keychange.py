@@ -13,6 +13,11 @@ keystore) and to the key ring, from which the engine signs epochs of the new key
 Attempts are aligned on windows of `reshare_window_epochs` epochs (the attempt number is the window
 number, part of the session identity), so nodes that saw the order at slightly different times meet
 in the same session; a failed attempt is retried in the next window until the activation epoch.
+An attempt normally starts only with at least MIN_ATTEMPT_FRACTION of its window left; when the next
+window would start at or after the activation epoch (the order came late in the last window before it,
+e.g. the change was executed late), the current window is the last chance and the attempt starts with
+whatever is left, if at least MIN_LAST_ATTEMPT_EPOCHS epochs (every node applies the same rule, so they
+meet in the same session).
 A node that has no share of the new key set at activation simply does not sign its epochs.
 
 A phase-timeout DKG can end differently at different nodes under load (a deal that arrives after
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_ATTEMPT_FRACTION = 0.5  # an attempt starting with less than this share of its window left waits for the next
+MIN_LAST_ATTEMPT_EPOCHS = 1.0  # ... unless that window starts at the activation epoch: then this much is enough
 CONFIRM_TYPE = "clearing.reshare.v1.Confirm"
 DST_CONFIRM = b"CLEARING-V1-RESHARE-CONFIRM"
 CONFIRM_RESEND_S = 1.0
@@ -214,7 +220,7 @@ class KeyChanger:
         """Attempt the reshare window by window until it succeeds or the activation epoch arrives."""
         status = self.status[order.proposal_id]
         while True:
-            attempt, window_end = self._get_attempt()
+            attempt, window_end = self._get_attempt(order.activation_epoch)
             if attempt is None:
                 await trio.sleep(max(0.0, window_end - self.engine.clock.now()))
                 continue
@@ -244,14 +250,18 @@ class KeyChanger:
     def _get_current_epoch(self) -> int:
         return self.engine.window.get_current_epoch(self.engine.clock.now())
 
-    def _get_attempt(self) -> tuple[int | None, float]:
-        """(attempt number, end of its window); attempt None when too little of the window is left."""
+    def _get_attempt(self, activation_epoch: int) -> tuple[int | None, float]:
+        """(attempt number, end of its window); attempt None when too little of the window is left
+        (see the module docstring for the last window before the activation epoch)."""
         w = max(1, self.engine.params.reshare_window_epochs)
         attempt = self._get_current_epoch() // w
         window = self.engine.window
         end = window.get_epoch_start((attempt + 1) * w)
-        if end - self.engine.clock.now() < MIN_ATTEMPT_FRACTION * w * window.period_s:
-            return None, end
+        left = end - self.engine.clock.now()
+        if left < MIN_ATTEMPT_FRACTION * w * window.period_s:
+            last_chance = (attempt + 1) * w >= activation_epoch
+            if not (last_chance and left >= MIN_LAST_ATTEMPT_EPOCHS * window.period_s):
+                return None, end
         return attempt, end
 
     async def _run_attempt(self, order: ReshareOrder, attempt: int, budget_s: float) -> Any:

@@ -254,3 +254,34 @@ def test_retired_share_erased_once_the_next_key_set_signed(caplog: pytest.LogCap
     trio.run(run_engines, [restarted], Bus(), lambda: bool(again), 10)
     assert again == [(0, 1, 2, True)] and restarted.ring.get_share(1) is None
     assert set(restarted.keys.unplaced) == {2} and [r.keyset.keyset_id for r in restarted.secrets.later] == [2]
+
+
+class FixedClock:
+    def __init__(self, now: float) -> None:
+        self.t = now
+
+    def now(self) -> float:
+        return self.t
+
+
+def test_an_order_late_in_the_last_window_before_activation_still_gets_an_attempt() -> None:
+    """Windows of 8 epochs of 3 s, activation at epoch 24 (a window start): an order seen at epoch 20.5
+    (late in window 16..23: less than half of it left) used to wait for window 24 and fail at
+    activation; it now runs in what is left of window 16..23. Earlier in the window, and when a whole
+    window remains before the activation, the usual rule holds."""
+    from types import SimpleNamespace
+
+    from node.consensus.keychange import KeyChanger
+
+    window = EpochWindow(genesis_time=0.0, period_s=3.0)
+    clock = FixedClock(0.0)
+    engine = SimpleNamespace(window=window, clock=clock, params=EngineParams(reshare_window_epochs=8))
+    changer = KeyChanger(engine)  # type: ignore[arg-type]
+    end = window.get_epoch_start(24)
+    clock.t = window.get_epoch_start(17)
+    assert changer._get_attempt(24) == (2, end)  # more than half of the window left: the usual attempt
+    clock.t = window.get_epoch_start(20) + 1.5
+    assert changer._get_attempt(24) == (2, end)  # the last chance before activation 24
+    assert changer._get_attempt(40) == (None, end)  # a whole window (24..31) remains: wait for it
+    clock.t = window.get_epoch_start(23) + 2.5  # less than one epoch left: not even the last chance
+    assert changer._get_attempt(24) == (None, end)
