@@ -153,7 +153,8 @@ def _read_ledger(book: ChainBook, ledger: _Views) -> None:
 
 def _parse_packed(blob: bytes, where: str) -> list[tuple[bytes, int, tuple[np.ndarray, ...]]]:
     """`getPositionsPacked` -> [(account, cash, (ids, quantities, entries))]; refuses a malformed blob."""
-    out, pos = [], 0
+    out: list[tuple[bytes, int, tuple[np.ndarray, ...]]] = []
+    pos = 0
     while pos < len(blob):
         if pos + 32 > len(blob):
             raise InvalidChainValue(f"{where}: truncated at byte {pos}")

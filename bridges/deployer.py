@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_typing import HexStr
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
@@ -90,6 +91,14 @@ class Step:
     target: str = ""  # step whose address is called (not `deploys`)
 
 
+def _constant(args: tuple[Any, ...]) -> Callable[[dict[str, str]], tuple[Any, ...]]:
+    return lambda _a: args
+
+
+def _asset_args(symbol: str) -> Callable[[dict[str, str]], tuple[Any, ...]]:
+    return lambda a: (symbol_to_bytes32(symbol), a[f"token:{symbol}"], DEFAULT_MIN_WITHDRAWAL[symbol])
+
+
 def get_steps(plan: ChainPlan, deployer: str) -> list[Step]:
     """The ordered steps of `plan` (later steps take earlier steps' addresses)."""
     steps = [
@@ -103,10 +112,8 @@ def get_steps(plan: ChainPlan, deployer: str) -> list[Step]:
             [to_checksum_address(o) for o in plan.operators], plan.threshold, plan.max_voting_period_blocks)))
     if plan.demo:
         for symbol, name, decimals in DEMO_TOKENS:
-            steps.append(Step(f"token:{symbol}", "TestToken", True,
-                              lambda a, n=name, s=symbol, d=decimals: (n, s, d, deployer)))
-            steps.append(Step(f"asset:{symbol}", "CollateralVault", False, lambda a, s=symbol: (
-                symbol_to_bytes32(s), a[f"token:{s}"], DEFAULT_MIN_WITHDRAWAL[s]), "registerAsset", "vault"))
+            steps.append(Step(f"token:{symbol}", "TestToken", True, _constant((name, symbol, decimals, deployer))))
+            steps.append(Step(f"asset:{symbol}", "CollateralVault", False, _asset_args(symbol), "registerAsset", "vault"))
         steps.append(Step("venue", "PositionLedger", False, lambda a: (deployer, True), "setVenue", "ledger"))
         steps.append(Step("publisher", "MarketOracle", False, lambda a: (deployer, True), "setPublisher", "oracle"))
     return steps
@@ -121,7 +128,7 @@ def check_chain(sender: ChainSender, expected_chain_id: int) -> None:
               (MAP_FP_TO_G1, bytes(64), None))  # some point (128 bytes)
     for address, data, expected in probes:
         try:
-            out = bytes(sender.w3.eth.call({"to": address, "data": "0x" + data.hex(), "gas": 1_000_000}))
+            out = bytes(sender.w3.eth.call({"to": address, "data": HexStr("0x" + data.hex()), "gas": 1_000_000}))
         except (Web3RPCError, ContractLogicError) as exc:  # the call fails: no usable precompile either
             out = b""
             reason = str(exc)[:120]
@@ -152,7 +159,7 @@ class DeploymentLog:
 
     def __init__(self, path: Path, plan: ChainPlan, deployer: str) -> None:
         self.path = path
-        header = {"version": FILE_VERSION, "deployer": deployer, "plan": plan.to_dict()}
+        header: dict[str, Any] = {"version": FILE_VERSION, "deployer": deployer, "plan": plan.to_dict()}
         if path.exists():
             try:
                 doc = json.loads(path.read_text())
@@ -233,6 +240,7 @@ class ChainDeployer:
         """The successful receipt once `confirmations` blocks lie on top of it (bounded by `tx_timeout_s`)."""
         w3, deadline = self.sender.w3, time.monotonic() + self.tx_timeout_s
         while True:
+            receipt: dict[str, Any] | None
             try:
                 receipt = dict(w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
             except TransactionNotFound:

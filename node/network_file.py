@@ -310,10 +310,12 @@ def validate_network(net: Network) -> Network:
     n = len(net.operators)
     if not 1 <= net.threshold <= n:
         raise NetworkFileError(f"threshold: {net.threshold} outside 1..{n} (the number of operators)")
-    for what, values in (("chains[].chain_id", [c.chain_id for c in net.chains]),
-                         ("operators[].address", [o.address.lower() for o in net.operators]),
-                         ("operators[].peer_id", [o.peer_id for o in net.operators]),
-                         ("operators[].dkg_key", [o.dkg_key for o in net.operators])):
+    checks: tuple[tuple[str, list[Any]], ...] = (
+        ("chains[].chain_id", [c.chain_id for c in net.chains]),
+        ("operators[].address", [o.address.lower() for o in net.operators]),
+        ("operators[].peer_id", [o.peer_id for o in net.operators]),
+        ("operators[].dkg_key", [o.dkg_key for o in net.operators]))
+    for what, values in checks:
         dupes = sorted({v for v in values if values.count(v) > 1})
         if dupes:
             raise NetworkFileError(f"{what}: {dupes[0]} appears more than once")

@@ -26,11 +26,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from bridges.telemetry import get_telemetry
 from node.consensus.errors import InputsUnavailable
 from node.consensus.inputs import ComputedState, ReshareOrder, SigningSet
 from node.records import ChainPin
+
+if TYPE_CHECKING:
+    from bridges.book import ChainBook
+    from bridges.book_merge import ColumnarInputs
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +154,7 @@ class MarginInputSource:
     def _pin(self, target_time: int) -> dict[int, object]:
         return {c.chain_id: c.pin_block(target_time) for c in self.clients}  # type: ignore[attr-defined]
 
-    def _advance(self, pins: Mapping[int, object]) -> list[object]:
+    def _advance(self, pins: Mapping[int, object]) -> list[ChainBook]:
         books = []
         for cid, sync in self.syncs.items():
             if cid in self._suspect:  # a background check found the book wrong: the full read wins
@@ -159,7 +164,7 @@ class MarginInputSource:
             self.counters["cold_reads"] += int(sync.stats.cold)
         return books
 
-    def _start_background_check(self, pins: Mapping[int, object], books: list[object]) -> bool:
+    def _start_background_check(self, pins: Mapping[int, object], books: list[ChainBook]) -> bool:
         """Compare each book with a cold read at its pin in a thread; False when one is still running."""
         if self._checker is not None and self._checker.is_alive():
             return False
@@ -186,7 +191,7 @@ class MarginInputSource:
         self._checker.start()
         return True
 
-    def _check_books(self, pins: Mapping[int, object], books: list[object]) -> list[object]:
+    def _check_books(self, pins: Mapping[int, object], books: list[ChainBook]) -> list[ChainBook]:
         """Compare every book with a cold read at its pin; the cold read wins a difference."""
         out = []
         for (cid, sync), book in zip(self.syncs.items(), books, strict=True):
@@ -204,12 +209,12 @@ class MarginInputSource:
             out.append(book)
         return out
 
-    def _merge(self, books: list[object], target_time: int) -> object:
+    def _merge(self, books: list[ChainBook], target_time: int) -> ColumnarInputs:
         from bridges.book_merge import merge_books
 
         return merge_books(books, self.index, self.home_chain_id, target_time, self.max_quote_age_s)  # type: ignore[arg-type]
 
-    def _persist(self, books: list[object]) -> None:
+    def _persist(self, books: list[ChainBook]) -> None:
         self._since_persist += 1
         if self.book_store is None or self._since_persist < self.persist_every:
             return

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from eth_abi import encode as abi_encode
+from eth_typing import HexStr
 from eth_utils import function_abi_to_4byte_selector, get_abi_input_types, to_checksum_address
 from hexbytes import HexBytes
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
@@ -55,7 +56,7 @@ class TxBatch:
     def _encoder(self, contract: str, function: str) -> tuple[bytes, list[str]]:
         key = (contract, function)
         if key not in self._encoders:
-            fn_abi = find_function_abi(get_abi(contract), function)
+            fn_abi: Any = find_function_abi(get_abi(contract), function)
             self._encoders[key] = (function_abi_to_4byte_selector(fn_abi), list(get_abi_input_types(fn_abi)))
         return self._encoders[key]
 
@@ -63,7 +64,7 @@ class TxBatch:
         step = f"{contract}.{function}"
         selector, types = self._encoder(contract, function)
         to = to_checksum_address(address)
-        data = "0x" + (selector + abi_encode(types, list(args))).hex()
+        data = HexStr("0x" + (selector + abi_encode(types, list(args))).hex())
         if gas is None:
             try:
                 gas = int(self.sender.w3.eth.estimate_gas({"from": self.sender.address, "to": to, "data": data}))
