@@ -11,6 +11,7 @@ compare to 2 micro-USD, the others exactly).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from bridges import deploy
 from bridges.publisher import FeePolicy, Publisher
@@ -24,8 +25,8 @@ from tests.bridges.test_chain_support import (
     INSTR_PERP,
     USER_INDEX,
     get_sender,
-    mine_at,
     make_client,
+    mine_at,
     running_chains,
     setup_clearing,
 )
@@ -45,19 +46,25 @@ def option_value(q: float, forward: float, days: float) -> float:
     return q * compute_black76_price(forward, STRIKE, days / 365.0, 0.52, True)
 
 
+def set_up(chains: list[Any], expiry: int) -> tuple[list[Any], list[Any], list[Any], list[Publisher]]:
+    """Clearing contracts on both chains (the first is home), the house (deployer) with 100M USDC and the
+    user with 100,000 USDC on each chain: (deployments, owners, users, publishers)."""
+    deployments = [setup_clearing(c, bls.g2_to_eip2537(GROUP_PK), expiry, home=(i == 0)) for i, c in enumerate(chains)]
+    owners = [deploy.ChainSender(c.rpc_url, deploy.get_dev_key(0)) for c in chains]
+    users = [get_sender(c, USER_INDEX) for c in chains]
+    publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
+                  for c, d in zip(chains, deployments, strict=True)]
+    for owner, d, u in zip(owners, deployments, users, strict=True):
+        deploy.mint_and_deposit(owner, d, owner, "USDC", 10**8 * M)
+        deploy.mint_and_deposit(owner, d, u, "USDC", 100_000 * M)
+    return deployments, owners, users, publishers
+
+
 def test_open_move_close_settles_every_kind_on_both_chains() -> None:
     with running_chains(31337, 31338) as chains:
         expiry = int(time.time()) + 30 * DAY
-        deployments = [setup_clearing(c, bls.g2_to_eip2537(GROUP_PK), expiry, home=(i == 0))
-                       for i, c in enumerate(chains)]
-        owners = [deploy.ChainSender(c.rpc_url, deploy.get_dev_key(0)) for c in chains]
-        users = [get_sender(c, USER_INDEX) for c in chains]
-        publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
-                      for c, d in zip(chains, deployments, strict=True)]
+        deployments, owners, users, publishers = set_up(chains, expiry)
         user = users[0].address
-        for owner, d, u in zip(owners, deployments, users, strict=True):
-            deploy.mint_and_deposit(owner, d, owner, "USDC", 10**8 * M)
-            deploy.mint_and_deposit(owner, d, u, "USDC", 100_000 * M)
         # (instrument, signed user quantity 1e8, price micro-USD) per chain; the house takes the other side
         opens = [[(INSTR_PERP, 5 * QTY, 100_000 * M), (INSTR_FUTURE, -5 * QTY // 2, 100_400 * M),
                   (INSTR_CALL, 10 * QTY, 1_500 * M + 17)],
@@ -129,16 +136,8 @@ def test_expired_option_and_future_settle_at_the_published_price() -> None:
     with no margin for them, and a withdrawal of the freed value is approved."""
     with running_chains(31337, 31338) as chains:
         expiry = int(time.time()) + 30 * DAY
-        deployments = [setup_clearing(c, bls.g2_to_eip2537(GROUP_PK), expiry, home=(i == 0))
-                       for i, c in enumerate(chains)]
-        owners = [deploy.ChainSender(c.rpc_url, deploy.get_dev_key(0)) for c in chains]
-        users = [get_sender(c, USER_INDEX) for c in chains]
-        publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
-                      for c, d in zip(chains, deployments, strict=True)]
+        deployments, owners, users, publishers = set_up(chains, expiry)
         user = users[0].address
-        for owner, d, u in zip(owners, deployments, users, strict=True):
-            deploy.mint_and_deposit(owner, d, owner, "USDC", 10**8 * M)
-            deploy.mint_and_deposit(owner, d, u, "USDC", 100_000 * M)
         # chain A: the user buys 2 calls at 1,500.000017; chain B: the user sells 1 future at 100,400
         deploy.record_trade(owners[0], deployments[0], owners[0].address, user, INSTR_CALL, 2 * QTY, 1_500 * M + 17)
         deploy.record_trade(owners[1], deployments[1], user, owners[1].address, INSTR_FUTURE, QTY, 100_400 * M)

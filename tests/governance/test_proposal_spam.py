@@ -8,7 +8,12 @@ from dataclasses import replace
 
 import pytest
 
-from bridges.governance_chain import GovernanceChain, GovernanceTxReverted, deploy_governance, read_governance_state
+from bridges.governance_chain import (
+    GovernanceChain,
+    GovernanceTxReverted,
+    deploy_governance,
+    read_governance_state,
+)
 from governance.lifecycle import ProposalStatus
 from risk.params import encode_params
 from tests.governance.conftest import Deployed

@@ -6,9 +6,8 @@ gRPC API answers. Screenshots are saved in the test's temp folder."""
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
