@@ -143,7 +143,7 @@ class PositionTable:
     def get(self, key: int) -> tuple[int, int] | None:
         if key in self._pending:
             return self._pending[key]
-        i = int(np.searchsorted(self.keys, key))
+        i = int(self.keys.searchsorted(key))
         if i < len(self.keys) and int(self.keys[i]) == key:
             return int(self.qty[i]), int(self.entry[i])
         return None
@@ -274,11 +274,14 @@ class ChainBook:
         col = self.col_of.get(instrument_id)
         if col is None:
             raise InvalidChainValue(f"chain {self.chain_id} ledger.position: unknown instrument {instrument_id}")
-        where = f"chain {self.chain_id} ledger.position[{self.addresses[row].hex()}:{instrument_id}]"
         key = PositionTable.key(row, col)
-        value = (check_int64(quantity, where + ".quantity"), check_int64(entry, where + ".fundingEntry"))
+        quantity, entry = int(quantity), int(entry)
+        if not (-INT64_MAX <= quantity <= INT64_MAX and -INT64_MAX <= entry <= INT64_MAX):  # name it only then
+            where = f"chain {self.chain_id} ledger.position[{self.addresses[row].hex()}:{instrument_id}]"
+            check_int64(quantity, where + ".quantity")
+            check_int64(entry, where + ".fundingEntry")
         self._record(("position", key, self.positions.get(key)))
-        self.positions.set(key, value)
+        self.positions.set(key, (quantity, entry))
 
     def load_positions(self, rows: np.ndarray, instrument_ids: np.ndarray, quantity: np.ndarray,
                        entry: np.ndarray) -> None:
@@ -306,7 +309,9 @@ class ChainBook:
         self.positions.entry = np.asarray(entry, dtype=np.int64)[order]
 
     def set_cash(self, row: int, cash: int) -> None:
-        cash = check_int64(cash, f"chain {self.chain_id} ledger.cash[{self.addresses[row].hex()}]")
+        cash = int(cash)
+        if not -INT64_MAX <= cash <= INT64_MAX:
+            check_int64(cash, f"chain {self.chain_id} ledger.cash[{self.addresses[row].hex()}]")
         self._record(("cash", row, self.cash.get(row)))
         self._dirty_cash.add(row)
         if cash:

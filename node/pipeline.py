@@ -14,6 +14,7 @@ Pure and deterministic (no clock: the hook measures); persists nothing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -60,7 +61,8 @@ def compute_epoch_state(inputs: ColumnarInputs, params: RiskParams, network_id: 
     rows = np.flatnonzero(ok)
     leaf_of = np.full(len(ok), -1, dtype=np.int64)
     leaf_of[rows] = np.arange(len(rows), dtype=np.int64)
-    risk_array = quantize_usd(engine.risk_array[rows], "risk_array")  # type: ignore[attr-defined]
+    every = len(rows) == len(ok)  # the usual case: no copy of the (accounts x scenarios) array
+    risk_array = quantize_usd(engine.risk_array if every else engine.risk_array[rows], "risk_array")  # type: ignore[attr-defined]
     detail = LeafDetail(equity_before=equity[rows], risk=risk_array,
                         worst=result.worst_scenario[rows].astype(np.int32),
                         collateral=_collateral_rows(inputs.collateral_detail, leaf_of, len(rows), inputs.assets))
@@ -83,14 +85,32 @@ def _collateral_rows(c: CollateralDetail, leaf_of: np.ndarray, n: int, assets: t
     """Per-leaf (chain, asset, exact base units) rows in CSR form, ordered by (leaf, chain, asset symbol): the
     detail comes in (chain, symbol) blocks, so a stable sort by leaf keeps that order within each leaf."""
     leaf = leaf_of[c.row] if len(c.row) else np.zeros(0, dtype=np.int64)
-    keep = np.flatnonzero(leaf >= 0)
-    order = keep[np.argsort(leaf[keep], kind="stable")]
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(leaf[order], minlength=n), out=offsets[1:])
+    np.cumsum(np.bincount(leaf[leaf >= 0], minlength=n), out=offsets[1:])
+    order = _stable_by_leaf(leaf, c.chain_id, c.asset, offsets)
     return CollateralRows(offsets=offsets, chain_id=c.chain_id[order].astype(np.int64),
                           asset=c.asset[order].astype(np.int32), units_lo=c.base[order, 1].astype(np.uint64),
                           units_hi=c.base[order, 0].astype(np.uint64), assets=tuple(assets))
 
+
+
+def _stable_by_leaf(leaf: np.ndarray, chain_id: np.ndarray, asset: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Indices of the entries with `leaf >= 0`, stably sorted by leaf: a counting sort over the (chain, asset)
+    blocks, in which each leaf appears at most once (one row per account of a book); the stable argsort if
+    that does not hold."""
+    cut = np.flatnonzero((chain_id[1:] != chain_id[:-1]) | (asset[1:] != asset[:-1])) + 1
+    bounds = [0, *cut.tolist(), len(leaf)]
+    fill = offsets[:-1].copy()
+    order = np.empty(int(offsets[-1]), dtype=np.int64)
+    for start, end in itertools.pairwise(bounds):
+        at = start + np.flatnonzero(leaf[start:end] >= 0)
+        li = leaf[at]
+        order[fill[li]] = at
+        fill[li] += 1
+    if not np.array_equal(fill, offsets[1:]):  # a leaf twice in one block: not the merge's layout
+        keep = np.flatnonzero(leaf >= 0)
+        return keep[np.argsort(leaf[keep], kind="stable")]
+    return order
 
 
 def _masked(result: BatchResult, keep: np.ndarray) -> BatchResult:

@@ -24,17 +24,24 @@ MICRO_USD_PER_USD = 1_000_000
 FLAG_LIQUIDATABLE = 1 << 0
 FLAG_ERROR = 1 << 1
 _LIMIT = float(2**63 - 1024)  # largest float64 below 2^63 with margin
+_CHUNK = 1 << 15  # elements per pass of quantize_usd (256 KiB of float64)
 
 
 def quantize_usd(values: np.ndarray, name: str = "amount") -> np.ndarray:
     """float64 USD -> int64 micro-USD, round half to even; raises on non-finite or out of range."""
     x = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise QuantizationError(name, "not finite")
-    scaled = np.rint(x * float(MICRO_USD_PER_USD))
-    if scaled.size and np.abs(scaled).max() >= _LIMIT:
-        raise QuantizationError(name, "outside int64 micro-USD")
-    return scaled.astype(np.int64)
+    flat = x.ravel()
+    out = np.empty(flat.shape, dtype=np.int64)
+    scaled = np.empty(min(len(flat), _CHUNK), dtype=np.float64)
+    for lo in range(0, len(flat), _CHUNK):  # cache-sized chunks: each element read once from memory
+        part = scaled[:min(_CHUNK, len(flat) - lo)]
+        np.multiply(flat[lo:lo + len(part)], float(MICRO_USD_PER_USD), out=part)
+        np.rint(part, out=part)
+        # a NaN fails both comparisons, an infinity one of them
+        if not (part.max() < _LIMIT and part.min() > -_LIMIT):
+            raise QuantizationError(name, "not finite" if not np.isfinite(x).all() else "outside int64 micro-USD")
+        out[lo:lo + len(part)] = part
+    return out.reshape(x.shape) if x.ndim else out[0]
 
 
 @dataclass(frozen=True)
