@@ -20,6 +20,7 @@ import pytest
 
 from bridges.anvil import rpc_call
 from bridges.governance_chain import (
+    SETTLED_DEPTH_BLOCKS,
     GovernanceChain,
     SettledProposal,
     deploy_governance,
@@ -28,9 +29,10 @@ from bridges.governance_chain import (
 from governance.encoding import encode_governance_state
 from governance.lifecycle import ProposalStatus
 from governance.proposals import ProposalKind, ValidatorSetChange, encode_validator_set_change
+from node.governance_source import GovernanceScheduleSource, build_governance_source
 from node.governance_store import FORMAT_VERSION, GovernanceStore, StoreRefused, decode_entry, encode_entry
 from risk.params import encode_params
-from tests.governance.conftest import Deployed
+from tests.governance.conftest import EPOCH_SECONDS, Deployed
 from tests.governance.helpers import WIDE_BTC
 from tests.governance.solc_helper import compile_governance
 
@@ -240,3 +242,23 @@ def test_deep_reorg_below_an_anchor_drops_and_rereads_its_entries(short: Deploye
     stored = make_store(path, d.gov).load()
     assert len(stored) == 2 and (stored[0].record.proposal_id, stored[0].anchor_number) == (kept, anchors[0])
     assert stored[1].record.proposer == d.validators[2] and stored[1].anchor_number == pin.number
+
+
+def test_node_source_keeps_settled_proposals_in_its_data_dir(short: Deployed, tmp_path: Path) -> None:
+    """The node's builder (`build_governance_source(..., data_dir)`, settled depth 256) over
+    `data_dir/governance.sqlite`: a second start reads no settled proposal and derives the same state."""
+    d = short
+    make_history(d)
+    rpc_call(d.chain.rpc_url, "anvil_mine", [hex(SETTLED_DEPTH_BLOCKS)], timeout=60.0)
+    pin = d.gov.get_pin_at_head()
+
+    def start() -> tuple[GovernanceScheduleSource, bytes]:
+        source = build_governance_source(d.gov.client, d.gov.address, d.validators, 3,
+                                         float(d.genesis.clock.genesis_time), float(EPOCH_SECONDS), data_dir=tmp_path)
+        return source, encode_governance_state(source.get_state(pin))
+
+    first, state = start()
+    assert first.gov.proposal_reads == 3
+    assert stat.S_IMODE((tmp_path / "governance.sqlite").stat().st_mode) == 0o600
+    second, again = start()
+    assert second.gov.proposal_reads == 0 and again == state
