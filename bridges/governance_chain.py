@@ -9,25 +9,42 @@ the reads. Reverts are decoded into the contract's custom error name and argumen
 (`GovernanceTxReverted`). An executed validator-set change is read with the timestamp of its
 execution block (an ancestor of the pin too): the tally takes its activation epoch only beyond the
 epoch of that block. Bounds: at most MAX_PROPOSALS_READ live proposals per snapshot (settled ones are
-read once and cached in memory, see `read_snapshot`), receipts awaited at most RECEIPT_TIMEOUT_S;
-deployments choose the contract's maximum voting period (default DEFAULT_MAX_VOTING_PERIOD_BLOCKS, at
-most VOTING_PERIOD_CAP_BLOCKS as the contract). Persists nothing.
+read once and kept, see `read_snapshot`), receipts awaited at most RECEIPT_TIMEOUT_S; deployments choose
+the contract's maximum voting period (default DEFAULT_MAX_VOTING_PERIOD_BLOCKS, at most
+VOTING_PERIOD_CAP_BLOCKS as the contract).
+
+Settled proposals are kept as `SettledProposal`s anchored at the (number, hash) of the pin they were
+read at. Persists nothing itself: a reader given a `SettledStore` (the node's
+`node.governance_store.GovernanceStore`, one SQLite file per data dir) loads it at construction and
+hands it each newly settled batch after its pin was re-validated. Anchors are re-checked against the
+canonical chain at the first snapshot and then every `anchor_check_every` snapshots (one batch of
+`eth_getBlockByNumber`, one call per distinct anchor); entries anchored at or above the lowest anchor
+no longer canonical (a reorg deeper than `settled_depth`) are dropped, from the store too, and read again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
-from bridges.chain import ChainClient, Pin, encode_function_call, find_function_abi, parse_quantity
+from bridges.chain import (
+    MAX_BATCH,
+    ChainClient,
+    Pin,
+    encode_function_call,
+    find_function_abi,
+    parse_header,
+    parse_quantity,
+)
 from bridges.errors import BridgeError, CallReverted, InvalidChainResponse
 from governance.proposals import GovernanceGenesis, ProposalRecord, VoteRecord, normalize_address
 from governance.tally import GovernanceState, derive_governance_state
@@ -35,11 +52,13 @@ from governance.tally import GovernanceState, derive_governance_state
 ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "Governance.json"
 MAX_PROPOSALS_READ = 10_000  # live (not yet settled) proposals read per snapshot
 SETTLED_DEPTH_BLOCKS = 256  # a proposal settled this many blocks below the pin is cached (reorg margin)
+ANCHOR_CHECK_EVERY = 32  # snapshots between re-checks of the settled proposals' anchor blocks
 RECEIPT_TIMEOUT_S = 30.0
 RECEIPT_POLL_S = 0.05
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 12, 10  # 20 % above the estimate
 DEFAULT_MAX_VOTING_PERIOD_BLOCKS = 21_600  # 3 days of 12-second blocks; also the execution window
 VOTING_PERIOD_CAP_BLOCKS = 100_800  # Governance.sol VOTING_PERIOD_CAP_BLOCKS
+LOG = logging.getLogger(__name__)
 
 
 class GovernanceTxReverted(BridgeError):
@@ -87,6 +106,26 @@ class GovernanceSnapshot:
     votes: tuple[VoteRecord, ...]
 
 
+@dataclass(frozen=True)
+class SettledProposal:
+    """A proposal that can no longer change, its votes, and the block (number, hash) it was read at."""
+
+    record: ProposalRecord
+    votes: tuple[VoteRecord, ...]
+    anchor_number: int
+    anchor_hash: bytes
+
+
+class SettledStore(Protocol):
+    """Persistence of one deployment's settled proposals (chain id and contract fixed by the store)."""
+
+    def load(self) -> list[SettledProposal]: ...
+
+    def save(self, entries: Sequence[SettledProposal]) -> None: ...
+
+    def drop_from(self, block_number: int) -> int: ...
+
+
 def parse_proposal(raw: tuple[Any, ...], end_timestamp: int | None,
                    executed_timestamp: int | None = None) -> ProposalRecord:
     (pid, kind, proposer, payload, created, end, activation, set_version, set_size,
@@ -100,13 +139,21 @@ class GovernanceChain:
     """Reads and transactions against one deployed Governance contract."""
 
     def __init__(self, client: ChainClient, address: str, abi: Sequence[dict[str, Any]],
-                 settled_depth: int = SETTLED_DEPTH_BLOCKS) -> None:
+                 settled_depth: int = SETTLED_DEPTH_BLOCKS, store: SettledStore | None = None,
+                 anchor_check_every: int = ANCHOR_CHECK_EVERY) -> None:
+        if anchor_check_every < 1:
+            raise ValueError(f"anchor_check_every: must be >= 1, got {anchor_check_every}")
         self.client = client
         self.address = normalize_address(address, "governance_address")
         self.abi = list(abi)
         self.settled_depth = settled_depth
+        self.store = store
+        self.anchor_check_every = anchor_check_every
         self._window: int | None = None  # maxVotingPeriodBlocks (immutable), read once
-        self._settled: dict[int, tuple[ProposalRecord, tuple[VoteRecord, ...]]] = {}
+        self._settled: dict[int, SettledProposal] = {}
+        if store is not None:
+            self._settled = {e.record.proposal_id: e for e in store.load()}
+        self._snapshots_since_check = anchor_check_every  # due at the first snapshot
         self.proposal_reads = 0  # proposals read from the chain (cache misses), for tests
 
     def _call(self, pin: Pin, name: str, *args: object) -> tuple[Any, ...]:
@@ -131,27 +178,68 @@ class GovernanceChain:
         count = int(self._call(pin, "proposalCount")[0])
         if self._window is None:
             self._window = self.get_max_voting_period(pin)
+        self._check_anchors_when_due()
         proposals: list[ProposalRecord] = []
         votes: list[VoteRecord] = []
+        fresh: list[SettledProposal] = []
         live_reads = 0
         for pid in range(1, count + 1):
             settled = self._settled.get(pid)
-            if settled is not None and self._is_settled(settled[0], pin):
-                proposals.append(settled[0])
-                votes.extend(settled[1])
+            if settled is not None and self._is_settled(settled.record, pin):
+                proposals.append(settled.record)
+                votes.extend(settled.votes)
                 continue
             record, record_votes = self._read_proposal(pin, pid)
             proposals.append(record)
             votes.extend(record_votes)
             if self._is_settled(record, pin):
-                self._settled[pid] = (record, record_votes)
+                fresh.append(SettledProposal(record, record_votes, pin.number, bytes(pin.hash)))
             else:
                 live_reads += 1
                 if live_reads > MAX_PROPOSALS_READ:
                     raise InvalidChainResponse(f"proposalCount: more than {MAX_PROPOSALS_READ} live proposals "
                                                f"at block {pin.number}")
         self.client.validate_pin(pin)  # the end and execution headers were read by number: same chain?
+        self._keep(fresh)
         return GovernanceSnapshot(pin, tuple(proposals), tuple(votes))
+
+    def _keep(self, fresh: Sequence[SettledProposal]) -> None:
+        """Cache (and persist) proposals newly read as settled at a pin that was re-validated."""
+        for entry in fresh:
+            self._settled[entry.record.proposal_id] = entry
+        if fresh and self.store is not None:
+            self.store.save(fresh)
+
+    def _check_anchors_when_due(self) -> None:
+        """Drop the settled entries anchored at or above the lowest anchor that is no longer canonical."""
+        if self._snapshots_since_check < self.anchor_check_every:
+            self._snapshots_since_check += 1
+            return
+        anchors = {(e.anchor_number, e.anchor_hash) for e in self._settled.values()}
+        canonical = self.get_canonical_hashes(sorted({number for number, _ in anchors}))
+        stale = [number for number, block_hash in anchors if canonical.get(number) != block_hash]
+        self._snapshots_since_check = 1
+        if not stale:
+            return
+        fork = min(stale)
+        dropped = [pid for pid, e in self._settled.items() if e.anchor_number >= fork]
+        for pid in dropped:
+            del self._settled[pid]
+        if self.store is not None:
+            self.store.drop_from(fork)
+        LOG.warning("governance: %d settled proposals anchored at or above block %d are no longer canonical "
+                    "(reorg deeper than %d blocks); they are read again", len(dropped), fork, self.settled_depth,
+                    extra={"chain_id": self.client.chain_id, "governance": self.address, "dropped": len(dropped),
+                           "fork_block": fork})
+
+    def get_canonical_hashes(self, numbers: Sequence[int]) -> dict[int, bytes]:
+        """Hash of the canonical block at each number (absent when the chain has no such block)."""
+        hashes: dict[int, bytes] = {}
+        for start in range(0, len(numbers), MAX_BATCH):
+            chunk = numbers[start:start + MAX_BATCH]
+            blocks = self.client.rpc_batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
+            hashes.update({n: parse_header(b).hash for n, b in zip(chunk, blocks, strict=True) if b is not None})
+        return hashes
 
     def _is_settled(self, record: ProposalRecord, pin: Pin) -> bool:
         assert self._window is not None

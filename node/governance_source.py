@@ -23,7 +23,8 @@ Invariants:
   `GovernanceSourceError` (an `InputsUnavailable`), so the engine does not sign that epoch and
   retries; there is no fallback to a cached or configured genesis for a pin that could not be read.
 - Bounded: at most `max_cached` pins kept (LRU by pin hash); reads are serialised by one lock.
-Persists nothing (the cache lives in memory).
+Persists nothing itself (the per-pin cache lives in memory); given a `data_dir`, the reader keeps the
+settled proposals in `data_dir/governance.sqlite` (`node.governance_store`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from node.consensus.errors import InputsUnavailable
@@ -181,18 +183,23 @@ class GovernanceScheduleSource:
 
 def build_governance_source(client: Any, address: str, operators: Sequence[bytes | str], threshold: int,
                             genesis_time: float, epoch_period_s: float, keyset_id: int = GENESIS_KEYSET_ID,
-                            max_cached: int = DEFAULT_MAX_CACHED_PINS) -> GovernanceScheduleSource:
+                            max_cached: int = DEFAULT_MAX_CACHED_PINS,
+                            data_dir: Path | None = None) -> GovernanceScheduleSource:
     """The node's schedule reader over `client` (the home chain's `bridges.chain.ChainClient`).
 
     The genesis set and threshold are the contract's version 0 read at each pin; `operators` and
     `threshold` (the node's configured CURRENT set) are accepted for compatibility and only logged.
     `keyset_id` is the GENESIS key-set id (1 for every network made by the genesis DKG), not the
     node's current one: a node of a later key set must still pass the genesis id, or its state
-    numbers key sets differently from the other nodes'.
+    numbers key sets differently from the other nodes'. With `data_dir`, settled proposals persist in
+    `data_dir/governance.sqlite` across restarts.
     """
     from bridges.governance_chain import GovernanceChain, load_governance_abi
+    from node.governance_store import FILE_NAME, GovernanceStore
 
     spec = build_genesis_spec(genesis_time, epoch_period_s, keyset_id)
     LOG.info("governance: genesis set read from the contract's version 0 at each pin (the configured set is "
              "not used for governance)", extra={"governance": address, "operators": len(operators), "threshold": threshold})
-    return GovernanceScheduleSource(GovernanceChain(client, address, load_governance_abi()), spec, max_cached)
+    store = None if data_dir is None else GovernanceStore(Path(data_dir) / FILE_NAME, client.chain_id, address)
+    gov = GovernanceChain(client, address, load_governance_abi(), store=store)
+    return GovernanceScheduleSource(gov, spec, max_cached)

@@ -170,7 +170,8 @@ def build_input_source(config: ValidatorConfig) -> InputSource:
             raise ValueError(f"home_chain_id: {home_chain_id} is not one of the configured chains")
         vs = config.validator_set
         source = build_governance_source(home, config.governance_address, vs.operator_addresses, vs.threshold,
-                                         config.genesis_time, config.epoch_period_s)  # genesis key set: GENESIS_KEYSET_ID
+                                         config.genesis_time, config.epoch_period_s,  # genesis key set: GENESIS_KEYSET_ID
+                                         data_dir=config.data_dir)
         governance_for = source.get_state
     from node.book_store import BookStore
 
