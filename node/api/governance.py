@@ -9,7 +9,9 @@ exactly as the node's `[consensus]` configures it (no fallback to the home chain
 genesis key-set id (`node.governance_source.get_genesis_at`), so API and node agree. Status mapping
 to the API enum: pending -> OPEN, approved -> PASSED (EXECUTED once the contract executed it),
 rejected -> REJECTED, invalid (a parameter set or change refused by validation) -> INVALID, expired
--> EXPIRED; the tally's reason is in the description. Persists nothing.
+-> EXPIRED; the tally's reason is in the description. One `GovernanceChain` is kept across refreshes, so
+settled proposals are read once per process (in memory; the validator's own reader persists them).
+Persists nothing.
 """
 
 from __future__ import annotations
@@ -43,15 +45,18 @@ class GovernanceReader:
         self._state: Any = None
         self._stamp = -float("inf")
         self._lock = threading.Lock()
+        self._gov: Any = None  # one reader kept across refreshes: its settled proposals are read once
 
     def get_state(self) -> Any:
         """The derived `governance.tally.GovernanceState`, or None before the first success."""
         if self.clock() - self._stamp < self.refresh_s or not self._lock.acquire(blocking=False):
             return self._state
         try:
-            from node.cli.gov import derive_from_chain
+            from node.cli.gov import derive_from_chain, get_governance
 
-            self._state = derive_from_chain(self.args).state
+            if self._gov is None:
+                self._gov = get_governance(self.args)
+            self._state = derive_from_chain(self.args, self._gov).state
         except Exception as exc:  # chain down or contract unreadable: keep the last good state
             LOG.warning("governance read failed", extra={"reason": str(exc)})
         finally:

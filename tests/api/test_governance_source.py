@@ -97,6 +97,10 @@ def test_proposals_and_schedule_from_the_chain(deployed: Deployed, tmp_path: Pat
     clock.t += 6
     (passed,) = reader.list_proposals(0, 10)
     assert (passed.status, passed.votes_for, passed.params_hash) == ("passed", 3, compute_params_hash(WIDE_BTC))
+    kept = reader._gov
+    clock.t += 6
+    assert reader.list_proposals(0, 10) == [passed]
+    assert kept is not None and reader._gov is kept  # one chain reader across refreshes: settled ones read once
     with serve_api(tmp_path, reader) as stub:
         listed = stub.ListProposals(api_pb2.ListProposalsRequest(), timeout=10)
         assert [(p.id, p.status) for p in listed.proposals] == [(pid, api_pb2.PROPOSAL_STATUS_PASSED)]
