@@ -33,6 +33,7 @@ from node.cli.common import CliError, add_json_option, add_passphrase_option, em
 PRICE_DIGITS = VOL_DIGITS = 6  # micro-USD prices, vols scale 1e6 (bridges.statecodec)
 CONFIDENCE_DIGITS = RATE_DIGITS = 9  # MarketOracle.CONFIDENCE_ONE = 1e9; rates 1e9 fixed point
 MAX_RATE = Decimal(2)  # MarketOracle.MAX_RATE / 1e9
+MIN_PRICE = Decimal("0.000001")  # one micro-USD: a zero price is never a mark
 MAX_PRICE = Decimal(10**12)  # a trillion USD: far above any mark, far below the contract's uint192
 MAX_VOL = Decimal(100)  # 10,000 %
 MAX_MARKS_BYTES = 1 << 20
@@ -52,7 +53,8 @@ class MarksError(CliError):
 
 
 class _Fraction(str):
-    """A JSON number with a fraction or an exponent, kept as its text (refused: decimals are strings)."""
+    """A JSON number with a fraction or an exponent, NaN/Infinity, or an over-long integer, kept as its text
+    (refused where it is used, with its path: fractional values are written as decimal strings)."""
 
 
 @dataclass
@@ -82,17 +84,29 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def load_marks_json(text: str | bytes) -> dict[str, Any]:
-    """The marks document as JSON values: bounded (size, nesting, number length) by the risk package's
-    bounded reader first, then parsed again keeping fractional numbers as text and refusing duplicate keys."""
-    from risk.bounded_json import JsonLimits, load_bounded_json
-    from risk.errors import InvalidInput
+def _parse_int(token: str) -> int | _Fraction:
+    return _Fraction(token) if len(token) > MAX_DECIMAL_CHARS else int(token)
 
+
+def load_marks_json(text: str | bytes) -> dict[str, Any]:
+    """The marks document as JSON values, its cost bounded before parsing (size; nesting measured without
+    recursion by the risk package's bounded reader); fractional numbers, NaN/Infinity and over-long
+    integers are kept as text so that the entry refusing them names its path; duplicate keys are refused."""
+    from risk.bounded_json import compute_nesting_depth, strip_strings
+
+    if len(text) > MAX_MARKS_BYTES or (isinstance(text, str) and len(text.encode("utf-8", "replace")) > MAX_MARKS_BYTES):
+        raise MarksError(f"marks: larger than {MAX_MARKS_BYTES} bytes")
     try:
-        load_bounded_json(text, "marks", JsonLimits(MAX_MARKS_BYTES, MAX_DEPTH, MAX_DECIMAL_CHARS))
-    except InvalidInput as exc:
-        raise MarksError(str(exc)) from None
-    doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_Fraction)
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
+    except UnicodeDecodeError as exc:
+        raise MarksError(f"marks: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if compute_nesting_depth(strip_strings(text)) > MAX_DEPTH:
+        raise MarksError(f"marks: nested deeper than {MAX_DEPTH} arrays/objects (document, table, entry)")
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_Fraction, parse_int=_parse_int,
+                         parse_constant=_Fraction)
+    except ValueError as exc:
+        raise MarksError(f"marks: invalid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise MarksError("marks: expected a JSON object with tables " + ", ".join(TABLES))
     return doc
@@ -105,6 +119,9 @@ def _path(table: str, key: str) -> str:
 def to_fixed(path: str, raw: Any, digits: int, low: Decimal, high: Decimal) -> int:
     """A decimal string (or JSON integer) in [low, high] as an integer scaled by 10**digits, exactly."""
     if isinstance(raw, _Fraction):
+        shown = raw if len(raw) <= MAX_DECIMAL_CHARS else raw[:MAX_DECIMAL_CHARS] + "..."
+        if not _DECIMAL_RE.fullmatch(raw) or len(raw) > MAX_DECIMAL_CHARS:
+            raise MarksError(f"{path}: {shown} is not a decimal number (at most {MAX_DECIMAL_CHARS} characters)")
         raise MarksError(f"{path}: the JSON number {raw} must be written as a decimal string (\"{raw}\")")
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         raise MarksError(f"{path}: expected a decimal string, got {type(raw).__name__}")
@@ -126,8 +143,8 @@ def _symbol(path: str, raw: Any) -> str:
     from bridges.deploy import oracle_key
     from bridges.errors import DeploymentError
 
-    if not isinstance(raw, str):
-        raise MarksError(f"{path}: expected a symbol string, got {type(raw).__name__}")
+    if not isinstance(raw, str) or isinstance(raw, _Fraction):
+        raise MarksError(f"{path}: expected a symbol string, got {'a number' if isinstance(raw, str) else raw!r}")
     try:
         oracle_key(path, raw)
     except DeploymentError as exc:
@@ -141,9 +158,9 @@ def _expiry(path: str, raw: Any) -> int:
     return raw
 
 
-def _table(doc: dict[str, Any], name: str, kind: type) -> Any:
-    value: Any = doc.get(name, kind())
-    if not isinstance(value, kind):
+def _table(doc: dict[str, Any], name: str, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
+    value: dict[str, Any] | list[Any] = doc.get(name, kind())
+    if type(value) is not kind:
         raise MarksError(f"{name}: expected {'an object' if kind is dict else 'a list'}")
     if len(value) > MAX_ENTRIES:
         raise MarksError(f"{name}: {len(value)} entries (at most {MAX_ENTRIES})")
@@ -179,7 +196,7 @@ def parse_marks(text: str | bytes) -> Marks:
         for sym, raw in _table(doc, name, dict).items():
             path = _path(name, sym)
             _add(getattr(marks, name), _symbol(path, sym),
-                 to_fixed(path, raw, PRICE_DIGITS, Decimal(0), MAX_PRICE), path, first[name])
+                 to_fixed(path, raw, PRICE_DIGITS, MIN_PRICE, MAX_PRICE), path, first[name])
     for iid, raw in _table(doc, "vols", dict).items():
         path = _path("vols", iid)
         if not _ID_RE.fullmatch(iid) or int(iid) > MAX_UINT64:
@@ -189,7 +206,7 @@ def parse_marks(text: str | bytes) -> Marks:
         path = f"forwards[{i}]"
         e = _entry(path, item, ("underlying", "expiry", "price"))
         key = (_symbol(f"{path}.underlying", e["underlying"]), _expiry(f"{path}.expiry", e["expiry"]))
-        _add(marks.forwards, key, to_fixed(f"{path}.price", e["price"], PRICE_DIGITS, Decimal(0), MAX_PRICE),
+        _add(marks.forwards, key, to_fixed(f"{path}.price", e["price"], PRICE_DIGITS, MIN_PRICE, MAX_PRICE),
              path, first["forwards"])
     for i, item in enumerate(_table(doc, "confidences", list)):
         path = f"confidences[{i}]"
