@@ -75,13 +75,23 @@ class Marks:
 # --- parsing -------------------------------------------------------------------------------------------
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise MarksError(f"marks: key {key!r} appears twice in one object")
-        seen[key] = value
-    return seen
+class _Object(dict[str, Any]):
+    """A JSON object; `duplicate` is a key it held twice (refused where the object is used, with its path)."""
+
+    duplicate: str | None = None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        obj.duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    return obj
+
+
+def _check_unique(path: str, obj: Any) -> None:
+    if isinstance(obj, _Object) and obj.duplicate is not None:
+        raise MarksError(f"{path}: key {obj.duplicate!r} appears twice")
 
 
 def _parse_int(token: str) -> int | _Fraction:
@@ -103,12 +113,13 @@ def load_marks_json(text: str | bytes) -> dict[str, Any]:
     if compute_nesting_depth(strip_strings(text)) > MAX_DEPTH:
         raise MarksError(f"marks: nested deeper than {MAX_DEPTH} arrays/objects (document, table, entry)")
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_Fraction, parse_int=_parse_int,
+        doc = json.loads(text, object_pairs_hook=_object, parse_float=_Fraction, parse_int=_parse_int,
                          parse_constant=_Fraction)
     except ValueError as exc:
         raise MarksError(f"marks: invalid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise MarksError("marks: expected a JSON object with tables " + ", ".join(TABLES))
+    _check_unique("marks", doc)
     return doc
 
 
@@ -160,16 +171,18 @@ def _expiry(path: str, raw: Any) -> int:
 
 def _table(doc: dict[str, Any], name: str, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
     value: dict[str, Any] | list[Any] = doc.get(name, kind())
-    if type(value) is not kind:
+    if not isinstance(value, kind):
         raise MarksError(f"{name}: expected {'an object' if kind is dict else 'a list'}")
     if len(value) > MAX_ENTRIES:
         raise MarksError(f"{name}: {len(value)} entries (at most {MAX_ENTRIES})")
+    _check_unique(name, value)
     return value
 
 
 def _entry(path: str, item: Any, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise MarksError(f"{path}: expected an object with {', '.join(required)}")
+    _check_unique(path, item)
     for name in required:
         if name not in item:
             raise MarksError(f"{path}.{name}: missing")
