@@ -241,6 +241,8 @@ def test_show_refuses_a_deployment_of_another_chain(env: ChainEnv, files: dict[s
     ({"rates": {("BTC", EXPIRY): 2 * 10**9 + 1}}, r"value 2000000001 outside"),
     ({"rates": {("BTÇ", EXPIRY): 0}}, r"symbol 'BTÇ' must be"),
     ({"vols": {0: 1}}, r"vols\[0\] instrument id: 0 must be an integer"),
+    ({"asset_prices": {"USDC": 2**192}}, r"asset_prices\['USDC'\]: value 6277\d+ outside \[0, 6277\d+\]"),
+    ({"forwards": {("BTC", 0): 1}}, r"forwards\[\('BTC', 0\)\]: 0 must be an integer in \[1"),
 ])
 def test_set_market_checks_every_table_before_sending_anything(env: ChainEnv, kwargs: dict[str, Any],
                                                                expected: str) -> None:
