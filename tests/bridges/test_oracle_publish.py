@@ -45,7 +45,7 @@ MARKS: dict[str, Any] = {
     "rates": [{"underlying": "BTC", "expiry": EXPIRY, "rate": "0.05"}],
 }
 # MARKS in the contract's fixed point (prices and vols 1e6, confidences and rates 1e9)
-FIXED = {
+FIXED: dict[str, dict[Any, int]] = {
     "spots": {"BTC": 100_000_500_000, "ETH": 3_000_000_000},
     "forwards": {("BTC", EXPIRY): 101_000_250_000},
     "vols": {4: 550_000, 7: 1_200_000},
