@@ -83,9 +83,12 @@ class _Object(dict[str, Any]):
 
 def _object(pairs: list[tuple[str, Any]]) -> _Object:
     obj = _Object(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        obj.duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    seen: set[str] = set()
+    for key, _value in pairs if len(obj) != len(pairs) else ():
+        if key in seen:
+            obj.duplicate = key
+            break
+        seen.add(key)
     return obj
 
 
