@@ -350,11 +350,11 @@ def _market_calls(spots: Mapping[str, int], forwards: Mapping[tuple[str, int], i
         calls.append(("setSpots", [[oracle_key(f"spots[{s!r}]", s) for s in spots],
                                    [_oracle_int(f"spots[{s!r}]", v, MAX_QUOTE) for s, v in spots.items()]]))
     if forwards:
-        rows = [(oracle_key(f"forwards[{k!r}]", u), _oracle_expiry(f"forwards[{k!r}]", e),
+        rows = [(oracle_key(f"forwards[{k!r}]", u), _oracle_uint64(f"forwards[{k!r}]", e),
                  _oracle_int(f"forwards[{k!r}]", v, MAX_QUOTE)) for k, v in forwards.items() for u, e in (k,)]
         calls.append(("setForwards", [list(c) for c in zip(*rows, strict=True)]))
     if vols:
-        calls.append(("setVols", [[_oracle_expiry(f"vols[{i!r}] instrument id", i) for i in vols],
+        calls.append(("setVols", [[_oracle_uint64(f"vols[{i!r}] instrument id", i) for i in vols],
                                   [_oracle_int(f"vols[{i!r}]", v, MAX_QUOTE) for i, v in vols.items()]]))
     if asset_prices:
         calls.append(("setAssetPrices", [[oracle_key(f"asset_prices[{s!r}]", s) for s in asset_prices],
@@ -364,7 +364,7 @@ def _market_calls(spots: Mapping[str, int], forwards: Mapping[tuple[str, int], i
         keyed = [_confidence_row(k, v) for k, v in confidences.items()]
         calls.append(("setConfidences", [list(c) for c in zip(*keyed, strict=True)]))
     if rates:
-        rows = [(oracle_key(f"rates[{k!r}]", u), _oracle_expiry(f"rates[{k!r}]", e),
+        rows = [(oracle_key(f"rates[{k!r}]", u), _oracle_uint64(f"rates[{k!r}]", e),
                  _oracle_int(f"rates[{k!r}]", v, MAX_RATE)) for k, v in rates.items() for u, e in (k,)]
         calls.append(("setRates", [list(c) for c in zip(*rows, strict=True)]))
     return calls
@@ -376,7 +376,7 @@ def _confidence_row(key: tuple[int, str, int], value: int) -> tuple[int, bytes, 
     if isinstance(kind, bool) or kind not in (CONFIDENCE_SPOT, CONFIDENCE_PERP, CONFIDENCE_EXPIRY, CONFIDENCE_ASSET):
         raise DeploymentError(f"{where}: unknown kind {kind!r} (1 spot, 2 perp, 3 expiry, 4 asset)")
     if kind == CONFIDENCE_EXPIRY:
-        expiry = _oracle_expiry(where, expiry)
+        expiry = _oracle_uint64(where, expiry)
     elif expiry != 0:
         raise DeploymentError(f"{where}: expiry must be 0 for kind {kind} (only kind 3 is per expiry)")
     return kind, oracle_key(where, symbol), expiry, _oracle_int(where, value, CONFIDENCE_ONE)
@@ -394,7 +394,7 @@ def oracle_key(where: str, symbol: str) -> bytes:
     return raw
 
 
-def _oracle_expiry(where: str, value: int) -> int:
+def _oracle_uint64(where: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_UINT64:
         raise DeploymentError(f"{where}: {value!r} must be an integer in [1, 2^64 - 1]")
     return value
