@@ -5,7 +5,8 @@ group key), CollateralVault (wired to the registry, with its approval window), P
 MarketOracle; `deploy_all` adds demo ERC-20 TestTokens registered as vault assets with their minimum
 withdrawal (tests, benchmarks). Both return a frozen `Deployment` (addresses, JSON round trip); the
 resumable, confirmation-waiting deployment of `clearingd deploy` is `bridges.deployer`. Helpers register instruments, venues and publishers,
-record matched trades (maker, taker) and perp funding indices, set market data, mint, deposit (one
+record matched trades (maker, taker) and perp funding indices, set market data (marks, and the risk model
+v2 confidences and rates, validated before sending), mint, deposit (one
 account, or many in batches paid by one sender) and request withdrawals. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
 for its receipt within a bounded time and a revert raises `DeploymentError` naming the step and the
 contract error. Persists nothing (callers may store `Deployment.to_json()`).
@@ -27,7 +28,8 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 
 from bridges.artifacts import get_abi, get_contract_names, load_artifact
-from bridges.errors import DeploymentError, InvalidDeployment
+from bridges.book import is_printable_key
+from bridges.errors import DeploymentError, InvalidDeployment, InvalidLeafValue
 from bridges.statecodec import symbol_to_bytes32
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -313,26 +315,97 @@ def set_funding_indices(venue: ChainSender, deployment: Deployment, indices: Map
                           list(indices.values()))
 
 
+ORACLE_MAX_BATCH = 200  # MarketOracle.MAX_BATCH
+CONFIDENCE_SPOT, CONFIDENCE_PERP, CONFIDENCE_EXPIRY, CONFIDENCE_ASSET = 1, 2, 3, 4  # MarketOracle.CONFIDENCE_*
+CONFIDENCE_ONE = 10**9  # MarketOracle.CONFIDENCE_ONE: confidence 1.0
+MAX_RATE = 2 * 10**9  # MarketOracle.MAX_RATE: 2.0 per year, rates in 1e9 fixed point
+MAX_QUOTE = 2**192 - 1  # a Quote's value is a uint192
+MAX_UINT64 = 2**64 - 1
+
+
 def set_market(publisher: ChainSender, deployment: Deployment, spots: Mapping[str, int] | None = None,
                forwards: Mapping[tuple[str, int], int] | None = None, vols: Mapping[int, int] | None = None,
-               asset_prices: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
-    """Batch-set oracle values: spots/forwards/asset prices micro-USD, vols scale 1e6 per instrument id;
-    returns the receipts in order."""
-    receipts = []
+               asset_prices: Mapping[str, int] | None = None,
+               confidences: Mapping[tuple[int, str, int], int] | None = None,
+               rates: Mapping[tuple[str, int], int] | None = None) -> list[dict[str, Any]]:
+    """Batch-set oracle values, in the contract's fixed point: spots/forwards/asset prices micro-USD, vols
+    scale 1e6 per instrument id, confidences 1e9 (CONFIDENCE_ONE = 1.0) keyed (kind CONFIDENCE_*, symbol,
+    expiry: non-zero for CONFIDENCE_EXPIRY only), rates 1e9 per (underlying, expiry) in [0, MAX_RATE].
+
+    Every value is checked before anything is sent (`DeploymentError` naming the table and key); each
+    table goes out in batches of ORACLE_MAX_BATCH. Returns the receipts in order."""
+    calls = _market_calls(spots or {}, forwards or {}, vols or {}, asset_prices or {}, confidences or {}, rates or {})
+    return [publisher.transact("MarketOracle", deployment.oracle, function, *(column[i:i + ORACLE_MAX_BATCH]
+                                                                             for column in columns))
+            for function, columns in calls
+            for i in range(0, len(columns[0]), ORACLE_MAX_BATCH)]
+
+
+def _market_calls(spots: Mapping[str, int], forwards: Mapping[tuple[str, int], int], vols: Mapping[int, int],
+                  asset_prices: Mapping[str, int], confidences: Mapping[tuple[int, str, int], int],
+                  rates: Mapping[tuple[str, int], int]) -> list[tuple[str, list[list[Any]]]]:
+    """(setter, argument columns) of each non-empty table, every key and value validated."""
+    calls: list[tuple[str, list[list[Any]]]] = []
     if spots:
-        receipts.append(publisher.transact("MarketOracle", deployment.oracle, "setSpots",
-                           [symbol_to_bytes32(s) for s in spots], list(spots.values())))
+        calls.append(("setSpots", [[oracle_key(f"spots[{s!r}]", s) for s in spots],
+                                   [_oracle_int(f"spots[{s!r}]", v, MAX_QUOTE) for s, v in spots.items()]]))
     if forwards:
-        receipts.append(publisher.transact("MarketOracle", deployment.oracle, "setForwards",
-                           [symbol_to_bytes32(u) for u, _ in forwards], [e for _, e in forwards],
-                           list(forwards.values())))
+        rows = [(oracle_key(f"forwards[{k!r}]", u), _oracle_uint64(f"forwards[{k!r}]", e),
+                 _oracle_int(f"forwards[{k!r}]", v, MAX_QUOTE)) for k, v in forwards.items() for u, e in (k,)]
+        calls.append(("setForwards", [list(c) for c in zip(*rows, strict=True)]))
     if vols:
-        receipts.append(publisher.transact("MarketOracle", deployment.oracle, "setVols", list(vols),
-                                           list(vols.values())))
+        calls.append(("setVols", [[_oracle_uint64(f"vols[{i!r}] instrument id", i) for i in vols],
+                                  [_oracle_int(f"vols[{i!r}]", v, MAX_QUOTE) for i, v in vols.items()]]))
     if asset_prices:
-        receipts.append(publisher.transact("MarketOracle", deployment.oracle, "setAssetPrices",
-                           [symbol_to_bytes32(s) for s in asset_prices], list(asset_prices.values())))
-    return receipts
+        calls.append(("setAssetPrices", [[oracle_key(f"asset_prices[{s!r}]", s) for s in asset_prices],
+                                         [_oracle_int(f"asset_prices[{s!r}]", v, MAX_QUOTE)
+                                          for s, v in asset_prices.items()]]))
+    if confidences:
+        keyed = [_confidence_row(k, v) for k, v in confidences.items()]
+        calls.append(("setConfidences", [list(c) for c in zip(*keyed, strict=True)]))
+    if rates:
+        rows = [(oracle_key(f"rates[{k!r}]", u), _oracle_uint64(f"rates[{k!r}]", e),
+                 _oracle_int(f"rates[{k!r}]", v, MAX_RATE)) for k, v in rates.items() for u, e in (k,)]
+        calls.append(("setRates", [list(c) for c in zip(*rows, strict=True)]))
+    return calls
+
+
+def _confidence_row(key: tuple[int, str, int], value: int) -> tuple[int, bytes, int, int]:
+    where = f"confidences[{key!r}]"
+    kind, symbol, expiry = key
+    if isinstance(kind, bool) or kind not in (CONFIDENCE_SPOT, CONFIDENCE_PERP, CONFIDENCE_EXPIRY, CONFIDENCE_ASSET):
+        raise DeploymentError(f"{where}: unknown kind {kind!r} (1 spot, 2 perp, 3 expiry, 4 asset)")
+    if kind == CONFIDENCE_EXPIRY:
+        expiry = _oracle_uint64(where, expiry)
+    elif expiry != 0:
+        raise DeploymentError(f"{where}: expiry must be 0 for kind {kind} (only kind 3 is per expiry)")
+    return kind, oracle_key(where, symbol), expiry, _oracle_int(where, value, CONFIDENCE_ONE)
+
+
+def oracle_key(where: str, symbol: str) -> bytes:
+    """bytes32 of a symbol the oracle accepts (AsciiKeyLib: 1..32 printable ASCII, no space), else
+    DeploymentError naming `where`."""
+    try:
+        raw = symbol_to_bytes32(symbol)
+    except (InvalidLeafValue, UnicodeEncodeError, AttributeError):
+        raw = b""
+    if not is_printable_key(raw):
+        raise DeploymentError(f"{where}: symbol {symbol!r} must be 1..32 printable ASCII characters (no space)")
+    return raw
+
+
+def _oracle_uint64(where: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_UINT64:
+        raise DeploymentError(f"{where}: {value!r} must be an integer in [1, 2^64 - 1]")
+    return value
+
+
+def _oracle_int(where: str, value: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DeploymentError(f"{where}: value {value!r} must be a fixed-point integer")
+    if not 0 <= value <= maximum:
+        raise DeploymentError(f"{where}: value {value} outside [0, {maximum}]")
+    return value
 
 
 def mint(owner: ChainSender, deployment: Deployment, symbol: str, to: str, amount: int) -> dict[str, Any]:

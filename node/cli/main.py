@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.network",
     "node.cli.dkg",
     "node.cli.deploy",
+    "node.cli.oracle",
     "node.cli.keys",
     "node.cli.start",
     "node.cli.status",

@@ -8,7 +8,9 @@ chain. Futures and perps trade at the current mark (the forward, = spot with r =
 premiums at their RRA-1 Black-76 value (`risk.pricing`, r = 0, tau = days to expiry / 365 at the
 seeding time, the oracle's vol). So each demo account's cash (-q * price) offsets the mark value of
 its positions at entry and its equity starts at its collateral (to within a micro-USD of rounding);
-the house holds the opposite of every demo position.
+the house holds the opposite of every demo position. The risk model v2 inputs are published once at
+seeding at their neutral values (confidence 1 for every spot, perp, expiry and collateral asset, rate 0
+for every expiry: `get_risk_inputs`), so the chain path is exercised and the demo margins are unchanged.
 
 The demo book (RRA-1 figures at BTC 100,000 / ETH 3,000):
 - `hedged`: long 1 BTC perp and short 10 ETH perp on chain A, short 1 BTC 30-day future on chain B,
@@ -28,6 +30,11 @@ from dataclasses import dataclass
 
 from bridges.anvil import AnvilChain
 from bridges.deploy import (
+    CONFIDENCE_ASSET,
+    CONFIDENCE_EXPIRY,
+    CONFIDENCE_ONE,
+    CONFIDENCE_PERP,
+    CONFIDENCE_SPOT,
     DEMO_TOKENS,
     KIND_FUTURE,
     KIND_OPTION,
@@ -105,6 +112,25 @@ def publish_market(sender: ChainSender, deployment: Deployment, spots: dict[str,
     return int(receipts[0]["blockNumber"]), int(receipts[-1]["blockNumber"])
 
 
+def get_risk_inputs(genesis_time: int) -> tuple[dict[tuple[int, str, int], int], dict[tuple[str, int], int]]:
+    """The demo's risk model v2 inputs in the oracle's fixed point: full confidence (1.0) for every spot,
+    perp, expiry and collateral asset, and a zero rate for every expiry; both are the `Market`'s neutral
+    values, so the demo margins are those without them."""
+    expiries = sorted({(u, get_expiry(genesis_time, d)) for (u, _k, _s, d, _r) in INSTRUMENTS.values() if d})
+    confidences = {(CONFIDENCE_SPOT, u, 0): CONFIDENCE_ONE for u in NORMAL_MARKET}
+    confidences |= {(CONFIDENCE_PERP, u, 0): CONFIDENCE_ONE for (u, k, _s, _d, _r) in INSTRUMENTS.values()
+                    if k == KIND_PERP}
+    confidences |= {(CONFIDENCE_EXPIRY, u, e): CONFIDENCE_ONE for u, e in expiries}
+    confidences |= {(CONFIDENCE_ASSET, symbol, 0): CONFIDENCE_ONE for symbol, _name, _dec in DEVNET_TOKENS}
+    return confidences, dict.fromkeys(expiries, 0)
+
+
+def publish_risk_inputs(sender: ChainSender, deployment: Deployment, genesis_time: int) -> None:
+    """Publish `get_risk_inputs` on one chain's oracle (once, at seeding: the values never change)."""
+    confidences, rates = get_risk_inputs(genesis_time)
+    set_market(sender, deployment, confidences=confidences, rates=rates)
+
+
 def get_trade_price(instrument_id: int, spots: dict[str, float]) -> int:
     """Micro-USD price of one unit at the market `spots` at the seeding time: perps at spot, futures at
     their forward (= spot, r = 0), options at their RRA-1 Black-76 value with the demo vol."""
@@ -138,6 +164,7 @@ def seed_book(rpc_url: str, position: int, deployment: Deployment, genesis_time:
         register_instrument(house, deployment, iid, underlying, kind, round(strike * PRICE_SCALE),
                             get_expiry(genesis_time, days), right)
     publish_market(house, deployment, NORMAL_MARKET, genesis_time)
+    publish_risk_inputs(house, deployment, genesis_time)
     accounts = get_demo_accounts()
     deposits = {house.address: round(HOUSE_USDC * 10**6)}
     trades = []

@@ -127,12 +127,14 @@ def test_invalid_oracle_calls_refused(chains: list[ChainEnv]) -> None:
         publisher.transact("MarketOracle", env.deployment.oracle, "setSpots", [symbol_to_bytes32("BTC")], [1, 2])
     with pytest.raises(DeploymentError, match="BatchTooLarge"):
         publisher.transact("MarketOracle", env.deployment.oracle, "setVols", [1] * 201, [1] * 201)
+    # the contract's own checks, called directly (set_market refuses these before sending)
+    oracle, btc = env.deployment.oracle, symbol_to_bytes32("BTC")
     with pytest.raises(DeploymentError, match="ValueTooLarge"):
-        set_market(publisher, env.deployment, spots={"BTC": 2**192})
+        publisher.transact("MarketOracle", oracle, "setSpots", [btc], [2**192])
     with pytest.raises(DeploymentError, match=r"ZeroKey\('instrumentId'"):
-        set_market(publisher, env.deployment, vols={0: 1})
+        publisher.transact("MarketOracle", oracle, "setVols", [0], [1])
     with pytest.raises(DeploymentError, match=r"ZeroKey\('expiry'"):
-        set_market(publisher, env.deployment, forwards={("BTC", 0): 1})
+        publisher.transact("MarketOracle", oracle, "setForwards", [btc], [0], [1])
     with pytest.raises(DeploymentError, match="NotOwner"):
         set_publisher(publisher, env.deployment, publisher.address)
     assert env.contract("MarketOracle").functions.eventSequence().call() == 0
