@@ -235,6 +235,17 @@ def _read_inputs(book: ChainBook, oracle: _Views) -> None:
             book.set_quote("rates", (raw.rstrip(b"\0").decode("ascii"), int(expiry)), value, at)
 
 
+def read_oracle_tables(client: ChainClient, contracts: Mapping[str, str], pin: Pin) -> ChainBook:
+    """A book holding only the oracle's tables at `pin` (the cold path's reads of the oracle; for tools that
+    show what a publisher wrote). The caller re-checks the pin afterwards."""
+    if pin.chain_id != client.chain_id:
+        raise InvalidChainValue(f"pin.chain_id: {pin.chain_id} read through the client of chain {client.chain_id}")
+    book = ChainBook(pin.chain_id, {k: to_checksum_address(v) for k, v in contracts.items()})
+    _read_oracle(book, _Views(client, pin, contracts["oracle"], "MarketOracle", SyncStats()))
+    book.block_number, book.block_hash = pin.number, pin.hash
+    return book
+
+
 def read_chain_book(client: ChainClient, contracts: Mapping[str, str], pin: Pin, history: int = 256,
                     stats: SyncStats | None = None) -> ChainBook:
     """Every input of one chain at `pin` as a fresh book (the caller re-checks the pin afterwards)."""

@@ -328,18 +328,15 @@ def load_deployment(args: argparse.Namespace, chain_id: int) -> Any:
 def read_oracle_book(rpc_url: str, deployment: Any) -> Any:
     """A ChainBook holding only the oracle tables, read at the latest block with the book's pinned views
     (the same reads as the node's cold path); the pin is checked to be still canonical after the read."""
-    from bridges.book import ChainBook
-    from bridges.book_reader import SyncStats, _read_oracle, _Views, contracts_of
+    from bridges.book_reader import contracts_of, read_oracle_tables
     from bridges.chain import ChainClient, ChainConfig, Pin
 
     client = ChainClient(ChainConfig(chain_id=deployment.chain_id, rpc_url=rpc_url))
     client.validate_chain_id()
     head = client.get_block("latest")
     pin = Pin(deployment.chain_id, head.number, head.hash, head.timestamp)
-    book = ChainBook(deployment.chain_id, contracts_of(deployment))
-    _read_oracle(book, _Views(client, pin, deployment.oracle, "MarketOracle", SyncStats()))
+    book = read_oracle_tables(client, contracts_of(deployment), pin)
     client.validate_pin(pin)
-    book.block_number, book.block_hash = pin.number, pin.hash
     return book
 
 
