@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from bridges.anvil import AnvilChain, rpc_call, start_chains
 from bridges.chain import ChainClient, ChainConfig
@@ -117,6 +118,25 @@ def setup_clearing(chain: AnvilChain, group_key: bytes, expiry: int, home: bool)
                           asset_prices={"USDC": 10**6, "ETH": 3_000 * 10**6})
     deploy.set_market(owner, d, vols={INSTR_CALL: 520_000})
     return d
+
+
+def set_up_two_chains(chains: list[AnvilChain], group_key: bytes, expiry: int, user_usdc: int
+                      ) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """`setup_clearing` on every chain (the first is home), the house (dev account 0) with 100M USDC and the
+    user (USER_INDEX) with `user_usdc` base units of USDC on each chain, and a publisher per chain paid by
+    dev account 1: (deployments, owners, users, publishers)."""
+    from bridges import deploy
+    from bridges.publisher import FeePolicy, Publisher
+
+    deployments: list[Any] = [setup_clearing(c, group_key, expiry, home=(i == 0)) for i, c in enumerate(chains)]
+    owners = [deploy.ChainSender(c.rpc_url, deploy.get_dev_key(0)) for c in chains]
+    users = [get_sender(c, USER_INDEX) for c in chains]
+    publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
+                  for c, d in zip(chains, deployments, strict=True)]
+    for owner, d, u in zip(owners, deployments, users, strict=True):
+        deploy.mint_and_deposit(owner, d, owner, "USDC", 10**14)
+        deploy.mint_and_deposit(owner, d, u, "USDC", user_usdc)
+    return deployments, owners, users, publishers
 
 
 def get_sender(chain: AnvilChain, index: int) -> object:

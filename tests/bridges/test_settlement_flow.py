@@ -11,10 +11,8 @@ compare to 2 micro-USD, the others exactly).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from bridges import deploy
-from bridges.publisher import FeePolicy, Publisher
 from bridges.statecodec import withdrawal_id
 from node.crypto import bls
 from risk.pricing import compute_black76_price
@@ -23,12 +21,9 @@ from tests.bridges.test_chain_support import (
     INSTR_CALL,
     INSTR_FUTURE,
     INSTR_PERP,
-    USER_INDEX,
-    get_sender,
-    make_client,
     mine_at,
     running_chains,
-    setup_clearing,
+    set_up_two_chains,
 )
 from tests.bridges.test_withdrawal_flow import GROUP_PK, build_and_publish, get_leaf
 
@@ -46,24 +41,11 @@ def option_value(q: float, forward: float, days: float) -> float:
     return q * compute_black76_price(forward, STRIKE, days / 365.0, 0.52, True)
 
 
-def set_up(chains: list[Any], expiry: int) -> tuple[list[Any], list[Any], list[Any], list[Publisher]]:
-    """Clearing contracts on both chains (the first is home), the house (deployer) with 100M USDC and the
-    user with 100,000 USDC on each chain: (deployments, owners, users, publishers)."""
-    deployments = [setup_clearing(c, bls.g2_to_eip2537(GROUP_PK), expiry, home=(i == 0)) for i, c in enumerate(chains)]
-    owners = [deploy.ChainSender(c.rpc_url, deploy.get_dev_key(0)) for c in chains]
-    users = [get_sender(c, USER_INDEX) for c in chains]
-    publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
-                  for c, d in zip(chains, deployments, strict=True)]
-    for owner, d, u in zip(owners, deployments, users, strict=True):
-        deploy.mint_and_deposit(owner, d, owner, "USDC", 10**8 * M)
-        deploy.mint_and_deposit(owner, d, u, "USDC", 100_000 * M)
-    return deployments, owners, users, publishers
-
-
 def test_open_move_close_settles_every_kind_on_both_chains() -> None:
     with running_chains(31337, 31338) as chains:
         expiry = int(time.time()) + 30 * DAY
-        deployments, owners, users, publishers = set_up(chains, expiry)
+        deployments, owners, users, publishers = set_up_two_chains(
+            chains, bls.g2_to_eip2537(GROUP_PK), expiry, 100_000 * M)
         user = users[0].address
         # (instrument, signed user quantity 1e8, price micro-USD) per chain; the house takes the other side
         opens = [[(INSTR_PERP, 5 * QTY, 100_000 * M), (INSTR_FUTURE, -5 * QTY // 2, 100_400 * M),
@@ -136,7 +118,8 @@ def test_expired_option_and_future_settle_at_the_published_price() -> None:
     with no margin for them, and a withdrawal of the freed value is approved."""
     with running_chains(31337, 31338) as chains:
         expiry = int(time.time()) + 30 * DAY
-        deployments, owners, users, publishers = set_up(chains, expiry)
+        deployments, owners, users, publishers = set_up_two_chains(
+            chains, bls.g2_to_eip2537(GROUP_PK), expiry, 100_000 * M)
         user = users[0].address
         # chain A: the user buys 2 calls at 1,500.000017; chain B: the user sells 1 future at 100,400
         deploy.record_trade(owners[0], deployments[0], owners[0].address, user, INSTR_CALL, 2 * QTY, 1_500 * M + 17)

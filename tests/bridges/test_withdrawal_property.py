@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bridges import deploy
 from bridges.errors import DeploymentError
-from bridges.publisher import STATUS_PUBLISHED, FeePolicy, Publisher, StateSubmission
+from bridges.publisher import STATUS_PUBLISHED, StateSubmission
 from bridges.statecodec import withdrawal_id
 from node.crypto import bls
 from node.state import MarginState
@@ -27,11 +27,8 @@ from tests.bridges.test_chain_support import (
     DAY,
     INSTR_PERP,
     KEYSET_ID,
-    USER_INDEX,
-    get_sender,
-    make_client,
     running_chains,
-    setup_clearing,
+    set_up_two_chains,
 )
 from tests.bridges.test_withdrawal_flow import GROUP_PK, PARAMS_HASH, build_and_publish, sign_state
 
@@ -70,14 +67,8 @@ def chain_pair() -> Any:
 
 def make_world(chains: list[Any]) -> World:
     expiry = int(time.time()) + 30 * DAY
-    deployments = [setup_clearing(c, bls.g2_to_eip2537(GROUP_PK), expiry, home=(i == 0)) for i, c in enumerate(chains)]
-    owners = [deploy.ChainSender(c.rpc_url, deploy.get_dev_key(0)) for c in chains]
-    users = [get_sender(c, USER_INDEX) for c in chains]
-    publishers = [Publisher(make_client(c), d.registry, deploy.get_dev_key(1), FeePolicy(fee_cap=10**12))
-                  for c, d in zip(chains, deployments, strict=True)]
-    for owner, d, u in zip(owners, deployments, users, strict=True):
-        deploy.mint_and_deposit(owner, d, owner, "USDC", 10**8 * M)
-        deploy.mint_and_deposit(owner, d, u, "USDC", 30_000 * M)
+    deployments, owners, users, publishers = set_up_two_chains(chains, bls.g2_to_eip2537(GROUP_PK), expiry,
+                                                               30_000 * M)
     deploy.record_trade(owners[0], deployments[0], owners[0].address, users[0].address, INSTR_PERP, QTY, 100_000 * M)
     return World(chains, deployments, owners, users, publishers, expiry)
 
