@@ -41,7 +41,7 @@ from bridges.book import (
     is_printable_key,
     parse_symbol,
 )
-from bridges.chain import MAX_BATCH, BlockHeader, ChainClient, Pin, find_function_abi, parse_header
+from bridges.chain import MAX_BATCH, BlockHeader, ChainClient, Pin, find_function_abi
 from bridges.errors import InvalidChainValue, ReorgDetected, ReorgTooDeep, SnapshotTooLarge
 from bridges.events import CONTRACT_NAMES, EventDecoder
 
@@ -317,15 +317,14 @@ class BookSync:
     # --- incremental path -------------------------------------------------------------------------
 
     def _headers(self, start: int, end: int) -> list[BlockHeader]:
+        numbers = list(range(start, end + 1))
+        headers = self.client.get_blocks(numbers)
+        self.stats.rpc_calls += -(-len(numbers) // MAX_BATCH)  # one per JSON-RPC batch
         out: list[BlockHeader] = []
-        for lo in range(start, end + 1, MAX_BATCH):
-            hi = min(end, lo + MAX_BATCH - 1)
-            replies = self.client.rpc_batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(lo, hi + 1)])
-            self.stats.rpc_calls += 1
-            for n, raw in zip(range(lo, hi + 1), replies, strict=True):
-                if raw is None:
-                    raise ReorgDetected(self.client.chain_id, n, "(advance)", None)
-                out.append(parse_header(raw))
+        for n, header in zip(numbers, headers, strict=True):
+            if header is None:
+                raise ReorgDetected(self.client.chain_id, n, "(advance)", None)
+            out.append(header)
         return out
 
     def _canonical_hash(self, number: int) -> bytes:

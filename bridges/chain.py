@@ -306,6 +306,16 @@ class ChainClient:
             raise RpcError(self.chain_id, "eth_getBlockByNumber", 0, f"block {number} not found")
         return parse_header(block)
 
+    def get_blocks(self, numbers: Sequence[int]) -> list[BlockHeader | None]:
+        """Headers of the canonical blocks at `numbers`, in order (None where the chain has no such block
+        yet), read in JSON-RPC batches of at most MAX_BATCH."""
+        out: list[BlockHeader | None] = []
+        for k in range(0, len(numbers), MAX_BATCH):
+            chunk = numbers[k:k + MAX_BATCH]
+            replies = self.rpc_batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
+            out.extend(None if raw is None else parse_header(raw) for raw in replies)
+        return out
+
     def get_block_by_hash(self, block_hash: bytes) -> BlockHeader | None:
         block = self.rpc("eth_getBlockByHash", ["0x" + block_hash.hex(), False])
         return None if block is None else parse_header(block)

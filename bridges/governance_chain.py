@@ -37,12 +37,10 @@ from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 from bridges.chain import (
-    MAX_BATCH,
     ChainClient,
     Pin,
     encode_function_call,
     find_function_abi,
-    parse_header,
     parse_quantity,
 )
 from bridges.errors import BridgeError, CallReverted, InvalidChainResponse
@@ -234,12 +232,7 @@ class GovernanceChain:
 
     def get_canonical_hashes(self, numbers: Sequence[int]) -> dict[int, bytes]:
         """Hash of the canonical block at each number (absent when the chain has no such block)."""
-        hashes: dict[int, bytes] = {}
-        for start in range(0, len(numbers), MAX_BATCH):
-            chunk = numbers[start:start + MAX_BATCH]
-            blocks = self.client.rpc_batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
-            hashes.update({n: parse_header(b).hash for n, b in zip(chunk, blocks, strict=True) if b is not None})
-        return hashes
+        return {n: h.hash for n, h in zip(numbers, self.client.get_blocks(numbers), strict=True) if h is not None}
 
     def _is_settled(self, record: ProposalRecord, pin: Pin) -> bool:
         assert self._window is not None
