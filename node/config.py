@@ -35,7 +35,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "p2p": {"listen": "/ip4/127.0.0.1/tcp/4001", "bootstrap": [], "heartbeat_interval_s": 1.0},
     "consensus": {"genesis_time": 0.0, "epoch_period_s": 10.0, "inputs": "margin", "round_deadline_s": 0.0,
                   "publish_fallback_s": 3.0, "catchup_interval_s": 2.0, "status_interval_s": 1.0,
-                  "home_chain_id": 0, "publish": True},
+                  "home_chain_id": 0, "publish": True, "max_quote_age_s": 0},
     "validator_set": {"keyset_id": 1, "threshold": 1, "group_key": "", "operators": [], "public_shares": [],
                       "keyset_record": ""},
     "api": {"enabled": True, "listen": "127.0.0.1:50051", "max_workers": 8, "max_concurrent_rpcs": 256,
@@ -236,6 +236,8 @@ def validate_config(config: NodeConfig) -> None:
         (bool(v["governance"]["rpc_url"]) == bool(v["governance"]["address"]),
          "governance.rpc_url: governance.rpc_url and governance.address are set together"),
         (v["governance"]["refresh_s"] >= 1, "governance.refresh_s: must be >= 1"),
+        (0 <= v["consensus"]["max_quote_age_s"] <= 30 * 86_400,
+         "consensus.max_quote_age_s: must be in 0..2592000 (0: no bound)"),
         (1 <= v["chain_book"]["full_check_every"] <= 1_000_000, "chain_book.full_check_every: must be in 1..1000000"),
         (1 <= v["chain_book"]["persist_every"] <= 1_000_000, "chain_book.persist_every: must be in 1..1000000"),
         (bool(v["api"]["tls_cert_file"]) == bool(v["api"]["tls_key_file"]),
@@ -336,7 +338,7 @@ def build_validator_config(config: NodeConfig, secrets: ValidatorSecrets) -> Any
             round_deadline_s=cons["round_deadline_s"], publish_fallback_s=cons["publish_fallback_s"],
             heartbeat_interval_s=config.get("p2p", "heartbeat_interval_s"),
             catchup_interval_s=cons["catchup_interval_s"], status_interval_s=cons["status_interval_s"],
-            governance_address=governance_address,
+            governance_address=governance_address, max_quote_age_s=cons["max_quote_age_s"],
             book_full_check_every=config.get("chain_book", "full_check_every"),
             book_persist_every=config.get("chain_book", "persist_every"))
     except (ValueError, KeyError) as exc:

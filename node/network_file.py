@@ -10,7 +10,11 @@ One JSON document every operator holds, version 1:
   its share to; derived from the operator key, `derive_ceremony_key`);
 - `keyset`: null until the ceremony (`clearingd dkg`), then the key set's public data: `keyset_id`,
   `threshold`, `group_key` (compressed G2) and `record` (hex `KeySetRecord`: commitments, holders,
-  qualified dealers).
+  qualified dealers);
+- `max_quote_age_s` (optional; absent = 0 = no bound): the oldest oracle value (by its `updatedAt`) an
+  epoch may use, in seconds before the epoch's time; an older value fails the accounts that need it
+  (`bridges.book_merge`). Every validator must apply the same bound, so it is part of the genesis; the
+  field is left out of the document when 0, so files written before it keep their hash.
 
 The file is built in three steps, each adding a part and changing the hash: `clearingd network new`
 (parameters and operators), the ceremony (`keyset`), `clearingd deploy` (one chain's `contracts` per
@@ -43,6 +47,7 @@ MAX_UINT63 = (1 << 63) - 1
 GENESIS_KEYSET_ID = 1
 DKG_KEY_SIZE = 32
 G2_SIZE = 96
+MAX_QUOTE_AGE_S = 30 * 86_400
 MULTIADDR_RE = re.compile(r"^/(ip4|ip6|dns|dns4|dns6)/[^/]+/tcp/(\d{1,5})$")
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 DST_CEREMONY_KEY = b"CLEARING-V1-GENESIS-DKG-KEY"
@@ -115,6 +120,7 @@ class Network:
     operators: tuple[OperatorSpec, ...]
     governance: GovernanceSpec | None = None
     keyset: KeySetSpec | None = None
+    max_quote_age_s: int = 0  # 0: no bound on the age of oracle values
     version: int = field(default=VERSION)
 
     @property
@@ -166,7 +172,9 @@ def network_to_dict(net: Network) -> dict[str, Any]:
             "oracle": c.contracts.oracle, "deployer": c.contracts.deployer, "start_block": c.contracts.start_block}
         return {"chain_id": c.chain_id, "confirmations": c.confirmations, "lag_s": c.lag_s, "contracts": contracts}
 
+    optional = {"max_quote_age_s": net.max_quote_age_s} if net.max_quote_age_s else {}
     return {
+        **optional,
         "version": net.version, "network_id": net.network_id, "genesis_time": net.genesis_time,
         "epoch_period_s": net.epoch_period_s, "threshold": net.threshold,
         "chains": [chain(c) for c in net.chains],
@@ -198,10 +206,11 @@ def render_network(net: Network) -> str:
 # --- parsing -----------------------------------------------------------------------------------------
 
 
-def _table(doc: Any, name: str, keys: Sequence[str]) -> Mapping[str, Any]:
+def _table(doc: Any, name: str, keys: Sequence[str], optional: Sequence[str] = ()) -> Mapping[str, Any]:
+    """`doc` as an object holding every one of `keys`, any of `optional` and nothing else."""
     if not isinstance(doc, dict):
         raise NetworkFileError(f"{name}: expected an object")
-    unknown = sorted(set(doc) - set(keys))
+    unknown = sorted(set(doc) - set(keys) - set(optional))
     if unknown:
         raise NetworkFileError(f"{name}.{unknown[0]}: unknown field")
     missing = [k for k in keys if k not in doc]
@@ -289,7 +298,7 @@ def _parse_keyset(doc: Any) -> KeySetSpec | None:
 def parse_network(doc: Any) -> Network:
     """A validated `Network` from a decoded JSON document."""
     t = _table(doc, "network", ("version", "network_id", "genesis_time", "epoch_period_s", "threshold", "chains",
-                                "governance", "operators", "keyset"))
+                                "governance", "operators", "keyset"), optional=("max_quote_age_s",))
     if t["version"] != VERSION or isinstance(t["version"], bool):
         raise NetworkFileError(f"version: expected {VERSION}, got {t['version']!r}")
     for name, limit in (("chains", MAX_CHAINS), ("operators", MAX_OPERATORS)):
@@ -301,7 +310,8 @@ def parse_network(doc: Any) -> Network:
         threshold=_int(t["threshold"], "threshold", 1, MAX_OPERATORS),
         chains=tuple(_parse_chain(c, f"chains[{i}]") for i, c in enumerate(t["chains"])),
         operators=tuple(parse_operator(o, f"operators[{i}]") for i, o in enumerate(t["operators"])),
-        governance=_parse_governance(t["governance"]), keyset=_parse_keyset(t["keyset"]))
+        governance=_parse_governance(t["governance"]), keyset=_parse_keyset(t["keyset"]),
+        max_quote_age_s=_int(t.get("max_quote_age_s", 0), "max_quote_age_s", 0, MAX_QUOTE_AGE_S))
     return validate_network(net)
 
 
@@ -389,6 +399,31 @@ def is_successor(old: Network, new: Network) -> bool:
             == replace(new, keyset=None, governance=None, chains=tuple(replace(c, contracts=None) for c in new.chains))
             and same_or_added(old.keyset, new.keyset) and same_or_added(old.governance, new.governance)
             and all(same_or_added(a.contracts, b.contracts) for a, b in zip(old.chains, new.chains, strict=True)))
+
+
+def find_config_conflicts(net: Network, config: Any) -> list[str]:
+    """The options of a home's `NodeConfig` that contradict `net` where every validator must agree (what
+    an epoch reads and when): each as "option: config has X, the network file Y". Empty when consistent."""
+    cons = config.values["consensus"]
+    wanted: list[tuple[str, Any, Any]] = [
+        ("node.network_id", config.get("node", "network_id"), net.network_id),
+        ("consensus.genesis_time", cons["genesis_time"], float(net.genesis_time)),
+        ("consensus.epoch_period_s", cons["epoch_period_s"], float(net.epoch_period_s)),
+        ("consensus.home_chain_id", cons["home_chain_id"], net.home_chain_id),
+        ("consensus.max_quote_age_s", cons["max_quote_age_s"], net.max_quote_age_s)]
+    configured = {c.chain_id: c for c in config.chains}
+    for spec in net.chains:
+        mine = configured.get(spec.chain_id)
+        if mine is None:
+            wanted.append((f"chains[chain_id={spec.chain_id}]", "absent", "present"))
+            continue
+        wanted += [(f"chains[chain_id={spec.chain_id}].{k}", getattr(mine, k), getattr(spec, k))
+                   for k in ("lag_s", "confirmations")]
+        if spec.contracts is not None:
+            wanted += [(f"chains[chain_id={spec.chain_id}].{k}", getattr(mine, k).lower(),
+                        getattr(spec.contracts, k).lower()) for k in ("registry", "vault", "ledger", "oracle")]
+    return [f"{name}: config has {mine!r}, the network file {listed!r}"
+            for name, mine, listed in wanted if mine != listed]
 
 
 # --- the ceremony key ------------------------------------------------------------------------------

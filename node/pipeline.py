@@ -46,6 +46,8 @@ def compute_epoch_state(inputs: ColumnarInputs, params: RiskParams, network_id: 
     limit = float(_INT64_LIMIT) / 1e6
     for values in (result.equity, result.initial_margin, result.maintenance_margin):
         ok &= np.isfinite(values) & (np.abs(values) < limit)
+    if result.risk_array.size:  # one account's unrepresentable scenario P&L fails that account, not the epoch
+        ok &= (result.risk_array.max(axis=1) < limit) & (result.risk_array.min(axis=1) > -limit)  # NaN fails both
     safe = result.ok & ok
     engine = result if safe.all() else _masked(result, safe)
     q = quantized(engine)

@@ -70,6 +70,7 @@ class ValidatorConfig:
     home_chain_id: int = 0  # 0: the first chain
     publisher_key: bytes = field(default=b"", repr=False)  # 32-byte key paying publishState; empty: no publishing
     governance_address: str = ""  # Governance contract on the home chain; empty: the genesis schedule (RRA-1)
+    max_quote_age_s: int = 0  # oldest oracle value an epoch uses (the network file's); 0: no bound
     keyset: Any = field(default=None, repr=False)  # node.crypto.dkg.KeySet of validator_set (to reshare it)
     later_shares: tuple = field(default=(), repr=False)  # DkgResults of later key sets held from earlier runs
     keys_dir: Path | None = None  # where new shares are written (with `passphrase`); None: kept in memory only
@@ -88,6 +89,8 @@ class ValidatorConfig:
             raise ValueError(f"epoch_period_s: must be > 0, got {self.epoch_period_s}")
         if self.inputs not in ("margin", "chain_pins", "fake"):
             raise ValueError(f"inputs: unknown input source {self.inputs!r}")
+        if self.max_quote_age_s < 0:
+            raise ValueError(f"max_quote_age_s: must be >= 0 (0: no bound), got {self.max_quote_age_s}")
 
     @property
     def topic(self) -> str:
@@ -119,7 +122,7 @@ def parse_config(raw: dict[str, Any]) -> ValidatorConfig:
                    for c in raw.get("chains", []))
     optional: dict[str, Any] = {k: raw[k] for k in ("inputs", "round_deadline_s", "publish_fallback_s", "heartbeat_interval_s",
                                     "catchup_interval_s", "status_interval_s", "home_chain_id", "governance_address",
-                                    "book_full_check_every", "book_persist_every")
+                                    "book_full_check_every", "book_persist_every", "max_quote_age_s")
                                 if k in raw}
     if secrets.get("publisher_key"):
         optional["publisher_key"] = _hex(secrets["publisher_key"])
@@ -177,6 +180,7 @@ def build_input_source(config: ValidatorConfig) -> InputSource:
 
     return MarginInputSource(clients, deployments, home_chain_id, config.validator_set.network_id,
                              config.validator_set.keyset_id, governance_for=governance_for,
+                             max_quote_age_s=config.max_quote_age_s or None,
                              book_store=BookStore(config.data_dir / "books.sqlite"),
                              full_check_every=config.book_full_check_every,
                              persist_every=config.book_persist_every)

@@ -255,7 +255,7 @@ def build_network_values(home: Path, net: Any, identity: dict[str, Any], rpc_url
     index = identity["index"]
     values["node"].update(network_id=net.network_id, index=len(net.operators) if index is None else index)
     values["consensus"].update(genesis_time=float(net.genesis_time), epoch_period_s=float(net.epoch_period_s),
-                               home_chain_id=net.home_chain_id)
+                               home_chain_id=net.home_chain_id, max_quote_age_s=net.max_quote_age_s)
     public: dict[str, Any] = {"group_key": "", "public_shares": [], "keyset_record": ""}
     if index is None and net.keyset is not None:  # joining: no share keystore to read the key set from
         keyset = net.keyset.get_keyset()

@@ -4,8 +4,9 @@
   multiaddr, ceremony key), printed as JSON for the coordinator (decrypts the operator key to derive
   the ceremony key; the passphrase as for every command).
 - `network new --out F --network-id N --genesis-time T --epoch-period E --chain ID[:CONFIRMATIONS[:LAG_S]]
-  ... --operator FILE ... [--threshold t]`: the coordinator writes the genesis network file from the
-  operators' entries (in the order given: operator i holds share i); default threshold floor(2n/3)+1.
+  ... --operator FILE ... [--threshold t] [--max-quote-age S]`: the coordinator writes the genesis network
+  file from the operators' entries (in the order given: operator i holds share i); default threshold
+  floor(2n/3)+1; `--max-quote-age` bounds the age of the oracle values an epoch uses (0: none).
 - `network show [--network-file F | --home H]`: stage, hash and summary; `--json` prints the document
   with its hash.
 - `network add-peer --home H /ip4/HOST/tcp/PORT/p2p/PEER_ID`: a member adds a joining validator to its
@@ -74,7 +75,7 @@ def handle_new(args: argparse.Namespace) -> int:
         "version": 1, "network_id": args.network_id, "genesis_time": args.genesis_time,
         "epoch_period_s": args.epoch_period, "threshold": args.threshold or compute_default_threshold(len(operators)),
         "chains": [parse_chain(c) for c in args.chain or []], "governance": None, "operators": operators,
-        "keyset": None})
+        "keyset": None, **({"max_quote_age_s": args.max_quote_age} if args.max_quote_age else {})})
     write_network_file(out, net)
     network_hash = compute_network_hash(net)
     emit(args, {"network_file": str(out), "network_hash": network_hash, "stage": net.get_stage()},
@@ -97,6 +98,8 @@ def handle_show(args: argparse.Namespace) -> int:
              f"  genesis {net.genesis_time}, epoch {net.epoch_period_s}s, threshold {net.threshold} of "
              f"{len(net.operators)}"]
     lines += [f"  operator {i + 1}: {o.address} {o.peer_id} {o.multiaddr}" for i, o in enumerate(net.operators)]
+    lines.append(f"  oracle values older than {net.max_quote_age_s}s fail the accounts that use them"
+                 if net.max_quote_age_s else "  no bound on the age of oracle values")
     lines += [f"  chain {c.chain_id}: confirmations {c.confirmations}, lag {c.lag_s}s, "
               + (f"registry {c.contracts.registry}" if c.contracts else "not deployed") for c in net.chains]
     if net.governance:
@@ -147,6 +150,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--epoch-period", type=int, required=True, help="epoch period in whole seconds")
     new.add_argument("--threshold", type=int, default=0, help="signing threshold (default floor(2n/3)+1)")
     new.add_argument("--chain", action="append", metavar="ID[:CONFIRMATIONS[:LAG_S]]", help="a chain (repeatable)")
+    new.add_argument("--max-quote-age", type=int, default=0, metavar="S",
+                     help="oldest oracle value an epoch may use, seconds before the epoch's time (0: no bound)")
     new.add_argument("--operator", action="append", metavar="FILE", help="an operator's entry (repeatable, in order)")
     new.set_defaults(func=run(handle_new))
     show = sub.add_parser("show", help="a network file's stage, hash and contents")

@@ -176,12 +176,28 @@ def wait_for_signal() -> None:
         pass
 
 
+def check_network_file(config: NodeConfig) -> None:
+    """Refuse to start when the home's network file (if any) and its config disagree on what every validator
+    must agree on: a node that read other blocks or another quote-age bound would sign other states."""
+    from node.cli.init import NETWORK_FILE
+    from node.network_file import find_config_conflicts, load_network_file
+
+    path = config.home / NETWORK_FILE
+    if not path.is_file():
+        return
+    conflicts = find_config_conflicts(load_network_file(path), config)
+    if conflicts:
+        raise CliError(f"{path}: the config contradicts the network file ({'; '.join(conflicts)}); rerun "
+                       f"`clearingd init --home {config.home} --network-file {path}` or fix the option")
+
+
 def handle_start(args: argparse.Namespace) -> int:
     from node.cli.version import get_version
     from node.logs import setup_logging
     from node.store import SQLiteStore
 
     config = load_config(require_home(args), overrides=parse_overrides(args))
+    check_network_file(config)
     setup_logging(config.get("node", "log_level"), config.get("node", "log_format"))
     data_dir = config.get_path("node", "data_dir")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

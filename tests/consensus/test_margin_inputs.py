@@ -92,3 +92,48 @@ def test_concurrent_calls_are_serialised() -> None:
         for th in threads:
             th.join(60)
         assert peak[0] == 1
+
+
+def test_quote_age_bound_fails_accounts_on_stale_marks_and_no_bound_keeps_them() -> None:
+    from tests.bridges.test_chain_support import INSTR_CALL
+
+    with running_chains(31337) as (chain,):
+        (d,), _expiry = build_chains([chain])
+        owner, user = owner_of(chain), get_sender(chain, USER_INDEX)
+        deploy.mint_and_deposit(owner, d, user, "USDC", 50_000 * USDC)
+        deploy.mint_and_deposit(owner, d, owner, "USDC", 10**6 * USDC)
+        deploy.record_trade(owner, d, owner.address, user.address, INSTR_CALL, 10**8, 1_000 * USDC)  # user buys 1
+        bounded = MarginInputSource([make_client(chain)], {31337: d}, 31337, network_id=7, keyset_id=1,
+                                    max_quote_age_s=3_600)
+        unbounded = MarginInputSource([make_client(chain)], {31337: d}, 31337, network_id=7, keyset_id=1)
+
+        def accounts(state: Any) -> set[str]:
+            return {"0x" + leaf.account.hex() for leaf in state.leaves}
+
+        fresh = next_epoch_time(chain)
+        assert user.address.lower() in accounts(bounded.compute_epoch(1, fresh))
+        mine_at(chain, fresh + 7_200)  # two hours later, nobody republished the marks
+        stale = next_epoch_time(chain)
+        late = bounded.compute_epoch(2, stale)
+        assert user.address.lower() not in accounts(late) and owner.address.lower() not in accounts(late)
+        kept = unbounded.compute_epoch(2, stale)
+        assert {user.address.lower(), owner.address.lower()} <= accounts(kept) and kept.root != late.root
+        deploy.set_market(owner, d, spots={"BTC": 100_000 * USDC}, forwards={("BTC", _expiry): 100_000 * USDC},
+                          vols={INSTR_CALL: 520_000}, asset_prices={"USDC": USDC})  # republished: usable again
+        assert user.address.lower() in accounts(bounded.compute_epoch(3, next_epoch_time(chain)))
+
+
+def test_invalid_huge_position_fails_its_accounts_and_the_epoch_is_still_computed() -> None:
+    """A position whose scenario P&L is beyond int64 micro-USD (1e9 BTC calls) fails the two accounts holding
+    it; before, quantizing the risk array raised and no epoch could be computed at all."""
+    from tests.bridges.test_chain_support import INSTR_CALL
+
+    with running_chains(31337) as (chain,):
+        (d,), _expiry = build_chains([chain])
+        owner, user, bystander = owner_of(chain), get_sender(chain, USER_INDEX), get_sender(chain, USER_INDEX + 1)
+        for who in (owner, user, bystander):
+            deploy.mint_and_deposit(owner, d, who, "USDC", 10**6 * USDC)
+        deploy.record_trade(owner, d, owner.address, user.address, INSTR_CALL, 10**17, 1_000 * USDC)
+        source = MarginInputSource([make_client(chain)], {31337: d}, 31337, network_id=7, keyset_id=1)
+        state = source.compute_epoch(1, next_epoch_time(chain))
+        assert {"0x" + leaf.account.hex() for leaf in state.leaves} == {bystander.address.lower()}

@@ -37,6 +37,7 @@ from web3 import Web3
 
 from bridges.anvil import AnvilChain, get_free_port, rpc_call, start_chains
 from bridges.artifacts import get_abi
+from node.config import load_config
 from node.crypto import threshold
 from node.network_file import Network, compute_network_hash, load_network_file
 from node.pb.clearing.api.v1 import api_pb2, api_pb2_grpc
@@ -215,7 +216,8 @@ def test_deploy_writes_the_contracts_into_the_network_file(walk: Walkthrough) ->
     net = walk.net
     assert net is not None and net.get_stage() == "deployed"
     assert net.governance is not None and net.governance.chain_id == CHAIN_IDS[0]
-    assert all(c.confirmations == 2 for c in net.chains)
+    assert all(c.confirmations == 2 for c in net.chains) and net.max_quote_age_s == 3600
+    assert all(load_config(op.home, env={}).get("consensus", "max_quote_age_s") == 3600 for op in walk.members)
     assert f"network hash {compute_network_hash(net)}" in walk.outputs[3][0]
     for chain, spec in zip(walk.chains, net.chains, strict=True):
         registry = Web3(Web3.HTTPProvider(chain.rpc_url)).eth.contract(
