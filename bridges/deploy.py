@@ -318,9 +318,10 @@ def set_funding_indices(venue: ChainSender, deployment: Deployment, indices: Map
 
 ORACLE_MAX_BATCH = 200  # MarketOracle.MAX_BATCH: rows per setter call
 # Rows per publish transaction (one `multicall`). Worst case, every row a new key of the dearest table
-# (confidences): about 73k gas a row, so 200 rows cost about 15M gas, half of a 30M-gas block
-# (tests/bridges/test_oracle_multicall.py measures it); an update of an existing key costs about a fifth.
-ORACLE_MAX_ROWS_PER_TX = 200
+# (confidences): about 75k gas a row, so 150 rows use about 11.3M gas, under 40 % of a 30M-gas block, with
+# a gas limit of about 14M (tests/bridges/test_oracle_multicall.py checks it); updating existing keys costs
+# 7k to 11k gas a row.
+ORACLE_MAX_ROWS_PER_TX = 150
 # Gas a row may cost beyond the estimate: estimated in the same second as the last write of the same value,
 # the rewrite of its quote slot (value, updatedAt) is a no-op (100 gas), but mined in a later second it is
 # a real write (2,900 gas).
