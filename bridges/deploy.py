@@ -320,7 +320,7 @@ ORACLE_MAX_BATCH = 200  # MarketOracle.MAX_BATCH: rows per setter call
 # Rows per publish transaction (one `multicall`). Worst case, every row a new key of the dearest table
 # (confidences): about 75k gas a row, so 150 rows use about 11.3M gas, under 40 % of a 30M-gas block, with
 # a gas limit of about 14M (tests/bridges/test_oracle_multicall.py checks it); updating existing keys costs
-# 7k to 11k gas a row.
+# 9.5k to 11.2k gas a row.
 ORACLE_MAX_ROWS_PER_TX = 150
 # Gas a row may cost beyond the estimate: estimated in the same second as the last write of the same value,
 # the rewrite of its quote slot (value, updatedAt) is a no-op (100 gas), but mined in a later second it is
