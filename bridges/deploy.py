@@ -6,7 +6,8 @@ MarketOracle; `deploy_all` adds demo ERC-20 TestTokens registered as vault asset
 withdrawal (tests, benchmarks). Both return a frozen `Deployment` (addresses, JSON round trip); the
 resumable, confirmation-waiting deployment of `clearingd deploy` is `bridges.deployer`. Helpers register instruments, venues and publishers,
 record matched trades (maker, taker) and perp funding indices, set market data (marks, and the risk model
-v2 confidences and rates, validated before sending), mint, deposit (one
+v2 confidences and rates, validated before sending; one atomic `multicall` transaction up to
+ORACLE_MAX_ROWS_PER_TX rows), mint, deposit (one
 account, or many in batches paid by one sender) and request withdrawals. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
 for its receipt within a bounded time and a revert raises `DeploymentError` naming the step and the
 contract error. Persists nothing (callers may store `Deployment.to_json()`).
