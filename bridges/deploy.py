@@ -6,7 +6,8 @@ MarketOracle; `deploy_all` adds demo ERC-20 TestTokens registered as vault asset
 withdrawal (tests, benchmarks). Both return a frozen `Deployment` (addresses, JSON round trip); the
 resumable, confirmation-waiting deployment of `clearingd deploy` is `bridges.deployer`. Helpers register instruments, venues and publishers,
 record matched trades (maker, taker) and perp funding indices, set market data (marks, and the risk model
-v2 confidences and rates, validated before sending), mint, deposit (one
+v2 confidences and rates, validated before sending; one atomic `multicall` transaction up to
+ORACLE_MAX_ROWS_PER_TX rows), mint, deposit (one
 account, or many in batches paid by one sender) and request withdrawals. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
 for its receipt within a bounded time and a revert raises `DeploymentError` naming the step and the
 contract error. Persists nothing (callers may store `Deployment.to_json()`).
@@ -150,23 +151,24 @@ class ChainSender:
         call = getattr(self.contract(name, address).functions, function)(*args)
         return self.send(f"{name}.{function}", call, get_abi(name))
 
-    def send(self, step: str, call: Any, abi: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        tx_hash, raw, _nonce = self.sign(step, call, abi)
+    def send(self, step: str, call: Any, abi: Sequence[Mapping[str, Any]], extra_gas: int = 0) -> dict[str, Any]:
+        tx_hash, raw, _nonce = self.sign(step, call, abi, extra_gas)
         self.broadcast(step, raw)
         receipt = self.wait_for_receipt(step, tx_hash)
         if receipt["status"] != 1:
             raise DeploymentError(f"{step}: transaction {tx_hash.hex()} reverted")
         return receipt
 
-    def sign(self, step: str, call: Any, abi: Sequence[Mapping[str, Any]]) -> tuple[bytes, bytes, int]:
+    def sign(self, step: str, call: Any, abi: Sequence[Mapping[str, Any]], extra_gas: int = 0) -> tuple[bytes, bytes, int]:
         """Estimate (decoding a revert), fill and sign one transaction at the pending nonce; returns
-        (hash, raw signed bytes, nonce) without sending it."""
+        (hash, raw signed bytes, nonce) without sending it. The gas limit is the estimate plus
+        GAS_MARGIN_PCT, plus `extra_gas` for what the estimate cannot see (capped at MAX_GAS_PER_TX)."""
         try:
             gas = int(call.estimate_gas({"from": self.address}))
             nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
             tx = call.build_transaction({
                 "from": self.address, "nonce": nonce, "chainId": self.chain_id,
-                "gas": min(gas * (100 + GAS_MARGIN_PCT) // 100, MAX_GAS_PER_TX),
+                "gas": min(gas * (100 + GAS_MARGIN_PCT) // 100 + extra_gas, MAX_GAS_PER_TX),
             })
         except ContractCustomError as exc:
             raise DeploymentError(f"{step}: reverted {decode_revert(abi, _revert_bytes(exc))}") from exc
@@ -315,12 +317,23 @@ def set_funding_indices(venue: ChainSender, deployment: Deployment, indices: Map
                           list(indices.values()))
 
 
-ORACLE_MAX_BATCH = 200  # MarketOracle.MAX_BATCH
+ORACLE_MAX_BATCH = 200  # MarketOracle.MAX_BATCH: rows per setter call
+# Rows per publish transaction (one `multicall`). Worst case, every row a new key of the dearest table
+# (confidences): about 75k gas a row, so 150 rows use about 11.3M gas, under 40 % of a 30M-gas block, with
+# a gas limit of about 14M (tests/bridges/test_oracle_multicall.py checks it); updating existing keys costs
+# 9.5k to 11.2k gas a row.
+ORACLE_MAX_ROWS_PER_TX = 150
+# Gas a row may cost beyond the estimate: estimated in the same second as the last write of the same value,
+# the rewrite of its quote slot (value, updatedAt) is a no-op (100 gas), but mined in a later second it is
+# a real write (2,900 gas).
+ORACLE_REWRITE_GAS = 2_900
 CONFIDENCE_SPOT, CONFIDENCE_PERP, CONFIDENCE_EXPIRY, CONFIDENCE_ASSET = 1, 2, 3, 4  # MarketOracle.CONFIDENCE_*
 CONFIDENCE_ONE = 10**9  # MarketOracle.CONFIDENCE_ONE: confidence 1.0
 MAX_RATE = 2 * 10**9  # MarketOracle.MAX_RATE: 2.0 per year, rates in 1e9 fixed point
 MAX_QUOTE = 2**192 - 1  # a Quote's value is a uint192
 MAX_UINT64 = 2**64 - 1
+
+OracleCall = tuple[str, list[list[Any]]]  # (MarketOracle setter, argument columns)
 
 
 def set_market(publisher: ChainSender, deployment: Deployment, spots: Mapping[str, int] | None = None,
@@ -328,24 +341,60 @@ def set_market(publisher: ChainSender, deployment: Deployment, spots: Mapping[st
                asset_prices: Mapping[str, int] | None = None,
                confidences: Mapping[tuple[int, str, int], int] | None = None,
                rates: Mapping[tuple[str, int], int] | None = None) -> list[dict[str, Any]]:
-    """Batch-set oracle values, in the contract's fixed point: spots/forwards/asset prices micro-USD, vols
+    """Set oracle values, in the contract's fixed point: spots/forwards/asset prices micro-USD, vols
     scale 1e6 per instrument id, confidences 1e9 (CONFIDENCE_ONE = 1.0) keyed (kind CONFIDENCE_*, symbol,
     expiry: non-zero for CONFIDENCE_EXPIRY only), rates 1e9 per (underlying, expiry) in [0, MAX_RATE].
 
-    Every value is checked before anything is sent (`DeploymentError` naming the table and key); each
-    table goes out in batches of ORACLE_MAX_BATCH. Returns the receipts in order."""
+    Every value is checked before anything is sent (`DeploymentError` naming the table and key). Then the
+    setter calls (at most ORACLE_MAX_BATCH rows each) go out through `MarketOracle.multicall`:
+    - up to ORACLE_MAX_ROWS_PER_TX rows in all, in ONE transaction, so the update is atomic: any block
+      (a validator's pin) holds either every new value or none of them, and a revert writes nothing;
+    - above that, in several transactions of at most ORACLE_MAX_ROWS_PER_TX rows, filled in table order
+      (spots, forwards, vols, asset prices, confidences, rates) with whole tables where a table fits in
+      one transaction (only a larger table is split). Each transaction is atomic, the publish as a whole
+      is not: a pin between two of them sees the new values of the earlier ones next to the previous
+      values of the later ones, and a failure part-way leaves the earlier ones applied (values are
+      absolute, so sending the same values again is safe).
+    Returns the receipts in order, one per transaction (none when every table is empty)."""
     calls = _market_calls(spots or {}, forwards or {}, vols or {}, asset_prices or {}, confidences or {}, rates or {})
-    return [publisher.transact("MarketOracle", deployment.oracle, function, *(column[i:i + ORACLE_MAX_BATCH]
-                                                                             for column in columns))
-            for function, columns in calls
-            for i in range(0, len(columns[0]), ORACLE_MAX_BATCH)]
+    oracle = publisher.contract("MarketOracle", deployment.oracle)
+    receipts = []
+    for transaction in pack_oracle_calls(calls, ORACLE_MAX_ROWS_PER_TX):
+        data = [oracle.encode_abi(function, args=columns) for function, columns in transaction]
+        step = f"MarketOracle.multicall({', '.join(function for function, _columns in transaction)})"
+        rows = sum(len(columns[0]) for _function, columns in transaction)
+        receipts.append(publisher.send(step, oracle.functions.multicall(data), get_abi("MarketOracle"),
+                                       extra_gas=rows * ORACLE_REWRITE_GAS))
+    return receipts
+
+
+def pack_oracle_calls(calls: Sequence[OracleCall], max_rows: int) -> list[list[OracleCall]]:
+    """The setter calls of each transaction: at most `max_rows` rows per transaction and ORACLE_MAX_BATCH
+    per call, in the order of `calls`; a table that fits in one transaction is never split (it opens a new
+    transaction when the current one has no room for it), a larger one fills transactions in turn."""
+    transactions: list[list[OracleCall]] = [[]]
+    used = 0
+    for function, columns in calls:
+        rows = len(columns[0])
+        if used and used + rows > max_rows and rows <= max_rows:
+            transactions.append([])
+            used = 0
+        start = 0
+        while start < rows:
+            if used == max_rows:
+                transactions.append([])
+                used = 0
+            take = min(rows - start, max_rows - used, ORACLE_MAX_BATCH)
+            transactions[-1].append((function, [column[start:start + take] for column in columns]))
+            start, used = start + take, used + take
+    return [t for t in transactions if t]
 
 
 def _market_calls(spots: Mapping[str, int], forwards: Mapping[tuple[str, int], int], vols: Mapping[int, int],
                   asset_prices: Mapping[str, int], confidences: Mapping[tuple[int, str, int], int],
-                  rates: Mapping[tuple[str, int], int]) -> list[tuple[str, list[list[Any]]]]:
+                  rates: Mapping[tuple[str, int], int]) -> list[OracleCall]:
     """(setter, argument columns) of each non-empty table, every key and value validated."""
-    calls: list[tuple[str, list[list[Any]]]] = []
+    calls: list[OracleCall] = []
     if spots:
         calls.append(("setSpots", [[oracle_key(f"spots[{s!r}]", s) for s in spots],
                                    [_oracle_int(f"spots[{s!r}]", v, MAX_QUOTE) for s, v in spots.items()]]))

@@ -20,6 +20,9 @@ import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
 /// increments `eventSequence`
 /// and carries the new value as its first non-indexed field `sequence`, with the absolute new value,
 /// so a reader detects a missing log by a gap. PublisherSet and OwnershipTransferred carry no sequence.
+/// Atomic publish: `multicall` runs several setter calls in one transaction (OpenZeppelin's Multicall
+/// pattern, written here: delegatecall to this contract, so msg.sender and every check stay those of a
+/// direct call, and each call emits its usual events); one failing call reverts them all.
 contract MarketOracle is Owned {
     struct Quote {
         uint192 value;
@@ -83,6 +86,7 @@ contract MarketOracle is Owned {
     error ValueOutOfRange(string field, uint256 value, uint256 max);
     error InvalidConfidenceKind(uint8 kind);
     error InvalidExpiry(uint8 kind, uint64 expiry);
+    error MulticallFailed(uint256 index);
 
     constructor(address initialOwner) Owned(initialOwner) {}
 
@@ -181,6 +185,27 @@ contract MarketOracle is Owned {
             if (rates[underlyings[i]][expiries[i]].updatedAt == 0) rateKeys.push(ForwardKey(underlyings[i], expiries[i]));
             rates[underlyings[i]][expiries[i]] = Quote(uint192(values[i]), uint64(block.timestamp));
             emit RateSet(underlyings[i], expiries[i], ++eventSequence, values[i], uint64(block.timestamp));
+        }
+    }
+
+    // ---------------------------------------------------------------- several calls in one transaction
+
+    /// @notice Runs each element of `data` (the calldata of one function of this contract) in order, by
+    /// delegatecall to this contract: msg.sender stays the caller, so `onlyPublisher` / `onlyOwner` check each
+    /// call as if it were sent alone, and the events are emitted by this contract as usual. A failing call
+    /// reverts the whole transaction with that call's own revert data (e.g. NotPublisher, InvalidKey), or
+    /// with MulticallFailed(index) when it gave none (an unknown selector): nothing is half-written.
+    function multicall(bytes[] calldata data) external returns (bytes[] memory results) {
+        results = new bytes[](data.length);
+        for (uint256 i = 0; i < data.length; ++i) {
+            (bool ok, bytes memory returned) = address(this).delegatecall(data[i]);
+            if (!ok) {
+                if (returned.length == 0) revert MulticallFailed(i);
+                assembly ("memory-safe") {
+                    revert(add(returned, 0x20), mload(returned))
+                }
+            }
+            results[i] = returned;
         }
     }
 

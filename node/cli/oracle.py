@@ -5,8 +5,9 @@
 prices, confidences and rates as decimal strings), checks ALL of it before anything is sent (bounded size
 and nesting, decimals parsed with `Decimal`, never float, into the contract's fixed point; every error
 names the JSON path, e.g. `confidences[2].value: 1.5 outside [0, 1]`), then sends it with
-`bridges.deploy.set_market` (one transaction per table and 200 entries). Values are absolute, so a rerun
-after a partial failure is safe. The oracle comes from the network file (the chain the endpoint serves)
+`bridges.deploy.set_market`: one `multicall` transaction, an atomic update, for up to 150 entries in all
+(`ORACLE_MAX_ROWS_PER_TX`), else several, each of whole tables where they fit. Values are absolute, so a
+rerun after a partial failure is safe. The oracle comes from the network file (the chain the endpoint serves)
 or a deployment JSON (`Deployment.to_json`, e.g. the `deployment` of `clearingd deploy --json`). The key:
 a keystore (`clearingd init`'s `keys/operator.json` or Ethereum V3) with `--passphrase-file` or
 CLEARING_KEYSTORE_PASSPHRASE, never a key on the command line. A key that is not a publisher gets the
@@ -38,7 +39,7 @@ MAX_PRICE = Decimal(10**12)  # a trillion USD: far above any mark, far below the
 MAX_VOL = Decimal(100)  # 10,000 %
 MAX_MARKS_BYTES = 1 << 20
 MAX_DEPTH = 3  # document -> table -> entry
-MAX_ENTRIES = 5_000  # per table (25 transactions of 200)
+MAX_ENTRIES = 5_000  # per table (34 transactions of 150)
 MAX_DECIMAL_CHARS = 40
 MAX_UINT64 = 2**64 - 1
 KINDS = {"spot": 1, "perp": 2, "expiry": 3, "asset": 4}  # MarketOracle.CONFIDENCE_*

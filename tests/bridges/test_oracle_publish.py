@@ -20,7 +20,14 @@ from bridges.book import ChainBook
 from bridges.book_merge import AccountIndex, merge_books
 from bridges.book_reader import BookSync, contracts_of
 from bridges.chain import ChainClient, ChainConfig, Pin
-from bridges.deploy import Deployment, DeploymentError, get_dev_key, set_market, set_publisher
+from bridges.deploy import (
+    ORACLE_MAX_ROWS_PER_TX,
+    Deployment,
+    DeploymentError,
+    get_dev_key,
+    set_market,
+    set_publisher,
+)
 from node.cli.main import main
 from node.cli.oracle import parse_marks
 from node.crypto.keystore import Secret, write_keystore
@@ -133,7 +140,7 @@ def test_cli_publishes_a_marks_file_and_show_and_a_cold_read_return_the_values(
     assert code == 0, err
     entries = sum(len(t) for t in FIXED.values())
     assert out["entries"] == {name: len(t) for name, t in FIXED.items()}
-    assert len(out["transactions"]) == 6 and out["event_sequence"] == sequence0 + entries
+    assert len(out["transactions"]) == 1 and out["event_sequence"] == sequence0 + entries  # one atomic update
     assert out["publisher"] == env.sender(PUBLISHER).address
     book, _t = cold_book(env)
     assert values(book) == FIXED
@@ -198,7 +205,8 @@ def test_a_key_that_is_not_a_publisher_gets_the_contract_revert_by_name(
     before = oracle_state(env)
     code, out, _err = publish(capsys, env, files, write_marks(tmp_path, MARKS), key="outsider")
     assert code == 1
-    assert f"MarketOracle.setSpots: reverted NotPublisher('{outsider.lower()}',)" in out["error"]
+    assert f"MarketOracle.multicall(setSpots, setForwards, setVols, setAssetPrices, setConfidences, setRates): " \
+           f"reverted NotPublisher('{outsider.lower()}',)" in out["error"]
     assert env.sender().w3.eth.get_transaction_count(outsider) == nonce and oracle_state(env) == before
 
 
@@ -252,11 +260,11 @@ def test_set_market_checks_every_table_before_sending_anything(env: ChainEnv, kw
     assert oracle_state(env) == before
 
 
-def test_set_market_sends_large_tables_in_batches_of_the_contract_maximum(env: ChainEnv) -> None:
-    confidences = {(1, f"C{i}", 0): i for i in range(450)}
+def test_set_market_sends_large_tables_in_transactions_of_the_row_bound(env: ChainEnv) -> None:
+    confidences = {(1, f"C{i}", 0): i for i in range(3 * ORACLE_MAX_ROWS_PER_TX)}
     receipts = set_market(env.sender(PUBLISHER), env.deployment, confidences=confidences,
                           rates={("BTC", EXPIRY): 7})
-    assert len(receipts) == 3 + 1
+    assert len(receipts) == 3 + 1  # the rates do not fit beside the last full share of confidences
     book = values(cold_book(env)[0])
     assert book["confidences"] == {("spot", f"C{i}", 0): i for i in range(450)}
     assert book["rates"] == {("BTC", EXPIRY): 7}
