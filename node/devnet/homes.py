@@ -80,13 +80,15 @@ def init_home(home: Path, index: int, pass_file: Path, network_id: int, share_fi
 
 @dataclass(frozen=True)
 class NetworkPlan:
-    """What `network new` is given: chains as (chain id, confirmations, lag seconds)."""
+    """What `network new` is given: chains as (chain id, confirmations, lag seconds) and the quote-age bound
+    (a day: a devnet whose marks nobody republishes keeps its accounts for a day, then fails them)."""
 
     network_id: int
     genesis_time: int
     epoch_period_s: int
     threshold: int
     chains: tuple[tuple[int, int, int], ...]
+    max_quote_age_s: int = 86_400
 
 
 def create_network(out: Path, plan: NetworkPlan, p2p: Sequence[tuple[str, int]], pass_file: Path,
@@ -108,7 +110,8 @@ def create_network(out: Path, plan: NetworkPlan, p2p: Sequence[tuple[str, int]],
     network_file = out / "network.json"
     clearingd(["network", "new", "--out", str(network_file), "--force", "--network-id", str(plan.network_id),
                "--genesis-time", str(plan.genesis_time), "--epoch-period", str(plan.epoch_period_s),
-               "--threshold", str(plan.threshold), *[a for c in plan.chains for a in ("--chain", ":".join(map(str, c)))],
+               "--threshold", str(plan.threshold), "--max-quote-age", str(plan.max_quote_age_s),
+               *[a for c in plan.chains for a in ("--chain", ":".join(map(str, c)))],
                *entries, "--json"], "clearingd network new")
     for h in homes:
         argv = ["init", "--home", str(h.path), "--network-file", str(network_file), "--json"]

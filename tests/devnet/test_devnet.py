@@ -17,7 +17,7 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
     lines: list[str] = []
     result = run_devnet(DevnetOptions(home=home, epochs=5, epoch_period_s=3.0, crash_epoch=2), lines.append)
     assert result, "\n".join(lines)
-    return result
+    return {**result, "home_dir": str(home)}
 
 
 @pytest.mark.slow
@@ -29,6 +29,18 @@ def test_every_epoch_signed_identically_and_published_on_both_chains(summary: di
         assert epochs == sorted(set(epochs)) and len(epochs) >= summary["epochs_observed"] - 1
     assert all(len(s) >= 3 for s in summary["signers_by_epoch"].values())
     assert summary["publish_gas"]["max"] is not None and summary["publish_gas"]["max"] < 200_000
+
+
+@pytest.mark.slow
+def test_devnet_network_bounds_quote_age_in_every_home(summary: dict) -> None:
+    from node.config import load_config
+    from node.network_file import load_network_file
+
+    home = Path(summary["home_dir"])
+    assert load_network_file(home / "network.json").max_quote_age_s == 86_400
+    configs = sorted(p.parent for p in home.glob("v*/config.toml"))
+    assert len(configs) == 4
+    assert all(load_config(h, env={}).get("consensus", "max_quote_age_s") == 86_400 for h in configs)
 
 
 @pytest.mark.slow
