@@ -125,7 +125,7 @@ def run_genesis(args: argparse.Namespace) -> int:
         clearingd("network", "new", "--out", str(work / "network.json"), "--force", "--network-id",
                   str(args.network_id), "--genesis-time", str(int(time.time() + args.genesis_delay)),
                   "--epoch-period", str(args.epoch_period), "--threshold", str(args.threshold),
-                  *[a for cid, _url in chains for a in ("--chain", f"{cid}:1")],
+                  "--max-quote-age", "86400", *[a for cid, _url in chains for a in ("--chain", f"{cid}:1")],
                   *[a for e in entries for a in ("--operator", str(e))], "--json")
         publish(shared / "network.json", (work / "network.json").read_bytes())
     results = [shared / "ceremony" / f"v{i}.json" for i in range(n)]
