@@ -13,6 +13,22 @@ its own errors); values are plain numbers, never secrets. One telemetry per proc
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+
+# Why an account got no leaf, as a metric label (bounded): a quote older than the network's bound, another
+# oracle problem (missing or non-positive value), a position of an unusable instrument, collateral without
+# a usable price, amounts beyond int64 micro-USD, or the risk engine's own check.
+FAILURE_REASONS = ("stale_quote", "oracle", "position", "collateral", "amounts", "risk")
+
+
+def classify_account_failure(field: str, reason: str) -> str:
+    """The FAILURE_REASONS label of one account failure (`bridges.book_merge.AccountFailure` field, reason)."""
+    if "older than" in reason:
+        return "stale_quote"
+    for prefix, label in (("positions[", "position"), ("collateral.", "collateral"), ("amounts", "amounts")):
+        if field.startswith(prefix):
+            return label
+    return "oracle" if "oracle" in field or "oracle" in reason else "risk"
 
 
 class Telemetry:
@@ -36,6 +52,10 @@ class Telemetry:
 
     def round_signed(self, start_to_signed_s: float, pinned_to_signed_s: float) -> None:
         """A round this node computed ended with a signed state: latency from the epoch start and from the pin."""
+
+    def accounts_without_leaf(self, counts: Mapping[str, int]) -> None:
+        """The epoch just computed left these many accounts without a leaf, by FAILURE_REASONS label (a
+        label absent from `counts` had none)."""
 
 
 _NULL = Telemetry()

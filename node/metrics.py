@@ -22,7 +22,7 @@ import platform
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bridges.telemetry import Telemetry, set_telemetry
+from bridges.telemetry import FAILURE_REASONS, Telemetry, set_telemetry
 from node.consensus.input_worker import SKIP_REASONS
 from node.ports import Store
 
@@ -185,6 +185,10 @@ class NodeMetrics(Telemetry):
                                        "computation", ["stage"], buckets=STAGE_BUCKETS, registry=r)
         for stage in COMPUTE_STAGES:
             self.stage_seconds.labels(stage)
+        self.without_leaf = Gauge("clearing_accounts_without_leaf", "Accounts of the last computed epoch that got "
+                                  "no leaf, by reason", ["reason"], registry=r)
+        for reason in FAILURE_REASONS:
+            self.without_leaf.labels(reason).set(0)
         Info("clearing_build", "Build of this node", registry=r).info(
             {"version": version or "unknown", "git_commit": git_commit or "unknown",
              "python": platform.python_version()})
@@ -227,6 +231,10 @@ class NodeMetrics(Telemetry):
     def round_signed(self, start_to_signed_s: float, pinned_to_signed_s: float) -> None:
         self.round_latency.observe(start_to_signed_s)
         self.pin_latency.observe(pinned_to_signed_s)
+
+    def accounts_without_leaf(self, counts: Mapping[str, int]) -> None:
+        for reason in FAILURE_REASONS:
+            self.without_leaf.labels(reason).set(counts.get(reason, 0))
 
     # ----------------------------------------------------------------------------------------------
     def init_chains(self, chain_ids: list[int]) -> None:

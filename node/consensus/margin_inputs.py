@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from bridges.telemetry import get_telemetry
+from bridges.telemetry import classify_account_failure, get_telemetry
 from node.consensus.errors import InputsUnavailable
 from node.consensus.inputs import ComputedState, ReshareOrder, SigningSet
 from node.records import ChainPin
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FULL_CHECK_EVERY = 50
 DEFAULT_PERSIST_EVERY = 10
+FAILURE_EXAMPLES = 3  # accounts named in the epoch's "accounts without a leaf" warning
 
 
 class MarginInputSource:
@@ -72,6 +73,7 @@ class MarginInputSource:
         self.index = AccountIndex()
         self.computed_epochs: dict[int, int] = {}  # epoch -> times computed (bounded below)
         self.counters = {"book_mismatches": 0, "book_checks": 0, "cold_reads": 0}
+        self.last_failure_counts: dict[str, int] = {}  # accounts without a leaf in the last epoch, by reason
         self.last_stages: dict[str, float] = {}
         self.last_rpc_calls = 0
         self._since_check = 0
@@ -146,10 +148,28 @@ class MarginInputSource:
         telemetry = get_telemetry()
         for stage, seconds in stages.items():
             telemetry.compute_stage(stage, seconds)
+        self._report_failures(epoch, state.failures)
         self.last_rpc_calls = sum(s.stats.rpc_calls for s in self.syncs.values())
         return ComputedState(epoch=epoch, pins=tuple(ChainPin(c, n, h) for c, n, h in state.pins),
                              inputs_digest=state.inputs_digest, params_hash=state.params_hash, root=state.root,
                              leaf_count=state.leaf_count, leaves=leaves, signing=signing, reshare=reshare)
+
+    def _report_failures(self, epoch: int, failures: Sequence[object]) -> None:
+        """Tell the operator which accounts got no leaf and why: counts by reason to the metrics every
+        epoch, and a warning (counts and a few accounts with their reason) whenever the counts change, so a
+        lasting cause (a publisher that stopped) is one line, not one per epoch."""
+        counts: dict[str, int] = {}
+        for f in failures:
+            label = classify_account_failure(f.field, f.reason)  # type: ignore[attr-defined]
+            counts[label] = counts.get(label, 0) + 1
+        get_telemetry().accounts_without_leaf(counts)
+        self.last_failure_counts, changed = counts, counts != self.last_failure_counts
+        if changed:
+            examples = [f"{f.account} {f.reason}" for f in failures[:FAILURE_EXAMPLES]]  # type: ignore[attr-defined]
+            log.log(logging.WARNING if failures else logging.INFO,
+                    "accounts without a leaf" if failures else "every account has a leaf again",
+                    extra={"epoch": epoch, "count": len(failures), "by_reason": dict(sorted(counts.items())),
+                           "examples": examples})
 
     def _pin(self, target_time: int) -> dict[int, object]:
         return {c.chain_id: c.pin_block(target_time) for c in self.clients}  # type: ignore[attr-defined]
@@ -247,3 +267,4 @@ def get_reshare_order(gov: object, epoch: int) -> ReshareOrder | None:
     new = SigningSet(pending.next_keyset_id, tuple(bytes.fromhex(a.removeprefix("0x")) for a in pending.new_set),
                      pending.new_threshold)
     return ReshareOrder(pending.proposal_id, pending.activation_epoch, old, new)
+

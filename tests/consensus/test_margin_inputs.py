@@ -3,11 +3,17 @@ background full-read check and rebuilt cold at the next epoch, calls serialised,
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from bridges import deploy
+from bridges.telemetry import Telemetry, set_telemetry
 from node.book_store import BookStore
 from node.consensus.margin_inputs import MarginInputSource
 from tests.bridges.test_book_chain import build_chains, owner_of
@@ -94,10 +100,23 @@ def test_concurrent_calls_are_serialised() -> None:
         assert peak[0] == 1
 
 
-def test_quote_age_bound_fails_accounts_on_stale_marks_and_no_bound_keeps_them() -> None:
+class RecordingTelemetry(Telemetry):
+    def __init__(self) -> None:
+        self.without_leaf: list[dict[str, int]] = []
+
+    def accounts_without_leaf(self, counts: Mapping[str, int]) -> None:
+        self.without_leaf.append(dict(counts))
+
+
+def test_quote_age_bound_fails_accounts_on_stale_marks_and_no_bound_keeps_them(
+        caplog: pytest.LogCaptureFixture) -> None:
     from tests.bridges.test_chain_support import INSTR_CALL
 
-    with running_chains(31337) as (chain,):
+    telemetry = RecordingTelemetry()
+    set_telemetry(telemetry)
+    caplog.set_level(logging.INFO, logger="node.consensus.margin_inputs")
+    with running_chains(31337) as (chain,), contextlib.ExitStack() as stack:
+        stack.callback(set_telemetry, None)
         (d,), _expiry = build_chains([chain])
         owner, user = owner_of(chain), get_sender(chain, USER_INDEX)
         deploy.mint_and_deposit(owner, d, user, "USDC", 50_000 * USDC)
@@ -116,11 +135,18 @@ def test_quote_age_bound_fails_accounts_on_stale_marks_and_no_bound_keeps_them()
         stale = next_epoch_time(chain)
         late = bounded.compute_epoch(2, stale)
         assert user.address.lower() not in accounts(late) and owner.address.lower() not in accounts(late)
+        assert telemetry.without_leaf[-2:] == [{}, {"stale_quote": 2}]  # told to the operator: metric and log
+        warned = [r for r in caplog.records if r.getMessage() == "accounts without a leaf"]
+        assert len(warned) == 1 and warned[0].epoch == 2 and warned[0].by_reason == {"stale_quote": 2}
+        assert any("older than 3600s" in e for e in warned[0].examples)
         kept = unbounded.compute_epoch(2, stale)
         assert {user.address.lower(), owner.address.lower()} <= accounts(kept) and kept.root != late.root
         deploy.set_market(owner, d, spots={"BTC": 100_000 * USDC}, forwards={("BTC", _expiry): 100_000 * USDC},
                           vols={INSTR_CALL: 520_000}, asset_prices={"USDC": USDC})  # republished: usable again
         assert user.address.lower() in accounts(bounded.compute_epoch(3, next_epoch_time(chain)))
+        assert telemetry.without_leaf[-1] == {}
+        assert [r.getMessage() for r in caplog.records if r.getMessage().startswith(("accounts without", "every"))][
+            -1] == "every account has a leaf again"
 
 
 def test_invalid_huge_position_fails_its_accounts_and_the_epoch_is_still_computed() -> None:

@@ -118,7 +118,12 @@ def test_telemetry_events_move_metrics(installed: NodeMetrics) -> None:
     telemetry.round_signed(3.5, 0.25)
     telemetry.compute_stage("risk", 0.12)
     telemetry.compute_stage("not_a_stage", 1.0)
+    assert 'clearing_accounts_without_leaf{reason="stale_quote"} 0.0' in installed.render().decode()
+    telemetry.accounts_without_leaf({"stale_quote": 7, "collateral": 1})
     text = installed.render().decode()
+    assert 'clearing_accounts_without_leaf{reason="stale_quote"} 7.0' in text
+    assert 'clearing_accounts_without_leaf{reason="collateral"} 1.0' in text
+    assert 'clearing_accounts_without_leaf{reason="risk"} 0.0' in text
     assert 'clearing_publish_gas_total{chain_id="31337"} 170000.0' in text
     assert 'clearing_publications_total{chain_id="31337"} 2.0' in text
     assert 'clearing_chain_last_published_epoch{chain_id="31338"} 42.0' in text
@@ -140,3 +145,16 @@ def test_unreachable_chain_counts_rpc_errors(installed: NodeMetrics) -> None:
         with pytest.raises(ChainUnavailable):
             client.get_head_number()
     assert 'clearing_chain_rpc_errors_total{chain_id="31337"} 2.0' in installed.render().decode()
+
+
+@pytest.mark.parametrize(("field", "reason", "label"), [
+    ("positions[31338:2]", "chain 31337 oracle.spot.BTC: updated at 5, older than 500s", "stale_quote"),
+    ("collateral.USDC", "home oracle.asset.USDC: no price", "collateral"),
+    ("positions[31338:2]", "chain 31338 oracle.vol[2]: no value", "position"),
+    ("amounts", "not representable as int64 micro-USD", "amounts"),
+    ("oracle.spot.BTC", "price 0 <= 0", "oracle"),
+    ("vol", "not finite", "risk")])
+def test_account_failures_get_a_bounded_reason_label(field: str, reason: str, label: str) -> None:
+    from bridges.telemetry import FAILURE_REASONS, classify_account_failure
+
+    assert classify_account_failure(field, reason) == label and label in FAILURE_REASONS

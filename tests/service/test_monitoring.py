@@ -23,7 +23,7 @@ DOCS = REPO / "docs" / "operations.md"
 METRIC_RE = re.compile(r"\b((?:clearing|process)_[a-z_]+)")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 REQUIRED_ALERTS = {"ClearingNoSignedEpoch", "ClearingPublicationLag", "ClearingPublisherBalanceLow",
-                   "ClearingDivergence", "ClearingEquivocation", "ClearingPeersLow"}
+                   "ClearingDivergence", "ClearingEquivocation", "ClearingPeersLow", "ClearingAccountsWithoutLeaf"}
 
 
 def promtool() -> str:
@@ -112,6 +112,8 @@ def test_alerts_behave_on_synthetic_series(tmp_path: Path) -> None:
         (f'clearing_consensus_events_total{{{node}, event="divergence_alerts"}}', "0+0x10"),
         (f"clearing_peers{{{node}}}", "3+0x4 1+0x6"),
         (f"clearing_keyset_threshold{{{node}}}", "3+0x10"),
+        (f'clearing_accounts_without_leaf{{{node}, reason="stale_quote"}}', "0+0x2 12+0x8"),
+        (f'clearing_accounts_without_leaf{{{node}, reason="collateral"}}', "0+0x10"),
     ]
     quiet = {"eval_time": "2m", "exp_alerts": []}
     cases = [
@@ -136,6 +138,10 @@ def test_alerts_behave_on_synthetic_series(tmp_path: Path) -> None:
         {"alertname": "ClearingPeersLow", "eval_time": "8m", "exp_alerts": [{"exp_labels": {
             "severity": "warning", "instance": "v0:9100", "job": "clearing"},
             "exp_annotations": {"summary": "v0:9100 has 1 peers, fewer than threshold - 1"}}]},
+        {"alertname": "ClearingAccountsWithoutLeaf", "eval_time": "6m", "exp_alerts": []},  # not yet 5 minutes
+        {"alertname": "ClearingAccountsWithoutLeaf", "eval_time": "8m", "exp_alerts": [{"exp_labels": {
+            "severity": "warning", "instance": "v0:9100", "job": "clearing", "reason": "stale_quote"},
+            "exp_annotations": {"summary": "12 accounts without a leaf on v0:9100 (stale_quote)"}}]},
     ]
     summary = run_rule_test(tool, tmp_path, series, cases)
     assert "SUCCESS" in summary

@@ -45,7 +45,8 @@ STEADY = {"clearing_signers": 3, "clearing_peers": 3, "clearing_keyset_id": 1, "
           "clearing_keyset_size": 4, "clearing_keyset_member": 1, "clearing_epoch_period_seconds": 3,
           "clearing_build_info": 1, "process_resident_memory_bytes": None, "process_open_fds": None,
           "process_start_time_seconds": None, "clearing_reshares": 0,
-          "clearing_epochs_skipped_total": None}  # exported at 0 per reason; moves only when a round overruns
+          "clearing_epochs_skipped_total": None,
+          "clearing_accounts_without_leaf": 0}  # every demo account has a leaf  # exported at 0 per reason; moves only when a round overruns
 INDUCED = {"clearing_chain_rpc_errors_total"}  # moves once the chains are gone (last test)
 
 
