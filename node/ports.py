@@ -15,12 +15,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridges.errors import InvalidLeafValue
 from bridges.merkle import MerkleTree
 from node.leaves import EpochLeaves
 from node.records import AccountLeaf, Evidence, SignedState
+
+# Why accounts got no leaf (`bridges.book_merge.AccountFailure`: account "0x..", field, reason) is kept with
+# an epoch's leaves for the API, for at most this many accounts per epoch (a mass failure keeps the first).
+MAX_STORED_FAILURES = 10_000
 
 
 class NodeError(Exception):
@@ -43,7 +47,9 @@ class SystemClock:
 class Store(Protocol):
     def record_signing(self, epoch: int, digest: bytes) -> None: ...
     def get_last_signed(self) -> tuple[int, bytes] | None: ...
-    def put_signed_state(self, state: SignedState, leaves: Sequence[AccountLeaf]) -> None: ...
+    def put_signed_state(self, state: SignedState, leaves: Sequence[AccountLeaf],
+                         failures: Sequence[Any] = ()) -> None: ...
+    def get_failure(self, epoch: int, account: bytes) -> tuple[str, str] | None: ...
     def get_signed_state(self, epoch: int) -> SignedState | None: ...
     def get_latest_signed_state(self) -> SignedState | None: ...
     def list_signed_states(self, from_epoch: int, limit: int) -> list[SignedState]: ...
@@ -66,6 +72,7 @@ class MemoryStore:
         self._last: tuple[int, bytes] | None = None
         self._states: dict[int, SignedState] = {}
         self._leaves: dict[int, EpochLeaves] = {}
+        self._failures: dict[int, dict[bytes, tuple[str, str]]] = {}
         self._evidence: list[Evidence] = []
         self._meta: dict[str, bytes] = {}
 
@@ -80,13 +87,16 @@ class MemoryStore:
     def get_last_signed(self) -> tuple[int, bytes] | None:
         return self._last
 
-    def put_signed_state(self, state: SignedState, leaves: Sequence[AccountLeaf]) -> None:
+    def put_signed_state(self, state: SignedState, leaves: Sequence[AccountLeaf],
+                         failures: Sequence[Any] = ()) -> None:
         try:
             columns = EpochLeaves.from_records(state.epoch, leaves)
         except InvalidLeafValue as exc:
             raise NodeError(f"leaves of epoch {state.epoch}: {exc}") from exc
         with self._lock:
             self._states[state.epoch] = state
+            self._failures[state.epoch] = {bytes.fromhex(f.account.removeprefix("0x")): (f.field, f.reason)
+                                           for f in failures[:MAX_STORED_FAILURES]}
             if len(columns):
                 self._leaves[state.epoch] = columns
             else:
@@ -107,6 +117,9 @@ class MemoryStore:
 
     def get_leaves(self, epoch: int) -> list[AccountLeaf]:
         return list(self._leaves.get(epoch, ()))
+
+    def get_failure(self, epoch: int, account: bytes) -> tuple[str, str] | None:
+        return self._failures.get(epoch, {}).get(account)
 
     def get_epoch_leaves(self, epoch: int) -> EpochLeaves | None:
         return self._leaves.get(epoch)

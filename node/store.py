@@ -9,8 +9,10 @@ Persists, in one database file (WAL journal, `synchronous=FULL`):
   rehash) and its `leaf_groups` rows (`node.leafblob`: row groups of columnar blobs keyed by their
   first account); `put_signed_state` writes a state and all its leaves in one transaction (all or
   nothing), and deleting a state deletes its leaves (foreign keys, cascading);
+- `account_failures`: why accounts got no leaf in an epoch (at most MAX_STORED_FAILURES per epoch),
+  written with the epoch's leaves;
 - `evidence` (append-only, duplicates ignored) and `meta` (key -> bytes).
-Retention: `prune_leaves(keep_epochs)` deletes the leaves (not the states) of older epochs; the
+Retention: `prune_leaves(keep_epochs)` deletes the leaves and failures (not the states) of older epochs; the
 node runs it periodically (`[node].keep_leaf_epochs`).
 
 Invariants: reads return exactly what was written (bytes/ints round-trip; `detail` unchanged);
@@ -31,6 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +41,7 @@ from bridges.errors import InvalidLeafValue
 from bridges.merkle import MerkleTree
 from node import leafblob
 from node.leaves import EpochLeaves
-from node.ports import DoubleSignRefused, NodeError
+from node.ports import MAX_STORED_FAILURES, DoubleSignRefused, NodeError
 from node.records import AccountLeaf, ChainPin, Evidence, SignedState
 
 LOG = logging.getLogger(__name__)
@@ -134,6 +137,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # v1 -> v2: columnar leaves (one transaction per epoch's leaves, a blob per row group).
     _migrate_leaves_to_columns,
+    # v2 -> v3: why accounts got no leaf in an epoch (pruned with the leaves).
+    """
+    CREATE TABLE account_failures (
+        epoch INTEGER NOT NULL REFERENCES states(epoch) ON DELETE CASCADE,
+        account BLOB NOT NULL,
+        field TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (epoch, account)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -296,10 +309,14 @@ class SQLiteStore:
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     # -- signed states and leaves ----------------------------------------------------------------
-    def put_signed_state(self, state: SignedState, leaves: Sequence[AccountLeaf]) -> None:
+    def put_signed_state(self, state: SignedState, leaves: Sequence[AccountLeaf],
+                         failures: Sequence[Any] = ()) -> None:
         """Write `state` and its leaves (an `EpochLeaves`, or records in index order with ascending
         accounts) in one transaction, replacing a previous copy of the epoch. The Merkle tree of the
-        leaves is stored with them (built here unless `leaves.tree` was already built)."""
+        leaves is stored with them (built here unless `leaves.tree` was already built), and the first
+        MAX_STORED_FAILURES `failures` (account "0x..", field, reason: why an account got no leaf)."""
+        rows = [(state.epoch, bytes.fromhex(f.account.removeprefix("0x")), f.field, f.reason)
+                for f in failures[:MAX_STORED_FAILURES]]
         try:
             columns = EpochLeaves.from_records(state.epoch, leaves)
         except InvalidLeafValue as exc:
@@ -314,6 +331,8 @@ class SQLiteStore:
                  state.signature, json.dumps(list(state.signers))),
             )
             _insert_leaves(conn, columns)
+            conn.executemany("INSERT OR REPLACE INTO account_failures (epoch, account, field, reason) "
+                             "VALUES (?, ?, ?, ?)", rows)
 
     def get_signed_state(self, epoch: int) -> SignedState | None:
         row = self._reader().execute(f"SELECT {STATE_COLUMNS} FROM states WHERE epoch = ?", (epoch,)).fetchone()
@@ -355,6 +374,12 @@ class SQLiteStore:
         leaves = self.get_epoch_leaves(epoch)
         return [] if leaves is None else list(leaves)
 
+    def get_failure(self, epoch: int, account: bytes) -> tuple[str, str] | None:
+        """(field, reason) of why `account` got no leaf in `epoch`, if this node computed and kept it."""
+        row = self._reader().execute("SELECT field, reason FROM account_failures WHERE epoch = ? AND account = ?",
+                                     (epoch, account)).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
     def has_leaves(self, epoch: int) -> bool:
         return self._reader().execute("SELECT 1 FROM leaf_sets WHERE epoch = ?", (epoch,)).fetchone() is not None
 
@@ -395,6 +420,8 @@ class SQLiteStore:
         for epoch in old:
             with self._transaction() as conn:
                 conn.execute("DELETE FROM leaf_sets WHERE epoch = ?", (epoch,))
+        with self._transaction() as conn:  # also epochs in which every account failed (no leaf set)
+            conn.execute("DELETE FROM account_failures WHERE epoch < ?", (int(row[0]),))
         return old
 
     # -- evidence and meta -------------------------------------------------------------------------

@@ -140,7 +140,9 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
                             "this node holds no leaves of this epoch (pruned, or a signed state fetched from a "
                             "peer that this node never computed): ask another validator")
         if report is None:
-            raise not_found("account", format_account(account), f"no leaf in epoch {snap.state.epoch}")
+            failure = self.store.get_failure(snap.state.epoch, account)
+            why = "" if failure is None else f": its margin could not be computed ({failure[0]}: {failure[1]})"
+            raise not_found("account", format_account(account), f"no leaf in epoch {snap.state.epoch}{why}")
         return api_pb2.GetMarginResponse(report=report)
 
     def GetSignedState(self, request: api_pb2.GetSignedStateRequest, context: Any) -> api_pb2.GetSignedStateResponse:

@@ -323,7 +323,7 @@ class EpochEngine:
             if stored is None or stored.digest != digest or stored.leaf_count != len(computed.leaves) \
                     or self.store.has_leaves(epoch):
                 return False
-            self.store.put_signed_state(stored, computed.leaves)
+            self.store.put_signed_state(stored, computed.leaves, computed.failures)
             return True
 
         if await trio.to_thread.run_sync(complete):
@@ -420,7 +420,7 @@ class EpochEngine:
     async def _persist_and_gossip(self, rnd: Round, state: SignedState) -> None:
         computed = rnd.computed
         assert computed is not None
-        await trio.to_thread.run_sync(self.store.put_signed_state, state, computed.leaves)
+        await trio.to_thread.run_sync(self.store.put_signed_state, state, computed.leaves, computed.failures)
         rnd.process_event(Event.PERSISTED)
         self.count("states_aggregated")
         self.keys.process_signed(state.keyset_id, state.epoch)
@@ -445,7 +445,8 @@ class EpochEngine:
                 return False  # already stored (e.g. before a restart): never overwrite it and its leaves
             computed = rnd.computed if rnd is not None and rnd.digest == state.digest else None
             leaves = computed.leaves if computed is not None else ()
-            await trio.to_thread.run_sync(self.store.put_signed_state, state, leaves)
+            failures = computed.failures if computed is not None else ()
+            await trio.to_thread.run_sync(self.store.put_signed_state, state, leaves, failures)
         finally:
             self._adopting.discard(state.epoch)
         self.count("states_adopted")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from eth_hash.auto import keccak
 
@@ -63,6 +63,7 @@ class ComputedState:
     leaves: Sequence[AccountLeaf] = field(default=(), repr=False)  # node.leaves.EpochLeaves from the state module
     signing: SigningSet | None = None
     reshare: ReshareOrder | None = None
+    failures: Sequence[Any] = field(default=(), repr=False)  # bridges.book_merge.AccountFailure: no leaf, why
 
 
 class InputSource(Protocol):

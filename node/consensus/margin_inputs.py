@@ -152,7 +152,8 @@ class MarginInputSource:
         self.last_rpc_calls = sum(s.stats.rpc_calls for s in self.syncs.values())
         return ComputedState(epoch=epoch, pins=tuple(ChainPin(c, n, h) for c, n, h in state.pins),
                              inputs_digest=state.inputs_digest, params_hash=state.params_hash, root=state.root,
-                             leaf_count=state.leaf_count, leaves=leaves, signing=signing, reshare=reshare)
+                             leaf_count=state.leaf_count, leaves=leaves, signing=signing, reshare=reshare,
+                             failures=state.failures)
 
     def _report_failures(self, epoch: int, failures: Sequence[object]) -> None:
         """Tell the operator which accounts got no leaf and why: counts by reason to the metrics every

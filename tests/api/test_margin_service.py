@@ -358,3 +358,36 @@ def test_every_address_served_is_checksummed(api_env: ApiEnv) -> None:
     margin = api_env.stub.GetMargin(api_pb2.GetMarginRequest(account=acct(3).lower()), timeout=5).report.margin
     for text in [v.address for v in validators] + [p.proposer for p in proposals] + [margin.account]:
         assert text == to_checksum_address(text)
+
+
+def test_invalid_account_without_leaf_is_told_why(tmp_path: Path) -> None:
+    """An account present on chain whose margin could not be computed (here: a stale mark) gets NOT_FOUND
+    with the reason the node recorded for it, not a bare "no leaf"."""
+    from bridges.book_merge import AccountFailure
+
+    env = start_env(tmp_path, fill=False)
+    try:
+        stale = AccountFailure("0x" + "ee" * 20, "positions[31337:2]",
+                               "chain 31337 oracle.spot.BTC: updated at 1000, older than 3600s")
+        env.store.put_signed_state(*make_state(1, 4), failures=[stale])
+
+        def ask(account: str) -> grpc.RpcError:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    env.stub.GetMargin(api_pb2.GetMarginRequest(account=account), timeout=5)
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                        return exc
+                    time.sleep(0.05)  # FAILED_PRECONDITION until the snapshot holds epoch 1
+                else:
+                    raise AssertionError("a leaf for an account that has none")
+
+        err = ask("0x" + "EE" * 20)
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+        assert err.details() == (f"account {to_checksum_address('0x' + 'ee' * 20)}: no leaf in epoch 1: its margin could not be computed "
+                                 "(positions[31337:2]: chain 31337 oracle.spot.BTC: updated at 1000, older than 3600s)")
+        other = ask("0x" + "dd" * 20)
+        assert other.code() == grpc.StatusCode.NOT_FOUND and other.details().endswith("no leaf in epoch 1")
+    finally:
+        stop_env(env)

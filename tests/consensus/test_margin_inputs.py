@@ -135,6 +135,7 @@ def test_quote_age_bound_fails_accounts_on_stale_marks_and_no_bound_keeps_them(
         stale = next_epoch_time(chain)
         late = bounded.compute_epoch(2, stale)
         assert user.address.lower() not in accounts(late) and owner.address.lower() not in accounts(late)
+        assert {f.account for f in late.failures} == {user.address.lower(), owner.address.lower()}  # stored, served
         assert telemetry.without_leaf[-2:] == [{}, {"stale_quote": 2}]  # told to the operator: metric and log
         warned = [r for r in caplog.records if r.getMessage() == "accounts without a leaf"]
         assert len(warned) == 1 and warned[0].epoch == 2 and warned[0].by_reason == {"stale_quote": 2}

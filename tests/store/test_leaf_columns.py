@@ -104,7 +104,7 @@ def test_schema_one_database_is_migrated_and_serves_its_old_epochs(tmp_path: Pat
     old[1] = (state2, leaves2)
     write_v1_database(path, old)
     with SQLiteStore(path) as store:
-        assert store.get_schema_version() == SCHEMA_VERSION == 2
+        assert store.get_schema_version() == SCHEMA_VERSION == 3
         for state, leaves in old:
             assert store.get_signed_state(state.epoch) == state
             assert store.get_leaves(state.epoch) == leaves

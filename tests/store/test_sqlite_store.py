@@ -277,3 +277,28 @@ def test_prune_leaves_keeps_states_and_recent_leaves(tmp_path: Path) -> None:
             time.sleep(0.05)
         pruner.stop()
         assert store.get_leaves(5) == [] and len(store.get_leaves(6)) == 3
+
+
+def test_account_failures_are_kept_with_their_epoch_capped_and_pruned(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.store as store_module
+    from bridges.book_merge import AccountFailure
+
+    monkeypatch.setattr(store_module, "MAX_STORED_FAILURES", 3)
+    failed = [AccountFailure("0x" + f"{i:040x}", "positions[31337:2]",
+                             "chain 31337 oracle.spot.BTC: updated at 5, older than 500s") for i in range(1, 6)]
+    with SQLiteStore(tmp_path / "n.sqlite") as store:
+        store.put_signed_state(*make_state(1, 3), failures=failed)
+        state2, _ = make_state(2, 0)
+        store.put_signed_state(state2, [], failures=failed[:1])  # every account failed: no leaf set at all
+        for epoch in range(3, 6):
+            store.put_signed_state(*make_state(epoch, 3))
+        assert store.get_failure(1, (1).to_bytes(20, "big")) == (failed[0].field, failed[0].reason)
+        assert store.get_failure(1, (3).to_bytes(20, "big")) is not None
+        assert store.get_failure(1, (4).to_bytes(20, "big")) is None  # beyond the cap: not kept
+        assert store.get_failure(3, (1).to_bytes(20, "big")) is None
+        store.put_signed_state(*make_state(1, 3))  # replacing an epoch replaces its failures
+        assert store.get_failure(1, (1).to_bytes(20, "big")) is None
+        assert store.get_failure(2, (1).to_bytes(20, "big")) is not None
+        store.prune_leaves(2)
+        assert store.get_failure(2, (1).to_bytes(20, "big")) is None
