@@ -129,7 +129,9 @@ class WebViews:
             raise WebError(404, "epoch: no signed state" + ("" if epoch is None else f" for epoch {epoch}"))
         leaf = self.store.get_leaf(snap.state.epoch, account)
         if leaf is None:
-            raise WebError(404, f"account: no leaf for {format_account(account)} in epoch {snap.state.epoch}")
+            failure = self.store.get_failure(snap.state.epoch, account)
+            why = "" if failure is None else f": its margin could not be computed ({failure[0]}: {failure[1]})"
+            raise WebError(404, f"account: no leaf for {format_account(account)} in epoch {snap.state.epoch}{why}")
         m = leaf_to_margin(leaf)
         proof = snap.get_proof(leaf)
         return {

@@ -92,6 +92,16 @@ def test_account_document_matches_the_api_converters(web: tuple[str, SQLiteStore
     assert code == 404 and doc["error"] == "epoch: no signed state for epoch 5"
     code, doc, _ = call(f"{base}/api/accounts/0x{'ab' * 20}")
     assert code == 404 and doc["error"].startswith("account: no leaf")
+    from bridges.book_merge import AccountFailure
+
+    state6 = store.get_signed_state(6)
+    assert state6 is not None
+    store.put_signed_state(state6, store.get_leaves(6), failures=[AccountFailure(
+        "0x" + "ab" * 20, "collateral.ETH", "home oracle.asset.ETH: updated at 7, older than 600s")])
+    code, doc, _ = call(f"{base}/api/accounts/0x{'ab' * 20}")
+    assert code == 404 and doc["error"].endswith(
+        "in epoch 6: its margin could not be computed (collateral.ETH: home oracle.asset.ETH: updated at 7, "
+        "older than 600s)")
     code, doc, _ = call(f"{base}/api/accounts/0x12")
     assert code == 400 and doc["error"] == "account: must be 0x followed by 40 hex digits"
 
