@@ -1,5 +1,6 @@
 """Resharing to a changed validator set over real signed gossip envelopes (in-memory trio bus).
 
+Sessions run on trio's virtual clock (`MockClock`, autojump), so timing holds under any machine load.
 Every published envelope is opened with `open_envelope` against the member list of the key-set id it
 was sealed under (old set for deals and justifications, new set for responses and key announcements)
 and offered to every other session, as the epoch engine does.
@@ -11,6 +12,7 @@ import itertools
 
 import pytest
 import trio
+import trio.testing
 from eth_hash.auto import keccak
 
 from node.consensus.reshare_session import (
@@ -126,7 +128,9 @@ def run_reshare(plan: ResharePlan, old: dict[int, DkgResult], silent: frozenset[
             for address, session in sessions.items():
                 nursery.start_soon(one, address, session)
 
-    trio.run(all_of)
+    # virtual time (it moves only while every session waits): the phases, the late join and the
+    # re-announcements keep their order however slowly a loaded machine computes the deals
+    trio.run(all_of, clock=trio.testing.MockClock(autojump_threshold=0))
     return outcome, sessions
 
 
