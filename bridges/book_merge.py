@@ -71,6 +71,7 @@ class AccountIndex:
         self._keys = np.zeros(0, dtype="S20")  # addresses in ascending order
         self.order = np.zeros(0, dtype=np.int64)  # gids in address order (parallel to _keys)
         self._local: dict[int, tuple[ChainBook, int, np.ndarray]] = {}  # chain id -> (book, rows_removed, gids)
+        self._ordered: np.ndarray | None = None  # addresses in address order (read-only), None after a change
 
     def __len__(self) -> int:
         return self._count
@@ -98,6 +99,7 @@ class AccountIndex:
             where = np.searchsorted(self._keys, new_keys)
             self._keys = np.insert(self._keys, where, new_keys)
             self.order = np.insert(self.order, where, gid_of_unique)
+            self._ordered = None
             out[missing] = gid_of_unique[inverse.ravel()]
         return out
 
@@ -123,6 +125,14 @@ class AccountIndex:
             cached = np.concatenate([cached, self.lookup(block)])
         self._local[book.chain_id] = (book, book.rows_removed, cached)
         return cached
+
+    def ordered_addresses(self) -> np.ndarray:
+        """(N, 20) uint8 addresses in address order (the leaf order); read-only, rebuilt only after new ids."""
+        if self._ordered is None or len(self._ordered) != self._count:
+            ordered = np.take(self.addresses, self.order, axis=0)
+            ordered.flags.writeable = False
+            self._ordered = ordered
+        return self._ordered
 
     def ranks(self) -> np.ndarray:
         """gid -> position in address order."""
@@ -464,7 +474,7 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
                                tuple(fail_rows[r][1] for r in failed))
     pins = tuple((b.chain_id, int(b.block_number or 0), b.block_hash or bytes(32)) for b in ordered)
     return ColumnarInputs(epoch_time=epoch_time, home_chain_id=home_chain_id, pins=pins, market=market,
-                          accounts=index.addresses[index.order], present=present, ok=ok,
+                          accounts=index.ordered_addresses(), present=present, ok=ok,
                           instruments=tuple(columns), positions=positions, assets=assets,
                           collateral=collateral, settlement=settlement, withdrawals=withdrawals,
                           collateral_detail=detail, failures=failures)
