@@ -52,6 +52,7 @@ import scipy.sparse as sp
 
 from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook, InstrumentInfo
 from bridges.errors import InvalidChainValue
+from bridges.position_matrix import BookEntries, build_position_matrix
 from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE, withdrawal_id
 from risk.instruments import MAX_RATE, Instrument, Market
 
@@ -371,6 +372,16 @@ def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarr
     return out.astype(np.int64)
 
 
+def _live_positions(book: ChainBook) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """keys, quantities and funding entries of the book's non-zero positions (no copy when all are)."""
+    p = book.positions
+    p.flush()
+    live = p.qty != 0
+    if live.all():
+        return p.keys, p.qty, p.entry
+    return p.keys[live], p.qty[live], p.entry[live]
+
+
 def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: int, epoch_time: int,
                 max_quote_age_s: int | None = None) -> ColumnarInputs:
     by_chain = {b.chain_id: b for b in books}
@@ -389,9 +400,8 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
     settlement = np.zeros(n, dtype=np.int64)
     # instrument columns: (chain id, instrument id) in sorted order
     columns: list[Instrument] = []
-    coo_rows, coo_cols, coo_vals = [], [], []
+    entries: list[BookEntries] = []
     for book, to_gid in zip(ordered, local, strict=True):
-        book.positions.flush()
         ids = sorted(book.instrument_ids)
         info = [_column(book, iid, epoch_time, market, issues, fwd_raw, spot_raw, max_quote_age_s, settle_raw)
                 for iid in ids]
@@ -413,31 +423,29 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
             columns.append(col.instrument)
             kind[lc] = {"future": 1, "perp": 2}.get(col.instrument.kind, 0)
             mark[lc], funding[lc] = col.mark, col.funding
-        live = book.positions.qty != 0
-        keys, qty, entry = book.positions.keys[live], book.positions.qty[live], book.positions.entry[live]
-        rows = rank[to_gid[keys >> COL_BITS]]
-        cols = (keys & (MAX_COLUMNS - 1)).astype(np.int64)
-        present[rows] = True
-        bad = (global_col[cols] < 0) & ~settled[cols]
-        for r, c in zip(rows[bad].tolist(), cols[bad].tolist(), strict=True):
+        keys, qty, entry = _live_positions(book)
+        local_row, cols = keys >> COL_BITS, keys & (MAX_COLUMNS - 1)
+        rows_of = rank[to_gid]
+        held = np.zeros(len(rows_of), dtype=bool)
+        held[local_row] = True
+        present[rows_of[held]] = True
+        bad = ((global_col < 0) & ~settled)[cols]
+        for r, c in zip(rows_of[local_row[bad]].tolist(), cols[bad].tolist(), strict=True):
             iid = book.instrument_ids[c]
             fail_rows.setdefault(r, (f"positions[{book.chain_id}:{iid}]", bad_reason[c]))
-        good = global_col[cols] >= 0
-        coo_rows.append(rows[good])
-        coo_cols.append(global_col[cols[good]])
-        coo_vals.append(qty[good].astype(np.float64) / float(QTY_SCALE))
-        linear = np.flatnonzero(~bad & (kind[cols] != 0))  # futures, perps and settled expiries at the mark
+        good = (global_col >= 0)[cols]
+        if good.all():
+            entries.append(BookEntries(local_row, global_col[cols], qty, rows_of))
+        else:
+            entries.append(BookEntries(local_row[good], global_col[cols[good]], qty[good], rows_of))
+        linear = np.flatnonzero(kind[cols] != 0)  # futures, perps and settled expiries at the mark (never bad)
         value = _settle(kind[cols[linear]], qty[linear], mark[cols[linear]], funding[cols[linear]], entry[linear],
                         f"chain {book.chain_id} settlement")
-        np.add.at(settlement, rows[linear], value)
+        np.add.at(settlement, rows_of[local_row[linear]], value)
         cash = book.cash_array()
-        settlement[rank[to_gid[: len(cash)]]] += cash  # one row per account of this book: no repeats
-        present[rank[to_gid[np.flatnonzero(cash)]]] = True
-    positions = sp.csr_matrix((np.concatenate(coo_vals) if coo_vals else np.zeros(0),
-                               (np.concatenate(coo_rows) if coo_rows else np.zeros(0, np.int64),
-                                np.concatenate(coo_cols) if coo_cols else np.zeros(0, np.int64))),
-                              shape=(n, len(columns)))
-    positions.sort_indices()
+        settlement[rows_of[: len(cash)]] += cash  # one row per account of this book: no repeats
+        present[rows_of[np.flatnonzero(cash)]] = True
+    positions = build_position_matrix(entries, n, len(columns))
     assets = tuple(sorted({a.symbol for b in ordered for a in b.assets}))
     asset_idx = {a: i for i, a in enumerate(assets)}
     collateral = np.zeros((n, len(assets)), dtype=np.float64)
