@@ -182,7 +182,7 @@ class CollateralDetail:
 
     row: np.ndarray
     chain_id: np.ndarray
-    asset: np.ndarray  # index into `ColumnarInputs.assets`
+    asset: np.ndarray  # int32 index into `ColumnarInputs.assets`
     base: np.ndarray  # (n, 2) uint64
 
 
@@ -466,13 +466,14 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
                     fail_rows.setdefault(r, (f"collateral.{asset.symbol}", reason))
             detail_rows.append(rows)
             detail_chain.append(np.full(len(rows), book.chain_id, dtype=np.int64))
-            detail_asset.append(np.full(len(rows), asset_idx[asset.symbol], dtype=np.int64))
-            detail_base.append(base[held, a])
+            detail_asset.append(np.full(len(rows), asset_idx[asset.symbol], dtype=np.int32))
+            detail_base.append(np.take(base[:, a], held, axis=0))
 
     def joined(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
-    detail = CollateralDetail(joined(detail_rows), joined(detail_chain), joined(detail_asset),
+    detail = CollateralDetail(joined(detail_rows), joined(detail_chain),
+                              np.concatenate(detail_asset) if detail_asset else np.zeros(0, np.int32),
                               np.concatenate(detail_base) if detail_base else np.zeros((0, 2), np.uint64))
     withdrawals = _withdrawals(ordered, local, rank)
     ok = np.ones(n, dtype=bool)

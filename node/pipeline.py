@@ -88,10 +88,11 @@ def _collateral_rows(c: CollateralDetail, leaf_of: np.ndarray, n: int, assets: t
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(leaf[leaf >= 0], minlength=n), out=offsets[1:])
     order = _stable_by_leaf(leaf)
+    base = np.take(c.base, order, axis=0)  # (m, 2) uint64 (high, low): one gather of whole rows
     return CollateralRows(offsets=offsets, chain_id=c.chain_id.take(order).astype(np.int64, copy=False),
                           asset=c.asset.take(order).astype(np.int32, copy=False),
-                          units_lo=c.base[:, 1].take(order).astype(np.uint64, copy=False),
-                          units_hi=c.base[:, 0].take(order).astype(np.uint64, copy=False), assets=tuple(assets))
+                          units_lo=np.ascontiguousarray(base[:, 1], dtype=np.uint64),
+                          units_hi=np.ascontiguousarray(base[:, 0], dtype=np.uint64), assets=tuple(assets))
 
 
 def _stable_by_leaf(leaf: np.ndarray) -> np.ndarray:
