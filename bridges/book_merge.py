@@ -4,9 +4,10 @@
 in address order incrementally, so a new account costs a sorted insert, not a sort of the whole book.
 `merge_books(books, index, home_chain_id, epoch_time, ...)` returns `ColumnarInputs`: one row per known
 account IN ADDRESS ORDER (the leaf order), a CSR position matrix over the instrument columns of every
-chain (one column per (chain id, instrument id), sorted), per-asset collateral units summed over chains
-in chain-id order, the settlement vector, the open withdrawal requests as arrays and the per-account
-failures. No Python object is made per account or position.
+chain (one column per (chain id, instrument id), sorted; built anew every epoch by `bridges.position_matrix`,
+nothing of it is kept between epochs), per-asset collateral units summed over chains in chain-id order, the
+settlement vector, the open withdrawal requests as arrays and the per-account failures. No Python object is
+made per account or position. The address-ordered account array is cached in the index until a new id.
 
 Marks (documented choice, unchanged): spot, forwards and collateral asset prices come from the HOME
 chain's oracle; each option's implied vol from the oracle of the chain whose ledger defines it. The risk
