@@ -4,9 +4,10 @@
 in address order incrementally, so a new account costs a sorted insert, not a sort of the whole book.
 `merge_books(books, index, home_chain_id, epoch_time, ...)` returns `ColumnarInputs`: one row per known
 account IN ADDRESS ORDER (the leaf order), a CSR position matrix over the instrument columns of every
-chain (one column per (chain id, instrument id), sorted), per-asset collateral units summed over chains
-in chain-id order, the settlement vector, the open withdrawal requests as arrays and the per-account
-failures. No Python object is made per account or position.
+chain (one column per (chain id, instrument id), sorted; built anew every epoch by `bridges.position_matrix`,
+nothing of it is kept between epochs), per-asset collateral units summed over chains in chain-id order, the
+settlement vector, the open withdrawal requests as arrays and the per-account failures. No Python object is
+made per account or position. The address-ordered account array is cached in the index until a new id.
 
 Marks (documented choice, unchanged): spot, forwards and collateral asset prices come from the HOME
 chain's oracle; each option's implied vol from the oracle of the chain whose ledger defines it. The risk
@@ -52,6 +53,7 @@ import scipy.sparse as sp
 
 from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook, InstrumentInfo
 from bridges.errors import InvalidChainValue
+from bridges.position_matrix import BookEntries, build_position_matrix
 from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE, withdrawal_id
 from risk.instruments import MAX_RATE, Instrument, Market
 
@@ -71,6 +73,7 @@ class AccountIndex:
         self._keys = np.zeros(0, dtype="S20")  # addresses in ascending order
         self.order = np.zeros(0, dtype=np.int64)  # gids in address order (parallel to _keys)
         self._local: dict[int, tuple[ChainBook, int, np.ndarray]] = {}  # chain id -> (book, rows_removed, gids)
+        self._ordered: np.ndarray | None = None  # addresses in address order (read-only), None after a change
 
     def __len__(self) -> int:
         return self._count
@@ -98,6 +101,7 @@ class AccountIndex:
             where = np.searchsorted(self._keys, new_keys)
             self._keys = np.insert(self._keys, where, new_keys)
             self.order = np.insert(self.order, where, gid_of_unique)
+            self._ordered = None
             out[missing] = gid_of_unique[inverse.ravel()]
         return out
 
@@ -123,6 +127,14 @@ class AccountIndex:
             cached = np.concatenate([cached, self.lookup(block)])
         self._local[book.chain_id] = (book, book.rows_removed, cached)
         return cached
+
+    def ordered_addresses(self) -> np.ndarray:
+        """(N, 20) uint8 addresses in address order (the leaf order); read-only, rebuilt only after new ids."""
+        if self._ordered is None or len(self._ordered) != self._count:
+            ordered = np.take(self.addresses, self.order, axis=0)
+            ordered.flags.writeable = False
+            self._ordered = ordered
+        return self._ordered
 
     def ranks(self) -> np.ndarray:
         """gid -> position in address order."""
@@ -171,7 +183,7 @@ class CollateralDetail:
 
     row: np.ndarray
     chain_id: np.ndarray
-    asset: np.ndarray  # index into `ColumnarInputs.assets`
+    asset: np.ndarray  # int32 index into `ColumnarInputs.assets`
     base: np.ndarray  # (n, 2) uint64
 
 
@@ -361,6 +373,16 @@ def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarr
     return out.astype(np.int64)
 
 
+def _live_positions(book: ChainBook) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """keys, quantities and funding entries of the book's non-zero positions (no copy when all are)."""
+    p = book.positions
+    p.flush()
+    live = p.qty != 0
+    if live.all():
+        return p.keys, p.qty, p.entry
+    return p.keys[live], p.qty[live], p.entry[live]
+
+
 def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: int, epoch_time: int,
                 max_quote_age_s: int | None = None) -> ColumnarInputs:
     by_chain = {b.chain_id: b for b in books}
@@ -379,9 +401,8 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
     settlement = np.zeros(n, dtype=np.int64)
     # instrument columns: (chain id, instrument id) in sorted order
     columns: list[Instrument] = []
-    coo_rows, coo_cols, coo_vals = [], [], []
+    entries: list[BookEntries] = []
     for book, to_gid in zip(ordered, local, strict=True):
-        book.positions.flush()
         ids = sorted(book.instrument_ids)
         info = [_column(book, iid, epoch_time, market, issues, fwd_raw, spot_raw, max_quote_age_s, settle_raw)
                 for iid in ids]
@@ -403,31 +424,29 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
             columns.append(col.instrument)
             kind[lc] = {"future": 1, "perp": 2}.get(col.instrument.kind, 0)
             mark[lc], funding[lc] = col.mark, col.funding
-        live = book.positions.qty != 0
-        keys, qty, entry = book.positions.keys[live], book.positions.qty[live], book.positions.entry[live]
-        rows = rank[to_gid[keys >> COL_BITS]]
-        cols = (keys & (MAX_COLUMNS - 1)).astype(np.int64)
-        present[rows] = True
-        bad = (global_col[cols] < 0) & ~settled[cols]
-        for r, c in zip(rows[bad].tolist(), cols[bad].tolist(), strict=True):
+        keys, qty, entry = _live_positions(book)
+        local_row, cols = keys >> COL_BITS, keys & (MAX_COLUMNS - 1)
+        rows_of = rank[to_gid]
+        held = np.zeros(len(rows_of), dtype=bool)
+        held[local_row] = True
+        present[rows_of[held]] = True
+        bad = ((global_col < 0) & ~settled)[cols]
+        for r, c in zip(rows_of[local_row[bad]].tolist(), cols[bad].tolist(), strict=True):
             iid = book.instrument_ids[c]
             fail_rows.setdefault(r, (f"positions[{book.chain_id}:{iid}]", bad_reason[c]))
-        good = global_col[cols] >= 0
-        coo_rows.append(rows[good])
-        coo_cols.append(global_col[cols[good]])
-        coo_vals.append(qty[good].astype(np.float64) / float(QTY_SCALE))
-        linear = np.flatnonzero(~bad & (kind[cols] != 0))  # futures, perps and settled expiries at the mark
+        good = (global_col >= 0)[cols]
+        if good.all():
+            entries.append(BookEntries(local_row, global_col[cols], qty, rows_of))
+        else:
+            entries.append(BookEntries(local_row[good], global_col[cols[good]], qty[good], rows_of))
+        linear = np.flatnonzero(kind[cols] != 0)  # futures, perps and settled expiries at the mark (never bad)
         value = _settle(kind[cols[linear]], qty[linear], mark[cols[linear]], funding[cols[linear]], entry[linear],
                         f"chain {book.chain_id} settlement")
-        np.add.at(settlement, rows[linear], value)
+        np.add.at(settlement, rows_of[local_row[linear]], value)
         cash = book.cash_array()
-        settlement[rank[to_gid[: len(cash)]]] += cash  # one row per account of this book: no repeats
-        present[rank[to_gid[np.flatnonzero(cash)]]] = True
-    positions = sp.csr_matrix((np.concatenate(coo_vals) if coo_vals else np.zeros(0),
-                               (np.concatenate(coo_rows) if coo_rows else np.zeros(0, np.int64),
-                                np.concatenate(coo_cols) if coo_cols else np.zeros(0, np.int64))),
-                              shape=(n, len(columns)))
-    positions.sort_indices()
+        settlement[rows_of[: len(cash)]] += cash  # one row per account of this book: no repeats
+        present[rows_of[np.flatnonzero(cash)]] = True
+    positions = build_position_matrix(entries, n, len(columns))
     assets = tuple(sorted({a.symbol for b in ordered for a in b.assets}))
     asset_idx = {a: i for i, a in enumerate(assets)}
     collateral = np.zeros((n, len(assets)), dtype=np.float64)
@@ -448,13 +467,14 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
                     fail_rows.setdefault(r, (f"collateral.{asset.symbol}", reason))
             detail_rows.append(rows)
             detail_chain.append(np.full(len(rows), book.chain_id, dtype=np.int64))
-            detail_asset.append(np.full(len(rows), asset_idx[asset.symbol], dtype=np.int64))
-            detail_base.append(base[held, a])
+            detail_asset.append(np.full(len(rows), asset_idx[asset.symbol], dtype=np.int32))
+            detail_base.append(np.take(base[:, a], held, axis=0))
 
     def joined(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
-    detail = CollateralDetail(joined(detail_rows), joined(detail_chain), joined(detail_asset),
+    detail = CollateralDetail(joined(detail_rows), joined(detail_chain),
+                              np.concatenate(detail_asset) if detail_asset else np.zeros(0, np.int32),
                               np.concatenate(detail_base) if detail_base else np.zeros((0, 2), np.uint64))
     withdrawals = _withdrawals(ordered, local, rank)
     ok = np.ones(n, dtype=bool)
@@ -464,7 +484,7 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
                                tuple(fail_rows[r][1] for r in failed))
     pins = tuple((b.chain_id, int(b.block_number or 0), b.block_hash or bytes(32)) for b in ordered)
     return ColumnarInputs(epoch_time=epoch_time, home_chain_id=home_chain_id, pins=pins, market=market,
-                          accounts=index.addresses[index.order], present=present, ok=ok,
+                          accounts=index.ordered_addresses(), present=present, ok=ok,
                           instruments=tuple(columns), positions=positions, assets=assets,
                           collateral=collateral, settlement=settlement, withdrawals=withdrawals,
                           collateral_detail=detail, failures=failures)

@@ -114,17 +114,22 @@ def hash_sorted_pairs(pairs: np.ndarray) -> np.ndarray:
 
 
 def sorted_order(hashes: np.ndarray) -> np.ndarray:
-    """The stable ascending order of (n, 32) uint8 rows as byte strings (by the first 8 bytes, then
-    the few runs with an equal prefix by all 32 bytes)."""
+    """The stable ascending order of (n, 32) uint8 rows as byte strings: one sort of unique uint64 keys (the
+    first 40 bits of the row, then its index), then the few runs with an equal 40-bit prefix by all 32 bytes."""
+    n = len(hashes)
+    if n >= 2**24:
+        raise InvalidLeafValue(f"leaf_hashes: {n} rows, the sort key holds at most 2^24")
     head = np.ascontiguousarray(hashes[:, :8]).view(">u8").ravel().astype(np.uint64)
-    order = np.argsort(head, kind="stable")
-    ranked = head[order]
-    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    key = ((head >> np.uint64(24)) << np.uint64(24)) | np.arange(n, dtype=np.uint64)
+    key.sort()
+    order = (key & np.uint64(2**24 - 1)).astype(np.int64)
+    prefix = key >> np.uint64(24)
+    tied = np.flatnonzero(prefix[1:] == prefix[:-1])
     if len(tied):
         starts = tied[np.concatenate(([True], tied[1:] != tied[:-1] + 1))]
         ends = tied[np.concatenate((tied[1:] != tied[:-1] + 1, [True]))] + 2
         for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-            run = order[lo:hi].tolist()  # ascending original index (stable sort)
+            run = order[lo:hi].tolist()  # ascending original index
             order[lo:hi] = sorted(run, key=lambda j: (hashes[j].tobytes(), j))
     return order
 
@@ -149,7 +154,7 @@ class MerkleTree:
 
     def get_leaf_hashes(self) -> np.ndarray:
         """(n, 32) leaf hashes in the caller's order."""
-        return self.nodes[self.tree_index]
+        return np.take(self.nodes, self.tree_index, axis=0)
 
     def get_proof(self, i: int) -> list[bytes]:
         """Sibling hashes from leaf i (caller order) up to the root, OpenZeppelin's proof format."""
@@ -195,7 +200,7 @@ def build_tree(leaf_hashes: Sequence[bytes] | np.ndarray) -> MerkleTree:
     order = sorted_order(leaves)  # stable, as OpenZeppelin's Array.sort
     size = 2 * n - 1
     nodes = np.empty((size, 32), dtype=np.uint8)
-    nodes[n - 1:] = leaves[order[::-1]]
+    nodes[n - 1:] = np.take(leaves, order[::-1], axis=0)
     tree_index = np.empty(n, dtype=np.int64)
     tree_index[order] = size - 1 - np.arange(n, dtype=np.int64)
     depth = (n - 1).bit_length()  # depth of the deepest internal node's children

@@ -14,7 +14,6 @@ Pure and deterministic (no clock: the hook measures); persists nothing.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -68,7 +67,8 @@ def compute_epoch_state(inputs: ColumnarInputs, params: RiskParams, network_id: 
     detail = LeafDetail(equity_before=equity[rows], risk=risk_array,
                         worst=result.worst_scenario[rows].astype(np.int32),
                         collateral=_collateral_rows(inputs.collateral_detail, leaf_of, len(rows), inputs.assets))
-    leaves = EpochLeaves(epoch=epoch, accounts=np.ascontiguousarray(inputs.accounts[rows]), equity=leaf_equity[rows],
+    accounts = inputs.accounts if every else np.take(inputs.accounts, rows, axis=0)
+    leaves = EpochLeaves(epoch=epoch, accounts=np.ascontiguousarray(accounts), equity=leaf_equity[rows],
                          im=q.initial_margin[rows], mm=q.maintenance_margin[rows], flags=flags[rows],
                          approvals={int(leaf_of[r]): ids for r, ids in decisions.approved_ids.items() if leaf_of[r] >= 0},
                          detail=detail)
@@ -89,30 +89,24 @@ def _collateral_rows(c: CollateralDetail, leaf_of: np.ndarray, n: int, assets: t
     leaf = leaf_of[c.row] if len(c.row) else np.zeros(0, dtype=np.int64)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(leaf[leaf >= 0], minlength=n), out=offsets[1:])
-    order = _stable_by_leaf(leaf, c.chain_id, c.asset, offsets)
-    return CollateralRows(offsets=offsets, chain_id=c.chain_id[order].astype(np.int64),
-                          asset=c.asset[order].astype(np.int32), units_lo=c.base[order, 1].astype(np.uint64),
-                          units_hi=c.base[order, 0].astype(np.uint64), assets=tuple(assets))
+    order = _stable_by_leaf(leaf)
+    base = np.take(c.base, order, axis=0)  # (m, 2) uint64 (high, low): one gather of whole rows
+    return CollateralRows(offsets=offsets, chain_id=c.chain_id.take(order).astype(np.int64, copy=False),
+                          asset=c.asset.take(order).astype(np.int32, copy=False),
+                          units_lo=np.ascontiguousarray(base[:, 1], dtype=np.uint64),
+                          units_hi=np.ascontiguousarray(base[:, 0], dtype=np.uint64), assets=tuple(assets))
 
 
-
-def _stable_by_leaf(leaf: np.ndarray, chain_id: np.ndarray, asset: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Indices of the entries with `leaf >= 0`, stably sorted by leaf: a counting sort over the (chain, asset)
-    blocks, in which each leaf appears at most once (one row per account of a book); the stable argsort if
-    that does not hold."""
-    cut = np.flatnonzero((chain_id[1:] != chain_id[:-1]) | (asset[1:] != asset[:-1])) + 1
-    bounds = [0, *cut.tolist(), len(leaf)]
-    fill = offsets[:-1].copy()
-    order = np.empty(int(offsets[-1]), dtype=np.int64)
-    for start, end in itertools.pairwise(bounds):
-        at = start + np.flatnonzero(leaf[start:end] >= 0)
-        li = leaf[at]
-        order[fill[li]] = at
-        fill[li] += 1
-    if not np.array_equal(fill, offsets[1:]):  # a leaf twice in one block: not the merge's layout
+def _stable_by_leaf(leaf: np.ndarray) -> np.ndarray:
+    """Indices of the entries with `leaf >= 0`, stably sorted by leaf: one sort of the unique int64 keys
+    (leaf << 32 | index), so equal leaves keep their index order."""
+    if len(leaf) >= 2**32 or (len(leaf) and int(leaf.max()) >= 2**31):
         keep = np.flatnonzero(leaf >= 0)
         return keep[np.argsort(leaf[keep], kind="stable")]
-    return order
+    keep = np.flatnonzero(leaf >= 0)
+    key = (leaf[keep] << 32) | keep
+    key.sort()
+    return key & 0xFFFFFFFF
 
 
 def _masked(result: BatchResult, keep: np.ndarray) -> BatchResult:
