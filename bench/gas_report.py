@@ -19,6 +19,8 @@ and a position) and with 200 trades between accounts that already hold the posit
 `deposit_for_many_200_*` is one `depositForMany` of 200 accounts (first deposits, then top-ups), paid
 by one sender in one token transfer. `request_withdrawal` is a second request of an account;
 `complete_withdrawal` is the completion with a proof in a state of `--leaves` accounts.
+`oracle_publish_*`: six oracle tables of 20 entries each, as one `multicall` transaction (what
+`clearingd oracle publish` sends) and as six separate setter transactions, for new keys and for updates.
 
 Usage: .venv/bin/python bench/gas_report.py [--leaves 100000]
 """
@@ -153,6 +155,37 @@ def measure_trades(house: ChainSender, d: Deployment, user: str, other: str) -> 
     return gas
 
 
+def make_market(rows: int, base: int, prefix: str, first_id: int) -> dict[str, dict]:
+    """`rows` entries in each of the six oracle tables, keys named from `prefix` (vols from instrument id
+    `first_id`); `base` shifts every value (a new value each call)."""
+    from bridges.deploy import CONFIDENCE_SPOT
+
+    names = [f"{prefix}{i}" for i in range(rows)]
+    return {"spots": {u: (base + i + 1) * USDC for i, u in enumerate(names)},
+            "forwards": {(u, 2_000_000_000): (base + i + 2) * USDC for i, u in enumerate(names)},
+            "vols": {first_id + i: 500_000 + base + i for i in range(rows)},
+            "asset_prices": {f"{prefix}A{i}": (base + i + 1) * USDC for i in range(rows)},
+            "confidences": {(CONFIDENCE_SPOT, u, 0): 900_000_000 + base + i for i, u in enumerate(names)},
+            "rates": {(u, 2_000_000_000): 40_000_000 + base + i for i, u in enumerate(names)}}
+
+
+def measure_oracle_publish(owner: ChainSender, d: Deployment, rows: int = 20) -> dict[str, int]:
+    """An oracle publish of six tables x `rows` entries: one `multicall` transaction (what `set_market` sends)
+    against the same calls as six separate transactions, for new keys and for updates of existing ones."""
+    from bridges.deploy import _market_calls
+
+    def separately(base: int) -> int:
+        m = make_market(rows, base, "S", 1_000)
+        return sum(owner.transact("MarketOracle", d.oracle, function, *columns)["gasUsed"]
+                   for function, columns in _market_calls(**m))
+
+    out = {"oracle_publish_separate_new_keys": separately(0), "oracle_publish_separate_update": separately(10)}
+    (new,) = set_market(owner, d, **make_market(rows, 0, "M", 2_000))
+    (update,) = set_market(owner, d, **make_market(rows, 10, "M", 2_000))
+    out |= {"oracle_publish_multicall_new_keys": new["gasUsed"], "oracle_publish_multicall_update": update["gasUsed"]}
+    return out
+
+
 def run(n_leaves: int) -> dict:
     chain = AnvilChain(chain_id=31337, port=get_free_port(), extra_args=("--steps-tracing",)).start()
     try:
@@ -208,6 +241,7 @@ def run(n_leaves: int) -> dict:
         set_market(owner, d, spots={"BTC": 100_000 * USDC})
         spot = owner.transact("MarketOracle", d.oracle, "setSpots", [b"BTC".ljust(32, b"\0")], [99_000 * USDC])
         gas["set_spot_one"] = spot["gasUsed"]
+        gas |= measure_oracle_publish(owner, d)
 
         new = Signer(b"gas-report-rotated", keyset_id=2)
         admin = compute_admin_digest(NETWORK_ID, chain.chain_id, d.registry, 0, new.keyset_id, new.eip2537)
