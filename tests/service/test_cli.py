@@ -98,7 +98,7 @@ def test_invalid_init_without_passphrase(tmp_path: Path, capsys: pytest.CaptureF
 def test_version_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["store_schema"] == 2 and "clearing.api.v1" in doc["api"] and doc["libraries"]["grpcio"]
+    assert doc["store_schema"] == 3 and "clearing.api.v1" in doc["api"] and doc["libraries"]["grpcio"]
 
 
 def test_invalid_status_without_a_node_home(tmp_path: Path) -> None:
