@@ -2,7 +2,8 @@
 
 A value is
 - `0x01 || i64`: an integer;
-- `0x02 || i64`: a fraction as `round(x * 1e12)` (x must be an exact multiple of 1e-12 within int64);
+- `0x02 || i64`: a fraction as `round(x * scale)`, scale 1e12 (`FIXED_SCALE`; the format-1 encoding of
+  RRA-1-shaped sets uses `V1_FIXED_SCALE`, 1e9), x an exact multiple of 1/scale within int64;
 - `0x03 || u32 len || utf-8`: a string;
 - `0x04 || u32 count || values`: a list (order significant);
 - `0x05 || u32 count || (u32 len || utf-8 key || value)*`: a map, keys strictly sorted by their UTF-8 bytes.
@@ -20,6 +21,8 @@ from risk.errors import InvalidParams
 
 FIXED_SCALE = 10**12
 """Fixed-point scale of every fractional parameter in the canonical encoding (1e-12 resolution)."""
+V1_FIXED_SCALE = 10**9
+"""Fixed-point scale of format 1 (the encoding before risk v2; RRA-1-shaped sets still use it)."""
 INT64_MAX = (1 << 63) - 1
 MAX_DEPTH = 4
 T_INT, T_FIXED, T_STR, T_LIST, T_MAP = 1, 2, 3, 4, 5
@@ -29,8 +32,8 @@ def is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def check_fixed(field: str, x: object) -> float:
-    """`x` as a float if it is a finite exact multiple of 1e-12 within int64, else `InvalidParams(field)`."""
+def check_fixed(field: str, x: object, scale: int = FIXED_SCALE) -> float:
+    """`x` as a float if it is a finite exact multiple of 1/scale within int64, else `InvalidParams(field)`."""
     if not is_number(x):
         raise InvalidParams(field, f"expected a number, got {type(x).__name__}")
     try:
@@ -39,10 +42,16 @@ def check_fixed(field: str, x: object) -> float:
         raise InvalidParams(field, "outside the float64 range") from exc
     if not math.isfinite(value):
         raise InvalidParams(field, "not finite")
-    scaled = round(value * FIXED_SCALE)
-    if abs(scaled) > INT64_MAX or scaled / FIXED_SCALE != value:
-        raise InvalidParams(field, "not an exact multiple of 1e-12 within int64")
+    scaled = round(value * scale)
+    if abs(scaled) > INT64_MAX or scaled / scale != value:
+        raise InvalidParams(field, f"not an exact multiple of 1e-{len(str(scale)) - 1} within int64")
     return value
+
+
+def is_fixed(x: float, scale: int) -> bool:
+    """True when `x` is an exact multiple of 1/scale within int64 (`check_fixed` would accept it)."""
+    scaled = round(x * scale)
+    return abs(scaled) <= INT64_MAX and scaled / scale == x
 
 
 def enc_str(s: str) -> bytes:
@@ -58,8 +67,8 @@ def enc_int(n: int) -> bytes:
     return bytes([T_INT]) + n.to_bytes(8, "big", signed=True)
 
 
-def enc_fixed(field: str, x: float) -> bytes:
-    return bytes([T_FIXED]) + round(check_fixed(field, x) * FIXED_SCALE).to_bytes(8, "big", signed=True)
+def enc_fixed(field: str, x: float, scale: int = FIXED_SCALE) -> bytes:
+    return bytes([T_FIXED]) + round(check_fixed(field, x, scale) * scale).to_bytes(8, "big", signed=True)
 
 
 def enc_map(items: list[tuple[str, bytes]]) -> bytes:
@@ -73,10 +82,10 @@ def enc_list(values: list[bytes]) -> bytes:
 
 
 class Reader:
-    """Reads values from `data` starting at `pos`."""
+    """Reads values from `data` starting at `pos`; fractions at `scale`."""
 
-    def __init__(self, data: bytes, pos: int) -> None:
-        self.data, self.pos = data, pos
+    def __init__(self, data: bytes, pos: int, scale: int = FIXED_SCALE) -> None:
+        self.data, self.pos, self.scale = data, pos, scale
 
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
@@ -101,7 +110,7 @@ class Reader:
         if tag == T_INT:
             return int.from_bytes(self.take(8), "big", signed=True)
         if tag == T_FIXED:
-            return int.from_bytes(self.take(8), "big", signed=True) / FIXED_SCALE
+            return int.from_bytes(self.take(8), "big", signed=True) / self.scale
         if tag == T_STR:
             return self.string()
         if tag == T_LIST:

@@ -43,12 +43,14 @@ from risk.param_checks import (
 )
 from risk.param_codec import (
     FIXED_SCALE,
+    V1_FIXED_SCALE,
     Reader,
     enc_fixed,
     enc_int,
     enc_list,
     enc_map,
     enc_string,
+    is_fixed,
 )
 
 __all__ = [
@@ -61,6 +63,8 @@ __all__ = [
 
 MAGIC = b"RRAPARAM"
 FORMAT_VERSION = 2
+"""The encoding of a set format 1 cannot express (see `encode_params`)."""
+FORMAT_V1 = 1
 MAX_ENCODED_BYTES = 1 << 20
 """Bound on the size of an encoded parameter set accepted by `decode_params`."""
 
@@ -307,8 +311,70 @@ PM2 = make_pm2_params()
 # canonical encoding
 
 
+V1_INT_FIELDS = ("version", "price_steps", "es_samples")
+V1_FIXED_FIELDS = (
+    "vol_up_coefficient", "vol_down_coefficient", "w_exponent_short", "w_exponent_long", "w_dte_threshold",
+    "look_ahead_days", "short_option_minimum_rate", "maintenance_factor", "default_haircut",
+    "liquidation_penalty_rate", "es_horizon_days", "es_confidence",
+)
+V1_PAIR_FIELDS = ("price_scan_range", "sigma_ref", "haircuts")
+V1_FIELDS = (*V1_INT_FIELDS, *V1_FIXED_FIELDS, *V1_PAIR_FIELDS, "underlyings", "correlation_groups")
+V2_ONLY_FIELDS = tuple(n for n in FIELD_NAMES if n not in V1_FIELDS and n != "scenarios")
+"""Fields format 1 does not carry: a set is format-1 shaped only when each equals RRA-1's (neutral) value."""
+V1_EXTREME_K = Bound(1, 100)
+
+
+def _v1_grid(p: RiskParams) -> tuple[int, float] | None:
+    """(extreme_k, extreme_weight) when `p.scenarios` is RISK_SPEC.md's generated grid, else None."""
+    if len(p.scenarios) != 3 * (2 * p.price_steps + 1) + 2:
+        return None
+    shock, weight = p.scenarios[-1].shock, p.scenarios[-1].weight
+    if not float(shock).is_integer() or not V1_EXTREME_K.is_inside(shock):
+        return None
+    if p.scenarios != compute_rra1_scenarios(p.price_steps, int(shock), weight):
+        return None
+    return int(shock), weight
+
+
+def _is_v1_shaped(p: RiskParams) -> bool:
+    """True when format 1 expresses `p` exactly: the RRA-1 grid, every v2-only field at RRA-1's value and
+    every fraction an exact multiple of 1e-9."""
+    grid = _v1_grid(p)
+    if grid is None or any(getattr(p, n) != getattr(RRA1, n) for n in V2_ONLY_FIELDS):
+        return False
+    fractions = [grid[1], *(getattr(p, n) for n in V1_FIXED_FIELDS),
+                 *(v for n in V1_PAIR_FIELDS for _, v in getattr(p, n)), *(c for _, c in p.correlation_groups)]
+    return all(is_fixed(float(x), V1_FIXED_SCALE) for x in fractions)
+
+
+def _enc_common(p: RiskParams, pair_fields: tuple[str, ...], scale: int) -> list[tuple[str, bytes]]:
+    items = [(name, enc_map([(k, enc_fixed(f"{name}.{k}", v, scale)) for k, v in getattr(p, name)]))
+             for name in pair_fields]
+    items.append(("underlyings", enc_list([enc_string(u) for u in p.underlyings])))
+    groups = [
+        enc_map([("credit", enc_fixed(f"correlation_groups[{i}].credit", credit, scale)),
+                 ("members", enc_list([enc_string(u) for u in members]))])
+        for i, (members, credit) in enumerate(p.correlation_groups)
+    ]
+    items.append(("correlation_groups", enc_list(groups)))
+    return items
+
+
+def _encode_v1(p: RiskParams, grid: tuple[int, float]) -> bytes:
+    items = [(name, enc_int(getattr(p, name))) for name in V1_INT_FIELDS]
+    items.append(("extreme_k", enc_int(grid[0])))
+    items.append(("extreme_weight", enc_fixed("extreme_weight", grid[1], V1_FIXED_SCALE)))
+    items += [(name, enc_fixed(name, getattr(p, name), V1_FIXED_SCALE)) for name in V1_FIXED_FIELDS]
+    items += _enc_common(p, V1_PAIR_FIELDS, V1_FIXED_SCALE)
+    return MAGIC + FORMAT_V1.to_bytes(2, "big") + enc_map(items)
+
+
 def encode_params(p: RiskParams) -> bytes:
-    """Canonical bytes of `p` (validated first): `b"RRAPARAM" || u16 format version (2) || value`.
+    """Canonical bytes of `p` (validated first): `b"RRAPARAM" || u16 format version || value`.
+
+    Format 1 (the encoding before risk v2, kept so RRA-1's params hash and every digest that covers it stay
+    byte for byte what they were) when `p` is RRA-1 shaped (`_is_v1_shaped`): a map of the version-1
+    fields, the grid as `extreme_k` and `extreme_weight`, fractions at 1e-9. Format 2 otherwise.
 
     The value (`risk.param_codec`) is a map of every `RiskParams` field name: integers and fixed values
     as such; per-underlying and per-asset fields as maps of fixed values; `risk_cancelling` as a map of
@@ -317,21 +383,17 @@ def encode_params(p: RiskParams) -> bytes:
     order, of maps `{"name": string, "shock": fixed, "vol": string, "weight": fixed}`.
     """
     validate_params(p)
+    if _is_v1_shaped(p):
+        grid = _v1_grid(p)
+        assert grid is not None
+        return _encode_v1(p, grid)
     items: list[tuple[str, bytes]] = []
     for name in INT_FIELDS:
         items.append((name, enc_int(getattr(p, name))))
     for name in FIXED_FIELDS:
         items.append((name, enc_fixed(name, getattr(p, name))))
-    for name in PAIR_FIELDS:
-        items.append((name, enc_map([(k, enc_fixed(f"{name}.{k}", v)) for k, v in getattr(p, name)])))
+    items += _enc_common(p, PAIR_FIELDS, FIXED_SCALE)
     items.append(("risk_cancelling", enc_map([(a, enc_string(u)) for a, u in p.risk_cancelling])))
-    items.append(("underlyings", enc_list([enc_string(u) for u in p.underlyings])))
-    groups = [
-        enc_map([("credit", enc_fixed(f"correlation_groups[{i}].credit", credit)),
-                 ("members", enc_list([enc_string(u) for u in members]))])
-        for i, (members, credit) in enumerate(p.correlation_groups)
-    ]
-    items.append(("correlation_groups", enc_list(groups)))
     scenarios = [
         enc_map([("name", enc_string(s.name)), ("shock", enc_fixed(f"scenarios[{i}].shock", s.shock)),
                  ("vol", enc_string(s.vol)), ("weight", enc_fixed(f"scenarios[{i}].weight", s.weight))])
@@ -341,26 +403,44 @@ def encode_params(p: RiskParams) -> bytes:
     return MAGIC + FORMAT_VERSION.to_bytes(2, "big") + enc_map(items)
 
 
+def _decode_v1_fields(top: dict[str, Any]) -> dict[str, Any]:
+    if set(top) != {*V1_FIELDS, "extreme_k", "extreme_weight"}:
+        raise InvalidParams("encoding", "field set differs from format 1")
+    k, weight = top.pop("extreme_k"), top.pop("extreme_weight")
+    check_int("extreme_k", k, V1_EXTREME_K)
+    price_steps = top["price_steps"]
+    check_int("price_steps", price_steps, INT_BOUNDS["price_steps"])
+    return dict(top, **{n: getattr(RRA1, n) for n in V2_ONLY_FIELDS},
+                scenarios=compute_rra1_scenarios(price_steps, k, weight))
+
+
 def decode_params(data: bytes) -> RiskParams:
-    """Inverse of `encode_params`; refuses anything that is not exactly a canonical encoding."""
+    """Inverse of `encode_params` (formats 1 and 2); refuses anything that is not exactly a canonical
+    encoding, so a format-2 payload of an RRA-1-shaped set is refused (its canonical form is format 1)."""
     if len(data) > MAX_ENCODED_BYTES:
         raise InvalidParams("encoding", "too large")
     if not data.startswith(MAGIC):
         raise InvalidParams("encoding", "bad magic")
-    reader = Reader(data, len(MAGIC))
-    if int.from_bytes(reader.take(2), "big") != FORMAT_VERSION:
+    version = int.from_bytes(data[len(MAGIC):len(MAGIC) + 2], "big")
+    if len(data) < len(MAGIC) + 2 or version not in (FORMAT_V1, FORMAT_VERSION):
         raise InvalidParams("encoding", "unsupported format version")
+    reader = Reader(data, len(MAGIC) + 2, V1_FIXED_SCALE if version == FORMAT_V1 else FIXED_SCALE)
     top = reader.value()
     if reader.pos != len(data):
         raise InvalidParams("encoding", "trailing bytes")
-    if not isinstance(top, dict) or set(top) != set(FIELD_NAMES):
+    if not isinstance(top, dict):
+        raise InvalidParams("encoding", "expected a map of fields")
+    if version == FORMAT_V1:
+        top = _decode_v1_fields(top)
+    elif set(top) != set(FIELD_NAMES):
         raise InvalidParams("encoding", "field set differs from RiskParams")
     try:
         kwargs = dict(top, underlyings=tuple(top["underlyings"]),
-                      correlation_groups=tuple((tuple(g["members"]), g["credit"]) for g in top["correlation_groups"]),
-                      scenarios=tuple(Scenario(**s) for s in top["scenarios"]),
-                      risk_cancelling=tuple(top["risk_cancelling"].items()))
-        for name in PAIR_FIELDS:
+                      correlation_groups=tuple((tuple(g["members"]), g["credit"]) for g in top["correlation_groups"]))
+        if version == FORMAT_VERSION:
+            kwargs["scenarios"] = tuple(Scenario(**s) for s in top["scenarios"])
+            kwargs["risk_cancelling"] = tuple(top["risk_cancelling"].items())
+        for name in (V1_PAIR_FIELDS if version == FORMAT_V1 else PAIR_FIELDS):
             kwargs[name] = tuple(top[name].items())
         params = RiskParams(**kwargs)
     except (TypeError, KeyError, AttributeError) as exc:

@@ -14,6 +14,7 @@ from governance.proposals import (
     VoteRecord,
     encode_validator_set_change,
 )
+from risk.param_codec import V1_FIXED_SCALE
 from risk.params import FIXED_SCALE, RRA1, encode_params, params_with_overrides
 
 VALIDATORS = tuple(f"0x{i:040x}" for i in range(1, 5))
@@ -55,8 +56,9 @@ def patch_fixed(payload: bytes, key: str, old: float, new: float) -> bytes:
     """Rewrite one fixed-point value of a canonical parameter encoding WITHOUT validation (to build
     the invalid-but-well-formed payloads a faulty or malicious proposer could send)."""
     raw = key.encode()
+    scale = V1_FIXED_SCALE if payload[8:10] == b"\x00\x01" else FIXED_SCALE  # format 1 or 2
     def enc(x: float) -> bytes:
-        return len(raw).to_bytes(4, "big") + raw + b"\x02" + round(x * FIXED_SCALE).to_bytes(8, "big", signed=True)
+        return len(raw).to_bytes(4, "big") + raw + b"\x02" + round(x * scale).to_bytes(8, "big", signed=True)
     assert payload.count(enc(old)) == 1, f"{key}={old} not found exactly once"
     return payload.replace(enc(old), enc(new))
 
