@@ -288,3 +288,45 @@ def test_log_messages_are_constant_with_values_as_fields() -> None:
                 if (relative, line) not in ALLOWED:
                     found.append(f"{relative}:{line}: message is {problem}; pass the values with extra={{...}}")
     assert not found, "\n".join(found)
+
+
+# --- the key ceremony's secrets ------------------------------------------------------------------------
+
+def test_ceremony_registers_its_share_and_the_opened_dealt_shares(restore_logging: None) -> None:
+    """`clearingd dkg` registers what the DKG produced: the share and every plaintext of a share sealed to
+    this operator; after that no log line, message, field or traceback, shows any of them."""
+    from node.cli.dkg import register_ceremony_secrets
+    from node.crypto.dkg import DkgMachine, SessionConfig
+    from node.crypto.dkg_bus import BusNode, make_encryption_keys, make_participants, run_bus
+
+    keys = make_encryption_keys(range(1, 5))
+    config = SessionConfig(epoch=1, threshold=3, dealers=(1, 2, 3, 4), recipients=make_participants(keys),
+                           nonce=b"redaction-test")
+    nodes = [BusNode(name=str(i), machine=DkgMachine(config, encryption_key=keys[i], dealer_index=i,
+                                                       recipient_index=i)) for i in range(1, 5)]
+    outcome = run_bus(nodes)
+    assert not outcome.failures and len(outcome.results) == 4
+    machine = nodes[1].machine
+    assert machine.result is not None and machine.result.share is not None
+    dealt = list(machine._received_shares.values())
+    secrets = [machine.result.share, *dealt]
+    assert len(dealt) == 4 and len(set(secrets)) == 5
+    stream = io.StringIO()
+    setup_logging("DEBUG", "json", stream)
+    log = logging.getLogger("node.ceremony-test")
+    log.info("before: %d", secrets[0])
+    assert str(secrets[0]) in stream.getvalue()  # nothing registered yet: the check below can fail
+    stream.truncate(0)
+    stream.seek(0)
+
+    register_ceremony_secrets(machine, machine.result)
+    for value in secrets:
+        log.warning("share %d hex %x", value, value, extra={"detail": f"{value:064x}", "scalar": value})
+    try:
+        raise ValueError(f"bad share {secrets[0]:#x}")
+    except ValueError:
+        log.exception("failed")
+    text = stream.getvalue().lower()
+    leaked = [i for i, v in enumerate(secrets) if any(f in text for f in (str(v), f"{v:x}", f"{v:064x}"))]
+    assert not leaked, f"secrets {leaked} reached a log line"
+    assert text.count(REDACTED.lower()) >= 4 * len(secrets)
