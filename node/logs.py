@@ -9,12 +9,12 @@ with `warnings` captured too; libp2p, web3 and the other chatty libraries log at
 (whatever level their modules set: `LibraryLevelFilter`).
 
 Repeats: a record whose key (logger, level, message template, its %-arguments and its `extra` fields
-but the volatile ones: times, durations such as `delay_s`, scores; `is_volatile_field`) was emitted
-less than `window_s` ago is counted, not written, so one event repeated is limited while two events
-that differ in a field (an ALERT from two peers, reorgs on two chains) are both written; the first
-record of that key after the window (or any record, which sweeps expired keys, or closing the
-handler) writes one summary: the last suppressed record with `"repeats": N` and `"window_s"`.
-Bounded: `MAX_REPEAT_KEYS` keys tracked.
+but the volatile ones: times, durations such as `delay_s`, scores, the free-text `reason`; see
+`is_volatile_field`) was emitted less than `window_s` ago is counted, not written, so one event
+repeated is limited while two events that differ in a field (an ALERT from two peers, reorgs on two
+chains) are both written; the first record of that key after the window (or any record, which
+sweeps expired keys, or closing the handler) writes one summary: the last suppressed record with
+`"repeats": N` and `"window_s"`. Bounded: `MAX_REPEAT_KEYS` keys tracked.
 
 Redaction runs on the final line, so no path can bypass it: values of fields whose name looks
 secret (`passphrase`, `secret`, `private_key`, `share_sk`, `seed`, `password`, `token`),
@@ -47,7 +47,10 @@ SECRET_PAIR_RE = re.compile(rf"(\b\w*{SECRET_NAME}\w*\s*[=:]\s*)(\"[^\"]*\"|'[^'
 STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 LIBRARY_LOGGERS = ("libp2p", "multiaddr", "urllib3", "web3", "asyncio", "trio")
 LIBRARY_ROOTS = frozenset(LIBRARY_LOGGERS)
-VOLATILE_FIELDS = frozenset({"ts", "time", "timestamp", "score", "computing", "repeats", "window_s"})
+# Not part of the repeat key: times, scores, and free-text descriptions (`reason`, `error`), whose block
+# numbers and counts change from one try to the next of the same event.
+VOLATILE_FIELDS = frozenset({"ts", "time", "timestamp", "score", "computing", "repeats", "window_s", "reason",
+                             "error"})
 VOLATILE_FIELD_RE = re.compile(r"^\w+_(?:s|ms|ts|at)$")  # durations and instants: delay_s, t_e_s, retry_in_s
 
 _secrets: list[str] = []
@@ -110,7 +113,8 @@ def get_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def is_volatile_field(name: str) -> bool:
-    """A field that differs between repeats of one event (a time, a duration, a score): not in the repeat key."""
+    """A field that differs between repeats of one event (a time, a duration, a score, a free-text reason):
+    not in the repeat key."""
     return name in VOLATILE_FIELDS or VOLATILE_FIELD_RE.match(name) is not None
 
 

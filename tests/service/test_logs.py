@@ -146,29 +146,30 @@ def test_repeats_are_counted_and_summarised_once_per_window(repeat_log) -> None:
     stream, handler, log = repeat_log
     emit_at(log, 100.0, "inputs unavailable", epoch=7, reason="pin not ready")  # written
     emit_at(log, 101.0, "inputs unavailable", epoch=7, reason="pin not ready")  # the same event: held back
-    emit_at(log, 102.0, "inputs unavailable", epoch=7, reason="head moved")     # another reason: written
+    emit_at(log, 102.0, "inputs unavailable", epoch=7, reason="head 41 moved")  # the reason is free text: held back
     emit_at(log, 103.0, "inputs unavailable", epoch=8, reason="pin not ready")  # another epoch: written
     emit_at(log, 104.0, "catch-up failed", reason="no peer")                    # written
-    emit_at(log, 111.0, "inputs unavailable", epoch=7, reason="pin not ready")  # window closed: summary, then this
+    emit_at(log, 111.0, "inputs unavailable", epoch=7, reason="late")           # window closed: summary, then this
     emit_at(log, 112.0, "catch-up failed", reason="no peer")                    # held back (window until 114)
     handler.flush_repeats()
     got = [json.loads(x) for x in stream.getvalue().splitlines()]
     assert [(r["msg"], r.get("epoch"), r.get("reason"), r.get("repeats")) for r in got] == [
-        ("inputs unavailable", 7, "pin not ready", None), ("inputs unavailable", 7, "head moved", None),
-        ("inputs unavailable", 8, "pin not ready", None), ("catch-up failed", None, "no peer", None),
-        ("inputs unavailable", 7, "pin not ready", 1), ("inputs unavailable", 7, "pin not ready", None),
-        ("catch-up failed", None, "no peer", 1)]
-    assert got[4]["window_s"] == 10.0
+        ("inputs unavailable", 7, "pin not ready", None), ("inputs unavailable", 8, "pin not ready", None),
+        ("catch-up failed", None, "no peer", None), ("inputs unavailable", 7, "head 41 moved", 2),
+        ("inputs unavailable", 7, "late", None), ("catch-up failed", None, "no peer", 1)]
+    assert got[3]["window_s"] == 10.0
 
 
 def test_repeat_key_holds_the_fields_so_distinct_events_in_one_epoch_all_print(repeat_log) -> None:
     """An ALERT from two peers, or reorgs on two chains, in one epoch are two events: both are written; the
-    same peer's ALERT again is a repeat, also when only a volatile field (a score, a duration) differs."""
+    same peer's ALERT again is a repeat, also when only a volatile field (a score, a duration, the free-text
+    reason) differs."""
     stream, handler, log = repeat_log
     alert = "ALERT partial on another digest"
     emit_at(log, 100.0, alert, level=logging.WARNING, epoch=5, peer="12D3KooA", digest=b"\x01", score=-1.0)
     emit_at(log, 100.5, alert, level=logging.WARNING, epoch=5, peer="12D3KooB", digest=b"\x01", score=-1.0)
-    emit_at(log, 101.0, alert, level=logging.WARNING, epoch=5, peer="12D3KooA", digest=b"\x01", score=-2.0)
+    emit_at(log, 101.0, alert, level=logging.WARNING, epoch=5, peer="12D3KooA", digest=b"\x01", score=-2.0,
+            reason="digest 0x01 at block 40")
     emit_at(log, 101.5, alert, level=logging.WARNING, epoch=5, peer="12D3KooA", digest=b"\x01", score=-3.0)
     emit_at(log, 102.0, "reorg: book rolled back", level=logging.WARNING, chain_id=31337, block=40)
     emit_at(log, 102.5, "reorg: book rolled back", level=logging.WARNING, chain_id=31338, block=40)
@@ -195,9 +196,10 @@ def test_repeat_key_holds_the_fields_so_distinct_events_in_one_epoch_all_print(r
     assert got[8]["score"] == -3.0 and got[10]["delay_s"] == 0.3
 
 
-def test_volatile_fields_are_the_times_durations_and_scores() -> None:
-    assert all(is_volatile_field(n) for n in ("delay_s", "t_e_s", "retry_in_s", "ts", "score", "window_s"))
-    assert not any(is_volatile_field(n) for n in ("epoch", "peer", "chain_id", "digest", "reason", "keys", "s"))
+def test_volatile_fields_are_times_durations_scores_and_free_text() -> None:
+    assert all(is_volatile_field(n) for n in ("delay_s", "t_e_s", "retry_in_s", "ts", "score", "window_s",
+                                               "reason", "error"))
+    assert not any(is_volatile_field(n) for n in ("epoch", "peer", "chain_id", "digest", "keyset_id", "keys", "s"))
 
 
 def test_text_format_appends_fields(restore_logging: None) -> None:
