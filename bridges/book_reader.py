@@ -301,7 +301,8 @@ class BookSync:
             try:
                 self._advance(self.book, pin)
             except (ReorgTooDeep, BookRollbackTooDeep) as exc:
-                log.warning("chain %d: %s; rebuilding the book from the views", self.client.chain_id, exc)
+                log.warning("rebuilding the book from the views",
+                            extra={"chain_id": self.client.chain_id, "reason": str(exc)})
                 self.book = self.cold_read(pin)
         self.stats.seconds = time.perf_counter() - started
         self._report_ignored(self.book)
@@ -340,7 +341,7 @@ class BookSync:
             if self._canonical_hash(number) == block_hash:
                 book.rollback_to(number)
                 self.stats.rolled_back_to = number
-                log.warning("chain %d: reorg; book rolled back to block %d", book.chain_id, number)
+                log.warning("reorg: book rolled back", extra={"chain_id": book.chain_id, "block": number})
                 return
         raise ReorgTooDeep(f"chain {book.chain_id}: reorg below the book's oldest recorded block")
 

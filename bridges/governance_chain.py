@@ -225,10 +225,10 @@ class GovernanceChain:
             del self._settled[pid]
         if self.store is not None:
             self.store.drop_from(fork)
-        LOG.warning("governance: %d settled proposals anchored at or above block %d are no longer canonical "
-                    "(reorg deeper than %d blocks); they are read again", len(dropped), fork, self.settled_depth,
+        LOG.warning("governance: settled proposals anchored at or above fork_block are no longer canonical "
+                    "(reorg deeper than settled_depth blocks); they are read again",
                     extra={"chain_id": self.client.chain_id, "governance": self.address, "dropped": len(dropped),
-                           "fork_block": fork})
+                           "fork_block": fork, "settled_depth": self.settled_depth})
 
     def get_canonical_hashes(self, numbers: Sequence[int]) -> dict[int, bytes]:
         """Hash of the canonical block at each number (absent when the chain has no such block)."""

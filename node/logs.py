@@ -8,10 +8,13 @@ turn propagation off on their loggers, whose records would otherwise reach stder
 with `warnings` captured too; libp2p, web3 and the other chatty libraries log at WARNING or above
 (whatever level their modules set: `LibraryLevelFilter`).
 
-Repeats: a record whose key (logger, level, message template, `epoch` field) was emitted less
-than `window_s` ago is counted, not written; the first record of that key after the window (or
-any record, which sweeps expired keys, or closing the handler) writes one summary: the last
-suppressed record with `"repeats": N` and `"window_s"`. Bounded: `MAX_REPEAT_KEYS` keys tracked.
+Repeats: a record whose key (logger, level, message template, its %-arguments and its `extra` fields
+but the volatile ones: times, durations such as `delay_s`, scores, the free-text `reason`; see
+`is_volatile_field`) was emitted less than `window_s` ago is counted, not written, so one event
+repeated is limited while two events that differ in a field (an ALERT from two peers, reorgs on two
+chains) are both written; the first record of that key after the window (or any record, which
+sweeps expired keys, or closing the handler) writes one summary: the last suppressed record with
+`"repeats": N` and `"window_s"`. Bounded: `MAX_REPEAT_KEYS` keys tracked.
 
 Redaction runs on the final line, so no path can bypass it: values of fields whose name looks
 secret (`passphrase`, `secret`, `private_key`, `share_sk`, `seed`, `password`, `token`),
@@ -44,6 +47,11 @@ SECRET_PAIR_RE = re.compile(rf"(\b\w*{SECRET_NAME}\w*\s*[=:]\s*)(\"[^\"]*\"|'[^'
 STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 LIBRARY_LOGGERS = ("libp2p", "multiaddr", "urllib3", "web3", "asyncio", "trio")
 LIBRARY_ROOTS = frozenset(LIBRARY_LOGGERS)
+# Not part of the repeat key: times, scores, and free-text descriptions (`reason`, `error`), whose block
+# numbers and counts change from one try to the next of the same event.
+VOLATILE_FIELDS = frozenset({"ts", "time", "timestamp", "score", "computing", "repeats", "window_s", "reason",
+                             "error"})
+VOLATILE_FIELD_RE = re.compile(r"^\w+_(?:s|ms|ts|at)$")  # durations and instants: delay_s, t_e_s, retry_in_s
 
 _secrets: list[str] = []
 _secrets_re: re.Pattern[str] | None = None
@@ -104,6 +112,20 @@ def get_fields(record: logging.LogRecord) -> dict[str, Any]:
             for name, value in vars(record).items() if name not in STANDARD_ATTRS and not name.startswith("_")}
 
 
+def is_volatile_field(name: str) -> bool:
+    """A field that differs between repeats of one event (a time, a duration, a score, a free-text reason):
+    not in the repeat key."""
+    return name in VOLATILE_FIELDS or VOLATILE_FIELD_RE.match(name) is not None
+
+
+def _get_key_value(value: Any) -> Any:
+    """`value` itself when a plain scalar, else its JSON text (containers of a field, the %-arguments), so
+    equal values give equal keys whether or not they are hashable."""
+    if isinstance(value, str | int | float | bool | bytes) or value is None:
+        return value
+    return json.dumps(_json_value(value), sort_keys=True, default=repr)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -151,7 +173,10 @@ class RepeatLimitingHandler(logging.StreamHandler):
 
     @staticmethod
     def get_key(record: logging.LogRecord) -> tuple:
-        return record.name, record.levelno, str(record.msg), repr(getattr(record, "epoch", None))
+        """What makes two records the same event: logger, level, template, arguments and the stable fields."""
+        fields = tuple((name, _get_key_value(value)) for name, value in sorted(vars(record).items())
+                       if name not in STANDARD_ATTRS and not name.startswith("_") and not is_volatile_field(name))
+        return record.name, record.levelno, str(record.msg), _get_key_value(record.args), fields
 
     def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
         now = record.created

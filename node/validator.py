@@ -247,14 +247,14 @@ def make_share_eraser(config: ValidatorConfig) -> Callable[[int, int], None] | N
 
         path = share_file if keyset_id == configured else get_share_path(keys_dir, keyset_id)
         if path is None or not path.is_file():
-            log.info("retired share of key set %d has no keystore file: nothing to erase", keyset_id)
+            log.info("retired share has no keystore file: nothing to erase", extra={"keyset_id": keyset_id})
             return
         if keyset_id == configured:
             retire_share_keystore(path, passphrase, retired_by)
         else:
             erase_keystore(path)
-        log.info("retired share of key set %d erased from %s (key set %d signs now)", keyset_id, path.name,
-                 retired_by)
+        log.info("retired share erased", extra={"keyset_id": keyset_id, "path": path.name,
+                                                "retired_by_keyset": retired_by})
 
     return erase
 

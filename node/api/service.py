@@ -91,7 +91,7 @@ class MarginService(api_pb2_grpc.MarginServiceServicer):
             return exc
         if isinstance(exc, OutOfRange):
             return RpcAbort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
-        LOG.exception("%s failed", method)
+        LOG.exception("rpc failed", extra={"method": method})
         return RpcAbort(grpc.StatusCode.INTERNAL, "internal error")
 
     def _record(self, method: str, code: str, started: float) -> None:

@@ -61,8 +61,8 @@ class EpochSnapshot:
         if tree is None or not self.proofs_valid or not 0 <= leaf.index < len(tree):
             return []
         if tree.get_leaf_hash(leaf.index) != keccak256(keccak256(leaf.encoded)):
-            LOG.warning("epoch %d: leaf %d differs from the stored tree; serving no proof", self.state.epoch,
-                        leaf.index)
+            LOG.warning("leaf differs from the stored tree; serving no proof",
+                        extra={"epoch": self.state.epoch, "index": leaf.index})
             return []
         return tree.get_proof(leaf.index)
 
@@ -71,7 +71,7 @@ def build_snapshot(store: Store, state: SignedState) -> EpochSnapshot:
     tree = store.get_leaf_tree(state.epoch)
     valid = tree is not None and len(tree) == state.leaf_count and tree.root == state.root
     if tree is not None and not valid:
-        LOG.warning("epoch %d: stored Merkle root differs from the signed root; serving no proofs", state.epoch)
+        LOG.warning("stored Merkle root differs from the signed root; serving no proofs", extra={"epoch": state.epoch})
     return EpochSnapshot(state=state, tree=tree, proofs_valid=valid, state_pb=state_to_pb(state))
 
 

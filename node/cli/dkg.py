@@ -10,6 +10,8 @@ print the same network hash: compare it out of band before deploying. `ceremony-
 share, the key check. A failed ceremony (too few qualified dealers, operators unreachable) writes
 only the report and exits 1; rerun it with `--attempt N+1` on every operator (a fresh session).
 `--fault-drill` (hidden) makes this operator a cheating dealer, for drills and tests only.
+No log line shows a secret: the operator and p2p keys, and once the DKG ran the share and the opened
+dealt shares it sums, are registered for redaction (`node.logs.register_secret`).
 Persists: keys/share.json, network.json, config.toml (validator set), ceremony-<attempt>.json.
 """
 
@@ -80,8 +82,22 @@ def load_identity(home: Path, passphrase_file: str) -> tuple[Any, Any, Any]:
     return config, passphrase, Identity(operator_key=operator, p2p_seed=seed, listen=config.get("p2p", "listen"))
 
 
+def register_ceremony_secrets(machine: Any, result: Any) -> None:
+    """Redact from every later log line the secrets the ceremony produced: this operator's share and the
+    plaintext of each share a dealer sealed to it (their weighted sum is the share). The operator and
+    p2p keys are registered by `load_identity`; revealed shares are public and are not registered."""
+    from node.logs import register_secret
+
+    for dealt in machine._received_shares.values():  # opened sealed shares (DkgMachine keeps them private)
+        register_secret(dealt)
+    if result is not None and result.share is not None:
+        register_secret(result.share)
+
+
 def handle_dkg(args: argparse.Namespace) -> int:
-    from node.ceremony import CeremonyOptions, run_ceremony
+    import trio
+
+    from node.ceremony import Ceremony, CeremonyOptions
     from node.network_file import load_network_file
 
     home = require_home(args)
@@ -108,7 +124,11 @@ def handle_dkg(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(f"dkg: {msg}", file=sys.stderr, flush=True)
 
-    outcome = run_ceremony(net, index, identity, options, say)
+    ceremony = Ceremony(net, index, identity, options, say)
+    try:
+        outcome = trio.run(ceremony.run)
+    finally:  # before the share is written, reported or shows in an error
+        register_ceremony_secrets(ceremony.machine, ceremony.machine.result)
     report = outcome.report
     if report["status"] == "ok":
         report |= save_outcome(home, config, net, outcome, passphrase, args.scrypt_n)

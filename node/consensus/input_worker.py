@@ -160,7 +160,7 @@ class InputWorker:
         except InputsUnavailable as exc:
             error = str(exc)
         except Exception as exc:  # an adapter bug must not kill the node: same as unavailable
-            log.exception("input source failed for epoch %d", req.epoch)
+            log.exception("input source failed", extra={"epoch": req.epoch})
             error = f"{type(exc).__name__}: {exc}"
         finally:
             self.last_run = (req.epoch, round(time.monotonic() - (self.in_flight_since or 0.0), 3), not error)

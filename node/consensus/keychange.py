@@ -150,8 +150,8 @@ class KeyChanger:
         for old in sorted(retired):
             self.unplaced.pop(old, None)
             self.engine.count("shares_retired")
-            log.info("key set %d retired (key set %d signed epoch %d): erasing this node's share of it",
-                     old, keyset_id, epoch)
+            log.info("key set retired: erasing this node's share of it",
+                     extra={"keyset_id": old, "retired_by_keyset": keyset_id, "epoch": epoch})
             if self.on_retire is not None:
                 self.engine._spawn(self._erase, old, keyset_id)
         for old in [k for k in self.unplaced if k < keyset_id]:
@@ -167,8 +167,8 @@ class KeyChanger:
             await trio.to_thread.run_sync(self.on_retire, keyset_id, retired_by)  # file I/O and scrypt
         except Exception as exc:
             self.engine.count("share_erase_failed")
-            log.error("ALERT the retired share of key set %d could not be erased: %s: %s", keyset_id,
-                      type(exc).__name__, exc)
+            log.error("ALERT the retired share could not be erased",
+                      extra={"keyset_id": keyset_id, "reason": f"{type(exc).__name__}: {exc}"})
 
     # --- the reshare ------------------------------------------------------------------------------------
 

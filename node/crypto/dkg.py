@@ -221,7 +221,7 @@ class DkgMachine:
     def tick(self, now: float) -> PacketList:
         """Advance past the current phase if its deadline has passed."""
         if self.deadline is not None and now >= self.deadline and self.phase in _TIMED_PHASES:
-            LOG.info("dkg epoch=%d phase %s timed out", self.config.epoch, self.phase.value)
+            LOG.info("dkg phase timed out", extra={"epoch": self.config.epoch, "phase": self.phase.value})
             return self._fire(Event.TIMEOUT, now, None)
         return []
 
@@ -276,12 +276,13 @@ class DkgMachine:
         return out
 
     def _enter(self, phase: Phase, now: float) -> None:
-        LOG.info("dkg epoch=%d %s -> %s", self.config.epoch, self.phase.value, phase.value)
+        LOG.info("dkg phase entered", extra={"epoch": self.config.epoch, "from_phase": self.phase.value,
+                                             "phase": phase.value})
         self.phase = phase
         self.deadline = now + self.timeouts.get(phase) if phase in _TIMED_PHASES else None
 
     def _fail(self, reason: str) -> None:
-        LOG.error("dkg epoch=%d failed in phase %s: %s", self.config.epoch, self.phase.value, reason)
+        LOG.error("dkg failed", extra={"epoch": self.config.epoch, "phase": self.phase.value, "reason": reason})
         self.failure = f"phase {self.phase.value}: {reason}"
         self.phase = Phase.FAILED
         self.deadline = None
@@ -334,13 +335,13 @@ class DkgMachine:
         try:
             self.deals[self.dealer_index] = parse_deal(self.config, self.dealer_index, bundle)
         except DkgMessageError as exc:  # only a faulty dealer gets here; the others will refuse it too
-            LOG.error("dkg epoch=%d own deal is invalid: %s", self.config.epoch, exc)
+            LOG.error("dkg own deal is invalid", extra={"epoch": self.config.epoch, "reason": str(exc)})
         return [dkg_pb2.DkgPacket(deal=bundle)]
 
     def _action_respond(self, now: float, payload: object) -> PacketList:
         missing = sorted(set(self.config.dealers) - set(self.deals))
         if missing:
-            LOG.warning("dkg epoch=%d no deal from dealers %s: excluded", self.config.epoch, missing)
+            LOG.warning("dkg dealers sent no deal: excluded", extra={"epoch": self.config.epoch, "dealers": missing})
         if self.recipient_index is None:
             return []
         complaints = self.compute_complaints()
@@ -364,7 +365,7 @@ class DkgMachine:
         )
         for j in sorted(accusers):
             bundle.justifications.add(recipient_index=j, share=encode_scalar(self.compute_revealed_share(j)))
-        LOG.info("dkg epoch=%d revealing shares for complaints from %s", self.config.epoch, sorted(accusers))
+        LOG.info("dkg revealing shares for complaints", extra={"epoch": self.config.epoch, "accusers": sorted(accusers)})
         self.reveals[self.dealer_index] = parse_justification(self.config, self.dealer_index, bundle)
         return [dkg_pb2.DkgPacket(justification=bundle)]
 
@@ -393,7 +394,7 @@ class DkgMachine:
                     f"share: final share of holder {self.recipient_index} does not match commitments"
                 )
         self.result = DkgResult(keyset=keyset, index=self.recipient_index, share=share)
-        LOG.info("dkg epoch=%d finished, qualified=%s", self.config.epoch, list(qualified))
+        LOG.info("dkg finished", extra={"epoch": self.config.epoch, "qualified": list(qualified)})
         return []
 
     # --- computations (overridable seams for misbehaviour tests) ---
@@ -430,7 +431,7 @@ class DkgMachine:
             if reason is None:
                 qualified.append(dealer)
             else:
-                LOG.warning("dkg epoch=%d dealer %d disqualified: %s", self.config.epoch, dealer, reason)
+                LOG.warning("dkg dealer disqualified", extra={"epoch": self.config.epoch, "dealer": dealer, "reason": reason})
         return tuple(qualified)
 
     # --- helpers ---
@@ -439,7 +440,8 @@ class DkgMachine:
         assert self.recipient_index is not None and self._encryption_key is not None
         sealed = deal.shares.get(self.recipient_index)
         if sealed is None:
-            LOG.warning("dkg: dealer %d sent no share for %d", deal.dealer, self.recipient_index)
+            LOG.warning("dkg dealer sent no share for this holder",
+                        extra={"epoch": self.config.epoch, "dealer": deal.dealer, "holder": self.recipient_index})
             return None
         ad = compute_share_ad(self.config.session_id, self.config.epoch, deal.dealer, self.recipient_index)
         try:
@@ -447,12 +449,12 @@ class DkgMachine:
                 self._encryption_key, deal.ephemeral_public_key, ad, sealed.nonce, sealed.ciphertext
             )
         except DkgError as exc:
-            LOG.warning("dkg: dealer %d share refused: %s", deal.dealer, exc)
+            LOG.warning("dkg share refused", extra={"epoch": self.config.epoch, "dealer": deal.dealer,
+                                                    "holder": self.recipient_index, "reason": str(exc)})
             return None
         if not threshold.is_share_consistent(deal.points, self.recipient_index, share):
-            LOG.warning(
-                "dkg: dealer %d share for %d fails the Feldman check", deal.dealer, self.recipient_index
-            )
+            LOG.warning("dkg share fails the Feldman check",
+                        extra={"epoch": self.config.epoch, "dealer": deal.dealer, "holder": self.recipient_index})
             return None
         return share
 

@@ -256,7 +256,7 @@ class LoadDriver:
             except Exception as exc:  # the devnet goes on; the summary reports the failures
                 self.stats["failures"] += 1
                 self.stats["last_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-                log.warning("devnet load: %s", self.stats["last_error"])
+                log.warning("devnet load step failed", extra={"reason": self.stats["last_error"]})
             epoch = max(epoch, int((time.time() - self.genesis_time) // self.period_s))
 
     def _step(self, rng: np.random.Generator, vols: dict[int, float], senders: list[ChainSender]) -> None:

@@ -5,6 +5,7 @@ real BLS, a real DKG for the genesis key set)."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 
@@ -18,6 +19,7 @@ from node.consensus.publishing import NullPublisher
 from node.consensus.validation import EpochWindow, ValidatorSet
 from node.crypto import threshold
 from node.crypto.dkg import run_dkg_in_process
+from node.logs import get_fields
 from node.p2p.envelope import get_operator_address
 from node.ports import MemoryStore, SystemClock
 from node.records import SignedState
@@ -243,8 +245,10 @@ def test_retired_share_erased_once_the_next_key_set_signed(caplog: pytest.LogCap
         trio.run(scenario)
     assert retired == [(0, 1, 2, True)]
     assert engine.metrics["shares_retired"] == 1 and engine.secrets.share_sk is None
-    assert "key set 1 retired (key set 2 signed epoch" in caplog.text
-    assert str(old_share) not in caplog.text and f"{old_share:x}" not in caplog.text.lower()
+    (retiring,) = [r for r in caplog.records if r.getMessage() == "key set retired: erasing this node's share of it"]
+    assert (retiring.keyset_id, retiring.retired_by_keyset) == (1, 2)  # type: ignore[attr-defined]
+    logged = "\n".join(r.getMessage() + json.dumps(get_fields(r)) for r in caplog.records)  # fields included
+    assert str(old_share) not in logged and f"{old_share:x}" not in logged.lower()
 
     store = MemoryStore()
     store.put_signed_state(state2, [])

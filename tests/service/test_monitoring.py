@@ -147,6 +147,53 @@ def test_alerts_behave_on_synthetic_series(tmp_path: Path) -> None:
     assert "SUCCESS" in summary
 
 
+def test_not_signing_rpc_errors_node_down_and_divergence_fire(tmp_path: Path) -> None:
+    """The alerts the test above leaves out, each firing on the node whose series should raise it and
+    staying quiet before its `for:` (or its counter) is reached and on the node that should not raise it:
+    v1 (a key-set member) stops signing while the network signs, its RPC errors to chain 31337 climb, it
+    diverges once and then stops answering; v2 (not a member) stops signing too, and an anvil job is down."""
+    tool = promtool()
+    v1, v2 = 'instance="v1:9100", job="clearing"', 'instance="v2:9100", job="clearing"'
+    series = [
+        (f"clearing_epoch{{{v1}}}", "10+1x11"),
+        (f"clearing_last_signed_epoch{{{v1}}}", "10+1x3 13+0x8"),  # stops after minute 3: lag t-3
+        (f"clearing_keyset_member{{{v1}}}", "1+0x11"),
+        (f"clearing_epoch{{{v2}}}", "10+1x11"),
+        (f"clearing_last_signed_epoch{{{v2}}}", "10+1x3 13+0x8"),
+        (f"clearing_keyset_member{{{v2}}}", "0+0x11"),  # not a member: its silence is expected
+        (f'clearing_chain_rpc_errors_total{{{v1}, chain_id="31337"}}', "100+0x5 103+3x5"),  # +3 a minute from 6
+        (f'clearing_chain_rpc_errors_total{{{v1}, chain_id="31338"}}', "2+0x11"),
+        (f'clearing_consensus_events_total{{{v1}, event="divergence_alerts"}}', "0+0x5 1+0x5"),
+        (f'clearing_consensus_events_total{{{v1}, event="adopted_differs_own"}}', "0+0x10"),
+        (f'clearing_consensus_events_total{{{v1}, event="equivocations"}}', "0+0x10"),
+        (f"up{{{v1}}}", "1+0x3 0+0x7"),  # down from minute 4
+        (f"up{{{v2}}}", "1+0x10"),
+        ('up{instance="anvil:8545", job="anvil"}', "0+0x10"),  # not a validator
+    ]
+    member = {"instance": "v1:9100", "job": "clearing"}
+    cases = [
+        {"alertname": "ClearingNotSigning", "eval_time": "8m", "exp_alerts": []},  # lag > 3 since 7: pending
+        {"alertname": "ClearingNotSigning", "eval_time": "9m", "exp_alerts": [{
+            "exp_labels": {"severity": "warning", **member},
+            "exp_annotations": {"summary": "v1:9100 last signed 6 epochs before the latest state"}}]},
+        {"alertname": "ClearingChainRpcErrors", "eval_time": "6m", "exp_alerts": []},  # 3 in 5 minutes
+        {"alertname": "ClearingChainRpcErrors", "eval_time": "9m", "exp_alerts": [{
+            "exp_labels": {"severity": "warning", "chain_id": "31337", **member},
+            "exp_annotations": {"summary": "v1:9100: 12 failed requests to chain 31337 in 5 minutes"}}]},
+        {"alertname": "ClearingNodeDown", "eval_time": "4m", "exp_alerts": []},  # down, for < 1m
+        {"alertname": "ClearingNodeDown", "eval_time": "6m", "exp_alerts": [{
+            "exp_labels": {"severity": "critical", **member},
+            "exp_annotations": {"summary": "v1:9100 does not answer /metrics"}}]},
+        {"alertname": "ClearingDivergence", "eval_time": "5m", "exp_alerts": []},
+        {"alertname": "ClearingDivergence", "eval_time": "8m", "exp_alerts": [{
+            "exp_labels": {"severity": "critical", "event": "divergence_alerts", **member},
+            "exp_annotations": {"summary": "v1:9100: divergence_alerts (inputs differ from the network's)"}}]},
+        {"alertname": "ClearingEquivocation", "eval_time": "8m", "exp_alerts": []},
+    ]
+    summary = run_rule_test(tool, tmp_path, series, cases)
+    assert "SUCCESS" in summary
+
+
 def run_rule_test(tool: str, folder: Path, series: list[tuple[str, str]], cases: list[dict]) -> str:
     """`promtool test rules` over RULES (it compares labels and rendered annotations)."""
     test = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{

@@ -1,8 +1,9 @@
 """Observability of a live devnet (real chains, four `clearingd start` processes): every documented
 metric is served and moves, publish gas and registry epochs after 3 epochs on both chains, every
-metric the alert rules and the dashboard use is served, the logs are structured JSON without key
-material, and, once the network is stopped, a node's real scrapes raise `ClearingNoSignedEpoch`
-under `promtool test rules` (and its failing chain reads count as RPC errors)."""
+metric the alert rules and the dashboard use is served, the logs are structured JSON and none of
+the run (the key ceremony's too) holds key material, the printed web view address answers, and, once
+the network is stopped, a node's real scrapes raise `ClearingNoSignedEpoch` under `promtool test
+rules` (and its failing chain reads count as RPC errors)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -138,15 +140,20 @@ def get_key_material(devnet: LiveDevnet) -> list[str]:
 
 
 def test_logs_are_json_with_fields_and_hold_no_key_material(devnet: LiveDevnet) -> None:
+    """Every log file of the run holds no key material: the validators' (`v<i>.log`, JSON lines) and the
+    key ceremony's (`dkg-v<i>.log`, `clearingd dkg`'s text output, written while the shares were made)."""
     devnet.wait_epochs(4)
-    logs = sorted((devnet.home / "logs").glob("v*.log"))
-    assert len(logs) == 4
+    every_log = sorted(devnet.home.rglob("*.log"))
+    logs = [p for p in every_log if re.fullmatch(r"v\d+\.log", p.name)]
+    ceremony_logs = [p for p in every_log if re.fullmatch(r"dkg-v\d+\.log", p.name)]
+    assert len(logs) == 4 and len(ceremony_logs) == 4, [p.name for p in every_log]
     secrets = get_key_material(devnet)
+    for path in every_log:
+        lowered = path.read_text().lower()
+        leaked = [f"{s[:6]}...({len(s)} chars)" for s in secrets if s.lower() in lowered]
+        assert not leaked, f"{path.relative_to(devnet.home)} holds key material: {leaked}"
     for path in logs:
         text = path.read_text()
-        lowered = text.lower()
-        leaked = [f"{s[:6]}...({len(s)} chars)" for s in secrets if s.lower() in lowered]
-        assert not leaked, f"{path.name} holds key material: {leaked}"
         records = []
         for number, line in enumerate(text.splitlines(), 1):
             try:
@@ -158,6 +165,17 @@ def test_logs_are_json_with_fields_and_hold_no_key_material(devnet: LiveDevnet) 
         assert unavailable and max(unavailable.values()) == 1, f"{path.name}: inputs unavailable repeated at INFO"
         assert all(isinstance(r["epoch"], int) for r in records if r["logger"] == "node.consensus.engine" and "epoch" in r)
         assert not [r for r in records if re.search(r"epoch \d+", r["msg"])], "values belong in fields, not msg"
+
+
+def test_devnet_prints_its_web_view_address(devnet: LiveDevnet) -> None:
+    """The address the devnet prints is validator 0's web view, and it answers with the page."""
+    printed = [line for line in devnet.lines if line.startswith("web view: ")]
+    assert len(printed) == 1 and printed[0].startswith(f"web view: {devnet.web[0]} "), printed
+    address = printed[0].split()[2]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", address), address
+    with urllib.request.urlopen(address, timeout=10) as resp:
+        assert resp.status == 200 and resp.headers.get_content_type() == "text/html"
+        assert b"<html" in resp.read().lower()
 
 
 def test_stopped_network_raises_no_signed_epoch_alert(devnet: LiveDevnet, tmp_path: Path) -> None:
