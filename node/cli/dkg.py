@@ -88,7 +88,7 @@ def register_ceremony_secrets(machine: Any, result: Any) -> None:
     p2p keys are registered by `load_identity`; revealed shares are public and are not registered."""
     from node.logs import register_secret
 
-    for dealt in machine._received_shares.values():  # opened sealed shares (DkgMachine keeps them private)
+    for dealt in machine.get_received_shares():  # the opened sealed shares
         register_secret(dealt)
     if result is not None and result.share is not None:
         register_secret(result.share)

@@ -310,7 +310,7 @@ def test_ceremony_registers_its_share_and_the_opened_dealt_shares(restore_loggin
     assert not outcome.failures and len(outcome.results) == 4
     machine = nodes[1].machine
     assert machine.result is not None and machine.result.share is not None
-    dealt = list(machine._received_shares.values())
+    dealt = list(machine.get_received_shares())
     secrets = [machine.result.share, *dealt]
     assert len(dealt) == 4 and len(set(secrets)) == 5
     stream = io.StringIO()
