@@ -251,12 +251,12 @@ class DkgMachine:
             failure=self.failure,
         )
 
-    @property
     def get_received_shares(self) -> tuple[int, ...]:
         """The opened shares dealers sealed to this node (secrets: their weighted sum is the share), e.g. to
         register them for log redaction."""
         return tuple(self._received_shares.values())
 
+    @property
     def is_done(self) -> bool:
         return self.phase in (Phase.FINISHED, Phase.FAILED)
 
