@@ -141,7 +141,8 @@ def test_invalid_hostile_document_gives_the_same_message_in_cli_and_api(
     path.write_text(HOSTILE[name])
     assert main(["margin", "simulate", str(path), "--json"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.startswith("error: ")
+    assert err.startswith("error: ")
+    assert json.loads(out) == {"error": err.strip().removeprefix("error: "), "exit_code": 2}  # --json: on stdout too
     with pytest.raises(grpc.RpcError) as rpc:
         api_env.stub.SimulateMargin(api_pb2.SimulateMarginRequest(whatif_json=HOSTILE[name]), timeout=60)
     assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
