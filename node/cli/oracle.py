@@ -31,8 +31,8 @@ from decimal import Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-from node.config import ConfigError
 from node.cli.common import CliError, add_json_option, add_passphrase_option, emit, env_default, run
+from node.config import ConfigError
 
 PRICE_DIGITS = VOL_DIGITS = 6  # micro-USD prices, vols scale 1e6 (bridges.statecodec)
 CONFIDENCE_DIGITS = RATE_DIGITS = 9  # MarketOracle.CONFIDENCE_ONE = 1e9; rates 1e9 fixed point
