@@ -1,7 +1,9 @@
 """Shared pieces of the node's operator commands (`init`, `keys`, `start`, `status`, `version`, `dkg`,
 `deploy`, `network`, `gov`): the `--home` option (env `CLEARING_HOME`, default `~/.clearingd`), `--json`,
 `--passphrase-file`, environment defaults for every option (`CLEARING_<OPTION>`), output, and the
-error -> exit code wrapper (with `--json`, errors are a JSON object on stdout too).
+error -> exit code wrapper (with `--json`, errors are a JSON object on stdout too). A home the operator
+named (`--home` or CLEARING_HOME) must exist wherever a command reads it (`get_config_home`); only the
+default home may be absent, and then the config's defaults and environment apply.
 
 Exit codes: 0 success, 1 the node or a remote call failed, 2 usage/configuration/key problems.
 Nothing is persisted here.
@@ -29,9 +31,19 @@ def env_default(name: str, default: Any = None) -> Any:
     return os.environ.get(name, default)
 
 
+class _HomeAction(argparse.Action):
+    """Store `--home` and record that the operator named it (`home_named`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.home_named = True
+
+
 def add_home_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", default=env_default("CLEARING_HOME", DEFAULT_HOME),
+    parser.add_argument("--home", default=env_default("CLEARING_HOME", DEFAULT_HOME), action=_HomeAction,
                         help=f"node home folder (env CLEARING_HOME; default {DEFAULT_HOME})")
+    parser.set_defaults(home_named="CLEARING_HOME" in os.environ)
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +74,13 @@ def require_home(args: argparse.Namespace) -> Path:
         raise CliError(f"no node home at {home} (no {CONFIG_FILE}): create it with "
                        f"`clearingd init --home {home} --passphrase-file FILE`")
     return home
+
+
+def get_config_home(args: argparse.Namespace) -> Path:
+    """The home whose config a command reads: one the operator named (`--home`, CLEARING_HOME) must exist
+    (`require_home`: else the next step); the default one may be absent (the config's defaults and
+    environment apply, as for a node configured by environment only)."""
+    return require_home(args) if getattr(args, "home_named", False) else get_home(args)
 
 
 def fail(args: argparse.Namespace, message: str, code: int) -> int:

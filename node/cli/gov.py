@@ -1,8 +1,8 @@
 """`clearingd gov propose|vote|execute|list|show`: governance on the home chain from the command line.
 
 Where the network is: flags (each with its CLEARING_* variable, named in its help), else the node
-home (`--home`, env CLEARING_HOME; its `config.toml` and the `CLEARING_<SECTION>_<KEY>` environment,
-as for `clearingd start`): `[governance].rpc_url` and
+home (`--home`, env CLEARING_HOME, which must exist when named; its `config.toml` and the
+`CLEARING_<SECTION>_<KEY>` environment, as for `clearingd start`): `[governance].rpc_url` and
 `address`, `[consensus].genesis_time` and `epoch_period_s`, `[governance].confirmations`, or a network
 file (`--network-file`: governance address, genesis time, epoch period; the RPC URL still comes from
 the home or `--rpc-url`). Without a known genesis time and epoch period the command refuses (an epoch
@@ -44,7 +44,14 @@ from governance.proposals import (
     encode_validator_set_change,
 )
 from governance.tally import GovernanceState, derive_governance_state, get_earliest_activation
-from node.cli.common import CliError, add_home_option, add_passphrase_option, env_default, fail, get_home
+from node.cli.common import (
+    CliError,
+    add_home_option,
+    add_passphrase_option,
+    env_default,
+    fail,
+    get_config_home,
+)
 from node.config import CONFIG_FILE, ConfigError, load_config
 from node.consensus.errors import InputsUnavailable
 from node.crypto.errors import CryptoError
@@ -95,7 +102,7 @@ def resolve_chain_options(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, "epoch_period", None) is None:
             args.epoch_period = getattr(args, "epoch_seconds", None)
         return args
-    home = get_home(args)
+    home = get_config_home(args)
     has_home = (home / CONFIG_FILE).is_file()
     config = load_config(home) if has_home else load_config(home, env={})  # without a home: flags (and their env)
     net = None
@@ -127,7 +134,7 @@ def resolve_chain_options(args: argparse.Namespace) -> argparse.Namespace:
 
 def has_chain_options(args: argparse.Namespace) -> bool:
     """Whether a home chain is named at all (flags, network file, or the home's [governance])."""
-    home = get_home(args)
+    home = get_config_home(args)
     return bool(args.rpc_url or args.governance_address or getattr(args, "network_file", None)
                 or ((home / CONFIG_FILE).is_file() and load_config(home).values["governance"]["rpc_url"]))
 

@@ -4,6 +4,7 @@
 libp2p peer id, share index, key-set id, group key and public share derived from the key-set record)
 and the file mode. `import-share FILE` checks a DKG share keystore against the passphrase and the
 node index, then copies it to `keys/share.json` (0600; refuses to overwrite without `--force`).
+A named `--home` (or CLEARING_HOME) that holds no config is refused with the `clearingd init` to run.
 Persists only the imported file.
 """
 
@@ -16,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import CliError, add_home_option, add_json_option, emit, get_home, run
+from node.cli.common import CliError, add_home_option, add_json_option, emit, get_config_home, run
 from node.config import load_config
 
 
@@ -46,7 +47,7 @@ def describe_keystore(path: Path) -> dict[str, Any]:
 
 
 def _keys_dir(args: argparse.Namespace) -> Path:
-    return load_config(get_home(args)).get_path("keys", "dir")
+    return load_config(get_config_home(args)).get_path("keys", "dir")
 
 
 def handle_list(args: argparse.Namespace) -> int:
@@ -74,7 +75,7 @@ def handle_import_share(args: argparse.Namespace) -> int:
     from node.crypto.keyshare import load_share_keystore
     from node.crypto.keystore import load_passphrase
 
-    config = load_config(get_home(args))
+    config = load_config(get_config_home(args))
     target = config.get_path("keys", "share_file")
     if target.exists() and not args.force:
         raise CliError(f"{target} exists; refusing to overwrite (use --force)")

@@ -5,12 +5,14 @@ version-2 what-if document of a Derive PM2 portfolio case (`risk.derive_cases`: 
 built from the case's `Parameters`; a `Result` in the file is ignored), ready for `margin simulate`.
 
 Bad input (unreadable file, invalid JSON, any invalid field) exits 2 with `error: <field>: <reason>` on
-stderr and nothing on stdout. The file goes through the same bounded loader as the gRPC what-if call
+stderr; with `--json`, stdout holds `{"error", "exit_code"}` (`node.cli.common.fail`), else nothing. The file goes through the same bounded loader as the gRPC what-if call
 (`risk.whatif.load_whatif_json`: size, nesting, number tokens, counts), with the same messages; the
 JSON-level field is named `document` here, `whatif_json` in the API. The group is a parser with subparsers: another subcommand (e.g.
 `margin get`) is added by writing a `register_<name>(sub)` function and calling it in `register`.
 `margin get ACCOUNT [--epoch E] [--json]` asks a node's gRPC API (`GetMargin`) for an account's
-signed margin, leaf, proof and signed state.
+signed margin, leaf, proof and signed state, at `--address` or the `api.listen` of the home (a named
+`--home` that does not exist is an error, exit 2; a node that does not answer exits 1), errors as JSON
+on stdout too with `--json`.
 Persists nothing.
 """
 
@@ -22,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import add_json_option
+from node.cli.common import add_json_option, fail
 from risk.bounded_json import JsonLimits, load_bounded_json
 from risk.derive_cases import case_to_whatif
 from risk.errors import RiskError
@@ -90,8 +92,7 @@ def handle_simulate(args: argparse.Namespace) -> int:
     try:
         out = simulate_whatif(parse_whatif(read_document(args.file)))
     except (DocumentError, RiskError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(args, str(exc), 2)
     print(json.dumps(out, indent=2, allow_nan=False) if args.json else render_table(out))
     return 0
 
@@ -109,8 +110,7 @@ def handle_import_derive(args: argparse.Namespace) -> int:
         doc = case_to_whatif(case, args.underlying or None)
         parse_whatif(doc)  # the printed document is one `margin simulate` accepts
     except (DocumentError, RiskError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(args, str(exc), 2)
     print(json.dumps(doc, indent=2, allow_nan=False))
     return 0
 
@@ -126,17 +126,16 @@ def handle_get(args: argparse.Namespace) -> int:
     """`margin get ACCOUNT`: an account's signed margin, leaf and proof from the nodes' gRPC API
     (`clearing_client.ClearingClient`: the addresses in turn, failover on unavailable ones)."""
     from clearing_client import ApiError, ClearingClient, to_json_dict
-    from node.cli.common import CliError, get_home
+    from node.cli.common import CliError, get_config_home
     from node.config import load_config
 
-    address = args.address or load_config(get_home(args)).get("api", "listen")
+    address = args.address or load_config(get_config_home(args)).get("api", "listen")
     endpoints = [a.strip() for a in address.split(",") if a.strip()]
     try:
         with ClearingClient(endpoints, ca_file=args.ca_file, timeout_s=args.timeout, passes=1) as client:
             report = client.get_margin(args.account, args.epoch)
     except ApiError as exc:
-        print(f"error: {exc.code.name if exc.code else 'RPC'}: {exc}", file=sys.stderr)
-        return 1
+        return fail(args, f"{exc.code.name if exc.code else 'RPC'}: {exc}", 1)
     except ValueError as exc:
         raise CliError(f"--address: {exc}") from exc
     doc = to_json_dict(report)

@@ -16,7 +16,9 @@ contract's `NotPublisher` revert by name (exit 1), found when estimating gas: no
 `clearingd oracle show --rpc-url URL (--network-file F | --deployment FILE)` prints, as JSON, what the
 oracle holds at the latest block (read through the chain book's pinned views, the node's own reader):
 the values as a marks document (`marks`, which `publish` takes back), their `updated_at` and the
-oracle's `event_sequence`. Persists nothing.
+oracle's `event_sequence`; errors are a JSON object on stdout too (`{"error", "exit_code"}`). Both
+commands read `--network-file`/`--deployment` before contacting the chain: a missing or bad file exits 2
+(a usage error), an unreachable endpoint 1. Persists nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from node.cli.common import CliError, add_json_option, add_passphrase_option, emit, env_default, run
+from node.config import ConfigError
 
 PRICE_DIGITS = VOL_DIGITS = 6  # micro-USD prices, vols scale 1e6 (bridges.statecodec)
 CONFIDENCE_DIGITS = RATE_DIGITS = 9  # MarketOracle.CONFIDENCE_ONE = 1e9; rates 1e9 fixed point
@@ -297,8 +300,9 @@ def format_book_oracle(book: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 # --- where the oracle is -------------------------------------------------------------------------------
 
 
-def load_deployment(args: argparse.Namespace, chain_id: int) -> Any:
-    """The `Deployment` of the chain the endpoint serves, from `--deployment` or `--network-file`."""
+def read_target(args: argparse.Namespace) -> Any:
+    """The `Deployment` of `--deployment` or the `Network` of `--network-file`, read before any chain is
+    contacted: a missing or bad file is a usage error (exit 2) whatever the endpoint's state."""
     from bridges.deploy import Deployment
     from bridges.errors import InvalidDeployment
     from node.network_file import load_network_file
@@ -306,18 +310,29 @@ def load_deployment(args: argparse.Namespace, chain_id: int) -> Any:
     if args.deployment:
         path = Path(args.deployment)
         try:
-            deployment = Deployment.from_json(path.read_text())
+            return Deployment.from_json(path.read_text())
         except OSError as exc:
             raise CliError(f"--deployment: cannot read {path}: {exc.strerror or exc}") from None
         except InvalidDeployment as exc:
             raise CliError(f"--deployment {path.name}: {exc}") from None
-        if deployment.chain_id != chain_id:
-            raise CliError(f"--deployment: {path.name} is for chain {deployment.chain_id}, the endpoint serves "
-                           f"chain {chain_id}")
-        return deployment
     if not args.network_file:
         raise CliError("give --network-file (env CLEARING_NETWORK_FILE) or --deployment")
-    net = load_network_file(args.network_file)
+    try:
+        return load_network_file(args.network_file)
+    except ConfigError as exc:
+        raise CliError(f"--network-file: {exc}") from None
+
+
+def load_deployment(args: argparse.Namespace, target: Any, chain_id: int) -> Any:
+    """The `Deployment` of the chain the endpoint serves, from `target` (`read_target`)."""
+    from bridges.deploy import Deployment
+
+    if isinstance(target, Deployment):
+        if target.chain_id != chain_id:
+            raise CliError(f"--deployment: {Path(args.deployment).name} is for chain {target.chain_id}, the "
+                           f"endpoint serves chain {chain_id}")
+        return target
+    net = target
     c = net.get_chain(chain_id).contracts
     if c is None or net.keyset is None:
         raise CliError(f"--network-file: chain {chain_id} has no contracts yet (run `clearingd deploy` first)")
@@ -349,9 +364,10 @@ def handle_publish(args: argparse.Namespace) -> int:
     from node.crypto.keystore import load_passphrase, load_private_key
 
     marks = read_marks_file(Path(args.marks))  # every check before the key is even opened
+    target = read_target(args)
     key = load_private_key(args.key_file, load_passphrase(args.passphrase_file or None))
     sender = ChainSender(args.rpc_url, "0x" + key.hex(), receipt_timeout_s=args.tx_timeout)
-    deployment = load_deployment(args, sender.chain_id)
+    deployment = load_deployment(args, target, sender.chain_id)
     receipts = set_market(sender, deployment, spots=marks.spots, forwards=marks.forwards, vols=marks.vols,
                           asset_prices=marks.asset_prices, confidences=marks.confidences, rates=marks.rates)
     sequence = int(sender.contract("MarketOracle", deployment.oracle).functions.eventSequence().call())
@@ -370,8 +386,9 @@ def handle_publish(args: argparse.Namespace) -> int:
 def handle_show(args: argparse.Namespace) -> int:
     from web3 import Web3
 
+    target = read_target(args)
     chain_id = int(Web3(Web3.HTTPProvider(args.rpc_url, request_kwargs={"timeout": 10})).eth.chain_id)
-    deployment = load_deployment(args, chain_id)
+    deployment = load_deployment(args, target, chain_id)
     book = read_oracle_book(args.rpc_url, deployment)
     marks, updated = format_book_oracle(book)
     doc = {"chain_id": chain_id, "oracle": deployment.oracle, "block_number": book.block_number,
@@ -401,6 +418,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pub.add_argument("--marks", required=True, help="marks document (JSON, docs/oracle_marks.md)")
     pub.add_argument("--tx-timeout", type=float, default=120.0, help="seconds to wait per transaction")
     pub.set_defaults(func=run(handle_publish))
-    show = sub.add_parser("show", help="print what the oracle holds at the latest block (JSON)")
+    show = sub.add_parser("show", help="print what the oracle holds at the latest block (JSON, errors too)")
     _add_target_options(show)
-    show.set_defaults(func=run(handle_show))
+    show.set_defaults(func=run(handle_show), json=True)  # always JSON: errors as `{"error", "exit_code"}` too

@@ -4,7 +4,8 @@ Without a chain (no `--rpc-url`/`--governance-address`/`--network-file`, no `[go
 its CLEARING_GOVERNANCE_* env vars) the answer is the genesis set RRA1. With a chain (found as by `clearingd
 gov`), the parameter schedule is derived from the Governance contract at the home-chain head (minus
 `--confirmations`); `--epoch` defaults to the epoch of that head block.
-`--json` prints one object. Persists nothing.
+A named `--home` (or CLEARING_HOME) must hold a config: a missing one is an error (exit 2), never the
+genesis set. `--json` prints one object, errors too (`{"error", "exit_code"}`). Persists nothing.
 """
 
 from __future__ import annotations

@@ -98,7 +98,8 @@ def bad(path: list, value: object) -> dict:
 ])
 def test_invalid_whatif_names_the_same_field_as_the_cli(api_env: ApiEnv, tmp_path: Path, doc: dict) -> None:
     cli = cli_simulate(tmp_path, doc)
-    assert cli.returncode == 2 and cli.stdout == ""
+    assert cli.returncode == 2  # with --json: the error object on stdout, the same line on stderr
+    assert json.loads(cli.stdout) == {"error": cli.stderr.strip().removeprefix("error: "), "exit_code": 2}
     cli_field = cli.stderr.removeprefix("error: ").split(": ", 1)[0]
     with pytest.raises(grpc.RpcError) as err:
         api_env.stub.SimulateMargin(api_pb2.SimulateMarginRequest(whatif_json=json.dumps(doc)), timeout=60)
@@ -141,7 +142,8 @@ def test_invalid_hostile_document_gives_the_same_message_in_cli_and_api(
     path.write_text(HOSTILE[name])
     assert main(["margin", "simulate", str(path), "--json"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.startswith("error: ")
+    assert err.startswith("error: ")
+    assert json.loads(out) == {"error": err.strip().removeprefix("error: "), "exit_code": 2}  # --json: on stdout too
     with pytest.raises(grpc.RpcError) as rpc:
         api_env.stub.SimulateMargin(api_pb2.SimulateMarginRequest(whatif_json=HOSTILE[name]), timeout=60)
     assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -37,7 +37,11 @@ def test_invalid_document_exits_2_with_field(tmp_path: Path, capsys: pytest.Capt
     doc["positions"][0]["strike"] = -5
     assert main(["margin", "simulate", write(tmp_path, doc), "--json"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.strip() == "error: positions[0].strike: -5 outside [1e-12, 1e+12]"
+    assert err.strip() == "error: positions[0].strike: -5 outside [1e-12, 1e+12]"
+    assert json.loads(out) == {"error": "positions[0].strike: -5 outside [1e-12, 1e+12]", "exit_code": 2}  # --json
+    assert main(["margin", "simulate", write(tmp_path, doc)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "error: positions[0].strike: -5 outside [1e-12, 1e+12]"  # text: stderr only
 
 
 def test_invalid_json_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
