@@ -32,8 +32,7 @@ def reference(kind: int, q: int, mark: int, index: int, entry: int) -> int:
 
 
 def settle(rows: list[tuple[int, int, int, int, int]]) -> list[int]:
-    cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]
-    kind, q, mark, index, entry = (np.array(c, dtype=np.int64) for c in cols)
+    kind, q, mark, index, entry = (np.array([r[i] for r in rows], dtype=np.int64) for i in range(5))
     return _settle(kind.astype(np.int8), q, mark, index, entry, "chain 9 settlement").tolist()
 
 
