@@ -25,7 +25,8 @@ futures and perp entry prices, realised funding: `cash`). The risk engine values
 (q S) and marks futures and perps at 0, so the merge adds, per account, in integer micro-USD:
 `cash + sum_futures rint(q F) + sum_perps [rint(q S) + floor(-q (I - E))]` with q in units, F the
 forward of the future's expiry, S the spot, I the perp's funding index and E the position's funding
-entry (products in float64 basic operations, rounded once per position, then summed exactly as int64).
+entry (exact integer arithmetic: rint ties to even, floor for funding; vectorised in int64 with Python
+integers only for positions too large for that; then summed as int64).
 A position whose mark is missing fails its account (below), so no account is settled on a guess.
 
 Expiry: an option or future whose expiry is at or before the epoch time is settled, not margined: the
@@ -361,16 +362,78 @@ def _collateral_issue(symbol: str, market: Market, issues: Mapping[str, str]) ->
     return ""
 
 
+_SCALE = int(QTY_SCALE)  # 1e8: quantities are in 1e8 units
+_FAST = 2**61  # |operand| and |estimated value| below this: the split products below stay inside int64
+_SETTLE_LIMIT = 2**62  # a position's settlement value must stay below this (sums of positions stay in int64)
+
+
+def _div_scale(q: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (floor(q m / 1e8), (q m) mod 1e8) as int64 for |q| < 2^63, |m| < 2^61 whose |q m / 1e8| < 2^61.
+
+    q = qh 1e8 + ql and m = mh 1e8 + ml (floor division, 0 <= ql, ml < 1e8) give
+    q m = 1e8 (qh m + ql mh) + ql ml, and ql ml < 1e16 = 1e8 th + tl; so q m / 1e8 = (qh m + ql mh + th) + tl / 1e8
+    with 0 <= tl < 1e8. Every product is inside int64 under the bounds: |qh m| <= |q m| / 1e8 + |m|, |ql mh| < |m|.
+    """
+    qh, ql = np.divmod(q, _SCALE)
+    mh, ml = np.divmod(m, _SCALE)
+    th, tl = np.divmod(ql * ml, _SCALE)
+    return qh * m + ql * mh + th, tl
+
+
+def _rint_scaled(q: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """rint(q m / 1e8), ties to even (as np.rint), exact; bounds as `_div_scale`."""
+    whole, rest = _div_scale(q, m)
+    up = (2 * rest > _SCALE) | ((2 * rest == _SCALE) & (whole % 2 == 1))
+    return whole + up
+
+
+def _settle_exact(kind: int, q: int, mark: int, index: int, entry: int) -> int:
+    """One position's settlement value with Python integers (the reference, and the path of the rare
+    positions outside the vectorised bounds)."""
+    if kind == 0:
+        return 0
+    prod = q * mark
+    whole, rest = divmod(prod, _SCALE)
+    value = whole + (1 if 2 * rest > _SCALE or (2 * rest == _SCALE and whole % 2) else 0)
+    if kind == 2:
+        value += (-q * (index - entry)) // _SCALE
+    return value
+
+
 def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarray, entry: np.ndarray,
             where: str) -> np.ndarray:
-    """Per position settlement value in micro-USD (see module docstring); 0 for options and spot."""
-    q = qty.astype(np.float64)
-    value = np.rint(q * mark.astype(np.float64) / float(QTY_SCALE))
-    funding = np.floor(np.negative(q * (index.astype(np.float64) - entry.astype(np.float64))) / float(QTY_SCALE))
-    out = np.where(kind == 1, value, 0.0) + np.where(kind == 2, value + funding, 0.0)
-    if out.size and not (np.abs(out) < 2.0**62).all():
-        raise InvalidChainValue(f"{where}: settlement value outside int64")
-    return out.astype(np.int64)
+    """Per position settlement value in micro-USD, exact (docs/clearing.md section 2): `rint(q mark / 1e8)`
+    (ties to even) for futures (kind 1) and settled expiries, plus `floor(-q (index - entry) / 1e8)` for perps
+    (kind 2); 0 for options and spot. Vectorised in int64 (`_div_scale`); the positions whose operands or
+    value are too large for that (a float estimate above 2^61) are computed with Python integers. A value
+    of magnitude 2^62 or more raises `InvalidChainValue` naming `where`."""
+    kind, q = np.asarray(kind), np.asarray(qty, dtype=np.int64)
+    mark, index, entry = (np.asarray(a, dtype=np.int64) for a in (mark, index, entry))
+    if not len(q):
+        return np.zeros(0, dtype=np.int64)
+    perp = kind == 2
+    qf, mf = np.abs(q.astype(np.float64)), np.abs(mark.astype(np.float64))  # float: abs(-2^63) stays positive
+    big = (mf >= _FAST) | (qf * mf >= _FAST * float(_SCALE))
+    # every row is computed in int64 below; the `big` ones may wrap there and are recomputed exactly after
+    out = _rint_scaled(q, mark)
+    if perp.any():
+        diff = np.where(perp, index, 0) - np.where(perp, entry, 0)  # inside int64 where not `big`
+        big |= perp & ((np.abs(index.astype(np.float64)) >= _FAST // 2) | (np.abs(entry.astype(np.float64)) >= _FAST // 2)
+                       | (qf * np.abs(diff.astype(np.float64)) >= _FAST * float(_SCALE)))
+        out += _div_scale(q, -diff)[0]  # floor(q (E - I) / 1e8), 0 where not a perp
+    out[kind == 0] = 0
+    big &= kind != 0
+    rows = np.flatnonzero(big)
+    for r, k, qi, mi, ii, ei in zip(rows.tolist(), kind[rows].tolist(), q[rows].tolist(), mark[rows].tolist(),
+                                    index[rows].tolist(), entry[rows].tolist(), strict=True):
+        exact = _settle_exact(k, qi, mi, ii, ei)
+        if not -_SETTLE_LIMIT < exact < _SETTLE_LIMIT:
+            raise InvalidChainValue(f"{where}: settlement value {exact} of a position (quantity {qi}, mark {mi})"
+                                    f" outside int64 (|value| >= 2^62)")
+        out[r] = exact
+    if not (np.abs(out) < _SETTLE_LIMIT).all():  # a fast value can reach 2^62 only through the sum of two terms
+        raise InvalidChainValue(f"{where}: settlement value outside int64 (|value| >= 2^62)")
+    return out
 
 
 def _live_positions(book: ChainBook) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

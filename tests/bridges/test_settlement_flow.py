@@ -1,18 +1,25 @@
 """Settlement on two real anvil chains: open, move the mark, close an option, a future and a perp on each
-chain; the equity in every signed (and published) leaf equals the hand-computed value, and a withdrawal of
-more than the true free collateral is refused while one within it is approved.
+chain; the equity in the signed (and published) leaf equals the hand-computed value at every epoch, a
+withdrawal of more than the true free collateral is refused by the state and by the vault (completing it
+with the latest published state reverts `WithdrawalNotApproved`) while one within it is approved, and a
+perp funding index move changes the leaf by the hand-computed floor amount.
 
 Hand computation (docs/clearing.md): equity = USDC collateral + ledger cash (sum over trades of
 floor(-q p / 1e8) micro-USD) + futures q F + perps q S (the home chain's marks) + options q V (Black-76 on the
 home forward with each chain's vol; computed here with the scalar `risk.pricing` formula, so those epochs
-compare to 2 micro-USD, the others exactly).
+compare to 2 micro-USD, the others exactly), minus every open withdrawal request (USDC at par), plus per perp
+floor(-q (I - E) / 1e8) of funding.
 """
 
 from __future__ import annotations
 
 import time
+from fractions import Fraction
+
+import pytest
 
 from bridges import deploy
+from bridges.errors import DeploymentError
 from bridges.statecodec import withdrawal_id
 from node.crypto import bls
 from risk.pricing import compute_black76_price
@@ -25,7 +32,7 @@ from tests.bridges.test_chain_support import (
     running_chains,
     set_up_two_chains,
 )
-from tests.bridges.test_withdrawal_flow import GROUP_PK, build_and_publish, get_leaf
+from tests.bridges.test_withdrawal_flow import GROUP_PK, build_and_publish, complete, get_leaf
 
 M = 10**6  # micro-USD per USD
 QTY = 10**8
@@ -59,8 +66,9 @@ def test_open_move_close_settles_every_kind_on_both_chains() -> None:
                 deploy.record_trade(owner, d, maker, taker, iid, abs(q), price)
                 trades.append((q, price))
 
-        def expected(spot: int, forward: int, epoch_time: int, open_: bool) -> float:
-            value = 200_000 * M + cash_of(trades)
+        def expected(spot: int, forward: int, epoch_time: int, open_: bool, requested: int = 0) -> float:
+            """Leaf equity: collateral + cash + marks, minus the open requests (USDC: haircut 0, deducted at par)."""
+            value = 200_000 * M + cash_of(trades) - requested
             if open_:
                 perp_q = sum(q for legs in opens for iid, q, _p in legs if iid == INSTR_PERP)
                 fut_q = sum(q for legs in opens for iid, q, _p in legs if iid == INSTR_FUTURE)
@@ -72,25 +80,33 @@ def test_open_move_close_settles_every_kind_on_both_chains() -> None:
         # epoch 1: opened at the marks (spot 100,000, forward 100,400)
         times: list[int] = []
         state = build_and_publish(chains, deployments, publishers, epoch=1, times=times)
-        t1 = times[-1]
-        assert abs(get_leaf(state, user).equity - expected(100_000 * M, 100_400 * M, t1, True)) <= 2
+        assert abs(get_leaf(state, user).equity - expected(100_000 * M, 100_400 * M, times[-1], True)) <= 2
         # epoch 2: BTC falls to 90,000 (forward 90,300): the long perp and long calls lose
         deploy.set_market(owners[0], deployments[0], spots={"BTC": 90_000 * M},
                           forwards={("BTC", expiry): 90_300 * M})
         state = build_and_publish(chains, deployments, publishers, epoch=2, times=times)
-        t2 = times[-1]
         leaf = get_leaf(state, user)
-        assert abs(leaf.equity - expected(90_000 * M, 90_300 * M, t2, True)) <= 2
+        assert abs(leaf.equity - expected(90_000 * M, 90_300 * M, times[-1], True)) <= 2
         assert leaf.equity < 200_000 * M
-        # a withdrawal of more than the true free collateral is refused, one within it approved
+        # epoch 3: a withdrawal of more than the true free collateral is refused (and deducted in full)
         free = (leaf.equity - leaf.im) // M
-        too_much = deploy.request_withdrawal(users[1], deployments[1], "USDC", (free + 1_000) * M)
-        state = build_and_publish(chains, deployments, publishers, epoch=3)
-        assert get_leaf(state, user).approved_withdrawals == ()
+        too_much_amount = (free + 1_000) * M
+        too_much = deploy.request_withdrawal(users[1], deployments[1], "USDC", too_much_amount)
+        state = build_and_publish(chains, deployments, publishers, epoch=3, times=times)
+        leaf = get_leaf(state, user)
+        assert abs(leaf.equity - expected(90_000 * M, 90_300 * M, times[-1], True, too_much_amount)) <= 2
+        assert leaf.approved_withdrawals == ()
+        # ... and the vault refuses to pay it with the latest published state
+        with pytest.raises(DeploymentError, match="WithdrawalNotApproved"):
+            complete(users[1], deployments[1], too_much, state)
         users[1].transact("CollateralVault", deployments[1].vault, "cancelWithdrawal", too_much)
-        within = deploy.request_withdrawal(users[1], deployments[1], "USDC", (free // 2) * M)
-        state = build_and_publish(chains, deployments, publishers, epoch=4)
-        assert get_leaf(state, user).approved_withdrawals == (withdrawal_id(31338, deployments[1].vault, within),)
+        # epoch 4: one within the free collateral is approved
+        within_amount = (free // 2) * M
+        within = deploy.request_withdrawal(users[1], deployments[1], "USDC", within_amount)
+        state = build_and_publish(chains, deployments, publishers, epoch=4, times=times)
+        leaf = get_leaf(state, user)
+        assert abs(leaf.equity - expected(90_000 * M, 90_300 * M, times[-1], True, within_amount)) <= 2
+        assert leaf.approved_withdrawals == (withdrawal_id(31338, deployments[1].vault, within),)
         users[1].transact("CollateralVault", deployments[1].vault, "cancelWithdrawal", within)
         # epoch 5: everything closed at 90,000 / 90,300 and the calls bought / sold back at new premiums
         closes = {INSTR_PERP: 90_000 * M, INSTR_FUTURE: 90_300 * M, INSTR_CALL: 400 * M + 9}
@@ -109,6 +125,49 @@ def test_open_move_close_settles_every_kind_on_both_chains() -> None:
         assert leaf.equity == 200_000 * M + cash_of(trades)
         assert abs(cash_of(trades) - realised) <= 12 and realised < 0
 
+
+def rint_div(x: int) -> int:
+    """rint(x / 1e8), ties to even (docs/clearing.md section 2)."""
+    return round(Fraction(x, QTY))
+
+
+def test_perp_funding_moves_the_signed_leaf_by_the_hand_computed_floor_amount() -> None:
+    """Perps and a future only (no option: every figure is exact). Each funding index move between two
+    epochs changes the signed leaf's equity by exactly sum floor(-q (I - E) / 1e8) over the account's perps
+    (rounded down, against the account); closing a perp realises that funding into the ledger's cash."""
+    with running_chains(31337, 31338) as chains:
+        expiry = int(time.time()) + 30 * DAY
+        deployments, owners, users, publishers = set_up_two_chains(
+            chains, bls.g2_to_eip2537(GROUP_PK), expiry, 100_000 * M)
+        user = users[0].address
+        spot, forward = 100_000 * M, 100_400 * M
+        # chain A: long 3.33333333 BTC perp; chain B: short 2.5 BTC perp and long 1.00000001 future
+        q_a, q_b, q_f = 3 * QTY + QTY // 3, -5 * QTY // 2, QTY + 1
+        deploy.record_trade(owners[0], deployments[0], owners[0].address, user, INSTR_PERP, q_a, spot + 7)
+        deploy.record_trade(owners[1], deployments[1], user, owners[1].address, INSTR_PERP, -q_b, spot - 3)
+        deploy.record_trade(owners[1], deployments[1], owners[1].address, user, INSTR_FUTURE, q_f, forward)
+        cash = cash_of([(q_a, spot + 7), (q_b, spot - 3), (q_f, forward)])
+        marks = rint_div(q_a * spot) + rint_div(q_b * spot) + rint_div(q_f * forward)
+        state = build_and_publish(chains, deployments, publishers, epoch=1)
+        before = get_leaf(state, user).equity
+        assert before == 200_000 * M + cash + marks
+        entries = [0, 0]
+        for epoch, (i_a, i_b) in enumerate([(1_234_567_891, -765_432_109), (-765_432_101, 2_000_000_003)], start=2):
+            deploy.set_funding_indices(owners[0], deployments[0], {INSTR_PERP: i_a})
+            deploy.set_funding_indices(owners[1], deployments[1], {INSTR_PERP: i_b})
+            state = build_and_publish(chains, deployments, publishers, epoch=epoch)
+            funding = (-q_a * (i_a - entries[0])) // QTY + (-q_b * (i_b - entries[1])) // QTY
+            assert get_leaf(state, user).equity == 200_000 * M + cash + marks + funding
+            # the floor is not a rounding to nearest here: the hand value is the exact floor
+            assert funding != rint_div(-q_a * (i_a - entries[0])) + rint_div(-q_b * (i_b - entries[1]))
+        # close the chain A perp at the mark: its funding is realised into cash, the position's entry reset
+        deploy.record_trade(owners[0], deployments[0], user, owners[0].address, INSTR_PERP, q_a, spot)
+        cash += (-q_a * i_a) // QTY + cash_of([(-q_a, spot)])
+        ledger = owners[0].contract("PositionLedger", deployments[0].ledger)
+        assert int(ledger.functions.cashOf(user).call()) == (-q_a * i_a) // QTY + cash_of([(q_a, spot + 7), (-q_a, spot)])
+        state = build_and_publish(chains, deployments, publishers, epoch=4)
+        still_open = rint_div(q_b * spot) + rint_div(q_f * forward) + (-q_b * i_b) // QTY
+        assert get_leaf(state, user).equity == 200_000 * M + cash + still_open
 
 
 def test_expired_option_and_future_settle_at_the_published_price() -> None:

@@ -1,6 +1,8 @@
 """The signed digest of a 20,000-account book (two chain books -> merge -> pipeline) is identical under every
 SIMD dispatch this CPU allows (`NPY_DISABLE_CPU_FEATURES`, separate processes), for any hash seed, and equal
-to the digest of the same book restored from its persisted blobs: validators on different hardware agree."""
+to the digest of the same book restored from its persisted blobs: validators on different hardware agree.
+The same holds for the devnet's own book (`tests/state/devnet_book.py`: the demo accounts and the house plus
+20,000 load accounts, as `clearingd devnet --accounts 20000` seeds them), before and after the demo's crash."""
 
 from __future__ import annotations
 
@@ -31,7 +33,20 @@ for bs in (books, restored):
     inputs = merge_books(bs, AccountIndex(), CHAINS[0], GENESIS + 3600)
     state = compute_epoch_state(inputs, RRA1, 7, 1, 3, b"\\x55" * 32)
     print(state.digest.hex(), state.leaf_count)
+from tests.state.devnet_book import (DEVNET_CHAIN_IDS, DEVNET_MAX_QUOTE_AGE_S, apply_devnet_crash,
+                                     build_devnet_books)
+T = {market_time}
+devnet = build_devnet_books(T, {load_accounts})
+restored = [ChainBook.from_bytes(b.to_bytes()) for b in devnet]
+for bs, crash in ((devnet, False), (restored, False), (devnet, True)):
+    if crash:
+        apply_devnet_crash(bs, T)
+    inputs = merge_books(bs, AccountIndex(), DEVNET_CHAIN_IDS[0], T + 60, DEVNET_MAX_QUOTE_AGE_S)
+    state = compute_epoch_state(inputs, RRA1, 7, 1, 3, b"\x55" * 32)
+    print(state.digest.hex(), state.leaf_count, int(inputs.ok.sum()))
 """
+DEVNET_MARKET_TIME = 1_760_000_000  # the seeding time of the devnet book (its expiries count from it)
+DEVNET_LOAD_ACCOUNTS = 20_000  # `clearingd devnet --accounts 20000`: the demo book and 20,000 load accounts
 
 
 def restricted_settings() -> list[str]:
@@ -51,11 +66,12 @@ def restricted_settings() -> list[str]:
 
 def run_child(env_extra: dict[str, str]) -> list[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", **env_extra}
-    code = CHILD.format(repo=str(REPO), bench=str(REPO / "bench"))
+    code = CHILD.format(repo=str(REPO), bench=str(REPO / "bench"), market_time=DEVNET_MARKET_TIME,
+                        load_accounts=DEVNET_LOAD_ACCOUNTS)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.split("\n")[:2]
+    return out.stdout.split("\n")[:5]
 
 
 @pytest.mark.slow
@@ -63,6 +79,10 @@ def test_book_digest_identical_under_every_dispatch_and_after_restore() -> None:
     baseline = run_child({})
     assert baseline[0] == baseline[1], "a book restored from its blob must give the same digest"
     assert int(baseline[0].split()[1]) == 20_000
+    # the devnet's book (tests/state/devnet_book.py): every account valued, restored from its blobs alike,
+    # and the demo's crash changes the digest
+    assert baseline[2] == baseline[3] and baseline[2] != baseline[4]
+    assert baseline[2].split()[1:] == [str(4 + DEVNET_LOAD_ACCOUNTS)] * 2
     assert run_child({"PYTHONHASHSEED": "4242"}) == baseline
     settings = restricted_settings()
     for value in settings:
