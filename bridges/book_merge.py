@@ -62,6 +62,10 @@ SECONDS_PER_DAY = 86_400
 CONFIDENCE_SCALE = 10**9
 RATE_SCALE = 10**9
 MAX_RATE_RAW = int(MAX_RATE) * RATE_SCALE
+MAX_PRICE_RAW = 10**15
+"""Largest spot, forward, asset or settlement price accepted from an oracle, in micro-USD (1e9 USD a unit).
+The oracle stores up to 2^192; a larger quote is invalid and fails the accounts that need it, so one
+publisher's absurd value can never overflow the epoch's integer columns and halt it."""
 
 
 class AccountIndex:
@@ -233,6 +237,8 @@ def build_market(home: ChainBook, epoch_time: int, max_age_s: int | None
             issues[f"spot.{sym}"] = f"chain {cid} oracle.spot.{sym}: updated at {at}, older than {max_age_s}s"
         elif price <= 0:
             issues[f"spot.{sym}"] = f"chain {cid} oracle.spot.{sym}: price {price} <= 0"
+        elif price > MAX_PRICE_RAW:
+            issues[f"spot.{sym}"] = f"chain {cid} oracle.spot.{sym}: price {price} above {MAX_PRICE_RAW}"
         else:
             spot[sym], spot_raw[sym] = price / PRICE_SCALE, price
     forwards: dict[tuple[str, float], float] = {}
@@ -245,6 +251,8 @@ def build_market(home: ChainBook, epoch_time: int, max_age_s: int | None
             issues[key] = f"chain {cid} oracle.{key}: updated at {at}, older than {max_age_s}s"
         elif price <= 0:
             issues[key] = f"chain {cid} oracle.{key}: price 0"
+        elif price > MAX_PRICE_RAW:
+            issues[key] = f"chain {cid} oracle.{key}: price {price} above {MAX_PRICE_RAW}"
         else:
             forwards[(sym, (expiry - epoch_time) / SECONDS_PER_DAY)] = price / PRICE_SCALE
             fwd_raw[(sym, expiry)] = price
@@ -254,6 +262,8 @@ def build_market(home: ChainBook, epoch_time: int, max_age_s: int | None
             issues[f"asset.{sym}"] = f"chain {cid} oracle.asset.{sym}: updated at {at}, older than {max_age_s}s"
         elif price <= 0:
             issues[f"asset.{sym}"] = f"chain {cid} oracle.asset.{sym}: price {price} <= 0"
+        elif price > MAX_PRICE_RAW:
+            issues[f"asset.{sym}"] = f"chain {cid} oracle.asset.{sym}: price {price} above {MAX_PRICE_RAW}"
         else:
             prices[sym] = price / PRICE_SCALE
     v2 = _v2_inputs(home, epoch_time, max_age_s, issues)
@@ -302,8 +312,9 @@ def _v2_issue(issues: Mapping[str, str], inst: InstrumentInfo) -> str:
 
 def get_settlement_prices(home: ChainBook) -> dict[tuple[str, int], int]:
     """Expiry settlement prices in micro-USD: the home oracle's forward for (underlying, expiry) when it
-    was updated at or after the expiry (the publisher's final mark; a correction is a later update)."""
-    return {key: price for key, (price, at) in home.forwards.items() if at >= key[1] and price > 0}
+    was updated at or after the expiry (the publisher's final mark; a correction is a later update) and is at
+    most `MAX_PRICE_RAW` (a larger one counts as not published)."""
+    return {key: price for key, (price, at) in home.forwards.items() if at >= key[1] and 0 < price <= MAX_PRICE_RAW}
 
 
 def _settled_column(inst: InstrumentInfo, where: str, epoch_time: int, settle_raw: Mapping[tuple[str, int], int]) -> _Column:
@@ -400,17 +411,18 @@ def _settle_exact(kind: int, q: int, mark: int, index: int, entry: int) -> int:
     return value
 
 
-def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarray, entry: np.ndarray,
-            where: str) -> np.ndarray:
+def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarray, entry: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Per position settlement value in micro-USD, exact (docs/clearing.md section 2): `rint(q mark / 1e8)`
     (ties to even) for futures (kind 1) and settled expiries, plus `floor(-q (index - entry) / 1e8)` for perps
     (kind 2); 0 for options and spot. Vectorised in int64 (`_div_scale`); the positions whose operands or
-    value are too large for that (a float estimate above 2^61) are computed with Python integers. A value
-    of magnitude 2^62 or more raises `InvalidChainValue` naming `where`."""
+    value are too large for that (a float estimate above 2^61) are computed with Python integers. Returns the
+    values and the mask of positions whose value has magnitude 2^62 or more (value 0 there): their accounts
+    fail (a venue's absurd position must not halt the epoch)."""
     kind, q = np.asarray(kind), np.asarray(qty, dtype=np.int64)
     mark, index, entry = (np.asarray(a, dtype=np.int64) for a in (mark, index, entry))
     if not len(q):
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     perp = kind == 2
     qf, mf = np.abs(q.astype(np.float64)), np.abs(mark.astype(np.float64))  # float: abs(-2^63) stays positive
     big = (mf >= _FAST) | (qf * mf >= _FAST * float(_SCALE))
@@ -427,13 +439,11 @@ def _settle(kind: np.ndarray, qty: np.ndarray, mark: np.ndarray, index: np.ndarr
     for r, k, qi, mi, ii, ei in zip(rows.tolist(), kind[rows].tolist(), q[rows].tolist(), mark[rows].tolist(),
                                     index[rows].tolist(), entry[rows].tolist(), strict=True):
         exact = _settle_exact(k, qi, mi, ii, ei)
-        if not -_SETTLE_LIMIT < exact < _SETTLE_LIMIT:
-            raise InvalidChainValue(f"{where}: settlement value {exact} of a position (quantity {qi}, mark {mi})"
-                                    f" outside int64 (|value| >= 2^62)")
-        out[r] = exact
-    if not (np.abs(out) < _SETTLE_LIMIT).all():  # a fast value can reach 2^62 only through the sum of two terms
-        raise InvalidChainValue(f"{where}: settlement value outside int64 (|value| >= 2^62)")
-    return out
+        out[r] = exact if -_SETTLE_LIMIT < exact < _SETTLE_LIMIT else _SETTLE_LIMIT
+    # a fast value can reach 2^62 only through the sum of two terms (each below 2^62: no int64 wrap)
+    over = (out >= _SETTLE_LIMIT) | (out <= -_SETTLE_LIMIT)
+    out[over] = 0
+    return out, over
 
 
 def _live_positions(book: ChainBook) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -462,6 +472,7 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
     fail_rows: dict[int, tuple[str, str]] = {}
     present = np.zeros(n, dtype=bool)
     settlement = np.zeros(n, dtype=np.int64)
+    magnitude = np.zeros(n, dtype=np.float64)  # sum of |terms| per account: a bound on the int64 sum
     # instrument columns: (chain id, instrument id) in sorted order
     columns: list[Instrument] = []
     entries: list[BookEntries] = []
@@ -503,12 +514,20 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
         else:
             entries.append(BookEntries(local_row[good], global_col[cols[good]], qty[good], rows_of))
         linear = np.flatnonzero(kind[cols] != 0)  # futures, perps and settled expiries at the mark (never bad)
-        value = _settle(kind[cols[linear]], qty[linear], mark[cols[linear]], funding[cols[linear]], entry[linear],
-                        f"chain {book.chain_id} settlement")
-        np.add.at(settlement, rows_of[local_row[linear]], value)
+        value, over = _settle(kind[cols[linear]], qty[linear], mark[cols[linear]], funding[cols[linear]], entry[linear])
+        linear_rows = rows_of[local_row[linear]]
+        for r, c in zip(linear_rows[over].tolist(), cols[linear[over]].tolist(), strict=True):
+            iid = book.instrument_ids[c]
+            fail_rows.setdefault(r, (f"positions[{book.chain_id}:{iid}]", f"chain {book.chain_id} settlement value "
+                                     f"of the position at or above 2^62 micro-USD in magnitude"))
+        np.add.at(settlement, linear_rows, value)
+        magnitude += np.bincount(linear_rows, weights=np.abs(value.astype(np.float64)), minlength=n)
         cash = book.cash_array()
         settlement[rows_of[: len(cash)]] += cash  # one row per account of this book: no repeats
+        magnitude[rows_of[: len(cash)]] += np.abs(cash.astype(np.float64))
         present[rows_of[np.flatnonzero(cash)]] = True
+    for r in np.flatnonzero(magnitude >= _SETTLE_LIMIT).tolist():  # the int64 sum could wrap: fail, never guess
+        fail_rows.setdefault(r, ("settlement", "the account's settlement terms sum to 2^62 micro-USD or more"))
     positions = build_position_matrix(entries, n, len(columns))
     assets = tuple(sorted({a.symbol for b in ordered for a in b.assets}))
     asset_idx = {a: i for i, a in enumerate(assets)}

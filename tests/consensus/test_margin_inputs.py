@@ -150,6 +150,36 @@ def test_quote_age_bound_fails_accounts_on_stale_marks_and_no_bound_keeps_them(
             -1] == "every account has a leaf again"
 
 
+def test_invalid_oracle_price_above_bound_and_settlement_past_int64_fail_accounts_not_the_epoch() -> None:
+    """One publisher sets BTC's spot to 2^100 (the oracle stores up to 2^192): before, copying the mark into
+    the merge's int64 columns raised OverflowError and no epoch could be computed; now the quote is invalid
+    and only the holders of BTC instruments fail. Then, at a valid spot, a venue's 9e10-BTC perp settles past
+    2^62 micro-USD: before, the merge raised InvalidChainValue (epoch halted); now those two accounts fail."""
+    from tests.bridges.test_chain_support import INSTR_PERP
+
+    with running_chains(31337) as (chain,):
+        (d,), _expiry = build_chains([chain])
+        owner, user, bystander = owner_of(chain), get_sender(chain, USER_INDEX), get_sender(chain, USER_INDEX + 1)
+        for who in (owner, user, bystander):
+            deploy.mint_and_deposit(owner, d, who, "USDC", 10**6 * USDC)
+        deploy.record_trade(owner, d, owner.address, user.address, INSTR_PERP, 10**8, 100_000 * USDC)
+        source = MarginInputSource([make_client(chain)], {31337: d}, 31337, network_id=7, keyset_id=1)
+        deploy.set_market(owner, d, spots={"BTC": 2**100})
+        state = source.compute_epoch(1, next_epoch_time(chain))
+        assert {"0x" + leaf.account.hex() for leaf in state.leaves} == {bystander.address.lower()}
+        failed = {f.account: f for f in state.failures}
+        assert set(failed) == {user.address.lower(), owner.address.lower()}
+        assert all("oracle.spot.BTC" in f.reason and "above" in f.reason for f in failed.values())
+
+        deploy.set_market(owner, d, spots={"BTC": 10**14})  # 1e8 USD: valid
+        deploy.record_trade(owner, d, owner.address, user.address, INSTR_PERP, 9 * 10**18, 1)
+        state = source.compute_epoch(2, next_epoch_time(chain))
+        assert {"0x" + leaf.account.hex() for leaf in state.leaves} == {bystander.address.lower()}
+        failed = {f.account: f for f in state.failures}
+        assert set(failed) == {user.address.lower(), owner.address.lower()}
+        assert all("settlement value" in f.reason for f in failed.values()), failed
+
+
 def test_invalid_huge_position_fails_its_accounts_and_the_epoch_is_still_computed() -> None:
     """A position whose scenario P&L is beyond int64 micro-USD (1e9 BTC calls) fails the two accounts holding
     it; before, quantizing the risk array raised and no epoch could be computed at all."""
