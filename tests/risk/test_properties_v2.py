@@ -1,11 +1,12 @@
 """Properties of the v2 terms (docs/risk_v2.md), with closed forms written from the spec, not the code
 (`tests.risk.v2_closed_forms`):
 - a calendar spread, a risk reversal and a covered call, random instances (sizes, strikes around the
-  forward, expiries, vols, spot, rates, fixed parts, collateral, stable price) under RRA-1, PM2 and mixed
-  sets, get exactly the charge the new term implies (the basis contingency of each expiry, the skew
-  scenarios' P&L, the risk-cancelling collateral in the grid and its MM/IM haircuts) and no other: the same
-  book with the term switched off (a params override) differs by exactly that term; the contingency
-  breakdown and the margins are the spec's closed forms; under RRA-1 none of the terms exists;
+  forward, expiries, vols, spot, rates, fixed parts, a delta-hedging future, collateral, stable price) under
+  RRA-1, PM2 and mixed sets (each drawn from), get exactly the charge the new term implies (the basis
+  contingency of each expiry, the skew scenarios' P&L, the risk-cancelling collateral in the grid and its
+  MM/IM haircuts) and no other: the same book with the term switched off (a params override) differs by
+  exactly that term; the contingency breakdown and the margins are the spec's closed forms; under RRA-1
+  none of the terms exists; fixed books (two where the term binds) go through the same checks;
 - over random books under RRA-1 and PM2: the IM surplus never exceeds the MM surplus, and the batch engine
   equals the reference within 1e-9 (the three properties above also check the batch engine)."""
 
