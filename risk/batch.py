@@ -34,6 +34,7 @@ is persisted.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,7 @@ from risk.batch_liquidation import LiquidationPlans, compute_batch_liquidation_p
 from risk.contingencies import compute_im_factor
 from risk.errors import InvalidInput
 from risk.instrument_table import InstrumentTable, compute_instrument_table, compute_oracle_rate
-from risk.instruments import Instrument, Market, is_finite_number
+from risk.instruments import Instrument, Market, get_pricing_market, is_finite_number
 from risk.params import RiskParams, validate_params
 
 __all__ = ["BLOCK_ROWS", "AccountError", "BatchInput", "BatchResult", "compute_margin_batch", "flag_positions",
@@ -329,6 +330,7 @@ def compute_margin_batch(inp: BatchInput, params: RiskParams, threads: int = 2,
     hook = phase_hook or (lambda _name: None)
     detmath.check_environment()
     validate_params(params)
+    inp = dataclasses.replace(inp, market=get_pricing_market(inp.market, params.use_rates))
     threads = min(max(1, threads), MAX_THREADS)
     coll = compute_collateral_batch(inp, params)
     prep = prepare_positions(inp, params)

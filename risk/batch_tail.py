@@ -11,6 +11,7 @@ of it is signed), so it keeps scipy's `ndtri` and sparse products; its pricing i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from scipy.special import ndtri
 from risk import detmath
 from risk.batch import BatchInput, flag_positions, prepare_positions
 from risk.instrument_table import InstrumentTable
-from risk.instruments import get_rate
+from risk.instruments import get_pricing_market, get_rate
 from risk.params import RiskParams, validate_params
 from risk.pricing import DAYS_PER_YEAR, compute_black76_price_array
 from risk.tail import compute_tail_count
@@ -55,6 +56,7 @@ def compute_linear_tail(t: InstrumentTable, params: RiskParams) -> np.ndarray:
 def compute_tail_batch(inp: BatchInput, params: RiskParams, accounts: np.ndarray | None = None) -> TailResult:
     """VaR99/ES99 of the requested account rows (all when None)."""
     validate_params(params)
+    inp = dataclasses.replace(inp, market=get_pricing_market(inp.market, params.use_rates))
     prep = prepare_positions(inp, params)
     positions, bad = flag_positions(prep)
     rows = np.arange(positions.shape[0]) if accounts is None else np.asarray(accounts, dtype=np.int64)

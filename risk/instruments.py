@@ -11,6 +11,7 @@ forward). Nothing is persisted.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Mapping
@@ -153,6 +154,12 @@ def _validate_expiry_inputs(market: Market, params: RiskParams) -> None:
             raise InvalidInput(f"market.perp_marks.{u}", "price must be finite and > 0")
     if not is_finite_number(market.stable_price) or market.stable_price <= 0:
         raise InvalidInput("market.stable_price", "price must be finite and > 0")
+
+
+def get_pricing_market(market: Market, use_rates: int) -> Market:
+    """The market the engines price with: `market` itself, or without its rates (every rate 0, as
+    RISK_SPEC.md prices) when the parameter set's `use_rates` is 0."""
+    return market if use_rates or not market.rates else dataclasses.replace(market, rates={})
 
 
 def validate_market(market: Market, params: RiskParams) -> None:

@@ -48,6 +48,7 @@ INT_BOUNDS: dict[str, Bound] = {
     "version": Bound(1, INT64_MAX),
     "price_steps": Bound(1, 10),  # the divisor of the scenario shocks
     "es_samples": Bound(1, 10_000),  # ES-1 revalues every position N times
+    "use_rates": Bound(0, 1),  # 1: pricing and discounting take the market's rates; 0: every rate is 0
 }
 """Integer fields: closed ranges."""
 

@@ -140,6 +140,7 @@ class RiskParams:
     es_samples: int  # ES-1: N
     es_horizon_days: float  # h
     es_confidence: float  # 0.99
+    use_rates: int = 0  # 1: option values and discounts use the market's per-expiry rates; 0: r = 0 (RRA-1)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "underlyings", tuple(sorted(self.underlyings)))
@@ -293,7 +294,7 @@ def make_pm2_params(underlyings: tuple[str, ...] = ("BTC", "ETH"), **values: Any
         correlation_groups=(), short_option_minimum_rate=0.0,
         im_factor=1.0, maintenance_factor=0.8, peg_loss_threshold=0.99, peg_loss_factor=4.0,
         perp_mm_rate=0.03, perp_im_rate=0.01, naked_option_mm_rate=0.003, naked_option_im_rate=0.002,
-        haircuts=(), default_haircut=0.0,
+        haircuts=(), default_haircut=0.0, use_rates=1,
         mm_haircuts=(("BTC", 0.02), ("ETH", 0.015)), im_haircuts=(("BTC", 0.01), ("ETH", 0.005)),
         risk_cancelling=tuple((u, u) for u in underlyings if u in ("BTC", "ETH")),
         oracle_confidence_threshold=0.55, oracle_confidence_margin=1.0,

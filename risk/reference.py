@@ -31,6 +31,7 @@ from risk.instruments import (
     Market,
     Position,
     get_fixed_part,
+    get_pricing_market,
     get_rate,
     get_reference_price,
     is_finite_number,
@@ -320,6 +321,7 @@ def compute_account_risk(
 ) -> AccountRisk:
     """The full result for one account; `cash` (the stable, may be negative; with perp unrealised P&L and
     funding) adds to equity."""
+    market = get_pricing_market(market, params.use_rates)
     validate_account(positions, collateral, market, params, cash)
     figures = [compute_figures(p, market, params) for p in positions]
 

@@ -40,6 +40,7 @@ from tests.risk.v2_closed_forms import (
     im_factor,
     move,
     naked_units,
+    priced,
     skew_pnl,
 )
 
@@ -257,9 +258,10 @@ def covered_calls(draw: st.DrawFn, name: str) -> Book:
 def check_calendar(book: Book) -> None:
     """The basis contingency of each expiry (docs/risk_v2.md section 4) and the naked short; nothing else."""
     params = SETS[book.params]
+    model = priced(book, params)  # the closed forms at the rates the set prices with
     on = run(book, params)
     off = run(book, params_with_overrides(params, {"basis_add_factor": 0.0, "basis_mult_factor": 0.0}))
-    basis = basis_term(params, book)  # each expiry its own worse side, no netting across expiries
+    basis = basis_term(params, model)  # each expiry its own worse side, no netting across expiries
     assert close(on["basis_loss"], -basis) and off["basis_loss"] == 0.0
     if params.basis_add_factor == params.basis_mult_factor == 0.0:
         assert on["basis_loss"] == 0.0
@@ -268,21 +270,22 @@ def check_calendar(book: Book) -> None:
     assert_unchanged(on, off, ("equity", "positions_mtm", "short_option_minimum"))
     assert close(on["joint_scan_loss"], max(off["joint_scan_loss"], -basis))
     for i, leg in enumerate(book.legs):  # a position alone pays its own expiry's basis
-        assert close(on["isolated_margins"][i], max(off["isolated_margins"][i], -basis_term(params, book, [leg])))
+        assert close(on["isolated_margins"][i], max(off["isolated_margins"][i], -basis_term(params, model, [leg])))
     assert on["isolated_margins"][len(book.legs):] == off["isolated_margins"][len(book.legs):]  # the hedge
     assert_worst(on, off, -basis, {"basis"}, book)
     assert_contingencies(on, params, book)  # PM2: the short leg is naked (expiries never net)
-    assert_margins(on, params, book)
+    assert_margins(on, params, model)
 
 
 def check_risk_reversal(book: Book) -> None:
     """The skew scenarios' P&L (sections 3-4: per expiry its worse sign) and the naked short; nothing else."""
     params = SETS[book.params]
+    model = priced(book, params)  # the closed forms at the rates the set prices with
     names = [s.name for s in params.scenarios if s.vol in SKEW]
     on = run(book, params)
     off = run(book, params_with_overrides(params, {"scenarios": [dataclasses.asdict(s) for s in params.scenarios
                                                          if s.vol not in SKEW]}))
-    skew = skew_pnl(params, book)
+    skew = skew_pnl(params, model)
     assert sorted(skew) == sorted(names)
     if not names:  # RRA-1: no skew scenario
         assert not set(SKEW) & set(on["scenario_pnl"])
@@ -296,18 +299,19 @@ def check_risk_reversal(book: Book) -> None:
     skew_loss = -min(skew.values(), default=0.0)
     assert close(on["joint_scan_loss"], max(off["joint_scan_loss"], skew_loss))
     for i, leg in enumerate(book.legs):  # a position alone: its own skew loss
-        alone = -min(skew_pnl(params, book, [leg]).values(), default=0.0)
+        alone = -min(skew_pnl(params, model, [leg]).values(), default=0.0)
         assert close(on["isolated_margins"][i], max(off["isolated_margins"][i], alone))
     assert on["isolated_margins"][len(book.legs):] == off["isolated_margins"][len(book.legs):]  # the hedge
     assert_worst(on, off, skew_loss, set(names), book)
     assert_contingencies(on, params, book)  # PM2: the short leg is naked unless both strikes are the forward
-    assert_margins(on, params, book)
+    assert_margins(on, params, model)
 
 
 def check_covered_call(book: Book) -> None:
     """The risk-cancelling collateral in the grid (`v (1 + m_s) - v`, weighted) and its MM and IM haircuts
     (section 5), the naked short; nothing else."""
     params, u = SETS[book.params], book.underlying
+    model = priced(book, params)  # the closed forms at the rates the set prices with
     on = run(book, params)
     outside = run(book, params_with_overrides(params, {"risk_cancelling": {u: None}}))
     unhaircut = run(book, params_with_overrides(params, {"mm_haircuts": {u: None}, "im_haircuts": {u: None}}))
@@ -326,7 +330,7 @@ def check_covered_call(book: Book) -> None:
         assert_unchanged(on, other, ("basis_loss", "equity", "positions_mtm", "short_option_minimum"))
         assert on["isolated_margins"] == other["isolated_margins"]  # a position alone holds no collateral
     assert_contingencies(on, params, book)
-    assert_margins(on, params, book)
+    assert_margins(on, params, model)
     note(f"{book.params}: the collateral " + ("lowers" if on["joint_scan_loss"] < outside["joint_scan_loss"] else
                                                "does not lower") + " the scan loss")
     if not cancels:  # RRA-1: the collateral stays out of the grid, its valuation haircut is all it gets

@@ -6,6 +6,7 @@ engine. Plus `Book`, a small account description that builds the engine's inputs
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +69,14 @@ class Book:
 
 def ncdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def priced(book: Book, params: RiskParams) -> Book:
+    """`book` as the engines price it under `params`: its rates, or every rate 0 when `use_rates` is 0
+    (RRA-1 prices at r = 0, whatever the market publishes)."""
+    if params.use_rates:
+        return book
+    return dataclasses.replace(book, expiries=tuple(dataclasses.replace(e, rate=0.0) for e in book.expiries))
 
 
 def black76(f: float, k: float, days: float, vol: float, call: bool, rate: float) -> float:
