@@ -63,7 +63,9 @@ def has_epochs(node: NodeProcess, epochs: range) -> bool:
     return all(e in have for e in epochs)
 
 
-def wait_epochs(nodes: list[NodeProcess], epochs: range, slack_s: float = 30.0, period_s: float = PERIOD_S) -> None:
+def wait_epochs(nodes: list[NodeProcess], epochs: range, slack_s: float = 90.0, period_s: float = PERIOD_S) -> None:
+    """Wait until every node holds every epoch of `epochs`; the deadline allows for a machine loaded well past
+    its cores (seven validator processes and two chains on two cores, beside other work: catch-up then lags)."""
     timeout = (epochs.stop - get_current_epoch(nodes[0].config) + 2) * period_s + slack_s
     ok = wait_for(lambda: all(has_epochs(nd, epochs) for nd in nodes), timeout)
     missing = {nd.index: sorted(set(epochs) - set(nd.read_status().get("have", []))) for nd in nodes}
