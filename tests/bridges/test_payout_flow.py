@@ -71,7 +71,7 @@ def book_matches_cold_read(chain: Any, sync: BookSync) -> None:
     head = rpc_call(chain.rpc_url, "eth_getBlockByNumber", ["latest", False])
     t = int(str(head["timestamp"]), 16)  # type: ignore[index]
     mine_at(chain, t + 1)
-    pin = sync.client.pin_block(t + 1, lag_s=0, confirmations=0)
+    pin = sync.client.pin_block(t, lag_s=0, confirmations=0)
     book = sync.advance(pin)
     assert book.content_hash() == BookSync(sync.client, sync.contracts).cold_read(pin).content_hash()
 
