@@ -1,7 +1,7 @@
 """The chain book: one chain's clearing state (vault, ledger, oracle) as columns, moved by events.
 
 Purpose: a `ChainBook` holds everything the margin computation reads from one chain at one block:
-accounts, collateral balances, open withdrawal requests, instruments, positions with their perp funding
+accounts, collateral balances, open withdrawal and payout requests, instruments, positions with their perp funding
 entries, settlement cash, funding indices and oracle quotes (spots, forwards, vols, asset prices and the
 risk model v2 inputs: confidences per (kind, symbol, expiry), kinds spot/perp/expiry/asset, 1e9 fixed point,
 and per-expiry rates, 1e9 fixed point). It is built once from the contracts'
@@ -93,6 +93,7 @@ class OpenRequest:
     amount: int  # token base units
     request_epoch: int
     request_time: int  # block timestamp of the request
+    payout: bool = False  # a payout of ledger cash in the settlement asset (CollateralVault.requestPayout)
 
 
 @dataclass(frozen=True)
@@ -584,8 +585,9 @@ class ChainBook:
         balances = sorted((self.addresses[r], self.assets[a].symbol, v) for (r, a), v in self.balances.items())
         h.update(b"".join(a + s.encode() + b"\0" + v.to_bytes(32, "big") for a, s, v in balances))
         requests = sorted((r.request_id, self.addresses[r.row], self.assets[r.asset].symbol, r.amount,
-                           r.request_epoch, r.request_time) for r in self.requests.values())
-        h.update(json.dumps([[i, a.hex(), s, str(m), e, t] for i, a, s, m, e, t in requests]).encode())
+                           r.request_epoch, r.request_time, r.payout) for r in self.requests.values())
+        h.update(json.dumps([[i, a.hex(), s, str(m), e, t, *_payout_tag(p)]
+                             for i, a, s, m, e, t, p in requests]).encode())
         live = self.positions.qty != 0
         if live.any():
             rows = (self.positions.keys[live] >> COL_BITS).astype(np.int64)
@@ -611,8 +613,8 @@ class ChainBook:
             "cash": [[k, v] for k, v in self.cash.items()],
             "assets": [[a.symbol, a.token, a.decimals, a.min_withdrawal] for a in self.assets],
             "balances": [[r, a, str(v)] for (r, a), v in self.balances.items()],
-            "requests": [[q.request_id, q.row, q.asset, str(q.amount), q.request_epoch, q.request_time]
-                         for q in self.requests.values()],
+            "requests": [[q.request_id, q.row, q.asset, str(q.amount), q.request_epoch, q.request_time,
+                          *_payout_tag(q.payout)] for q in self.requests.values()],
             "spots": [[k, *v] for k, v in self.spots.items()],
             "forwards": [[k[0], k[1], *v] for k, v in self.forwards.items()],
             "vols": [[k, *v] for k, v in self.vols.items()],
@@ -652,8 +654,8 @@ class ChainBook:
             book.add_asset(AssetInfo(symbol, token, dec, minimum))
         book.balances = {(int(r), int(a)): int(v) for r, a, v in header["balances"]}
         book._dirty_units = set(book.balances)
-        book.requests = {int(i): OpenRequest(int(i), int(r), int(a), int(m), int(e), int(t))
-                         for i, r, a, m, e, t in header["requests"]}
+        book.requests = {int(i): OpenRequest(int(i), int(r), int(a), int(m), int(e), int(t), bool(rest))
+                         for i, r, a, m, e, t, *rest in header["requests"]}
         book.spots = {k: (p, t) for k, p, t in header["spots"]}
         book.forwards = {(u, e): (p, t) for u, e, p, t in header["forwards"]}
         book.vols = {int(k): (p, t) for k, p, t in header["vols"]}
@@ -665,6 +667,11 @@ class ChainBook:
         book.positions.qty = arrays["qty"].astype(np.int64)
         book.positions.entry = arrays["entry"].astype(np.int64)
         return book
+
+
+def _payout_tag(payout: bool) -> list[int]:
+    """A payout request's rows end in 1; a withdrawal's stay as before payouts existed (same hash, same blob)."""
+    return [1] if payout else []
 
 
 # --- event handlers (contract, event name) -> assignment of the absolute values it carries ------------
@@ -725,6 +732,16 @@ def _on_completed(book: ChainBook, a: Mapping[str, Any], d: Mapping[str, int]) -
     _on_balance(book, a, d)
 
 
+def _on_cash_settled(book: ChainBook, a: Mapping[str, Any], _d: Mapping[str, int]) -> None:
+    book.set_cash(book.get_row(_address(a["account"])), int(a["cash"]))
+
+
+def _on_payout_requested(book: ChainBook, a: Mapping[str, Any], _d: Mapping[str, int]) -> None:
+    row = book.get_row(_address(a["account"]))
+    book.open_request(OpenRequest(int(a["requestId"]), row, book._asset_index(str(a["token"])), int(a["amount"]),
+                                  int(a["requestEpoch"]), int(a["requestTime"]), payout=True))
+
+
 def _on_cancelled(book: ChainBook, a: Mapping[str, Any], _d: Mapping[str, int]) -> None:
     book.close_request(int(a["requestId"]))
 
@@ -760,12 +777,16 @@ _HANDLERS = {
     ("ledger", "InstrumentRegistered"): _on_instrument,
     ("ledger", "TradeRecorded"): _on_trade,
     ("ledger", "FundingIndexSet"): _on_funding,
+    ("ledger", "CashSettled"): _on_cash_settled,
     ("vault", "AssetRegistered"): _on_asset,
     ("vault", "MinWithdrawalSet"): _on_min_withdrawal,
     ("vault", "Deposited"): _on_balance,
     ("vault", "WithdrawalRequested"): _on_requested,
     ("vault", "WithdrawalCompleted"): _on_completed,
     ("vault", "WithdrawalCancelled"): _on_cancelled,
+    ("vault", "DebtSwept"): _on_balance,  # the debtor's new settlement-asset balance
+    ("vault", "PayoutRequested"): _on_payout_requested,
+    ("vault", "PayoutCompleted"): _on_cancelled,  # closes the request; the cash moves by CashSettled
     ("oracle", "SpotSet"): _quote("spots", lambda a: parse_symbol(a["underlying"], "oracle.spot")),
     ("oracle", "ForwardSet"): _quote("forwards", lambda a: (parse_symbol(a["underlying"], "oracle.forward"),
                                                             int(a["expiry"]))),

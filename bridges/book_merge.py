@@ -55,7 +55,7 @@ import scipy.sparse as sp
 from bridges.book import COL_BITS, MAX_COLUMNS, ChainBook, InstrumentInfo
 from bridges.errors import InvalidChainValue
 from bridges.position_matrix import BookEntries, build_position_matrix
-from bridges.statecodec import PRICE_SCALE, QTY_SCALE, VOL_SCALE, withdrawal_id
+from bridges.statecodec import PRICE_SCALE, QTY_SCALE, USD_SCALE, VOL_SCALE, withdrawal_id
 from risk.instruments import MAX_RATE, Instrument, Market
 
 SECONDS_PER_DAY = 86_400
@@ -176,6 +176,9 @@ class WithdrawalColumns:
     units: np.ndarray  # float64 amount / 10**decimals
     request_epoch: np.ndarray  # int64
     withdrawal_id: tuple[bytes, ...]
+    payout: np.ndarray  # bool: a payout of ledger cash (CollateralVault.requestPayout), else a withdrawal
+    par: np.ndarray  # int64 micro-USD at par of a payout, ceil(amount * 1e6 / 10**decimals) (0 for withdrawals)
+    chain_cash: np.ndarray  # int64 ledger cash of the request's account on the request's chain (micro-USD)
 
     def __len__(self) -> int:
         return len(self.row)
@@ -572,17 +575,24 @@ def merge_books(books: Sequence[ChainBook], index: AccountIndex, home_chain_id: 
                           collateral_detail=detail, failures=failures)
 
 
+_MAX_PAR = 2**62  # a payout's par value is capped here (the vault bounds it to the account's int64 cash anyway)
+
+
 def _withdrawals(books: Sequence[ChainBook], local: Sequence[np.ndarray], rank: np.ndarray) -> WithdrawalColumns:
-    rows: list[tuple[int, int, int, str, int, float, int, bytes]] = []
+    rows: list[tuple[int, int, int, str, int, float, int, bytes, bool, int, int]] = []
     for book, to_gid in zip(books, local, strict=True):
         for req in book.requests.values():
             asset = book.assets[req.asset]
+            par = min(-(-req.amount * USD_SCALE // 10**asset.decimals), _MAX_PAR) if req.payout else 0
             rows.append((int(rank[to_gid[req.row]]), book.chain_id, req.request_id, asset.symbol, req.amount,
                          req.amount / 10**asset.decimals, req.request_epoch,
-                         withdrawal_id(book.chain_id, book.contracts["vault"], req.request_id)))
+                         withdrawal_id(book.chain_id, book.contracts["vault"], req.request_id),
+                         req.payout, par, book.cash.get(req.row, 0)))
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     return WithdrawalColumns(
         row=np.array([r[0] for r in rows], dtype=np.int64), chain_id=np.array([r[1] for r in rows], dtype=np.int64),
         request_id=np.array([r[2] for r in rows], dtype=np.int64), asset=tuple(r[3] for r in rows),
         amount=tuple(r[4] for r in rows), units=np.array([r[5] for r in rows], dtype=np.float64),
-        request_epoch=np.array([r[6] for r in rows], dtype=np.int64), withdrawal_id=tuple(r[7] for r in rows))
+        request_epoch=np.array([r[6] for r in rows], dtype=np.int64), withdrawal_id=tuple(r[7] for r in rows),
+        payout=np.array([r[8] for r in rows], dtype=bool), par=np.array([r[9] for r in rows], dtype=np.int64),
+        chain_cash=np.array([r[10] for r in rows], dtype=np.int64))

@@ -190,11 +190,12 @@ def _read_vault(book: ChainBook, client: ChainClient, pin: Pin, vault: _Views) -
                     if amount:
                         book.set_balance(row, token, int(amount))
     for page in vault.pages(int(vault.call("openRequestCount")[0]), "getOpenRequests"):
-        for rid, account, token, amount, epoch, request_time, status in page[0]:
+        for rid, account, token, amount, epoch, request_time, status, payout in page[0]:
             if status != REQUEST_OPEN or token.lower() not in book.asset_of:
                 raise InvalidChainValue(f"chain {cid} vault.request[{rid}]: status {status}, token {token}")
             book.open_request(OpenRequest(int(rid), book.get_row(bytes.fromhex(account[2:])),
-                                          book.asset_of[token.lower()], int(amount), int(epoch), int(request_time)))
+                                          book.asset_of[token.lower()], int(amount), int(epoch), int(request_time),
+                                          bool(payout)))
     book.sequences["vault"] = int(vault.call("eventSequence")[0])
 
 

@@ -2,13 +2,14 @@
 
 `deploy_contracts` deploys the production contracts: MarginStateRegistry (network id, key-set id,
 group key), CollateralVault (wired to the registry, with its approval window), PositionLedger and
-MarketOracle; `deploy_all` adds demo ERC-20 TestTokens registered as vault assets with their minimum
-withdrawal (tests, benchmarks). Both return a frozen `Deployment` (addresses, JSON round trip); the
+MarketOracle, with the ledger and the vault linked (only the vault settles ledger cash); `deploy_all`
+adds demo ERC-20 TestTokens registered as vault assets with their minimum withdrawal and USDC as the
+settlement asset (tests, benchmarks). Both return a frozen `Deployment` (addresses, JSON round trip); the
 resumable, confirmation-waiting deployment of `clearingd deploy` is `bridges.deployer`. Helpers register instruments, venues and publishers,
 record matched trades (maker, taker) and perp funding indices, set market data (marks, and the risk model
 v2 confidences and rates, validated before sending; one atomic `multicall` transaction up to
 ORACLE_MAX_ROWS_PER_TX rows), mint, deposit (one
-account, or many in batches paid by one sender) and request withdrawals. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
+account, or many in batches paid by one sender), request withdrawals and payouts, and sweep debts. Transactions are signed locally (anvil dev keys in tests, any key elsewhere); each waits
 for its receipt within a bounded time and a revert raises `DeploymentError` naming the step and the
 contract error. Persists nothing (callers may store `Deployment.to_json()`).
 """
@@ -27,6 +28,7 @@ from eth_utils import function_abi_to_4byte_selector, get_abi_input_types, to_ch
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.logs import DISCARD
 
 from bridges.artifacts import get_abi, get_contract_names, load_artifact
 from bridges.book import is_printable_key
@@ -46,6 +48,7 @@ DEMO_TOKENS: tuple[tuple[str, str, int], ...] = (("USDC", "Test USD Coin", 6), (
 
 # Smallest withdrawal request per demo token (token units): 1 USDC, 0.001 ETH.
 DEFAULT_MIN_WITHDRAWAL: Mapping[str, int] = {"USDC": 10**6, "WETH": 10**15, "ETH": 10**15}
+SETTLEMENT_ASSET = "USDC"  # the demo settlement asset (ledger cash is swept into and paid out in it)
 DEFAULT_APPROVAL_WINDOW = 8  # epochs an approval stays usable (CollateralVault.approvalWindow)
 LEDGER_MAX_BATCH = 200  # PositionLedger.MAX_BATCH
 VAULT_MAX_BATCH = 200  # CollateralVault.MAX_BATCH
@@ -217,6 +220,8 @@ def deploy_contracts(rpc_url: str, deployer_key: str, network_id: int, keyset_id
     vault, _ = sender.deploy("CollateralVault", registry, approval_window, sender.address)
     ledger, _ = sender.deploy("PositionLedger", sender.address)
     oracle, _ = sender.deploy("MarketOracle", sender.address)
+    sender.transact("PositionLedger", ledger, "setVault", vault)
+    sender.transact("CollateralVault", vault, "setLedger", ledger)
     return Deployment(chain_id=sender.chain_id, network_id=network_id, keyset_id=keyset_id, registry=registry,
                       vault=vault, ledger=ledger, oracle=oracle, tokens=(), deployer=sender.address,
                       start_block=int(receipt["blockNumber"]))
@@ -225,10 +230,12 @@ def deploy_contracts(rpc_url: str, deployer_key: str, network_id: int, keyset_id
 def deploy_all(rpc_url: str, deployer_key: str, network_id: int, keyset_id: int, group_key: bytes,
                tokens: Sequence[tuple[str, str, int]] = DEFAULT_TOKENS,
                approval_window: int = DEFAULT_APPROVAL_WINDOW,
-               min_withdrawal: Mapping[str, int] = DEFAULT_MIN_WITHDRAWAL) -> Deployment:
+               min_withdrawal: Mapping[str, int] = DEFAULT_MIN_WITHDRAWAL,
+               settlement_asset: str | None = SETTLEMENT_ASSET) -> Deployment:
     """`deploy_contracts` plus demo TestTokens registered as collateral (tests, benchmarks).
 
-    `min_withdrawal` maps each token symbol of `tokens` to its smallest withdrawal (token units)."""
+    `min_withdrawal` maps each token symbol of `tokens` to its smallest withdrawal (token units);
+    `settlement_asset` (a symbol of `tokens`, if it is one) becomes the vault's settlement asset."""
     missing = [symbol for symbol, _name, _decimals in tokens if symbol not in min_withdrawal]
     if missing:
         raise DeploymentError(f"min_withdrawal: no minimum for token(s) {', '.join(missing)}")
@@ -236,6 +243,8 @@ def deploy_all(rpc_url: str, deployer_key: str, network_id: int, keyset_id: int,
     sender = ChainSender(rpc_url, deployer_key)
     for symbol, name, decimals in tokens:
         deployment = deploy_test_token(sender, deployment, symbol, name, decimals, min_withdrawal[symbol])
+    if settlement_asset in dict(deployment.tokens):
+        set_settlement_asset(sender, deployment, settlement_asset)
     return deployment
 
 
@@ -251,6 +260,11 @@ def register_asset(owner: ChainSender, deployment: Deployment, symbol: str, toke
     owner.transact("CollateralVault", deployment.vault, "registerAsset", symbol_to_bytes32(symbol),
                    to_checksum_address(token), min_withdrawal)
     return replace(deployment, tokens=tuple(sorted((*deployment.tokens, (symbol, to_checksum_address(token))))))
+
+
+def set_settlement_asset(owner: ChainSender, deployment: Deployment, symbol: str) -> dict[str, Any]:
+    """Make the registered token `symbol` the vault's settlement asset (once per vault)."""
+    return owner.transact("CollateralVault", deployment.vault, "setSettlementAsset", deployment.get_token(symbol))
 
 
 def set_min_withdrawal(owner: ChainSender, deployment: Deployment, symbol: str, amount: int) -> dict[str, Any]:
@@ -491,3 +505,24 @@ def request_withdrawal(account: ChainSender, deployment: Deployment, symbol: str
     if len(events) != 1:
         raise DeploymentError(f"requestWithdrawal: expected one WithdrawalRequested event, got {len(events)}")
     return int(events[0]["args"]["requestId"])
+
+
+def request_payout(account: ChainSender, deployment: Deployment, amount: int) -> int:
+    """Request a payout of `amount` settlement-asset units out of the account's ledger cash; returns the
+    request id from the PayoutRequested event."""
+    receipt = account.transact("CollateralVault", deployment.vault, "requestPayout", amount)
+    events = account.contract("CollateralVault", deployment.vault).events.PayoutRequested().process_receipt(
+        receipt, errors=DISCARD)
+    if len(events) != 1:
+        raise DeploymentError(f"requestPayout: expected one PayoutRequested event, got {len(events)}")
+    return int(events[0]["args"]["requestId"])
+
+
+def sweep_debt(keeper: ChainSender, deployment: Deployment, account: str, units: int) -> int:
+    """Move up to `units` of a debtor's settlement asset into the payout pool (anyone may); returns the
+    amount moved from the DebtSwept event."""
+    receipt = keeper.transact("CollateralVault", deployment.vault, "sweepDebt", to_checksum_address(account), units)
+    events = keeper.contract("CollateralVault", deployment.vault).events.DebtSwept().process_receipt(receipt, errors=DISCARD)
+    if len(events) != 1:
+        raise DeploymentError(f"sweepDebt: expected one DebtSwept event, got {len(events)}")
+    return int(events[0]["args"]["amount"])

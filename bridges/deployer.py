@@ -2,8 +2,9 @@
 
 `ChainPlan` fixes what one chain gets: the production contracts (MarginStateRegistry with the
 network's group key, CollateralVault, PositionLedger, MarketOracle; the deployer owns the last
-three), `Governance` (genesis operators, threshold) on the home chain only, and with `demo` the demo
-TestTokens registered as collateral and the deployer as ledger venue and oracle publisher. Before
+three), `Governance` (genesis operators, threshold) on the home chain only, the ledger and the vault linked
+to each other (settlement of ledger cash), and with `demo` the demo TestTokens registered as collateral
+(USDC the settlement asset) and the deployer as ledger venue and oracle publisher. Before
 anything is sent, `check_chain` refuses an endpoint serving another chain id, a chain without the
 EIP-2537 precompiles (a real pairing check and a map-to-curve call must answer) and a deployer
 without funds.
@@ -38,6 +39,7 @@ from bridges.deploy import (
     DEFAULT_APPROVAL_WINDOW,
     DEFAULT_MIN_WITHDRAWAL,
     DEMO_TOKENS,
+    SETTLEMENT_ASSET,
     ChainSender,
     Deployment,
 )
@@ -106,6 +108,9 @@ def get_steps(plan: ChainPlan, deployer: str) -> list[Step]:
         Step("vault", "CollateralVault", True, lambda a: (a["registry"], plan.approval_window, deployer)),
         Step("ledger", "PositionLedger", True, lambda a: (deployer,)),
         Step("oracle", "MarketOracle", True, lambda a: (deployer,)),
+        # settlement (docs/clearing.md section 1): only the vault moves ledger cash, each names the other
+        Step("link:ledger", "PositionLedger", False, lambda a: (a["vault"],), "setVault", "ledger"),
+        Step("link:vault", "CollateralVault", False, lambda a: (a["ledger"],), "setLedger", "vault"),
     ]
     if plan.home_chain:
         steps.append(Step("governance", "Governance", True, lambda a: (
@@ -114,6 +119,8 @@ def get_steps(plan: ChainPlan, deployer: str) -> list[Step]:
         for symbol, name, decimals in DEMO_TOKENS:
             steps.append(Step(f"token:{symbol}", "TestToken", True, _constant((name, symbol, decimals, deployer))))
             steps.append(Step(f"asset:{symbol}", "CollateralVault", False, _asset_args(symbol), "registerAsset", "vault"))
+        steps.append(Step(f"settlement:{SETTLEMENT_ASSET}", "CollateralVault", False,
+                          lambda a: (a[f"token:{SETTLEMENT_ASSET}"],), "setSettlementAsset", "vault"))
         steps.append(Step("venue", "PositionLedger", False, lambda a: (deployer, True), "setVenue", "ledger"))
         steps.append(Step("publisher", "MarketOracle", False, lambda a: (deployer, True), "setPublisher", "oracle"))
     return steps

@@ -9,6 +9,14 @@ import {MarginStateRegistry} from "./MarginStateRegistry.sol";
 interface IERC20 {
     function transfer(address to, uint256 amount) external returns (bool);
     function transferFrom(address from, address to, uint256 amount) external returns (bool);
+    function decimals() external view returns (uint8);
+}
+
+/// @dev What the vault uses of the PositionLedger (settlement of realised cash).
+interface ISettlementLedger {
+    function vault() external view returns (address);
+    function cashOf(address account) external view returns (int256);
+    function settleCash(address account, int256 delta) external returns (int256);
 }
 
 /// @title Collateral vault: ERC-20 deposits per account, two-phase withdrawals, liquidation flag.
@@ -39,10 +47,27 @@ interface IERC20 {
 ///
 /// Events (chain book): every book-relevant change (AssetRegistered, MinWithdrawalSet, Deposited,
 /// WithdrawalRequested, WithdrawalCompleted, WithdrawalCancelled, LiquidationFlagged,
-/// LiquidationCleared) increments `eventSequence` and carries the new value as its first non-indexed
+/// LiquidationCleared, DebtSwept, PayoutRequested, PayoutCompleted) increments `eventSequence` and carries the new value as its first non-indexed
 /// field `sequence`, with absolute new values (balances after the change), so a reader detects a
 /// missing log by a gap. The new `withdrawalFloorEpoch` after LiquidationFlagged is its `epoch`;
-/// LiquidationCleared leaves it unchanged. OwnershipTransferred carries no sequence.
+/// LiquidationCleared leaves it unchanged. OwnershipTransferred, LedgerSet, SettlementAssetSet and
+/// PoolChanged (the pool is not an input of the margin state) carry no sequence.
+///
+/// Settlement (docs/clearing.md section 1): the owner links the chain's PositionLedger once (`setLedger`,
+/// after `ledger.setVault(this)`) and sets one registered settlement asset once (`setSettlementAsset`,
+/// e.g. USDC). Ledger cash converts to it at par: 1 micro-USD = 10**(decimals - 6) base units.
+/// - `sweepDebt(account, units)` (anyone, while the account's ledger cash is negative) moves
+///   min(units, the account's free settlement-asset balance, its debt at par) from its balance into the
+///   payout pool and credits its ledger cash by the same micro-USD (whole micro-USD only: for more than
+///   6 decimals the amount is rounded down to a multiple of 10**(decimals - 6)).
+/// - `requestPayout(units)` (the account, out of its positive cash): a request in the same table as
+///   withdrawals (same ids, cap, minimum, cancel, approval checks) with the payout flag set; nothing is
+///   locked. Completing it needs, besides the approval, payoutPool >= units and ceil(units at par) <=
+///   the account's ledger cash at completion; then the pool pays the tokens and the ledger cash falls by
+///   that micro-USD. The validators deduct an open payout at par and approve it only while the account's
+///   open payouts on this chain fit its cash here.
+/// Invariant: the vault holds sum(balanceOf[.][token]) (+ payoutPool for the settlement asset) of every
+/// token it lists.
 ///
 /// Validators read everything through paginated views at a pinned block. Assets are assumed to be
 /// plain ERC-20s (no fee on transfer, no rebasing): the vault credits the requested amount.
@@ -65,6 +90,7 @@ contract CollateralVault is Owned {
         uint64 requestEpoch;
         uint64 requestTime;
         RequestStatus status;
+        bool payout; // a payout of ledger cash in the settlement asset (else a withdrawal of a balance)
     }
 
     /// @dev Storage form (the id is the mapping key): three slots; `openIndexPlusOne` is the request's
@@ -73,6 +99,7 @@ contract CollateralVault is Owned {
         address account;
         uint64 requestEpoch;
         RequestStatus status;
+        bool payout;
         address token;
         uint64 requestTime;
         uint32 openIndexPlusOne;
@@ -91,6 +118,8 @@ contract CollateralVault is Owned {
     uint256 public constant MAX_PAGE = 500;
     uint256 public constant MAX_BATCH = 200;
     uint256 public constant MAX_OPEN_REQUESTS_PER_ACCOUNT = 8;
+    uint8 public constant MAX_SETTLEMENT_DECIMALS = 36;
+    int256 private constant MAX_INT64 = type(int64).max;
 
     MarginStateRegistry public immutable registry;
     /// @notice Epochs an approval stays usable: completing with the state of epoch e needs
@@ -114,6 +143,14 @@ contract CollateralVault is Owned {
     mapping(uint256 => StoredRequest) private requests;
     uint256[] private openRequestIds;
 
+    /// @notice The chain's PositionLedger whose cash this vault settles (set once; 0 before).
+    ISettlementLedger public ledger;
+    /// @notice The asset ledger cash is paid out in and swept into (set once; 0 before).
+    address public settlementAsset;
+    uint8 public settlementDecimals;
+    /// @notice Settlement-asset units swept from debtors and not yet paid out to winners.
+    uint256 public payoutPool;
+
     event AssetRegistered(bytes32 indexed symbol, address indexed token, uint64 sequence, uint256 minWithdrawal);
     event MinWithdrawalSet(address indexed token, uint64 sequence, uint256 amount);
     event Deposited(address indexed account, address indexed token, uint64 sequence, uint256 amount,
@@ -125,6 +162,17 @@ contract CollateralVault is Owned {
     event WithdrawalCancelled(uint256 indexed requestId, address indexed account, uint64 sequence);
     event LiquidationFlagged(address indexed account, uint64 indexed epoch, uint64 sequence, address flaggedBy);
     event LiquidationCleared(address indexed account, uint64 indexed epoch, uint64 sequence);
+    event LedgerSet(address indexed ledger);
+    event SettlementAssetSet(address indexed token, uint8 decimals);
+    /// @notice `balance` is the account's new settlement-asset balance, `credit` the micro-USD added to its cash.
+    event DebtSwept(address indexed account, address indexed token, uint64 sequence, uint256 amount, uint256 balance,
+        uint256 credit);
+    event PayoutRequested(uint256 indexed requestId, address indexed account, address indexed token,
+        uint64 sequence, uint256 amount, uint64 requestEpoch, uint64 requestTime);
+    /// @notice `debit` is the micro-USD taken from the account's ledger cash.
+    event PayoutCompleted(uint256 indexed requestId, address indexed account, address indexed token,
+        uint64 sequence, uint256 amount, uint64 approvalEpoch, uint256 debit);
+    event PoolChanged(address indexed token, uint256 pool);
 
     error UnknownAsset(address token);
     error AssetAlreadyRegistered(address token);
@@ -150,6 +198,15 @@ contract CollateralVault is Owned {
     error NotFrozen(address account);
     error StaleLiquidationState(address account, uint64 epoch, uint64 statusEpoch);
     error TokenTransferFailed(address token);
+    error LedgerAlreadySet(address ledger);
+    error LedgerNotLinked(address ledger);
+    error SettlementAssetAlreadySet(address token);
+    error SettlementNotConfigured();
+    error InvalidDecimals(address token, uint8 decimals);
+    error AmountOutOfRange(uint256 amount);
+    error NoDebt(address account, int256 cash);
+    error InsufficientCash(address account, int256 cash, uint256 required);
+    error InsufficientPool(uint256 pool, uint256 requested);
 
     constructor(MarginStateRegistry registry_, uint64 approvalWindow_, address initialOwner) Owned(initialOwner) {
         if (address(registry_) == address(0)) revert ZeroAddress("registry");
@@ -178,6 +235,26 @@ contract CollateralVault is Owned {
         if (!isAsset[token]) revert UnknownAsset(token);
         minWithdrawal[token] = amount;
         emit MinWithdrawalSet(token, ++eventSequence, amount);
+    }
+
+    /// @notice Links the chain's PositionLedger once; the ledger must already name this vault.
+    function setLedger(ISettlementLedger ledger_) external onlyOwner {
+        if (address(ledger_) == address(0)) revert ZeroAddress("ledger");
+        if (address(ledger) != address(0)) revert LedgerAlreadySet(address(ledger));
+        if (ledger_.vault() != address(this)) revert LedgerNotLinked(address(ledger_));
+        ledger = ledger_;
+        emit LedgerSet(address(ledger_));
+    }
+
+    /// @notice Sets the settlement asset once: a registered asset with at most 36 decimals.
+    function setSettlementAsset(address token) external onlyOwner {
+        if (!isAsset[token]) revert UnknownAsset(token);
+        if (settlementAsset != address(0)) revert SettlementAssetAlreadySet(settlementAsset);
+        uint8 decimals = IERC20(token).decimals();
+        if (decimals > MAX_SETTLEMENT_DECIMALS) revert InvalidDecimals(token, decimals);
+        settlementAsset = token;
+        settlementDecimals = decimals;
+        emit SettlementAssetSet(token, decimals);
     }
 
     // ---------------------------------------------------------------- deposits
@@ -224,13 +301,67 @@ contract CollateralVault is Owned {
         if (free < amount) revert InsufficientFreeBalance(msg.sender, token, free, amount);
         lockedOf[msg.sender][token] = locked + amount;
         status.openRequests += 1;
-        requestId = nextRequestId++;
-        uint64 epoch = registry.latestEpoch();
-        uint64 time = uint64(block.timestamp);
-        openRequestIds.push(requestId);
-        requests[requestId] =
-            StoredRequest(msg.sender, epoch, RequestStatus.OPEN, token, time, uint32(openRequestIds.length), amount);
+        uint64 epoch;
+        uint64 time;
+        (requestId, epoch, time) = storeRequest(token, amount, false);
         emit WithdrawalRequested(requestId, msg.sender, token, ++eventSequence, amount, epoch, time);
+    }
+
+    /// @notice Asks for `amount` units of the settlement asset out of the caller's positive ledger cash
+    /// (ceil(amount at par) micro-USD <= cash now); completes like a withdrawal, from the payout pool.
+    function requestPayout(uint256 amount) external returns (uint256 requestId) {
+        address token = settlementAsset;
+        if (token == address(0) || address(ledger) == address(0)) revert SettlementNotConfigured();
+        if (amount == 0) revert ZeroAmount("amount");
+        if (amount > uint256(MAX_INT64)) revert AmountOutOfRange(amount);
+        uint256 min = minWithdrawal[token];
+        if (amount < min) revert BelowMinimum(token, amount, min);
+        AccountStatus storage status = statuses[msg.sender];
+        if (status.frozenAtEpoch != 0) revert AccountFrozen(msg.sender, status.frozenAtEpoch);
+        if (status.openRequests >= MAX_OPEN_REQUESTS_PER_ACCOUNT) {
+            revert TooManyOpenRequests(msg.sender, MAX_OPEN_REQUESTS_PER_ACCOUNT);
+        }
+        validateCash(msg.sender, toMicroCeil(amount));
+        status.openRequests += 1;
+        uint64 epoch;
+        uint64 time;
+        (requestId, epoch, time) = storeRequest(token, amount, true);
+        emit PayoutRequested(requestId, msg.sender, token, ++eventSequence, amount, epoch, time);
+    }
+
+    /// @notice Anyone moves settlement asset of a debtor (ledger cash < 0) into the payout pool: at most
+    /// `units`, its free balance and its debt at par; its cash rises by the same micro-USD. Returns the
+    /// amount moved (token units).
+    function sweepDebt(address account, uint256 units) external returns (uint256 amount) {
+        address token = settlementAsset;
+        if (token == address(0) || address(ledger) == address(0)) revert SettlementNotConfigured();
+        int256 cash = ledger.cashOf(account);
+        if (cash >= 0) revert NoDebt(account, cash);
+        uint256 debt = uint256(-cash);
+        uint256 balance = balanceOf[account][token];
+        uint256 free = balance - lockedOf[account][token];
+        amount = units < free ? units : free;
+        uint8 decimals = settlementDecimals;
+        uint256 micro;
+        if (decimals >= 6) {
+            uint256 step = 10 ** (decimals - 6);
+            micro = amount / step;
+            if (micro > debt) micro = debt;
+            amount = micro * step;
+        } else {
+            uint256 step = 10 ** (6 - decimals);
+            uint256 most = debt / step;
+            if (amount > most) amount = most;
+            micro = amount * step;
+        }
+        if (amount == 0) revert ZeroAmount("units");
+        balance -= amount;
+        balanceOf[account][token] = balance;
+        uint256 pool = payoutPool + amount;
+        payoutPool = pool;
+        ledger.settleCash(account, int256(micro));
+        emit DebtSwept(account, token, ++eventSequence, amount, balance, micro);
+        emit PoolChanged(token, pool);
     }
 
     /// @notice Completes request `requestId` with the account's leaf in the signed state of `epoch`.
@@ -245,7 +376,11 @@ contract CollateralVault is Owned {
         validateLeaf(request.account, epoch, leaf, proof);
         bytes32 id = withdrawalId(requestId);
         if (!leaf.approves(id)) revert WithdrawalNotApproved(requestId, id);
-        payOut(requestId, request, epoch);
+        if (request.payout) {
+            payOutCash(requestId, request, epoch);
+        } else {
+            payOut(requestId, request, epoch);
+        }
     }
 
     /// @notice The requester gives up an open request; the amount is unlocked.
@@ -256,7 +391,7 @@ contract CollateralVault is Owned {
         request.status = RequestStatus.CANCELLED;
         removeOpenRequest(request);
         statuses[msg.sender].openRequests -= 1;
-        lockedOf[msg.sender][request.token] -= request.amount;
+        if (!request.payout) lockedOf[msg.sender][request.token] -= request.amount;
         emit WithdrawalCancelled(requestId, msg.sender, ++eventSequence);
     }
 
@@ -293,6 +428,16 @@ contract CollateralVault is Owned {
     }
 
     // ---------------------------------------------------------------- views
+
+    /// @notice Micro-USD at par of `amount` units of the settlement asset, rounded up (what a payout debits).
+    function toMicroCeil(uint256 amount) public view returns (uint256) {
+        uint8 decimals = settlementDecimals;
+        if (decimals >= 6) {
+            uint256 step = 10 ** (decimals - 6);
+            return (amount + step - 1) / step;
+        }
+        return amount * 10 ** (6 - decimals);
+    }
 
     /// @notice Id the validators put in a leaf to approve request `requestId` of this vault.
     function withdrawalId(uint256 requestId) public view returns (bytes32) {
@@ -367,7 +512,8 @@ contract CollateralVault is Owned {
 
     function getRequest(uint256 requestId) public view returns (WithdrawalRequest memory) {
         StoredRequest storage r = requests[requestId];
-        return WithdrawalRequest(requestId, r.account, r.token, r.amount, r.requestEpoch, r.requestTime, r.status);
+        return WithdrawalRequest(requestId, r.account, r.token, r.amount, r.requestEpoch, r.requestTime, r.status,
+            r.payout);
     }
 
     function openRequestCount() external view returns (uint256) {
@@ -397,6 +543,45 @@ contract CollateralVault is Owned {
         uint256 balance = balanceOf[account][token] + amount;
         balanceOf[account][token] = balance;
         emit Deposited(account, token, ++eventSequence, amount, balance);
+    }
+
+    /// @dev Appends an open request of msg.sender (the caller counted it in `openRequests`).
+    function storeRequest(address token, uint256 amount, bool payout)
+        private
+        returns (uint256 requestId, uint64 epoch, uint64 time)
+    {
+        requestId = nextRequestId++;
+        epoch = registry.latestEpoch();
+        time = uint64(block.timestamp);
+        openRequestIds.push(requestId);
+        requests[requestId] = StoredRequest(msg.sender, epoch, RequestStatus.OPEN, payout, token, time,
+            uint32(openRequestIds.length), amount);
+    }
+
+    /// @dev The account's ledger cash covers `micro` micro-USD.
+    function validateCash(address account, uint256 micro) private view {
+        int256 cash = ledger.cashOf(account);
+        if (cash < 0 || uint256(cash) < micro) revert InsufficientCash(account, cash, micro);
+    }
+
+    /// @dev Pays an approved payout from the pool: the ledger cash falls by its micro-USD at par.
+    function payOutCash(uint256 requestId, StoredRequest storage request, uint64 epoch) private {
+        address account = request.account;
+        address token = request.token;
+        uint256 amount = request.amount;
+        uint256 pool = payoutPool;
+        if (pool < amount) revert InsufficientPool(pool, amount);
+        uint256 micro = toMicroCeil(amount);
+        validateCash(account, micro);
+        request.status = RequestStatus.COMPLETED;
+        removeOpenRequest(request);
+        statuses[account].openRequests -= 1;
+        pool -= amount;
+        payoutPool = pool;
+        ledger.settleCash(account, -int256(micro));
+        callToken(token, abi.encodeCall(IERC20.transfer, (account, amount)));
+        emit PayoutCompleted(requestId, account, token, ++eventSequence, amount, epoch, micro);
+        emit PoolChanged(token, pool);
     }
 
     /// @dev The request is open, `epoch` is later than its epoch and the account's withdrawal floor, and

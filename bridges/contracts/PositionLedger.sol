@@ -21,6 +21,12 @@ import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
 /// collateral + `cashOf` + the mark value of its positions (sum q * mark / 1e8 over all instruments,
 /// options at their model value) + the unrealised funding of its perps.
 ///
+/// Settlement (docs/clearing.md section 1): the owner links the vault once (`setVault`); only the vault
+/// may move an account's cash with `settleCash(account, delta)`, and only for an account that traded:
+/// the vault's `sweepDebt` credits a debtor's cash by the settlement asset it moves from the debtor's
+/// balance into the payout pool, its payout completion debits a winner's cash by what it pays out of
+/// the pool. The bounds are the ledger's (|cash| <= type(int64).max).
+///
 /// Funding: `fundingIndexOf(perp)` is the cumulative funding per 1 unit of the underlying (micro-USD,
 /// set by venues); a long pays when it rises. `fundingEntryOf(account, perp)` is the index at which
 /// the account's funding was last realised. When a side trades a perp its accrued funding
@@ -32,9 +38,9 @@ import {AsciiKeyLib, InvalidKey} from "./AsciiKey.sol";
 /// |funding index| <= type(int64).max and price <= type(uint64).max, so readers can hold them in int64.
 ///
 /// Events (chain book): every book-relevant change (InstrumentRegistered, TradeRecorded one per side,
-/// taker first, FundingIndexSet) increments `eventSequence` and carries the new value as its first
+/// taker first, FundingIndexSet, CashSettled) increments `eventSequence` and carries the new value as its first
 /// non-indexed field `sequence`, with the absolute new values, so a reader detects a missing log by a
-/// gap. VenueSet and OwnershipTransferred change no book state and neither carry nor advance it.
+/// gap. VenueSet, VaultSet and OwnershipTransferred change no book state and neither carry nor advance it.
 /// Instruments are never removed or changed once registered; accounts and their positions stay listed
 /// (a closed position reads 0).
 /// @dev Gas (bench/gas_report.py, Prague): one matched trade between two accounts that already hold the
@@ -96,6 +102,8 @@ contract PositionLedger is Owned {
     mapping(uint64 => Instrument) private instruments;
     uint64[] private instrumentIds;
     mapping(address => bool) public isVenue;
+    /// @notice The CollateralVault allowed to call `settleCash` (set once by the owner; 0 before).
+    address public vault;
     /// @notice Cumulative funding index of a perp (micro-USD per unit of the underlying); 0 otherwise.
     mapping(uint64 => int256) public fundingIndexOf;
 
@@ -111,6 +119,9 @@ contract PositionLedger is Owned {
     event TradeRecorded(address indexed venue, address indexed account, uint64 indexed instrumentId,
         uint64 sequence, int256 quantity, uint256 price, int256 position, int256 cash, int256 fundingEntry);
     event FundingIndexSet(uint64 indexed instrumentId, uint64 sequence, int256 index);
+    event VaultSet(address indexed vault);
+    /// @notice `cash` is the account's new absolute cash (the chain book assigns it).
+    event CashSettled(address indexed account, uint64 sequence, int256 delta, int256 cash);
 
     error NotVenue(address caller);
     error UnknownInstrument(uint64 id);
@@ -126,6 +137,9 @@ contract PositionLedger is Owned {
     error FundingIndexOutOfRange(uint64 instrumentId, int256 index);
     error LengthMismatch(string field, uint256 length, uint256 expected);
     error BatchTooLarge(uint256 size, uint256 max);
+    error NotVault(address caller);
+    error VaultAlreadySet(address vault);
+    error UnknownAccount(address account);
 
     constructor(address initialOwner) Owned(initialOwner) {}
 
@@ -148,6 +162,28 @@ contract PositionLedger is Owned {
         if (venue == address(0)) revert ZeroAddress("venue");
         isVenue[venue] = authorised;
         emit VenueSet(venue, authorised);
+    }
+
+    /// @notice Links the CollateralVault that settles cash; once (a new vault needs a new ledger).
+    function setVault(address vault_) external onlyOwner {
+        if (vault_ == address(0)) revert ZeroAddress("vault");
+        if (vault != address(0)) revert VaultAlreadySet(vault);
+        vault = vault_;
+        emit VaultSet(vault_);
+    }
+
+    // ---------------------------------------------------------------- vault
+
+    /// @notice Adds `delta` micro-USD to the cash of `account` (which must have traded); the vault only.
+    function settleCash(address account, int256 delta) external returns (int256 cash) {
+        if (msg.sender != vault || vault == address(0)) revert NotVault(msg.sender);
+        AccountState storage state = accountStates[account];
+        if (state.positionCount == 0) revert UnknownAccount(account);
+        if (delta > MAX_INT64 || delta < -MAX_INT64) revert CashOutOfRange(account, delta);
+        cash = int256(state.cash) + delta;
+        if (cash > MAX_INT64 || cash < -MAX_INT64) revert CashOutOfRange(account, cash);
+        state.cash = int64(cash);
+        emit CashSettled(account, ++eventSequence, delta, cash);
     }
 
     // ---------------------------------------------------------------- venues

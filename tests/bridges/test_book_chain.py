@@ -149,7 +149,8 @@ def test_invalid_stale_quotes_fail_the_accounts_that_need_them(base_books: Any) 
 
 
 class Actor:
-    """Random contract calls on one chain (trades, deposits, requests, cancels, funding, marks)."""
+    """Random contract calls on one chain (trades, deposits, requests, cancels, funding, marks, debt sweeps and
+    payout requests)."""
 
     def __init__(self, chain: Any, deployment: Any, rng: random.Random) -> None:
         self.chain, self.d, self.rng = chain, deployment, rng
@@ -178,8 +179,24 @@ class Actor:
         elif roll < 0.9 and self.requests:
             who, rid = self.requests.pop(self.rng.randrange(len(self.requests)))
             who.transact("CollateralVault", self.d.vault, "cancelWithdrawal", rid)
-        else:
+        elif roll < 0.87:
             deploy.set_market(self.owner, self.d, spots={"BTC": self.rng.randint(50_000, 150_000) * USDC})
+        else:
+            self.settle()
+
+    def settle(self) -> None:
+        """Sweep the debt of a user that owes, or request a payout of cash a user is owed."""
+        ledger = self.owner.contract("PositionLedger", self.d.ledger)
+        cash = {u.address: int(ledger.functions.cashOf(u.address).call()) for u in self.users}
+        owing = [u for u in self.users if cash[u.address] < 0]
+        owed = [u for u in self.users if cash[u.address] >= USDC]
+        if owed and len(self.requests) < 4 and (not owing or self.rng.random() < 0.5):
+            u = self.rng.choice(owed)
+            amount = self.rng.randint(1, min(cash[u.address] // USDC, 100)) * USDC
+            self.requests.append((u, deploy.request_payout(u, self.d, amount)))
+        elif owing:
+            u = self.rng.choice(owing)
+            deploy.sweep_debt(self.owner, self.d, u.address, self.rng.randint(1, 500) * USDC)
 
 
 def head_time(chain: Any) -> int:

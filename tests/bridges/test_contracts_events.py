@@ -26,12 +26,14 @@ from bridges.deploy import (
     record_trade,
     record_trades,
     register_instrument,
+    request_payout,
     request_withdrawal,
     set_funding_indices,
     set_market,
     set_min_withdrawal,
     set_publisher,
     set_venue,
+    sweep_debt,
 )
 from bridges.statecodec import FLAG_LIQUIDATABLE, QTY_SCALE, USD_SCALE, withdrawal_id
 from tests.bridges.conftest import ChainEnv, GroupKey, make_signed_state
@@ -40,7 +42,8 @@ from tests.bridges.test_contracts_vault import get_leaf
 EXPIRY = 1_900_000_000
 USDC = 10**6
 HOUSE, USER, OTHER, THIRD = 5, 3, 4, 6
-UNSEQUENCED = {"VenueSet", "PublisherSet", "OwnershipTransferred"}
+UNSEQUENCED = {"VenueSet", "PublisherSet", "OwnershipTransferred", "VaultSet", "LedgerSet", "SettlementAssetSet",
+               "PoolChanged"}
 
 
 def run_mixed_calls(env: ChainEnv, group_key: GroupKey) -> None:
@@ -71,11 +74,14 @@ def run_mixed_calls(env: ChainEnv, group_key: GroupKey) -> None:
     third_rid = request_withdrawal(other, d, "USDC", 70 * USDC)
     user.transact("CollateralVault", d.vault, "cancelWithdrawal", second)
     set_min_withdrawal(owner, d, "USDC", 2 * USDC)
+    sweep_debt(third, d, user.address, 100 * USDC)  # the user owes (it bought the perp); the house is owed
+    payout = request_payout(house, d, 40 * USDC)
     approving = make_signed_state(group_key, 1, [
         get_leaf(env, USER, (withdrawal_id(env.chain_id, d.vault, first),)),
-        get_leaf(env, OTHER, (withdrawal_id(env.chain_id, d.vault, third_rid),), FLAG_LIQUIDATABLE)])
+        get_leaf(env, OTHER, (withdrawal_id(env.chain_id, d.vault, third_rid),), FLAG_LIQUIDATABLE),
+        get_leaf(env, HOUSE, (withdrawal_id(env.chain_id, d.vault, payout),))])
     env.publish(approving)
-    for rid, index in ((first, USER), (third_rid, OTHER)):
+    for rid, index in ((first, USER), (third_rid, OTHER), (payout, HOUSE)):
         leaf, proof = approving.get_leaf_args(env.sender(index).address)
         third.transact("CollateralVault", d.vault, "completeWithdrawal", rid, 1, leaf, proof)
     third.transact("CollateralVault", d.vault, "flagLiquidation", other.address, 1,
@@ -121,7 +127,14 @@ CHECKS: dict[str, Check] = {
         ("getRequest", (a["requestId"],), lambda r: r[1:4] == (a["account"], a["token"], a["amount"])
          and r[6] == REQUEST_COMPLETED)],
     "WithdrawalRequested": lambda a: [("getRequest", (a["requestId"],), (
-        a["requestId"], a["account"], a["token"], a["amount"], a["requestEpoch"], a["requestTime"], 1))],
+        a["requestId"], a["account"], a["token"], a["amount"], a["requestEpoch"], a["requestTime"], 1, False))],
+    "PayoutRequested": lambda a: [("getRequest", (a["requestId"],), (
+        a["requestId"], a["account"], a["token"], a["amount"], a["requestEpoch"], a["requestTime"], 1, True))],
+    "PayoutCompleted": lambda a: [
+        ("getRequest", (a["requestId"],), lambda r: r[1:4] == (a["account"], a["token"], a["amount"])
+         and r[6] == REQUEST_COMPLETED and r[7])],
+    "DebtSwept": lambda a: [("balanceOf", (a["account"], a["token"]), a["balance"])],
+    "CashSettled": lambda a: [("cashOf", (a["account"],), a["cash"])],
     "WithdrawalCancelled": lambda a: [
         ("getRequest", (a["requestId"],), lambda r: r[1] == a["account"] and r[6] == REQUEST_CANCELLED)],
     "LiquidationFlagged": lambda a: [("frozenAtEpoch", (a["account"],), a["epoch"]),

@@ -64,8 +64,8 @@ def test_withdrawal_needs_later_approving_state_and_completes_once(chains: list[
     vault = env.contract("CollateralVault")
     request = vault.functions.getRequest(rid).call()
     request_time = env.sender().w3.eth.get_block("latest")["timestamp"]
-    # account, token, amount, request epoch 1, request time, OPEN
-    assert tuple(request[1:]) == (user.address, usdc, 400 * USDC, 1, request_time, 1)
+    # account, token, amount, request epoch 1, request time, OPEN, not a payout
+    assert tuple(request[1:]) == (user.address, usdc, 400 * USDC, 1, request_time, 1, False)
     assert vault.functions.lockedOf(user.address, usdc).call() == 400 * USDC
     assert vault.functions.openRequestCount().call() == 1
     wid = withdrawal_id(env.chain_id, d.vault, rid)

@@ -61,7 +61,7 @@ def test_deploy_production_contracts_and_the_network_file(chain: AnvilChain, net
     key_file, pass_file = write_key(tmp_path)
     code, doc = deploy(network, chain, key_file, pass_file, "--home-chain", capsys=capsys)
     assert code == 0, doc
-    assert doc["tokens"] == {} and doc["transactions_sent"] == 5 and doc["governance"]
+    assert doc["tokens"] == {} and doc["transactions_sent"] == 7 and doc["governance"]  # 5 contracts, 2 links
     net = load_network_file(network)
     assert net.get_stage() == "deployed" and net.chains[0].contracts.registry == doc["registry"]
     assert net.governance.address == doc["governance"] and doc["network_hash"].startswith("0x")
@@ -69,6 +69,9 @@ def test_deploy_production_contracts_and_the_network_file(chain: AnvilChain, net
     registry = w3.eth.contract(address=doc["registry"], abi=get_abi("MarginStateRegistry"))
     expected = g2_to_eip2537(bytes.fromhex(net.keyset.group_key[2:]))
     assert bytes(registry.functions.groupPublicKey().call()) == expected
+    ledger = w3.eth.contract(address=doc["ledger"], abi=get_abi("PositionLedger"))
+    vault = w3.eth.contract(address=doc["vault"], abi=get_abi("CollateralVault"))
+    assert (ledger.functions.vault().call(), vault.functions.ledger().call()) == (doc["vault"], doc["ledger"])
     governance = w3.eth.contract(address=doc["governance"], abi=get_abi("Governance"))
     assert [a.lower() for a in governance.functions.validatorsAt(0).call()] == [o.address.lower() for o in net.operators]
     again_code, again = deploy(network, chain, key_file, pass_file, "--home-chain", capsys=capsys)
@@ -116,7 +119,8 @@ def test_deploy_waits_for_confirmations_and_resumes_a_sent_transaction(tmp_path:
         result = resumed.run()
         steps = json.loads((tmp_path / "d.json").read_text())["steps"]
         assert steps["registry"]["tx"] == sent["tx"] and result.deployment.registry == steps["registry"]["address"]
-        assert resumed.sent == 3 and result.governance == ""  # vault, ledger, oracle; the registry was resumed
+        # vault, ledger, oracle and the ledger-vault links; the registry was resumed
+        assert resumed.sent == 5 and result.governance == ""
         head = int(Web3(Web3.HTTPProvider(c.rpc_url)).eth.block_number)
         assert all(head >= s["block"] + 2 for s in steps.values())
         with pytest.raises(DeploymentError, match="written for another deployment"):
