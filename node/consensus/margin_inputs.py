@@ -2,6 +2,7 @@
 
 `MarginInputSource.compute_epoch(epoch, T_e)` pins every chain for T_e (each chain's lag and confirmations,
 `bridges.chain`), moves each chain's book to its pin with the contracts' logs (`bridges.book_reader.BookSync`;
+one thread per chain for the pin and for the advance, so the chains' RPC waits overlap;
 the first epoch, a reorg deeper than the book's history or a long gap reads every view instead), merges the
 books into columnar inputs (`bridges.book_merge`), takes the risk parameters active at `epoch` from the
 parameter schedule, and computes leaves, root and digest (`node.pipeline`). Any chain failure (unavailable
@@ -26,7 +27,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from bridges.telemetry import classify_account_failure, get_telemetry
 from node.consensus.errors import InputsUnavailable
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FULL_CHECK_EVERY = 50
 DEFAULT_PERSIST_EVERY = 10
 FAILURE_EXAMPLES = 3  # accounts named in the epoch's "accounts without a leaf" warning
+T = TypeVar("T")
 
 
 class MarginInputSource:
@@ -173,15 +177,16 @@ class MarginInputSource:
                            "examples": examples})
 
     def _pin(self, target_time: int) -> dict[int, object]:
-        return {c.chain_id: c.pin_block(target_time) for c in self.clients}  # type: ignore[attr-defined]
+        pins = _each_chain([partial(c.pin_block, target_time) for c in self.clients])  # type: ignore[attr-defined]
+        return {c.chain_id: pin for c, pin in zip(self.clients, pins, strict=True)}  # type: ignore[attr-defined]
 
     def _advance(self, pins: Mapping[int, object]) -> list[ChainBook]:
-        books = []
         for cid, sync in self.syncs.items():
             if cid in self._suspect:  # a background check found the book wrong: the full read wins
                 sync.book = None
                 self._suspect.discard(cid)
-            books.append(sync.advance(pins[cid]))  # type: ignore[arg-type]
+        books = _each_chain([partial(sync.advance, pins[cid]) for cid, sync in self.syncs.items()])  # type: ignore[arg-type]
+        for sync in self.syncs.values():
             self.counters["cold_reads"] += int(sync.stats.cold)
         return books
 
@@ -242,6 +247,18 @@ class MarginInputSource:
         self._since_persist = 0
         for book in books:
             self.book_store.save(book)  # type: ignore[attr-defined]
+
+
+def _each_chain(reads: Sequence[Callable[[], T]]) -> list[T]:
+    """Run each chain's read in its own thread (their RPC waits overlap; each `BookSync` and client is used by
+    one thread) and return the results in chain order; when reads fail, the first chain's error is raised,
+    after every read has finished. A single read runs in the caller's thread."""
+    if len(reads) <= 1:
+        return [read() for read in reads]
+    with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="chain-read") as pool:
+        futures = [pool.submit(read) for read in reads]
+        wait(futures)
+    return [f.result() for f in futures]
 
 
 def _to_signing_set(version: object) -> SigningSet:
