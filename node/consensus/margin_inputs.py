@@ -2,7 +2,6 @@
 
 `MarginInputSource.compute_epoch(epoch, T_e)` pins every chain for T_e (each chain's lag and confirmations,
 `bridges.chain`), moves each chain's book to its pin with the contracts' logs (`bridges.book_reader.BookSync`;
-one thread per chain for the pin and for the advance, so the chains' RPC waits overlap;
 the first epoch, a reorg deeper than the book's history or a long gap reads every view instead), merges the
 books into columnar inputs (`bridges.book_merge`), takes the risk parameters active at `epoch` from the
 parameter schedule, and computes leaves, root and digest (`node.pipeline`). Any chain failure (unavailable
@@ -18,6 +17,9 @@ The schedule is the governance genesis schedule unless a `governance_for(home_pi
 (`node.governance_source.GovernanceScheduleSource.get_state`); from that same governance state come the key
 set that signs the epoch and the next pending reshare, so every node agrees on both at the same pin.
 Persists: the books, every `persist_every` epochs, through an optional `node.book_store.BookStore`.
+Threads: the pins and the advances of the chains run in one thread per chain (their RPC waits overlap);
+when a chain has no book yet (the first epoch, a book found wrong) the chains are read one after the other,
+so two cold reads do not hold their transient memory at once.
 Blocking (web3 and numpy): run it through `trio.to_thread`, one call at a time.
 """
 
@@ -185,7 +187,11 @@ class MarginInputSource:
             if cid in self._suspect:  # a background check found the book wrong: the full read wins
                 sync.book = None
                 self._suspect.discard(cid)
-        books = _each_chain([partial(sync.advance, pins[cid]) for cid, sync in self.syncs.items()])  # type: ignore[arg-type]
+        reads = [partial(sync.advance, pins[cid]) for cid, sync in self.syncs.items()]  # type: ignore[arg-type]
+        if any(sync.book is None for sync in self.syncs.values()):  # a cold read: one at a time (peak memory)
+            books = [read() for read in reads]
+        else:
+            books = _each_chain(reads)
         for sync in self.syncs.values():
             self.counters["cold_reads"] += int(sync.stats.cold)
         return books
