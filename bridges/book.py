@@ -19,6 +19,10 @@ Invariants:
   position, cash, balance), so applying one is an assignment, never an increment.
 - Applying a block records undo entries; the last `history` applied blocks can be rolled back
   (`rollback_to`) after a reorg and re-applied from the new chain.
+- `apply_block` takes runs of consecutive `TradeRecorded` events and of consecutive oracle quote events in
+  bulk (array assignments, one undo record per run) and everything else event by event (`_apply_event`).
+  The event-by-event path is the reference: tests hold the two together (`bulk_apply = False` selects it),
+  and a run the bulk path refuses is re-applied through it, so every error is the one it raises.
 - Quantities, funding entries and cash are bounded to int64 by the contracts; a value outside raises
   `InvalidChainValue` naming the field. Balances are exact Python ints (uint256 token base units); their
   float `units` (amount / 10**decimals, correctly rounded) are kept next to them for the merge.
