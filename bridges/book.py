@@ -19,6 +19,10 @@ Invariants:
   position, cash, balance), so applying one is an assignment, never an increment.
 - Applying a block records undo entries; the last `history` applied blocks can be rolled back
   (`rollback_to`) after a reorg and re-applied from the new chain.
+- `apply_block` takes runs of consecutive `TradeRecorded` events and of consecutive oracle quote events in
+  bulk (array assignments, one undo record per run) and everything else event by event (`_apply_event`).
+  The event-by-event path is the reference: tests hold the two together (`bulk_apply = False` selects it),
+  and a run the bulk path refuses is re-applied through it, so every error is the one it raises.
 - Quantities, funding entries and cash are bounded to int64 by the contracts; a value outside raises
   `InvalidChainValue` naming the field. Balances are exact Python ints (uint256 token base units); their
   float `units` (amount / 10**decimals, correctly rounded) are kept next to them for the merge.
@@ -65,6 +69,10 @@ class BookFormatOutdated(InvalidChainValue):
 
 class BookRollbackTooDeep(BridgeError):
     """A rollback below the oldest undo record was asked for (the cold path must rebuild the book)."""
+
+
+class _SlowPath(Exception):
+    """A run of events the bulk path leaves to the event-by-event path (internal to `apply_block`)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,25 @@ class PositionTable:
         present = np.array([v is not None for _, v in items], dtype=bool)
         qty = np.array([v[0] if v else 0 for _, v in items], dtype=np.int64)
         entry = np.array([v[1] if v else 0 for _, v in items], dtype=np.int64)
+        self.assign(keys, present, qty, entry)
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(present, quantity, entry) of sorted unique `keys` (pending entries flushed first)."""
+        self.flush()
+        at = np.searchsorted(self.keys, keys)
+        found = np.zeros(len(keys), dtype=bool)
+        if len(self.keys):
+            inside = at < len(self.keys)
+            found[inside] = self.keys[at[inside]] == keys[inside]
+        where = at[found]
+        qty = np.zeros(len(keys), dtype=np.int64)
+        entry = np.zeros(len(keys), dtype=np.int64)
+        qty[found], entry[found] = self.qty[where], self.entry[where]
+        return found, qty, entry
+
+    def assign(self, keys: np.ndarray, present: np.ndarray, qty: np.ndarray, entry: np.ndarray) -> None:
+        """Set sorted unique `keys` to (qty, entry) where `present`, remove them elsewhere (pending entries
+        must have been flushed: they would be applied after these)."""
         at = np.searchsorted(self.keys, keys)
         found = (at < len(self.keys)) & (self.keys[np.minimum(at, len(self.keys) - 1)] == keys) \
             if len(self.keys) else np.zeros(len(keys), dtype=bool)
@@ -233,6 +260,7 @@ class ChainBook:
         self._dirty_cash: set[int] = set()
         self._history: deque[_Undo] = deque(maxlen=history)
         self._undo: _Undo | None = None
+        self.bulk_apply = True  # False: every event through `_apply_event` (the reference path, for tests)
 
     # --- accounts ---------------------------------------------------------------------------------
 
@@ -388,10 +416,18 @@ class ChainBook:
         """
         if self.block_number is not None and number <= self.block_number:
             raise InvalidChainValue(f"chain {self.chain_id}: block {number} is not after {self.block_number}")
+        events = list(events)
+        decimals = decimals or {}
         self._undo = _Undo(number, block_hash, [("block", self.block_number, self.block_hash)])
         try:
-            for event in events:
-                self._apply_event(event, decimals or {})
+            try:
+                self._apply_runs(events, decimals)
+            except _SlowPath:  # something in the block the bulk path does not take: event by event
+                partial, self._undo = self._undo, _Undo(number, block_hash, [("block", self.block_number,
+                                                                               self.block_hash)])
+                self._revert(partial)
+                for event in events:
+                    self._apply_event(event, decimals)
         except Exception:
             undo, self._undo = self._undo, None
             self._revert(undo)
@@ -429,6 +465,91 @@ class ChainBook:
         if handler is not None:
             handler(self, event.args, decimals)
 
+    # --- events in bulk: the same assignments per run of trades or quotes, checked before any is made ---
+
+    def _apply_runs(self, events: list[Event], decimals: Mapping[str, int]) -> None:
+        """Apply a block as runs: consecutive `TradeRecorded` events and consecutive oracle quote events
+        each in one bulk step (`_apply_trades`, `_apply_quotes`), anything else through `_apply_event`.
+        Raises `_SlowPath` (before or after partial changes, all recorded for undo) when a run holds
+        something only the event-by-event path handles or reports: a sequence gap, an unknown instrument, a
+        value outside int64, a malformed argument."""
+        i, n = 0, len(events)
+        while i < n:
+            kind = _run_kind(events[i])
+            j = i + 1
+            if kind is not None:
+                while j < n and _run_kind(events[j]) == kind:
+                    j += 1
+            if kind == "trades" and self.bulk_apply:
+                self._apply_trades(events[i:j])
+            elif kind == "quotes" and self.bulk_apply:
+                self._apply_quotes(events[i:j])
+            else:
+                for event in events[i:j]:
+                    self._apply_event(event, decimals)
+            i = j
+
+    def _take_sequences(self, contract: str, run: list[Event]) -> None:
+        """Check that the run's sequences continue the contract's without a gap, and take them."""
+        start = self.sequences[contract]
+        if [e.args.get("sequence") for e in run] != list(range(start + 1, start + 1 + len(run))):
+            raise _SlowPath
+        self._record(("sequence", contract, start))
+        self.sequences[contract] = start + len(run)
+
+    def _apply_trades(self, run: list[Event]) -> None:
+        """`_on_trade` for each event of the run, as array assignments (last write per key wins)."""
+        try:
+            accounts = [_address(e.args["account"]) for e in run]
+            cols = [self.col_of.get(int(e.args["instrumentId"])) for e in run]
+            qty = np.array([e.args["position"] for e in run], dtype=np.int64)
+            entry = np.array([e.args["fundingEntry"] for e in run], dtype=np.int64)
+            cash = np.array([e.args["cash"] for e in run], dtype=np.int64)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise _SlowPath from exc
+        if None in cols or any(len(a) != 20 for a in accounts) \
+                or any(int(v.min(initial=0)) < -INT64_MAX for v in (qty, entry, cash)):
+            raise _SlowPath
+        self._take_sequences("ledger", run)
+        rows = np.fromiter((self.get_row(a) for a in accounts), dtype=np.int64, count=len(run))
+        keys = (rows << COL_BITS) | np.array(cols, dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        last = np.ones(len(keys), dtype=bool)  # the last event of each key in log order
+        last[:-1] = sorted_keys[1:] != sorted_keys[:-1]
+        unique, pick = sorted_keys[last], order[last]
+        self._record(("positions", unique, *self.positions.lookup(unique)))
+        self.positions.assign(unique, np.ones(len(unique), dtype=bool), qty[pick], entry[pick])
+        new_cash = dict(zip(rows.tolist(), cash.tolist(), strict=True))  # last write per row wins
+        self._record(("cash_many", [(r, self.cash.get(r)) for r in new_cash]))
+        self._dirty_cash.update(new_cash)
+        for r, c in new_cash.items():
+            if c:
+                self.cash[r] = c
+            else:
+                self.cash.pop(r, None)
+
+    def _apply_quotes(self, run: list[Event]) -> None:
+        """The oracle's `*Set` handlers for each event of the run; one undo record of the first old values."""
+        self._take_sequences("oracle", run)
+        old: dict[tuple[str, Any], tuple[int, int] | None] = {}
+        self._record(("quotes", old))
+        try:
+            for e in run:
+                table, key_of, field_name = _QUOTES[e.name]
+                a = e.args
+                try:
+                    key = key_of(a)
+                except InvalidChainValue:
+                    self.ignored_keys.add(f"{table}:{_raw_key(a)}")
+                    continue
+                target = getattr(self, table)
+                if (table, key) not in old:
+                    old[(table, key)] = target.get(key)
+                target[key] = (int(a[field_name]), int(a["updatedAt"]))
+        except Exception as exc:  # the event-by-event path names it
+            raise _SlowPath from exc
+
     # --- undo -------------------------------------------------------------------------------------
 
     def applied_blocks(self) -> list[tuple[int, bytes]]:
@@ -460,6 +581,23 @@ class ChainBook:
                 self.instrument_ids.pop()
             elif kind == "position":
                 self.positions.set(op[1], op[2])
+            elif kind == "positions":
+                self.positions.flush()  # later single-entry undos first: they were applied after this one
+                self.positions.assign(*op[1:])
+            elif kind == "cash_many":
+                for row, value in op[1]:
+                    self._dirty_cash.add(row)
+                    if value is None:
+                        self.cash.pop(row, None)
+                    else:
+                        self.cash[row] = value
+            elif kind == "quotes":
+                for (table, key), value in op[1].items():
+                    target = getattr(self, table)
+                    if value is None:
+                        target.pop(key, None)
+                    else:
+                        target[key] = value
             elif kind in ("cash", "funding"):
                 target = self.cash if kind == "cash" else self.funding
                 if kind == "cash":
@@ -773,6 +911,23 @@ def _raw_key(a: Mapping[str, Any]) -> str:
     return "?"
 
 
+# (table, key of the event's arguments, value field) of the oracle's quote events, for the bulk path
+_QUOTES: dict[str, tuple[str, Any, str]] = {
+    "SpotSet": ("spots", lambda a: parse_symbol(a["underlying"], "oracle.spot"), "price"),
+    "ForwardSet": ("forwards", lambda a: (parse_symbol(a["underlying"], "oracle.forward"), int(a["expiry"])), "price"),
+    "VolSet": ("vols", lambda a: int(a["instrumentId"]), "vol"),
+    "AssetPriceSet": ("asset_prices", lambda a: parse_symbol(a["asset"], "oracle.asset"), "price"),
+    "ConfidenceSet": ("confidences", lambda a: confidence_key(a["kind"], a["key"], a["expiry"]), "confidence"),
+    "RateSet": ("rates", lambda a: (parse_symbol(a["underlying"], "oracle.rate"), int(a["expiry"])), "rate"),
+}
+
+
+def _run_kind(event: Event) -> str | None:
+    if event.contract == "ledger":
+        return "trades" if event.name == "TradeRecorded" else None
+    return "quotes" if event.contract == "oracle" and event.name in _QUOTES else None
+
+
 _HANDLERS = {
     ("ledger", "InstrumentRegistered"): _on_instrument,
     ("ledger", "TradeRecorded"): _on_trade,
@@ -787,13 +942,5 @@ _HANDLERS = {
     ("vault", "DebtSwept"): _on_balance,  # the debtor's new settlement-asset balance
     ("vault", "PayoutRequested"): _on_payout_requested,
     ("vault", "PayoutCompleted"): _on_cancelled,  # closes the request; the cash moves by CashSettled
-    ("oracle", "SpotSet"): _quote("spots", lambda a: parse_symbol(a["underlying"], "oracle.spot")),
-    ("oracle", "ForwardSet"): _quote("forwards", lambda a: (parse_symbol(a["underlying"], "oracle.forward"),
-                                                            int(a["expiry"]))),
-    ("oracle", "VolSet"): _quote("vols", lambda a: int(a["instrumentId"]), "vol"),
-    ("oracle", "AssetPriceSet"): _quote("asset_prices", lambda a: parse_symbol(a["asset"], "oracle.asset")),
-    ("oracle", "ConfidenceSet"): _quote("confidences", lambda a: confidence_key(a["kind"], a["key"], a["expiry"]),
-                                        "confidence"),
-    ("oracle", "RateSet"): _quote("rates", lambda a: (parse_symbol(a["underlying"], "oracle.rate"), int(a["expiry"])),
-                                  "rate"),
+    **{("oracle", name): _quote(table, key_of, value) for name, (table, key_of, value) in _QUOTES.items()},
 }

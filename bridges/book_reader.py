@@ -387,8 +387,8 @@ class BookSync:
         self.client.validate_pin(pin)
         logs.sort(key=lambda x: (x.block_number, x.log_index))
         events_by_block: dict[int, list[Event]] = {}
-        for entry in logs:
-            events_by_block.setdefault(entry.block_number, []).append(self.decoder.decode(entry))
+        for event in self.decoder.decode_many(logs):
+            events_by_block.setdefault(event.block_number, []).append(event)
         decimals = self._new_decimals(pin, events_by_block)
         for number in sorted(events_by_block):
             book.apply_block(number, by_number[number], events_by_block[number], decimals)

@@ -17,6 +17,9 @@ The schedule is the governance genesis schedule unless a `governance_for(home_pi
 (`node.governance_source.GovernanceScheduleSource.get_state`); from that same governance state come the key
 set that signs the epoch and the next pending reshare, so every node agrees on both at the same pin.
 Persists: the books, every `persist_every` epochs, through an optional `node.book_store.BookStore`.
+Threads: the pins and the advances of the chains run in one thread per chain (their RPC waits overlap);
+when a chain has no book yet (the first epoch, a book found wrong) the chains are read one after the other,
+so two cold reads do not hold their transient memory at once.
 Blocking (web3 and numpy): run it through `trio.to_thread`, one call at a time.
 """
 
@@ -26,7 +29,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from bridges.telemetry import classify_account_failure, get_telemetry
 from node.consensus.errors import InputsUnavailable
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FULL_CHECK_EVERY = 50
 DEFAULT_PERSIST_EVERY = 10
 FAILURE_EXAMPLES = 3  # accounts named in the epoch's "accounts without a leaf" warning
+T = TypeVar("T")
 
 
 class MarginInputSource:
@@ -173,15 +179,20 @@ class MarginInputSource:
                            "examples": examples})
 
     def _pin(self, target_time: int) -> dict[int, object]:
-        return {c.chain_id: c.pin_block(target_time) for c in self.clients}  # type: ignore[attr-defined]
+        pins = _each_chain([partial(c.pin_block, target_time) for c in self.clients])  # type: ignore[attr-defined]
+        return {c.chain_id: pin for c, pin in zip(self.clients, pins, strict=True)}  # type: ignore[attr-defined]
 
     def _advance(self, pins: Mapping[int, object]) -> list[ChainBook]:
-        books = []
         for cid, sync in self.syncs.items():
             if cid in self._suspect:  # a background check found the book wrong: the full read wins
                 sync.book = None
                 self._suspect.discard(cid)
-            books.append(sync.advance(pins[cid]))  # type: ignore[arg-type]
+        reads = [partial(sync.advance, pins[cid]) for cid, sync in self.syncs.items()]  # type: ignore[arg-type]
+        if any(sync.book is None for sync in self.syncs.values()):  # a cold read: one at a time (peak memory)
+            books = [read() for read in reads]
+        else:
+            books = _each_chain(reads)
+        for sync in self.syncs.values():
             self.counters["cold_reads"] += int(sync.stats.cold)
         return books
 
@@ -242,6 +253,18 @@ class MarginInputSource:
         self._since_persist = 0
         for book in books:
             self.book_store.save(book)  # type: ignore[attr-defined]
+
+
+def _each_chain(reads: Sequence[Callable[[], T]]) -> list[T]:
+    """Run each chain's read in its own thread (their RPC waits overlap; each `BookSync` and client is used by
+    one thread) and return the results in chain order; when reads fail, the first chain's error is raised,
+    after every read has finished. A single read runs in the caller's thread."""
+    if len(reads) <= 1:
+        return [read() for read in reads]
+    with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="chain-read") as pool:
+        futures = [pool.submit(read) for read in reads]
+        wait(futures)
+    return [f.result() for f in futures]
 
 
 def _to_signing_set(version: object) -> SigningSet:
