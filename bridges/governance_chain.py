@@ -43,7 +43,7 @@ from bridges.chain import (
     find_function_abi,
     parse_quantity,
 )
-from bridges.errors import BridgeError, CallReverted, InvalidChainResponse
+from bridges.errors import BridgeError, CallReverted, InvalidChainResponse, RpcError
 from governance.proposals import GovernanceGenesis, ProposalRecord, VoteRecord, normalize_address
 from governance.tally import GovernanceState, derive_governance_state
 
@@ -53,6 +53,8 @@ SETTLED_DEPTH_BLOCKS = 256  # a proposal settled this many blocks below the pin 
 ANCHOR_CHECK_EVERY = 32  # snapshots between re-checks of the settled proposals' anchor blocks
 RECEIPT_TIMEOUT_S = 30.0
 RECEIPT_POLL_S = 0.05
+NONCE_TAKEN = ("replacement transaction underpriced", "nonce too low")
+"""Send errors meaning another transaction of the same key took the nonce (retried with a fresh one)."""
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 12, 10  # 20 % above the estimate
 DEFAULT_MAX_VOTING_PERIOD_BLOCKS = 21_600  # 3 days of 12-second blocks; also the execution window
 VOTING_PERIOD_CAP_BLOCKS = 100_800  # Governance.sol VOTING_PERIOD_CAP_BLOCKS
@@ -289,12 +291,28 @@ class GovernanceChain:
             raise decode_revert(self.abi, exc.data) from exc
         base_fee = self.client.get_block("latest").base_fee or 0
         tip = parse_quantity(self.client.rpc("eth_maxPriorityFeePerGas", []), "eth_maxPriorityFeePerGas")
-        nonce = parse_quantity(self.client.rpc("eth_getTransactionCount", [account.address, "pending"]), "nonce")
-        tx = {"chainId": self.client.chain_id, "nonce": nonce, "to": to, "data": data, "value": 0,
-              "gas": gas * GAS_MARGIN_NUM // GAS_MARGIN_DEN, "maxFeePerGas": 2 * base_fee + tip,
-              "maxPriorityFeePerGas": tip, "type": 2}
-        signed = Account.sign_transaction(tx, key)
-        tx_hash = self.client.rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+        deadline = time.monotonic() + RECEIPT_TIMEOUT_S
+        while True:
+            nonce = parse_quantity(self.client.rpc("eth_getTransactionCount", [account.address, "pending"]), "nonce")
+            tx = {"chainId": self.client.chain_id, "nonce": nonce, "to": to, "data": data, "value": 0,
+                  "gas": gas * GAS_MARGIN_NUM // GAS_MARGIN_DEN, "maxFeePerGas": 2 * base_fee + tip,
+                  "maxPriorityFeePerGas": tip, "type": 2}
+            signed = Account.sign_transaction(tx, key)
+            try:
+                tx_hash = self.client.rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+                break
+            except RpcError as exc:
+                message = exc.message.lower()
+                if "already known" in message:  # this very transaction reached the node before
+                    tx_hash = "0x" + bytes(signed.hash).hex()
+                    break
+                if not any(s in message for s in NONCE_TAKEN) or time.monotonic() > deadline:
+                    raise
+                # Another transaction of this key (the operator's own node publishing a state) took the
+                # nonce between our read and our send: read the pending nonce again.
+                LOG.info("governance transaction nonce taken; retrying with the next one",
+                         extra={"method": name, "nonce": nonce})
+                time.sleep(RECEIPT_POLL_S)
         return self.wait_receipt(str(tx_hash), name)
 
     def wait_receipt(self, tx_hash: str, name: str) -> dict[str, Any]:

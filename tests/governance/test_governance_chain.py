@@ -3,9 +3,12 @@ the tally, activation of a parameter set at its epoch and its effect on initial 
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from bridges.governance_chain import GovernanceTxReverted, read_governance_state
+import pytest
+from eth_account import Account
+
+from bridges.governance_chain import GovernanceChain, GovernanceTxReverted, read_governance_state
 from governance.lifecycle import ProposalStatus
 from governance.params import compute_params_hash
 from governance.tally import GovernanceState
@@ -121,3 +124,39 @@ def test_invalid_activation_epoch_too_close_to_the_vote_end(deployed: Deployed) 
     outcome = derive_at_head(d).proposals[0]
     assert outcome.status is ProposalStatus.INVALID
     assert outcome.reason == "activation epoch 1 not in the future: voting ended in epoch 0, earliest allowed 2"
+
+
+class RacingClient:
+    """The real client, except that right after the first pending-nonce read of `key` another transaction of
+    that key (as the operator's own node publishing a state would) is sent at the nonce just read."""
+
+    def __init__(self, client: Any, key: bytes) -> None:
+        self.client, self.key, self.raced = client, key, False
+        self.chain_id = client.chain_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def rpc(self, method: str, params: Any) -> Any:
+        out = self.client.rpc(method, params)
+        if method == "eth_getTransactionCount" and not self.raced:
+            self.raced = True
+            account = Account.from_key(self.key)
+            base_fee = self.client.get_block("latest").base_fee or 0
+            tx = {"chainId": self.chain_id, "nonce": int(out, 16), "to": account.address, "value": 0, "gas": 21_000,
+                  "maxFeePerGas": 4 * base_fee + 10 * 10**9, "maxPriorityFeePerGas": 10 * 10**9, "type": 2}
+            self.client.rpc("eth_sendRawTransaction", ["0x" + bytes(Account.sign_transaction(tx, self.key).raw_transaction).hex()])
+        return out
+
+
+def test_vote_retries_when_another_transaction_of_the_key_takes_its_nonce(deployed: Deployed) -> None:
+    """The walkthrough's `gov vote` failed with "replacement transaction underpriced": the operator's node had
+    sent a transaction of the same key between the CLI's nonce read and its send. The vote now reads the
+    pending nonce again and lands."""
+    d = deployed
+    pid, _ = d.gov.propose(d.keys[0], PARAMS, encode_params(WIDE_BTC), PERIOD, 3)
+    racing = RacingClient(d.gov.client, d.keys[1])
+    gov = GovernanceChain(racing, d.gov.address, d.gov.abi)  # type: ignore[arg-type]
+    receipt = gov.vote(d.keys[1], pid, YES)
+    assert racing.raced and int(receipt["status"], 16) == 1
+    assert [v.voter for v in d.gov.read_snapshot(d.gov.get_pin_at_head()).votes] == [d.validators[1]]
