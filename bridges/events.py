@@ -145,14 +145,7 @@ def decode_column(abi_type: str, words: np.ndarray) -> list[Any] | None:
             return None
         if bits <= 64 and not small.all():
             return None
-        values = low.tolist()
-        if not small.all():
-            try:
-                for i in np.flatnonzero(~small).tolist():  # wider than 64 bits: exact Python ints
-                    values[i] = decode_word(abi_type, bytes(words[i]))
-            except ValueError:
-                return None
-        return values
+        return _with_wide(abi_type, words, low.tolist(), small)
     if abi_type.startswith("int"):
         bits = int(abi_type[3:] or 256)
         signed = low.view(">i8")
@@ -162,15 +155,19 @@ def decode_column(abi_type: str, words: np.ndarray) -> list[Any] | None:
                 return None
             if bits < 64 and ((signed >= 1 << (bits - 1)) | (signed < -(1 << (bits - 1)))).any():
                 return None
-        values = signed.tolist()
-        if not fits.all():
-            try:
-                for i in np.flatnonzero(~fits).tolist():  # wider than 64 bits: exact Python ints
-                    values[i] = decode_word(abi_type, bytes(words[i]))
-            except ValueError:
-                return None
-        return values
+        return _with_wide(abi_type, words, signed.tolist(), fits)
     return None
+
+
+def _with_wide(abi_type: str, words: np.ndarray, values: list[Any], narrow: np.ndarray) -> list[Any] | None:
+    """`values` with the rows that are not `narrow` (wider than 64 bits) decoded as exact Python ints, or
+    None when one of them is out of the type's range."""
+    try:
+        for i in np.flatnonzero(~narrow).tolist():
+            values[i] = decode_word(abi_type, bytes(words[i]))
+    except ValueError:
+        return None
+    return values
 
 
 def decode_word(abi_type: str, word: bytes) -> Any:
