@@ -145,7 +145,7 @@ def decode_column(abi_type: str, words: np.ndarray) -> list[Any] | None:
             return None
         if bits <= 64 and not small.all():
             return None
-        return _with_wide(abi_type, words, low.tolist(), small)
+        return _with_wide(abi_type, words, low.tolist(), np.asarray(small))
     if abi_type.startswith("int"):
         bits = int(abi_type[3:] or 256)
         signed = low.view(">i8")
