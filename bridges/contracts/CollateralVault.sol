@@ -288,14 +288,7 @@ contract CollateralVault is Owned {
 
     function requestWithdrawal(address token, uint256 amount) external returns (uint256 requestId) {
         if (!isAsset[token]) revert UnknownAsset(token);
-        if (amount == 0) revert ZeroAmount("amount");
-        uint256 min = minWithdrawal[token];
-        if (amount < min) revert BelowMinimum(token, amount, min);
-        AccountStatus storage status = statuses[msg.sender];
-        if (status.frozenAtEpoch != 0) revert AccountFrozen(msg.sender, status.frozenAtEpoch);
-        if (status.openRequests >= MAX_OPEN_REQUESTS_PER_ACCOUNT) {
-            revert TooManyOpenRequests(msg.sender, MAX_OPEN_REQUESTS_PER_ACCOUNT);
-        }
+        AccountStatus storage status = admitRequest(token, amount);
         uint256 locked = lockedOf[msg.sender][token];
         uint256 free = balanceOf[msg.sender][token] - locked;
         if (free < amount) revert InsufficientFreeBalance(msg.sender, token, free, amount);
@@ -312,15 +305,8 @@ contract CollateralVault is Owned {
     function requestPayout(uint256 amount) external returns (uint256 requestId) {
         address token = settlementAsset;
         if (token == address(0) || address(ledger) == address(0)) revert SettlementNotConfigured();
-        if (amount == 0) revert ZeroAmount("amount");
         if (amount > uint256(MAX_INT64)) revert AmountOutOfRange(amount);
-        uint256 min = minWithdrawal[token];
-        if (amount < min) revert BelowMinimum(token, amount, min);
-        AccountStatus storage status = statuses[msg.sender];
-        if (status.frozenAtEpoch != 0) revert AccountFrozen(msg.sender, status.frozenAtEpoch);
-        if (status.openRequests >= MAX_OPEN_REQUESTS_PER_ACCOUNT) {
-            revert TooManyOpenRequests(msg.sender, MAX_OPEN_REQUESTS_PER_ACCOUNT);
-        }
+        AccountStatus storage status = admitRequest(token, amount);
         validateCash(msg.sender, toMicroCeil(amount));
         status.openRequests += 1;
         uint64 epoch;
@@ -362,6 +348,19 @@ contract CollateralVault is Owned {
         ledger.settleCash(account, int256(micro));
         emit DebtSwept(account, token, ++eventSequence, amount, balance, micro);
         emit PoolChanged(token, pool);
+    }
+
+    /// @dev The checks of every new request of the caller (withdrawal or payout): a non-zero amount at least
+    /// the asset's minimum, an account not frozen, below the open-request cap. Returns its status.
+    function admitRequest(address token, uint256 amount) private view returns (AccountStatus storage status) {
+        if (amount == 0) revert ZeroAmount("amount");
+        uint256 min = minWithdrawal[token];
+        if (amount < min) revert BelowMinimum(token, amount, min);
+        status = statuses[msg.sender];
+        if (status.frozenAtEpoch != 0) revert AccountFrozen(msg.sender, status.frozenAtEpoch);
+        if (status.openRequests >= MAX_OPEN_REQUESTS_PER_ACCOUNT) {
+            revert TooManyOpenRequests(msg.sender, MAX_OPEN_REQUESTS_PER_ACCOUNT);
+        }
     }
 
     /// @notice Completes request `requestId` with the account's leaf in the signed state of `epoch`.
