@@ -150,6 +150,15 @@ def test_quote_age_bound_fails_accounts_on_stale_marks_and_no_bound_keeps_them(
             -1] == "every account has a leaf again"
 
 
+def fund_three_accounts(chain: Any) -> tuple[Any, Any, Any, Any]:
+    """Contracts on `chain` and 1M USDC each for the owner (venue), a user and a bystander."""
+    (d,), _expiry = build_chains([chain])
+    owner, user, bystander = owner_of(chain), get_sender(chain, USER_INDEX), get_sender(chain, USER_INDEX + 1)
+    for who in (owner, user, bystander):
+        deploy.mint_and_deposit(owner, d, who, "USDC", 10**6 * USDC)
+    return d, owner, user, bystander
+
+
 def test_invalid_oracle_price_above_bound_and_settlement_past_int64_fail_accounts_not_the_epoch() -> None:
     """One publisher sets BTC's spot to 2^100 (the oracle stores up to 2^192): before, copying the mark into
     the merge's int64 columns raised OverflowError and no epoch could be computed; now the quote is invalid
@@ -158,10 +167,7 @@ def test_invalid_oracle_price_above_bound_and_settlement_past_int64_fail_account
     from tests.bridges.test_chain_support import INSTR_PERP
 
     with running_chains(31337) as (chain,):
-        (d,), _expiry = build_chains([chain])
-        owner, user, bystander = owner_of(chain), get_sender(chain, USER_INDEX), get_sender(chain, USER_INDEX + 1)
-        for who in (owner, user, bystander):
-            deploy.mint_and_deposit(owner, d, who, "USDC", 10**6 * USDC)
+        d, owner, user, bystander = fund_three_accounts(chain)
         deploy.record_trade(owner, d, owner.address, user.address, INSTR_PERP, 10**8, 100_000 * USDC)
         source = MarginInputSource([make_client(chain)], {31337: d}, 31337, network_id=7, keyset_id=1)
         deploy.set_market(owner, d, spots={"BTC": 2**100})
@@ -186,10 +192,7 @@ def test_invalid_huge_position_fails_its_accounts_and_the_epoch_is_still_compute
     from tests.bridges.test_chain_support import INSTR_CALL
 
     with running_chains(31337) as (chain,):
-        (d,), _expiry = build_chains([chain])
-        owner, user, bystander = owner_of(chain), get_sender(chain, USER_INDEX), get_sender(chain, USER_INDEX + 1)
-        for who in (owner, user, bystander):
-            deploy.mint_and_deposit(owner, d, who, "USDC", 10**6 * USDC)
+        d, owner, user, bystander = fund_three_accounts(chain)
         deploy.record_trade(owner, d, owner.address, user.address, INSTR_CALL, 10**17, 1_000 * USDC)
         source = MarginInputSource([make_client(chain)], {31337: d}, 31337, network_id=7, keyset_id=1)
         state = source.compute_epoch(1, next_epoch_time(chain))
